@@ -1,0 +1,117 @@
+#include "formats/base/byte_source.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "formats/base/checked_math.h"
+#include "formats/base/status.h"
+
+namespace ucp {
+namespace {
+
+absl::Status RangeError(const ByteSource& src, uint64_t offset, uint64_t length) {
+  return absl::OutOfRangeError(absl::StrCat(src.name(), ": read of ", length, " bytes at offset ",
+                                            offset, " is past the end (size ", src.Size(), ")"));
+}
+
+class FileSource final : public ByteSource {
+ public:
+  FileSource(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  ~FileSource() override { ::close(fd_); }
+
+  uint64_t Size() const override { return size_; }
+  const std::string& name() const override { return path_; }
+  std::optional<Buffer> Map() const override { return mapping_; }
+
+  absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
+    if (!RangeInside(offset, out.size(), size_)) return RangeError(*this, offset, out.size());
+    if (mapping_) {
+      std::memcpy(out.data(), mapping_->data() + offset, out.size());
+      return absl::OkStatus();
+    }
+    size_t done = 0;
+    while (done < out.size()) {
+      ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoToStatus(errno, absl::StrCat("reading ", path_));
+      }
+      if (n == 0) return absl::DataLossError(absl::StrCat(path_, ": file shrank while reading"));
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status MapWhole() {
+    if (size_ == 0) return absl::OkStatus();
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) return ErrnoToStatus(errno, absl::StrCat("mapping ", path_));
+    uint64_t size = size_;
+    std::shared_ptr<const void> owner(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+    mapping_ = Buffer(std::move(owner), static_cast<const std::byte*>(p), size_);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  std::optional<Buffer> mapping_;
+};
+
+class MemoryByteSource final : public ByteSource {
+ public:
+  MemoryByteSource(Buffer bytes, std::string name) : bytes_(std::move(bytes)), name_(std::move(name)) {}
+  uint64_t Size() const override { return bytes_.size(); }
+  const std::string& name() const override { return name_; }
+  std::optional<Buffer> Map() const override { return bytes_; }
+  absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
+    if (!RangeInside(offset, out.size(), bytes_.size())) return RangeError(*this, offset, out.size());
+    if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
+    return absl::OkStatus();
+  }
+
+ private:
+  Buffer bytes_;
+  std::string name_;
+};
+
+}  // namespace
+
+absl::StatusOr<Buffer> ByteSource::ReadBuffer(uint64_t offset, uint64_t length) const {
+  if (!RangeInside(offset, length, Size())) return RangeError(*this, offset, length);
+  if (std::optional<Buffer> mapped = Map()) return mapped->Slice(offset, length);
+  std::vector<std::byte> bytes(length);
+  UCP_RETURN_IF_ERROR(ReadAt(offset, absl::MakeSpan(bytes)));
+  return Buffer::FromVector(std::move(bytes));
+}
+
+absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return ErrnoToStatus(e, absl::StrCat("stat ", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
+  auto source = std::make_shared<FileSource>(path, fd, static_cast<uint64_t>(st.st_size));
+  if (map) UCP_RETURN_IF_ERROR(source->MapWhole());
+  return std::shared_ptr<ByteSource>(std::move(source));
+}
+
+std::shared_ptr<ByteSource> MemorySource(Buffer bytes, std::string name) {
+  return std::make_shared<MemoryByteSource>(std::move(bytes), std::move(name));
+}
+
+}  // namespace ucp

@@ -1,0 +1,40 @@
+// ByteSource: random-access reads of an input (a file or memory). Readers of every format take a
+// ByteSource, so tests can feed them bytes from memory and the CLI can feed them mapped files.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "formats/base/buffer.h"
+
+namespace ucp {
+
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Total size in bytes.
+  virtual uint64_t Size() const = 0;
+  // Fills `out` from `offset`. OutOfRange if the range is not inside [0, Size()); Unavailable or
+  // DataLoss on I/O errors (including a file that shrank).
+  virtual absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const = 0;
+  // The whole source as one zero-copy buffer when it is mapped or in memory, else nullopt.
+  virtual std::optional<Buffer> Map() const { return std::nullopt; }
+  // The name used in error messages (a path, or "<memory>").
+  virtual const std::string& name() const = 0;
+
+  // Reads [offset, offset+length) into a buffer: a zero-copy slice when mapped, else a heap copy.
+  absl::StatusOr<Buffer> ReadBuffer(uint64_t offset, uint64_t length) const;
+};
+
+// Opens `path` for reading. With `map`, the file is also mmapped (read-only, MAP_SHARED) and
+// Map() returns it; empty files are never mapped. NotFound / PermissionDenied / Unavailable.
+absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map = true);
+
+// A source over bytes already in memory.
+std::shared_ptr<ByteSource> MemorySource(Buffer bytes, std::string name = "<memory>");
+
+}  // namespace ucp

@@ -1,0 +1,52 @@
+#include "formats/base/byte_source.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "gtest/gtest.h"
+
+namespace ucp {
+namespace {
+
+std::string TempPath(const char* name) {
+  return std::string(::testing::TempDir()) + "/" + name + std::to_string(::getpid());
+}
+
+TEST(ByteSourceTest, FileReadAtMappedAndUnmapped) {
+  std::string path = TempPath("src");
+  { std::ofstream(path) << "hello world"; }
+  for (bool map : {true, false}) {
+    auto src = OpenFileSource(path, map);
+    ASSERT_TRUE(src.ok()) << src.status();
+    EXPECT_EQ((*src)->Size(), 11u);
+    EXPECT_EQ((*src)->Map().has_value(), map);
+    std::string out(5, '\0');
+    ASSERT_TRUE((*src)->ReadAt(6, {reinterpret_cast<std::byte*>(out.data()), 5}).ok());
+    EXPECT_EQ(out, "world");
+    auto buf = (*src)->ReadBuffer(0, 5);
+    ASSERT_TRUE(buf.ok());
+    EXPECT_EQ(buf->AsStringView(), "hello");
+    EXPECT_EQ((*src)->ReadAt(7, {reinterpret_cast<std::byte*>(out.data()), 5}).code(),
+              absl::StatusCode::kOutOfRange);
+    EXPECT_EQ((*src)->ReadBuffer(UINT64_MAX, 2).status().code(), absl::StatusCode::kOutOfRange);
+  }
+  std::remove(path.c_str());
+}
+
+TEST(ByteSourceTest, MissingFileIsNotFound) {
+  EXPECT_EQ(OpenFileSource("/nonexistent/x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(OpenFileSource("/").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ByteSourceTest, MemorySourceSlicesShareBytes) {
+  auto src = MemorySource(Buffer::CopyOf(absl::string_view("abcdef")));
+  auto buf = src->ReadBuffer(2, 3);
+  ASSERT_TRUE(buf.ok());
+  EXPECT_EQ(buf->AsStringView(), "cde");
+  EXPECT_EQ(buf->data(), src->Map()->data() + 2);
+}
+
+}  // namespace
+}  // namespace ucp
