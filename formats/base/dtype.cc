@@ -1,6 +1,8 @@
 #include "formats/base/dtype.h"
 
 #include <array>
+#include <cmath>
+#include <cstring>
 
 namespace ucp {
 namespace {
@@ -72,5 +74,56 @@ std::optional<DType> DTypeFromSafetensorsName(absl::string_view name) {
 }
 
 NumericLayout DTypeLayout(DType dtype) { return Info(dtype).layout; }
+
+namespace {
+
+// Decodes a small IEEE-style float (f16, bf16, f8) from its bit fields. float8_e4m3fn has no
+// infinities and one NaN pattern (all exponent and mantissa bits set).
+double DecodeSmallFloat(uint32_t bits, const NumericLayout& l, bool fn_variant) {
+  const uint32_t mantissa = bits & ((1u << l.mantissa_bits) - 1);
+  const uint32_t exponent = (bits >> l.mantissa_bits) & ((1u << l.exponent_bits) - 1);
+  const bool negative = (bits >> (l.mantissa_bits + l.exponent_bits)) & 1;
+  const int bias = (1 << (l.exponent_bits - 1)) - 1;
+  const uint32_t max_exponent = (1u << l.exponent_bits) - 1;
+  double value;
+  if (fn_variant && exponent == max_exponent && mantissa == ((1u << l.mantissa_bits) - 1)) {
+    value = std::nan("");
+  } else if (!fn_variant && exponent == max_exponent) {
+    value = mantissa ? std::nan("") : INFINITY;
+  } else if (exponent == 0) {
+    value = std::ldexp(static_cast<double>(mantissa), 1 - bias - l.mantissa_bits);
+  } else {
+    value = std::ldexp(static_cast<double>(mantissa | (1u << l.mantissa_bits)),
+                       static_cast<int>(exponent) - bias - l.mantissa_bits);
+  }
+  return negative ? -value : value;
+}
+
+template <typename T>
+T Load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+double ElementAsDouble(DType dtype, const std::byte* p) {
+  switch (dtype) {
+    case DType::kF64: return Load<double>(p);
+    case DType::kF32: return Load<float>(p);
+    case DType::kF16: return DecodeSmallFloat(Load<uint16_t>(p), DTypeLayout(dtype), false);
+    case DType::kBF16: return DecodeSmallFloat(Load<uint16_t>(p), DTypeLayout(dtype), false);
+    case DType::kF8E4M3: return DecodeSmallFloat(Load<uint8_t>(p), DTypeLayout(dtype), true);
+    case DType::kF8E5M2: return DecodeSmallFloat(Load<uint8_t>(p), DTypeLayout(dtype), false);
+    case DType::kI64: return static_cast<double>(Load<int64_t>(p));
+    case DType::kI32: return Load<int32_t>(p);
+    case DType::kI16: return Load<int16_t>(p);
+    case DType::kI8: return Load<int8_t>(p);
+    case DType::kU8: return Load<uint8_t>(p);
+    case DType::kBool: return Load<uint8_t>(p) != 0;
+  }
+  return 0;
+}
 
 }  // namespace ucp

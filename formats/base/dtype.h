@@ -56,4 +56,8 @@ struct NumericLayout {
 };
 NumericLayout DTypeLayout(DType dtype);
 
+// The value of one little-endian element at `p` as a double (exact for every type but i64 beyond
+// 2^53). Used to print values; conversions of data use the format's own bytes.
+double ElementAsDouble(DType dtype, const std::byte* p);
+
 }  // namespace ucp
