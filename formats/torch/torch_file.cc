@@ -127,6 +127,14 @@ absl::StatusOr<Buffer> TorchFile::TensorBytes(const TensorRef& t) const {
   if (n == 0) return Buffer();
   // Bounds were checked when the pickle was parsed (view inside numel) and at Open (record size).
   if (t.IsContiguous()) return storage.Slice(t.storage_offset * elem, n * elem);
+  // A view without overlap holds at most its storage's bytes; only overlapping ones can claim more.
+  const uint64_t gathered = static_cast<uint64_t>(n) * elem;  // n <= 2^50, elem <= 8
+  if (gathered > storage.size() && gathered > kMaxExpandedViewBytes) {
+    return absl::DataLossError(absl::StrCat(name(), ": tensor of shape ", t.shape.ToString(),
+                                            " is an overlapping view that would expand ", storage.size(),
+                                            " stored bytes to ", gathered, " (limit ",
+                                            kMaxExpandedViewBytes, ")"));
+  }
   return GatherStrided(storage, t);
 }
 

@@ -18,6 +18,10 @@
 
 namespace ucp::formats::torch {
 
+// Largest copy TensorBytes makes of an overlapping view (a stride of 0, as expand() leaves) that
+// holds more bytes than its storage. A file can claim 2^50 such elements over one stored element.
+inline constexpr uint64_t kMaxExpandedViewBytes = uint64_t{1} << 30;
+
 struct TorchReadOptions {
   PickleLimits pickle;
   zip::ZipLimits zip;
@@ -48,7 +52,8 @@ class TorchFile {
   // The whole storage record: a zero-copy slice when the file is mapped.
   absl::StatusOr<Buffer> StorageBytes(const StorageRef& storage) const;
   // The tensor's elements in row-major order: a zero-copy slice when the view is contiguous,
-  // else a gathered copy.
+  // else a gathered copy. DataLoss for an overlapping view whose copy would be larger than both
+  // its storage and kMaxExpandedViewBytes.
   absl::StatusOr<Buffer> TensorBytes(const TensorRef& tensor) const;
   // Checks every record's CRC-32 (torch 1.13 does not; zip tools do). DataLoss names the record.
   absl::Status Verify() const;

@@ -1,0 +1,616 @@
+// torch_format_benchmark: how fast the torch.save layer (formats/torch over formats/zip) parses,
+// reads and writes a checkpoint file of more than 1 GiB. bench/run_format_bench.sh runs it next
+// to `cat FILE > /dev/null` and `dd ... conv=fdatasync` of the same size and prints the ratios;
+// results go to docs/benchmarks/.
+//
+// The file. On first use the binary writes, with ucp's own writer (SaveTorchFile),
+//   <dir>/zero_pp_rank_0_mp_rank_00_optim_states.pt
+// shaped like a DeepSpeed ZeRO-2 fp32 optimizer shard (deepspeed-formats.md §2.2, §3.2-3.4): dp
+// rank 0 of dp_size 4 for a 24-layer decoder (hidden 1024, vocab 128256, tied embedding) trained
+// with layer-wise LR decay, so it has 50 param groups (embedding; per layer one decay and one
+// no-decay group; the final norm). Each group has a flat fp32 partition (`exp_avg`,
+// `exp_avg_sq`, `single_partition_of_fp32_groups`) plus a 0-dim `step` tensor: 200 tensors from
+// 4 bytes to one 131 MB embedding partition, 1.30 GB in all, and around them the nested dicts,
+// lists, ints, floats and DeepSpeed objects of §2.2 (LossScaler, ZeroStageEnum,
+// fragment_address). Tensor bytes are pseudo-random (never the zero page). A file already there
+// is reused when it opens and has the expected storages and byte count.
+//
+// Flags (before Google Benchmark's own):
+//   --ucp_bench_dir=DIR      where the file lives and BM_WriteFile writes; else $UCP_BENCH_DIR,
+//                            else /tmp/ucp-bench. Keep it out of the repository.
+//   --ucp_bench_regenerate   rewrite the file even if a valid one exists.
+//   --ucp_bench_prepare_only create/check the file, warm the page cache, print one line of
+//                            key=value facts (path, bytes, tensors, storages, pickle_bytes,
+//                            resident_pct) to stdout and exit without benchmarking.
+// Google Benchmark flags the script uses: --benchmark_filter=REGEX,
+// --benchmark_repetitions=N, --benchmark_out=FILE --benchmark_out_format=json.
+//
+// Before any benchmark runs, main() reads the whole file once with 1 MiB read()s (what cat does)
+// so the page cache is warm; the read benchmarks then report `resident_pct`, the share of the
+// file's pages in the page cache (mincore), measured before their timed loop.
+//
+// Benchmarks (all in wall-clock time; the `GB` rate counter is 10^9 bytes per second):
+//   BM_ParseMetadata     TorchFile::OpenPath + destruction: mmap, zip end records and central
+//                        directory, every local header, data.pkl through the pickle VM, the
+//                        storage index and its size checks. `bytes_read` is what one Open reads
+//                        through a counting, unmapped source: the directory, local headers and
+//                        data.pkl, no tensor bytes.
+//   BM_ReadAllTensors/mapped:0
+//                        The consumer's fast path: TorchFile::Open on an unmapped source, then
+//                        every tensor is pread() (ByteSource::ReadAt at the record's data
+//                        offset) straight into its destination. One copy, done by the kernel
+//                        from the page cache, no per-page mapping cost.
+//   BM_ReadAllTensors/mapped:1
+//                        TorchFile::OpenPath (mmap) + TensorBytes (a zero-copy slice) + memcpy
+//                        into the destination: the same copy, plus a page fault per fault-around
+//                        window of the fresh mapping.
+//                        Both: destinations are one pre-allocated, pre-faulted arena (as when
+//                        loading into tensors that already exist), allocated outside the timed
+//                        loop; bytes counted are the tensors' bytes (the file minus ~0.1 MB of
+//                        pickle and zip headers); one thread, like cat.
+//   BM_WriteFile         SaveTorchFile of the same tree from memory to <dir>/
+//                        write_benchmark_output.pt: pickle, zip records with CRC-32s, a temp file,
+//                        fsync, rename, directory fsync. The output is in the same directory as
+//                        the input, so on the same disk and file system. The file is deleted
+//                        after each iteration, outside the timed region. Bytes = file size.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "benchmark/benchmark.h"
+#include "formats/base/byte_source.h"
+#include "formats/base/status.h"
+#include "formats/torch/pickle_tree_check.h"
+#include "formats/torch/torch_file.h"
+#include "formats/torch/torch_writer.h"
+
+namespace ucp::bench {
+namespace {
+
+namespace ft = ::ucp::formats::torch;
+using ft::StorageRef;
+using ft::TensorRef;
+using ft::Value;
+using ft::ValueArena;
+
+constexpr int kLayers = 24;
+constexpr int64_t kHidden = 1024;
+constexpr int64_t kVocab = 128256;
+constexpr int64_t kDpSize = 4;
+constexpr int64_t kDpRank = 0;
+constexpr int64_t kStep = 1000;
+constexpr char kFileName[] = "zero_pp_rank_0_mp_rank_00_optim_states.pt";
+
+struct Options {
+  std::string dir;
+  bool regenerate = false;
+  bool prepare_only = false;
+} flags;  // set once by ParseOwnFlags
+std::string InputPath() { return flags.dir + "/" + kFileName; }
+
+// ---- The shard's plan: param groups and rank 0's flat partition of each (§3.2, §3.3). -------
+
+struct Param {
+  std::string name;
+  int64_t numel;
+};
+struct Group {
+  std::string name;
+  double lr;
+  double weight_decay;
+  std::vector<Param> params;
+  // Filled by Partition().
+  int64_t partition = 0;  // partition_size, elements
+  int64_t padding = 0;    // padding inside this rank's partition
+};
+
+void Partition(Group& g) {
+  int64_t total = 0;
+  for (const Param& p : g.params) total += p.numel;
+  const int64_t alignment = 2 * kDpSize;
+  const int64_t aligned = (total + alignment - 1) / alignment * alignment;
+  g.partition = aligned / kDpSize;
+  const int64_t start = kDpRank * g.partition;
+  const int64_t end = start + g.partition;
+  g.padding = start >= total ? g.partition : end > total ? end - total : 0;
+}
+
+std::vector<Group> PlanGroups() {
+  const int64_t h = kHidden;
+  const double base_lr = 3e-4;
+  std::vector<Group> groups;
+  groups.push_back({"embedding", base_lr * std::pow(0.9, kLayers), 0.1,
+                    {{"tok_embeddings.weight", kVocab * h}}});
+  for (int l = 0; l < kLayers; ++l) {
+    const std::string p = absl::StrCat("layers.", l, ".");
+    const double lr = base_lr * std::pow(0.9, kLayers - 1 - l);
+    groups.push_back({absl::StrCat(p, "decay"), lr, 0.1,
+                      {{p + "attention.wqkv.weight", 3 * h * h},
+                       {p + "attention.wo.weight", h * h},
+                       {p + "feed_forward.w1.weight", 4 * h * h},
+                       {p + "feed_forward.w2.weight", 4 * h * h}}});
+    groups.push_back({absl::StrCat(p, "no_decay"), lr, 0.0,
+                      {{p + "attention_norm.weight", h},
+                       {p + "attention_norm.bias", h},
+                       {p + "attention.wqkv.bias", 3 * h},
+                       {p + "attention.wo.bias", h},
+                       {p + "ffn_norm.weight", h},
+                       {p + "ffn_norm.bias", h},
+                       {p + "feed_forward.w1.bias", 4 * h},
+                       {p + "feed_forward.w2.bias", h}}});
+  }
+  groups.push_back({"final_norm", base_lr, 0.0, {{"norm.weight", h}, {"norm.bias", h}}});
+  for (Group& g : groups) Partition(g);
+  return groups;
+}
+
+// What a valid file holds: 4 storages per group (step, exp_avg, exp_avg_sq, fp32 partition).
+struct Expected {
+  size_t storages = 0;
+  uint64_t storage_bytes = 0;
+};
+Expected ExpectedContents(const std::vector<Group>& groups) {
+  Expected e;
+  for (const Group& g : groups) {
+    e.storages += 4;
+    e.storage_bytes += 4 * (1 + 3 * static_cast<uint64_t>(g.partition));
+  }
+  return e;
+}
+
+// ---- The value tree (§2.2), built with ValueArena. -------------------------------------------
+
+// `n` pseudo-random fp32 values of magnitude < 2^-7 (splitmix64), so no page is the zero page.
+Buffer RandomF32(int64_t n, uint64_t seed) {
+  std::shared_ptr<float> owner(new float[n], std::default_delete<float[]>());
+  float* out = owner.get();
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    out[i] = static_cast<float>(static_cast<int32_t>(z)) * 0x1p-38f;
+  }
+  return Buffer(std::move(owner), reinterpret_cast<const std::byte*>(out), static_cast<size_t>(n) * 4);
+}
+
+class ShardBuilder {
+ public:
+  explicit ShardBuilder(ValueArena& arena) : a_(arena) {}
+
+  const Value* Build(const std::vector<Group>& groups) {
+    Value* osd = a_.Dict();
+    Value* scaler = a_.Object(a_.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a_.Tuple(),
+                              Value::Construction::kNewObj);
+    Value* scaler_state = a_.Dict();
+    a_.SetItem(scaler_state, "cur_scale", a_.Float(1.0));
+    a_.SetItem(scaler_state, "dynamic", a_.Bool(false));
+    ValueArena::SetState(scaler, scaler_state);
+    a_.SetItem(osd, "loss_scaler", scaler);
+    a_.SetItem(osd, "dynamic_loss_scale", a_.Bool(false));
+    a_.SetItem(osd, "overflow", a_.Bool(false));
+    a_.SetItem(osd, "clip_grad", a_.Float(1.0));
+    Value* base = a_.Dict();
+    Value* state = a_.Dict();
+    Value* param_groups = a_.List();
+    Value* fp32_groups = a_.List();
+    Value* paddings = a_.List();
+    Value* counts = a_.List();
+    Value* mappings = a_.List();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const Group& group = groups[g];
+      Value* per_group = a_.Dict();
+      a_.SetItem(per_group, "step", StepTensor());
+      a_.SetItem(per_group, "exp_avg", VectorTensor(group.partition, group.partition, false));
+      a_.SetItem(per_group, "exp_avg_sq", VectorTensor(group.partition, group.partition, false));
+      ValueArena::SetItem(state, a_.Int(static_cast<int64_t>(g)), per_group);
+      ValueArena::Append(param_groups, ParamGroup(group, static_cast<int64_t>(g)));
+      // Padding-stripped view on the full partition (§2.2).
+      ValueArena::Append(fp32_groups, VectorTensor(group.partition, group.partition - group.padding, true));
+      ValueArena::Append(paddings, a_.Int(group.padding));
+      ValueArena::Append(counts, a_.Int(kDpSize));
+      ValueArena::Append(mappings, SliceMappings(group));
+    }
+    a_.SetItem(base, "state", state);
+    a_.SetItem(base, "param_groups", param_groups);
+    a_.SetItem(osd, "base_optimizer_state", base);
+    a_.SetItem(osd, "single_partition_of_fp32_groups", fp32_groups);
+    Value* stage_args = a_.Tuple({a_.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"), a_.Str("gradients")});
+    a_.SetItem(osd, "zero_stage", a_.Object(a_.Global("__builtin__", "getattr"), stage_args,
+                                             Value::Construction::kReduce));
+    a_.SetItem(osd, "group_paddings", paddings);
+    a_.SetItem(osd, "partition_count", counts);
+    a_.SetItem(osd, "ds_version", a_.Str("0.14.4"));
+    a_.SetItem(osd, "param_slice_mappings", mappings);
+    Value* root = a_.Dict();
+    a_.SetItem(root, "optimizer_state_dict", osd);
+    a_.SetItem(root, "ds_config", DsConfig());
+    a_.SetItem(root, "ds_version", a_.Str("0.14.4"));
+    return root;
+  }
+
+ private:
+  // torch.optim's per-group `step`: a 0-dim fp32 tensor on a 1-element storage.
+  const Value* StepTensor() {
+    const float step = static_cast<float>(kStep);
+    Buffer bytes = Buffer::CopyOf(absl::Span<const std::byte>(reinterpret_cast<const std::byte*>(&step), 4));
+    return Tensor(a_.NewStorage({"", DType::kF32, "cpu", 1, false, std::move(bytes)}), Shape{}, false);
+  }
+
+  // A 1-D fp32 tensor of the first `numel` elements of a new storage of `storage_numel`.
+  const Value* VectorTensor(int64_t storage_numel, int64_t numel, bool requires_grad) {
+    StorageRef* s =
+        a_.NewStorage({"", DType::kF32, "cpu", storage_numel, false, RandomF32(storage_numel, ++seed_)});
+    return Tensor(s, Shape{numel}, requires_grad);
+  }
+
+  const Value* Tensor(const StorageRef* storage, Shape shape, bool requires_grad) {
+    TensorRef t;
+    t.storage = storage;
+    t.dtype = DType::kF32;
+    t.stride = shape.ContiguousStrides();
+    t.shape = std::move(shape);
+    t.requires_grad = requires_grad;
+    return a_.Tensor(std::move(t));
+  }
+
+  const Value* ParamGroup(const Group& group, int64_t index) {
+    Value* d = a_.Dict();
+    a_.SetItem(d, "lr", a_.Float(group.lr));
+    a_.SetItem(d, "betas", a_.List({a_.Float(0.9), a_.Float(0.95)}));
+    a_.SetItem(d, "eps", a_.Float(1e-8));
+    a_.SetItem(d, "weight_decay", a_.Float(group.weight_decay));
+    a_.SetItem(d, "amsgrad", a_.Bool(false));
+    a_.SetItem(d, "foreach", a_.None());
+    a_.SetItem(d, "maximize", a_.Bool(false));
+    a_.SetItem(d, "capturable", a_.Bool(false));
+    a_.SetItem(d, "differentiable", a_.Bool(false));
+    a_.SetItem(d, "fused", a_.None());
+    a_.SetItem(d, "name", a_.Str(group.name));
+    a_.SetItem(d, "params", a_.List({a_.Int(index)}));
+    return d;
+  }
+
+  // OrderedDict name → fragment_address(numel, start) for the params overlapping this rank (§3.3).
+  const Value* SliceMappings(const Group& group) {
+    Value* od = a_.OrderedDict();
+    const int64_t ps = kDpRank * group.partition;
+    const int64_t pe = ps + group.partition;
+    int64_t lp_start = 0;
+    for (const Param& p : group.params) {
+      const int64_t fs = std::max(lp_start, ps);
+      const int64_t fe = std::min(lp_start + p.numel, pe);
+      if (fs < fe) {
+        Value* addr = a_.Object(a_.Global("deepspeed.utils.tensor_fragment", "fragment_address"), a_.Tuple(),
+                                Value::Construction::kNewObj);
+        Value* fields = a_.Dict();
+        a_.SetItem(fields, "numel", a_.Int(fe - fs));
+        a_.SetItem(fields, "start", a_.Int(fs - ps));
+        ValueArena::SetState(addr, fields);
+        a_.SetItem(od, p.name, addr);
+      }
+      lp_start += p.numel;
+    }
+    return od;
+  }
+
+  const Value* DsConfig() {
+    Value* cfg = a_.Dict();
+    a_.SetItem(cfg, "train_batch_size", a_.Int(512));
+    a_.SetItem(cfg, "train_micro_batch_size_per_gpu", a_.Int(8));
+    a_.SetItem(cfg, "gradient_accumulation_steps", a_.Int(16));
+    a_.SetItem(cfg, "gradient_clipping", a_.Float(1.0));
+    a_.SetItem(cfg, "steps_per_print", a_.Int(100));
+    Value* optimizer = a_.Dict();
+    a_.SetItem(optimizer, "type", a_.Str("AdamW"));
+    Value* params = a_.Dict();
+    a_.SetItem(params, "lr", a_.Float(3e-4));
+    a_.SetItem(params, "betas", a_.List({a_.Float(0.9), a_.Float(0.95)}));
+    a_.SetItem(params, "eps", a_.Float(1e-8));
+    a_.SetItem(params, "weight_decay", a_.Float(0.1));
+    a_.SetItem(optimizer, "params", params);
+    a_.SetItem(cfg, "optimizer", optimizer);
+    Value* zero = a_.Dict();
+    a_.SetItem(zero, "stage", a_.Int(2));
+    a_.SetItem(zero, "overlap_comm", a_.Bool(true));
+    a_.SetItem(zero, "contiguous_gradients", a_.Bool(true));
+    a_.SetItem(zero, "reduce_bucket_size", a_.Int(500000000));
+    a_.SetItem(zero, "allgather_bucket_size", a_.Int(500000000));
+    a_.SetItem(cfg, "zero_optimization", zero);
+    a_.SetItem(cfg, "wall_clock_breakdown", a_.Bool(false));
+    return cfg;
+  }
+
+  ValueArena& a_;
+  uint64_t seed_ = 0;
+};
+
+struct Shard {
+  std::shared_ptr<ValueArena> arena;
+  const Value* root = nullptr;
+};
+
+// The tree with its bytes in memory (1.3 GB), built on first use.
+const Shard& InMemoryShard() {
+  static const Shard* shard = [] {
+    auto* s = new Shard{std::make_shared<ValueArena>(), nullptr};
+    s->root = ShardBuilder(*s->arena).Build(PlanGroups());
+    return s;
+  }();
+  return *shard;
+}
+
+// ---- File preparation and page-cache facts. --------------------------------------------------
+
+absl::Status CheckExisting(const std::string& path) {
+  UCP_ASSIGN_OR_RETURN(ft::TorchFile file, ft::TorchFile::OpenPath(path));
+  const Expected want = ExpectedContents(PlanGroups());
+  uint64_t bytes = 0;
+  for (const StorageRef* s : file.storages()) bytes += static_cast<uint64_t>(s->numel) * 4;
+  if (file.storages().size() != want.storages || bytes != want.storage_bytes) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " holds ", file.storages().size(), " storages of ",
+                                                      bytes, " bytes, not the benchmark's shard"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareFile() {
+  if (::mkdir(flags.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoToStatus(errno, absl::StrCat("creating ", flags.dir));
+  }
+  const std::string path = InputPath();
+  if (!flags.regenerate) {
+    absl::Status existing = CheckExisting(path);
+    if (existing.ok()) return existing;
+    std::fprintf(stderr, "generating %s (%s)\n", path.c_str(), std::string(existing.message()).c_str());
+  }
+  return ft::SaveTorchFile(path, *InMemoryShard().root);
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// Reads the whole file through a 1 MiB buffer, as `cat FILE > /dev/null` does.
+absl::Status WarmPageCache(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
+  std::vector<char> buf(size_t{1} << 20);
+  ssize_t n;
+  while ((n = ::read(fd, buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR)) {
+  }
+  ::close(fd);
+  return n < 0 ? ErrnoToStatus(errno, absl::StrCat("reading ", path)) : absl::OkStatus();
+}
+
+// Percentage of the file's pages that are in the page cache (mincore), or -1 on error.
+double ResidentPercent(const std::string& path) {
+  const uint64_t size = FileSize(path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || size == 0) return -1;
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) return -1;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((size + page - 1) / page);
+  double pct = -1;
+  if (::mincore(p, size, vec.data()) == 0) {
+    const auto resident = std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; });
+    pct = 100.0 * static_cast<double>(resident) / static_cast<double>(vec.size());
+  }
+  ::munmap(p, size);
+  return pct;
+}
+
+// A ByteSource that counts the bytes read through it (never mapped, so every read is counted).
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(std::shared_ptr<ByteSource> base) : base_(std::move(base)) {}
+  uint64_t Size() const override { return base_->Size(); }
+  absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
+    bytes_read_ += out.size();
+    return base_->ReadAt(offset, out);
+  }
+  const std::string& name() const override { return base_->name(); }
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  std::shared_ptr<ByteSource> base_;
+  mutable std::atomic<uint64_t> bytes_read_{0};
+};
+
+// Distinct tensors of the tree in pre-order.
+std::vector<const TensorRef*> Tensors(const Value& root) {
+  std::vector<const TensorRef*> out;
+  absl::flat_hash_set<const Value*> seen;
+  std::vector<const Value*> stack{&root};
+  while (!stack.empty()) {
+    const Value* v = stack.back();
+    stack.pop_back();
+    if (!seen.insert(v).second) continue;
+    if (v->is(ft::ValueKind::kTensor)) out.push_back(&v->tensor());
+    const size_t first_child = stack.size();
+    ft::ForEachChild(*v, [&](const Value* c) { stack.push_back(c); });
+    std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(first_child), stack.end());
+  }
+  return out;
+}
+
+uint64_t TensorByteCount(const TensorRef& t) {
+  return static_cast<uint64_t>(t.NumElements()) * static_cast<uint64_t>(DTypeSize(t.dtype));
+}
+
+// Copies `t` into `out` (exactly its bytes): pread from the record for contiguous tensors on an
+// unmapped source; TensorBytes (zero-copy slice of the mapping, or a gather) + memcpy otherwise.
+absl::Status ReadTensorInto(const ft::TorchFile& file, const TensorRef& t, absl::Span<std::byte> out) {
+  if (out.empty()) return absl::OkStatus();
+  if (!file.zip().source().Map() && t.IsContiguous()) {
+    const formats::zip::ZipEntry* e = file.zip().Find(absl::StrCat(file.archive_root(), "/data/", t.storage->key));
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("no record for storage ", t.storage->key));
+    return file.zip().source().ReadAt(e->data_offset + static_cast<uint64_t>(t.storage_offset) * DTypeSize(t.dtype),
+                                      out);
+  }
+  UCP_ASSIGN_OR_RETURN(Buffer bytes, file.TensorBytes(t));
+  std::memcpy(out.data(), bytes.data(), out.size());
+  return absl::OkStatus();
+}
+
+void SetRate(benchmark::State& state, uint64_t bytes_per_iteration) {
+  const double total = static_cast<double>(bytes_per_iteration) * static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(total));
+  state.counters["GB"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);  // shown as GB=x/s
+}
+
+// ---- Benchmarks. --------------------------------------------------------------------------------
+
+void BM_ParseMetadata(benchmark::State& state) {
+  const std::string path = InputPath();
+  absl::StatusOr<std::shared_ptr<ByteSource>> raw = OpenFileSource(path, /*map=*/false);
+  if (!raw.ok()) return state.SkipWithError(std::string(raw.status().message()).c_str());
+  auto counting = std::make_shared<CountingSource>(*raw);
+  absl::StatusOr<ft::TorchFile> probe = ft::TorchFile::Open(counting);
+  if (!probe.ok()) return state.SkipWithError(std::string(probe.status().message()).c_str());
+  const double tensors = static_cast<double>(Tensors(probe->root()).size());
+  const double pickle_bytes = static_cast<double>(probe->zip().Find(probe->archive_root() + "/data.pkl")->size);
+  for (auto _ : state) {
+    absl::StatusOr<ft::TorchFile> file = ft::TorchFile::OpenPath(path);
+    if (!file.ok()) return state.SkipWithError(std::string(file.status().message()).c_str());
+    benchmark::DoNotOptimize(file->storages().data());
+  }
+  state.counters["bytes_read"] = static_cast<double>(counting->bytes_read());
+  state.counters["tensors"] = tensors;
+  state.counters["pickle_bytes"] = pickle_bytes;
+  state.counters["file_bytes"] = static_cast<double>(FileSize(path));
+}
+
+void BM_ReadAllTensors(benchmark::State& state) {
+  const bool mapped = state.range(0) != 0;
+  const std::string path = InputPath();
+  // Destination layout: every tensor at a 64-byte aligned offset of one pre-faulted arena.
+  std::vector<uint64_t> offsets;
+  uint64_t arena_bytes = 0;
+  uint64_t tensor_bytes = 0;
+  {
+    absl::StatusOr<ft::TorchFile> file = ft::TorchFile::OpenPath(path);
+    if (!file.ok()) return state.SkipWithError(std::string(file.status().message()).c_str());
+    for (const TensorRef* t : Tensors(file->root())) {
+      offsets.push_back(arena_bytes);
+      arena_bytes += (TensorByteCount(*t) + 63) / 64 * 64;
+      tensor_bytes += TensorByteCount(*t);
+    }
+  }
+  std::vector<std::byte> arena(arena_bytes, std::byte{1});
+  state.counters["resident_pct"] = ResidentPercent(path);
+  for (auto _ : state) {
+    absl::StatusOr<std::shared_ptr<ByteSource>> source = OpenFileSource(path, mapped);
+    if (!source.ok()) return state.SkipWithError(std::string(source.status().message()).c_str());
+    absl::StatusOr<ft::TorchFile> file = ft::TorchFile::Open(*std::move(source));
+    if (!file.ok()) return state.SkipWithError(std::string(file.status().message()).c_str());
+    const std::vector<const TensorRef*> tensors = Tensors(file->root());
+    if (tensors.size() != offsets.size()) return state.SkipWithError("tensor count changed");
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      absl::Span<std::byte> out(arena.data() + offsets[i], TensorByteCount(*tensors[i]));
+      absl::Status status = ReadTensorInto(*file, *tensors[i], out);
+      if (!status.ok()) return state.SkipWithError(std::string(status.message()).c_str());
+    }
+    benchmark::ClobberMemory();
+  }
+  SetRate(state, tensor_bytes);
+}
+
+void BM_WriteFile(benchmark::State& state) {
+  const Shard& shard = InMemoryShard();
+  const std::string out = flags.dir + "/write_benchmark_output.pt";
+  ::unlink(out.c_str());
+  uint64_t file_bytes = 0;
+  for (auto _ : state) {
+    absl::Status status = ft::SaveTorchFile(out, *shard.root);
+    if (!status.ok()) return state.SkipWithError(std::string(status.message()).c_str());
+    state.PauseTiming();
+    file_bytes = FileSize(out);
+    ::unlink(out.c_str());
+    state.ResumeTiming();
+  }
+  SetRate(state, file_bytes);
+}
+
+BENCHMARK(BM_ParseMetadata)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ReadAllTensors)->ArgName("mapped")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_WriteFile)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Removes this binary's own flags from argv (Google Benchmark rejects unknown ones).
+void ParseOwnFlags(int* argc, char** argv) {
+  const char* env = std::getenv("UCP_BENCH_DIR");
+  flags.dir = env != nullptr && *env != '\0' ? env : "/tmp/ucp-bench";
+  int kept = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (absl::string_view prefix = "--ucp_bench_dir="; arg.substr(0, prefix.size()) == prefix) {
+      flags.dir = std::string(arg.substr(prefix.size()));
+    } else if (arg == "--ucp_bench_regenerate") {
+      flags.regenerate = true;
+    } else if (arg == "--ucp_bench_prepare_only") {
+      flags.prepare_only = true;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+}
+
+int Main(int argc, char** argv) {
+  ParseOwnFlags(&argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  const std::string path = InputPath();
+  absl::Status status = PrepareFile();
+  if (status.ok()) status = WarmPageCache(path);
+  absl::StatusOr<ft::TorchFile> file = absl::InternalError("not opened");
+  if (status.ok()) file = ft::TorchFile::OpenPath(path);
+  if (!status.ok() || !file.ok()) {
+    std::fprintf(stderr, "torch_format_benchmark: %s\n", (status.ok() ? file.status() : status).ToString().c_str());
+    return 1;
+  }
+  const std::vector<std::pair<std::string, std::string>> facts = {
+      {"path", path},
+      {"bytes", absl::StrCat(FileSize(path))},
+      {"tensors", absl::StrCat(Tensors(file->root()).size())},
+      {"storages", absl::StrCat(file->storages().size())},
+      {"pickle_bytes", absl::StrCat(file->zip().Find(file->archive_root() + "/data.pkl")->size)},
+      {"resident_pct", absl::StrFormat("%.1f", ResidentPercent(path))},
+  };
+  std::string line;
+  for (const auto& [key, value] : facts) {
+    benchmark::AddCustomContext(absl::StrCat("ucp_", key), value);
+    absl::StrAppend(&line, line.empty() ? "" : " ", key, "=", value);
+  }
+  if (flags.prepare_only) {
+    std::printf("%s\n", line.c_str());
+    return 0;
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace ucp::bench
+
+int main(int argc, char** argv) { return ucp::bench::Main(argc, argv); }

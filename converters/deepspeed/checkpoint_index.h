@@ -1,0 +1,275 @@
+// CheckpointIndex: a typed, metadata-only description of one DeepSpeed ZeRO checkpoint (a tag
+// folder, deepspeed-formats.md §1-§4, §7). OpenCheckpoint reads the zip directories and pickles of
+// the model-states and optimizer files (never a tensor payload, except the 0-dim `step` scalars it
+// compares across ranks) and answers, for every trainable parameter, where each of its optimizer
+// states lives: which file, which storage record, which byte offset, how many elements.
+//
+// What it describes, per stage:
+//   ZeRO-1/2 and BF16_Optimizer (§3): one flat partition per optimizer param group and DP rank;
+//     fragments come from `param_slice_mappings` and are checked against the layout that
+//     `param_shapes` implies.
+//   ZeRO-3 (§4): one flat partition per sub-group and DP rank; fragments are computed from
+//     `param_shapes` with P = ceil(numel / W), padding skipped.
+//   AutoEP (§4.4, §7): fused expert params (<prefix>.w1/w2/w3) are partitioned over the
+//     expert-data-parallel group of their EP rank; their fragments say which EP rank's local
+//     tensor ([E_local, ...]) they belong to and where they land in the merged
+//     [num_experts, ...] tensor.
+// Everything a UCP writer needs besides tensor bytes is here too: hyper-parameters and `step`
+// values (as pickled Values, to reproduce them exactly), frozen and tied params, buffers, AutoEP
+// layers, universal_checkpoint_info, and the open TorchFiles with their value trees.
+//
+// Not supported (Unimplemented, naming what was found): ZeRO-0 (no optimizer shards), pipeline
+// parallelism (pp > 1, layer files), native DeepSpeed MoE, round-robin gradients, elastic
+// checkpoints, NVMe offload, MiCS, folded AutoEP+AutoTP. See docs/deepspeed-index.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "converters/deepspeed/file_names.h"
+#include "formats/base/dtype.h"
+#include "formats/base/shape.h"
+#include "formats/torch/torch_file.h"
+
+namespace ucp::converters::deepspeed {
+
+using formats::torch::TorchFile;
+using formats::torch::Value;
+
+// Which DeepSpeed optimizer wrapper wrote the shards (§1.3).
+enum class OptimizerWrapper : uint8_t {
+  kZeroOptimizer,  // DeepSpeedZeroOptimizer, ZeRO stage 1 or 2
+  kBf16Optimizer,  // BF16_Optimizer: no zero_stage / loss_scaler keys, fp32 partitions unstripped
+  kZeroStage3,     // DeepSpeedZeroOptimizer_Stage3
+};
+absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper);
+
+struct Topology {
+  int dp_size = 1;  // data-parallel world size: optimizer shards per MP rank
+  int tp_size = 1;
+  int pp_size = 1;
+  int mp_size = 1;   // tp_size * pp_size: the mp_rank_XX count
+  int ep_size = 1;   // AutoEP autoep_size (1 without AutoEP)
+  int edp_size = 1;  // expert-data-parallel size, dp_size / ep_size
+  // ds_config use_data_before_expert_parallelism (§7.1): EP rank e owns DP ranks
+  // [e*edp, (e+1)*edp) when true, and e, e+ep, e+2ep, ... when false (the default).
+  bool use_data_before_expert_parallelism = false;
+  int zero_stage = 1;  // 1, 2 or 3 (BF16_Optimizer: 1)
+  OptimizerWrapper wrapper = OptimizerWrapper::kZeroOptimizer;
+  DType master_dtype = DType::kF32;  // the "fp32" master partitions (and UCP fp32.pt)
+  DType state_dtype = DType::kF32;   // exp_avg / exp_avg_sq
+
+  int EpRank(int dp_rank) const;
+  int EdpRank(int dp_rank) const;
+  int DpRank(int ep_rank, int edp_rank) const;
+};
+
+// The optimizer states the index locates; the names are the UCP file stems.
+enum class StateKind : uint8_t { kFp32, kExpAvg, kExpAvgSq };
+inline constexpr int kNumStates = 3;
+inline constexpr StateKind kAllStates[kNumStates] = {StateKind::kFp32, StateKind::kExpAvg, StateKind::kExpAvgSq};
+absl::string_view StateName(StateKind state);  // "fp32", "exp_avg", "exp_avg_sq"
+
+// A run of `numel` contiguous elements inside one storage record of one file.
+struct TensorLocation {
+  int file = -1;               // index into CheckpointIndex::files
+  std::string record;          // zip member, e.g. "zero_pp_rank_0_mp_rank_00_optim_states/data/3"
+  uint64_t record_offset = 0;  // bytes into the record (the tensor's storage_offset included)
+  uint64_t file_offset = 0;    // bytes into the file (the record payload's offset + record_offset)
+  int64_t numel = 0;
+  DType dtype = DType::kF32;
+
+  uint64_t num_bytes() const { return static_cast<uint64_t>(numel) * DTypeSize(dtype); }
+};
+
+// The part of one parameter that one DP rank holds, with its location in each state.
+struct Fragment {
+  int dp_rank = 0;
+  int ep_rank = 0;            // AutoEP experts: the EP rank whose local tensor this is; else 0
+  int partition_rank = 0;     // rank inside the partition group: dp_rank, or the expert-DP rank
+  int64_t offset = 0;         // first element in the flattened (EP-local) parameter
+  int64_t merged_offset = 0;  // first element in the flattened merged tensor: ep_rank * local numel + offset
+  int64_t numel = 0;
+  std::array<TensorLocation, kNumStates> states;  // indexed by StateKind
+
+  const TensorLocation& state(StateKind s) const { return states[static_cast<int>(s)]; }
+};
+
+// One MP rank's piece of a parameter (the whole parameter when mp_size == 1).
+struct ParamSlice {
+  int mp_rank = 0;
+  Shape shape;  // param_shapes on that MP rank; AutoEP experts: the EP-local [E_local, ...]
+  // Ordered by merged_offset. For each EP rank (only rank 0 for dense params) the fragments tile
+  // [0, shape numel) exactly, in partition-rank order.
+  std::vector<Fragment> fragments;
+};
+
+struct ExpertInfo {
+  int layer = 0;  // index into CheckpointIndex::autoep_layers
+  int num_experts = 0;
+  int num_local_experts = 0;
+};
+
+struct Parameter {
+  std::string name;
+  Shape shape;                       // param_shapes on MP rank 0 (EP-local for AutoEP experts)
+  int param_group = 0;               // torch optimizer param group (hyper-parameters)
+  int flat_group = 0;                // ZeRO-1/2: == param_group; ZeRO-3: the sub-group (param_shapes index)
+  std::optional<ExpertInfo> expert;  // set for AutoEP fused expert weights
+  std::vector<ParamSlice> slices;    // one per MP rank, in MP rank order
+
+  bool is_expert() const { return expert.has_value(); }
+  int64_t numel() const;  // of `shape`
+  // The UCP tensor's shape when mp_size == 1: `shape`, with dim 0 = num_experts for experts.
+  Shape merged_shape() const;
+};
+
+// What one (MP rank, DP rank) shard holds of a flat group.
+struct FlatGroupRank {
+  int mp_rank = 0;
+  int dp_rank = 0;
+  int64_t partition_numel = 0;  // elements of exp_avg (padding included)
+  int64_t padding = 0;          // padding elements inside the partition (computed from the layout)
+  int64_t saved_padding = 0;    // ZeRO-1/2: group_paddings[g] as saved (BF16_Optimizer: total on last rank)
+  const Value* step = nullptr;  // base optimizer state `step` (int or 0-dim tensor); nullptr if none
+  int step_file = -1;           // file holding `step`
+};
+
+// ZeRO-1/2: one optimizer param group's flat buffer. ZeRO-3: one sub-group.
+struct FlatGroup {
+  int index = 0;
+  int param_group = 0;
+  bool expert = false;               // AutoEP experts: partitioned over the expert-DP group
+  int partition_count = 0;           // W: dp_size, or edp_size for expert groups
+  std::vector<int> params;           // indices into CheckpointIndex::params, in flat order
+  std::vector<FlatGroupRank> ranks;  // index mp_rank * dp_size + dp_rank
+  // The step every rank agrees on (OpenCheckpoint checks it): ranks[0].step.
+  const Value* step() const { return ranks.empty() ? nullptr : ranks[0].step; }
+};
+
+// One torch optimizer param group.
+struct ParamGroup {
+  int index = 0;
+  const Value* hyperparameters = nullptr;  // base optimizer param_groups[index] of the rank-0 shard
+  std::vector<int> flat_groups;            // its flat groups / sub-groups
+  bool expert = false;
+};
+
+// A parameter outside the optimizer (requires_grad = False), from frozen_param_shapes/_fragments.
+struct FrozenParam {
+  struct Piece {
+    int mp_rank = 0;
+    int dp_rank = 0;
+    int64_t offset = 0;  // first element in the flattened parameter
+    TensorLocation location;
+  };
+  std::string name;
+  Shape shape;
+  // Stage 2: one piece (the whole tensor). Stage 3: each rank's partition, padding skipped.
+  std::vector<Piece> pieces;
+};
+
+// One ds_autoep_layers entry (§4.4), as saved by global rank 0 (ep_rank etc. are rank 0's).
+struct AutoEpLayer {
+  int moe_layer_id = 0;
+  std::string module_path;
+  int num_experts = 0;
+  int num_local_experts = 0;
+  int ep_size = 0;
+  std::string expert_key_prefix;  // fused params are <prefix>.w1, .w2, .w3
+  std::string checkpoint_format;  // "per_expert_files" (ZeRO 0/1/2) or "zero3_partitioned"
+  std::optional<int> checkpoint_format_version;
+  std::string ep_group_name;
+  int ep_rank = 0;
+  int expert_data_parallel_rank = 0;
+  int expert_data_parallel_world_size = 0;
+  int global_expert_start = 0;
+  int global_expert_end = 0;
+  const Value* raw = nullptr;
+};
+
+// universal_checkpoint_info (§5.2): the merge rules for TP slices, typed where ucp uses them.
+struct UniversalCheckpointInfo {
+  const Value* raw = nullptr;  // nullptr when the model file has no such key
+  std::optional<double> version;
+  std::vector<std::string> tp_replicated_patterns;
+  std::vector<std::string> average_patterns;
+  std::vector<std::string> row_parallel_patterns;
+  std::vector<std::string> vocabulary_patterns;
+  std::vector<std::string> pipeline_replicated_patterns;
+  std::vector<std::string> two_sub_params_cat_dim0_patterns;
+  std::vector<std::string> expert_parameter_patterns;
+  std::optional<int64_t> original_vocab_size;
+  const Value* sub_params = nullptr;  // parameter_with_sub_params
+  const Value* sub_param_shard_widths = nullptr;
+  const Value* autotp_unsupported = nullptr;  // autotp_unsupported_parameter_patterns
+
+  bool present() const { return raw != nullptr; }
+};
+
+struct CheckpointFile {
+  std::string path;
+  std::string basename;
+  FileName name;
+  std::shared_ptr<const TorchFile> torch;  // the parsed file (directory + pickle only)
+
+  const Value& root() const { return torch->root(); }
+};
+
+struct OpenOptions {
+  std::string tag;  // tag folder to open instead of the one `latest` names
+  formats::torch::TorchReadOptions read;
+};
+
+// The index. OpenCheckpoint establishes every invariant documented on the fields; treat it as
+// read-only. Value pointers stay valid as long as the index (it owns the TorchFiles).
+struct CheckpointIndex {
+  CheckpointDir dir;
+  Topology topology;
+  std::vector<CheckpointFile> files;  // sorted by base name
+  // File indices. optim_files: [mp_rank * dp_size + dp_rank]. model_files: [mp_rank] (ZeRO-1/2) or
+  // [mp_rank * dp_size + dp_rank] (ZeRO-3). expert_files: layer_*_expert_* files, sorted by
+  // (layer, expert, mp_rank).
+  std::vector<int> optim_files;
+  std::vector<int> model_files;
+  std::vector<int> expert_files;
+
+  std::vector<ParamGroup> param_groups;
+  std::vector<FlatGroup> flat_groups;
+  std::vector<Parameter> params;  // flat-group order, param_shapes order inside each
+  std::vector<FrozenParam> frozen_params;
+  std::vector<std::pair<std::string, std::string>> shared_params;  // alias → stored name
+  std::vector<std::string> buffer_names;
+  std::vector<AutoEpLayer> autoep_layers;
+  UniversalCheckpointInfo universal_checkpoint_info;
+  absl::flat_hash_map<std::string, int> param_by_name;
+
+  const CheckpointFile& optim_file(int dp_rank, int mp_rank = 0) const;
+  // The model-states file of an MP rank (ZeRO-3: of that MP rank's DP rank `dp_rank`).
+  const CheckpointFile& model_file(int mp_rank = 0, int dp_rank = 0) const;
+  // The (dp 0, mp 0) shard's optimizer_state_dict: loss scaler, clip_grad, param_groups, ...
+  const Value& optimizer_state_dict() const;
+  // The torch optimizer state_dict inside it: base_optimizer_state (ZeRO-1/2, BF16_Optimizer) or
+  // optimizer_state_dict.optimizer_state_dict (ZeRO-3).
+  const Value& base_optimizer_state() const;
+  const Parameter* FindParam(absl::string_view name) const;
+};
+
+// Opens `dir`: a save root (the tag comes from options.tag or `latest`) or a tag folder.
+// Errors name the file and key:
+//   NotFound            no checkpoint, a missing rank file (named), a missing tag
+//   FailedPrecondition  files that disagree: world sizes, stages, param sets, steps, versions
+//   DataLoss            corrupt or hostile files (truncated zip, wrong kinds, fragments that do not
+//                       tile their parameter or run outside their partition)
+//   Unimplemented       a layout listed in the header comment
+absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir, const OpenOptions& options = {});
+
+}  // namespace ucp::converters::deepspeed
