@@ -155,7 +155,8 @@ struct FlatGroup {
   const Value* step() const { return ranks.empty() ? nullptr : ranks[0].step; }
 };
 
-// One torch optimizer param group.
+// One torch optimizer param group. Its partition_count and per-rank padding are on its flat
+// groups (ZeRO-1/2: exactly one, with the same index).
 struct ParamGroup {
   int index = 0;
   const Value* hyperparameters = nullptr;  // base optimizer param_groups[index] of the rank-0 shard

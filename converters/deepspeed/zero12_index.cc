@@ -133,6 +133,36 @@ absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Top
   return absl::OkStatus();
 }
 
+// The rank's paddings and master-partition length, checked against the layout; its step, checked
+// against the other ranks'.
+absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, int64_t partition, int64_t total,
+                        CheckpointIndex* index) {
+  const Topology& t = index->topology;
+  FlatGroup& fg = index->flat_groups[g];
+  const ShardGroup& sg = shard.groups[g];
+  const int r = fg.expert ? t.EdpRank(dp) : dp;
+  const int64_t ps = r * partition, pe = ps + partition;
+  const int64_t padding = ps >= total ? partition : std::max<int64_t>(0, pe - total);
+  const int64_t total_padding = partition * fg.partition_count - total;
+  const bool bf16 = t.wrapper == OptimizerWrapper::kBf16Optimizer;
+  const int64_t expected_saved = bf16 ? (r == fg.partition_count - 1 ? total_padding : 0) : padding;
+  if (sg.saved_padding != expected_saved) {
+    return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kGroupPaddings, "[", g,
+                                            "] is ", sg.saved_padding, ", the layout implies ", expected_saved));
+  }
+  // DeepSpeedZeroOptimizer saves the master partition without its padding; BF16_Optimizer whole.
+  const int64_t fp32_numel = bf16 ? partition : partition - padding;
+  if (sg.fp32->NumElements() != fp32_numel) {
+    return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kSinglePartitionOfFp32Groups,
+                                            "[", g, "] has ", sg.fp32->NumElements(), " elements, the layout implies ",
+                                            fp32_numel));
+  }
+  fg.ranks.push_back(FlatGroupRank{mp, dp, partition, padding, sg.saved_padding, sg.step, shard.file});
+  const FlatGroupRank& first = fg.ranks.front();
+  return CheckSameStep(*index, shard.file, sg.step, first.step_file, first.step,
+                       absl::StrCat("the step of param group ", g));
+}
+
 // The fragments of group g on one shard, checked against param_slice_mappings.
 absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t partition,
                              const std::vector<int64_t>& lp_start, int64_t total, CheckpointIndex* index) {
@@ -181,18 +211,7 @@ absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t 
     return absl::DataLossError(absl::StrCat(ctx, ": unexpected entry ", Describe(entries[next_entry].first),
                                             " (not in param_shapes order, or outside this rank's partition)"));
   }
-  const int64_t padding = ps >= total ? partition : std::max<int64_t>(0, pe - total);
-  const int64_t total_padding = partition * fg.partition_count - total;
-  const bool bf16 = t.wrapper == OptimizerWrapper::kBf16Optimizer;
-  const int64_t expected_saved = bf16 ? (r == fg.partition_count - 1 ? total_padding : 0) : padding;
-  if (sg.saved_padding != expected_saved) {
-    return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kGroupPaddings, "[", g,
-                                            "] is ", sg.saved_padding, ", the layout implies ", expected_saved));
-  }
-  fg.ranks.push_back(FlatGroupRank{mp, dp, partition, padding, sg.saved_padding, sg.step, shard.file});
-  const FlatGroupRank& first = fg.ranks.front();
-  return CheckSameStep(*index, shard.file, sg.step, first.step_file, first.step,
-                       absl::StrCat("the step of param group ", g));
+  return RecordRank(shard, mp, dp, g, partition, total, index);
 }
 
 absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, CheckpointIndex* index) {
