@@ -26,6 +26,9 @@ absl::string_view ValueKindName(ValueKind kind) {
 }
 
 bool TensorRef::IsContiguous() const {
+  for (int64_t d : shape.dims()) {
+    if (d == 0) return true;  // no elements; also keeps the product below from overflowing
+  }
   int64_t expected = 1;
   for (int i = shape.rank() - 1; i >= 0; --i) {
     if (shape.dim(i) != 1 && stride[i] != expected) return false;
