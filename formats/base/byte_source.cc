@@ -23,7 +23,9 @@ absl::Status RangeError(const ByteSource& src, uint64_t offset, uint64_t length)
 class FileSource final : public ByteSource {
  public:
   FileSource(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
-  ~FileSource() override { ::close(fd_); }
+  ~FileSource() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
 
   uint64_t Size() const override { return size_; }
   const std::string& name() const override { return path_; }
@@ -55,6 +57,10 @@ class FileSource final : public ByteSource {
     uint64_t size = size_;
     std::shared_ptr<const void> owner(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
     mapping_ = Buffer(std::move(owner), static_cast<const std::byte*>(p), size_);
+    // The mapping keeps the file; closing the descriptor lets an index hold thousands of shards
+    // open without raising `ulimit -n`.
+    ::close(fd_);
+    fd_ = -1;
     return absl::OkStatus();
   }
 
