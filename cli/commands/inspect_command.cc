@@ -125,7 +125,8 @@ absl::Status InspectHdf5(const InspectOptions& o, std::ostream& out) {
     Json j{{"path", d.path}, {"dtype", DTypeName(d.dtype)},
            {"shape", std::vector<int64_t>(d.shape.dims().begin(), d.shape.dims().end())}};
     Json attrs = Json::object();
-    for (const auto& [k, v] : d.attributes) attrs[k] = AttrJson(v);
+    UCP_ASSIGN_OR_RETURN(formats::hdf5::AttrList attributes, reader.Attributes(d.path));
+    for (const auto& [k, v] : attributes) attrs[k] = AttrJson(v);
     j["attributes"] = attrs;
     if (o.values > 0 || o.verify) {
       UCP_ASSIGN_OR_RETURN(SharedTensor data, reader.Read(d.path));

@@ -19,6 +19,9 @@ using formats::hdf5::kMaxAttributeBytes;
 using formats::hdf5::kMaxAttributesPerObject;
 using Kind = NumericLayout::Kind;
 
+// Longest fixed-length ucp_dtype value read: DType names are a few bytes.
+constexpr size_t kMaxDTypeTagBytes = 64;
+
 struct StackWalk {
   std::string innermost;
   std::string outermost;
@@ -97,10 +100,18 @@ absl::Status ReadInto(hid_t attr, hid_t memory_type, void* out) {
 }
 
 absl::StatusOr<std::string> ReadString(hid_t attr, hid_t type) {
+  // HDF5 decodes the character set from the file without checking it; a damaged one would make
+  // building the memory type below fail. HDF5 defines ASCII and UTF-8 only.
+  const H5T_cset_t cset = H5Tget_cset(type);
+  if (cset != H5T_CSET_ASCII && cset != H5T_CSET_UTF8) {
+    H5Eclear2(H5E_DEFAULT);
+    return absl::DataLossError(
+        absl::StrCat("string attribute has unknown character set ", static_cast<int>(cset)));
+  }
   if (H5Tis_variable_str(type) > 0) {
     TypeHandle memory(H5Tcopy(H5T_C_S1));
-    if (H5Tset_size(memory.get(), H5T_VARIABLE) < 0 ||
-        H5Tset_cset(memory.get(), H5Tget_cset(type)) < 0) {
+    if (!memory.valid() || H5Tset_size(memory.get(), H5T_VARIABLE) < 0 ||
+        H5Tset_cset(memory.get(), cset) < 0) {
       return ErrorFromStack(absl::StatusCode::kInternal, "building a string type");
     }
     char* text = nullptr;
@@ -337,7 +348,36 @@ absl::Status WriteAttribute(hid_t object, absl::string_view name, const AttrValu
   return absl::OkStatus();
 }
 
-absl::StatusOr<AttrList> ReadAttributes(hid_t object) {
+absl::Status ReadDTypeTag(hid_t object, std::optional<std::string>& tag) {
+  tag.reset();
+  const char* name = formats::hdf5::kDTypeAttribute;
+  htri_t exists = H5Aexists(object, name);
+  if (exists < 0) return ErrorFromStack(absl::StatusCode::kDataLoss, "looking up attribute ucp_dtype");
+  if (exists == 0) return absl::OkStatus();
+  AttrHandle attr(H5Aopen(object, name, H5P_DEFAULT));
+  TypeHandle type(attr.valid() ? H5Aget_type(attr.get()) : H5I_INVALID_HID);
+  SpaceHandle space(attr.valid() ? H5Aget_space(attr.get()) : H5I_INVALID_HID);
+  if (!type.valid() || !space.valid()) {
+    return ErrorFromStack(absl::StatusCode::kDataLoss, "opening attribute ucp_dtype");
+  }
+  const H5T_class_t cls = H5Tget_class(type.get());
+  // A variable-length string lives in the global heap, which has no checksum: not read here.
+  if (cls == H5T_STRING && H5Tis_variable_str(type.get()) > 0) return absl::OkStatus();
+  if (cls != H5T_STRING || H5Sget_simple_extent_type(space.get()) != H5S_SCALAR) {
+    H5Eclear2(H5E_DEFAULT);
+    return absl::DataLossError("attribute ucp_dtype is not a scalar string");
+  }
+  if (H5Tget_size(type.get()) > kMaxDTypeTagBytes) {
+    return absl::DataLossError(absl::StrCat("attribute ucp_dtype holds ", H5Tget_size(type.get()),
+                                            " bytes, more than a dtype name"));
+  }
+  absl::StatusOr<std::string> value = ReadString(attr.get(), type.get());
+  if (!value.ok()) return WithContext(value.status(), "attribute ucp_dtype");
+  tag = std::move(*value);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AttrList> ReadAttributes(hid_t object, absl::string_view skip) {
   H5O_info_t info;
   if (H5Oget_info2(object, &info, H5O_INFO_NUM_ATTRS) < 0) {
     return ErrorFromStack(absl::StatusCode::kDataLoss, "listing attributes");
@@ -356,6 +396,7 @@ absl::StatusOr<AttrList> ReadAttributes(hid_t object) {
     std::string name(static_cast<size_t>(name_length) + 1, '\0');
     H5Aget_name(attr.get(), name.size(), name.data());
     name.resize(static_cast<size_t>(name_length));
+    if (!skip.empty() && name == skip) continue;
     std::optional<AttrValue> value;
     absl::Status status = ReadOne(attr.get(), value);
     if (!status.ok()) return WithContext(status, absl::StrCat("attribute '", name, "'"));

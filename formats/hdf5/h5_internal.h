@@ -104,8 +104,14 @@ std::optional<DType> InferDType(hid_t type);
 // Creates or replaces attribute `name` on object `object`.
 absl::Status WriteAttribute(hid_t object, absl::string_view name,
                             const formats::hdf5::AttrValue& value);
-// Every attribute of `object` that AttrValue can hold, sorted by name; others are skipped.
-// DataLoss on unreadable or oversized attributes.
-absl::StatusOr<formats::hdf5::AttrList> ReadAttributes(hid_t object);
+// Every attribute of `object` that AttrValue can hold, sorted by name; others are skipped, and so
+// is the one named `skip` (its value is not read). DataLoss on unreadable or oversized attributes
+// and on damaged string types.
+absl::StatusOr<formats::hdf5::AttrList> ReadAttributes(hid_t object, absl::string_view skip = {});
+// `object`'s kDTypeAttribute, read without touching the global heap: `tag` gets its value when it
+// is a scalar fixed-length string (as H5Writer writes it), and stays empty when there is none or
+// it is a variable-length string (whose value would come from the unchecksummed global heap).
+// DataLoss for any other type or shape, or a value longer than a dtype name.
+absl::Status ReadDTypeTag(hid_t object, std::optional<std::string>& tag);
 
 }  // namespace ucp::internal_hdf5

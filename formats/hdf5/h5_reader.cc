@@ -2,10 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -70,18 +73,19 @@ absl::StatusOr<Shape> ShapeOf(hid_t space) {
   return shape;
 }
 
-// DType from the ucp_dtype attribute (removed from `attributes`) or from the HDF5 type.
-absl::StatusOr<DType> DTypeOf(hid_t type, AttrList& attributes) {
-  for (auto it = attributes.begin(); it != attributes.end(); ++it) {
-    if (it->first != kDTypeAttribute) continue;
-    const auto* name = std::get_if<std::string>(&it->second);
-    std::optional<DType> dtype = name != nullptr ? DTypeFromName(*name) : std::nullopt;
+// DType from the ucp_dtype attribute when it is a fixed-length string (internal_hdf5::
+// ReadDTypeTag), otherwise from the HDF5 type. Reads no other attribute value: attribute values
+// are read only by H5Reader::Attributes.
+absl::StatusOr<DType> DTypeOf(hid_t dataset, hid_t type) {
+  std::optional<std::string> tag;
+  UCP_RETURN_IF_ERROR(internal_hdf5::ReadDTypeTag(dataset, tag));
+  if (tag.has_value()) {
+    std::optional<DType> dtype = DTypeFromName(*tag);
     if (!dtype) return absl::DataLossError("attribute ucp_dtype does not name a ucp dtype");
     if (!internal_hdf5::TypeMatches(type, *dtype)) {
       return absl::DataLossError(
-          absl::StrCat("ucp_dtype '", *name, "' does not match the stored HDF5 type"));
+          absl::StrCat("ucp_dtype '", *tag, "' does not match the stored HDF5 type"));
     }
-    attributes.erase(it);
     return *dtype;
   }
   std::optional<DType> dtype = internal_hdf5::InferDType(type);
@@ -104,28 +108,48 @@ absl::StatusOr<DatasetInfo> Describe(hid_t file, const std::string& path) {
   DatasetInfo info;
   info.path = path;
   UCP_ASSIGN_OR_RETURN(info.shape, ShapeOf(space.get()));
-  UCP_ASSIGN_OR_RETURN(info.attributes, internal_hdf5::ReadAttributes(dataset.get()));
-  UCP_ASSIGN_OR_RETURN(info.dtype, DTypeOf(type.get(), info.attributes));
+  UCP_ASSIGN_OR_RETURN(info.dtype, DTypeOf(dataset.get(), type.get()));
   return info;
 }
 
-// Checks the filter pipeline before reading. Returns the uncompressed chunk size zstd must
-// produce (0 if the dataset has no zstd filter).
-absl::StatusOr<size_t> CheckPipeline(hid_t dataset) {
-  PropHandle dcpl(H5Dget_create_plist(dataset));
+// The most bytes one stored byte can decode to through filter `id`; 0 when unknown. zstd: its
+// densest encoding is an RLE block, 4 bytes (3-byte block header + the byte) for a whole
+// 128 KiB block, so 32768. deflate: 1032 (zlib's documented maximum ratio). Shuffle and
+// Fletcher32 do not expand.
+uint64_t MaxExpansion(H5Z_filter_t id) {
+  switch (id) {
+    case H5Z_FILTER_SHUFFLE:
+    case H5Z_FILTER_FLETCHER32:
+      return 1;
+    case H5Z_FILTER_DEFLATE:
+      return 1032;
+    case internal_hdf5::kZstdFilterId:
+      return 32768;
+    default:
+      return 0;
+  }
+}
+
+struct Pipeline {
+  size_t zstd_chunk_bytes = 0;  // the uncompressed chunk size zstd must produce; 0: no zstd
+  uint64_t max_expansion = 1;   // product of MaxExpansion over the filters; 0: unbounded
+};
+
+// Checks the filter pipeline before reading.
+absl::StatusOr<Pipeline> CheckPipeline(hid_t dataset, hid_t dcpl) {
   TypeHandle type(H5Dget_type(dataset));
-  int count = dcpl.valid() ? H5Pget_nfilters(dcpl.get()) : -1;
+  int count = H5Pget_nfilters(dcpl);
   if (count < 0 || !type.valid()) {
     return ErrorFromStack(absl::StatusCode::kDataLoss, "reading filters");
   }
-  size_t expected = 0;
+  Pipeline pipeline;
   bool only_shuffle_so_far = true;
   for (int i = 0; i < count; ++i) {
     unsigned flags = 0;
     size_t cd_count = 0;
     char name[80] = {};
-    H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &cd_count,
-                                     nullptr, sizeof(name) - 1, name, nullptr);
+    H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &cd_count, nullptr,
+                                     sizeof(name) - 1, name, nullptr);
     if (id < 0) return ErrorFromStack(absl::StatusCode::kDataLoss, "reading filters");
     if (H5Zfilter_avail(id) <= 0) {
       H5Eclear2(H5E_DEFAULT);
@@ -133,12 +157,17 @@ absl::StatusOr<size_t> CheckPipeline(hid_t dataset) {
                                               name[0] ? name : "unnamed",
                                               "'), which is not available"));
     }
+    const uint64_t expansion = MaxExpansion(id);
+    if (expansion == 0 || __builtin_mul_overflow(pipeline.max_expansion, expansion,
+                                                 &pipeline.max_expansion)) {
+      pipeline.max_expansion = 0;
+    }
     if (id == internal_hdf5::kZstdFilterId) {
       if (!only_shuffle_so_far) {
         return absl::UnimplementedError("a filter other than shuffle precedes zstd");
       }
       hsize_t chunk[H5S_MAX_RANK];
-      int rank = H5Pget_chunk(dcpl.get(), H5S_MAX_RANK, chunk);
+      int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
       uint64_t bytes = H5Tget_size(type.get());
       for (int d = 0; d < rank; ++d) {
         if (__builtin_mul_overflow(bytes, chunk[d], &bytes) || bytes >= kMaxChunkBytes) {
@@ -148,13 +177,97 @@ absl::StatusOr<size_t> CheckPipeline(hid_t dataset) {
       if (rank <= 0 || bytes == 0) {
         return absl::DataLossError("zstd filter on a dataset that is not chunked");
       }
-      expected = static_cast<size_t>(bytes);
+      pipeline.zstd_chunk_bytes = static_cast<size_t>(bytes);
     } else if (id != H5Z_FILTER_SHUFFLE) {
       only_shuffle_so_far = false;
     }
   }
-  return expected;
+  return pipeline;
 }
+
+// Checks, before a buffer of the declared size is allocated, that the storage the file holds for
+// `dataset` can account for its `declared` bytes:
+// - Chunked: the n allocated chunks decode to n x (chunk bytes). With a pipeline whose expansion
+//   is bounded (`max_expansion` > 0; 1 without filters), that must not exceed the stored bytes
+//   (H5Dget_storage_size, the sum of the stored chunks) x `max_expansion`.
+// - Bytes that no allocated chunk, contiguous block or compact data backs would be HDF5's fill
+//   value: more than kMaxFillBytes of them is DataLoss.
+// Also: chunks must have the dataspace's rank. Virtual datasets and external storage would read
+// other files: Unimplemented.
+absl::Status CheckStorage(hid_t dataset, hid_t dcpl, uint64_t declared, uint64_t max_expansion) {
+  const H5D_layout_t layout = H5Pget_layout(dcpl);
+  if (layout == H5D_VIRTUAL) {
+    return absl::UnimplementedError("is a virtual dataset (its data would come from elsewhere)");
+  }
+  const int external = H5Pget_external_count(dcpl);
+  if (external != 0) {
+    if (external < 0) return ErrorFromStack(absl::StatusCode::kDataLoss, "reading the layout");
+    return absl::UnimplementedError("keeps its data in external files");
+  }
+  hsize_t chunk[H5S_MAX_RANK];
+  SpaceHandle space(H5Dget_space(dataset));
+  if (!space.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, "reading the dataspace");
+  if (layout == H5D_CHUNKED) {
+    // HDF5 1.10.8 does not check this when it opens a dataset, and reading one whose chunks have
+    // another rank than its dataspace (a scalar one, in our mutation survey) never returns.
+    const int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
+    const int space_rank = H5Sget_simple_extent_type(space.get()) == H5S_SIMPLE
+                               ? H5Sget_simple_extent_ndims(space.get())
+                               : 0;
+    if (rank <= 0 || rank != space_rank) {
+      H5Eclear2(H5E_DEFAULT);
+      return absl::DataLossError(absl::StrCat("has chunks of rank ", rank,
+                                              " but a dataspace of rank ", space_rank));
+    }
+    for (int d = 0; d < rank; ++d) {
+      if (chunk[d] == 0) return absl::DataLossError("has a chunk dim of 0");
+    }
+  }
+  if (declared == 0) return absl::OkStatus();
+  const hsize_t stored = H5Dget_storage_size(dataset);  // 0 also when it fails
+  H5Eclear2(H5E_DEFAULT);
+  uint64_t backed = 0;
+  if (layout == H5D_CHUNKED) {
+    const int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
+    TypeHandle type(H5Dget_type(dataset));
+    hsize_t allocated = 0;
+    if (!type.valid() || H5Dget_num_chunks(dataset, space.get(), &allocated) < 0) {
+      return ErrorFromStack(absl::StatusCode::kDataLoss, "reading the chunk index");
+    }
+    uint64_t chunk_bytes = H5Tget_size(type.get());
+    for (int d = 0; d < rank; ++d) {
+      if (__builtin_mul_overflow(chunk_bytes, chunk[d], &chunk_bytes)) chunk_bytes = UINT64_MAX;
+    }
+    if (__builtin_mul_overflow(allocated, chunk_bytes, &backed)) backed = UINT64_MAX;
+    uint64_t bound = 0;
+    if (__builtin_mul_overflow(stored, max_expansion, &bound)) bound = UINT64_MAX;
+    if (max_expansion > 0 && backed > bound) {
+      return absl::DataLossError(absl::StrCat(allocated, " stored chunks of ", chunk_bytes,
+                                              " bytes cannot decode from ", stored,
+                                              " stored bytes (at most ", max_expansion,
+                                              "x through its filters)"));
+    }
+  } else if (layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) {
+    backed = stored;
+  } else {
+    return ErrorFromStack(absl::StatusCode::kDataLoss, "reading the layout");
+  }
+  const uint64_t fill = declared - std::min(declared, backed);
+  if (fill > static_cast<uint64_t>(kMaxFillBytes)) {
+    return absl::DataLossError(absl::StrCat(
+        "declares ", declared, " bytes, of which ", fill,
+        " have no stored data (they would be fill value): more than kMaxFillBytes (", kMaxFillBytes,
+        ")"));
+  }
+  return absl::OkStatus();
+}
+
+// A dataset opened and checked for reading (CheckPipeline, CheckStorage).
+struct OpenedDataset {
+  DatasetHandle dataset;
+  TypeHandle memory_type;
+  size_t zstd_chunk_bytes = 0;
+};
 
 }  // namespace
 
@@ -163,28 +276,42 @@ struct H5Reader::State {
   FileHandle file;
   std::vector<DatasetInfo> datasets;
   std::map<std::string, size_t> dataset_index;
-  std::map<std::string, AttrList> group_attributes;  // "" is the root
+  std::set<std::string> groups;  // "" is the root
 
-  absl::Status ReadDataset(const DatasetInfo& info, absl::Span<std::byte> out) const;
+  // Opens the dataset and checks it before anything of its size is allocated.
+  absl::StatusOr<OpenedDataset> Prepare(const DatasetInfo& info, uint64_t num_bytes) const;
+  absl::Status ReadDataset(const DatasetInfo& info, OpenedDataset& opened,
+                           absl::Span<std::byte> out) const;
 };
 
-absl::Status H5Reader::State::ReadDataset(const DatasetInfo& info,
-                                          absl::Span<std::byte> out) const {
-  DatasetHandle dataset(H5Dopen2(file.get(), info.path.c_str(), H5P_DEFAULT));
-  if (!dataset.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, "opening");
-  UCP_ASSIGN_OR_RETURN(size_t chunk_bytes, CheckPipeline(dataset.get()));
-  TypeHandle file_type(H5Dget_type(dataset.get()));
+absl::StatusOr<OpenedDataset> H5Reader::State::Prepare(const DatasetInfo& info,
+                                                       uint64_t num_bytes) const {
+  OpenedDataset opened;
+  opened.dataset = DatasetHandle(H5Dopen2(file.get(), info.path.c_str(), H5P_DEFAULT));
+  if (!opened.dataset.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, "opening");
+  const hid_t dataset = opened.dataset.get();
+  PropHandle dcpl(H5Dget_create_plist(dataset));
+  if (!dcpl.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, "reading filters");
+  UCP_ASSIGN_OR_RETURN(Pipeline pipeline, CheckPipeline(dataset, dcpl.get()));
+  UCP_RETURN_IF_ERROR(CheckStorage(dataset, dcpl.get(), num_bytes, pipeline.max_expansion));
+  opened.zstd_chunk_bytes = pipeline.zstd_chunk_bytes;
+  TypeHandle file_type(H5Dget_type(dataset));
   if (!file_type.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, "reading type");
-  TypeHandle memory_type;
   if (H5Tget_class(file_type.get()) == H5T_ENUM) {  // h5py bool: one byte, read as stored
-    memory_type = std::move(file_type);
+    opened.memory_type = std::move(file_type);
   } else {
-    UCP_ASSIGN_OR_RETURN(memory_type, internal_hdf5::StoredType(info.dtype));
+    UCP_ASSIGN_OR_RETURN(opened.memory_type, internal_hdf5::StoredType(info.dtype));
   }
+  return opened;
+}
+
+absl::Status H5Reader::State::ReadDataset(const DatasetInfo& info, OpenedDataset& opened,
+                                          absl::Span<std::byte> out) const {
   if (out.empty()) return absl::OkStatus();
   std::optional<internal_hdf5::ScopedExpectedChunkBytes> expect;
-  if (chunk_bytes > 0) expect.emplace(chunk_bytes);
-  if (H5Dread(dataset.get(), memory_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+  if (opened.zstd_chunk_bytes > 0) expect.emplace(opened.zstd_chunk_bytes);
+  if (H5Dread(opened.dataset.get(), opened.memory_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+              out.data()) < 0) {
     return ErrorFromStack(absl::StatusCode::kDataLoss, "reading");
   }
   if (info.dtype == DType::kBool) {
@@ -244,9 +371,7 @@ absl::StatusOr<H5Reader> H5Reader::Open(const std::string& path) {
       GroupHandle group(
           H5Gopen2(state->file.get(), name.empty() ? "/" : name.c_str(), H5P_DEFAULT));
       if (!group.valid()) return ErrorFromStack(absl::StatusCode::kDataLoss, object_context);
-      absl::StatusOr<AttrList> attributes = internal_hdf5::ReadAttributes(group.get());
-      if (!attributes.ok()) return WithContext(attributes.status(), object_context);
-      state->group_attributes[name] = std::move(*attributes);
+      state->groups.insert(name);
       continue;
     }
     absl::StatusOr<DatasetInfo> info = Describe(state->file.get(), name);
@@ -269,12 +394,26 @@ const DatasetInfo* H5Reader::Find(absl::string_view dataset_path) const {
 absl::StatusOr<AttrList> H5Reader::Attributes(absl::string_view object_path) const {
   std::string name(object_path);
   if (!name.empty() && name[0] == '/') name.erase(0, 1);
-  if (auto it = state_->group_attributes.find(name); it != state_->group_attributes.end()) {
-    return it->second;
+  const bool is_group = state_->groups.count(name) > 0;
+  if (!is_group && state_->dataset_index.count(name) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("file ", state_->path, ": no group or dataset '", object_path, "'"));
   }
-  if (const DatasetInfo* info = Find(name)) return info->attributes;
-  return absl::NotFoundError(
-      absl::StrCat("file ", state_->path, ": no group or dataset '", object_path, "'"));
+  const std::string context =
+      absl::StrCat("file ", state_->path, ": ", is_group ? "group" : "dataset", " '",
+                   name.empty() ? "/" : name, "'");
+  Hdf5Scope scope;
+  UCP_RETURN_IF_ERROR(scope.status());
+  internal_hdf5::ObjectHandle object(
+      H5Oopen(state_->file.get(), name.empty() ? "/" : name.c_str(), H5P_DEFAULT));
+  if (!object.valid()) {
+    return ErrorFromStack(absl::StatusCode::kDataLoss, absl::StrCat(context, ": opening"));
+  }
+  // A dataset's ucp_dtype is its DType, not a user attribute: its value is not read again.
+  absl::StatusOr<AttrList> attributes =
+      internal_hdf5::ReadAttributes(object.get(), is_group ? "" : kDTypeAttribute);
+  if (!attributes.ok()) return WithContext(attributes.status(), context);
+  return attributes;
 }
 
 absl::StatusOr<SharedTensor> H5Reader::Read(absl::string_view dataset_path) const {
@@ -287,13 +426,17 @@ absl::StatusOr<SharedTensor> H5Reader::Read(absl::string_view dataset_path) cons
         absl::StrCat(context, ": ", num_bytes, " bytes exceeds kMaxDatasetBytes"));
   }
   const size_t size = static_cast<size_t>(num_bytes);
+  Hdf5Scope scope;
+  UCP_RETURN_IF_ERROR(scope.status());
+  absl::StatusOr<OpenedDataset> opened = state_->Prepare(*info, size);
+  if (!opened.ok()) return WithContext(opened.status(), context);
   std::shared_ptr<std::byte[]> bytes(new (std::nothrow) std::byte[size == 0 ? 1 : size]);
   if (bytes == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat(context, ": cannot allocate ", size, " bytes"));
   }
-  Hdf5Scope scope;
-  UCP_RETURN_IF_ERROR_CTX(state_->ReadDataset(*info, absl::MakeSpan(bytes.get(), size)), context);
+  UCP_RETURN_IF_ERROR_CTX(
+      state_->ReadDataset(*info, *opened, absl::MakeSpan(bytes.get(), size)), context);
   const std::byte* data = bytes.get();
   return SharedTensor::Contiguous(info->dtype, info->shape, Buffer(std::move(bytes), data, size));
 }
@@ -308,7 +451,10 @@ absl::Status H5Reader::ReadInto(absl::string_view dataset_path, absl::Span<std::
         absl::StrCat(context, ": output holds ", out.size(), " bytes, dataset has ", num_bytes));
   }
   Hdf5Scope scope;
-  UCP_RETURN_IF_ERROR_CTX(state_->ReadDataset(*info, out), context);
+  UCP_RETURN_IF_ERROR(scope.status());
+  absl::StatusOr<OpenedDataset> opened = state_->Prepare(*info, out.size());
+  if (!opened.ok()) return WithContext(opened.status(), context);
+  UCP_RETURN_IF_ERROR_CTX(state_->ReadDataset(*info, *opened, out), context);
   return absl::OkStatus();
 }
 

@@ -29,11 +29,12 @@ struct WriteOptions {
   bool shuffle = true;             // HDF5 byte shuffle before zstd (elements wider than 1 byte)
 };
 
+// What H5Reader::Open lists for a dataset. Its attributes are read on demand with
+// H5Reader::Attributes(path): Open reads no attribute values but ucp_dtype.
 struct DatasetInfo {
   std::string path;  // "a/b/weight": no leading '/'
   DType dtype = DType::kF32;
   Shape shape;
-  AttrList attributes;  // without kDTypeAttribute
 };
 
 // Limits on what a file may claim; exceeding one is DataLoss.
@@ -41,5 +42,9 @@ inline constexpr int64_t kMaxDatasetBytes = int64_t{1} << 38;    // 256 GiB for 
 inline constexpr int64_t kMaxObjects = int64_t{1} << 20;         // groups + datasets in a file
 inline constexpr int64_t kMaxAttributeBytes = int64_t{1} << 20;  // one attribute's value
 inline constexpr int64_t kMaxAttributesPerObject = 4096;
+// Bytes of one dataset that no stored chunk, contiguous block or compact data backs (HDF5 would
+// read them as the fill value), checked before H5Reader allocates: a tiny file cannot make it
+// allocate the declared size of chunks it does not hold.
+inline constexpr int64_t kMaxFillBytes = int64_t{64} << 20;  // 64 MiB
 
 }  // namespace ucp::formats::hdf5

@@ -98,7 +98,8 @@ absl::Status Dump(const std::string& path) {
     std::printf("dataset %s %s [%s] %08x\n", info.path.c_str(),
                 std::string(ucp::DTypeName(info.dtype)).c_str(),
                 absl::StrJoin(info.shape.dims(), ",").c_str(), crc);
-    for (const auto& [name, value] : info.attributes) {
+    UCP_ASSIGN_OR_RETURN(ucp::formats::hdf5::AttrList attributes, reader.Attributes(info.path));
+    for (const auto& [name, value] : attributes) {
       std::printf("attr %s %s %s\n", info.path.c_str(), name.c_str(), Repr(value).c_str());
     }
   }

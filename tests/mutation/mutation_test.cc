@@ -35,6 +35,7 @@
 #include "absl/strings/str_join.h"
 #include "formats/base/byte_sink.h"
 #include "formats/base/byte_source.h"
+#include "formats/hdf5/h5_reader.h"
 #include "formats/hdf5/h5_writer.h"
 #include "formats/safetensors/safetensors_writer.h"
 #include "formats/zip/zip_reader.h"
@@ -61,7 +62,8 @@ constexpr int64_t kSafetensorsMutantsPerShard = 50000;
 constexpr int64_t kHdf5Shards = 4;
 constexpr int64_t kHdf5MutantsPerShard = 10000;
 // HDF5 datasets that claim more than this are not read (H5Reader allocates and fills the
-// declared size, up to kMaxDatasetBytes); they are counted and printed.
+// declared size once the file's storage accounts for it: up to kMaxFillBytes unbacked, and
+// allocated chunks up to 32768x their stored bytes through zstd); they are counted and printed.
 constexpr int64_t kMaxHdf5ReadBytes = int64_t{64} << 20;
 
 // ---- Crash breadcrumb: the mutant being read, printed if the process dies on a signal. ----
@@ -430,6 +432,7 @@ void RunHdf5(const std::string& what, const Mutator& mutator, const std::filesys
   auto [begin, end] = Range(first, count);
   isolate = isolate || std::getenv("UCP_MUTATION_FORK") != nullptr;
   std::vector<std::string> crashes;
+  std::map<std::string, int64_t> crash_stages;
   for (int64_t i = begin; i < end; ++i) {
     const Mutant mutant = mutator.Make(i);
     SetBreadcrumb(mutant.description);
@@ -439,28 +442,53 @@ void RunHdf5(const std::string& what, const Mutator& mutator, const std::filesys
       Check(mutant, ReadAllHdf5(path, kMaxHdf5ReadBytes), "mutant.h5", tally);
       continue;
     }
-    // Survey mode: each mutant in a child process, so every crashing one is listed.
+    // Survey mode: each mutant in a child process, so every crashing one is listed. The child
+    // first walks the stages one by one and reports each it got through on a pipe, so a crash is
+    // attributed to H5Reader::Open, to Attributes() or to reading data.
+    int stages[2];
+    ASSERT_EQ(::pipe(stages), 0);
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      ::close(stages[0]);
       ::alarm(20);  // a hang is reported as signal 14 (SIGALRM)
+      if (absl::StatusOr<formats::hdf5::H5Reader> reader = formats::hdf5::H5Reader::Open(path);
+          reader.ok()) {
+        ssize_t ignored = ::write(stages[1], "o", 1);
+        (void)reader->Attributes("/");
+        for (const formats::hdf5::DatasetInfo& info : reader->datasets()) {
+          (void)reader->Attributes(info.path);
+        }
+        ignored = ::write(stages[1], "a", 1);
+        (void)ignored;
+      }
       Tally mine;
       Check(mutant, ReadAllHdf5(path, kMaxHdf5ReadBytes), "mutant.h5", mine);
       for (const std::string& problem : mine.examples) std::printf("problem: %s\n", problem.c_str());
       std::fflush(stdout);
       ::_exit(mine.problems == 0 ? 0 : 1);
     }
+    ::close(stages[1]);
     int wait_status = 0;
     ::waitpid(child, &wait_status, 0);
+    char reached[2] = {};
+    const ssize_t got = ::read(stages[0], reached, sizeof(reached));
+    ::close(stages[0]);
     ++tally.mutants;
     if (WIFSIGNALED(wait_status)) {
-      crashes.push_back(absl::StrCat(mutant.description, " (signal ", WTERMSIG(wait_status), ")"));
+      const char* stage = got <= 0 ? "open" : got == 1 ? "attributes" : "data";
+      ++crash_stages[stage];
+      crashes.push_back(absl::StrCat(mutant.description, " (signal ", WTERMSIG(wait_status),
+                                     ", in ", stage, ")"));
     } else if (WEXITSTATUS(wait_status) != 0) {
       tally.Problem(absl::StrCat(mutant.description, ": exit ", WEXITSTATUS(wait_status)));
     }
   }
   SetBreadcrumb("");
   for (const std::string& crash : crashes) std::printf("crashed: %s\n", crash.c_str());
+  for (const auto& [stage, n] : crash_stages) {
+    std::printf("crashed in %s: %lld\n", stage.c_str(), static_cast<long long>(n));
+  }
   EXPECT_TRUE(crashes.empty()) << crashes.size() << " mutants crashed";
   EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0) << "HDF5 ids left open by ucp";
   Report(what, tally);
