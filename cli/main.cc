@@ -1,10 +1,15 @@
 // `ucp`: the command-line front end. This is the only translation unit that includes CLI11 (it
 // is slow to compile); each verb parses its flags here and calls a Run* function from commands/.
 // Exit codes: 0 ok, 1 failure (one "error: ..." line on stderr), 2 usage error.
+// Built twice: as `ucp`, and as `ucp-convert` (UCP_CLI_CONVERT_ALIAS), the drop-in for DeepSpeed's
+// ds_to_universal.py that takes its flags; a binary named ucp-convert behaves as the alias too.
+#include <unistd.h>
+
 #include <iostream>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "cli/commands/convert_command.h"
 #include "cli/commands/inspect_command.h"
 
 namespace {
@@ -16,11 +21,72 @@ constexpr const char* kDescription =
     "  ucp inspect mp_rank_00_model_states.pt           value tree, tensors as dtype + shape\n"
     "  ucp inspect --values 4 model.safetensors         plus the first 4 elements of each tensor\n"
     "  ucp inspect --json zero_pp_rank_0_mp_rank_00_optim_states.pt | jq .tree\n"
-    "  ucp inspect --verify shard.pt                    read every record, check CRC-32 and sizes\n";
+    "  ucp inspect --verify shard.pt                    read every record, check CRC-32 and sizes\n"
+    "  ucp convert ckpt/ ckpt/global_step5_universal     DeepSpeed ZeRO checkpoint -> Universal Checkpoint\n"
+    "  ucp convert --dry-run --json ckpt/global_step5   the plan only\n";
+
+#ifdef UCP_CLI_CONVERT_ALIAS
+constexpr bool kConvertAlias = true;
+#else
+constexpr bool kConvertAlias = false;
+#endif
+
+// Options shared by `ucp convert` and `ucp-convert`; `alias` adds ds_to_universal's spellings.
+void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool alias) {
+  if (alias) {
+    cmd->add_option("--input_folder", o.input, "DeepSpeed checkpoint: the tag folder (or its save folder)")
+        ->required();
+    cmd->add_option("--output_folder", o.output, "Universal Checkpoint folder to create")->required();
+  } else {
+    cmd->add_option("INPUT", o.input, "DeepSpeed checkpoint: a save folder (its `latest` names the tag) or a tag folder")
+        ->required();
+    cmd->add_option("OUTPUT", o.output, "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
+  }
+  cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names");
+  cmd->add_option("--threads", o.threads, "copy threads (default: --num_extract_workers, else all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--memory-limit,--memory_limit", o.memory_limit,
+                  "bytes of copy buffers in flight, e.g. 256MiB (the default), 1G");
+  cmd->add_flag("--dry-run,--dry_run", o.dry_run, "print the plan (what would be written) and write nothing");
+  cmd->add_flag("--json", o.json, "print the plan (--dry-run) or the result as JSON");
+  cmd->add_flag("--force", o.force, "replace an existing output folder");
+  cmd->add_flag("--no_strict,--no-strict", o.no_strict,
+                "allow universal_checkpoint_info patterns that match no parameter (as ds_to_universal --no_strict)");
+  cmd->add_flag("--inject_missing_state,--inject-missing-state", o.inject_missing_state,
+                "ZeRO-1/2 without universal_checkpoint_info: assume {'universal_checkpoint_version': 0.4}");
+  cmd->add_option("--num_extract_workers", o.num_extract_workers, "ds_to_universal compatibility: used as --threads")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num_merge_workers", o.num_merge_workers, "ds_to_universal compatibility: ignored")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--keep_temp_folder", o.keep_temp_folder,
+                "ds_to_universal compatibility: no effect (ucp writes no temporary folder)");
+  cmd->add_flag("--no-fsync", o.no_fsync, "skip fsync (scratch output)");
+}
+
+int ConvertAliasMain(int argc, char** argv) {
+  CLI::App app{"ucp-convert: DeepSpeed ZeRO checkpoint -> Universal Checkpoint, with ds_to_universal.py's flags.",
+               "ucp-convert"};
+  ucp::cli::ConvertCommandOptions convert;
+  AddConvertOptions(&app, convert, /*alias=*/true);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  convert.progress = ::isatty(STDERR_FILENO) == 1;
+  return ucp::cli::RunConvert(convert, std::cout, std::cerr);
+}
+
+bool InvokedAsAlias(const char* argv0) {
+  const std::string name = argv0 == nullptr ? "" : argv0;
+  const size_t slash = name.rfind('/');
+  return name.substr(slash == std::string::npos ? 0 : slash + 1) == "ucp-convert";
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (kConvertAlias || InvokedAsAlias(argc > 0 ? argv[0] : nullptr)) return ConvertAliasMain(argc, argv);
   CLI::App app{kDescription, "ucp"};
   app.set_version_flag("--version", "ucp 0.1.0");
   app.require_subcommand(1);
@@ -40,11 +106,23 @@ int main(int argc, char** argv) {
   inspect_cmd->add_option("--max-items", inspect.max_items, "entries shown per container in the text view (0 = all)")
       ->check(CLI::NonNegativeNumber);
 
+  ucp::cli::ConvertCommandOptions convert;
+  CLI::App* convert_cmd = app.add_subcommand(
+      "convert",
+      "Convert a DeepSpeed ZeRO-1/2/3 checkpoint (fp32, bf16, BF16_Optimizer, AutoEP) into the Universal "
+      "Checkpoint folder DeepSpeed's ds_to_universal.py writes, streaming fragments into the final files with "
+      "bounded memory. Nothing appears at OUTPUT unless the conversion completes.");
+  AddConvertOptions(convert_cmd, convert, /*alias=*/false);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*inspect_cmd) return ucp::cli::RunInspect(inspect, std::cout, std::cerr);
+  if (*convert_cmd) {
+    convert.progress = ::isatty(STDERR_FILENO) == 1;
+    return ucp::cli::RunConvert(convert, std::cout, std::cerr);
+  }
   return 2;
 }

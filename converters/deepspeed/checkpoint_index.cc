@@ -128,6 +128,7 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   loc.file = file;
   loc.numel = numel;
   loc.dtype = tensor.dtype;
+  loc.requires_grad = tensor.requires_grad;
   loc.record = absl::StrCat(tf.archive_root(), "/data/", tensor.storage->key);
   const formats::zip::ZipEntry* entry = tf.zip().Find(loc.record);
   if (entry == nullptr) return absl::DataLossError(absl::StrCat(ctx, ": no record ", loc.record));

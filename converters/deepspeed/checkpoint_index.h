@@ -86,6 +86,7 @@ struct TensorLocation {
   uint64_t file_offset = 0;    // bytes into the file (the record payload's offset + record_offset)
   int64_t numel = 0;
   DType dtype = DType::kF32;
+  bool requires_grad = false;  // of the source tensor (DeepSpeed's merged UCP tensor inherits it)
 
   uint64_t num_bytes() const { return static_cast<uint64_t>(numel) * DTypeSize(dtype); }
 };

@@ -152,5 +152,15 @@ inline constexpr absl::string_view kUcpFp32 = "fp32";
 inline constexpr absl::string_view kUcpExpAvg = "exp_avg";
 inline constexpr absl::string_view kUcpExpAvgSq = "exp_avg_sq";
 inline constexpr absl::string_view kUcpStep = "step";
+// expert_parameter_patterns that ds_to_universal writes into rewritten AutoEP model files (§5.4):
+// ZeRO-1/2 without, ZeRO-3 with the leading ".*" (two spellings of one rule, as DeepSpeed has them).
+inline constexpr absl::string_view kUcpExpertPatternZero12 = "\\.experts\\.w[123]$";
+inline constexpr absl::string_view kUcpExpertPatternZero3 = ".*\\.experts\\.w[123]$";
+// ds_to_universal's "lightweight" ZeRO-1/2 AutoEP layer metadata keeps these fields, in this order
+// (deepspeed_checkpoint.py AUTOEP_METADATA_FIELDS).
+inline constexpr absl::string_view kUcpAutoepMetadataFields[] = {kMoeLayerId,    kModulePath,      kExpertKeyPrefix,
+                                                                 kNumExperts,    kNumLocalExperts, kEpSize};
+// universal_checkpoint_info that --inject_missing_state supplies when a model file has none.
+inline constexpr double kUniversalCheckpointVersionValue = 0.4;
 
 }  // namespace ucp::converters::deepspeed::keys

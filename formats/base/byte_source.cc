@@ -31,6 +31,16 @@ class FileSource final : public ByteSource {
   const std::string& name() const override { return path_; }
   std::optional<Buffer> Map() const override { return mapping_; }
 
+  void ReleaseRange(uint64_t offset, uint64_t length) const override {
+    if (!mapping_ || !RangeInside(offset, length, size_)) return;
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t base = reinterpret_cast<uintptr_t>(mapping_->data());  // page-aligned (mmap)
+    const uintptr_t begin = (base + offset + page - 1) / page * page;      // whole pages inside only
+    const uintptr_t end = (base + offset + length) / page * page;
+    // A read-only shared file mapping: MADV_DONTNEED only unmaps, the file's bytes are unchanged.
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
+
   absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
     if (!RangeInside(offset, out.size(), size_)) return RangeError(*this, offset, out.size());
     if (mapping_) {

@@ -25,6 +25,10 @@ class ByteSource {
   virtual std::optional<Buffer> Map() const { return std::nullopt; }
   // The name used in error messages (a path, or "<memory>").
   virtual const std::string& name() const = 0;
+  // A hint that [offset, offset + length) will not be read again soon. A mapped file drops those
+  // pages from the process's resident set (they stay in the page cache and fault back in on the
+  // next access), so streaming through large files keeps memory bounded. Default: nothing.
+  virtual void ReleaseRange(uint64_t offset, uint64_t length) const {}
 
   // Reads [offset, offset+length) into a buffer: a zero-copy slice when mapped, else a heap copy.
   absl::StatusOr<Buffer> ReadBuffer(uint64_t offset, uint64_t length) const;

@@ -48,5 +48,26 @@ TEST(ByteSourceTest, MemorySourceSlicesShareBytes) {
   EXPECT_EQ(buf->data(), src->Map()->data() + 2);
 }
 
+TEST(ByteSourceTest, ReleaseRangeKeepsTheBytes) {
+  // Pages dropped from a file mapping fault back in with the same bytes; memory sources ignore it.
+  const std::string path = TempPath("release");
+  std::string data(3 * 65536 + 123, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31 + 7);
+  std::ofstream(path, std::ios::binary) << data;
+  absl::StatusOr<std::shared_ptr<ByteSource>> file = OpenFileSource(path, /*map=*/true);
+  ASSERT_TRUE(file.ok());
+  std::shared_ptr<ByteSource> memory = MemorySource(Buffer::CopyOf(data));
+  for (const ByteSource* src : {file->get(), memory.get()}) {
+    std::string out(data.size(), '\0');
+    ASSERT_TRUE(src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(out.data()), out.size())).ok());
+    src->ReleaseRange(100, data.size() - 200);
+    src->ReleaseRange(0, data.size() + 1);  // out of range: ignored
+    std::string again(data.size(), '\0');
+    ASSERT_TRUE(src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(again.data()), again.size())).ok());
+    EXPECT_EQ(again, data);
+  }
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace ucp

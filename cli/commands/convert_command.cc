@@ -1,0 +1,160 @@
+#include "cli/commands/convert_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "converters/pipelines/convert.h"
+#include "nlohmann/json.hpp"
+
+namespace ucp::cli {
+namespace {
+
+namespace pipelines = converters::pipelines;
+
+std::string Bytes(double n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (n >= 1024 && u < 4) {
+    n /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f %s", n, units[u]) : absl::StrFormat("%.1f %s", n, units[u]);
+}
+
+std::string Duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(std::llround(std::max(0.0, seconds)));
+  return s >= 3600 ? absl::StrFormat("%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+                   : absl::StrFormat("%d:%02d", s / 60, s % 60);
+}
+
+// "\r  1.2 GiB / 3.4 GiB  35%  512.0 MiB/s  ETA 0:04  (12/345 files)" on a terminal.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::ostream& err) : err_(err), start_(std::chrono::steady_clock::now()) {}
+  void Draw(const converters::execute::ExecuteProgress& p) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(p.bytes_done) / elapsed : 0;
+    const double left = static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total));
+    const int percent = p.bytes_total == 0 ? 100 : static_cast<int>(100.0 * p.bytes_done / p.bytes_total);
+    std::string line = absl::StrCat("\r  ", Bytes(p.bytes_done), " / ", Bytes(p.bytes_total), "  ", percent, "%  ",
+                                    Bytes(rate), "/s  ETA ", rate > 0 ? Duration(left / rate) : "?", "  (",
+                                    p.files_done, "/", p.files_total, " files)");
+    const size_t width = line.size();
+    if (width < width_) line.append(width_ - width, ' ');
+    width_ = std::max(width_, width);
+    err_ << line << std::flush;
+    drawn_ = true;
+  }
+  void Finish() {
+    if (drawn_) err_ << "\n";
+  }
+
+ private:
+  std::ostream& err_;
+  std::chrono::steady_clock::time_point start_;
+  size_t width_ = 0;
+  bool drawn_ = false;
+};
+
+int Fail(std::ostream& err, const absl::Status& status) {
+  err << "error: " << status.message() << "\n";
+  return 1;
+}
+
+nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
+  return {{"output", r.output},
+          {"latest_universal", r.latest_universal},
+          {"files", r.files},
+          {"bytes", r.bytes},
+          {"seconds", r.stats.seconds},
+          {"threads", r.stats.threads},
+          {"chunk_bytes", r.stats.chunk_bytes},
+          {"peak_buffer_bytes", r.stats.peak_buffer_bytes},
+          {"removed_stale_partial", r.removed_stale_partial},
+          {"zero_stage", r.info.zero_stage},
+          {"params", r.info.params}};
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text) {
+  std::string s = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  double scale = 1;
+  if (absl::EndsWith(s, "ib")) s.resize(s.size() - 2);
+  else if (absl::EndsWith(s, "b")) s.resize(s.size() - 1);
+  if (!s.empty()) {
+    const char unit = s.back();
+    const char* units = "kmgt";
+    if (const char* u = std::strchr(units, unit); u != nullptr && unit != '\0') {
+      scale = std::pow(1024.0, static_cast<double>(u - units + 1));
+      s.pop_back();
+    }
+  }
+  double value = 0;
+  if (s.empty() || !absl::SimpleAtod(s, &value) || !(value > 0) || value * scale >= 1.8e19) {
+    return absl::InvalidArgumentError(absl::StrCat("bad size '", text, "' (e.g. 256MiB, 1G, 65536)"));
+  }
+  return static_cast<uint64_t>(value * scale);
+}
+
+int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& err) {
+  if (o.keep_temp_folder) {
+    err << "note: --keep_temp_folder has no effect: ucp streams fragments into the final files and writes no "
+           "temporary folder\n";
+  }
+  absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
+  if (!memory.ok()) return Fail(err, memory.status());
+  pipelines::ConvertOptions options;
+  options.input = o.input;
+  options.output = o.output;
+  options.tag = o.tag;
+  options.force = o.force;
+  options.plan.strict = !o.no_strict;
+  options.plan.inject_missing_state = o.inject_missing_state;
+  options.execute.threads = o.threads > 0 ? o.threads : o.num_extract_workers;
+  options.execute.memory_limit = *memory;
+  options.execute.fsync = !o.no_fsync;
+
+  if (o.dry_run) {
+    absl::StatusOr<pipelines::PlannedConvert> planned = pipelines::PlanConvert(options);
+    if (!planned.ok()) return Fail(err, planned.status());
+    if (o.json) {
+      nlohmann::json j = converters::plan::ToJson(planned->plan);
+      j["output"] = planned->output;
+      out << j.dump(1) << "\n";
+    } else {
+      out << converters::plan::Summary(planned->plan) << "output:    " << planned->output << " (dry run: nothing written)\n";
+    }
+    return 0;
+  }
+
+  ProgressLine progress(err);
+  if (o.progress) {
+    options.execute.progress = [&progress](const converters::execute::ExecuteProgress& p) { progress.Draw(p); };
+  }
+  absl::StatusOr<pipelines::ConvertResult> result = pipelines::Convert(options);
+  progress.Finish();
+  if (!result.ok()) return Fail(err, result.status());
+  if (result->removed_stale_partial) {
+    err << "note: removed " << result->output << ".partial, left behind by an interrupted run\n";
+  }
+  if (o.json) {
+    out << ResultJson(*result).dump(1) << "\n";
+  } else {
+    const double rate = result->stats.seconds > 0 ? static_cast<double>(result->bytes) / result->stats.seconds : 0;
+    out << "wrote " << result->output << ": " << result->files << " files, " << Bytes(result->bytes) << " in "
+        << absl::StrFormat("%.2f", result->stats.seconds) << " s (" << Bytes(rate) << "/s, " << result->stats.threads
+        << " threads)\n";
+    if (!result->latest_universal.empty()) out << "wrote " << result->latest_universal << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ucp::cli

@@ -1,0 +1,309 @@
+#include "converters/execute/executor.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "formats/base/crc32.h"
+#include "formats/base/status.h"
+#include "formats/base/thread_pool.h"
+#include "ucp/torch_frame.h"
+
+namespace ucp::converters::execute {
+namespace {
+
+using plan::CopyOp;
+using plan::Plan;
+using plan::PlanFile;
+using plan::Region;
+
+constexpr uint64_t kMinChunkBytes = uint64_t{64} << 10;
+constexpr uint64_t kMaxChunkBytes = uint64_t{16} << 20;
+constexpr auto kProgressInterval = std::chrono::milliseconds(100);
+
+// An output file written with pwrite from several threads: created, pre-sized, then filled.
+class OutputFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<OutputFile>> Create(std::string path, uint64_t size) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("creating ", path));
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      absl::Status s = ErrnoToStatus(errno, absl::StrCat("sizing ", path));
+      ::close(fd);
+      return s;
+    }
+    return std::unique_ptr<OutputFile>(new OutputFile(std::move(path), fd));
+  }
+  ~OutputFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status WriteAt(uint64_t offset, absl::Span<const std::byte> bytes) const {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoToStatus(errno, absl::StrCat("writing ", path_));
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Close(bool fsync) {
+    if (fsync && ::fsync(fd_) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", path_));
+    int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) return ErrnoToStatus(errno, absl::StrCat("closing ", path_));
+    return absl::OkStatus();
+  }
+
+ private:
+  OutputFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  std::string path_;
+  int fd_;
+};
+
+// One task: `length` bytes of op `op` of region `region` of file `file`, from `offset` in the op.
+struct Chunk {
+  uint32_t file;
+  uint32_t region;
+  uint32_t op;
+  uint64_t offset;
+  uint64_t length;
+};
+
+struct FileState {
+  std::mutex mu;
+  std::unique_ptr<OutputFile> out;
+  size_t first_chunk = 0;
+  size_t end_chunk = 0;
+  std::atomic<size_t> remaining{0};
+};
+
+class Executor {
+ public:
+  Executor(const Plan& plan, absl::Span<const ByteSource* const> sources, std::string dir,
+           const ExecuteOptions& options, int threads, uint64_t chunk_bytes)
+      : plan_(plan), sources_(sources), dir_(std::move(dir)), options_(options), threads_(threads),
+        chunk_bytes_(chunk_bytes), states_(plan.files.size()), entries_(plan.files.size()) {}
+
+  absl::StatusOr<ExecuteResult> Run();
+
+ private:
+  void RunChunk(size_t c);
+  absl::Status CopyChunk(const Chunk& chunk, uint32_t* crc);
+  absl::Status EnsureOpen(size_t f);
+  void ChunkDone(size_t f);
+  absl::Status Finalize(size_t f);
+  void Fail(const absl::Status& status);
+  void Report(bool final);
+
+  const Plan& plan_;
+  absl::Span<const ByteSource* const> sources_;
+  std::string dir_;
+  const ExecuteOptions& options_;
+  int threads_;
+  uint64_t chunk_bytes_;
+  std::vector<Chunk> chunks_;
+  std::vector<uint32_t> crcs_;  // per chunk
+  std::vector<FileState> states_;
+  std::vector<store::ManifestEntry> entries_;
+
+  std::atomic<bool> failed_{false};
+  std::mutex error_mu_;
+  absl::Status error_;
+  std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> peak_{0};
+  std::atomic<uint64_t> bytes_done_{0};
+  std::atomic<size_t> files_done_{0};
+  uint64_t bytes_total_ = 0;
+  std::mutex progress_mu_;
+  std::chrono::steady_clock::time_point last_report_{};
+};
+
+void Executor::Fail(const absl::Status& status) {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  if (error_.ok()) error_ = status;
+  failed_ = true;
+}
+
+void Executor::Report(bool final) {
+  if (!options_.progress) return;
+  std::lock_guard<std::mutex> lock(progress_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!final && now - last_report_ < kProgressInterval) return;
+  last_report_ = now;
+  options_.progress(ExecuteProgress{bytes_done_.load(), bytes_total_, files_done_.load(), plan_.files.size()});
+}
+
+absl::Status Executor::EnsureOpen(size_t f) {
+  FileState& st = states_[f];
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (st.out != nullptr) return absl::OkStatus();
+  UCP_ASSIGN_OR_RETURN(st.out, OutputFile::Create(absl::StrCat(dir_, "/", plan_.files[f].path), plan_.files[f].size));
+  return absl::OkStatus();
+}
+
+absl::Status Executor::CopyChunk(const Chunk& chunk, uint32_t* crc) {
+  // One buffer per worker thread, grown to the largest chunk it has seen (at most chunk_bytes_).
+  thread_local std::unique_ptr<std::byte[]> buffer;
+  thread_local uint64_t buffer_size = 0;
+  if (buffer_size < chunk.length) {
+    buffer.reset();
+    buffer = std::make_unique_for_overwrite<std::byte[]>(chunk.length);
+    buffer_size = chunk.length;
+  }
+  const CopyOp& op = plan_.files[chunk.file].regions[chunk.region].ops[chunk.op];
+  const ByteSource* source = sources_[op.source];
+  if (source == nullptr) return absl::InternalError(absl::StrCat("no source for ", plan_.sources[op.source].path));
+  const absl::Span<std::byte> bytes(buffer.get(), chunk.length);
+  absl::Status read = source->ReadAt(op.source_offset + chunk.offset, bytes);
+  if (!read.ok()) {
+    const absl::StatusCode code =
+        read.code() == absl::StatusCode::kOutOfRange ? absl::StatusCode::kDataLoss : read.code();
+    return absl::Status(code, absl::StrCat(plan_.sources[op.source].path, ": reading ", chunk.length, " bytes at ",
+                                           op.source_offset + chunk.offset, " for ", plan_.files[chunk.file].path,
+                                           ": ", read.message()));
+  }
+  source->ReleaseRange(op.source_offset + chunk.offset, chunk.length);  // keeps RSS near the buffers
+  *crc = Crc32(bytes);
+  UCP_RETURN_IF_ERROR(EnsureOpen(chunk.file));
+  return states_[chunk.file].out->WriteAt(op.dest_offset + chunk.offset, bytes);
+}
+
+void Executor::RunChunk(size_t c) {
+  const Chunk& chunk = chunks_[c];
+  if (!failed_) {
+    const uint64_t now = in_flight_ += chunk.length;
+    for (uint64_t p = peak_.load(); now > p && !peak_.compare_exchange_weak(p, now);) {
+    }
+    absl::Status s = CopyChunk(chunk, &crcs_[c]);
+    in_flight_ -= chunk.length;
+    if (!s.ok()) Fail(s);
+    bytes_done_ += chunk.length;
+    Report(false);
+  }
+  ChunkDone(chunk.file);
+}
+
+void Executor::ChunkDone(size_t f) {
+  if (--states_[f].remaining != 0 || failed_) return;
+  absl::Status s = Finalize(f);
+  if (!s.ok()) Fail(s);
+}
+
+absl::Status Executor::Finalize(size_t f) {
+  const PlanFile& pf = plan_.files[f];
+  FileState& st = states_[f];
+  UCP_RETURN_IF_ERROR(EnsureOpen(f));
+  std::vector<uint32_t> region_crcs(pf.regions.size(), 0);
+  for (size_t c = st.first_chunk; c < st.end_chunk; ++c) {
+    uint32_t& r = region_crcs[chunks_[c].region];
+    r = Crc32Combine(r, crcs_[c], chunks_[c].length);
+  }
+  // (offset, length, crc) of every part of the file: frame pieces and regions.
+  std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> parts;
+  for (size_t r = 0; r < pf.regions.size(); ++r) {
+    parts.emplace_back(pf.regions[r].offset, pf.regions[r].size, region_crcs[r]);
+  }
+  if (pf.frame) {
+    UCP_ASSIGN_OR_RETURN(std::vector<store::FramePiece> pieces, store::RenderTorchFrame(*pf.frame, region_crcs));
+    for (const store::FramePiece& p : pieces) {
+      const absl::Span<const std::byte> bytes(reinterpret_cast<const std::byte*>(p.bytes.data()), p.bytes.size());
+      UCP_RETURN_IF_ERROR(st.out->WriteAt(p.offset, bytes));
+      parts.emplace_back(p.offset, p.bytes.size(), Crc32(bytes));
+    }
+  }
+  std::sort(parts.begin(), parts.end());
+  uint32_t crc = 0;
+  uint64_t at = 0;
+  for (const auto& [offset, length, part_crc] : parts) {
+    if (length == 0) continue;  // an empty storage sits inside a frame piece
+    if (offset != at) return absl::InternalError(absl::StrCat(pf.path, ": nothing planned at byte ", at));
+    crc = Crc32Combine(crc, part_crc, length);
+    at += length;
+  }
+  if (at != pf.size) return absl::InternalError(absl::StrCat(pf.path, ": planned bytes end at ", at));
+  UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
+  st.out.reset();
+  entries_[f] = store::ManifestEntry{pf.path, pf.size, crc};
+  ++files_done_;
+  Report(false);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExecuteResult> Executor::Run() {
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t f = 0; f < plan_.files.size(); ++f) {
+    states_[f].first_chunk = chunks_.size();
+    const PlanFile& pf = plan_.files[f];
+    for (size_t r = 0; r < pf.regions.size(); ++r) {
+      for (size_t o = 0; o < pf.regions[r].ops.size(); ++o) {
+        const uint64_t length = pf.regions[r].ops[o].length;
+        for (uint64_t at = 0; at < length; at += chunk_bytes_) {
+          chunks_.push_back(Chunk{static_cast<uint32_t>(f), static_cast<uint32_t>(r), static_cast<uint32_t>(o), at,
+                                  std::min(chunk_bytes_, length - at)});
+        }
+      }
+    }
+    states_[f].end_chunk = chunks_.size();
+    states_[f].remaining = states_[f].end_chunk - states_[f].first_chunk;
+  }
+  crcs_.assign(chunks_.size(), 0);
+  bytes_total_ = plan_.CopyBytes();
+  {
+    ThreadPool pool(threads_);
+    for (size_t f = 0; f < plan_.files.size(); ++f) {
+      const FileState& st = states_[f];
+      if (st.first_chunk == st.end_chunk) {
+        pool.Schedule([this, f] {
+          if (failed_) return;
+          absl::Status s = Finalize(f);
+          if (!s.ok()) Fail(s);
+        });
+      }
+      for (size_t c = st.first_chunk; c < st.end_chunk; ++c) pool.Schedule([this, c] { RunChunk(c); });
+    }
+    pool.Wait();
+  }
+  if (failed_) return error_;
+  Report(true);
+  ExecuteResult result;
+  result.files = std::move(entries_);
+  result.stats.threads = threads_;
+  result.stats.chunk_bytes = chunk_bytes_;
+  result.stats.peak_buffer_bytes = peak_.load();
+  result.stats.bytes_copied = bytes_done_.load();
+  result.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<ExecuteResult> ExecutePlan(const Plan& plan, absl::Span<const ByteSource* const> sources,
+                                          const std::string& dir, const ExecuteOptions& options) {
+  if (options.memory_limit == 0) return absl::InvalidArgumentError("memory limit must be positive");
+  if (sources.size() != plan.sources.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(sources.size(), " byte sources for a plan of ",
+                                                   plan.sources.size(), " sources"));
+  }
+  UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
+  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  threads = std::max(threads, 1);
+  threads = static_cast<int>(std::min<uint64_t>(threads, std::max<uint64_t>(1, options.memory_limit / kMinChunkBytes)));
+  const uint64_t chunk = std::clamp<uint64_t>(options.memory_limit / threads, 1, kMaxChunkBytes);
+  Executor executor(plan, sources, dir, options, threads, chunk);
+  return executor.Run();
+}
+
+}  // namespace ucp::converters::execute

@@ -1,0 +1,72 @@
+// ExecutePlan: writes the files of a Plan (converters/plan/plan.h) into a folder, copying every
+// CopyOp's byte range from the mapped sources with bounded memory, in parallel on a ThreadPool.
+//
+// How:
+//   * Each CopyOp is cut into chunks of at most `chunk_bytes`; a chunk is one task: ReadAt (a
+//     memcpy from the source's mapping, or pread) into the worker's buffer, CRC-32 of the chunk,
+//     pwrite at its place in the output file. Tasks run in plan order, so each shard is read
+//     front to back (the planner emits files in DeepSpeed's flat parameter order).
+//   * Output files are created and pre-sized (ftruncate) by their first chunk and closed by their
+//     last: at most about `threads` files are open at once.
+//   * When the last chunk of a file is done, the region (storage) CRCs are combined from the chunk
+//     CRCs in order (Crc32Combine), the TorchFrame's bytes are rendered with them and written, the
+//     whole-file CRC is combined the same way (for the manifest), and the file is fsynced. No byte
+//     is read back.
+//   * Memory: threads × chunk_bytes ≤ memory_limit. Workers keep one buffer each; nothing else
+//     scales with the data (frames hold only pickles and zip headers).
+// The caller owns the output folder (ucp/staging_dir.h): it must exist with every folder of
+// Plan::Directories(); on error, files may be half written and the caller discards the folder.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "converters/plan/plan.h"
+#include "formats/base/byte_source.h"
+#include "ucp/manifest.h"
+
+namespace ucp::converters::execute {
+
+inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{256} << 20;
+
+struct ExecuteProgress {
+  uint64_t bytes_done = 0;   // payload bytes copied so far
+  uint64_t bytes_total = 0;  // Plan::CopyBytes()
+  size_t files_done = 0;
+  size_t files_total = 0;
+};
+
+struct ExecuteOptions {
+  int threads = 0;                              // <= 0: the machine's hardware threads
+  uint64_t memory_limit = kDefaultMemoryLimit;  // bytes of copy buffers in flight, all threads together
+  bool fsync = true;                            // fsync every file before reporting it done
+  // Called at most every 100 ms and once at the end, never concurrently, from worker threads.
+  std::function<void(const ExecuteProgress&)> progress = nullptr;
+};
+
+struct ExecuteStats {
+  int threads = 0;
+  uint64_t chunk_bytes = 0;
+  uint64_t peak_buffer_bytes = 0;  // largest sum of chunk buffers in use at one time
+  uint64_t bytes_copied = 0;
+  double seconds = 0;
+};
+
+struct ExecuteResult {
+  std::vector<store::ManifestEntry> files;  // one per plan file: path, size, CRC-32 of the whole file
+  ExecuteStats stats;
+};
+
+// `sources[i]` serves Plan::sources[i] (null for sources no op reads). `dir` is the folder the
+// plan's relative paths are written under. Errors: the first failing read or write (with the
+// file name; DataLoss when a source is shorter than planned), InvalidArgument for a zero
+// memory_limit or a source count that does not match the plan, Internal for a plan that fails
+// ValidatePlan.
+absl::StatusOr<ExecuteResult> ExecutePlan(const plan::Plan& plan, absl::Span<const ByteSource* const> sources,
+                                          const std::string& dir, const ExecuteOptions& options = {});
+
+}  // namespace ucp::converters::execute

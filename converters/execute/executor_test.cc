@@ -1,0 +1,135 @@
+#include "converters/execute/executor.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "formats/base/crc32.h"
+#include "formats/torch/torch_writer.h"
+#include "gtest/gtest.h"
+#include "ucp/ucp_layout.h"
+
+namespace ucp::converters::execute {
+namespace {
+
+namespace fs = std::filesystem;
+using plan::CopyOp;
+using plan::Plan;
+using plan::PlanFile;
+using plan::Region;
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / absl::StrCat("ucp_exec_", info->name(), "_", ::getpid());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "zero" / "w");
+    // Two "shards" of 1000 bytes each, bytes b -> (b * 7 + shard) mod 251.
+    for (int s = 0; s < 2; ++s) {
+      std::string bytes(1000, '\0');
+      for (size_t b = 0; b < bytes.size(); ++b) bytes[b] = static_cast<char>((b * 7 + s) % 251);
+      shards_.push_back(bytes);
+      sources_.push_back(MemorySource(Buffer::CopyOf(bytes), absl::StrCat("shard", s, ".pt")));
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Read(const std::string& rel) {
+    std::ifstream in(dir_ / rel, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  // zero/w/fp32.pt: a [100] f32 tensor made of shard0[100, 300) ‖ shard1[0, 200); plus a copy of
+  // shard 1. Returns the plan and the expected file bytes.
+  Plan MakePlan(std::string* expected_param) {
+    Plan p;
+    p.sources = {{"shard0.pt", 1000}, {"shard1.pt", 1000}};
+    store::ParamStateSpec spec;
+    spec.shape = Shape({100});
+    spec.storage_numel = 100;
+    formats::torch::ValueArena arena;
+    absl::StatusOr<store::ParamStateTree> tree = store::BuildParamStateTree(arena, spec);
+    EXPECT_TRUE(tree.ok());
+    absl::StatusOr<store::TorchFrame> frame = store::FrameTorchFile("fp32", *tree->root, nullptr);
+    EXPECT_TRUE(frame.ok());
+    const uint64_t at = frame->storages[0].payload_offset;
+    PlanFile f;
+    f.path = "zero/w/fp32.pt";
+    f.size = frame->file_size;
+    f.frame = *frame;
+    f.regions.push_back(Region{at, 400, {CopyOp{0, 100, 200, at}, CopyOp{1, 0, 200, at + 200}}});
+    p.files.push_back(f);
+    PlanFile copy;
+    copy.path = "copy.pt";
+    copy.role = plan::FileRole::kModelCopy;
+    copy.size = 1000;
+    copy.regions.push_back(Region{0, 1000, {CopyOp{1, 0, 1000, 0}}});
+    p.files.push_back(copy);
+
+    formats::torch::StorageRef* storage = const_cast<formats::torch::StorageRef*>(tree->storage);
+    storage->bytes = Buffer::CopyOf(shards_[0].substr(100, 200) + shards_[1].substr(0, 200));
+    MemorySink sink;
+    EXPECT_TRUE(formats::torch::WriteTorchFile(sink, *tree->root, {"fp32"}).ok());
+    *expected_param = std::string(reinterpret_cast<const char*>(sink.bytes().data()), sink.bytes().size());
+    return p;
+  }
+
+  std::vector<const ByteSource*> Sources() const { return {sources_[0].get(), sources_[1].get()}; }
+
+  fs::path dir_;
+  std::vector<std::string> shards_;
+  std::vector<std::shared_ptr<ByteSource>> sources_;
+};
+
+TEST_F(ExecutorTest, WritesTorchWriterBytesUnderATinyMemoryBudget) {
+  std::string expected;
+  Plan plan = MakePlan(&expected);
+  for (uint64_t limit : {uint64_t{100}, uint64_t{7}, kDefaultMemoryLimit}) {
+    int reports = 0;
+    ExecuteOptions options{.threads = 3, .memory_limit = limit, .fsync = false};
+    options.progress = [&](const ExecuteProgress& p) {
+      ++reports;
+      EXPECT_LE(p.bytes_done, p.bytes_total);
+    };
+    absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(Read("zero/w/fp32.pt"), expected) << limit;
+    EXPECT_EQ(Read("copy.pt"), shards_[1]);
+    EXPECT_LE(r->stats.peak_buffer_bytes, limit);
+    EXPECT_EQ(r->stats.bytes_copied, 1400u);
+    EXPECT_GE(reports, 1);
+    ASSERT_EQ(r->files.size(), 2u);
+    EXPECT_EQ(r->files[0], (store::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
+    EXPECT_EQ(r->files[1].crc32, Crc32(shards_[1]));
+  }
+}
+
+TEST_F(ExecutorTest, ShortSourceIsDataLossNamingIt) {
+  std::string expected;
+  Plan plan = MakePlan(&expected);
+  std::shared_ptr<ByteSource> short_shard = MemorySource(Buffer::CopyOf(shards_[1].substr(0, 900)), "shard1.pt");
+  std::vector<const ByteSource*> sources = {sources_[0].get(), short_shard.get()};
+  absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, sources, dir_.string(), {.threads = 2, .fsync = false});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_NE(r.status().message().find("shard1.pt"), std::string::npos) << r.status();
+}
+
+TEST_F(ExecutorTest, RejectsBadRequests) {
+  std::string expected;
+  Plan plan = MakePlan(&expected);
+  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string(), {.memory_limit = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExecutePlan(plan, {sources_[0].get()}, dir_.string()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  plan.files[1].regions[0].ops[0].length = 999;  // leaves a hole
+  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string()).status().code(), absl::StatusCode::kInternal);
+}
+
+}  // namespace
+}  // namespace ucp::converters::execute

@@ -1,0 +1,101 @@
+// Plan: everything a pipeline will write, computed from metadata only (zip directories and
+// pickles), before any tensor byte is read (docs/architecture.md "One pipeline shape"). A plan is
+// a list of output files; each file is either
+//   * a torch.save file: a TorchFrame (pickle, zip framing; ucp/torch_frame.h) whose storage
+//     payloads are filled by CopyOps from source files, or
+//   * a byte copy of a source file (model-states files the UCP keeps as they are).
+// The executor (converters/execute) runs the CopyOps; everything else about the bytes is fixed
+// here, so a plan is deterministic, printable (Summary, ToJson: `ucp convert --dry-run`) and can be
+// unit-tested without touching tensor bytes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+#include "ucp/torch_frame.h"
+
+namespace ucp::converters::plan {
+
+// Copy `length` bytes at `source_offset` of source `source` to `dest_offset` of the output file.
+struct CopyOp {
+  int source = -1;  // index into Plan::sources
+  uint64_t source_offset = 0;
+  uint64_t length = 0;
+  uint64_t dest_offset = 0;  // absolute, in the output file
+};
+
+// A byte range of an output file filled from sources: one storage payload of a torch file, or a
+// whole copied file. `ops` are sorted by dest_offset and tile [offset, offset + size) exactly.
+struct Region {
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  std::vector<CopyOp> ops;
+};
+
+enum class FileRole : uint8_t {
+  kParamState,      // zero/<param>/{fp32,exp_avg,exp_avg_sq}.pt
+  kStep,            // zero/<param>/step.pt
+  kOptimizerState,  // zero/optimizer_state.pt
+  kModelCopy,       // a model-states file copied byte for byte
+  kModelRewrite,    // a model-states file re-saved with changed keys (AutoEP)
+};
+const char* FileRoleName(FileRole role);
+
+struct PlanFile {
+  std::string path;  // relative to the output folder, '/'-separated
+  FileRole role = FileRole::kParamState;
+  uint64_t size = 0;
+  // Torch files: the frame, with regions[i] filling frame->storages[i]. Copies: no frame and one
+  // region covering the whole file.
+  std::optional<store::TorchFrame> frame;
+  std::vector<Region> regions;
+};
+
+struct PlanSource {
+  std::string path;
+  uint64_t size = 0;
+};
+
+// What the planner found, for the summary and the JSON.
+struct PlanInfo {
+  std::string pipeline;  // "zero_to_ucp"
+  std::string input;     // the tag folder read
+  std::string wrapper;   // DeepSpeed optimizer wrapper
+  int zero_stage = 0;
+  int dp_size = 1, tp_size = 1, pp_size = 1, ep_size = 1;
+  std::string master_dtype, state_dtype;
+  int param_groups = 0;
+  int params = 0;
+  int expert_params = 0;
+  int autoep_layers = 0;
+  int frozen_params = 0;  // not part of a UCP (no optimizer state)
+  std::vector<std::string> notes;  // e.g. patterns that matched no parameter with --no_strict
+};
+
+struct Plan {
+  PlanInfo info;
+  std::vector<PlanSource> sources;
+  std::vector<PlanFile> files;
+
+  uint64_t TotalBytes() const;  // sum of file sizes
+  uint64_t CopyBytes() const;   // bytes moved by CopyOps
+  size_t NumOps() const;
+  // Every folder the files need, relative, parents before children.
+  std::vector<std::string> Directories() const;
+};
+
+// Internal error when the plan breaks its own invariants: a region that ops do not tile, regions
+// outside their file or overlapping, a frame whose storages do not match the regions, a source
+// range outside its source, duplicate or unsafe paths.
+absl::Status ValidatePlan(const Plan& plan);
+
+// A few lines for humans: detected stage/topology, parameter and file counts, bytes.
+std::string Summary(const Plan& plan);
+// The plan as JSON; with `with_ops` every CopyOp is listed (large).
+nlohmann::json ToJson(const Plan& plan, bool with_ops = false);
+
+}  // namespace ucp::converters::plan
