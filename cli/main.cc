@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "cli/commands/convert_command.h"
 #include "cli/commands/inspect_command.h"
+#include "cli/commands/verify_command.h"
 
 namespace {
 
@@ -23,7 +24,8 @@ constexpr const char* kDescription =
     "  ucp inspect --json zero_pp_rank_0_mp_rank_00_optim_states.pt | jq .tree\n"
     "  ucp inspect --verify shard.pt                    read every record, check CRC-32 and sizes\n"
     "  ucp convert ckpt/ ckpt/global_step5_universal     DeepSpeed ZeRO checkpoint -> Universal Checkpoint\n"
-    "  ucp convert --dry-run --json ckpt/global_step5   the plan only\n";
+    "  ucp convert --dry-run --json ckpt/global_step5   the plan only\n"
+    "  ucp verify ckpt/global_step5_universal            check every file; name every problem\n";
 
 #ifdef UCP_CLI_CONVERT_ALIAS
 constexpr bool kConvertAlias = true;
@@ -114,12 +116,26 @@ int main(int argc, char** argv) {
       "bounded memory. Nothing appears at OUTPUT unless the conversion completes.");
   AddConvertOptions(convert_cmd, convert, /*alias=*/false);
 
+  ucp::cli::VerifyCommandOptions verify;
+  CLI::App* verify_cmd = app.add_subcommand(
+      "verify",
+      "Check a checkpoint folder without converting it: a DeepSpeed ZeRO folder (every file's CRC-32s, the rank "
+      "and expert files, steps, fragments covering every parameter exactly once, padding), a Universal Checkpoint "
+      "folder (per-parameter files, step.pt, param_shapes, manifest) or a ucp export (manifest). Names every "
+      "problem; exit 0 clean, 1 problems.");
+  verify_cmd->add_option("DIR", verify.path, "checkpoint folder (ZeRO save folder or tag folder, UCP folder, export)")
+      ->required();
+  verify_cmd->add_option("--tag", verify.tag, "ZeRO save folder: the tag to check instead of the one `latest` names");
+  verify_cmd->add_flag("--json", verify.json, "print the report as one JSON document");
+  verify_cmd->add_flag("--no-crc", verify.no_crc, "skip reading every record for its CRC-32 (structure only)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*inspect_cmd) return ucp::cli::RunInspect(inspect, std::cout, std::cerr);
+  if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
   if (*convert_cmd) {
     convert.progress = ::isatty(STDERR_FILENO) == 1;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);

@@ -55,7 +55,7 @@ absl::Status Source::AddParam(ParamMeta param) {
   return absl::OkStatus();
 }
 
-int Source::AddFile(std::shared_ptr<ByteSource> file) {
+int Source::AddFile(std::shared_ptr<const ByteSource> file) {
   files_.push_back(std::move(file));
   return static_cast<int>(files_.size()) - 1;
 }
@@ -102,6 +102,79 @@ absl::StatusOr<Buffer> Source::StateBytes(const ParamMeta& param, ParamState sta
   std::vector<std::byte> bytes(static_cast<size_t>(size));
   UCP_RETURN_IF_ERROR(ReadState(param, state, absl::MakeSpan(bytes)));
   return Buffer::FromVector(std::move(bytes));
+}
+
+absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
+                                  int file_index) {
+  if (!tensor.IsContiguous()) {
+    return absl::UnimplementedError(absl::StrCat(file.name(), ": a non-contiguous tensor view (storage ",
+                                                 tensor.storage->key, ") is not a byte run"));
+  }
+  const std::string record = absl::StrCat(file.archive_root(), "/data/", tensor.storage->key);
+  const formats::zip::ZipEntry* entry = file.zip().Find(record);
+  const uint64_t elem = DTypeSize(tensor.dtype);
+  const uint64_t begin = static_cast<uint64_t>(tensor.storage_offset) * elem;
+  const uint64_t size = static_cast<uint64_t>(tensor.NumElements()) * elem;
+  if (entry == nullptr || tensor.storage_offset < 0 || begin > entry->size || size > entry->size - begin) {
+    return absl::DataLossError(absl::StrCat(file.name(), ": tensor bytes [", begin, ", +", size,
+                                            ") are not inside record ", record));
+  }
+  return ByteRun{file_index, entry->data_offset + begin, size};
+}
+
+absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
+                                      int file_index) {
+  StateMeta meta;
+  meta.dtype = tensor.dtype;
+  UCP_ASSIGN_OR_RETURN(ByteRun run, TensorRun(file, tensor, file_index));
+  if (run.size > 0) meta.runs.push_back(run);
+  return meta;
+}
+
+nlohmann::json PlainJson(const formats::torch::Value& v) {
+  using formats::torch::ValueKind;
+  switch (v.kind()) {
+    case ValueKind::kNone: return nullptr;
+    case ValueKind::kBool: return v.bool_value();
+    case ValueKind::kInt: return v.int_value();
+    case ValueKind::kFloat: return v.float_value();
+    case ValueKind::kStr: return v.str();
+    case ValueKind::kTuple:
+    case ValueKind::kList:
+    case ValueKind::kSet:
+    case ValueKind::kFrozenSet: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const formats::torch::Value* item : v.items()) out.push_back(PlainJson(*item));
+      return out;
+    }
+    case ValueKind::kDict:
+    case ValueKind::kOrderedDict: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& [key, value] : v.entries()) {
+        std::string k = key->is(ValueKind::kStr) ? key->str() : PlainJson(*key).dump();
+        out[k] = PlainJson(*value);
+      }
+      return out;
+    }
+    case ValueKind::kTensor:
+      return absl::StrCat("tensor ", DTypeName(v.tensor().dtype), " ", v.tensor().shape.ToString());
+    case ValueKind::kGlobal: return absl::StrCat(v.module(), ".", v.name());
+    case ValueKind::kObject:
+      if (v.cls() != nullptr && v.cls()->is(ValueKind::kGlobal)) return absl::StrCat(v.cls()->module(), ".", v.cls()->name());
+      return "object";
+    default: return "?";
+  }
+}
+
+absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const formats::torch::Value& value) {
+  using formats::torch::ValueKind;
+  if (value.is(ValueKind::kInt) || value.is(ValueKind::kBool)) return static_cast<double>(value.int_value());
+  if (value.is(ValueKind::kFloat)) return value.float_value();
+  if (value.is(ValueKind::kTensor) && value.tensor().NumElements() == 1) {
+    UCP_ASSIGN_OR_RETURN(Buffer bytes, file.TensorBytes(value.tensor()));
+    return ElementAsDouble(value.tensor().dtype, bytes.data());
+  }
+  return absl::DataLossError(absl::StrCat(file.name(), ": expected a number or a one-element tensor"));
 }
 
 }  // namespace ucp::store

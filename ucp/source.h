@@ -28,6 +28,7 @@
 #include "formats/base/byte_source.h"
 #include "formats/base/dtype.h"
 #include "formats/base/shape.h"
+#include "formats/torch/torch_file.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::store {
@@ -106,7 +107,7 @@ class Source {
   const std::vector<ParamMeta>& params() const { return params_; }
   const ParamMeta* Find(absl::string_view name) const;
   // Files the runs refer to, opened (mapped where possible).
-  const std::vector<std::shared_ptr<ByteSource>>& files() const { return files_; }
+  const std::vector<std::shared_ptr<const ByteSource>>& files() const { return files_; }
 
   // Copies the whole merged tensor of `state` into `dest` (exactly numel * dtype size bytes).
   // NotFound if the parameter has no such state; InvalidArgument for a wrong dest size; the
@@ -119,7 +120,7 @@ class Source {
   Source(SourceKind kind, SourceInfo info) : kind_(kind), info_(std::move(info)) {}
   // For openers: adds a parameter (names must be unique) / a file, returns the file's index.
   absl::Status AddParam(ParamMeta param);
-  int AddFile(std::shared_ptr<ByteSource> file);
+  int AddFile(std::shared_ptr<const ByteSource> file);
   SourceInfo& mutable_info() { return info_; }
 
  private:
@@ -127,10 +128,25 @@ class Source {
   SourceInfo info_;
   std::vector<ParamMeta> params_;
   absl::flat_hash_map<std::string, size_t> by_name_;
-  std::vector<std::shared_ptr<ByteSource>> files_;
+  std::vector<std::shared_ptr<const ByteSource>> files_;
 };
 
 // Size in bytes of one state's merged tensor.
 uint64_t StateNumBytes(const ParamMeta& param, ParamState state);
+
+// The bytes of a tensor of a torch.save file as one run of the file (`file_index` is the file's
+// index in the Source). Unimplemented for a non-contiguous view; DataLoss when the view runs past
+// its storage record.
+absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
+                                  int file_index);
+// A tensor's contents as a StateMeta (dtype + one run).
+absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
+                                      int file_index);
+// A pickled value as plain JSON for humans and scripts (hyper-parameters): str-keyed dicts →
+// objects, tuples/lists → arrays, None → null, tensors → "tensor <dtype> <shape>", other objects →
+// "<module.name>". Not lossless (formats/torch/value_json.h is).
+nlohmann::json PlainJson(const formats::torch::Value& value);
+// The value of a 0-dim (or one-element) tensor, an int or a float, as a double. DataLoss otherwise.
+absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const formats::torch::Value& value);
 
 }  // namespace ucp::store

@@ -63,6 +63,7 @@ absl::StatusOr<ParamStateTree> BuildParamStateTree(ValueArena& arena, const Para
       return ParamStateTree{param, storage_ref};
     case ParamFileForm::kDict: {
       Value* dict = arena.Dict();
+      if (spec.sub_param_shape != nullptr) arena.SetItem(dict, "sub_param_shape", spec.sub_param_shape);
       if (spec.cat_dim) arena.SetItem(dict, kCatDimKey, arena.Int(*spec.cat_dim));
       if (spec.n_sub_params) arena.SetItem(dict, kParamNSubParamsKey, arena.Int(*spec.n_sub_params));
       if (spec.vocab_tensor) arena.SetItem(dict, kVocabTensorKey, arena.Bool(true));

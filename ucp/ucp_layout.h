@@ -74,6 +74,9 @@ struct ParamStateSpec {
   std::optional<int64_t> cat_dim = 0;
   std::optional<int64_t> n_sub_params = std::nullopt;
   bool vocab_tensor = false;
+  // kDict: a SubparamShape object written as the first key 'sub_param_shape' (§5.1); cat_dim and
+  // n_sub_params are then unset.
+  const Value* sub_param_shape = nullptr;
   int64_t ep_num_experts = 0;  // kExpertDict
 };
 

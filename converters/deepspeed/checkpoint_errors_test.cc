@@ -78,7 +78,8 @@ TEST(MissingFiles, NoOptimizerShardsIsZeroStageZero) {
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   fs::remove(tag / kShard0);
   fs::remove(tag / kShard1);
-  ExpectError(tag, absl::StatusCode::kUnimplemented, {"ZeRO stage 0"});
+  // Read as ZeRO-0 (zero0_index.cc), whose model file would hold the optimizer state.
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"ZeRO-0", "'optimizer' is None"});
 }
 
 TEST(MixedShards, ShardOfALargerWorld) {

@@ -261,6 +261,38 @@ absl::StatusOr<std::string> ShardPrefix(const std::vector<ListedFile>& listed) {
   return first->name.shard_prefix;
 }
 
+// ZeRO-0 (§1.3, §2.4): no optimizer shards; mp_rank files carry the torch optimizer state.
+absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOptions& options,
+                            CheckpointIndex* index) {
+  UCP_RETURN_IF_ERROR(OpenFiles(listed, options, index));
+  index->topology.zero_stage = 0;
+  index->topology.wrapper = OptimizerWrapper::kTorchOptimizer;
+  for (const CheckpointFile& f : index->files) {
+    if (f.name.kind == FileKind::kZeroModelStates || f.name.kind == FileKind::kExpertModelStates) {
+      return absl::UnimplementedError(absl::StrCat(f.path, ": a ", FileKindName(f.name.kind),
+                                                   " file in a checkpoint without ZeRO optimizer shards"));
+    }
+  }
+  UCP_ASSIGN_OR_RETURN(auto model, RankMap(*index, FileKind::kModelStates));
+  UCP_RETURN_IF_ERROR(SizeGrid({}, model, index));
+  for (int mp = 0; mp < index->topology.mp_size; ++mp) {
+    auto m = model.find({mp, 0});
+    if (m == model.end()) {
+      return absl::NotFoundError(absl::StrCat("missing model states of mp rank ", mp, ": ", index->dir.tag_dir, "/",
+                                              ExpectedModelName(false, 0, mp)));
+    }
+    index->model_files.push_back(m->second);
+  }
+  UCP_RETURN_IF_ERROR(CheckModelFilesAgree(index));
+  UCP_RETURN_IF_ERROR(CheckVersionsAgree(*index));
+  if (index->topology.mp_size != 1) {
+    return absl::UnimplementedError(absl::StrCat(index->files[index->model_files[0]].path,
+                                                 ": ZeRO-0 with tensor parallelism (mp_world_size ",
+                                                 index->topology.mp_size, ") is not supported"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
@@ -271,11 +303,7 @@ absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
   if (!any_optim) {
     const bool any_model = std::any_of(listed.begin(), listed.end(),
                                        [](const ListedFile& l) { return l.name.kind == FileKind::kModelStates; });
-    if (any_model) {
-      return absl::UnimplementedError(absl::StrCat(index->dir.tag_dir,
-                                                   ": no ZeRO optimizer shards; ZeRO stage 0 "
-                                                   "checkpoints (optimizer inside mp_rank files) are not supported"));
-    }
+    if (any_model) return LoadZero0Files(listed, options, index);
     return absl::NotFoundError(absl::StrCat(index->dir.tag_dir, ": no ZeRO optimizer shards (*_optim_states.pt)"));
   }
   UCP_ASSIGN_OR_RETURN(std::string prefix, ShardPrefix(listed));

@@ -25,6 +25,8 @@ absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper) {
       return "BF16_Optimizer";
     case OptimizerWrapper::kZeroStage3:
       return "DeepSpeedZeroOptimizer_Stage3";
+    case OptimizerWrapper::kTorchOptimizer:
+      return "torch optimizer (no ZeRO)";
   }
   return "?";
 }
@@ -58,13 +60,19 @@ int64_t Parameter::numel() const {
 }
 
 Shape Parameter::merged_shape() const {
-  if (!expert.has_value() || shape.rank() == 0) return shape;
+  if (!expert.has_value()) return shape;
   std::vector<int64_t> dims(shape.dims().begin(), shape.dims().end());
+  if (expert->stacked) {
+    dims.insert(dims.begin(), expert->num_experts);
+    return Shape(std::move(dims));
+  }
+  if (shape.rank() == 0) return shape;
   dims[0] = expert->num_experts;
   return Shape(std::move(dims));
 }
 
 const CheckpointFile& CheckpointIndex::optim_file(int dp_rank, int mp_rank) const {
+  if (optim_files.empty()) return files[model_files[mp_rank]];
   return files[optim_files[mp_rank * topology.dp_size + dp_rank]];
 }
 
@@ -74,11 +82,16 @@ const CheckpointFile& CheckpointIndex::model_file(int mp_rank, int dp_rank) cons
 }
 
 const Value& CheckpointIndex::optimizer_state_dict() const {
+  if (topology.zero_stage == 0) return *model_file().root().Get(keys::kOptimizer);
   return *optim_file(0).root().Get(keys::kOptimizerStateDict);
 }
 
 const Value& CheckpointIndex::base_optimizer_state() const {
   const Value& osd = optimizer_state_dict();
+  if (topology.zero_stage == 0) {  // FP16_UnfusedOptimizer nests the torch state
+    const Value* inner = osd.Get(keys::kOptimizerStateDict);
+    return inner != nullptr ? *inner : osd;
+  }
   if (topology.zero_stage == 3) return *osd.Get(keys::kOptimizerStateDict);
   return *osd.Get(keys::kBaseOptimizerState);
 }
@@ -341,7 +354,9 @@ absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir, const Ope
   UCP_RETURN_IF_ERROR(internal_ds::CheckConfig(index));
   UCP_RETURN_IF_ERROR(internal_ds::ReadAutoEp(&index));
   UCP_RETURN_IF_ERROR(internal_ds::ReadUniversalCheckpointInfo(&index));
-  if (index.topology.zero_stage == 3) {
+  if (index.topology.zero_stage == 0) {
+    UCP_RETURN_IF_ERROR(internal_ds::IndexZero0(&index));
+  } else if (index.topology.zero_stage == 3) {
     UCP_RETURN_IF_ERROR(internal_ds::IndexZero3(&index));
   } else {
     UCP_RETURN_IF_ERROR(internal_ds::IndexZero12(&index));

@@ -18,7 +18,11 @@
 // values (as pickled Values, to reproduce them exactly), frozen and tied params, buffers, AutoEP
 // layers, universal_checkpoint_info, and the open TorchFiles with their value trees.
 //
-// Not supported (Unimplemented, naming what was found): ZeRO-0 (no optimizer shards), pipeline
+//   ZeRO-0 (no optimizer shards): one fragment per parameter in the model-states file, the torch
+//     optimizer's params named by matching shapes against `module` (zero0_index.cc).
+//   Native DeepSpeed MoE, ZeRO-1/2 (native_moe.cc): expert params are named by local id; their
+//     fragments carry the EP rank, and the merged tensor stacks EP ranks on a new dim 0.
+// Not supported (Unimplemented, naming what was found): ZeRO-0 with FP16/BF16 wrappers, pipeline
 // parallelism (pp > 1, layer files), native DeepSpeed MoE, round-robin gradients, elastic
 // checkpoints, NVMe offload, MiCS, folded AutoEP+AutoTP. See docs/deepspeed-index.md.
 #pragma once
@@ -49,6 +53,7 @@ enum class OptimizerWrapper : uint8_t {
   kZeroOptimizer,  // DeepSpeedZeroOptimizer, ZeRO stage 1 or 2
   kBf16Optimizer,  // BF16_Optimizer: no zero_stage / loss_scaler keys, fp32 partitions unstripped
   kZeroStage3,     // DeepSpeedZeroOptimizer_Stage3
+  kTorchOptimizer,  // no ZeRO (stage 0): the torch optimizer's state_dict inside the model-states file
 };
 absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper);
 
@@ -62,7 +67,7 @@ struct Topology {
   // ds_config use_data_before_expert_parallelism (§7.1): EP rank e owns DP ranks
   // [e*edp, (e+1)*edp) when true, and e, e+ep, e+2ep, ... when false (the default).
   bool use_data_before_expert_parallelism = false;
-  int zero_stage = 1;  // 1, 2 or 3 (BF16_Optimizer: 1)
+  int zero_stage = 1;  // 0, 1, 2 or 3 (BF16_Optimizer: 1; 0: no optimizer shards, see zero0_index.cc)
   OptimizerWrapper wrapper = OptimizerWrapper::kZeroOptimizer;
   DType master_dtype = DType::kF32;  // the "fp32" master partitions (and UCP fp32.pt)
   DType state_dtype = DType::kF32;   // exp_avg / exp_avg_sq
@@ -114,9 +119,13 @@ struct ParamSlice {
 };
 
 struct ExpertInfo {
-  int layer = 0;  // index into CheckpointIndex::autoep_layers
+  int layer = 0;  // index into CheckpointIndex::autoep_layers (native MoE: the MoE layer)
   int num_experts = 0;
   int num_local_experts = 0;
+  // Native DeepSpeed MoE (native_moe.cc): the parameter is one local expert's weight, named by its
+  // local id; the UCP tensor stacks the EP ranks' copies on a new dim 0, so here num_experts =
+  // ep_size (the UCP's rows, its `ep_num_experts`) and num_local_experts = 1.
+  bool stacked = false;
 };
 
 struct Parameter {
@@ -251,13 +260,16 @@ struct CheckpointIndex {
   std::vector<std::pair<std::string, std::string>> shared_params;  // alias → stored name
   std::vector<std::string> buffer_names;
   std::vector<AutoEpLayer> autoep_layers;
+  std::vector<int> native_moe_num_experts;  // native MoE: the model file's num_experts, per MoE layer
   UniversalCheckpointInfo universal_checkpoint_info;
   absl::flat_hash_map<std::string, int> param_by_name;
 
+  // ZeRO-0 (no shards, optim_files empty): the model file of mp_rank.
   const CheckpointFile& optim_file(int dp_rank, int mp_rank = 0) const;
   // The model-states file of an MP rank (ZeRO-3: of that MP rank's DP rank `dp_rank`).
   const CheckpointFile& model_file(int mp_rank = 0, int dp_rank = 0) const;
   // The (dp 0, mp 0) shard's optimizer_state_dict: loss scaler, clip_grad, param_groups, ...
+  // ZeRO-0: the model file's `optimizer` (a torch optimizer state_dict), as is base_optimizer_state().
   const Value& optimizer_state_dict() const;
   // The torch optimizer state_dict inside it: base_optimizer_state (ZeRO-1/2, BF16_Optimizer) or
   // optimizer_state_dict.optimizer_state_dict (ZeRO-3).

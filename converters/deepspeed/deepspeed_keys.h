@@ -79,6 +79,7 @@ inline constexpr absl::string_view kGroupPaddings = "group_paddings";
 inline constexpr absl::string_view kPartitionCount = "partition_count";
 inline constexpr absl::string_view kParamSliceMappings = "param_slice_mappings";
 inline constexpr absl::string_view kFp32FlatGroups = "fp32_flat_groups";
+inline constexpr absl::string_view kFp32Groups = "fp32_groups";  // FP16_UnfusedOptimizer (bf16 ZeRO-0)
 inline constexpr absl::string_view kDsZeroPartitionGroups = "ds_zero_partition_groups";
 // torch optimizer state_dict().
 inline constexpr absl::string_view kState = "state";

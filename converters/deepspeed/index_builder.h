@@ -5,6 +5,8 @@
 //   model_metadata.cc    AutoEP layers, universal_checkpoint_info, frozen / tied params, buffers
 //   zero12_index.cc      ZeRO-1/2 and BF16_Optimizer fragments (§3)
 //   zero3_index.cc       ZeRO-3 fragments (§4)
+//   zero0_index.cc       ZeRO-0: the torch optimizer state inside the model-states file
+//   native_moe.cc        native DeepSpeed MoE (num_experts, local-id expert names)
 //   checkpoint_index.cc  OpenCheckpoint, the shared helpers below, final checks
 #pragma once
 
@@ -34,6 +36,14 @@ absl::Status ReadModelExtras(CheckpointIndex* index);
 
 absl::Status IndexZero12(CheckpointIndex* index);
 absl::Status IndexZero3(CheckpointIndex* index);
+// zero0_index.cc: ZeRO-0, the torch optimizer state inside the model-states file.
+absl::Status IndexZero0(CheckpointIndex* index);
+// native_moe.cc: num_experts without ds_autoep_layers → native_moe_num_experts, ep/edp sizes.
+absl::Status ReadNativeMoe(CheckpointIndex* index);
+// The ExpertInfo of a native-MoE expert parameter; `layer_prefixes` numbers the MoE modules in
+// order of first appearance.
+absl::StatusOr<ExpertInfo> NativeExpertInfo(const CheckpointIndex& index, const std::string& name,
+                                            std::vector<std::string>* layer_prefixes);
 
 // --- helpers (checkpoint_index.cc) -------------------------------------------------------------
 

@@ -146,9 +146,7 @@ absl::Status ReadAutoEp(CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(index->autoep_layers, ReadLayers(model));
   if (index->autoep_layers.empty()) {
     if (IsSet(model.root().Get(keys::kNumExperts)) || !index->expert_files.empty()) {
-      return absl::UnimplementedError(absl::StrCat(model.path, ": native DeepSpeed MoE checkpoints (",
-                                                   keys::kNumExperts, " without ", keys::kDsAutoepLayers,
-                                                   ") are not supported"));
+      return ReadNativeMoe(index);  // num_experts without ds_autoep_layers (native_moe.cc)
     }
     return absl::OkStatus();
   }

@@ -96,6 +96,7 @@ absl::StatusOr<Shard> ReadShard(const CheckpointIndex& index, int file, size_t n
 // Creates param groups, flat groups and params from MP rank 0's param_shapes.
 absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& shard0, CheckpointIndex* index) {
   const auto expert_names = ExpertParamNames(*index);
+  std::vector<std::string> native_layers;  // native MoE module prefixes, in order
   for (size_t g = 0; g < shapes.size(); ++g) {
     const int gi = static_cast<int>(g);
     FlatGroup fg;
@@ -109,12 +110,18 @@ absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& s
     fg.expert = experts > 0;
     const Value* hyper = shard0.param_groups->items()[g];
     const Value* moe = hyper->is_dict() ? hyper->Get(keys::kMoe) : nullptr;
-    if (!fg.expert && moe != nullptr && moe->is(ValueKind::kBool) && moe->bool_value()) {
+    const bool native = !fg.expert && moe != nullptr && moe->is(ValueKind::kBool) && moe->bool_value();
+    if (native && index->native_moe_num_experts.empty()) {
       return absl::UnimplementedError(absl::StrCat(FileContext(*index, shard0.file), ": param group ", g,
-                                                   " is an MoE group without AutoEP metadata (native DeepSpeed MoE)"));
+                                                   " is an MoE group, but the model file has neither AutoEP "
+                                                   "metadata nor num_experts"));
     }
+    fg.expert = fg.expert || native;
     for (const auto& [name, shape] : shapes[g]) {
       UCP_ASSIGN_OR_RETURN(Parameter p, NewParam(*index, expert_names, name, shape, gi, gi));
+      if (native) {
+        UCP_ASSIGN_OR_RETURN(p.expert, NativeExpertInfo(*index, name, &native_layers));
+      }
       fg.params.push_back(static_cast<int>(index->params.size()));
       index->params.push_back(std::move(p));
     }

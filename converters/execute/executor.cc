@@ -1,6 +1,7 @@
 #include "converters/execute/executor.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,7 +29,9 @@ using plan::PlanFile;
 using plan::Region;
 
 constexpr uint64_t kMinChunkBytes = uint64_t{64} << 10;
-constexpr uint64_t kMaxChunkBytes = uint64_t{16} << 20;
+// Small enough that a chunk stays in the CPU cache between the read, the CRC and the pwrite:
+// 16 MiB chunks cost ~30% more system time in the pwrite copy on a 3.2 GB conversion.
+constexpr uint64_t kMaxChunkBytes = uint64_t{2} << 20;
 constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 
 // An output file written with pwrite from several threads: created, pre-sized, then filled.
@@ -58,6 +61,10 @@ class OutputFile {
     }
     return absl::OkStatus();
   }
+
+  // Starts writeback of everything written so far without waiting (Linux sync_file_range), so
+  // the disk works while later files are copied and the final fsync finds little left to do.
+  void StartWriteback() const { ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE); }
 
   absl::Status Close(bool fsync) {
     if (fsync && ::fsync(fd_) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", path_));
@@ -107,6 +114,8 @@ class Executor {
   absl::Status Finalize(size_t f);
   void Fail(const absl::Status& status);
   void Report(bool final);
+  bool Defer(std::unique_ptr<OutputFile>& out);
+  void SyncDeferred();
 
   const Plan& plan_;
   absl::Span<const ByteSource* const> sources_;
@@ -129,6 +138,11 @@ class Executor {
   uint64_t bytes_total_ = 0;
   std::mutex progress_mu_;
   std::chrono::steady_clock::time_point last_report_{};
+  // Written files whose fsync waits for the end (options_.fsync): fsyncs in parallel then cost one
+  // journal commit for many files instead of one each, and writeback overlaps the copying.
+  std::mutex deferred_mu_;
+  std::vector<std::unique_ptr<OutputFile>> deferred_;
+  size_t deferred_cap_ = 0;  // open descriptors we allow ourselves (half the soft RLIMIT_NOFILE)
 };
 
 void Executor::Fail(const absl::Status& status) {
@@ -144,6 +158,28 @@ void Executor::Report(bool final) {
   if (!final && now - last_report_ < kProgressInterval) return;
   last_report_ = now;
   options_.progress(ExecuteProgress{bytes_done_.load(), bytes_total_, files_done_.load(), plan_.files.size()});
+}
+
+bool Executor::Defer(std::unique_ptr<OutputFile>& out) {
+  std::lock_guard<std::mutex> lock(deferred_mu_);
+  if (deferred_.size() >= deferred_cap_) return false;
+  out->StartWriteback();
+  deferred_.push_back(std::move(out));
+  return true;
+}
+
+void Executor::SyncDeferred() {
+  if (deferred_.empty()) return;
+  // fsync mostly waits on the disk, not the CPU: more threads than cores let the journal batch.
+  ThreadPool pool(static_cast<int>(std::min<size_t>(deferred_.size(), 16)));
+  for (std::unique_ptr<OutputFile>& out : deferred_) {
+    pool.Schedule([this, &out] {
+      absl::Status s = out->Close(true);
+      if (!s.ok()) Fail(s);
+    });
+  }
+  pool.Wait();
+  deferred_.clear();
 }
 
 absl::Status Executor::EnsureOpen(size_t f) {
@@ -234,8 +270,10 @@ absl::Status Executor::Finalize(size_t f) {
     at += length;
   }
   if (at != pf.size) return absl::InternalError(absl::StrCat(pf.path, ": planned bytes end at ", at));
-  UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
-  st.out.reset();
+  if (!options_.fsync || !Defer(st.out)) {
+    UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
+    st.out.reset();
+  }
   entries_[f] = store::ManifestEntry{pf.path, pf.size, crc};
   ++files_done_;
   Report(false);
@@ -261,6 +299,10 @@ absl::StatusOr<ExecuteResult> Executor::Run() {
   }
   crcs_.assign(chunks_.size(), 0);
   bytes_total_ = plan_.CopyBytes();
+  if (struct rlimit nofile; options_.fsync && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    const uint64_t soft = nofile.rlim_cur == RLIM_INFINITY ? 65536 : nofile.rlim_cur;
+    deferred_cap_ = soft > 256 ? std::min<uint64_t>((soft - 128) / 2, 16384) : 0;
+  }
   {
     ThreadPool pool(threads_);
     for (size_t f = 0; f < plan_.files.size(); ++f) {
@@ -276,6 +318,7 @@ absl::StatusOr<ExecuteResult> Executor::Run() {
     }
     pool.Wait();
   }
+  if (!failed_) SyncDeferred();
   if (failed_) return error_;
   Report(true);
   ExecuteResult result;

@@ -7,11 +7,16 @@
 //     pwrite at its place in the output file. Tasks run in plan order, so each shard is read
 //     front to back (the planner emits files in DeepSpeed's flat parameter order).
 //   * Output files are created and pre-sized (ftruncate) by their first chunk and closed by their
-//     last: at most about `threads` files are open at once.
+//     last: at most about `threads` files are being written at once (written files may stay open
+//     for the final fsync, see below).
 //   * When the last chunk of a file is done, the region (storage) CRCs are combined from the chunk
 //     CRCs in order (Crc32Combine), the TorchFrame's bytes are rendered with them and written, the
-//     whole-file CRC is combined the same way (for the manifest), and the file is fsynced. No byte
-//     is read back.
+//     whole-file CRC is combined the same way (for the manifest), and writeback of the file is
+//     started (sync_file_range). No byte is read back.
+//   * fsync: the written files stay open and are fsynced together at the end, from up to 16
+//     threads, so that ext4 commits its journal once for many files rather than once per file
+//     (a 30 MB, 402-file convert took 2.0 s with one fsync per file, 0.6 s so). At most half the soft
+//     RLIMIT_NOFILE stay open; files beyond that are fsynced when written, as before.
 //   * Memory: threads × chunk_bytes ≤ memory_limit. Workers keep one buffer each; nothing else
 //     scales with the data (frames hold only pickles and zip headers).
 // The caller owns the output folder (ucp/staging_dir.h): it must exist with every folder of
@@ -43,7 +48,7 @@ struct ExecuteProgress {
 struct ExecuteOptions {
   int threads = 0;                              // <= 0: the machine's hardware threads
   uint64_t memory_limit = kDefaultMemoryLimit;  // bytes of copy buffers in flight, all threads together
-  bool fsync = true;                            // fsync every file before reporting it done
+  bool fsync = true;                            // every file fsynced before ExecutePlan returns
   // Called at most every 100 ms and once at the end, never concurrently, from worker threads.
   std::function<void(const ExecuteProgress&)> progress = nullptr;
 };

@@ -1,5 +1,6 @@
 #include "converters/execute/executor.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -118,6 +119,45 @@ TEST_F(ExecutorTest, ShortSourceIsDataLossNamingIt) {
   absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, sources, dir_.string(), {.threads = 2, .fsync = false});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
   EXPECT_NE(r.status().message().find("shard1.pt"), std::string::npos) << r.status();
+}
+
+size_t OpenDescriptors() {
+  return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
+}
+
+// With fsync, written files stay open until one parallel fsync at the end, up to half the soft
+// RLIMIT_NOFILE; beyond that they are fsynced when written. Either way every file is complete and
+// every descriptor is closed when ExecutePlan returns.
+TEST_F(ExecutorTest, FsyncsManyFilesAndClosesThem) {
+  Plan plan;
+  plan.sources = {{"shard0.pt", 1000}, {"shard1.pt", 1000}};
+  constexpr int kFiles = 120;
+  for (int i = 0; i < kFiles; ++i) {
+    PlanFile f;
+    f.path = absl::StrCat("copy", i, ".pt");
+    f.role = plan::FileRole::kModelCopy;
+    f.size = 10 + i;
+    f.regions.push_back(Region{0, f.size, {CopyOp{i % 2, static_cast<uint64_t>(i), f.size, 0}}});
+    plan.files.push_back(f);
+  }
+  struct rlimit saved;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (rlim_t soft : {saved.rlim_cur, std::min<rlim_t>(saved.rlim_cur, 256 + 2 * 40)}) {
+    struct rlimit lowered = saved;
+    lowered.rlim_cur = soft;  // 256 + 80: 104 may stay open, the other 16 are fsynced at once
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    const size_t open_before = OpenDescriptors();
+    absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), {.threads = 2, .fsync = true});
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(OpenDescriptors(), open_before) << soft;
+    ASSERT_EQ(r->files.size(), static_cast<size_t>(kFiles));
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string want = shards_[i % 2].substr(i, 10 + i);
+      EXPECT_EQ(Read(absl::StrCat("copy", i, ".pt")), want) << i;
+      EXPECT_EQ(r->files[i].crc32, Crc32(want)) << i;
+    }
+  }
 }
 
 TEST_F(ExecutorTest, RejectsBadRequests) {

@@ -53,6 +53,10 @@ absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, cons
   UCP_RETURN_IF_ERROR(staging->MakeDirs(planned.plan.Directories()));
   std::vector<const ByteSource*> sources;
   for (const deepspeed::CheckpointFile& f : planned.index.files) sources.push_back(&f.torch->zip().source());
+  // Sources after the index's files are bytes the planner computed (TP averages).
+  for (size_t i = sources.size(); i < planned.plan.sources.size(); ++i) {
+    sources.push_back(planned.plan.sources[i].memory.get());
+  }
   UCP_ASSIGN_OR_RETURN(execute::ExecuteResult executed,
                        execute::ExecutePlan(planned.plan, sources, staging->path(), options.execute));
   ConvertResult result;

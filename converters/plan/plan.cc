@@ -156,8 +156,11 @@ std::string Summary(const Plan& plan) {
       for (const CopyOp& op : r.ops) used.insert(op.source);
     }
   }
-  absl::StrAppend(&out, "copies:    ", Bytes(plan.CopyBytes()), " in ", plan.NumOps(), " ranges from ", used.size(),
-                  " source files\n");
+  size_t computed = 0;  // TP averages the planner computed (PlanSource::memory)
+  for (int s : used) computed += plan.sources[s].memory != nullptr ? 1 : 0;
+  absl::StrAppend(&out, "copies:    ", Bytes(plan.CopyBytes()), " in ", plan.NumOps(), " ranges from ",
+                  used.size() - computed, " source files",
+                  computed > 0 ? absl::StrCat(" and ", computed, " computed TP averages") : "", "\n");
   for (const std::string& note : i.notes) absl::StrAppend(&out, "note:      ", note, "\n");
   return out;
 }

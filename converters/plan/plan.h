@@ -10,11 +10,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "formats/base/byte_source.h"
 #include "nlohmann/json.hpp"
 #include "ucp/torch_frame.h"
 
@@ -58,6 +60,9 @@ struct PlanFile {
 struct PlanSource {
   std::string path;
   uint64_t size = 0;
+  // Bytes the planner computed (TP-averaged parameters, deepspeed-formats.md §5.2): served from
+  // memory instead of a file; `path` then only names them ("<mean of ...>").
+  std::shared_ptr<const ByteSource> memory = nullptr;
 };
 
 // What the planner found, for the summary and the JSON.

@@ -198,10 +198,17 @@ PlanFile CopyOfFile(const CheckpointIndex& index, int file, FileRole role) {
 absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueArena& arena,
                                             const StorageLocator& locator) {
   const Value& osd = index.optimizer_state_dict();
-  const std::string what = absl::StrCat(index.optim_file(0).path, ": ", keys::kOptimizerStateDict);
+  const std::string what = absl::StrCat(index.optim_file(0).path, ": ",
+                                        index.topology.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
   Value* out = nullptr;
   const Value* param_groups = nullptr;
-  if (index.topology.zero_stage == 3) {
+  if (index.topology.zero_stage == 0) {
+    // No ZeRO wrapper state: what the ZeRO-1/2 loader needs (ds_version, then param_groups).
+    UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(index.base_optimizer_state(), keys::kParamGroups, what));
+    out = arena.Dict();
+    const Value* version = index.model_file().root().Get(keys::kDsVersion);
+    if (version != nullptr) arena.SetItem(out, keys::kDsVersion, version);
+  } else if (index.topology.zero_stage == 3) {
     // The whole optimizer_state_dict of the first shard, plus a top-level param_groups.
     UCP_ASSIGN_OR_RETURN(const Value* inner, ids::Require(osd, keys::kOptimizerStateDict, what));
     UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(*inner, keys::kParamGroups, what));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
+#include "converters/plan/merged_state_file.h"
 #include "converters/plan/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
 #include "ucp/torch_frame.h"
@@ -26,6 +27,8 @@ using formats::torch::ValueArena;
 using internal_plan::MergeRules;
 using internal_plan::ParamKeys;
 using internal_plan::StorageLocator;
+using internal_plan::DictSpec;
+using internal_plan::MergedStateFile;
 
 PlanInfo Describe(const CheckpointIndex& index) {
   const deepspeed::Topology& t = index.topology;
@@ -154,10 +157,21 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
                            const StorageLocator& locator, ValueArena& arena, Plan* plan) {
   absl::Status name_ok = store::ValidateParamName(p.name);
   if (!name_ok.ok()) return WithContext(name_ok, index.model_file().path);
-  UCP_ASSIGN_OR_RETURN(store::ParamStateSpec spec, SpecFor(index, p, rules));
-  for (StateKind s : deepspeed::kAllStates) {
-    UCP_ASSIGN_OR_RETURN(PlanFile f, ParamStateFile(index, p, s, spec, arena));
-    plan->files.push_back(std::move(f));
+  if (!p.is_expert() && index.topology.zero_stage <= 2) {
+    std::vector<Shape> rank_shapes;
+    for (const deepspeed::ParamSlice& slice : p.slices) rank_shapes.push_back(slice.shape);
+    UCP_ASSIGN_OR_RETURN(ParamKeys k, rules->ForParam(p.name, rank_shapes));
+    const store::ParamStateSpec spec = DictSpec(k, arena);
+    for (StateKind s : deepspeed::kAllStates) {
+      UCP_ASSIGN_OR_RETURN(PlanFile f, MergedStateFile(index, p, s, spec, k, arena, plan));
+      plan->files.push_back(std::move(f));
+    }
+  } else {
+    UCP_ASSIGN_OR_RETURN(store::ParamStateSpec spec, SpecFor(index, p, rules));
+    for (StateKind s : deepspeed::kAllStates) {
+      UCP_ASSIGN_OR_RETURN(PlanFile f, ParamStateFile(index, p, s, spec, arena));
+      plan->files.push_back(std::move(f));
+    }
   }
   if (index.topology.zero_stage <= 2) {
     const deepspeed::FlatGroup& group = index.flat_groups[p.flat_group];
@@ -175,10 +189,16 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
 
 absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcpOptions& options) {
   const deepspeed::Topology& t = index.topology;
-  if (t.tp_size != 1 || t.mp_size != 1) {
+  if (t.tp_size != t.mp_size || (t.tp_size != 1 && t.zero_stage == 3)) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp_size,
-                                                 ", mp_size=", t.mp_size,
-                                                 "): merging TP slices into a UCP is not implemented"));
+                                                 ", mp_size=", t.mp_size, ", ZeRO-", t.zero_stage,
+                                                 "): only ZeRO-1/2 TP slices are merged into a UCP"));
+  }
+  for (const Parameter& p : index.params) {
+    if (static_cast<int>(p.slices.size()) != t.tp_size) {
+      return absl::InternalError(absl::StrCat("parameter '", p.name, "' has ", p.slices.size(), " TP slices, tp is ",
+                                              t.tp_size));
+    }
   }
   Plan plan;
   plan.info = Describe(index);

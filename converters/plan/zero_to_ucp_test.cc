@@ -129,8 +129,8 @@ TEST(PlanZeroToUcpTest, ParamNamesThatEscapeAreRefused) {
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(PlanZeroToUcpTest, TensorParallelIsUnimplemented) {
-  deepspeed::CheckpointIndex index = Open("s2_fp32_dp2");
+TEST(PlanZeroToUcpTest, TensorParallelZero3IsUnimplemented) {
+  deepspeed::CheckpointIndex index = Open("s3_fp32_dp2");
   index.topology.tp_size = 2;
   EXPECT_EQ(PlanZeroToUcp(index).status().code(), absl::StatusCode::kUnimplemented);
 }

@@ -68,6 +68,7 @@ class ZipReader {
   // VerifyCrc on every entry; the first error.
   absl::Status VerifyAll() const;
   const ByteSource& source() const { return *source_; }
+  const std::shared_ptr<const ByteSource>& shared_source() const { return source_; }
 
  private:
   ZipReader(std::shared_ptr<const ByteSource> source, std::vector<ZipEntry> entries,

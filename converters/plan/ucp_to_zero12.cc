@@ -1,0 +1,370 @@
+// The ZeRO-1/2 / BF16_Optimizer half of the ZeRO sink (docs/reshard.md "ZeRO-1/2"): per target
+// rank the optimizer shard DeepSpeed saves after a universal load at that topology (§3, §6.4),
+// plus the mp_rank_00 model-states file (the source's, dp_world_size updated).
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/value_access.h"
+#include "converters/plan/ucp_to_zero.h"
+#include "formats/base/status.h"
+#include "ucp/shard_layout.h"
+#include "ucp/torch_frame.h"
+#include "ucp/ucp_layout.h"
+
+namespace ucp::converters::plan {
+namespace {
+
+namespace keys = deepspeed::keys;
+namespace ids = deepspeed::internal_ds;
+using formats::torch::StorageRef;
+using formats::torch::TensorRef;
+using formats::torch::Value;
+using formats::torch::ValueArena;
+using formats::torch::ValueKind;
+
+struct Piece {
+  int source = -1;  // -1: zeros
+  uint64_t source_offset = 0;
+  uint64_t length = 0;
+};
+
+Value* CopyDict(ValueArena& arena, const Value& src) {
+  Value* out = src.is(ValueKind::kOrderedDict) ? arena.OrderedDict() : arena.Dict();
+  for (const auto& [k, v] : src.entries()) ValueArena::SetItem(out, k, v);
+  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr) ValueArena::SetState(out, src.state());
+  return out;
+}
+
+void Set(ValueArena& arena, Value* dict, absl::string_view key, const Value* value) {
+  const auto entries = dict->entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].first->is(ValueKind::kStr) && entries[i].first->str() == key) {
+      ValueArena::ReplaceValue(dict, i, value);
+      return;
+    }
+  }
+  arena.SetItem(dict, key, value);
+}
+
+class Planner {
+ public:
+  Planner(const Zero12Input& in, const ReshardTarget& t, int ep) : in_(in), t_(t), ep_(ep), edp_(t.dp / ep) {}
+  absl::StatusOr<Plan> Run();
+
+ private:
+  struct GroupLayout {
+    int world = 1;
+    std::vector<int64_t> numels;  // target (EP-local) numel of each param, flat order
+    store::FlatLayout flat;
+  };
+  absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
+                         std::vector<Piece>* out) const;
+  // A new 1-D tensor of `numel` elements over a storage of `storage_numel` filled by `pieces`.
+  const Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
+                         std::vector<Piece> pieces);
+  absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
+  absl::StatusOr<const Value*> OptimizerRoot(int rank);
+  absl::StatusOr<const Value*> ModelRoot();
+  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
+  int PartitionRank(int g, int rank) const {
+    const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
+    return in_.groups[g].expert ? place.edp_rank : rank;
+  }
+  int EpRank(int rank) const {
+    return store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism).ep_rank;
+  }
+  const Value* FragmentAddress(int64_t numel, int64_t start);
+
+  const Zero12Input& in_;
+  const ReshardTarget& t_;
+  const int ep_, edp_;
+  std::vector<GroupLayout> layouts_;
+  ValueArena arena_;
+  absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
+  uint64_t max_zeros_ = 0;
+  int zero_source_ = -1;
+  const Value* fragment_cls_ = nullptr;
+};
+
+absl::Status Planner::SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
+                                std::vector<Piece>* out) const {
+  uint64_t pos = 0;
+  const uint64_t end = begin + length;
+  for (const store::ByteRun& run : runs.runs) {
+    if (pos >= end) break;
+    const uint64_t lo = std::max(pos, begin), hi = std::min(pos + run.size, end);
+    if (lo < hi) out->push_back(Piece{run.file, run.offset + (lo - pos), hi - lo});
+    pos += run.size;
+  }
+  if (pos < end) {
+    return absl::DataLossError(absl::StrCat(in_.origin, ": ", what, " holds ", pos, " bytes, needs ", end));
+  }
+  return absl::OkStatus();
+}
+
+const Value* Planner::NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
+                                std::vector<Piece> pieces) {
+  StorageRef storage;
+  storage.key = "0";  // renumbered by the pickle writer
+  storage.dtype = dtype;
+  storage.location = "cpu";
+  storage.numel = storage_numel;
+  const StorageRef* ref = arena_.NewStorage(std::move(storage));
+  for (const Piece& p : pieces) {
+    if (p.source < 0) max_zeros_ = std::max(max_zeros_, p.length);
+  }
+  new_storages_[ref] = std::move(pieces);
+  TensorRef t;
+  t.storage = ref;
+  t.dtype = dtype;
+  t.shape = Shape({numel});
+  t.stride = {1};
+  t.requires_grad = requires_grad;
+  return arena_.Tensor(std::move(t));
+}
+
+// Rank `rank`'s partition of group g for one state: fragments at their hp offsets, zeros elsewhere
+// (DeepSpeed's load starts from a zero buffer, §6.4). The tensor shows the first `numel` elements.
+absl::StatusOr<const Value*> Planner::Partition(int g, int state, int rank, int64_t numel, bool requires_grad) {
+  const Zero12Group& group = in_.groups[g];
+  const GroupLayout& l = layouts_[g];
+  const int prank = PartitionRank(g, rank);
+  const int ep_rank = EpRank(rank);
+  DType dtype = DType::kF32;
+  for (size_t i = 0; i < group.params.size(); ++i) {
+    const Zero3Runs& runs = in_.params[group.params[i]].states[state];
+    if (i > 0 && runs.dtype != dtype) {
+      return absl::FailedPreconditionError(absl::StrCat(in_.origin, ": group ", g, " mixes ", DTypeName(dtype),
+                                                        " and ", DTypeName(runs.dtype)));
+    }
+    dtype = runs.dtype;
+  }
+  const uint64_t elem = DTypeSize(dtype);
+  std::vector<Piece> pieces;
+  int64_t at = 0;
+  for (const store::FlatFragment& f : store::FlatRankFragments(l.numels, l.flat, prank)) {
+    const Zero12Param& p = in_.params[group.params[f.param]];
+    if (f.partition_offset > at) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(f.partition_offset - at) * elem});
+    const int64_t base = p.expert ? static_cast<int64_t>(ep_rank) * l.numels[f.param] : 0;
+    UCP_RETURN_IF_ERROR(SliceRuns(p.states[state], static_cast<uint64_t>(base + f.param_offset) * elem,
+                                  static_cast<uint64_t>(f.numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
+    at = f.partition_offset + f.numel;
+  }
+  if (l.flat.partition_size > at) {
+    pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat.partition_size - at) * elem});
+  }
+  return NewTensor(dtype, numel, l.flat.partition_size, requires_grad, std::move(pieces));
+}
+
+const Value* Planner::FragmentAddress(int64_t numel, int64_t start) {
+  if (fragment_cls_ == nullptr) fragment_cls_ = arena_.Global("deepspeed.utils.tensor_fragment", "fragment_address");
+  Value* obj = arena_.Object(fragment_cls_, arena_.Tuple(), Value::Construction::kNewObj);
+  Value* state = arena_.Dict();
+  arena_.SetItem(state, "numel", arena_.Int(numel));
+  arena_.SetItem(state, "start", arena_.Int(start));
+  ValueArena::SetState(obj, state);
+  return obj;
+}
+
+absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
+  const Value& tmpl = *in_.optimizer_template;
+  const int num_groups = static_cast<int>(in_.groups.size());
+  // base_optimizer_state: {state: {g: {step, exp_avg, exp_avg_sq}}, param_groups}
+  Value* state = arena_.Dict();
+  Value* param_groups = arena_.List();
+  Value* fp32 = arena_.List();
+  Value* paddings = arena_.List();
+  Value* counts = arena_.List();
+  Value* mappings = arena_.List();
+  for (int g = 0; g < num_groups; ++g) {
+    const GroupLayout& l = layouts_[g];
+    const int prank = PartitionRank(g, rank);
+    const int64_t pad = store::FlatRankPadding(l.flat, prank);
+    Value* s = arena_.Dict();
+    if (in_.groups[g].step != nullptr) arena_.SetItem(s, keys::kStep, in_.groups[g].step);
+    UCP_ASSIGN_OR_RETURN(const Value* avg, Partition(g, 1, rank, l.flat.partition_size, false));
+    UCP_ASSIGN_OR_RETURN(const Value* avg_sq, Partition(g, 2, rank, l.flat.partition_size, false));
+    arena_.SetItem(s, keys::kExpAvg, avg);
+    arena_.SetItem(s, keys::kExpAvgSq, avg_sq);
+    ValueArena::SetItem(state, arena_.Int(g), s);
+    if (in_.groups[g].hyperparameters == nullptr) {
+      return absl::DataLossError(absl::StrCat(in_.origin, ": no param_groups entry for group ", g));
+    }
+    ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
+    // ZeRO saves the master partition padding-stripped (a view); BF16_Optimizer the whole of it.
+    const int64_t fp32_numel = in_.bf16_optimizer ? l.flat.partition_size : l.flat.partition_size - pad;
+    UCP_ASSIGN_OR_RETURN(const Value* master, Partition(g, 0, rank, fp32_numel, true));
+    ValueArena::Append(fp32, master);
+    int64_t saved_pad = pad;
+    if (in_.bf16_optimizer) saved_pad = prank == l.world - 1 ? l.flat.aligned - l.flat.total : 0;
+    ValueArena::Append(paddings, arena_.Int(saved_pad));
+    ValueArena::Append(counts, arena_.Int(l.world));
+    Value* m = arena_.OrderedDict();
+    for (const store::FlatFragment& f : store::FlatRankFragments(l.numels, l.flat, prank)) {
+      arena_.SetItem(m, in_.params[in_.groups[g].params[f.param]].name, FragmentAddress(f.numel, f.partition_offset));
+    }
+    ValueArena::Append(mappings, m);
+  }
+  Value* base = arena_.Dict();
+  arena_.SetItem(base, keys::kState, state);
+  arena_.SetItem(base, keys::kParamGroups, param_groups);
+
+  Value* osd = arena_.Dict();
+  auto copy_key = [&](absl::string_view key) -> absl::Status {
+    const Value* v = tmpl.Get(key);
+    if (v == nullptr) return absl::DataLossError(absl::StrCat(in_.origin, ": optimizer state has no '", key, "'"));
+    arena_.SetItem(osd, key, v);
+    return absl::OkStatus();
+  };
+  if (!in_.bf16_optimizer) {
+    UCP_RETURN_IF_ERROR(copy_key(keys::kLossScaler));
+    UCP_RETURN_IF_ERROR(copy_key(keys::kDynamicLossScale));
+    UCP_RETURN_IF_ERROR(copy_key(keys::kOverflow));
+  }
+  UCP_RETURN_IF_ERROR(copy_key(keys::kClipGrad));
+  arena_.SetItem(osd, keys::kBaseOptimizerState, base);
+  arena_.SetItem(osd, keys::kSinglePartitionOfFp32Groups, fp32);
+  if (!in_.bf16_optimizer) UCP_RETURN_IF_ERROR(copy_key(keys::kZeroStage));
+  arena_.SetItem(osd, keys::kGroupPaddings, paddings);
+  arena_.SetItem(osd, keys::kPartitionCount, counts);
+  UCP_RETURN_IF_ERROR(copy_key(keys::kDsVersion));
+  arena_.SetItem(osd, keys::kParamSliceMappings, mappings);
+  if (const Value* uci = tmpl.Get(keys::kUniversalCheckpointInfo); uci != nullptr) {
+    arena_.SetItem(osd, keys::kUniversalCheckpointInfo, uci);
+  }
+
+  Value* root = arena_.Dict();
+  arena_.SetItem(root, keys::kOptimizerStateDict, osd);
+  if (const Value* c = in_.model_root->Get(keys::kDsConfig); c != nullptr) arena_.SetItem(root, keys::kDsConfig, c);
+  if (const Value* v = in_.model_root->Get(keys::kDsVersion); v != nullptr) arena_.SetItem(root, keys::kDsVersion, v);
+  return root;
+}
+
+absl::StatusOr<const Value*> Planner::ModelRoot() {
+  const std::string what = absl::StrCat(in_.origin, ": model states");
+  UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
+  Value* root = CopyDict(arena_, *src);
+  if (src->Get(keys::kDpWorldSize) != nullptr) Set(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  return root;
+}
+
+absl::StatusOr<PlanFile> Planner::Frame(std::string path, FileRole role, const Value& root) {
+  std::vector<const StorageRef*> storages;
+  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
+  PlanFile f;
+  f.path = std::move(path);
+  f.role = role;
+  f.size = frame.file_size;
+  for (size_t i = 0; i < storages.size(); ++i) {
+    const store::TorchFrame::Storage& s = frame.storages[i];
+    Region r{s.payload_offset, s.size, {}};
+    if (auto it = new_storages_.find(storages[i]); it != new_storages_.end()) {
+      uint64_t at = s.payload_offset;
+      for (const Piece& p : it->second) {
+        if (p.length == 0) continue;
+        r.ops.push_back(CopyOp{p.source < 0 ? zero_source_ : p.source, p.source_offset, p.length, at});
+        at += p.length;
+      }
+    } else {
+      auto run = in_.storage_runs.find(storages[i]);
+      if (run == in_.storage_runs.end()) {
+        return absl::InternalError(absl::StrCat(f.path, ": storage '", storages[i]->key, "' has no source"));
+      }
+      if (run->second.size != s.size) {
+        return absl::DataLossError(absl::StrCat(in_.origin, ": storage '", storages[i]->key, "' has ",
+                                                run->second.size, " bytes on disk, its pickle says ", s.size));
+      }
+      if (s.size > 0) r.ops.push_back(CopyOp{run->second.file, run->second.offset, s.size, s.payload_offset});
+    }
+    f.regions.push_back(std::move(r));
+  }
+  f.frame = std::move(frame);
+  return f;
+}
+
+absl::StatusOr<Plan> Planner::Run() {
+  for (const Zero12Group& g : in_.groups) {
+    GroupLayout l;
+    l.world = g.expert ? edp_ : t_.dp;
+    for (int pi : g.params) {
+      const Zero12Param& p = in_.params[pi];
+      const int64_t n = p.shape.NumElements().value_or(0);
+      l.numels.push_back(p.expert ? n * in_.source_ep / ep_ : n);
+    }
+    l.flat = store::MakeFlatLayout(l.numels, l.world);
+    layouts_.push_back(std::move(l));
+  }
+  Plan plan;
+  plan.info.pipeline = "reshard_zero12";
+  plan.info.input = in_.origin;
+  plan.info.wrapper = in_.bf16_optimizer ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer";
+  plan.info.zero_stage = in_.zero_stage;
+  plan.info.dp_size = t_.dp;
+  plan.info.ep_size = ep_;
+  plan.info.param_groups = static_cast<int>(in_.groups.size());
+  plan.info.params = static_cast<int>(in_.params.size());
+  for (const Zero12Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
+  for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
+  zero_source_ = static_cast<int>(plan.sources.size());
+
+  UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
+  UCP_ASSIGN_OR_RETURN(PlanFile mf, Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
+  plan.files.push_back(std::move(mf));
+  // bf16 runs name their shards bf16_zero_pp_rank_* (§1.2), with either wrapper.
+  bool bf16 = in_.bf16_optimizer;
+  if (const Value* c = in_.model_root->Get(keys::kDsConfig); c != nullptr && c->is_dict()) {
+    for (absl::string_view k : {"bf16", "bfloat16"}) {
+      const Value* b = c->Get(k);
+      const Value* en = b != nullptr && b->is_dict() ? b->Get("enabled") : nullptr;
+      if (en != nullptr && en->is(ValueKind::kBool) && en->bool_value()) bf16 = true;
+    }
+  }
+  for (int r = 0; r < t_.dp; ++r) {
+    UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(r));
+    UCP_ASSIGN_OR_RETURN(PlanFile of, Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
+                                                         "_mp_rank_00_optim_states.pt"),
+                                            FileRole::kOptimizerState, *optim));
+    plan.files.push_back(std::move(of));
+  }
+  if (max_zeros_ > 0) {
+    std::vector<std::byte> zeros(max_zeros_, std::byte{0});
+    plan.sources.push_back(PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))});
+  }
+  UCP_RETURN_IF_ERROR(ValidatePlan(plan));
+  return plan;
+}
+
+}  // namespace
+
+absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarget& target) {
+  bool autoep = false;
+  for (const Zero12Param& p : input.params) autoep = autoep || p.expert;
+  const int ep = target.autoep_size > 0 ? target.autoep_size : input.source_ep;
+  if (target.dp < 1) return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " must be >= 1"));
+  if (target.zero_stage >= 0 && target.zero_stage != input.zero_stage) {
+    return absl::InvalidArgumentError(absl::StrCat(input.origin, ": ZeRO-", input.zero_stage, " checkpoint, target ZeRO-",
+                                                   target.zero_stage, ": changing the stage is not supported"));
+  }
+  if (!autoep && ep != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
+                                                   " requested, but the checkpoint has no AutoEP layers"));
+  }
+  if (target.dp % ep != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " is not a multiple of autoep_size ", ep));
+  }
+  for (const Zero12Param& p : input.params) {
+    if (p.expert && p.num_experts % ep != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("'", p.name, "': ", p.num_experts,
+                                                     " experts are not divisible by autoep_size ", ep));
+    }
+  }
+  Planner planner(input, target, ep);
+  return planner.Run();
+}
+
+}  // namespace ucp::converters::plan

@@ -1,0 +1,132 @@
+// VerifyCheckpoint: picks the checker for the folder, and renders reports. See verify.h.
+#include "converters/verify/verify.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "converters/verify/verify_internal.h"
+#include "formats/base/status.h"
+#include "formats/torch/torch_file.h"
+#include "ucp/manifest.h"
+#include "ucp/ucp_layout.h"
+
+namespace ucp::converters::verify {
+
+namespace fs = std::filesystem;
+
+namespace internal_verify {
+
+bool CheckTorchFile(const std::string& dir, const std::string& relative, const VerifyOptions& options,
+                    VerifyReport& report) {
+  ++report.files_checked;
+  absl::StatusOr<formats::torch::TorchFile> file =
+      formats::torch::TorchFile::OpenPath((fs::path(dir) / relative).string());
+  absl::Status status = file.status();
+  if (status.ok() && options.check_crc) status = file->Verify();
+  if (status.ok()) return true;
+  report.problems.push_back({"file", relative, std::string(status.message())});
+  return false;
+}
+
+void VerifyManifest(const std::string& dir, VerifyReport& report) {
+  absl::StatusOr<store::Manifest> manifest = store::ReadManifest(dir);
+  if (absl::IsNotFound(manifest.status())) {
+    report.notes.push_back(absl::StrCat("no ", store::kManifestFile, ": sizes and CRC-32s of the files not checked"));
+    return;
+  }
+  if (!manifest.ok()) {
+    report.problems.push_back({"manifest", std::string(store::kManifestFile), std::string(manifest.status().message())});
+    return;
+  }
+  absl::StatusOr<std::vector<std::string>> present = store::ListFiles(dir);
+  if (!present.ok()) {
+    report.problems.push_back({"manifest", "", std::string(present.status().message())});
+    return;
+  }
+  std::vector<std::string> listed;
+  for (const store::ManifestEntry& entry : manifest->files) {
+    listed.push_back(entry.path);
+    std::error_code ec;
+    const fs::path file = fs::path(dir) / entry.path;
+    if (!fs::is_regular_file(file, ec)) {
+      report.problems.push_back({"manifest", entry.path, "listed in the manifest but missing"});
+      continue;
+    }
+    absl::StatusOr<store::ManifestEntry> actual = store::HashFile(dir, entry.path);
+    if (!actual.ok()) {
+      report.problems.push_back({"manifest", entry.path, std::string(actual.status().message())});
+    } else if (actual->size != entry.size) {
+      report.problems.push_back({"manifest", entry.path,
+                                 absl::StrCat("size ", actual->size, " bytes, the manifest says ", entry.size)});
+    } else if (actual->crc32 != entry.crc32) {
+      report.problems.push_back({"manifest", entry.path,
+                                 absl::StrCat("CRC-32 ", absl::Hex(actual->crc32, absl::kZeroPad8),
+                                              ", the manifest says ", absl::Hex(entry.crc32, absl::kZeroPad8))});
+    }
+  }
+  std::sort(listed.begin(), listed.end());
+  for (const std::string& path : *present) {
+    if (path == store::kManifestFile) continue;
+    if (!std::binary_search(listed.begin(), listed.end(), path)) {
+      report.problems.push_back({"manifest", path, "not listed in the manifest"});
+    }
+  }
+}
+
+}  // namespace internal_verify
+
+absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
+  if (!fs::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a folder (ucp verify checks checkpoint folders; use `ucp inspect --verify FILE`)"));
+  }
+  VerifyReport report;
+  report.path = path;
+  if (fs::is_directory(fs::path(path) / std::string(store::kZeroDir), ec)) {
+    report.kind = "universal";
+    internal_verify::VerifyManifest(path, report);
+    internal_verify::VerifyUniversal(path, options, report);
+    return report;
+  }
+  if (fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec)) {
+    report.kind = "export";
+    internal_verify::VerifyManifest(path, report);
+    return report;
+  }
+  report.kind = "zero";
+  UCP_RETURN_IF_ERROR(internal_verify::VerifyZero(path, options, report));
+  return report;
+}
+
+nlohmann::json ReportToJson(const VerifyReport& report) {
+  nlohmann::json problems = nlohmann::json::array();
+  for (const Problem& p : report.problems) {
+    problems.push_back({{"check", p.check}, {"file", p.file}, {"message", p.message}});
+  }
+  return {{"path", report.path},
+          {"kind", report.kind},
+          {"ok", report.ok()},
+          {"files_checked", report.files_checked},
+          {"params_checked", report.params_checked},
+          {"notes", report.notes},
+          {"problems", problems}};
+}
+
+std::string ReportToText(const VerifyReport& report) {
+  std::string text;
+  for (const Problem& p : report.problems) {
+    absl::StrAppend(&text, p.check, ": ", p.file.empty() ? "" : absl::StrCat(p.file, ": "), p.message, "\n");
+  }
+  for (const std::string& note : report.notes) absl::StrAppend(&text, "note: ", note, "\n");
+  absl::StrAppend(&text, report.path, " (", report.kind, "): ", report.files_checked, " files, ",
+                  report.params_checked, " parameters checked; ",
+                  report.ok() ? "OK" : absl::StrCat(report.problems.size(), " problem(s)"), "\n");
+  return text;
+}
+
+}  // namespace ucp::converters::verify

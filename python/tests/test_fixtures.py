@@ -1,0 +1,106 @@
+"""ucp.open over every DeepSpeed fixture: the ZeRO folder (read in place), DeepSpeed's own UCP folder
+and zero_to_fp32's pytorch_model.bin, every state of every parameter against reference.npz."""
+import json
+
+import numpy as np
+import pytest
+
+import ucp
+from conftest import CASES, FIXTURES
+
+
+def reference(case):
+    npz = np.load(FIXTURES / case / "reference.npz")
+    states = {}  # (name, state) -> array, from the UCP files DeepSpeed wrote
+    weights = {}  # name -> array, from zero_to_fp32's pytorch_model.bin
+    for key in npz.files:
+        kind, rest = key.split("/", 1)
+        if kind == "ucp":
+            name, state = rest.rsplit("/", 1)
+            if state != "step":
+                states[(name, state)] = npz[key]
+        elif kind == "fp32":
+            weights[rest] = npz[key]
+    return states, weights
+
+
+def manifest(case):
+    return json.loads((FIXTURES / case / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("sub", ["checkpoint", "checkpoint/global_step5_universal"])
+def test_every_state_matches_reference(case, sub):
+    ckpt = ucp.open(str(FIXTURES / case / sub))
+    assert ckpt.kind == ("zero" if sub == "checkpoint" else "universal")
+    states, _ = reference(case)
+    names = {name for name, _ in states}
+    assert names <= set(ckpt.names())
+    for (name, state), want in states.items():
+        got = ckpt.tensor(name, state)
+        param = ckpt[name]
+        assert got.shape == tuple(param.shape)
+        assert got.dtype == want.dtype, (name, state)
+        # ZeRO-3 UCP files hold flat tensors; ucp always answers with the merged shape.
+        assert got.size == want.size, (name, state)
+        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1), err_msg=f"{case} {sub} {name} {state}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_zero_metadata(case):
+    ckpt = ucp.open(str(FIXTURES / case / "checkpoint"))
+    m = manifest(case)
+    assert ckpt.step == m["steps"]
+    assert ckpt.topology["dp"] == m["world_size"]
+    assert ckpt.topology["zero_stage"] in (1, 2, 3)
+    assert ckpt.tag == "global_step5"
+    assert len(ckpt) == len(ckpt.params) > 0
+    for p in ckpt.params:
+        assert p.name in ckpt
+        assert isinstance(p.shape, tuple)
+        assert p.numel == int(np.prod(p.shape))
+        assert "fp32" in p.states
+        assert p.partitioning
+        if p.role == "trainable":
+            assert p.dtype == "float32" and p.states == ["fp32", "exp_avg", "exp_avg_sq"]
+    experts = [p for p in ckpt.params if p.expert]
+    assert bool(experts) == case.startswith("autoep")
+    for p in experts:
+        assert p.shape[0] == p.num_experts
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if (FIXTURES / c / "fp32" / "pytorch_model.bin").exists()])
+def test_zero_to_fp32_bin(case):
+    ckpt = ucp.open(str(FIXTURES / case / "fp32" / "pytorch_model.bin"))
+    assert ckpt.kind == "bin"
+    _, weights = reference(case)
+    assert set(weights) <= set(ckpt.names())
+    for name, want in weights.items():
+        got = ckpt.tensor(name)
+        assert got.shape == want.shape
+        if ckpt[name].dtype == "bfloat16":  # s2_bf16_dp2's frozen `pos`: raw bits unless upcast
+            assert got.dtype == np.uint16
+            got = ckpt.tensor(name, upcast=True)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got.view(np.uint32) & 0xFFFF, 0)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_diff_zero_vs_its_universal_checkpoint_is_equal():
+    zero = ucp.open(str(FIXTURES / "s2_fp32_dp2" / "checkpoint"))
+    universal = ucp.open(str(FIXTURES / "s2_fp32_dp2" / "checkpoint" / "global_step5_universal"))
+    report = zero.diff(universal)
+    assert report.equal, report
+    assert report.compared == sum(len(set(zero[p.name].states) & set(p.states)) for p in universal.params)
+    assert report.compared >= 3 * 16
+
+
+def test_diff_names_values_that_changed():
+    before = ucp.open(str(FIXTURES / "s2_fp32_dp4" / "checkpoint"))
+    after = ucp.open(str(FIXTURES / "s2_fp32_dp4" / "resume_dp2" / "checkpoint"))  # 3 steps later
+    report = before.diff(after)
+    assert not report.equal and report
+    assert not report.only_in_self and not report.only_in_other and not report.shape_mismatch
+    changed = {(name, state) for name, state, delta, count in report.value_mismatch}
+    assert ("embed.weight", "fp32") in changed
+    assert all(delta > 0 and count > 0 for _, _, delta, count in report.value_mismatch)

@@ -1,0 +1,20 @@
+"""ucp: read DeepSpeed ZeRO checkpoints, Universal Checkpoints and weight exports as numpy arrays.
+
+    import ucp
+    ckpt = ucp.open("ckpt/global_step5")          # ZeRO folder, UCP folder, .safetensors, .bin, .h5
+    ckpt.kind, ckpt.step, ckpt.topology           # 'zero', 5, {'dp': 2, ...}
+    for p in ckpt.params:                          # name, shape, dtype, partitioning, states, ...
+        print(p.name, p.shape, p.dtype, p.partitioning)
+    w = ckpt.tensor("embed.weight")                # fp32 master weight, zero-copy where possible
+    m = ckpt.tensor("embed.weight", state="exp_avg")
+    report = ckpt.diff(ucp.open("ckpt/global_step5_universal"))
+
+torch is never imported. Errors: FileNotFoundError, ValueError, NotImplementedError, KeyError
+(unknown parameter or state) and ucp.CorruptCheckpointError (a ValueError) for damaged files.
+"""
+from ucp._ucp import Checkpoint, CorruptCheckpointError, Param, open  # noqa: F401  (re-exported)
+from ucp._diff import DiffReport, diff  # noqa: F401
+
+Checkpoint.diff = diff  # ckpt.diff(other, ...): see ucp._diff.diff
+
+__all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "diff"]

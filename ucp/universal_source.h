@@ -1,0 +1,32 @@
+// A Universal Checkpoint folder (docs/ucp.md; DeepSpeed's layout) as a Source: one parameter per
+// zero/<param>/ folder, each state the tensor of its .pt file (a raw tensor or the 'param' entry of
+// DeepSpeed's dict; vocabulary views cover their first rows only). Frozen parameters, buffers and
+// tied aliases come from the model-states files the folder keeps (ZeRO-1/2: `module`; ZeRO-3:
+// every rank's `frozen_param_fragments`). Parameters are listed in `param_shapes` order, then any
+// others by name.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ucp/source.h"
+
+namespace ucp::store {
+
+struct UniversalOpenOptions {
+  // Check ucp_manifest.json's file sizes (when the folder has one; DeepSpeed's own UCPs do not).
+  bool check_manifest_sizes = true;
+};
+
+// `dir` is the UCP folder, or a save folder whose `latest_universal` names it.
+// NotFound (no zero/ folder), DataLoss (a state file that is not a tensor or dict with 'param',
+// shapes that disagree across states, a manifest size mismatch), and the readers' errors, each
+// naming its file.
+absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
+                                                            const UniversalOpenOptions& options = {});
+
+// True when `dir` looks like a UCP folder (has zero/ with optimizer_state.pt or parameter folders).
+bool IsUniversalDir(const std::string& dir);
+
+}  // namespace ucp::store
