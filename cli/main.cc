@@ -5,10 +5,12 @@
 // ds_to_universal.py that takes its flags; a binary named ucp-convert behaves as the alias too.
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "cli/commands/checkpoint_commands.h"
 #include "cli/commands/convert_command.h"
 #include "cli/commands/inspect_command.h"
 #include "cli/commands/verify_command.h"
@@ -25,7 +27,9 @@ constexpr const char* kDescription =
     "  ucp inspect --verify shard.pt                    read every record, check CRC-32 and sizes\n"
     "  ucp convert ckpt/ ckpt/global_step5_universal     DeepSpeed ZeRO checkpoint -> Universal Checkpoint\n"
     "  ucp convert --dry-run --json ckpt/global_step5   the plan only\n"
-    "  ucp verify ckpt/global_step5_universal            check every file; name every problem\n";
+    "  ucp verify ckpt/global_step5_universal            check every file; name every problem\n"
+    "  ucp inspect ckpt/                                 a whole checkpoint: kind, topology, parameter table\n"
+    "  ucp diff ckpt/global_step5 ckpt/global_step5_universal   equal tensors? (any two kinds)\n";
 
 #ifdef UCP_CLI_CONVERT_ALIAS
 constexpr bool kConvertAlias = true;
@@ -99,7 +103,17 @@ int main(int argc, char** argv) {
       "inspect",
       "Show what is inside one file: a torch.save .pt/.bin (DeepSpeed model states, optimizer shards, UCP "
       "files), a .safetensors file or an HDF5 file. The format is detected from the file's bytes.");
-  inspect_cmd->add_option("FILE", inspect.path, "file to inspect")->required();
+  ucp::cli::InspectCheckpointOptions inspect_dir;
+  inspect_cmd->add_option("PATH", inspect.path,
+                          "a file (its value tree), or a checkpoint folder: DeepSpeed ZeRO save/tag folder, Universal "
+                          "Checkpoint folder or weights export (kind, stage, topology, step, param groups, parameter "
+                          "table, sizes)")
+      ->required();
+  inspect_cmd->add_option("--tag", inspect_dir.tag, "folder: the ZeRO tag to read instead of the one `latest` names");
+  inspect_cmd->add_flag("--universal", inspect_dir.universal,
+                        "folder: a save folder with both `latest` and `latest_universal`: read the UCP");
+  inspect_cmd->add_option("--max-rows", inspect_dir.max_rows, "folder: parameter rows shown (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   inspect_cmd->add_option("--values", inspect.values, "show the first N elements of every tensor")
       ->check(CLI::NonNegativeNumber);
   inspect_cmd->add_flag("--json", inspect.json, "print one JSON document (the value tree in ucp's lossless encoding)");
@@ -115,6 +129,23 @@ int main(int argc, char** argv) {
       "Checkpoint folder DeepSpeed's ds_to_universal.py writes, streaming fragments into the final files with "
       "bounded memory. Nothing appears at OUTPUT unless the conversion completes.");
   AddConvertOptions(convert_cmd, convert, /*alias=*/false);
+
+  ucp::cli::DiffCommandOptions diff;
+  CLI::App* diff_cmd = app.add_subcommand(
+      "diff",
+      "Compare two checkpoints of any kinds (ZeRO folder, Universal Checkpoint, safetensors/bin/HDF5 export) "
+      "parameter by parameter and state by state (fp32, exp_avg, exp_avg_sq, step): bitwise equal, max abs "
+      "difference, missing on one side. A weights-only side compares fp32 only. Exit 0 only if everything "
+      "compared is equal (within --atol).");
+  diff_cmd->add_option("A", diff.a, "first checkpoint")->required();
+  diff_cmd->add_option("B", diff.b, "second checkpoint")->required();
+  diff_cmd->add_option("--atol", diff.atol, "absolute tolerance (default 0: bitwise)")->check(CLI::NonNegativeNumber);
+  diff_cmd->add_option("--states", diff.states, "states to compare, e.g. fp32,exp_avg (default: all three)")
+      ->delimiter(',');
+  diff_cmd->add_option("--tag-a", diff.tag_a, "ZeRO tag of A instead of `latest`");
+  diff_cmd->add_option("--tag-b", diff.tag_b, "ZeRO tag of B instead of `latest`");
+  diff_cmd->add_flag("--all", diff.all, "list equal entries too");
+  diff_cmd->add_flag("--json", diff.json, "print the report as one JSON document");
 
   ucp::cli::VerifyCommandOptions verify;
   CLI::App* verify_cmd = app.add_subcommand(
@@ -134,7 +165,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (*inspect_cmd) return ucp::cli::RunInspect(inspect, std::cout, std::cerr);
+  if (*inspect_cmd) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(inspect.path, ec)) {
+      inspect_dir.path = inspect.path;
+      inspect_dir.json = inspect.json;
+      return ucp::cli::RunInspectCheckpoint(inspect_dir, std::cout, std::cerr);
+    }
+    return ucp::cli::RunInspect(inspect, std::cout, std::cerr);
+  }
+  if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
   if (*convert_cmd) {
     convert.progress = ::isatty(STDERR_FILENO) == 1;

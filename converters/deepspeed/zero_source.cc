@@ -39,7 +39,8 @@ std::string Partitioning(const CheckpointIndex& index, const Parameter& p) {
     absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ", t.ep_size,
                     ", ", p.expert->num_experts, " experts)");
   }
-  absl::StrAppend(&text, ", ", p.slices.empty() ? 0 : p.slices[0].fragments.size(), " fragments");
+  const size_t n = p.slices.empty() ? 0 : p.slices[0].fragments.size();
+  absl::StrAppend(&text, ", ", n, n == 1 ? " fragment" : " fragments");
   return text;
 }
 

@@ -1,0 +1,214 @@
+#include "cli/commands/checkpoint_commands.h"
+
+#include <algorithm>
+#include <iomanip>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "converters/sources/open_source.h"
+#include "converters/sources/source_diff.h"
+#include "nlohmann/json.hpp"
+
+namespace ucp::cli {
+namespace {
+
+using converters::sources::OpenSource;
+using converters::sources::OpenSourceOptions;
+using store::ParamMeta;
+using store::ParamRole;
+using store::ParamState;
+using store::Source;
+
+const char* RoleName(ParamRole role) {
+  switch (role) {
+    case ParamRole::kTrainable: return "trainable";
+    case ParamRole::kFrozen: return "frozen";
+    case ParamRole::kBuffer: return "buffer";
+  }
+  return "?";
+}
+
+std::string Flags(const ParamMeta& p) {
+  std::vector<std::string> flags;
+  if (p.role != ParamRole::kTrainable) flags.push_back(RoleName(p.role));
+  if (!p.tied_to.empty()) flags.push_back(absl::StrCat("tied→", p.tied_to));
+  if (p.expert) flags.push_back(absl::StrCat("expert×", p.num_experts));
+  return absl::StrJoin(flags, ",");
+}
+
+std::string States(const ParamMeta& p) {
+  std::vector<std::string> s;
+  for (int i = 0; i < store::kNumParamStates; ++i) {
+    if (p.states[i]) s.push_back(std::string(store::ParamStateName(static_cast<ParamState>(i))));
+  }
+  return absl::StrJoin(s, "+");
+}
+
+nlohmann::json InfoJson(const Source& s) {
+  const store::SourceInfo& i = s.info();
+  nlohmann::json j = {{"kind", std::string(store::SourceKindName(s.kind()))},
+                      {"path", i.path},
+                      {"tag", i.tag},
+                      {"step", i.step ? nlohmann::json(*i.step) : nlohmann::json(nullptr)},
+                      {"zero_stage", i.zero_stage},
+                      {"optimizer_wrapper", i.optimizer_wrapper},
+                      {"topology", {{"dp", i.dp_size}, {"tp", i.tp_size}, {"pp", i.pp_size}, {"ep", i.ep_size}}},
+                      {"master_dtype", std::string(DTypeName(i.master_dtype))},
+                      {"param_groups", i.param_groups}};
+  if (!i.extra.empty()) j["extra"] = i.extra;
+  return j;
+}
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(u == 0 ? 0 : 1) << v << " " << units[u];
+  return os.str();
+}
+
+absl::StatusOr<std::vector<ParamState>> ParseStates(const std::vector<std::string>& names) {
+  std::vector<ParamState> out;
+  for (const std::string& n : names) {
+    std::optional<ParamState> s = store::ParamStateFromName(n);
+    if (!s) return absl::InvalidArgumentError(absl::StrCat("--states: unknown state '", n, "' (fp32, exp_avg, exp_avg_sq)"));
+    out.push_back(*s);
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out, std::ostream& err) {
+  OpenSourceOptions open;
+  open.tag = options.tag;
+  open.prefer_universal = options.universal;
+  absl::StatusOr<std::unique_ptr<Source>> opened = OpenSource(options.path, open);
+  if (!opened.ok()) {
+    err << "error: " << opened.status().message() << "\n";
+    return 1;
+  }
+  const Source& s = **opened;
+  uint64_t bytes[store::kNumParamStates] = {0, 0, 0};
+  int counts[3] = {0, 0, 0};
+  int tied = 0, experts = 0;
+  int64_t trainable_numel = 0;
+  for (const ParamMeta& p : s.params()) {
+    if (!p.tied_to.empty()) { ++tied; continue; }
+    ++counts[static_cast<int>(p.role)];
+    if (p.expert) ++experts;
+    if (p.role == ParamRole::kTrainable) trainable_numel += p.shape.NumElements().value_or(0);
+    for (int i = 0; i < store::kNumParamStates; ++i) bytes[i] += store::StateNumBytes(p, static_cast<ParamState>(i));
+  }
+  if (options.json) {
+    nlohmann::json j = InfoJson(s);
+    j["params"] = nlohmann::json::array();
+    for (const ParamMeta& p : s.params()) {
+      nlohmann::json pj = {{"name", p.name},
+                           {"shape", std::vector<int64_t>(p.shape.dims().begin(), p.shape.dims().end())},
+                           {"dtype", p.states[0] ? std::string(DTypeName(p.states[0]->dtype)) : ""},
+                           {"role", RoleName(p.role)},
+                           {"states", States(p)},
+                           {"param_group", p.param_group},
+                           {"partitioning", p.partitioning},
+                           {"expert", p.expert}};
+      if (p.expert) pj["num_experts"] = p.num_experts;
+      if (!p.tied_to.empty()) pj["tied_to"] = p.tied_to;
+      if (p.step) pj["step"] = *p.step;
+      j["params"].push_back(std::move(pj));
+    }
+    j["totals"] = {{"trainable", counts[0]}, {"frozen", counts[1]}, {"buffers", counts[2]}, {"tied", tied},
+                   {"experts", experts}, {"trainable_numel", trainable_numel}, {"fp32_bytes", bytes[0]},
+                   {"exp_avg_bytes", bytes[1]}, {"exp_avg_sq_bytes", bytes[2]}};
+    out << j.dump(1) << "\n";
+    return 0;
+  }
+  const store::SourceInfo& i = s.info();
+  out << "kind:        " << store::SourceKindName(s.kind());
+  if (i.zero_stage >= 0) out << " (ZeRO-" << i.zero_stage << (i.optimizer_wrapper.empty() ? "" : ", ") << i.optimizer_wrapper << ")";
+  out << "\npath:        " << i.path << "\n";
+  if (!i.tag.empty()) out << "tag:         " << i.tag << "\n";
+  if (i.step) out << "step:        " << *i.step << "\n";
+  if (s.kind() == store::SourceKind::kZero || s.kind() == store::SourceKind::kUniversal) {
+    out << "topology:    dp " << i.dp_size << ", tp " << i.tp_size << ", pp " << i.pp_size << ", ep " << i.ep_size << "\n";
+  }
+  if (!i.param_groups.empty()) {
+    out << "param groups: " << i.param_groups.size() << "\n";
+    for (size_t g = 0; g < i.param_groups.size(); ++g) out << "  [" << g << "] " << i.param_groups[g].dump() << "\n";
+  }
+  out << "parameters:  " << counts[0] << " trainable (" << trainable_numel << " elements), " << counts[1]
+      << " frozen, " << counts[2] << " buffers, " << tied << " tied aliases, " << experts << " expert tensors\n";
+  size_t w = 4;
+  for (const ParamMeta& p : s.params()) w = std::max(w, p.name.size());
+  out << "\n  " << std::left << std::setw(static_cast<int>(w)) << "name" << "  " << std::setw(16) << "shape" << "  "
+      << std::setw(5) << "dtype" << "  " << std::setw(22) << "states" << "  partitioning\n";
+  int rows = 0;
+  for (const ParamMeta& p : s.params()) {
+    if (options.max_rows > 0 && rows++ >= options.max_rows) {
+      out << "  ... " << s.params().size() - options.max_rows << " more (--max-rows 0 shows all)\n";
+      break;
+    }
+    const std::string flags = Flags(p);
+    out << "  " << std::left << std::setw(static_cast<int>(w)) << p.name << "  " << std::setw(16) << p.shape.ToString()
+        << "  " << std::setw(5) << (p.states[0] ? DTypeName(p.states[0]->dtype) : "") << "  " << std::setw(22)
+        << States(p) << "  " << p.partitioning << (flags.empty() ? "" : "  [" + flags + "]") << "\n";
+  }
+  out << "\nsizes:       fp32 " << HumanBytes(bytes[0]) << ", exp_avg " << HumanBytes(bytes[1]) << ", exp_avg_sq "
+      << HumanBytes(bytes[2]) << "\n";
+  return 0;
+}
+
+int RunDiff(const DiffCommandOptions& options, std::ostream& out, std::ostream& err) {
+  converters::sources::DiffOptions diff;
+  diff.atol = options.atol;
+  if (!options.states.empty()) {
+    absl::StatusOr<std::vector<ParamState>> states = ParseStates(options.states);
+    if (!states.ok()) {
+      err << "error: " << states.status().message() << "\n";
+      return 2;
+    }
+    diff.states = *states;
+  }
+  OpenSourceOptions oa, ob;
+  oa.tag = options.tag_a;
+  ob.tag = options.tag_b;
+  absl::StatusOr<std::unique_ptr<Source>> a = OpenSource(options.a, oa);
+  if (!a.ok()) { err << "error: " << a.status().message() << "\n"; return 1; }
+  absl::StatusOr<std::unique_ptr<Source>> b = OpenSource(options.b, ob);
+  if (!b.ok()) { err << "error: " << b.status().message() << "\n"; return 1; }
+  absl::StatusOr<converters::sources::DiffReport> report = converters::sources::DiffSources(**a, **b, diff);
+  if (!report.ok()) { err << "error: " << report.status().message() << "\n"; return 1; }
+  if (options.json) {
+    nlohmann::json j = report->ToJson();
+    j["a"] = {{"path", options.a}, {"kind", std::string(store::SourceKindName((*a)->kind()))}};
+    j["b"] = {{"path", options.b}, {"kind", std::string(store::SourceKindName((*b)->kind()))}};
+    out << j.dump(1) << "\n";
+    return report->equal() ? 0 : 1;
+  }
+  int shown = 0, differing = 0;
+  for (const auto& e : report->entries) {
+    const bool ok = e.status == converters::sources::DiffStatus::kEqual;
+    if (!ok && e.status != converters::sources::DiffStatus::kWithinTolerance) ++differing;
+    if (ok && !options.all) continue;
+    out << "  " << converters::sources::DiffStatusName(e.status) << "  " << e.name
+        << (e.state.empty() ? "" : " [" + e.state + "]");
+    if (e.status == converters::sources::DiffStatus::kDifferent ||
+        e.status == converters::sources::DiffStatus::kWithinTolerance) {
+      out << "  max abs diff " << e.max_abs_diff;
+    }
+    if (!e.detail.empty()) out << "  (" << e.detail << ")";
+    out << "\n";
+    ++shown;
+  }
+  out << "a: " << store::SourceKindName((*a)->kind()) << " " << options.a << "\nb: "
+      << store::SourceKindName((*b)->kind()) << " " << options.b << "\n"
+      << report->params_compared << " parameters, " << report->states_compared << " states compared: "
+      << (report->equal() ? (options.atol > 0 ? "equal within atol" : "all bitwise equal")
+                          : absl::StrCat(differing, " differences"))
+      << "\n";
+  return report->equal() ? 0 : 1;
+}
+
+}  // namespace ucp::cli

@@ -1,0 +1,33 @@
+// Whole-checkpoint verbs over converters/sources (any kind: ZeRO folder, UCP, weights export):
+//   ucp inspect DIR   kind, stage, wrapper, topology, step, param groups, a parameter table, sizes
+//   ucp diff A B      per parameter and state: equal / max abs diff / missing; exit 0 only if equal
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace ucp::cli {
+
+struct InspectCheckpointOptions {
+  std::string path;
+  std::string tag;
+  bool json = false;
+  bool universal = false;  // a save folder with both: open the UCP
+  int max_rows = 0;        // parameter rows shown (0 = all)
+};
+// 0 ok, 1 error (one "error: ..." line on `err`).
+int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out, std::ostream& err);
+
+struct DiffCommandOptions {
+  std::string a, b;
+  std::string tag_a, tag_b;
+  double atol = 0;
+  std::vector<std::string> states;  // empty: fp32, exp_avg, exp_avg_sq
+  bool json = false;
+  bool all = false;  // list equal entries too
+};
+// 0 equal (within atol), 1 different or an error, 2 a bad --states value.
+int RunDiff(const DiffCommandOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace ucp::cli

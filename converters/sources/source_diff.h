@@ -1,0 +1,54 @@
+// DiffSources: compares two checkpoints of any kinds (ZeRO folder, UCP, weights export) parameter
+// by parameter and state by state, as `ucp diff` and the Python binding's Checkpoint.diff report it.
+// States are compared where both sides have them (a weights-only side has fp32 only); values of
+// different dtypes are compared as doubles. Reads one parameter state at a time.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "ucp/source.h"
+
+namespace ucp::converters::sources {
+
+enum class DiffStatus : uint8_t {
+  kEqual,          // bitwise equal (same dtype and shape)
+  kWithinTolerance,// max |a - b| <= atol, not bitwise equal
+  kDifferent,      // max |a - b| > atol
+  kShapeMismatch,
+  kMissingInA,
+  kMissingInB,
+  kStepDiffers,    // the optimizer step recorded for the parameter differs
+};
+const char* DiffStatusName(DiffStatus status);
+
+struct DiffEntry {
+  std::string name;
+  std::string state;  // "fp32", "exp_avg", "exp_avg_sq", "step", or "" for a missing parameter
+  DiffStatus status = DiffStatus::kEqual;
+  double max_abs_diff = 0;
+  std::string detail;  // shapes / dtypes / step values when they differ
+};
+
+struct DiffOptions {
+  double atol = 0;                // tolerance for kWithinTolerance
+  std::vector<store::ParamState> states = {store::ParamState::kFp32, store::ParamState::kExpAvg,
+                                           store::ParamState::kExpAvgSq};
+  bool compare_steps = true;
+};
+
+struct DiffReport {
+  std::vector<DiffEntry> entries;  // one per compared (parameter, state) and per missing parameter
+  int params_compared = 0;
+  int states_compared = 0;
+  bool equal() const;  // every entry kEqual or kWithinTolerance
+  nlohmann::json ToJson() const;
+};
+
+// Errors: reading a state fails (the reader's error naming its file).
+absl::StatusOr<DiffReport> DiffSources(const store::Source& a, const store::Source& b, const DiffOptions& options = {});
+
+}  // namespace ucp::converters::sources
