@@ -13,6 +13,7 @@
 #include "cli/commands/checkpoint_commands.h"
 #include "cli/commands/convert_command.h"
 #include "cli/commands/inspect_command.h"
+#include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
 
 namespace {
@@ -27,6 +28,7 @@ constexpr const char* kDescription =
     "  ucp inspect --verify shard.pt                    read every record, check CRC-32 and sizes\n"
     "  ucp convert ckpt/ ckpt/global_step5_universal     DeepSpeed ZeRO checkpoint -> Universal Checkpoint\n"
     "  ucp convert --dry-run --json ckpt/global_step5   the plan only\n"
+    "  ucp reshard ckpt/global_step5_universal --dp 8 --out ckpt8   UCP or ZeRO -> ZeRO at another dp\n"
     "  ucp verify ckpt/global_step5_universal            check every file; name every problem\n"
     "  ucp inspect ckpt/                                 a whole checkpoint: kind, topology, parameter table\n"
     "  ucp diff ckpt/global_step5 ckpt/global_step5_universal   equal tensors? (any two kinds)\n";
@@ -147,6 +149,27 @@ int main(int argc, char** argv) {
   diff_cmd->add_flag("--all", diff.all, "list equal entries too");
   diff_cmd->add_flag("--json", diff.json, "print the report as one JSON document");
 
+  ucp::cli::ReshardCommandOptions reshard;
+  CLI::App* reshard_cmd = app.add_subcommand(
+      "reshard",
+      "Write the DeepSpeed ZeRO checkpoint (OUT/latest, OUT/<tag>/) that DeepSpeed saves after loading SRC at "
+      "another data-parallel size / AutoEP autoep_size. SRC is a Universal Checkpoint folder or a ZeRO save/tag "
+      "folder (read directly). Infeasible targets are refused before anything is written.");
+  reshard_cmd->add_option("SRC", reshard.input, "UCP folder, or ZeRO save folder / tag folder")->required();
+  reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")->required()->check(CLI::PositiveNumber);
+  reshard_cmd->add_option("--autoep-size", reshard.autoep_size, "target AutoEP autoep_size (default: keep)")
+      ->check(CLI::PositiveNumber);
+  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep; changes refused)");
+  reshard_cmd->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)");
+  reshard_cmd->add_option("--input-tag", reshard.input_tag, "ZeRO save folder: the tag to read instead of `latest`");
+  reshard_cmd->add_option("--out", reshard.output, "output save folder (must not exist unless --force)")->required();
+  reshard_cmd->add_option("--threads", reshard.threads, "copy threads (default: all hardware threads)");
+  reshard_cmd->add_option("--memory-limit", reshard.memory_limit, "copy buffers in flight (default 256MiB)");
+  reshard_cmd->add_flag("--dry-run", reshard.dry_run, "print the plan; write nothing");
+  reshard_cmd->add_flag("--json", reshard.json, "print the result (or the plan) as JSON");
+  reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
+  reshard_cmd->add_flag("--no-fsync", reshard.no_fsync, "skip fsync (scratch output)");
+
   ucp::cli::VerifyCommandOptions verify;
   CLI::App* verify_cmd = app.add_subcommand(
       "verify",
@@ -176,6 +199,7 @@ int main(int argc, char** argv) {
   }
   if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
+  if (*reshard_cmd) return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
   if (*convert_cmd) {
     convert.progress = ::isatty(STDERR_FILENO) == 1;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);

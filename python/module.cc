@@ -1,6 +1,6 @@
 // The `ucp._ucp` extension module: checkpoints opened through OpenSource (any kind ucp reads) and
 // their tensors as numpy arrays, without torch. The public module is python/ucp/__init__.py,
-// which re-exports these names and adds Checkpoint.diff.
+// which re-exports these names.
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +11,7 @@
 #include "pybind11/numpy.h"
 #include "pybind11/pybind11.h"
 #include "pybind11/stl.h"
+#include "python/diff_binding.h"
 #include "python/numpy_array.h"
 #include "python/status_exceptions.h"
 #include "ucp/source.h"
@@ -101,9 +102,10 @@ py::dict Topology(const Checkpoint& c) {
   return d;
 }
 
-Checkpoint Open(const std::string& path, const std::string& tag) {
+Checkpoint Open(const std::string& path, const std::string& tag, bool prefer_universal) {
   converters::sources::OpenSourceOptions options;
   options.tag = tag;
+  options.prefer_universal = prefer_universal;
   absl::StatusOr<std::unique_ptr<Source>> opened;
   {
     py::gil_scoped_release release;
@@ -164,6 +166,14 @@ void DefineCheckpoint(py::module_& m) {
       .def("tensor", &Tensor, py::arg("name"), py::arg("state") = "fp32", py::arg("upcast") = false,
            "The whole (merged) tensor of one state as a read-only numpy array: zero-copy when its bytes are one "
            "contiguous run of a mapped file. bf16 comes as uint16 bit patterns unless upcast=True (float32).")
+      .def(
+          "diff",
+          [](const Checkpoint& c, const Checkpoint& other, const std::vector<std::string>& states, double atol,
+             bool compare_steps) { return Diff(*c.source, *other.source, states, atol, compare_steps); },
+          py::arg("other"), py::arg("states") = std::vector<std::string>{"fp32", "exp_avg", "exp_avg_sq"},
+          py::arg("atol") = 0.0, py::arg("compare_steps") = true,
+          "Compares with another checkpoint of any kind, parameter by parameter and state by state (states both "
+          "sides have), as `ucp diff`. Returns a ucp.DiffReport (truthy when they differ).")
       .def("__repr__", [](const Checkpoint& c) {
         return absl::StrCat("<ucp.Checkpoint ", SourceKindName(c.source->kind()), " '", c.source->info().path,
                             "', ", c.source->params().size(), " params>");
@@ -176,10 +186,13 @@ PYBIND11_MODULE(_ucp, m) {
   m.doc() = "ucp: read DeepSpeed / Universal Checkpoints as numpy arrays, without torch.";
   RegisterExceptions(m);
   DefineParam(m);
+  DefineDiff(m);
   DefineCheckpoint(m);
-  m.def("open", &Open, py::arg("path"), py::arg("tag") = "",
+  m.def("open", &Open, py::arg("path"), py::arg("tag") = "", py::arg("prefer_universal") = false,
         "Opens a checkpoint: a DeepSpeed save or tag folder, a UCP folder, a .safetensors / .bin / .h5 file or "
-        "folder. FileNotFoundError, ValueError, NotImplementedError, ucp.CorruptCheckpointError.");
+        "folder. tag: the ZeRO tag instead of `latest`'s; prefer_universal: a save folder with both `latest` "
+        "and `latest_universal` opens the UCP. FileNotFoundError, ValueError, NotImplementedError, "
+        "ucp.CorruptCheckpointError.");
 }
 
 }  // namespace ucp::python

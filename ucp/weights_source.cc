@@ -53,18 +53,14 @@ ParamMeta WeightParam(std::string name, Shape shape, StateMeta state, absl::stri
 }
 
 absl::Status AddSafetensors(WeightsSource& source, std::shared_ptr<const ByteSource> file) {
-  std::byte len_bytes[8];
-  UCP_RETURN_IF_ERROR(file->ReadAt(0, absl::MakeSpan(len_bytes)));
-  uint64_t header_len = 0;
-  std::memcpy(&header_len, len_bytes, 8);  // little-endian host (x86-64/aarch64)
   UCP_ASSIGN_OR_RETURN(auto reader, formats::safetensors::SafetensorsReader::Open(file));
-  const uint64_t data_offset = 8 + header_len;
   const int index = source.AddFile(file);
   const std::string where = absl::StrCat("safetensors ", fs::path(file->name()).filename().string());
   for (const formats::safetensors::TensorInfo& t : reader.tensors()) {
     StateMeta state;
     state.dtype = t.dtype;
-    if (t.end > t.begin) state.runs.push_back(ByteRun{index, data_offset + t.begin, t.end - t.begin});
+    // TensorInfo offsets are absolute in the file (the reader adds the header's length).
+    if (t.end > t.begin) state.runs.push_back(ByteRun{index, t.begin, t.end - t.begin});
     UCP_RETURN_IF_ERROR(source.AddParam(WeightParam(t.name, t.shape, std::move(state), where)));
   }
   for (const auto& [k, v] : reader.metadata()) source.mutable_info().extra["metadata"][k] = v;

@@ -70,6 +70,11 @@ class Planner {
   absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
   absl::StatusOr<const Value*> OptimizerRoot(int rank);
   absl::StatusOr<const Value*> ModelRoot();
+  // AutoEP (§7): ds_autoep_layers as global rank 0 saves them at the target ep.
+  absl::StatusOr<const Value*> AutoepLayers(const Value* layers, absl::string_view what);
+  absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
+  // layer_{L}_expert_{E}_mp_rank_00_model_states.pt: expert E's rows of the fused weights.
+  absl::Status ExpertFiles(Plan* plan);
   absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
   int PartitionRank(int g, int rank) const {
     const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
@@ -245,12 +250,147 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   return root;
 }
 
+absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::string_view what) {
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
+  Value* out = arena_.List();
+  for (const Value* item : items) {
+    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
+    UCP_ASSIGN_OR_RETURN(const Value* nv, ids::Require(*d, keys::kNumExperts, what));
+    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(nv, 1, int64_t{1} << 30, what));
+    if (num_experts % ep_ != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": num_experts ", num_experts,
+                                                     " is not divisible by the target autoep_size ", ep_));
+    }
+    const int64_t local = num_experts / ep_;
+    Value* layer = CopyDict(arena_, *d);
+    Set(arena_, layer, keys::kNumLocalExperts, arena_.Int(local));
+    Set(arena_, layer, keys::kEpSize, arena_.Int(ep_));
+    Set(arena_, layer, keys::kEpGroupName, arena_.Str(absl::StrCat("ep_size_", ep_)));
+    // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
+    Set(arena_, layer, keys::kEpRank, arena_.Int(0));
+    Set(arena_, layer, keys::kExpertDataParallelRank, arena_.Int(0));
+    Set(arena_, layer, keys::kExpertDataParallelWorldSize, arena_.Int(edp_));
+    Set(arena_, layer, keys::kGlobalExpertStart, arena_.Int(0));
+    Set(arena_, layer, keys::kGlobalExpertEnd, arena_.Int(local));
+    ValueArena::Append(out, layer);
+  }
+  return out;
+}
+
+// param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
+absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
+  if (ep_ == in_.source_ep) return shapes;
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
+  Value* out = arena_.List();
+  for (const Value* g : groups) {
+    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
+    Value* ng = CopyDict(arena_, *gd);
+    for (size_t i = 0; i < gd->entries().size(); ++i) {
+      const auto& [k, v] = gd->entries()[i];
+      auto it = by_name.find(k->is(ValueKind::kStr) ? k->str() : std::string());
+      if (it == by_name.end() || !it->second->expert) continue;
+      std::vector<const Value*> dims;
+      const Shape& sh = it->second->shape;
+      dims.push_back(arena_.Int(it->second->num_experts / ep_));
+      for (int d = 1; d < sh.rank(); ++d) dims.push_back(arena_.Int(sh.dim(d)));
+      const Value* tuple = arena_.Tuple(dims);
+      const Value* nv = tuple;
+      if (v->is(ValueKind::kList)) nv = arena_.List(dims);
+      if (v->is(ValueKind::kObject)) nv = arena_.Object(v->cls(), arena_.Tuple({tuple}), v->construction());
+      ValueArena::ReplaceValue(ng, i, nv);
+    }
+    ValueArena::Append(out, ng);
+  }
+  return out;
+}
+
 absl::StatusOr<const Value*> Planner::ModelRoot() {
   const std::string what = absl::StrCat(in_.origin, ": model states");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
   if (src->Get(keys::kDpWorldSize) != nullptr) Set(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  const Value* layers = src->Get(keys::kDsAutoepLayers);
+  if (layers == nullptr || layers->is_none()) return root;
+  if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
+    UCP_ASSIGN_OR_RETURN(const Value* shapes, ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
+    Set(arena_, root, keys::kParamShapes, shapes);
+  }
+  UCP_ASSIGN_OR_RETURN(const Value* nl, AutoepLayers(layers, absl::StrCat(what, ": ", keys::kDsAutoepLayers)));
+  Set(arena_, root, keys::kDsAutoepLayers, nl);
+  // DeepSpeed's AutoEP runtime saves its own universal_checkpoint_info: the expert pattern with a
+  // leading '.*' and the full layer records (ds_to_universal's rewrite of the UCP copy has neither).
+  if (const Value* info = src->Get(keys::kUniversalCheckpointInfo); info != nullptr && info->is_dict()) {
+    Value* ni = CopyDict(arena_, *info);
+    Set(arena_, ni, keys::kExpertParameterPatterns, arena_.List({arena_.Str(".*\\.experts\\.w[123]$")}));
+    Set(arena_, ni, keys::kDsAutoepLayers, nl);
+    Set(arena_, root, keys::kUniversalCheckpointInfo, ni);
+  }
   return root;
+}
+
+absl::Status Planner::ExpertFiles(Plan* plan) {
+  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
+  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
+  if (layers == nullptr || layers->is_none()) return absl::OkStatus();
+  // The expert weights are written from the fp32 master weights: exact only when the module is
+  // kept in the master dtype.
+  if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
+    for (const auto& [k, v] : module->entries()) {
+      if (!v->is(ValueKind::kTensor)) continue;
+      for (const Zero12Param& p : in_.params) {
+        if (p.expert && v->tensor().dtype != p.states[0].dtype) {
+          return absl::UnimplementedError(absl::StrCat(
+              in_.origin, ": AutoEP expert files of a ", DTypeName(v->tensor().dtype), " model from ",
+              DTypeName(p.states[0].dtype), " master weights (only equal dtypes are supported)"));
+        }
+      }
+      break;
+    }
+  }
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
+  for (const Value* item : items) {
+    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
+    UCP_ASSIGN_OR_RETURN(const Value* id_v, ids::Require(*d, keys::kMoeLayerId, what));
+    UCP_ASSIGN_OR_RETURN(int64_t layer_id, ids::AsIntIn(id_v, 0, 1 << 20, what));
+    UCP_ASSIGN_OR_RETURN(const Value* prefix_v, ids::Require(*d, keys::kExpertKeyPrefix, what));
+    UCP_ASSIGN_OR_RETURN(std::string prefix, ids::AsStr(prefix_v, what));
+    UCP_ASSIGN_OR_RETURN(const Value* n_v, ids::Require(*d, keys::kNumExperts, what));
+    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(n_v, 1, 1 << 20, what));
+    for (int64_t e = 0; e < num_experts; ++e) {
+      Value* root = arena_.Dict();
+      for (absl::string_view w : keys::kAutoepFusedWeights) {
+        const std::string name = absl::StrCat(prefix, ".", w);
+        auto it = by_name.find(name);
+        if (it == by_name.end() || !it->second->expert || it->second->num_experts != num_experts) {
+          return absl::DataLossError(absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts,
+                                                  " experts"));
+        }
+        const Zero12Param& p = *it->second;
+        Shape row;
+        std::vector<int64_t> dims;
+        for (int k = 1; k < p.shape.rank(); ++k) dims.push_back(p.shape.dim(k));
+        row = Shape(dims);
+        const int64_t row_numel = row.NumElements().value_or(0);
+        const uint64_t elem = DTypeSize(p.states[0].dtype);
+        std::vector<Piece> pieces;
+        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>(e * row_numel) * elem,
+                                      static_cast<uint64_t>(row_numel) * elem, absl::StrCat("'", name, "'"), &pieces));
+        const Value* flat = NewTensor(p.states[0].dtype, row_numel, row_numel, false, std::move(pieces));
+        TensorRef t = flat->tensor();
+        t.shape = row;
+        t.stride = row.ContiguousStrides();
+        arena_.SetItem(root, absl::StrCat(name, ".", e), arena_.Tensor(std::move(t)));
+      }
+      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                             FileRole::kModelRewrite, *root));
+      plan->files.push_back(std::move(f));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PlanFile> Planner::Frame(std::string path, FileRole role, const Value& root) {
@@ -309,12 +449,17 @@ absl::StatusOr<Plan> Planner::Run() {
   plan.info.param_groups = static_cast<int>(in_.groups.size());
   plan.info.params = static_cast<int>(in_.params.size());
   for (const Zero12Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
+  if (!in_.params.empty()) {
+    plan.info.master_dtype = std::string(DTypeName(in_.params[0].states[0].dtype));
+    plan.info.state_dtype = std::string(DTypeName(in_.params[0].states[1].dtype));
+  }
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
   zero_source_ = static_cast<int>(plan.sources.size());
 
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   UCP_ASSIGN_OR_RETURN(PlanFile mf, Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
+  UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
   // bf16 runs name their shards bf16_zero_pp_rank_* (§1.2), with either wrapper.
   bool bf16 = in_.bf16_optimizer;
   if (const Value* c = in_.model_root->Get(keys::kDsConfig); c != nullptr && c->is_dict()) {

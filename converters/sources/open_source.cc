@@ -40,10 +40,11 @@ absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& pat
   const bool universal = fs::is_directory(dir / "zero") ||
                          (fs::exists(dir / "latest_universal") && store::IsUniversalDir(path));
   const bool zero = LooksZero(dir, options.tag);
-  if (universal && (!zero || options.prefer_universal || fs::is_directory(dir / "zero"))) {
+  // An explicit tag always means the ZeRO tag folder (a missing one is NotFound, naming it).
+  if (universal && options.tag.empty() && (!zero || options.prefer_universal || fs::is_directory(dir / "zero"))) {
     return store::OpenUniversalSource(path);
   }
-  if (zero) {
+  if (zero || !options.tag.empty()) {
     deepspeed::OpenOptions open;
     open.tag = options.tag;
     UCP_ASSIGN_OR_RETURN(auto source, deepspeed::ZeroSource::Open(path, open));

@@ -58,6 +58,17 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CleanFixture,
                                            "s2_bf16_dp2", "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4",
                                            "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_qwen3_s3_fp32_dp4_ep2"));
 
+// Tensor-parallel (mp_rank_00/01) checkpoints and their UCP: param_shapes hold TP slices.
+TEST(CleanTensorParallel, ZeroAndUniversalHaveNoProblems) {
+  const fs::path tp = fs::path(FixtureCase("")).parent_path().parent_path() / "tp";
+  for (const char* name : {"s1_fp32_tp2", "s2_bf16_tp2_dp2", "s2_fp32_tp2_dp2_subparams"}) {
+    for (const char* sub : {"checkpoint", "checkpoint/global_step5_universal"}) {
+      const VerifyReport report = Verify(tp / name / sub);
+      EXPECT_TRUE(report.ok()) << name << "/" << sub << "\n" << ReportToText(report);
+    }
+  }
+}
+
 TEST(BrokenZero, ShardFromAnotherStep) {
   ScratchDir scratch;
   const fs::path tag = scratch.CopyTag("s1_fp32_dp2");

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/file_names.h"
 #include "converters/deepspeed/value_access.h"
 #include "converters/verify/verify_internal.h"
 #include "ucp/ucp_layout.h"
@@ -109,9 +110,11 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
   return facts;
 }
 
-// name → shape from the param_shapes of every top-level model file; also the group count.
+// name → shape from the param_shapes of every top-level model file (MP rank 0's where TP slices
+// differ); also the group count and the number of MP ranks.
 void CollectParamShapes(const std::string& dir, const VerifyOptions& options, VerifyReport& report,
-                        std::map<std::string, Shape>& shapes, std::optional<size_t>& groups) {
+                        std::map<std::string, Shape>& shapes, std::optional<size_t>& groups, int& mp_ranks) {
+  std::set<int> mp_seen;
   std::error_code ec;
   std::vector<std::string> model_files;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
@@ -123,6 +126,9 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
   for (const std::string& base : model_files) {
     std::optional<TorchFile> file = OpenChecked(dir, base, options, report);
     if (!file.has_value()) continue;
+    const std::optional<ds::FileName> file_name = ds::ParseFileName(base);
+    const int mp_rank = file_name.has_value() ? std::max(file_name->mp_rank, 0) : 0;
+    mp_seen.insert(mp_rank);
     const Value* ps = file->root().Get(keys::kParamShapes);
     if (ps == nullptr) continue;
     std::vector<const Value*> dicts;
@@ -136,17 +142,24 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
         absl::StatusOr<Shape> shape = ds::internal_ds::AsShape(v, k->str());
         if (!shape.ok()) {
           report.problems.push_back({"model", base, std::string(shape.status().message())});
-        } else if (!shapes.count(k->str())) {
+        } else if (auto it = shapes.find(k->str()); it == shapes.end()) {
           shapes[k->str()] = *shape;
+        } else if (it->second != *shape && mp_rank == 0) {  // TP slices (mp rank > 0) may differ
+          report.problems.push_back({"model", base,
+                                     absl::StrCat("param_shapes[", k->str(), "] is ", shape->ToString(),
+                                                  ", another model file says ", it->second.ToString())});
         }
       }
     }
   }
+  mp_ranks = static_cast<int>(std::max<size_t>(mp_seen.size(), 1));
 }
 
 // The fp32 tensor against param_shapes: equal shapes; ZeRO-3 raw tensors are flat with the same
-// numel; AutoEP experts hold every expert, a multiple of the EP-local numel.
-void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const Shape& shape, VerifyReport& report) {
+// numel; AutoEP experts hold every expert, a multiple of the EP-local numel. With tp > 1 the UCP
+// tensor is the TP merge of the slices param_shapes describe: only the rank is compared.
+void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const Shape& shape, int mp_ranks,
+                       VerifyReport& report) {
   const std::string relative = store::ParamStatePath(name, store::kFp32State);
   absl::StatusOr<int64_t> want = shape.NumElements();
   absl::StatusOr<int64_t> have = fp32.shape.NumElements();
@@ -154,6 +167,7 @@ void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const S
   bool ok = fp32.shape == shape;
   if (fp32.raw) ok = *have == *want;
   if (fp32.expert) ok = *want > 0 && *have % *want == 0;
+  if (mp_ranks > 1) ok = fp32.raw || fp32.shape.rank() == shape.rank();
   if (!ok) {
     report.problems.push_back({"model", relative,
                                absl::StrCat(name, ": fp32 has shape ", fp32.shape.ToString(),
@@ -179,7 +193,8 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   }
   std::map<std::string, Shape> shapes;
   std::optional<size_t> groups;
-  CollectParamShapes(dir, options, report, shapes, groups);
+  int mp_ranks = 1;
+  CollectParamShapes(dir, options, report, shapes, groups, mp_ranks);
 
   std::optional<std::pair<std::string, double>> first_step;
   int with_step = 0;
@@ -203,7 +218,7 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
                                    "a parameter folder that no param_shapes of the model files names"});
       }
     } else if (facts.fp32.has_value()) {
-      CheckAgainstModel(name, *facts.fp32, it->second, report);
+      CheckAgainstModel(name, *facts.fp32, it->second, mp_ranks, report);
     }
   }
   if (with_step > 0 && with_step < static_cast<int>(names.size())) {

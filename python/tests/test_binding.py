@@ -32,6 +32,14 @@ def test_tensor_is_zero_copy_from_the_mapped_file():
     assert np.isfinite(a).all()  # the array keeps the mapping alive
 
 
+def test_zero_folder_tensors_in_one_fragment_are_zero_copy():
+    ckpt = ucp.open(str(FIXTURES / "s2_fp32_dp2" / "checkpoint"))
+    one_run = [p for p in ckpt.params if p.partitioning.endswith("1 fragment")]
+    assert one_run
+    for p in one_run:
+        assert np.shares_memory(ckpt.tensor(p.name), ckpt.tensor(p.name)), p
+
+
 def test_params_and_arrays_outlive_the_checkpoint_object():
     params = ucp.open(str(UCP_DIR)).params
     assert params[0].name and params[0].shape
@@ -48,9 +56,6 @@ def write_safetensors(path, tensors):
     path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-# ucp/weights_source.cc adds the header length to TensorInfo offsets that already include it
-# (reported to the lead); strict=False so the test turns green silently once that is fixed.
-@pytest.mark.xfail(strict=False, reason="safetensors source: tensor runs offset twice by the header")
 def test_bf16_safetensors_as_uint16_or_upcast(tmp_path):
     values = np.array([[1.0, -2.5, 3.140625], [0.0, 65536.0, -0.0078125]], dtype=np.float32)
     bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # exact in bf16
@@ -75,6 +80,15 @@ def test_unknown_parameter_or_state():
         ckpt["no.such.param"]
     with pytest.raises(ValueError):
         ckpt.tensor("embed.weight", state="momentum")
+
+
+def test_tag_and_prefer_universal():
+    root = FIXTURES / "s2_fp32_dp2" / "checkpoint"
+    assert ucp.open(str(root), tag="global_step5").tag == "global_step5"
+    assert ucp.open(str(root)).kind == "zero"
+    assert ucp.open(str(root), prefer_universal=True).kind == "universal"
+    with pytest.raises((FileNotFoundError, ValueError)):  # OpenSource: "not a checkpoint" today
+        ucp.open(str(FIXTURES / "s2_fp32_dp2" / "resume_dp4" / "checkpoint"), tag="global_step99")
 
 
 def test_missing_path_is_file_not_found(tmp_path):

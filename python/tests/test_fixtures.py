@@ -1,6 +1,7 @@
 """ucp.open over every DeepSpeed fixture: the ZeRO folder (read in place), DeepSpeed's own UCP folder
 and zero_to_fp32's pytorch_model.bin, every state of every parameter against reference.npz."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -63,6 +64,8 @@ def test_zero_metadata(case):
         assert p.partitioning
         if p.role == "trainable":
             assert p.dtype == "float32" and p.states == ["fp32", "exp_avg", "exp_avg_sq"]
+    assert ckpt.topology["ep"] == (2 if case.startswith("autoep") else 1)
+    assert ckpt.topology["zero_stage"] == int(re.search(r"(?:^|_)s(\d)_", case).group(1))
     experts = [p for p in ckpt.params if p.expert]
     assert bool(experts) == case.startswith("autoep")
     for p in experts:
@@ -90,17 +93,21 @@ def test_diff_zero_vs_its_universal_checkpoint_is_equal():
     zero = ucp.open(str(FIXTURES / "s2_fp32_dp2" / "checkpoint"))
     universal = ucp.open(str(FIXTURES / "s2_fp32_dp2" / "checkpoint" / "global_step5_universal"))
     report = zero.diff(universal)
-    assert report.equal, report
-    assert report.compared == sum(len(set(zero[p.name].states) & set(p.states)) for p in universal.params)
-    assert report.compared >= 3 * 16
+    assert report.equal and not report, [e for e in report.differences]
+    assert report.params_compared == len(universal)
+    assert report.states_compared >= 3 * 16
+    assert all(e.status == "equal" for e in report.entries)
+    assert report.to_json()
 
 
 def test_diff_names_values_that_changed():
     before = ucp.open(str(FIXTURES / "s2_fp32_dp4" / "checkpoint"))
     after = ucp.open(str(FIXTURES / "s2_fp32_dp4" / "resume_dp2" / "checkpoint"))  # 3 steps later
-    report = before.diff(after)
+    report = before.diff(after, states=["fp32"], compare_steps=False)
     assert not report.equal and report
-    assert not report.only_in_self and not report.only_in_other and not report.shape_mismatch
-    changed = {(name, state) for name, state, delta, count in report.value_mismatch}
+    changed = {(e.name, e.state) for e in report.differences}
     assert ("embed.weight", "fp32") in changed
-    assert all(delta > 0 and count > 0 for _, _, delta, count in report.value_mismatch)
+    assert all(e.status == "different" and e.max_abs_diff > 0 for e in report.differences)
+    assert {e.state for e in report.entries} == {"fp32"}
+    with pytest.raises(ValueError):
+        before.diff(after, states=["momentum"])

@@ -7,14 +7,12 @@
         print(p.name, p.shape, p.dtype, p.partitioning)
     w = ckpt.tensor("embed.weight")                # fp32 master weight, zero-copy where possible
     m = ckpt.tensor("embed.weight", state="exp_avg")
-    report = ckpt.diff(ucp.open("ckpt/global_step5_universal"))
+    report = ckpt.diff(ucp.open("ckpt/global_step5_universal"))   # as `ucp diff`; report.equal
 
 torch is never imported. Errors: FileNotFoundError, ValueError, NotImplementedError, KeyError
 (unknown parameter or state) and ucp.CorruptCheckpointError (a ValueError) for damaged files.
 """
-from ucp._ucp import Checkpoint, CorruptCheckpointError, Param, open  # noqa: F401  (re-exported)
-from ucp._diff import DiffReport, diff  # noqa: F401
+from ucp._ucp import (  # noqa: F401  (re-exported)
+    Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, open)
 
-Checkpoint.diff = diff  # ckpt.diff(other, ...): see ucp._diff.diff
-
-__all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "diff"]
+__all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "DiffEntry"]

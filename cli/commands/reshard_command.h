@@ -1,0 +1,31 @@
+// `ucp reshard SRC --dp N [--autoep-size K] [--zero-stage S] [--tag T] --out DIR`: writes the
+// DeepSpeed checkpoint (DIR/latest, DIR/<tag>/) that DeepSpeed saves after loading SRC at that
+// topology (converters/pipelines/reshard.h, docs/reshard.md). SRC is a UCP folder or a ZeRO save /
+// tag folder read directly. --dry-run prints the plan and writes nothing.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+namespace ucp::cli {
+
+struct ReshardCommandOptions {
+  std::string input;
+  std::string output;
+  std::string input_tag;  // ZeRO input: tag to read instead of `latest`
+  std::string tag;        // output tag; empty: global_step<global_steps>
+  int dp = 0;
+  int autoep_size = 0;
+  int zero_stage = -1;
+  int threads = 0;
+  std::string memory_limit = "256MiB";
+  bool dry_run = false;
+  bool json = false;
+  bool force = false;
+  bool no_fsync = false;
+};
+
+// Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).
+int RunReshard(const ReshardCommandOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace ucp::cli
