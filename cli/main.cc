@@ -12,6 +12,7 @@
 #include "CLI/CLI.hpp"
 #include "cli/commands/checkpoint_commands.h"
 #include "cli/commands/convert_command.h"
+#include "cli/commands/export_command.h"
 #include "cli/commands/inspect_command.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
@@ -170,6 +171,41 @@ int main(int argc, char** argv) {
   reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
   reshard_cmd->add_flag("--no-fsync", reshard.no_fsync, "skip fsync (scratch output)");
 
+  ucp::cli::ExportCommandOptions exp;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export",
+      "Write the model weights (what load_module_only loads: trainable fp32 masters, frozen parameters, buffers, "
+      "tied parameters under both names) of any checkpoint (ZeRO folder read in place, UCP, weights) as "
+      "safetensors, torch .bin or HDF5; AutoEP experts in the Hugging Face fused layout or per expert; sharded "
+      "with an index like Hugging Face; metadata records the source step and topology.");
+  export_cmd->add_option("SRC", exp.input, "ZeRO save/tag folder, UCP folder or weights")->required();
+  export_cmd->add_option("--out", exp.output, "folder to create")->required();
+  export_cmd->add_option("--format", exp.format, "safetensors (default), bin or hdf5");
+  export_cmd->add_option("--dtype", exp.dtype, "cast floating tensors: fp32, bf16 or fp16 (default: as stored)");
+  export_cmd->add_option("--max-shard-size", exp.max_shard_size, "e.g. 5GB (SI) or 2GiB; default: one file");
+  export_cmd->add_option("--moe-layout", exp.moe_layout, "AutoEP experts: fused (gate_up_proj/down_proj) or per-expert");
+  export_cmd->add_option("--tag", exp.tag, "ZeRO save folder: the tag to read instead of `latest`");
+  export_cmd->add_flag("--exclude-frozen", exp.exclude_frozen, "leave out frozen parameters");
+  export_cmd->add_option("--threads", exp.threads, "copy threads (default: all hardware threads)");
+  export_cmd->add_flag("--dry-run", exp.dry_run, "print what would be written");
+  export_cmd->add_flag("--json", exp.json, "print the result as JSON");
+  export_cmd->add_flag("--force", exp.force, "replace an existing output folder");
+  export_cmd->add_flag("--no-fsync", exp.no_fsync, "skip fsync (scratch output)");
+
+  ucp::cli::ExportCommandOptions z2f;
+  z2f.zero_to_fp32 = true;
+  CLI::App* z2f_cmd = app.add_subcommand(
+      "zero-to-fp32",
+      "Drop-in for DeepSpeed's zero_to_fp32.py (same arguments, same file names, keys, order and dtypes), streaming "
+      "instead of loading every shard; also BF16_Optimizer and AutoEP checkpoints, which zero_to_fp32.py refuses.");
+  z2f_cmd->add_option("checkpoint_dir", z2f.input, "the save folder (with `latest`)")->required();
+  z2f_cmd->add_option("output_dir", z2f.output, "folder for pytorch_model.bin / model.safetensors")->required();
+  z2f_cmd->add_option("-t,--tag", z2f.tag, "checkpoint tag instead of `latest`");
+  z2f_cmd->add_option("--max_shard_size", z2f.max_shard_size, "shard size (default 5GB)")->default_val("5GB");
+  z2f_cmd->add_flag("--safe_serialization", z2f.safe_serialization, "write model.safetensors instead of .bin");
+  z2f_cmd->add_flag("--exclude_frozen_parameters", z2f.exclude_frozen, "leave out frozen parameters");
+  z2f_cmd->add_flag("-d,--debug", z2f.debug, "accepted for compatibility; no effect");
+
   ucp::cli::VerifyCommandOptions verify;
   CLI::App* verify_cmd = app.add_subcommand(
       "verify",
@@ -200,6 +236,8 @@ int main(int argc, char** argv) {
   if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
   if (*reshard_cmd) return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
+  if (*export_cmd) return ucp::cli::RunExport(exp, std::cout, std::cerr);
+  if (*z2f_cmd) return ucp::cli::RunExport(z2f, std::cout, std::cerr);
   if (*convert_cmd) {
     convert.progress = ::isatty(STDERR_FILENO) == 1;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);

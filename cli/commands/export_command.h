@@ -1,0 +1,28 @@
+// `ucp export SRC --out DIR` and `ucp zero-to-fp32 CHECKPOINT_DIR OUTPUT_DIR` (zero_to_fp32.py's
+// arguments): converters/pipelines/export.h behind the CLI. 0 ok, 1 error (one "error:" line).
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "converters/pipelines/export.h"
+
+namespace ucp::cli {
+
+struct ExportCommandOptions {
+  std::string input, output, tag;
+  std::string format = "safetensors";  // safetensors | bin | hdf5
+  std::string dtype;                    // "", fp32, bf16, fp16
+  std::string max_shard_size;           // "" = one file
+  std::string moe_layout = "fused";     // fused | per-expert
+  bool exclude_frozen = false;
+  bool zero_to_fp32 = false;
+  bool safe_serialization = false;      // zero-to-fp32: safetensors instead of .bin
+  bool json = false, dry_run = false, force = false, no_fsync = false;
+  bool debug = false;                   // zero-to-fp32 -d: accepted, no effect
+  int threads = 0;
+};
+
+int RunExport(const ExportCommandOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace ucp::cli
