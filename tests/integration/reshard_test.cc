@@ -53,6 +53,9 @@ const Case kCases[] = {
     {"s3_fp32_dp4", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
     {"s3_fp32_1group_dp4", "reshard_dp2", 2, 0, {}},
     {"autoep_qwen3_s3_fp32_dp4_ep2", "reshard_dp2_ep2", 2, 2, {kPgName}},
+    {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep1", 2, 1, {}},
+    {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2, {}},
+    {"autoep_mixtral_s3_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1, {kPgName}},
 };
 
 // Drops excluded dict entries and storage details from a TorchFileDigest, in place.
