@@ -104,8 +104,9 @@ int main(int argc, char** argv) {
   ucp::cli::InspectOptions inspect;
   CLI::App* inspect_cmd = app.add_subcommand(
       "inspect",
-      "Show what is inside one file: a torch.save .pt/.bin (DeepSpeed model states, optimizer shards, UCP "
-      "files), a .safetensors file or an HDF5 file. The format is detected from the file's bytes.");
+      "Show what is inside one file (a torch.save .pt/.bin, a .safetensors or an HDF5 file; the format is "
+      "detected from its bytes) or a whole checkpoint folder (ZeRO save/tag folder, Universal Checkpoint, "
+      "weights export: kind, topology, step, param groups, parameter table, sizes).");
   ucp::cli::InspectCheckpointOptions inspect_dir;
   inspect_cmd->add_option("PATH", inspect.path,
                           "a file (its value tree), or a checkpoint folder: DeepSpeed ZeRO save/tag folder, Universal "
