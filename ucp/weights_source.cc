@@ -1,6 +1,5 @@
 #include "ucp/weights_source.h"
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/commands/human_bytes.h"
 #include "converters/sources/open_source.h"
 #include "converters/sources/source_diff.h"
 #include "nlohmann/json.hpp"
@@ -57,16 +58,6 @@ nlohmann::json InfoJson(const Source& s) {
                       {"param_groups", i.param_groups}};
   if (!i.extra.empty()) j["extra"] = i.extra;
   return j;
-}
-
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(u == 0 ? 0 : 1) << v << " " << units[u];
-  return os.str();
 }
 
 absl::StatusOr<std::vector<ParamState>> ParseStates(const std::vector<std::string>& names) {

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/commands/human_bytes.h"
 #include "converters/pipelines/convert.h"
 #include "nlohmann/json.hpp"
 
@@ -17,16 +18,6 @@ namespace ucp::cli {
 namespace {
 
 namespace pipelines = converters::pipelines;
-
-std::string Bytes(double n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (n >= 1024 && u < 4) {
-    n /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrFormat("%.0f %s", n, units[u]) : absl::StrFormat("%.1f %s", n, units[u]);
-}
 
 std::string Duration(double seconds) {
   const int64_t s = static_cast<int64_t>(std::llround(std::max(0.0, seconds)));
@@ -43,8 +34,8 @@ class ProgressLine {
     const double rate = elapsed > 0 ? static_cast<double>(p.bytes_done) / elapsed : 0;
     const double left = static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total));
     const int percent = p.bytes_total == 0 ? 100 : static_cast<int>(100.0 * p.bytes_done / p.bytes_total);
-    std::string line = absl::StrCat("\r  ", Bytes(p.bytes_done), " / ", Bytes(p.bytes_total), "  ", percent, "%  ",
-                                    Bytes(rate), "/s  ETA ", rate > 0 ? Duration(left / rate) : "?", "  (",
+    std::string line = absl::StrCat("\r  ", HumanBytes(p.bytes_done), " / ", HumanBytes(p.bytes_total), "  ", percent, "%  ",
+                                    HumanBytes(rate), "/s  ETA ", rate > 0 ? Duration(left / rate) : "?", "  (",
                                     p.files_done, "/", p.files_total, " files)");
     const size_t width = line.size();
     if (width < width_) line.append(width_ - width, ' ');
@@ -149,8 +140,8 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
     out << ResultJson(*result).dump(1) << "\n";
   } else {
     const double rate = result->stats.seconds > 0 ? static_cast<double>(result->bytes) / result->stats.seconds : 0;
-    out << "wrote " << result->output << ": " << result->files << " files, " << Bytes(result->bytes) << " in "
-        << absl::StrFormat("%.2f", result->stats.seconds) << " s (" << Bytes(rate) << "/s, " << result->stats.threads
+    out << "wrote " << result->output << ": " << result->files << " files, " << HumanBytes(result->bytes) << " in "
+        << absl::StrFormat("%.2f", result->stats.seconds) << " s (" << HumanBytes(rate) << "/s, " << result->stats.threads
         << " threads)\n";
     if (!result->latest_universal.empty()) out << "wrote " << result->latest_universal << "\n";
   }

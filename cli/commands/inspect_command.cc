@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/commands/human_bytes.h"
 #include "cli/commands/tree_printer.h"
 #include "formats/base/status.h"
 #include "formats/hdf5/h5_reader.h"
@@ -19,17 +20,6 @@ namespace {
 
 using Json = nlohmann::json;
 using formats::FileFormat;
-
-std::string HumanBytes(uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, units[u]);
-}
 
 Json ValuesJson(DType dtype, const Buffer& bytes, int count) {
   Json a = Json::array();

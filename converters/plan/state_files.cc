@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/tree_edit.h"
 #include "converters/plan/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
@@ -23,27 +24,8 @@ using deepspeed::CheckpointFile;
 using deepspeed::CheckpointIndex;
 using formats::torch::ValueKind;
 
-// A shallow copy of a dict or OrderedDict: the same keys and value nodes, in order.
-Value* CopyDict(ValueArena& arena, const Value& src) {
-  Value* out = src.is(ValueKind::kOrderedDict) ? arena.OrderedDict() : arena.Dict();
-  for (const auto& [k, v] : src.entries()) ValueArena::SetItem(out, k, v);
-  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr) ValueArena::SetState(out, src.state());
-  return out;
-}
 
-// Python's d[key] = value: replaces in place (keeping the position) or appends.
-void SetOrReplace(ValueArena& arena, Value* dict, absl::string_view key, const Value* value) {
-  const auto entries = dict->entries();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].first->is(ValueKind::kStr) && entries[i].first->str() == key) {
-      ValueArena::ReplaceValue(dict, i, value);
-      return;
-    }
-  }
-  arena.SetItem(dict, key, value);
-}
 
-bool IsKey(const Value* k, absl::string_view key) { return k->is(ValueKind::kStr) && k->str() == key; }
 
 // Python truthiness of the values DeepSpeed tests with `if x:`.
 bool Truthy(const Value* v) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/tree_edit.h"
 #include "converters/plan/ucp_to_zero.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
@@ -33,23 +34,7 @@ struct Piece {
   uint64_t length = 0;
 };
 
-Value* CopyDict(ValueArena& arena, const Value& src) {
-  Value* out = src.is(ValueKind::kOrderedDict) ? arena.OrderedDict() : arena.Dict();
-  for (const auto& [k, v] : src.entries()) ValueArena::SetItem(out, k, v);
-  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr) ValueArena::SetState(out, src.state());
-  return out;
-}
 
-void Set(ValueArena& arena, Value* dict, absl::string_view key, const Value* value) {
-  const auto entries = dict->entries();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].first->is(ValueKind::kStr) && entries[i].first->str() == key) {
-      ValueArena::ReplaceValue(dict, i, value);
-      return;
-    }
-  }
-  arena.SetItem(dict, key, value);
-}
 
 class Planner {
  public:
@@ -251,30 +236,8 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
 }
 
 absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::string_view what) {
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
-  Value* out = arena_.List();
-  for (const Value* item : items) {
-    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
-    UCP_ASSIGN_OR_RETURN(const Value* nv, ids::Require(*d, keys::kNumExperts, what));
-    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(nv, 1, int64_t{1} << 30, what));
-    if (num_experts % ep_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": num_experts ", num_experts,
-                                                     " is not divisible by the target autoep_size ", ep_));
-    }
-    const int64_t local = num_experts / ep_;
-    Value* layer = CopyDict(arena_, *d);
-    Set(arena_, layer, keys::kNumLocalExperts, arena_.Int(local));
-    Set(arena_, layer, keys::kEpSize, arena_.Int(ep_));
-    Set(arena_, layer, keys::kEpGroupName, arena_.Str(absl::StrCat("ep_size_", ep_)));
-    // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
-    Set(arena_, layer, keys::kEpRank, arena_.Int(0));
-    Set(arena_, layer, keys::kExpertDataParallelRank, arena_.Int(0));
-    Set(arena_, layer, keys::kExpertDataParallelWorldSize, arena_.Int(edp_));
-    Set(arena_, layer, keys::kGlobalExpertStart, arena_.Int(0));
-    Set(arena_, layer, keys::kGlobalExpertEnd, arena_.Int(local));
-    ValueArena::Append(out, layer);
-  }
-  return out;
+  // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
+  return RewriteAutoepLayers(arena_, layers, ep_, edp_, 0, 0, what);
 }
 
 // param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
@@ -310,22 +273,22 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   const std::string what = absl::StrCat(in_.origin, ": model states");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
-  if (src->Get(keys::kDpWorldSize) != nullptr) Set(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
   const Value* layers = src->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return root;
   if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
     UCP_ASSIGN_OR_RETURN(const Value* shapes, ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
-    Set(arena_, root, keys::kParamShapes, shapes);
+    SetOrReplace(arena_, root, keys::kParamShapes, shapes);
   }
   UCP_ASSIGN_OR_RETURN(const Value* nl, AutoepLayers(layers, absl::StrCat(what, ": ", keys::kDsAutoepLayers)));
-  Set(arena_, root, keys::kDsAutoepLayers, nl);
+  SetOrReplace(arena_, root, keys::kDsAutoepLayers, nl);
   // DeepSpeed's AutoEP runtime saves its own universal_checkpoint_info: the expert pattern with a
   // leading '.*' and the full layer records (ds_to_universal's rewrite of the UCP copy has neither).
   if (const Value* info = src->Get(keys::kUniversalCheckpointInfo); info != nullptr && info->is_dict()) {
     Value* ni = CopyDict(arena_, *info);
-    Set(arena_, ni, keys::kExpertParameterPatterns, arena_.List({arena_.Str(".*\\.experts\\.w[123]$")}));
-    Set(arena_, ni, keys::kDsAutoepLayers, nl);
-    Set(arena_, root, keys::kUniversalCheckpointInfo, ni);
+    SetOrReplace(arena_, ni, keys::kExpertParameterPatterns, arena_.List({arena_.Str(".*\\.experts\\.w[123]$")}));
+    SetOrReplace(arena_, ni, keys::kDsAutoepLayers, nl);
+    SetOrReplace(arena_, root, keys::kUniversalCheckpointInfo, ni);
   }
   return root;
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
@@ -81,26 +82,8 @@ class Planner {
   int zero_source_ = -1;
 };
 
-Value* CopyDict(ValueArena& arena, const Value& src) {
-  Value* out = src.is(ValueKind::kOrderedDict) ? arena.OrderedDict() : arena.Dict();
-  for (const auto& [k, v] : src.entries()) ValueArena::SetItem(out, k, v);
-  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr) ValueArena::SetState(out, src.state());
-  return out;
-}
 
-// d[key] = value in place (keeping the position), or appended.
-void Set(ValueArena& arena, Value* dict, absl::string_view key, const Value* value) {
-  const auto entries = dict->entries();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].first->is(ValueKind::kStr) && entries[i].first->str() == key) {
-      ValueArena::ReplaceValue(dict, i, value);
-      return;
-    }
-  }
-  arena.SetItem(dict, key, value);
-}
 
-bool IsKey(const Value* k, absl::string_view key) { return k->is(ValueKind::kStr) && k->str() == key; }
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -178,29 +161,7 @@ absl::StatusOr<const Value*> Planner::SubGroupPartition(int s, int state, const 
 
 absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, const RankPlace& place,
                                                    absl::string_view what) {
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
-  Value* out = arena_.List();
-  for (const Value* item : items) {
-    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
-    UCP_ASSIGN_OR_RETURN(const Value* nv, ids::Require(*d, keys::kNumExperts, what));
-    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(nv, 1, int64_t{1} << 30, what));
-    if (num_experts % ep_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": num_experts ", num_experts,
-                                                     " is not divisible by the target autoep_size ", ep_));
-    }
-    const int64_t local = num_experts / ep_;
-    Value* layer = CopyDict(arena_, *d);
-    Set(arena_, layer, keys::kNumLocalExperts, arena_.Int(local));
-    Set(arena_, layer, keys::kEpSize, arena_.Int(ep_));
-    Set(arena_, layer, keys::kEpGroupName, arena_.Str(absl::StrCat("ep_size_", ep_)));
-    Set(arena_, layer, keys::kEpRank, arena_.Int(place.ep_rank));
-    Set(arena_, layer, keys::kExpertDataParallelRank, arena_.Int(place.edp_rank));
-    Set(arena_, layer, keys::kExpertDataParallelWorldSize, arena_.Int(edp_));
-    Set(arena_, layer, keys::kGlobalExpertStart, arena_.Int(place.ep_rank * local));
-    Set(arena_, layer, keys::kGlobalExpertEnd, arena_.Int((place.ep_rank + 1) * local));
-    ValueArena::Append(out, layer);
-  }
-  return out;
+  return RewriteAutoepLayers(arena_, layers, ep_, edp_, place.ep_rank, place.edp_rank, what);
 }
 
 // param_shapes with the expert entries at the target ep (same pickled form as the source's).
@@ -238,7 +199,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
   Value* root = CopyDict(arena_, *src);
   if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
     UCP_ASSIGN_OR_RETURN(const Value* shapes, ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
-    Set(arena_, root, keys::kParamShapes, shapes);
+    SetOrReplace(arena_, root, keys::kParamShapes, shapes);
   }
   if (const Value* v = src->Get(keys::kFrozenParamFragments); v != nullptr && !v->is_none()) {
     Value* frags = v->is(ValueKind::kOrderedDict) ? arena_.OrderedDict() : arena_.Dict();
@@ -256,26 +217,26 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
       if (part > valid) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(part - valid) * elem});
       arena_.SetItem(frags, f.name, NewTensor(f.bytes.dtype, part, false, std::move(pieces)));
     }
-    Set(arena_, root, keys::kFrozenParamFragments, frags);
+    SetOrReplace(arena_, root, keys::kFrozenParamFragments, frags);
   }
   if (src->Get(keys::kSharedParams) != nullptr && place.rank != 0) {
-    Set(arena_, root, keys::kSharedParams, arena_.Dict());
+    SetOrReplace(arena_, root, keys::kSharedParams, arena_.Dict());
   }
-  if (src->Get(keys::kDpWorldSize) != nullptr) Set(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
-  if (t_.ds_config != nullptr) Set(arena_, root, keys::kDsConfig, t_.ds_config);
+  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  if (t_.ds_config != nullptr) SetOrReplace(arena_, root, keys::kDsConfig, t_.ds_config);
   for (absl::string_view key : {keys::kDsAutoepLayers, keys::kAutoepLayersLegacy}) {
     const Value* layers = src->Get(key);
     if (layers == nullptr || layers->is_none()) continue;
     UCP_ASSIGN_OR_RETURN(const Value* nl, AutoepLayers(layers, place, absl::StrCat(what, ": ", key)));
-    Set(arena_, root, key, nl);
+    SetOrReplace(arena_, root, key, nl);
   }
   if (const Value* info = src->Get(keys::kUniversalCheckpointInfo); info != nullptr && info->is_dict()) {
     if (const Value* layers = info->Get(keys::kDsAutoepLayers); layers != nullptr && !layers->is_none()) {
       Value* ni = CopyDict(arena_, *info);
       UCP_ASSIGN_OR_RETURN(const Value* nl, AutoepLayers(layers, place,
                                                          absl::StrCat(what, ": universal_checkpoint_info")));
-      Set(arena_, ni, keys::kDsAutoepLayers, nl);
-      Set(arena_, root, keys::kUniversalCheckpointInfo, ni);
+      SetOrReplace(arena_, ni, keys::kDsAutoepLayers, nl);
+      SetOrReplace(arena_, root, keys::kUniversalCheckpointInfo, ni);
     }
   }
   return root;
@@ -308,11 +269,11 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
         } else {
           for (int r = 0; r < t_.dp; ++r) ranks.push_back(arena_.Int(r));
         }
-        Set(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : t_.dp));
-        Set(arena_, e, keys::kPartitionRank, arena_.Int(expert ? place.edp_rank : place.rank));
-        Set(arena_, e, keys::kPartitionRanks, arena_.List(ranks));
+        SetOrReplace(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : t_.dp));
+        SetOrReplace(arena_, e, keys::kPartitionRank, arena_.Int(expert ? place.edp_rank : place.rank));
+        SetOrReplace(arena_, e, keys::kPartitionRanks, arena_.List(ranks));
         if (expert && ep_ != in_.source_ep) {
-          Set(arena_, e, keys::kGroupNames, arena_.List({arena_.Str(absl::StrCat("ep_size_", ep_))}));
+          SetOrReplace(arena_, e, keys::kGroupNames, arena_.List({arena_.Str(absl::StrCat("ep_size_", ep_))}));
         }
         ValueArena::Append(list, e);
       }
@@ -342,14 +303,14 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
         Value* nsd = CopyDict(arena_, *sd);
         UCP_ASSIGN_OR_RETURN(const Value* avg, SubGroupPartition(s, 1, place, false));
         UCP_ASSIGN_OR_RETURN(const Value* avg_sq, SubGroupPartition(s, 2, place, false));
-        Set(arena_, nsd, keys::kExpAvg, avg);
-        Set(arena_, nsd, keys::kExpAvgSq, avg_sq);
+        SetOrReplace(arena_, nsd, keys::kExpAvg, avg);
+        SetOrReplace(arena_, nsd, keys::kExpAvgSq, avg_sq);
         for (size_t i = 0; i < state->entries().size(); ++i) {
           const Value* key = state->entries()[i].first;
           if (key->is(ValueKind::kInt) && key->int_value() == s) ValueArena::ReplaceValue(ns, i, nsd);
         }
       }
-      Set(arena_, ni, keys::kState, ns);
+      SetOrReplace(arena_, ni, keys::kState, ns);
       if (ep_ != in_.source_ep) {  // the expert group is named after its EP group
         UCP_ASSIGN_OR_RETURN(const Value* pg_v, ids::Require(*inner, keys::kParamGroups, iwhat));
         UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pg_v, iwhat));
@@ -360,12 +321,12 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
           const Value* name = gd->Get("name");
           if (name != nullptr && name->is(ValueKind::kStr) && name->str() == old_name) {
             Value* ng = CopyDict(arena_, *gd);
-            Set(arena_, ng, "name", arena_.Str(absl::StrCat("ep_size_", ep_)));
+            SetOrReplace(arena_, ng, "name", arena_.Str(absl::StrCat("ep_size_", ep_)));
             g = ng;
           }
           ValueArena::Append(npg, g);
         }
-        Set(arena_, ni, keys::kParamGroups, npg);
+        SetOrReplace(arena_, ni, keys::kParamGroups, npg);
       }
       value = ni;
     }

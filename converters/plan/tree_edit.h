@@ -1,0 +1,32 @@
+// Editing pickled value trees the way DeepSpeed's Python edits dicts, shared by the planners that
+// re-save DeepSpeed files with changed keys (zero_to_ucp's state files, the ZeRO-1/2 and ZeRO-3
+// reshard planners). Trees are immutable once built: edits make shallow copies in an arena.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "formats/torch/pickle_value.h"
+
+namespace ucp::converters::plan {
+
+using formats::torch::Value;
+using formats::torch::ValueArena;
+
+// A shallow copy of a dict or OrderedDict: the same keys and value nodes, in order (an
+// OrderedDict keeps its attribute state).
+Value* CopyDict(ValueArena& arena, const Value& src);
+// Python's d[key] = value: replaces in place (keeping the position) or appends.
+void SetOrReplace(ValueArena& arena, Value* dict, absl::string_view key, const Value* value);
+// True when the dict key `k` is the string `key`.
+bool IsKey(const Value* k, absl::string_view key);
+
+// ds_autoep_layers (deepspeed-formats.md §4.4) as the rank at (ep_rank, edp_rank) of an
+// autoep_size `ep`, expert-DP size `edp` topology saves it: num_local_experts, ep_size,
+// ep_group_name, the ranks and the rank's global expert range rewritten; other keys kept.
+// InvalidArgument (naming `what`) when a layer's num_experts is not divisible by `ep`.
+absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep, int64_t edp,
+                                                 int64_t ep_rank, int64_t edp_rank, absl::string_view what);
+
+}  // namespace ucp::converters::plan
