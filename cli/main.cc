@@ -155,13 +155,18 @@ int main(int argc, char** argv) {
   CLI::App* reshard_cmd = app.add_subcommand(
       "reshard",
       "Write the DeepSpeed ZeRO checkpoint (OUT/latest, OUT/<tag>/) that DeepSpeed saves after loading SRC at "
-      "another data-parallel size / AutoEP autoep_size. SRC is a Universal Checkpoint folder or a ZeRO save/tag "
-      "folder (read directly). Infeasible targets are refused before anything is written.");
+      "another data-parallel size / AutoEP autoep_size / ZeRO stage (1 <-> 2). SRC is a Universal Checkpoint "
+      "folder or a ZeRO save/tag folder (read directly). Infeasible targets are refused before anything is "
+      "written.\n\nExamples:\n"
+      "  ucp reshard ckpt/global_step5_universal --dp 2 --out resharded      # UCP -> ZeRO at dp 2\n"
+      "  ucp reshard ckpt --dp 8 --autoep-size 4 --out ep4                  # ZeRO folder, new EP size\n"
+      "  ucp reshard ckpt --dp 4 --zero-stage 1 --out zero1                 # ZeRO-2 -> ZeRO-1\n"
+      "Load the result in DeepSpeed as an ordinary checkpoint (engine.load_checkpoint(OUT)).");
   reshard_cmd->add_option("SRC", reshard.input, "UCP folder, or ZeRO save folder / tag folder")->required();
   reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")->required()->check(CLI::PositiveNumber);
   reshard_cmd->add_option("--autoep-size", reshard.autoep_size, "target AutoEP autoep_size (default: keep)")
       ->check(CLI::PositiveNumber);
-  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep; changes refused)");
+  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep): 1 <-> 2 only; DeepSpeed cannot cross ZeRO-3 or ZeRO-0");
   reshard_cmd->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)");
   reshard_cmd->add_option("--input-tag", reshard.input_tag, "ZeRO save folder: the tag to read instead of `latest`");
   reshard_cmd->add_option("--out", reshard.output, "output save folder (must not exist unless --force)")->required();

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/plan/stage_change.h"
 #include "converters/plan/zero12_input.h"
 #include "converters/plan/zero3_input.h"
 #include "converters/plan/zero3_reshard.h"
@@ -106,10 +107,7 @@ absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& 
     holder.files = in12->files;
   } else {
     model_root = in3->model_root;
-    if (target.zero_stage >= 0 && target.zero_stage != 3) {
-      return absl::InvalidArgumentError(absl::StrCat(in3->origin, ": ZeRO-3 checkpoint, target ZeRO-",
-                                                     target.zero_stage, ": changing the stage is not supported"));
-    }
+    UCP_RETURN_IF_ERROR(plan::CheckStageChange(in3->origin, 3, target.zero_stage));
     plan::Zero3Target t3;
     t3.dp = target.dp;
     t3.ep = target.autoep_size;

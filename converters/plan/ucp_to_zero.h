@@ -17,7 +17,7 @@ namespace ucp::converters::plan {
 struct ReshardTarget {
   int dp = 1;            // target data-parallel world size
   int autoep_size = 0;   // target AutoEP autoep_size; 0 keeps the source's
-  int zero_stage = -1;   // -1 keeps the source's; a change is refused (see docs/reshard.md)
+  int zero_stage = -1;   // -1 keeps the source's; 1 <-> 2 changes allowed (stage_change.h)
   std::string tag;       // target tag folder name; empty: global_step<global_steps>
   // ds_config use_data_before_expert_parallelism of the target (§7.1).
   bool use_data_before_expert_parallelism = false;
@@ -25,7 +25,7 @@ struct ReshardTarget {
 
 // Plan::files are the tag folder's files (paths relative to it). InvalidArgument for an
 // infeasible target (dp < 1, autoep_size not dividing dp or an expert count, autoep_size without
-// AutoEP layers, a ZeRO stage change), DataLoss for inconsistent input.
+// AutoEP layers, a stage change CheckStageChange refuses), DataLoss for inconsistent input.
 absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarget& target);
 
 }  // namespace ucp::converters::plan

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/stage_change.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/plan/ucp_to_zero.h"
 #include "formats/base/status.h"
@@ -38,7 +39,13 @@ struct Piece {
 
 class Planner {
  public:
-  Planner(const Zero12Input& in, const ReshardTarget& t, int ep) : in_(in), t_(t), ep_(ep), edp_(t.dp / ep) {}
+  Planner(const Zero12Input& in, const ReshardTarget& t, int ep)
+      : in_(in),
+        t_(t),
+        ep_(ep),
+        edp_(t.dp / ep),
+        stage_(t.zero_stage >= 0 ? t.zero_stage : in.zero_stage),
+        bf16_optimizer_(in.bf16_optimizer && stage_ == 1) {}
   absl::StatusOr<Plan> Run();
 
  private:
@@ -73,6 +80,9 @@ class Planner {
   const Zero12Input& in_;
   const ReshardTarget& t_;
   const int ep_, edp_;
+  const int stage_;             // target ZeRO stage (1 or 2)
+  const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
+  const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
   std::vector<GroupLayout> layouts_;
   ValueArena arena_;
   absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
@@ -187,11 +197,11 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
     }
     ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
     // ZeRO saves the master partition padding-stripped (a view); BF16_Optimizer the whole of it.
-    const int64_t fp32_numel = in_.bf16_optimizer ? l.flat.partition_size : l.flat.partition_size - pad;
+    const int64_t fp32_numel = bf16_optimizer_ ? l.flat.partition_size : l.flat.partition_size - pad;
     UCP_ASSIGN_OR_RETURN(const Value* master, Partition(g, 0, rank, fp32_numel, true));
     ValueArena::Append(fp32, master);
     int64_t saved_pad = pad;
-    if (in_.bf16_optimizer) saved_pad = prank == l.world - 1 ? l.flat.aligned - l.flat.total : 0;
+    if (bf16_optimizer_) saved_pad = prank == l.world - 1 ? l.flat.aligned - l.flat.total : 0;
     ValueArena::Append(paddings, arena_.Int(saved_pad));
     ValueArena::Append(counts, arena_.Int(l.world));
     Value* m = arena_.OrderedDict();
@@ -211,7 +221,12 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
     arena_.SetItem(osd, key, v);
     return absl::OkStatus();
   };
-  if (!in_.bf16_optimizer) {
+  if (!bf16_optimizer_ && in_.bf16_optimizer) {
+    // BF16_Optimizer -> bf16 DeepSpeedZeroOptimizer (ZeRO-2): bf16 runs no loss scaling.
+    arena_.SetItem(osd, keys::kLossScaler, StaticLossScaler(arena_));
+    arena_.SetItem(osd, keys::kDynamicLossScale, arena_.Bool(false));
+    arena_.SetItem(osd, keys::kOverflow, arena_.Bool(false));
+  } else if (!bf16_optimizer_) {
     UCP_RETURN_IF_ERROR(copy_key(keys::kLossScaler));
     UCP_RETURN_IF_ERROR(copy_key(keys::kDynamicLossScale));
     UCP_RETURN_IF_ERROR(copy_key(keys::kOverflow));
@@ -219,7 +234,11 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   UCP_RETURN_IF_ERROR(copy_key(keys::kClipGrad));
   arena_.SetItem(osd, keys::kBaseOptimizerState, base);
   arena_.SetItem(osd, keys::kSinglePartitionOfFp32Groups, fp32);
-  if (!in_.bf16_optimizer) UCP_RETURN_IF_ERROR(copy_key(keys::kZeroStage));
+  if (!bf16_optimizer_ && stage_ == in_.zero_stage && !in_.bf16_optimizer) {
+    UCP_RETURN_IF_ERROR(copy_key(keys::kZeroStage));
+  } else if (!bf16_optimizer_) {
+    arena_.SetItem(osd, keys::kZeroStage, ZeroStageEnumValue(arena_, stage_));
+  }
   arena_.SetItem(osd, keys::kGroupPaddings, paddings);
   arena_.SetItem(osd, keys::kPartitionCount, counts);
   UCP_RETURN_IF_ERROR(copy_key(keys::kDsVersion));
@@ -230,7 +249,7 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
 
   Value* root = arena_.Dict();
   arena_.SetItem(root, keys::kOptimizerStateDict, osd);
-  if (const Value* c = in_.model_root->Get(keys::kDsConfig); c != nullptr) arena_.SetItem(root, keys::kDsConfig, c);
+  if (const Value* c = model_out_->Get(keys::kDsConfig); c != nullptr) arena_.SetItem(root, keys::kDsConfig, c);
   if (const Value* v = in_.model_root->Get(keys::kDsVersion); v != nullptr) arena_.SetItem(root, keys::kDsVersion, v);
   return root;
 }
@@ -274,6 +293,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
   if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  UCP_RETURN_IF_ERROR(RewriteModelStatesForStage(arena_, root, in_.zero_stage, stage_, what));
   const Value* layers = src->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return root;
   if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
@@ -405,8 +425,8 @@ absl::StatusOr<Plan> Planner::Run() {
   Plan plan;
   plan.info.pipeline = "reshard_zero12";
   plan.info.input = in_.origin;
-  plan.info.wrapper = in_.bf16_optimizer ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer";
-  plan.info.zero_stage = in_.zero_stage;
+  plan.info.wrapper = bf16_optimizer_ ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer";
+  plan.info.zero_stage = stage_;
   plan.info.dp_size = t_.dp;
   plan.info.ep_size = ep_;
   plan.info.param_groups = static_cast<int>(in_.groups.size());
@@ -420,6 +440,7 @@ absl::StatusOr<Plan> Planner::Run() {
   zero_source_ = static_cast<int>(plan.sources.size());
 
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
+  model_out_ = model;
   UCP_ASSIGN_OR_RETURN(PlanFile mf, Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
@@ -454,10 +475,7 @@ absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarg
   for (const Zero12Param& p : input.params) autoep = autoep || p.expert;
   const int ep = target.autoep_size > 0 ? target.autoep_size : input.source_ep;
   if (target.dp < 1) return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " must be >= 1"));
-  if (target.zero_stage >= 0 && target.zero_stage != input.zero_stage) {
-    return absl::InvalidArgumentError(absl::StrCat(input.origin, ": ZeRO-", input.zero_stage, " checkpoint, target ZeRO-",
-                                                   target.zero_stage, ": changing the stage is not supported"));
-  }
+  UCP_RETURN_IF_ERROR(CheckStageChange(input.origin, input.zero_stage, target.zero_stage));
   if (!autoep && ep != 1) {
     return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
                                                    " requested, but the checkpoint has no AutoEP layers"));

@@ -1,11 +1,13 @@
 // `ucp reshard` (converters/pipelines/reshard.h) against DeepSpeed's exact reshard goldens
 // (fixtures/deepspeed/<case>/reshard_*/checkpoint/global_step5: DeepSpeed loaded the case's UCP at
 // another dp / autoep_size and saved at once), for every case, from the UCP and from the original
-// ZeRO folder. Each golden file is compared as a value tree, tensors bitwise (dtype, shape, values
+// ZeRO folder; and the ZeRO-1 <-> ZeRO-2 stage changes against fixtures/deepspeed_stage (DeepSpeed
+// loaded the UCP at the other stage and saved at once). Each golden file is compared as a value tree, tensors bitwise (dtype, shape, values
 // as CRC-32 of their row-major bytes), first difference printed. Not compared:
 //   * ds_config, ds_version (the manifest's `legitimately_differ`: written by whoever saves);
 //   * storage records (keys, sizes, offsets: storage sharing is not part of the contract);
 //   * ZeRO-3: the param-group keys DeepSpeed's ZeRO-3 load overwrites (reshard3_test.cc explains).
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -33,9 +35,16 @@ struct Case {
   int dp;
   int ep;  // 0: keep
   std::vector<std::string> deepspeed_bug_keys;
+  int stage = -1;  // target ZeRO stage; >= 0: the golden is in fixtures/deepspeed_stage/<name>
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name << " -> " << c.golden; }
+
+std::string GoldenRoot(const Case& c) {
+  if (c.stage < 0) return testing::FixtureCase(c.name);
+  const char* root = std::getenv("UCP_SOURCE_DIR");
+  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed_stage/", c.name);
+}
 
 const std::string kPgName = "optimizer_state_dict/optimizer_state_dict/param_groups/*/name";
 const std::string kPgWd = "optimizer_state_dict/optimizer_state_dict/param_groups/*/weight_decay";
@@ -56,6 +65,13 @@ const Case kCases[] = {
     {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep1", 2, 1, {}},
     {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2, {}},
     {"autoep_mixtral_s3_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1, {kPgName}},
+    // Stage changes (stage_change.h), with a BF16_Optimizer <-> DeepSpeedZeroOptimizer change and AutoEP.
+    {"s2_fp32_dp4", "reshard_dp2_s1", 2, 0, {}, 1},
+    {"s1_fp32_dp4", "reshard_dp2_s2", 2, 0, {}, 2},
+    {"s2_bf16_dp2", "reshard_dp4_s1", 4, 0, {}, 1},
+    {"s1_bf16opt_dp4", "reshard_dp2_s2", 2, 0, {}, 2},
+    {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2_s1", 4, 2, {}, 1},
+    {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep2_s2", 2, 2, {}, 2},
 };
 
 // Drops excluded dict entries and storage details from a TorchFileDigest, in place.
@@ -102,17 +118,21 @@ void RunCase(const Case& c, bool from_ucp) {
   o.output = scratch.path() + "/out";
   o.target.dp = c.dp;
   o.target.autoep_size = c.ep;
+  o.target.zero_stage = c.stage;
   o.execute.threads = 2;
   o.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->tag, "global_step5");
+  if (c.stage >= 0) {
+    EXPECT_EQ(r->info.zero_stage, c.stage);
+  }
   std::ifstream latest(o.output + "/latest");
   std::stringstream tag;
   tag << latest.rdbuf();
   EXPECT_EQ(tag.str(), "global_step5");
 
-  const std::string golden = root + "/" + c.golden + "/checkpoint/global_step5";
+  const std::string golden = GoldenRoot(c) + "/" + c.golden + "/checkpoint/global_step5";
   const std::string ours_dir = o.output + "/global_step5";
   EXPECT_EQ(Names(ours_dir), Names(golden));
   std::set<std::string> excluded = {"ds_config", "ds_version", "optimizer_state_dict/ds_version"};
@@ -210,6 +230,23 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   o.target.zero_stage = 3;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("ZeRO-2 checkpoint, target ZeRO-3: not supported"), std::string::npos)
+      << r.status();
+  o.target.zero_stage = 0;
+  r = converters::pipelines::Reshard(o);
+  EXPECT_NE(r.status().message().find("ZeRO-0 keeps the optimizer unpartitioned"), std::string::npos) << r.status();
+  o.target.zero_stage = 4;
+  r = converters::pipelines::Reshard(o);
+  EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos) << r.status();
+  // ZeRO-3 -> 1/2, from the UCP and from the ZeRO folder.
+  for (const char* input : {"/checkpoint/global_step5_universal", "/checkpoint"}) {
+    o.input = testing::FixtureCase("s3_fp32_dp4") + input;
+    o.target.zero_stage = 2;
+    r = converters::pipelines::Reshard(o);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"), std::string::npos)
+        << r.status();
+  }
   EXPECT_FALSE(fs::exists(o.output));
   EXPECT_FALSE(fs::exists(o.output + ".partial"));
 }

@@ -1,0 +1,129 @@
+#include "converters/plan/stage_change.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/plan/tree_edit.h"
+#include "formats/base/status.h"
+
+namespace ucp::converters::plan {
+namespace {
+
+namespace keys = deepspeed::keys;
+using formats::torch::TensorRef;
+using formats::torch::ValueKind;
+
+void AddStrings(const Value* v, absl::flat_hash_set<std::string>* out) {
+  if (v == nullptr) return;
+  if (v->is(ValueKind::kList) || v->is(ValueKind::kTuple)) {
+    for (const Value* item : v->items()) {
+      if (item->is(ValueKind::kStr)) out->insert(item->str());
+    }
+  }
+}
+
+void AddDictKeys(const Value* v, absl::flat_hash_set<std::string>* out) {
+  if (v == nullptr || !v->is_dict()) return;
+  for (const auto& [k, unused] : v->entries()) {
+    if (k->is(ValueKind::kStr)) out->insert(k->str());
+  }
+}
+
+// frozen_param_shapes and frozen_param_fragments as a ZeRO-2 save writes them.
+absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view what) {
+  const Value* module = root->Get(keys::kModule);
+  if (module == nullptr || !module->is_dict()) {
+    return absl::DataLossError(absl::StrCat(what, ": no module state dict to take the frozen parameters from"));
+  }
+  absl::flat_hash_set<std::string> not_frozen;
+  if (const Value* shapes = root->Get(keys::kParamShapes); shapes != nullptr && shapes->is(ValueKind::kList)) {
+    for (const Value* group : shapes->items()) AddDictKeys(group, &not_frozen);
+  } else {
+    return absl::DataLossError(absl::StrCat(what, ": no param_shapes list"));
+  }
+  AddStrings(root->Get(keys::kBufferNames), &not_frozen);
+  AddDictKeys(root->Get(keys::kSharedParams), &not_frozen);
+  const Value* size_cls = arena.Global("torch", "Size");
+  Value* shapes = arena.OrderedDict();
+  Value* fragments = arena.OrderedDict();
+  for (const auto& [k, v] : module->entries()) {
+    if (!k->is(ValueKind::kStr) || not_frozen.contains(k->str())) continue;
+    if (!v->is(ValueKind::kTensor)) {
+      return absl::DataLossError(absl::StrCat(what, ": module entry '", k->str(), "' is not a tensor"));
+    }
+    std::vector<const Value*> dims;
+    for (int d = 0; d < v->tensor().shape.rank(); ++d) dims.push_back(arena.Int(v->tensor().shape.dim(d)));
+    ValueArena::SetItem(shapes, k, arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
+    // DeepSpeed stores the parameter itself: the same storage as the module entry.
+    TensorRef t = v->tensor();
+    ValueArena::SetItem(fragments, k, arena.Tensor(std::move(t)));
+  }
+  SetOrReplace(arena, root, keys::kFrozenParamShapes, shapes);
+  SetOrReplace(arena, root, keys::kFrozenParamFragments, fragments);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckStageChange(absl::string_view origin, int from, int to) {
+  if (to < 0 || to == from) return absl::OkStatus();
+  if ((from == 1 || from == 2) && (to == 1 || to == 2)) return absl::OkStatus();
+  if (to < 0 || to > 3) return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
+  std::string why;
+  if (to == 0 || from == 0) {
+    why = "ZeRO-0 keeps the optimizer unpartitioned in the model-states file; resharding writes partitioned "
+          "optimizer shards (convert the ZeRO-0 checkpoint to a UCP and load that at the new stage)";
+  } else {
+    why = "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, ZeRO-1/2 one whole "
+          "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source wrote and fails "
+          "across the two (checked with DeepSpeed 0.19.6)";
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(origin, ": ZeRO-", from, " checkpoint, target ZeRO-", to, ": not supported: ", why));
+}
+
+const Value* ZeroStageEnumValue(ValueArena& arena, int stage) {
+  const Value* getattr = arena.Global("__builtin__", "getattr");
+  const Value* cls = arena.Global(std::string(keys::kZeroConfigModule), std::string(keys::kZeroStageEnum));
+  return arena.Object(getattr, arena.Tuple({cls, arena.Str(std::string(keys::kZeroStageNames[stage]))}),
+                      Value::Construction::kReduce);
+}
+
+const Value* StaticLossScaler(ValueArena& arena) {
+  Value* obj = arena.Object(arena.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), arena.Tuple(),
+                            Value::Construction::kNewObj);
+  Value* state = arena.Dict();
+  arena.SetItem(state, "cur_scale", arena.Float(1.0));
+  arena.SetItem(state, "dynamic", arena.Bool(false));
+  ValueArena::SetState(obj, state);
+  return obj;
+}
+
+absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from, int to, absl::string_view what) {
+  if (to < 0 || to == from) return absl::OkStatus();
+  if (to == 1) {
+    if (root->Get(keys::kFrozenParamShapes) != nullptr) SetOrReplace(arena, root, keys::kFrozenParamShapes, arena.None());
+    if (root->Get(keys::kFrozenParamFragments) != nullptr) {
+      SetOrReplace(arena, root, keys::kFrozenParamFragments, arena.None());
+    }
+  } else if (to == 2) {
+    UCP_RETURN_IF_ERROR(AddFrozenParams(arena, root, what));
+  }
+  // The config the checkpoint was saved under names its stage; keep it true.
+  if (const Value* cfg = root->Get(keys::kDsConfig); cfg != nullptr && cfg->is_dict()) {
+    const Value* zo = cfg->Get("zero_optimization");
+    if (zo != nullptr && zo->is_dict() && zo->Get("stage") != nullptr) {
+      Value* new_zo = CopyDict(arena, *zo);
+      SetOrReplace(arena, new_zo, "stage", arena.Int(to));
+      Value* new_cfg = CopyDict(arena, *cfg);
+      SetOrReplace(arena, new_cfg, "zero_optimization", new_zo);
+      SetOrReplace(arena, root, keys::kDsConfig, new_cfg);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ucp::converters::plan
