@@ -55,6 +55,8 @@ inline constexpr absl::string_view kDsConfig = "ds_config";
 inline constexpr absl::string_view kDsVersion = "ds_version";
 inline constexpr absl::string_view kUniversalCheckpointInfo = "universal_checkpoint_info";
 inline constexpr absl::string_view kNumExperts = "num_experts";
+// Native MoE expert parameter names: <layer prefix>.deepspeed_experts.<local id>.<rest> (§2.5).
+inline constexpr absl::string_view kNativeExpertsInfix = ".deepspeed_experts.";
 inline constexpr absl::string_view kDsAutoepLayers = "ds_autoep_layers";
 inline constexpr absl::string_view kAutoepLayersLegacy = "autoep_layers";
 inline constexpr absl::string_view kFolding = "folding";

@@ -19,7 +19,7 @@
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
 
-constexpr absl::string_view kExpertsInfix = ".deepspeed_experts.";
+constexpr absl::string_view kExpertsInfix = keys::kNativeExpertsInfix;
 
 bool IsTrue(const Value* v) { return v != nullptr && v->is(ValueKind::kBool) && v->bool_value(); }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/native_moe_experts.h"
 #include "converters/plan/stage_change.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/plan/ucp_to_zero.h"
@@ -67,6 +68,11 @@ class Planner {
   absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
   // layer_{L}_expert_{E}_mp_rank_00_model_states.pt: expert E's rows of the fused weights.
   absl::Status ExpertFiles(Plan* plan);
+  // Native MoE: the source's expert files copied, or (from a UCP) rebuilt (native_moe_experts.h).
+  absl::Status NativeExpertFiles(Plan* plan);
+  // Expert files are written from the fp32 master weights: exact only when the module is kept in
+  // the master dtype.
+  absl::Status CheckModuleDtype() const;
   absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
   int PartitionRank(int g, int rank) const {
     const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
@@ -313,25 +319,84 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   return root;
 }
 
-absl::Status Planner::ExpertFiles(Plan* plan) {
-  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
-  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
-  if (layers == nullptr || layers->is_none()) return absl::OkStatus();
-  // The expert weights are written from the fp32 master weights: exact only when the module is
-  // kept in the master dtype.
+absl::Status Planner::CheckModuleDtype() const {
   if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
     for (const auto& [k, v] : module->entries()) {
       if (!v->is(ValueKind::kTensor)) continue;
       for (const Zero12Param& p : in_.params) {
         if (p.expert && v->tensor().dtype != p.states[0].dtype) {
           return absl::UnimplementedError(absl::StrCat(
-              in_.origin, ": AutoEP expert files of a ", DTypeName(v->tensor().dtype), " model from ",
+              in_.origin, ": expert files of a ", DTypeName(v->tensor().dtype), " model from ",
               DTypeName(p.states[0].dtype), " master weights (only equal dtypes are supported)"));
         }
       }
       break;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Planner::NativeExpertFiles(Plan* plan) {
+  if (!in_.native_expert_files.empty()) {  // from a ZeRO folder: they do not depend on dp
+    for (const auto& [name, fi] : in_.native_expert_files) {
+      const uint64_t size = in_.files[fi]->zip().source().Size();
+      PlanFile f;
+      f.path = name;
+      f.role = FileRole::kModelCopy;
+      f.size = size;
+      Region r{0, size, {}};
+      if (size > 0) r.ops.push_back(CopyOp{fi, 0, size, 0});
+      f.regions.push_back(std::move(r));
+      plan->files.push_back(std::move(f));
+    }
+    return absl::OkStatus();
+  }
+  UCP_RETURN_IF_ERROR(CheckModuleDtype());
+  std::vector<std::string> names;
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) {
+    if (!p.expert) continue;
+    names.push_back(p.name);
+    by_name[p.name] = &p;
+  }
+  const std::string what = absl::StrCat(in_.origin, ": native MoE experts");
+  UCP_ASSIGN_OR_RETURN(std::vector<NativeMoeLayer> layers,
+                       NativeMoeLayers(names, in_.native_moe_num_experts, in_.source_ep, what));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const NativeMoeLayer& layer = layers[l];
+    for (int e = 0; e < layer.num_experts; ++e) {
+      Value* root = arena_.Dict();
+      for (const std::string& rest : layer.rests) {
+        auto it = by_name.find(layer.LocalName(e % layer.num_local, rest));
+        if (it == by_name.end()) {
+          return absl::DataLossError(absl::StrCat(what, ": no '", layer.LocalName(e % layer.num_local, rest), "'"));
+        }
+        const Zero12Param& p = *it->second;
+        const int64_t numel = p.shape.NumElements().value_or(0);
+        const uint64_t elem = DTypeSize(p.states[0].dtype);
+        std::vector<Piece> pieces;
+        // Row (EP rank) e / num_local of the stacked [ep_size, ...] tensor.
+        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>((e / layer.num_local) * numel) * elem,
+                                      static_cast<uint64_t>(numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
+        TensorRef t = NewTensor(p.states[0].dtype, numel, numel, false, std::move(pieces))->tensor();
+        t.shape = p.shape;
+        t.stride = p.shape.ContiguousStrides();
+        arena_.SetItem(root, layer.GlobalName(e, rest), arena_.Tensor(std::move(t)));
+      }
+      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                             FileRole::kModelRewrite, *root));
+      plan->files.push_back(std::move(f));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Planner::ExpertFiles(Plan* plan) {
+  if (!in_.native_moe_num_experts.empty()) return NativeExpertFiles(plan);
+  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
+  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
+  if (layers == nullptr || layers->is_none()) return absl::OkStatus();
+  UCP_RETURN_IF_ERROR(CheckModuleDtype());
   absl::flat_hash_map<std::string, const Zero12Param*> by_name;
   for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
@@ -476,6 +541,11 @@ absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarg
   const int ep = target.autoep_size > 0 ? target.autoep_size : input.source_ep;
   if (target.dp < 1) return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " must be >= 1"));
   UCP_RETURN_IF_ERROR(CheckStageChange(input.origin, input.zero_stage, target.zero_stage));
+  if (!input.native_moe_num_experts.empty() && ep != input.source_ep) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        input.origin, ": native DeepSpeed MoE with ep_size ", input.source_ep, ", target ", ep,
+        ": the model fixes its ep_size (MoE(ep_size=...)) and DeepSpeed cannot load it at another"));
+  }
   if (!autoep && ep != 1) {
     return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
                                                    " requested, but the checkpoint has no AutoEP layers"));

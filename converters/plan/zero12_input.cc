@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
@@ -82,6 +83,49 @@ absl::StatusOr<absl::flat_hash_map<std::string, int>> ExpertNames(const Value& r
   return out;
 }
 
+// Native MoE (§2.5): num_experts per MoE layer in a model file without ds_autoep_layers.
+absl::Status NativeMoeNumExperts(const Value& root, const std::string& model_path, Zero12Input* in) {
+  const Value* v = root.Get(keys::kNumExperts);
+  const Value* autoep = root.Get(keys::kDsAutoepLayers);
+  if (v == nullptr || v->is_none() || (autoep != nullptr && !autoep->is_none())) return absl::OkStatus();
+  const std::string what = absl::StrCat(model_path, ": ", keys::kNumExperts);
+  if (!v->is(formats::torch::ValueKind::kList)) {
+    return absl::UnimplementedError(absl::StrCat(what, ": not a list (legacy single-layer MoE checkpoint)"));
+  }
+  for (const Value* n : v->items()) {
+    UCP_ASSIGN_OR_RETURN(int64_t e, ids::AsIntIn(n, 1, 1 << 20, what));
+    in->native_moe_num_experts.push_back(static_cast<int>(e));
+  }
+  return absl::OkStatus();
+}
+
+// A native MoE expert parameter's fp32.pt (opened as a source), checking its ep_num_experts (the
+// EP ranks it stacks) against the other experts' (*seen_ep, 0: none yet); sets in->source_ep.
+absl::StatusOr<std::shared_ptr<const TorchFile>> NativeExpertFp32(const std::filesystem::path& dir,
+                                                                   const std::string& name, Zero12Input* in,
+                                                                   int* seen_ep) {
+  const std::string path = (dir / store::ParamStatePath(name, deepspeed::StateName(StateKind::kFp32))).string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": missing"));
+  UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> f, Open(path, in));
+  UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(&f->root(), path));
+  const Value* is_expert = d->Get(store::kIsExpertParamKey);
+  const Value* rows = d->Get(store::kEpNumExpertsKey);
+  if (is_expert == nullptr || !is_expert->is(formats::torch::ValueKind::kBool) || !is_expert->bool_value() ||
+      rows == nullptr) {
+    return absl::DataLossError(absl::StrCat(path, ": a native MoE expert parameter without '",
+                                            store::kIsExpertParamKey, "': True and '", store::kEpNumExpertsKey, "'"));
+  }
+  UCP_ASSIGN_OR_RETURN(int64_t ep, ids::AsIntIn(rows, 1, 1 << 20, absl::StrCat(path, ": ", store::kEpNumExpertsKey)));
+  if (*seen_ep != 0 && *seen_ep != ep) {
+    return absl::DataLossError(absl::StrCat(path, ": ", store::kEpNumExpertsKey, " ", ep, ", other experts have ",
+                                            *seen_ep));
+  }
+  *seen_ep = static_cast<int>(ep);
+  in->source_ep = *seen_ep;
+  return f;
+}
+
 }  // namespace
 
 absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
@@ -133,6 +177,12 @@ absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
   }
   in.model_root = &index.model_file(0, 0).root();
   in.optimizer_template = &index.optimizer_state_dict();
+  in.native_moe_num_experts = index.native_moe_num_experts;
+  if (!in.native_moe_num_experts.empty()) {
+    for (int fi : index.expert_files) {
+      if (index.files[fi].name.mp_rank == 0) in.native_expert_files.emplace_back(index.files[fi].basename, fi);
+    }
+  }
   return in;
 }
 
@@ -173,6 +223,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
   using ExpertMap = absl::flat_hash_map<std::string, int>;
   UCP_ASSIGN_OR_RETURN(ExpertMap experts,
                        ExpertNames(*in.model_root, absl::StrCat(model_path, ": ", keys::kDsAutoepLayers), &in.source_ep));
+  UCP_RETURN_IF_ERROR(NativeMoeNumExperts(*in.model_root, model_path, &in));
   UCP_ASSIGN_OR_RETURN(const Value* pgs_v, ids::Require(*in.optimizer_template, keys::kParamGroups, opt_path));
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pgs_v, opt_path));
 
@@ -184,6 +235,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
                                             pgs.size(), " param_groups"));
   }
   absl::flat_hash_set<std::string> seen;
+  int native_ep = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
     const std::string gwhat = absl::StrCat(shapes_what, "[", g, "]");
     UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(groups[g], gwhat));
@@ -199,7 +251,16 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
       auto e = experts.find(p.name);
       p.expert = e != experts.end();
       p.num_experts = p.expert ? e->second : 0;
-      if (p.expert && (p.shape.rank() == 0 || p.shape.dim(0) * in.source_ep != p.num_experts)) {
+      // Native MoE: the fp32 file says how many EP ranks' rows it stacks (its ep_num_experts).
+      std::shared_ptr<const TorchFile> native_fp32;
+      const bool native =
+          !in.native_moe_num_experts.empty() && absl::StrContains(p.name, keys::kNativeExpertsInfix);
+      if (native) {
+        UCP_ASSIGN_OR_RETURN(native_fp32, NativeExpertFp32(dir, p.name, &in, &native_ep));
+        p.expert = true;
+        p.num_experts = in.source_ep;
+      }
+      if (p.expert && !native && (p.shape.rank() == 0 || p.shape.dim(0) * in.source_ep != p.num_experts)) {
         return absl::DataLossError(absl::StrCat(gwhat, "['", p.name, "']: shape ", p.shape.ToString(),
                                                 " is not EP-local for ", p.num_experts, " experts, ep ", in.source_ep));
       }
@@ -212,7 +273,10 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
       for (StateKind st : deepspeed::kAllStates) {
         const std::string path = (dir / store::ParamStatePath(p.name, deepspeed::StateName(st))).string();
         if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": missing"));
-        UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> f, Open(path, &in));
+        std::shared_ptr<const TorchFile> f = st == StateKind::kFp32 ? native_fp32 : nullptr;
+        if (f == nullptr) {
+          UCP_ASSIGN_OR_RETURN(f, Open(path, &in));
+        }
         const Value* tv = &f->root();
         if (tv->is_dict()) {
           UCP_ASSIGN_OR_RETURN(tv, ids::Require(*tv, store::kParamKey, path));

@@ -45,6 +45,12 @@ struct Zero12Input {
   int source_ep = 1;
   int zero_stage = 1;
   bool bf16_optimizer = false;  // BF16_Optimizer wrapper (§3.6)
+  // Native DeepSpeed MoE (§2.5; docs/reshard.md "Native MoE"): the model file's num_experts per MoE
+  // layer (empty otherwise). Its expert params are Zero12Param::expert with num_experts = ep_size
+  // (the UCP stacks the EP ranks' copies of one local-id name). From a ZeRO folder also the
+  // source's layer_*_expert_* files as (basename, index into `files`), copied unchanged.
+  std::vector<int> native_moe_num_experts;
+  std::vector<std::pair<std::string, int>> native_expert_files;
   // Templates (owned by `files`): the mp_rank_00 model-states tree and a dict with the
   // optimizer's scalar keys (loss_scaler, dynamic_loss_scale, overflow, clip_grad, zero_stage,
   // ds_version, universal_checkpoint_info): the rank-0 optimizer_state_dict or

@@ -36,14 +36,24 @@ struct Case {
   int ep;  // 0: keep
   std::vector<std::string> deepspeed_bug_keys;
   int stage = -1;  // target ZeRO stage; >= 0: the golden is in fixtures/deepspeed_stage/<name>
+  // A fixtures/deepspeed_extra case (native MoE): DeepSpeed has no UCP of it, so the UCP input is
+  // ucp's own (`ucp convert` into the scratch folder), the one DeepSpeed loaded for the golden.
+  bool extra = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name << " -> " << c.golden; }
 
-std::string GoldenRoot(const Case& c) {
-  if (c.stage < 0) return testing::FixtureCase(c.name);
+std::string FixtureSet(const std::string& set, const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
-  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed_stage/", c.name);
+  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/", set, "/", name);
+}
+
+std::string CaseRoot(const Case& c) {
+  return c.extra ? FixtureSet("deepspeed_extra", c.name) : testing::FixtureCase(c.name);
+}
+
+std::string GoldenRoot(const Case& c) {
+  return c.stage >= 0 && !c.extra ? FixtureSet("deepspeed_stage", c.name) : CaseRoot(c);
 }
 
 const std::string kPgName = "optimizer_state_dict/optimizer_state_dict/param_groups/*/name";
@@ -72,6 +82,11 @@ const Case kCases[] = {
     {"s1_bf16opt_dp4", "reshard_dp2_s2", 2, 0, {}, 2},
     {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2_s1", 4, 2, {}, 1},
     {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep2_s2", 2, 2, {}, 2},
+    // Native DeepSpeed MoE (ep_size 2 fixed by the model), incl. expert files and a stage change.
+    {"moe_s2_fp32_dp4_ep2", "reshard_dp2_ep2", 2, 0, {}, -1, true},
+    {"moe_s2_fp32_dp4_ep2", "reshard_dp4_ep2", 4, 0, {}, -1, true},
+    {"moe_s2_fp32_dp4_ep2", "reshard_dp8_ep2", 8, 0, {}, -1, true},
+    {"moe_s2_fp32_dp4_ep2", "reshard_dp2_ep2_s1", 2, 0, {}, 1, true},
 };
 
 // Drops excluded dict entries and storage details from a TorchFileDigest, in place.
@@ -111,10 +126,19 @@ std::set<std::string> Names(const std::string& dir) {
 }
 
 void RunCase(const Case& c, bool from_ucp) {
-  const std::string root = testing::FixtureCase(c.name);
+  const std::string root = CaseRoot(c);
   testing::ScratchDir scratch("reshard");
   converters::pipelines::ReshardOptions o;
   o.input = root + (from_ucp ? "/checkpoint/global_step5_universal" : "/checkpoint");
+  if (from_ucp && c.extra) {
+    converters::pipelines::ConvertOptions co;
+    co.input = root + "/checkpoint";
+    co.output = scratch.path() + "/ucp";
+    co.execute.fsync = false;
+    absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
+    ASSERT_TRUE(u.ok()) << u.status();
+    o.input = co.output;
+  }
   o.output = scratch.path() + "/out";
   o.target.dp = c.dp;
   o.target.autoep_size = c.ep;
@@ -247,6 +271,14 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
     EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"), std::string::npos)
         << r.status();
   }
+  // Native MoE: the model fixes ep_size.
+  o.input = FixtureSet("deepspeed_extra", "moe_s2_fp32_dp4_ep2") + "/checkpoint";
+  o.target.zero_stage = -1;
+  o.target.dp = 4;
+  o.target.autoep_size = 4;
+  r = converters::pipelines::Reshard(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
   EXPECT_FALSE(fs::exists(o.output));
   EXPECT_FALSE(fs::exists(o.output + ".partial"));
 }
