@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "converters/plan/plan.h"
 #include "converters/sources/open_source.h"
+#include "formats/base/cast_source.h"
 #include "formats/base/status.h"
 #include "formats/hdf5/h5_writer.h"
 #include "formats/safetensors/safetensors_writer.h"
@@ -49,51 +50,6 @@ struct OutTensor {
   int alias_of = -1;  // torch .bin: shares that tensor's storage
 };
 
-bool IsFloating(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16 || d == DType::kF64; }
-
-uint16_t FloatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
-  return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);                 // round to nearest even
-}
-
-uint16_t FloatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7FFFFFFF;
-  if (a >= 0x7F800000) return static_cast<uint16_t>(sign | (a > 0x7F800000 ? 0x7E00 : 0x7C00));
-  if (a >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // >= 65520 rounds to inf
-  if (a < 0x38800000) {                                               // half subnormal or zero
-    float v;
-    std::memcpy(&v, &a, 4);
-    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(v * 16777216.0f)));
-  }
-  uint32_t h = ((((a >> 23) - 127 + 15) << 10) | ((a & 0x7FFFFF) >> 13));
-  const uint32_t rem = a & 0x1FFF;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return static_cast<uint16_t>(sign | h);
-}
-
-std::vector<std::byte> Cast(DType from, const Buffer& in, DType to, int64_t numel) {
-  std::vector<std::byte> out(static_cast<size_t>(numel) * DTypeSize(to));
-  const size_t ein = DTypeSize(from);
-  for (int64_t i = 0; i < numel; ++i) {
-    const float f = static_cast<float>(ElementAsDouble(from, in.data() + i * ein));
-    std::byte* o = out.data() + i * DTypeSize(to);
-    if (to == DType::kF32) {
-      std::memcpy(o, &f, 4);
-    } else if (to == DType::kBF16) {
-      const uint16_t h = FloatToBf16(f);
-      std::memcpy(o, &h, 2);
-    } else {
-      const uint16_t h = FloatToHalf(f);
-      std::memcpy(o, &h, 2);
-    }
-  }
-  return out;
-}
-
 std::vector<Piece> Slice(const std::vector<Piece>& pieces, uint64_t offset, uint64_t length) {
   std::vector<Piece> out;
   uint64_t at = 0;
@@ -119,10 +75,12 @@ class ExportPlanner {
   absl::Status WriteHdf5(const std::string& dir) const;
 
  private:
-  int AddMemory(std::vector<std::byte> bytes, std::string what) {
-    const uint64_t size = bytes.size();
-    plan_.sources.push_back(plan::PlanSource{std::move(what), size, MemorySource(Buffer::FromVector(std::move(bytes)))});
+  int AddSource(std::shared_ptr<const ByteSource> bytes) {
+    plan_.sources.push_back(plan::PlanSource{bytes->name(), bytes->Size(), std::move(bytes)});
     return static_cast<int>(plan_.sources.size()) - 1;
+  }
+  int AddMemory(std::vector<std::byte> bytes, std::string what) {
+    return AddSource(MemorySource(Buffer::FromVector(std::move(bytes)), std::move(what)));
   }
   absl::StatusOr<OutTensor> Tensor(const ParamMeta& p, bool to_float);
   absl::Status AddExpert(const ParamMeta& p, OutTensor t);
@@ -145,17 +103,26 @@ absl::StatusOr<OutTensor> ExportPlanner::Tensor(const ParamMeta& p, bool to_floa
   t.dtype = state->dtype;
   DType target = state->dtype;
   if (to_float) target = DType::kF32;
-  if (o_.dtype && IsFloating(state->dtype)) target = *o_.dtype;
+  if (o_.dtype && IsCastableFloat(state->dtype)) target = *o_.dtype;
   UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
   if (target == state->dtype && (!state->runs.empty() || numel == 0)) {
     for (const store::ByteRun& r : state->runs) t.pieces.push_back(Piece{r.file, r.offset, r.size});
-  } else {
-    UCP_ASSIGN_OR_RETURN(Buffer bytes, src_.StateBytes(p, ParamState::kFp32));
-    std::vector<std::byte> data = target == state->dtype
-                                      ? std::vector<std::byte>(bytes.data(), bytes.data() + bytes.size())
-                                      : Cast(state->dtype, bytes, target, numel);
-    const uint64_t size = data.size();
-    if (size > 0) t.pieces.push_back(Piece{AddMemory(std::move(data), absl::StrCat("<", p.name, ">")), 0, size});
+  } else if (numel > 0) {
+    // The input bytes: the runs in the source's files, or the value the source computes.
+    std::vector<CastInputRun> input;
+    for (const store::ByteRun& r : state->runs) input.push_back(CastInputRun{src_.files()[r.file], r.offset, r.size});
+    if (state->runs.empty()) {
+      UCP_ASSIGN_OR_RETURN(Buffer bytes, src_.StateBytes(p, ParamState::kFp32));
+      const uint64_t size = bytes.size();
+      input.push_back(CastInputRun{MemorySource(std::move(bytes), absl::StrCat("<", p.name, ">")), 0, size});
+    }
+    std::shared_ptr<const ByteSource> out = input.back().source;
+    if (target != state->dtype) {
+      // Cast lazily, chunk by chunk as the executor reads: no whole cast copy in memory.
+      UCP_ASSIGN_OR_RETURN(out, CastingSource(std::move(input), state->dtype, target, numel,
+                                              absl::StrCat("<", p.name, " as ", DTypeName(target), ">")));
+    }
+    t.pieces.push_back(Piece{AddSource(out), 0, out->Size()});
   }
   t.dtype = target;
   t.bytes = static_cast<uint64_t>(numel) * DTypeSize(target);
