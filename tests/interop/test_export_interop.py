@@ -108,6 +108,27 @@ def test_autoep_fused_hf_layout_and_sharding(tmp_path):
         assert np.array_equal(tensors[prefix + ".down_proj"], m[prefix + ".w2"])
 
 
+@pytest.mark.parametrize("source", ["zero", "ucp"])
+def test_native_moe_experts_per_global_expert(source, tmp_path):
+    # DeepSpeed's own layer_0_expert_{E} files (global ids) are the reference: the export names
+    # each global expert as a model without expert parallelism does, with the same values.
+    ckpt = SRC / "fixtures/deepspeed_extra/moe_s2_fp32_dp4_ep2/checkpoint"
+    src = ckpt
+    if source == "ucp":
+        src = tmp_path / "ucp"
+        run("convert", ckpt / "global_step5", src)
+    out = tmp_path / "out"
+    run("export", src, "--out", out)
+    tensors, _ = read_safetensors(out / "model.safetensors")
+    expected = {}
+    for e in range(4):
+        expected.update(torch.load(ckpt / f"global_step5/layer_0_expert_{e}_mp_rank_00_model_states.pt"))
+    assert len(expected) == 16
+    for name, value in expected.items():
+        assert np.array_equal(tensors[name], value.numpy()), name
+    assert not [k for k in tensors if ".deepspeed_experts." in k and k not in expected]
+
+
 def test_bin_hdf5_and_dtype(tmp_path):
     import h5py
     case = "s2_fp32_dp4"
