@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
   reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")->required()->check(CLI::PositiveNumber);
   reshard_cmd->add_option("--autoep-size", reshard.autoep_size, "target AutoEP autoep_size (default: keep)")
       ->check(CLI::PositiveNumber);
-  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep): 1 <-> 2 only; DeepSpeed cannot cross ZeRO-3 or ZeRO-0");
+  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep): 1 <-> 2, or 0 -> 1|2 (required for a ZeRO-0 source); DeepSpeed cannot cross ZeRO-3");
   reshard_cmd->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)");
   reshard_cmd->add_option("--input-tag", reshard.input_tag, "ZeRO save folder: the tag to read instead of `latest`");
   reshard_cmd->add_option("--out", reshard.output, "output save folder (must not exist unless --force)")->required();

@@ -69,13 +69,17 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
 }  // namespace
 
 absl::Status CheckStageChange(absl::string_view origin, int from, int to) {
-  if (to < 0 || to == from) return absl::OkStatus();
-  if ((from == 1 || from == 2) && (to == 1 || to == 2)) return absl::OkStatus();
-  if (to < 0 || to > 3) return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
+  if (from == 0 && to < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": a ZeRO-0 checkpoint has no optimizer shards to "
+                                                   "reshard: choose the target with --zero-stage 1 or 2"));
+  }
+  if (to < 0 || (to == from && from != 0)) return absl::OkStatus();
+  if ((from >= 0 && from <= 2) && (to == 1 || to == 2)) return absl::OkStatus();
+  if (to > 3) return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
   std::string why;
-  if (to == 0 || from == 0) {
-    why = "ZeRO-0 keeps the optimizer unpartitioned in the model-states file; resharding writes partitioned "
-          "optimizer shards (convert the ZeRO-0 checkpoint to a UCP and load that at the new stage)";
+  if (to == 0) {
+    why = "ZeRO-0 keeps the whole optimizer in the model-states file and DeepSpeed has no universal load at "
+          "ZeRO-0; write ZeRO-1 (dp 1 if one file is wanted) or convert to a UCP";
   } else {
     why = "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, ZeRO-1/2 one whole "
           "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source wrote and fails "
@@ -124,6 +128,52 @@ absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const Zero12Input& in) {
+  SetOrReplace(arena, root, keys::kOptimizer, arena.None());
+  const Value* size_cls = arena.Global("torch", "Size");
+  Value* shapes = arena.List();
+  for (const Zero12Group& g : in.groups) {
+    Value* od = arena.OrderedDict();
+    for (int pi : g.params) {
+      const Zero12Param& p = in.params[pi];
+      std::vector<const Value*> dims;
+      for (int d = 0; d < p.shape.rank(); ++d) dims.push_back(arena.Int(p.shape.dim(d)));
+      arena.SetItem(od, p.name, arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
+    }
+    ValueArena::Append(shapes, od);
+  }
+  SetOrReplace(arena, root, keys::kParamShapes, shapes);
+  Value* shared = arena.Dict();
+  for (const auto& [alias, stored] : in.zero0_shared_params) arena.SetItem(shared, alias, arena.Str(stored));
+  SetOrReplace(arena, root, keys::kSharedParams, shared);
+  return absl::OkStatus();
+}
+
+const Value* Zero0OptimizerTemplate(ValueArena& arena, const Value& model_root) {
+  Value* t = arena.Dict();
+  arena.SetItem(t, keys::kLossScaler, StaticLossScaler(arena));
+  arena.SetItem(t, keys::kDynamicLossScale, arena.Bool(false));
+  arena.SetItem(t, keys::kOverflow, arena.Bool(false));
+  double clip = 0.0;  // DeepSpeed's default gradient_clipping
+  if (const Value* cfg = model_root.Get(keys::kDsConfig); cfg != nullptr && cfg->is_dict()) {
+    const Value* c = cfg->Get("gradient_clipping");
+    if (c != nullptr && c->is(ValueKind::kFloat)) clip = c->float_value();
+    if (c != nullptr && c->is(ValueKind::kInt)) clip = static_cast<double>(c->int_value());
+  }
+  arena.SetItem(t, keys::kClipGrad, arena.Float(clip));
+  if (const Value* v = model_root.Get(keys::kDsVersion); v != nullptr) arena.SetItem(t, keys::kDsVersion, v);
+  return t;
+}
+
+absl::StatusOr<const Value*> Zero0ParamGroup(ValueArena& arena, const Value* group, int g, absl::string_view what) {
+  if (group == nullptr || !group->is_dict() || group->Get(keys::kParams) == nullptr) {
+    return absl::DataLossError(absl::StrCat(what, ": param group ", g, " is not a dict with 'params'"));
+  }
+  Value* out = CopyDict(arena, *group);
+  SetOrReplace(arena, out, keys::kParams, arena.List({arena.Int(g)}));
+  return out;
 }
 
 }  // namespace ucp::converters::plan

@@ -7,7 +7,11 @@
 //   * BF16_Optimizer exists only at ZeRO-1: bf16 at ZeRO-2 is DeepSpeedZeroOptimizer, whose state
 //     adds loss_scaler (static, scale 1.0), dynamic_loss_scale and overflow.
 // ZeRO-3 is a different layout (partitioned module, per-rank model files): DeepSpeed's universal
-// loader cannot cross it (see StageChangeRefusal).
+// loader cannot cross it (see CheckStageChange).
+// ZeRO-0 -> ZeRO-1/2 (from a ZeRO-0 folder): the model file loses `optimizer` and gains what ZeRO
+// records (param_shapes, shared_params), and the ZeRO wrapper's scalars are those of a fresh
+// DeepSpeedZeroOptimizer (Zero0OptimizerTemplate), as DeepSpeed's own save after loading the
+// ZeRO-0 UCP at ZeRO-1/2 has them (fixtures/deepspeed_extra/s0_*/reshard_*).
 #pragma once
 
 #include <string>
@@ -15,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "converters/plan/zero12_input.h"
 #include "formats/torch/pickle_value.h"
 
 namespace ucp::converters::plan {
@@ -36,5 +41,22 @@ const formats::torch::Value* StaticLossScaler(formats::torch::ValueArena& arena)
 // buffers, nor tied aliases (shared_params).
 absl::Status RewriteModelStatesForStage(formats::torch::ValueArena& arena, formats::torch::Value* root, int from,
                                         int to, absl::string_view what);
+
+// ZeRO-0 model states as ZeRO-1/2 save them: optimizer None, param_shapes (one OrderedDict
+// name → torch.Size per group, from `in`), shared_params (dict alias → stored name).
+absl::Status RewriteZero0ModelStates(formats::torch::ValueArena& arena, formats::torch::Value* root,
+                                     const Zero12Input& in);
+
+// The scalars of a DeepSpeedZeroOptimizer state that a ZeRO-0 run has not got: static loss scaler,
+// dynamic_loss_scale and overflow False, clip_grad = ds_config gradient_clipping (0.0 if unset),
+// ds_version of the model file.
+const formats::torch::Value* Zero0OptimizerTemplate(formats::torch::ValueArena& arena,
+                                                     const formats::torch::Value& model_root);
+
+// A torch param group (hyper-parameters, then 'params': [indices]) as ZeRO's base optimizer
+// holds it: the same keys in order, 'params' = [g] (one flat partition per group).
+absl::StatusOr<const formats::torch::Value*> Zero0ParamGroup(formats::torch::ValueArena& arena,
+                                                              const formats::torch::Value* group, int g,
+                                                              absl::string_view what);
 
 }  // namespace ucp::converters::plan

@@ -10,92 +10,20 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
-#include "converters/plan/native_moe_experts.h"
 #include "converters/plan/stage_change.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/plan/ucp_to_zero.h"
+#include "converters/plan/zero12_planner.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::plan {
-namespace {
+namespace internal_zero12 {
 
 namespace keys = deepspeed::keys;
 namespace ids = deepspeed::internal_ds;
-using formats::torch::StorageRef;
-using formats::torch::TensorRef;
-using formats::torch::Value;
-using formats::torch::ValueArena;
-using formats::torch::ValueKind;
-
-struct Piece {
-  int source = -1;  // -1: zeros
-  uint64_t source_offset = 0;
-  uint64_t length = 0;
-};
-
-
-
-class Planner {
- public:
-  Planner(const Zero12Input& in, const ReshardTarget& t, int ep)
-      : in_(in),
-        t_(t),
-        ep_(ep),
-        edp_(t.dp / ep),
-        stage_(t.zero_stage >= 0 ? t.zero_stage : in.zero_stage),
-        bf16_optimizer_(in.bf16_optimizer && stage_ == 1) {}
-  absl::StatusOr<Plan> Run();
-
- private:
-  struct GroupLayout {
-    int world = 1;
-    std::vector<int64_t> numels;  // target (EP-local) numel of each param, flat order
-    store::FlatLayout flat;
-  };
-  absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                         std::vector<Piece>* out) const;
-  // A new 1-D tensor of `numel` elements over a storage of `storage_numel` filled by `pieces`.
-  const Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
-                         std::vector<Piece> pieces);
-  absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
-  absl::StatusOr<const Value*> OptimizerRoot(int rank);
-  absl::StatusOr<const Value*> ModelRoot();
-  // AutoEP (§7): ds_autoep_layers as global rank 0 saves them at the target ep.
-  absl::StatusOr<const Value*> AutoepLayers(const Value* layers, absl::string_view what);
-  absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
-  // layer_{L}_expert_{E}_mp_rank_00_model_states.pt: expert E's rows of the fused weights.
-  absl::Status ExpertFiles(Plan* plan);
-  // Native MoE: the source's expert files copied, or (from a UCP) rebuilt (native_moe_experts.h).
-  absl::Status NativeExpertFiles(Plan* plan);
-  // Expert files are written from the fp32 master weights: exact only when the module is kept in
-  // the master dtype.
-  absl::Status CheckModuleDtype() const;
-  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
-  int PartitionRank(int g, int rank) const {
-    const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
-    return in_.groups[g].expert ? place.edp_rank : rank;
-  }
-  int EpRank(int rank) const {
-    return store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism).ep_rank;
-  }
-  const Value* FragmentAddress(int64_t numel, int64_t start);
-
-  const Zero12Input& in_;
-  const ReshardTarget& t_;
-  const int ep_, edp_;
-  const int stage_;             // target ZeRO stage (1 or 2)
-  const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
-  const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
-  std::vector<GroupLayout> layouts_;
-  ValueArena arena_;
-  absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
-  uint64_t max_zeros_ = 0;
-  int zero_source_ = -1;
-  const Value* fragment_cls_ = nullptr;
-};
 
 absl::Status Planner::SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
                                 std::vector<Piece>* out) const {
@@ -115,6 +43,16 @@ absl::Status Planner::SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t 
 
 const Value* Planner::NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
                                 std::vector<Piece> pieces) {
+  TensorRef t;
+  t.storage = NewStorage(dtype, storage_numel, std::move(pieces));
+  t.dtype = dtype;
+  t.shape = Shape({numel});
+  t.stride = {1};
+  t.requires_grad = requires_grad;
+  return arena_.Tensor(std::move(t));
+}
+
+const StorageRef* Planner::NewStorage(DType dtype, int64_t storage_numel, std::vector<Piece> pieces) {
   StorageRef storage;
   storage.key = "0";  // renumbered by the pickle writer
   storage.dtype = dtype;
@@ -125,13 +63,64 @@ const Value* Planner::NewTensor(DType dtype, int64_t numel, int64_t storage_nume
     if (p.source < 0) max_zeros_ = std::max(max_zeros_, p.length);
   }
   new_storages_[ref] = std::move(pieces);
-  TensorRef t;
-  t.storage = ref;
-  t.dtype = dtype;
-  t.shape = Shape({numel});
-  t.stride = {1};
-  t.requires_grad = requires_grad;
-  return arena_.Tensor(std::move(t));
+  return ref;
+}
+
+// ZeRO-0 -> ZeRO-1/2: a ZeRO module's parameters are views of one flat buffer per param group,
+// laid out and padded like the flat partitions (§3), where a ZeRO-0 module has a storage per
+// tensor. Tied aliases view their parameter; frozen parameters and buffers keep their storages.
+absl::Status Planner::Zero0FlatModule(Value* root) {
+  const Value* module = root->Get(keys::kModule);
+  if (module == nullptr || !module->is_dict()) {
+    return absl::DataLossError(absl::StrCat(in_.origin, ": model states: no module state dict"));
+  }
+  Value* out = CopyDict(arena_, *module);
+  absl::flat_hash_map<std::string, TensorRef> views;
+  for (size_t g = 0; g < in_.groups.size(); ++g) {
+    const GroupLayout& l = layouts_[g];
+    std::vector<Piece> pieces;
+    int64_t at = 0;
+    DType dtype = DType::kF32;
+    for (size_t i = 0; i < in_.groups[g].params.size(); ++i) {
+      const std::string& name = in_.params[in_.groups[g].params[i]].name;
+      const Value* v = module->Get(name);
+      if (v == nullptr || !v->is(ValueKind::kTensor) || !v->tensor().IsContiguous() ||
+          v->tensor().NumElements() != l.numels[i]) {
+        return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '", name, "' of ",
+                                                l.numels[i], " elements"));
+      }
+      const TensorRef& t = v->tensor();
+      auto run = in_.storage_runs.find(t.storage);
+      const uint64_t elem = DTypeSize(t.dtype);
+      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem, size = l.numels[i] * elem;
+      if (run == in_.storage_runs.end() || begin + size > run->second.size || (i > 0 && t.dtype != dtype)) {
+        return absl::DataLossError(absl::StrCat(in_.origin, ": module tensor '", name, "' is not readable as ",
+                                                DTypeName(dtype)));
+      }
+      dtype = t.dtype;
+      if (size > 0) pieces.push_back(Piece{run->second.file, run->second.offset + begin, size});
+      TensorRef view = t;
+      view.storage_offset = at;
+      view.stride = t.shape.ContiguousStrides();
+      views[name] = view;
+      at += l.numels[i];
+    }
+    if (l.flat.aligned > at) {
+      pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat.aligned - at) * DTypeSize(dtype)});
+    }
+    const StorageRef* flat = NewStorage(dtype, l.flat.aligned, std::move(pieces));
+    for (int pi : in_.groups[g].params) views[in_.params[pi].name].storage = flat;
+  }
+  for (const auto& [alias, stored] : in_.zero0_shared_params) {
+    if (auto it = views.find(stored); it != views.end()) views[alias] = it->second;
+  }
+  for (size_t i = 0; i < out->entries().size(); ++i) {
+    const Value* k = out->entries()[i].first;
+    if (!k->is(ValueKind::kStr)) continue;
+    if (auto it = views.find(k->str()); it != views.end()) ValueArena::ReplaceValue(out, i, arena_.Tensor(it->second));
+  }
+  SetOrReplace(arena_, root, keys::kModule, out);
+  return absl::OkStatus();
 }
 
 // Rank `rank`'s partition of group g for one state: fragments at their hp offsets, zeros elsewhere
@@ -178,7 +167,8 @@ const Value* Planner::FragmentAddress(int64_t numel, int64_t start) {
 }
 
 absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
-  const Value& tmpl = *in_.optimizer_template;
+  // A ZeRO-0 source has no ZeRO wrapper state: a fresh DeepSpeedZeroOptimizer's.
+  const Value& tmpl = in_.zero_stage == 0 ? *Zero0OptimizerTemplate(arena_, *in_.model_root) : *in_.optimizer_template;
   const int num_groups = static_cast<int>(in_.groups.size());
   // base_optimizer_state: {state: {g: {step, exp_avg, exp_avg_sq}}, param_groups}
   Value* state = arena_.Dict();
@@ -201,7 +191,12 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
     if (in_.groups[g].hyperparameters == nullptr) {
       return absl::DataLossError(absl::StrCat(in_.origin, ": no param_groups entry for group ", g));
     }
-    ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
+    if (in_.zero_stage == 0) {
+      UCP_ASSIGN_OR_RETURN(const Value* pg, Zero0ParamGroup(arena_, in_.groups[g].hyperparameters, g, in_.origin));
+      ValueArena::Append(param_groups, pg);
+    } else {
+      ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
+    }
     // ZeRO saves the master partition padding-stripped (a view); BF16_Optimizer the whole of it.
     const int64_t fp32_numel = bf16_optimizer_ ? l.flat.partition_size : l.flat.partition_size - pad;
     UCP_ASSIGN_OR_RETURN(const Value* master, Partition(g, 0, rank, fp32_numel, true));
@@ -260,45 +255,15 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   return root;
 }
 
-absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::string_view what) {
-  // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
-  return RewriteAutoepLayers(arena_, layers, ep_, edp_, 0, 0, what);
-}
-
-// param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
-absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
-  if (ep_ == in_.source_ep) return shapes;
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
-  Value* out = arena_.List();
-  for (const Value* g : groups) {
-    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
-    Value* ng = CopyDict(arena_, *gd);
-    for (size_t i = 0; i < gd->entries().size(); ++i) {
-      const auto& [k, v] = gd->entries()[i];
-      auto it = by_name.find(k->is(ValueKind::kStr) ? k->str() : std::string());
-      if (it == by_name.end() || !it->second->expert) continue;
-      std::vector<const Value*> dims;
-      const Shape& sh = it->second->shape;
-      dims.push_back(arena_.Int(it->second->num_experts / ep_));
-      for (int d = 1; d < sh.rank(); ++d) dims.push_back(arena_.Int(sh.dim(d)));
-      const Value* tuple = arena_.Tuple(dims);
-      const Value* nv = tuple;
-      if (v->is(ValueKind::kList)) nv = arena_.List(dims);
-      if (v->is(ValueKind::kObject)) nv = arena_.Object(v->cls(), arena_.Tuple({tuple}), v->construction());
-      ValueArena::ReplaceValue(ng, i, nv);
-    }
-    ValueArena::Append(out, ng);
-  }
-  return out;
-}
-
 absl::StatusOr<const Value*> Planner::ModelRoot() {
   const std::string what = absl::StrCat(in_.origin, ": model states");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
   if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  if (in_.zero_stage == 0) {
+    UCP_RETURN_IF_ERROR(RewriteZero0ModelStates(arena_, root, in_));
+    UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
+  }
   UCP_RETURN_IF_ERROR(RewriteModelStatesForStage(arena_, root, in_.zero_stage, stage_, what));
   const Value* layers = src->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return root;
@@ -317,128 +282,6 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
     SetOrReplace(arena_, root, keys::kUniversalCheckpointInfo, ni);
   }
   return root;
-}
-
-absl::Status Planner::CheckModuleDtype() const {
-  if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
-    for (const auto& [k, v] : module->entries()) {
-      if (!v->is(ValueKind::kTensor)) continue;
-      for (const Zero12Param& p : in_.params) {
-        if (p.expert && v->tensor().dtype != p.states[0].dtype) {
-          return absl::UnimplementedError(absl::StrCat(
-              in_.origin, ": expert files of a ", DTypeName(v->tensor().dtype), " model from ",
-              DTypeName(p.states[0].dtype), " master weights (only equal dtypes are supported)"));
-        }
-      }
-      break;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Planner::NativeExpertFiles(Plan* plan) {
-  if (!in_.native_expert_files.empty()) {  // from a ZeRO folder: they do not depend on dp
-    for (const auto& [name, fi] : in_.native_expert_files) {
-      const uint64_t size = in_.files[fi]->zip().source().Size();
-      PlanFile f;
-      f.path = name;
-      f.role = FileRole::kModelCopy;
-      f.size = size;
-      Region r{0, size, {}};
-      if (size > 0) r.ops.push_back(CopyOp{fi, 0, size, 0});
-      f.regions.push_back(std::move(r));
-      plan->files.push_back(std::move(f));
-    }
-    return absl::OkStatus();
-  }
-  UCP_RETURN_IF_ERROR(CheckModuleDtype());
-  std::vector<std::string> names;
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) {
-    if (!p.expert) continue;
-    names.push_back(p.name);
-    by_name[p.name] = &p;
-  }
-  const std::string what = absl::StrCat(in_.origin, ": native MoE experts");
-  UCP_ASSIGN_OR_RETURN(std::vector<NativeMoeLayer> layers,
-                       NativeMoeLayers(names, in_.native_moe_num_experts, in_.source_ep, what));
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const NativeMoeLayer& layer = layers[l];
-    for (int e = 0; e < layer.num_experts; ++e) {
-      Value* root = arena_.Dict();
-      for (const std::string& rest : layer.rests) {
-        auto it = by_name.find(layer.LocalName(e % layer.num_local, rest));
-        if (it == by_name.end()) {
-          return absl::DataLossError(absl::StrCat(what, ": no '", layer.LocalName(e % layer.num_local, rest), "'"));
-        }
-        const Zero12Param& p = *it->second;
-        const int64_t numel = p.shape.NumElements().value_or(0);
-        const uint64_t elem = DTypeSize(p.states[0].dtype);
-        std::vector<Piece> pieces;
-        // Row (EP rank) e / num_local of the stacked [ep_size, ...] tensor.
-        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>((e / layer.num_local) * numel) * elem,
-                                      static_cast<uint64_t>(numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
-        TensorRef t = NewTensor(p.states[0].dtype, numel, numel, false, std::move(pieces))->tensor();
-        t.shape = p.shape;
-        t.stride = p.shape.ContiguousStrides();
-        arena_.SetItem(root, layer.GlobalName(e, rest), arena_.Tensor(std::move(t)));
-      }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                             FileRole::kModelRewrite, *root));
-      plan->files.push_back(std::move(f));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Planner::ExpertFiles(Plan* plan) {
-  if (!in_.native_moe_num_experts.empty()) return NativeExpertFiles(plan);
-  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
-  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
-  if (layers == nullptr || layers->is_none()) return absl::OkStatus();
-  UCP_RETURN_IF_ERROR(CheckModuleDtype());
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
-  for (const Value* item : items) {
-    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
-    UCP_ASSIGN_OR_RETURN(const Value* id_v, ids::Require(*d, keys::kMoeLayerId, what));
-    UCP_ASSIGN_OR_RETURN(int64_t layer_id, ids::AsIntIn(id_v, 0, 1 << 20, what));
-    UCP_ASSIGN_OR_RETURN(const Value* prefix_v, ids::Require(*d, keys::kExpertKeyPrefix, what));
-    UCP_ASSIGN_OR_RETURN(std::string prefix, ids::AsStr(prefix_v, what));
-    UCP_ASSIGN_OR_RETURN(const Value* n_v, ids::Require(*d, keys::kNumExperts, what));
-    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(n_v, 1, 1 << 20, what));
-    for (int64_t e = 0; e < num_experts; ++e) {
-      Value* root = arena_.Dict();
-      for (absl::string_view w : keys::kAutoepFusedWeights) {
-        const std::string name = absl::StrCat(prefix, ".", w);
-        auto it = by_name.find(name);
-        if (it == by_name.end() || !it->second->expert || it->second->num_experts != num_experts) {
-          return absl::DataLossError(absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts,
-                                                  " experts"));
-        }
-        const Zero12Param& p = *it->second;
-        Shape row;
-        std::vector<int64_t> dims;
-        for (int k = 1; k < p.shape.rank(); ++k) dims.push_back(p.shape.dim(k));
-        row = Shape(dims);
-        const int64_t row_numel = row.NumElements().value_or(0);
-        const uint64_t elem = DTypeSize(p.states[0].dtype);
-        std::vector<Piece> pieces;
-        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>(e * row_numel) * elem,
-                                      static_cast<uint64_t>(row_numel) * elem, absl::StrCat("'", name, "'"), &pieces));
-        const Value* flat = NewTensor(p.states[0].dtype, row_numel, row_numel, false, std::move(pieces));
-        TensorRef t = flat->tensor();
-        t.shape = row;
-        t.stride = row.ContiguousStrides();
-        arena_.SetItem(root, absl::StrCat(name, ".", e), arena_.Tensor(std::move(t)));
-      }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                             FileRole::kModelRewrite, *root));
-      plan->files.push_back(std::move(f));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<PlanFile> Planner::Frame(std::string path, FileRole role, const Value& root) {
@@ -533,7 +376,7 @@ absl::StatusOr<Plan> Planner::Run() {
   return plan;
 }
 
-}  // namespace
+}  // namespace internal_zero12
 
 absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarget& target) {
   bool autoep = false;
@@ -559,7 +402,7 @@ absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarg
                                                      " experts are not divisible by autoep_size ", ep));
     }
   }
-  Planner planner(input, target, ep);
+  internal_zero12::Planner planner(input, target, ep);
   return planner.Run();
 }
 

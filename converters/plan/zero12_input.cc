@@ -130,9 +130,9 @@ absl::StatusOr<std::shared_ptr<const TorchFile>> NativeExpertFp32(const std::fil
 
 absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
   const deepspeed::Topology& t = index.topology;
-  if (t.zero_stage != 1 && t.zero_stage != 2) {
+  if (t.zero_stage != 0 && t.zero_stage != 1 && t.zero_stage != 2) {
     return absl::FailedPreconditionError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", t.zero_stage,
-                                                      " checkpoint; the ZeRO-1/2 planner reads stages 1 and 2"));
+                                                      " checkpoint; the ZeRO-1/2 planner reads stages 0, 1 and 2"));
   }
   if (t.tp_size != 1 || t.pp_size != 1) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tp=", t.tp_size, ", pp=", t.pp_size,
@@ -178,6 +178,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
   in.model_root = &index.model_file(0, 0).root();
   in.optimizer_template = &index.optimizer_state_dict();
   in.native_moe_num_experts = index.native_moe_num_experts;
+  if (t.zero_stage == 0) in.zero0_shared_params = index.shared_params;
   if (!in.native_moe_num_experts.empty()) {
     for (int fi : index.expert_files) {
       if (index.files[fi].name.mp_rank == 0) in.native_expert_files.emplace_back(index.files[fi].basename, fi);
@@ -229,6 +230,11 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
 
   const std::string shapes_what = absl::StrCat(model_path, ": ", keys::kParamShapes);
   UCP_ASSIGN_OR_RETURN(const Value* shapes_v, ids::Require(*in.model_root, keys::kParamShapes, model_path));
+  if (shapes_v->is_none()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        model_path, ": param_shapes is None: a UCP converted from a ZeRO-0 checkpoint, which does not say which "
+                    "parameter is in which optimizer group; reshard the ZeRO-0 folder itself"));
+  }
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes_v, shapes_what));
   if (groups.size() != pgs.size()) {
     return absl::DataLossError(absl::StrCat(shapes_what, ": ", groups.size(), " groups, ", opt_path, " has ",

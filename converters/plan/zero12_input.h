@@ -50,6 +50,9 @@ struct Zero12Input {
   // (the UCP stacks the EP ranks' copies of one local-id name). From a ZeRO folder also the
   // source's layer_*_expert_* files as (basename, index into `files`), copied unchanged.
   std::vector<int> native_moe_num_experts;
+  // ZeRO-0 source (zero_stage 0, from a ZeRO folder only): its tied aliases (alias → stored name),
+  // which a ZeRO-0 model file does not record (shared_params is None there).
+  std::vector<std::pair<std::string, std::string>> zero0_shared_params;
   std::vector<std::pair<std::string, int>> native_expert_files;
   // Templates (owned by `files`): the mp_rank_00 model-states tree and a dict with the
   // optimizer's scalar keys (loss_scaler, dynamic_loss_scale, overflow, clip_grad, zero_stage,
@@ -59,12 +62,12 @@ struct Zero12Input {
   const formats::torch::Value* optimizer_template = nullptr;
 };
 
-// From an opened ZeRO-1/2 index. FailedPrecondition unless zero_stage is 1 or 2; Unimplemented for
-// tp/pp > 1.
+// From an opened ZeRO-0/1/2 index. FailedPrecondition unless zero_stage is 0, 1 or 2; Unimplemented
+// for tp/pp > 1. A ZeRO-0 input can only be written at ZeRO-1/2 (stage_change.h).
 absl::StatusOr<Zero12Input> Zero12InputFromIndex(const deepspeed::CheckpointIndex& index);
 
 // From a ZeRO-1/2 UCP folder. NotFound for a missing file (named), FailedPrecondition for a
-// ZeRO-3 UCP, DataLoss for malformed files.
+// ZeRO-3 UCP or one converted from ZeRO-0 (no param_shapes), DataLoss for malformed files.
 absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir);
 
 }  // namespace ucp::converters::plan

@@ -87,6 +87,10 @@ const Case kCases[] = {
     {"moe_s2_fp32_dp4_ep2", "reshard_dp4_ep2", 4, 0, {}, -1, true},
     {"moe_s2_fp32_dp4_ep2", "reshard_dp8_ep2", 8, 0, {}, -1, true},
     {"moe_s2_fp32_dp4_ep2", "reshard_dp2_ep2_s1", 2, 0, {}, 1, true},
+    // ZeRO-0 (no ZeRO) -> ZeRO-1/2: from the ZeRO-0 folder only (its UCP has no param_shapes).
+    {"s0_fp32_dp2", "reshard_dp2_s1", 2, 0, {}, 1, true},
+    {"s0_fp32_dp2", "reshard_dp4_s2", 4, 0, {}, 2, true},
+    {"s0_bf16_dp2", "reshard_dp2_s2", 2, 0, {}, 2, true},
 };
 
 // Drops excluded dict entries and storage details from a TorchFileDigest, in place.
@@ -138,6 +142,16 @@ void RunCase(const Case& c, bool from_ucp) {
     absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
     ASSERT_TRUE(u.ok()) << u.status();
     o.input = co.output;
+    if (c.name.rfind("s0_", 0) == 0) {  // a ZeRO-0 UCP says nothing of param groups: refused, named
+      o.output = scratch.path() + "/out";
+      o.target.dp = c.dp;
+      o.target.zero_stage = c.stage;
+      absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+      EXPECT_NE(r.status().message().find("reshard the ZeRO-0 folder itself"), std::string::npos) << r.status();
+      EXPECT_FALSE(fs::exists(o.output));
+      return;
+    }
   }
   o.output = scratch.path() + "/out";
   o.target.dp = c.dp;
@@ -258,7 +272,7 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
       << r.status();
   o.target.zero_stage = 0;
   r = converters::pipelines::Reshard(o);
-  EXPECT_NE(r.status().message().find("ZeRO-0 keeps the optimizer unpartitioned"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("ZeRO-0 keeps the whole optimizer"), std::string::npos) << r.status();
   o.target.zero_stage = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos) << r.status();

@@ -1,0 +1,177 @@
+// AutoEP and native MoE expert files and metadata of the ZeRO-1/2 planner (zero12_planner.h):
+// ds_autoep_layers and param_shapes at the target ep, layer_{L}_expert_{E} files.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/value_access.h"
+#include "converters/plan/native_moe_experts.h"
+#include "converters/plan/tree_edit.h"
+#include "converters/plan/zero12_planner.h"
+#include "formats/base/status.h"
+
+namespace ucp::converters::plan::internal_zero12 {
+
+namespace keys = deepspeed::keys;
+namespace ids = deepspeed::internal_ds;
+
+absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::string_view what) {
+  // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
+  return RewriteAutoepLayers(arena_, layers, ep_, edp_, 0, 0, what);
+}
+
+// param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
+absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
+  if (ep_ == in_.source_ep) return shapes;
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
+  Value* out = arena_.List();
+  for (const Value* g : groups) {
+    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
+    Value* ng = CopyDict(arena_, *gd);
+    for (size_t i = 0; i < gd->entries().size(); ++i) {
+      const auto& [k, v] = gd->entries()[i];
+      auto it = by_name.find(k->is(ValueKind::kStr) ? k->str() : std::string());
+      if (it == by_name.end() || !it->second->expert) continue;
+      std::vector<const Value*> dims;
+      const Shape& sh = it->second->shape;
+      dims.push_back(arena_.Int(it->second->num_experts / ep_));
+      for (int d = 1; d < sh.rank(); ++d) dims.push_back(arena_.Int(sh.dim(d)));
+      const Value* tuple = arena_.Tuple(dims);
+      const Value* nv = tuple;
+      if (v->is(ValueKind::kList)) nv = arena_.List(dims);
+      if (v->is(ValueKind::kObject)) nv = arena_.Object(v->cls(), arena_.Tuple({tuple}), v->construction());
+      ValueArena::ReplaceValue(ng, i, nv);
+    }
+    ValueArena::Append(out, ng);
+  }
+  return out;
+}
+
+absl::Status Planner::CheckModuleDtype() const {
+  if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
+    for (const auto& [k, v] : module->entries()) {
+      if (!v->is(ValueKind::kTensor)) continue;
+      for (const Zero12Param& p : in_.params) {
+        if (p.expert && v->tensor().dtype != p.states[0].dtype) {
+          return absl::UnimplementedError(absl::StrCat(
+              in_.origin, ": expert files of a ", DTypeName(v->tensor().dtype), " model from ",
+              DTypeName(p.states[0].dtype), " master weights (only equal dtypes are supported)"));
+        }
+      }
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Planner::NativeExpertFiles(Plan* plan) {
+  if (!in_.native_expert_files.empty()) {  // from a ZeRO folder: they do not depend on dp
+    for (const auto& [name, fi] : in_.native_expert_files) {
+      const uint64_t size = in_.files[fi]->zip().source().Size();
+      PlanFile f;
+      f.path = name;
+      f.role = FileRole::kModelCopy;
+      f.size = size;
+      Region r{0, size, {}};
+      if (size > 0) r.ops.push_back(CopyOp{fi, 0, size, 0});
+      f.regions.push_back(std::move(r));
+      plan->files.push_back(std::move(f));
+    }
+    return absl::OkStatus();
+  }
+  UCP_RETURN_IF_ERROR(CheckModuleDtype());
+  std::vector<std::string> names;
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) {
+    if (!p.expert) continue;
+    names.push_back(p.name);
+    by_name[p.name] = &p;
+  }
+  const std::string what = absl::StrCat(in_.origin, ": native MoE experts");
+  UCP_ASSIGN_OR_RETURN(std::vector<NativeMoeLayer> layers,
+                       NativeMoeLayers(names, in_.native_moe_num_experts, in_.source_ep, what));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const NativeMoeLayer& layer = layers[l];
+    for (int e = 0; e < layer.num_experts; ++e) {
+      Value* root = arena_.Dict();
+      for (const std::string& rest : layer.rests) {
+        auto it = by_name.find(layer.LocalName(e % layer.num_local, rest));
+        if (it == by_name.end()) {
+          return absl::DataLossError(absl::StrCat(what, ": no '", layer.LocalName(e % layer.num_local, rest), "'"));
+        }
+        const Zero12Param& p = *it->second;
+        const int64_t numel = p.shape.NumElements().value_or(0);
+        const uint64_t elem = DTypeSize(p.states[0].dtype);
+        std::vector<Piece> pieces;
+        // Row (EP rank) e / num_local of the stacked [ep_size, ...] tensor.
+        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>((e / layer.num_local) * numel) * elem,
+                                      static_cast<uint64_t>(numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
+        TensorRef t = NewTensor(p.states[0].dtype, numel, numel, false, std::move(pieces))->tensor();
+        t.shape = p.shape;
+        t.stride = p.shape.ContiguousStrides();
+        arena_.SetItem(root, layer.GlobalName(e, rest), arena_.Tensor(std::move(t)));
+      }
+      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                             FileRole::kModelRewrite, *root));
+      plan->files.push_back(std::move(f));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Planner::ExpertFiles(Plan* plan) {
+  if (!in_.native_moe_num_experts.empty()) return NativeExpertFiles(plan);
+  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
+  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
+  if (layers == nullptr || layers->is_none()) return absl::OkStatus();
+  UCP_RETURN_IF_ERROR(CheckModuleDtype());
+  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
+  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
+  for (const Value* item : items) {
+    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
+    UCP_ASSIGN_OR_RETURN(const Value* id_v, ids::Require(*d, keys::kMoeLayerId, what));
+    UCP_ASSIGN_OR_RETURN(int64_t layer_id, ids::AsIntIn(id_v, 0, 1 << 20, what));
+    UCP_ASSIGN_OR_RETURN(const Value* prefix_v, ids::Require(*d, keys::kExpertKeyPrefix, what));
+    UCP_ASSIGN_OR_RETURN(std::string prefix, ids::AsStr(prefix_v, what));
+    UCP_ASSIGN_OR_RETURN(const Value* n_v, ids::Require(*d, keys::kNumExperts, what));
+    UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(n_v, 1, 1 << 20, what));
+    for (int64_t e = 0; e < num_experts; ++e) {
+      Value* root = arena_.Dict();
+      for (absl::string_view w : keys::kAutoepFusedWeights) {
+        const std::string name = absl::StrCat(prefix, ".", w);
+        auto it = by_name.find(name);
+        if (it == by_name.end() || !it->second->expert || it->second->num_experts != num_experts) {
+          return absl::DataLossError(absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts,
+                                                  " experts"));
+        }
+        const Zero12Param& p = *it->second;
+        Shape row;
+        std::vector<int64_t> dims;
+        for (int k = 1; k < p.shape.rank(); ++k) dims.push_back(p.shape.dim(k));
+        row = Shape(dims);
+        const int64_t row_numel = row.NumElements().value_or(0);
+        const uint64_t elem = DTypeSize(p.states[0].dtype);
+        std::vector<Piece> pieces;
+        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>(e * row_numel) * elem,
+                                      static_cast<uint64_t>(row_numel) * elem, absl::StrCat("'", name, "'"), &pieces));
+        const Value* flat = NewTensor(p.states[0].dtype, row_numel, row_numel, false, std::move(pieces));
+        TensorRef t = flat->tensor();
+        t.shape = row;
+        t.stride = row.ContiguousStrides();
+        arena_.SetItem(root, absl::StrCat(name, ".", e), arena_.Tensor(std::move(t)));
+      }
+      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                             FileRole::kModelRewrite, *root));
+      plan->files.push_back(std::move(f));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ucp::converters::plan::internal_zero12

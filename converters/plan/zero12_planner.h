@@ -1,0 +1,98 @@
+// The ZeRO-1/2 planner's internals (PlanUcpToZero12, ucp_to_zero.h), shared by its two files:
+//   ucp_to_zero12.cc          optimizer shards, the model-states file, framing, the entry point;
+//   ucp_to_zero12_experts.cc  AutoEP and native MoE expert files and metadata.
+// Not an API: include only from those files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "converters/plan/plan.h"
+#include "converters/plan/ucp_to_zero.h"
+#include "converters/plan/zero12_input.h"
+#include "formats/torch/pickle_value.h"
+#include "ucp/shard_layout.h"
+
+namespace ucp::converters::plan::internal_zero12 {
+
+using formats::torch::StorageRef;
+using formats::torch::TensorRef;
+using formats::torch::Value;
+using formats::torch::ValueArena;
+using formats::torch::ValueKind;
+
+struct Piece {
+  int source = -1;  // -1: zeros
+  uint64_t source_offset = 0;
+  uint64_t length = 0;
+};
+
+
+
+class Planner {
+ public:
+  Planner(const Zero12Input& in, const ReshardTarget& t, int ep)
+      : in_(in),
+        t_(t),
+        ep_(ep),
+        edp_(t.dp / ep),
+        stage_(t.zero_stage >= 0 ? t.zero_stage : in.zero_stage),
+        bf16_optimizer_(in.bf16_optimizer && stage_ == 1) {}
+  absl::StatusOr<Plan> Run();
+
+ private:
+  struct GroupLayout {
+    int world = 1;
+    std::vector<int64_t> numels;  // target (EP-local) numel of each param, flat order
+    store::FlatLayout flat;
+  };
+  absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
+                         std::vector<Piece>* out) const;
+  // A new 1-D tensor of `numel` elements over a storage of `storage_numel` filled by `pieces`.
+  const StorageRef* NewStorage(DType dtype, int64_t storage_numel, std::vector<Piece> pieces);
+  absl::Status Zero0FlatModule(Value* root);
+  const Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
+                         std::vector<Piece> pieces);
+  absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
+  absl::StatusOr<const Value*> OptimizerRoot(int rank);
+  absl::StatusOr<const Value*> ModelRoot();
+  // AutoEP (§7): ds_autoep_layers as global rank 0 saves them at the target ep.
+  absl::StatusOr<const Value*> AutoepLayers(const Value* layers, absl::string_view what);
+  absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
+  // layer_{L}_expert_{E}_mp_rank_00_model_states.pt: expert E's rows of the fused weights.
+  absl::Status ExpertFiles(Plan* plan);
+  // Native MoE: the source's expert files copied, or (from a UCP) rebuilt (native_moe_experts.h).
+  absl::Status NativeExpertFiles(Plan* plan);
+  // Expert files are written from the fp32 master weights: exact only when the module is kept in
+  // the master dtype.
+  absl::Status CheckModuleDtype() const;
+  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
+  int PartitionRank(int g, int rank) const {
+    const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
+    return in_.groups[g].expert ? place.edp_rank : rank;
+  }
+  int EpRank(int rank) const {
+    return store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism).ep_rank;
+  }
+  const Value* FragmentAddress(int64_t numel, int64_t start);
+
+  const Zero12Input& in_;
+  const ReshardTarget& t_;
+  const int ep_, edp_;
+  const int stage_;             // target ZeRO stage (1 or 2)
+  const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
+  const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
+  std::vector<GroupLayout> layouts_;
+  ValueArena arena_;
+  absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
+  uint64_t max_zeros_ = 0;
+  int zero_source_ = -1;
+  const Value* fragment_cls_ = nullptr;
+};
+
+
+}  // namespace ucp::converters::plan::internal_zero12
