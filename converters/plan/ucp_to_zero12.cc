@@ -345,7 +345,9 @@ absl::StatusOr<Plan> Planner::Run() {
     plan.info.state_dtype = std::string(DTypeName(in_.params[0].states[1].dtype));
   }
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
+  // Padding zeros: a source at a fixed index (sized at the end); expert files may add cast sources.
   zero_source_ = static_cast<int>(plan.sources.size());
+  plan.sources.push_back(PlanSource{"<zeros>", 0, nullptr});
 
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
@@ -368,10 +370,8 @@ absl::StatusOr<Plan> Planner::Run() {
                                             FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(of));
   }
-  if (max_zeros_ > 0) {
-    std::vector<std::byte> zeros(max_zeros_, std::byte{0});
-    plan.sources.push_back(PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))});
-  }
+  std::vector<std::byte> zeros(max_zeros_, std::byte{0});
+  plan.sources[zero_source_] = PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))};
   UCP_RETURN_IF_ERROR(ValidatePlan(plan));
   return plan;
 }

@@ -11,6 +11,7 @@
 #include "converters/plan/native_moe_experts.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/plan/zero12_planner.h"
+#include "formats/base/cast_source.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::plan::internal_zero12 {
@@ -52,21 +53,45 @@ absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::str
   return out;
 }
 
-absl::Status Planner::CheckModuleDtype() const {
+DType Planner::ModuleDtype(DType fallback) const {
   if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
     for (const auto& [k, v] : module->entries()) {
-      if (!v->is(ValueKind::kTensor)) continue;
-      for (const Zero12Param& p : in_.params) {
-        if (p.expert && v->tensor().dtype != p.states[0].dtype) {
-          return absl::UnimplementedError(absl::StrCat(
-              in_.origin, ": expert files of a ", DTypeName(v->tensor().dtype), " model from ",
-              DTypeName(p.states[0].dtype), " master weights (only equal dtypes are supported)"));
-        }
-      }
-      break;
+      if (v->is(ValueKind::kTensor)) return v->tensor().dtype;
     }
   }
-  return absl::OkStatus();
+  return fallback;
+}
+
+// One expert's weight for an expert file: `numel` master elements at `byte_offset` of p's fp32
+// state, in the module's dtype. A bf16/fp16 module is the masters cast as torch's copy_ does
+// (round to nearest even), read lazily through a CastingSource plan source.
+absl::StatusOr<const Value*> Planner::ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape,
+                                                Plan* plan) {
+  const DType master = p.states[0].dtype;
+  const DType out = ModuleDtype(master);
+  const int64_t numel = shape.NumElements().value_or(0);
+  std::vector<Piece> pieces;
+  UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], byte_offset, static_cast<uint64_t>(numel) * DTypeSize(master),
+                                absl::StrCat("'", p.name, "'"), &pieces));
+  if (out != master && numel > 0) {
+    std::vector<CastInputRun> input;
+    for (const Piece& piece : pieces) {
+      const auto& file = in_.files[piece.source];
+      // Shares the TorchFile's ownership: the byte source lives as long as the plan needs it.
+      input.push_back(CastInputRun{std::shared_ptr<const ByteSource>(file, &file->zip().source()), piece.source_offset,
+                                   piece.length});
+    }
+    UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> cast,
+                         CastingSource(std::move(input), master, out, numel,
+                                       absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
+    const uint64_t size = cast->Size();
+    plan->sources.push_back(PlanSource{cast->name(), size, std::move(cast)});
+    pieces = {Piece{static_cast<int>(plan->sources.size()) - 1, 0, size}};
+  }
+  TensorRef t = NewTensor(out, numel, numel, false, std::move(pieces))->tensor();
+  t.shape = shape;
+  t.stride = shape.ContiguousStrides();
+  return arena_.Tensor(std::move(t));
 }
 
 absl::Status Planner::NativeExpertFiles(Plan* plan) {
@@ -84,7 +109,6 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
     }
     return absl::OkStatus();
   }
-  UCP_RETURN_IF_ERROR(CheckModuleDtype());
   std::vector<std::string> names;
   absl::flat_hash_map<std::string, const Zero12Param*> by_name;
   for (const Zero12Param& p : in_.params) {
@@ -106,15 +130,10 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
         }
         const Zero12Param& p = *it->second;
         const int64_t numel = p.shape.NumElements().value_or(0);
-        const uint64_t elem = DTypeSize(p.states[0].dtype);
-        std::vector<Piece> pieces;
         // Row (EP rank) e / num_local of the stacked [ep_size, ...] tensor.
-        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>((e / layer.num_local) * numel) * elem,
-                                      static_cast<uint64_t>(numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
-        TensorRef t = NewTensor(p.states[0].dtype, numel, numel, false, std::move(pieces))->tensor();
-        t.shape = p.shape;
-        t.stride = p.shape.ContiguousStrides();
-        arena_.SetItem(root, layer.GlobalName(e, rest), arena_.Tensor(std::move(t)));
+        const uint64_t at = static_cast<uint64_t>((e / layer.num_local) * numel) * DTypeSize(p.states[0].dtype);
+        UCP_ASSIGN_OR_RETURN(const Value* row, ExpertRow(p, at, p.shape, plan));
+        arena_.SetItem(root, layer.GlobalName(e, rest), row);
       }
       UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
                                              FileRole::kModelRewrite, *root));
@@ -129,7 +148,6 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
   const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
   const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return absl::OkStatus();
-  UCP_RETURN_IF_ERROR(CheckModuleDtype());
   absl::flat_hash_map<std::string, const Zero12Param*> by_name;
   for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
@@ -156,15 +174,9 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         for (int k = 1; k < p.shape.rank(); ++k) dims.push_back(p.shape.dim(k));
         row = Shape(dims);
         const int64_t row_numel = row.NumElements().value_or(0);
-        const uint64_t elem = DTypeSize(p.states[0].dtype);
-        std::vector<Piece> pieces;
-        UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], static_cast<uint64_t>(e * row_numel) * elem,
-                                      static_cast<uint64_t>(row_numel) * elem, absl::StrCat("'", name, "'"), &pieces));
-        const Value* flat = NewTensor(p.states[0].dtype, row_numel, row_numel, false, std::move(pieces));
-        TensorRef t = flat->tensor();
-        t.shape = row;
-        t.stride = row.ContiguousStrides();
-        arena_.SetItem(root, absl::StrCat(name, ".", e), arena_.Tensor(std::move(t)));
+        const uint64_t at = static_cast<uint64_t>(e * row_numel) * DTypeSize(p.states[0].dtype);
+        UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
+        arena_.SetItem(root, absl::StrCat(name, ".", e), t);
       }
       UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
                                              FileRole::kModelRewrite, *root));

@@ -67,9 +67,11 @@ class Planner {
   absl::Status ExpertFiles(Plan* plan);
   // Native MoE: the source's expert files copied, or (from a UCP) rebuilt (native_moe_experts.h).
   absl::Status NativeExpertFiles(Plan* plan);
-  // Expert files are written from the fp32 master weights: exact only when the module is kept in
-  // the master dtype.
-  absl::Status CheckModuleDtype() const;
+  // The dtype of the module's tensors (the lp weights), `fallback` when it has none.
+  DType ModuleDtype(DType fallback) const;
+  // An expert file's tensor: master elements of p's fp32 state from `byte_offset`, shaped `shape`,
+  // in the module's dtype (cast lazily when it differs; the cast source is added to `plan`).
+  absl::StatusOr<const Value*> ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape, Plan* plan);
   absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
   int PartitionRank(int g, int rank) const {
     const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);

@@ -75,6 +75,7 @@ const Case kCases[] = {
     {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep1", 2, 1, {}},
     {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2, {}},
     {"autoep_mixtral_s3_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1, {kPgName}},
+    {"autoep_mixtral_s2_bf16_dp4_ep2", "reshard_dp2_ep1", 2, 1, {}},
     // Stage changes (stage_change.h), with a BF16_Optimizer <-> DeepSpeedZeroOptimizer change and AutoEP.
     {"s2_fp32_dp4", "reshard_dp2_s1", 2, 0, {}, 1},
     {"s1_fp32_dp4", "reshard_dp2_s2", 2, 0, {}, 2},
