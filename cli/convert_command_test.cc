@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "formats/base/byte_size.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

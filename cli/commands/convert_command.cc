@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands/human_bytes.h"
+#include "formats/base/byte_size.h"
 #include "converters/pipelines/convert.h"
 #include "nlohmann/json.hpp"
 
@@ -74,26 +75,6 @@ nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
 }
 
 }  // namespace
-
-absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text) {
-  std::string s = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
-  double scale = 1;
-  if (absl::EndsWith(s, "ib")) s.resize(s.size() - 2);
-  else if (absl::EndsWith(s, "b")) s.resize(s.size() - 1);
-  if (!s.empty()) {
-    const char unit = s.back();
-    const char* units = "kmgt";
-    if (const char* u = std::strchr(units, unit); u != nullptr && unit != '\0') {
-      scale = std::pow(1024.0, static_cast<double>(u - units + 1));
-      s.pop_back();
-    }
-  }
-  double value = 0;
-  if (s.empty() || !absl::SimpleAtod(s, &value) || !(value > 0) || value * scale >= 1.8e19) {
-    return absl::InvalidArgumentError(absl::StrCat("bad size '", text, "' (e.g. 256MiB, 1G, 65536)"));
-  }
-  return static_cast<uint64_t>(value * scale);
-}
 
 int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& err) {
   if (o.keep_temp_folder) {

@@ -32,10 +32,6 @@ struct ConvertCommandOptions {
   bool progress = false;          // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
-// "256MiB", "256M", "1.5G", "65536", "64k" (K/M/G/T, binary multiples; "B" and "iB" optional).
-// InvalidArgument for anything else or zero.
-absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text);
-
 // Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).
 int RunConvert(const ConvertCommandOptions& options, std::ostream& out, std::ostream& err);
 

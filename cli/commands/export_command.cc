@@ -1,6 +1,7 @@
 #include "cli/commands/export_command.h"
 
 #include "absl/strings/str_join.h"
+#include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {
@@ -42,7 +43,7 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
     return 2;
   }
   if (!o.max_shard_size.empty()) {
-    absl::StatusOr<uint64_t> size = converters::pipelines::ParseShardSize(o.max_shard_size);
+    absl::StatusOr<uint64_t> size = ParseByteSize(o.max_shard_size);
     if (!size.ok()) {
       err << "error: " << size.status().message() << "\n";
       return 2;

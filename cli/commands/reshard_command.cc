@@ -1,7 +1,8 @@
 #include "cli/commands/reshard_command.h"
 
 #include "absl/strings/str_format.h"
-#include "cli/commands/convert_command.h"  // ParseByteSize
+#include "cli/commands/convert_command.h"
+#include "formats/base/byte_size.h"
 #include "converters/pipelines/reshard.h"
 #include "nlohmann/json.hpp"
 

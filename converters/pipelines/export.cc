@@ -409,27 +409,6 @@ absl::Status ExportPlanner::WriteHdf5(const std::string& dir) const {
 
 }  // namespace
 
-absl::StatusOr<uint64_t> ParseShardSize(const std::string& text) {
-  std::string s(absl::StripAsciiWhitespace(text));
-  struct Unit { const char* suffix; uint64_t factor; };
-  const Unit units[] = {{"TiB", 1ull << 40}, {"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1ull << 10},
-                        {"TB", 1000000000000ull}, {"GB", 1000000000ull}, {"MB", 1000000ull}, {"KB", 1000ull},
-                        {"B", 1}};
-  uint64_t factor = 1;
-  for (const Unit& u : units) {
-    if (absl::EndsWithIgnoreCase(s, u.suffix)) {
-      factor = u.factor;
-      s.resize(s.size() - strlen(u.suffix));
-      break;
-    }
-  }
-  double value = 0;
-  if (!absl::SimpleAtod(s, &value) || value < 0 || value * static_cast<double>(factor) > 1e19) {
-    return absl::InvalidArgumentError(absl::StrCat("not a size: '", text, "' (e.g. 5GB, 500MB, 2GiB)"));
-  }
-  return static_cast<uint64_t>(value * static_cast<double>(factor));
-}
-
 absl::StatusOr<ExportResult> Export(const ExportOptions& options) {
   if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
   sources::OpenSourceOptions open;

@@ -54,7 +54,5 @@ struct ExportResult {
 // AlreadyExists for an existing output without force; nothing is left at the output on error.
 absl::StatusOr<ExportResult> Export(const ExportOptions& options);
 
-// "5GB" → 5e9, "500MB", "1GiB", plain bytes. InvalidArgument otherwise.
-absl::StatusOr<uint64_t> ParseShardSize(const std::string& text);
 
 }  // namespace ucp::converters::pipelines
