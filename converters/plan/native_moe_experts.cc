@@ -50,8 +50,8 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
                                                 " lists ", num_experts.size()));
       }
       if (ep < 1 || num_experts[l] < 1 || num_experts[l] % ep != 0) {
-        return absl::DataLossError(absl::StrCat(what, ": layer ", l, " has ", num_experts[l],
-                                                " experts, not a multiple of ep_size ", ep));
+        return absl::DataLossError(
+            absl::StrCat(what, ": layer ", l, " has ", num_experts[l], " experts, not a multiple of ep_size ", ep));
       }
       NativeMoeLayer layer;
       layer.prefix = prefix;
@@ -77,7 +77,8 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
     for (int local = 0; local < layers[l].num_local; ++local) {
       if (per_local[l][local] != static_cast<int>(flat_rests[l].size())) {
         return absl::DataLossError(absl::StrCat(what, ": layer '", layers[l].prefix, "': local expert ", local, " has ",
-                                                per_local[l][local], " parameters, expert 0 has ", flat_rests[l].size()));
+                                                per_local[l][local], " parameters, expert 0 has ",
+                                                flat_rests[l].size()));
       }
     }
     // Submodule ("0" of "0.weight") first-appearance rank; a stable sort keeps group order within.

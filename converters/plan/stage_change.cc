@@ -56,7 +56,8 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
     }
     std::vector<const Value*> dims;
     for (int d = 0; d < v->tensor().shape.rank(); ++d) dims.push_back(arena.Int(v->tensor().shape.dim(d)));
-    ValueArena::SetItem(shapes, k, arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
+    ValueArena::SetItem(shapes, k,
+                        arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
     // DeepSpeed stores the parameter itself: the same storage as the module entry.
     TensorRef t = v->tensor();
     ValueArena::SetItem(fragments, k, arena.Tensor(std::move(t)));
@@ -70,7 +71,8 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
 
 absl::Status CheckStageChange(absl::string_view origin, int from, int to) {
   if (from == 0 && to < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": a ZeRO-0 checkpoint has no optimizer shards to "
+    return absl::InvalidArgumentError(absl::StrCat(origin,
+                                                   ": a ZeRO-0 checkpoint has no optimizer shards to "
                                                    "reshard: choose the target with --zero-stage 1 or 2"));
   }
   if (to < 0 || (to == from && from != 0)) return absl::OkStatus();
@@ -78,12 +80,14 @@ absl::Status CheckStageChange(absl::string_view origin, int from, int to) {
   if (to > 3) return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
   std::string why;
   if (to == 0) {
-    why = "ZeRO-0 keeps the whole optimizer in the model-states file and DeepSpeed has no universal load at "
-          "ZeRO-0; write ZeRO-1 (dp 1 if one file is wanted) or convert to a UCP";
+    why =
+        "ZeRO-0 keeps the whole optimizer in the model-states file and DeepSpeed has no universal load at "
+        "ZeRO-0; write ZeRO-1 (dp 1 if one file is wanted) or convert to a UCP";
   } else {
-    why = "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, ZeRO-1/2 one whole "
-          "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source wrote and fails "
-          "across the two (checked with DeepSpeed 0.19.6)";
+    why =
+        "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, ZeRO-1/2 one whole "
+        "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source wrote and fails "
+        "across the two (checked with DeepSpeed 0.19.6)";
   }
   return absl::InvalidArgumentError(
       absl::StrCat(origin, ": ZeRO-", from, " checkpoint, target ZeRO-", to, ": not supported: ", why));
@@ -109,7 +113,8 @@ const Value* StaticLossScaler(ValueArena& arena) {
 absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from, int to, absl::string_view what) {
   if (to < 0 || to == from) return absl::OkStatus();
   if (to == 1) {
-    if (root->Get(keys::kFrozenParamShapes) != nullptr) SetOrReplace(arena, root, keys::kFrozenParamShapes, arena.None());
+    if (root->Get(keys::kFrozenParamShapes) != nullptr)
+      SetOrReplace(arena, root, keys::kFrozenParamShapes, arena.None());
     if (root->Get(keys::kFrozenParamFragments) != nullptr) {
       SetOrReplace(arena, root, keys::kFrozenParamFragments, arena.None());
     }

@@ -60,4 +60,33 @@ absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value*
   return out;
 }
 
+absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
+                                                      const absl::flat_hash_map<std::string, ExpertShape>& experts,
+                                                      int64_t ep, absl::string_view what) {
+  namespace ids = deepspeed::internal_ds;
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
+  Value* out = arena.List();
+  for (const Value* g : groups) {
+    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
+    Value* ng = CopyDict(arena, *gd);
+    for (size_t i = 0; i < gd->entries().size(); ++i) {
+      const auto& [k, v] = gd->entries()[i];
+      auto it = experts.find(k->is(formats::torch::ValueKind::kStr) ? k->str() : std::string());
+      if (it == experts.end()) continue;
+      std::vector<const Value*> dims;
+      dims.push_back(arena.Int(it->second.num_experts / ep));
+      for (int d = 1; d < it->second.shape.rank(); ++d) dims.push_back(arena.Int(it->second.shape.dim(d)));
+      const Value* tuple = arena.Tuple(dims);
+      const Value* nv = tuple;
+      if (v->is(formats::torch::ValueKind::kList)) nv = arena.List(dims);
+      if (v->is(formats::torch::ValueKind::kObject)) {
+        nv = arena.Object(v->cls(), arena.Tuple({tuple}), v->construction());
+      }
+      ValueArena::ReplaceValue(ng, i, nv);
+    }
+    ValueArena::Append(out, ng);
+  }
+  return out;
+}
+
 }  // namespace ucp::converters::plan

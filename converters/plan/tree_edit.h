@@ -5,8 +5,10 @@
 
 #include <cstdint>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "formats/base/shape.h"
 #include "formats/torch/pickle_value.h"
 
 namespace ucp::converters::plan {
@@ -28,5 +30,17 @@ bool IsKey(const Value* k, absl::string_view key);
 // InvalidArgument (naming `what`) when a layer's num_experts is not divisible by `ep`.
 absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep, int64_t edp,
                                                  int64_t ep_rank, int64_t edp_rank, absl::string_view what);
+
+// An AutoEP expert parameter as param_shapes records it: all experts, the source's shape.
+struct ExpertShape {
+  int num_experts = 0;
+  Shape shape;  // dims after the first are kept
+};
+// param_shapes (a list, one dict name → shape per group; torch.Size, tuple or list) with every
+// entry named in `experts` EP-local at autoep_size `ep`: dim 0 = num_experts / ep, pickled in the
+// form the entry had. Other entries are kept (the same nodes).
+absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
+                                                      const absl::flat_hash_map<std::string, ExpertShape>& experts,
+                                                      int64_t ep, absl::string_view what);
 
 }  // namespace ucp::converters::plan

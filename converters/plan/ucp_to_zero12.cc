@@ -25,47 +25,6 @@ namespace internal_zero12 {
 namespace keys = deepspeed::keys;
 namespace ids = deepspeed::internal_ds;
 
-absl::Status Planner::SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                                std::vector<Piece>* out) const {
-  uint64_t pos = 0;
-  const uint64_t end = begin + length;
-  for (const store::ByteRun& run : runs.runs) {
-    if (pos >= end) break;
-    const uint64_t lo = std::max(pos, begin), hi = std::min(pos + run.size, end);
-    if (lo < hi) out->push_back(Piece{run.file, run.offset + (lo - pos), hi - lo});
-    pos += run.size;
-  }
-  if (pos < end) {
-    return absl::DataLossError(absl::StrCat(in_.origin, ": ", what, " holds ", pos, " bytes, needs ", end));
-  }
-  return absl::OkStatus();
-}
-
-const Value* Planner::NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
-                                std::vector<Piece> pieces) {
-  TensorRef t;
-  t.storage = NewStorage(dtype, storage_numel, std::move(pieces));
-  t.dtype = dtype;
-  t.shape = Shape({numel});
-  t.stride = {1};
-  t.requires_grad = requires_grad;
-  return arena_.Tensor(std::move(t));
-}
-
-const StorageRef* Planner::NewStorage(DType dtype, int64_t storage_numel, std::vector<Piece> pieces) {
-  StorageRef storage;
-  storage.key = "0";  // renumbered by the pickle writer
-  storage.dtype = dtype;
-  storage.location = "cpu";
-  storage.numel = storage_numel;
-  const StorageRef* ref = arena_.NewStorage(std::move(storage));
-  for (const Piece& p : pieces) {
-    if (p.source < 0) max_zeros_ = std::max(max_zeros_, p.length);
-  }
-  new_storages_[ref] = std::move(pieces);
-  return ref;
-}
-
 // ZeRO-0 -> ZeRO-1/2: a ZeRO module's parameters are views of one flat buffer per param group,
 // laid out and padded like the flat partitions (§3), where a ZeRO-0 module has a storage per
 // tensor. Tied aliases view their parameter; frozen parameters and buffers keep their storages.
@@ -108,7 +67,7 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
     if (l.flat.aligned > at) {
       pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat.aligned - at) * DTypeSize(dtype)});
     }
-    const StorageRef* flat = NewStorage(dtype, l.flat.aligned, std::move(pieces));
+    const StorageRef* flat = frames_.NewStorage(dtype, l.flat.aligned, std::move(pieces));
     for (int pi : in_.groups[g].params) views[in_.params[pi].name].storage = flat;
   }
   for (const auto& [alias, stored] : in_.zero0_shared_params) {
@@ -284,40 +243,6 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   return root;
 }
 
-absl::StatusOr<PlanFile> Planner::Frame(std::string path, FileRole role, const Value& root) {
-  std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
-  PlanFile f;
-  f.path = std::move(path);
-  f.role = role;
-  f.size = frame.file_size;
-  for (size_t i = 0; i < storages.size(); ++i) {
-    const store::TorchFrame::Storage& s = frame.storages[i];
-    Region r{s.payload_offset, s.size, {}};
-    if (auto it = new_storages_.find(storages[i]); it != new_storages_.end()) {
-      uint64_t at = s.payload_offset;
-      for (const Piece& p : it->second) {
-        if (p.length == 0) continue;
-        r.ops.push_back(CopyOp{p.source < 0 ? zero_source_ : p.source, p.source_offset, p.length, at});
-        at += p.length;
-      }
-    } else {
-      auto run = in_.storage_runs.find(storages[i]);
-      if (run == in_.storage_runs.end()) {
-        return absl::InternalError(absl::StrCat(f.path, ": storage '", storages[i]->key, "' has no source"));
-      }
-      if (run->second.size != s.size) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": storage '", storages[i]->key, "' has ",
-                                                run->second.size, " bytes on disk, its pickle says ", s.size));
-      }
-      if (s.size > 0) r.ops.push_back(CopyOp{run->second.file, run->second.offset, s.size, s.payload_offset});
-    }
-    f.regions.push_back(std::move(r));
-  }
-  f.frame = std::move(frame);
-  return f;
-}
-
 absl::StatusOr<Plan> Planner::Run() {
   for (const Zero12Group& g : in_.groups) {
     GroupLayout l;
@@ -346,12 +271,11 @@ absl::StatusOr<Plan> Planner::Run() {
   }
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
   // Padding zeros: a source at a fixed index (sized at the end); expert files may add cast sources.
-  zero_source_ = static_cast<int>(plan.sources.size());
-  plan.sources.push_back(PlanSource{"<zeros>", 0, nullptr});
+  frames_.ReserveZeros(&plan);
 
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
-  UCP_ASSIGN_OR_RETURN(PlanFile mf, Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
+  UCP_ASSIGN_OR_RETURN(PlanFile mf, frames_.Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
   // bf16 runs name their shards bf16_zero_pp_rank_* (§1.2), with either wrapper.
@@ -365,13 +289,12 @@ absl::StatusOr<Plan> Planner::Run() {
   }
   for (int r = 0; r < t_.dp; ++r) {
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(r));
-    UCP_ASSIGN_OR_RETURN(PlanFile of, Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
+    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
                                                          "_mp_rank_00_optim_states.pt"),
                                             FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(of));
   }
-  std::vector<std::byte> zeros(max_zeros_, std::byte{0});
-  plan.sources[zero_source_] = PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))};
+  frames_.FinishZeros(&plan);
   UCP_RETURN_IF_ERROR(ValidatePlan(plan));
   return plan;
 }

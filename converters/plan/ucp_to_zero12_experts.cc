@@ -27,30 +27,11 @@ absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::st
 // param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
 absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
   if (ep_ == in_.source_ep) return shapes;
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
-  Value* out = arena_.List();
-  for (const Value* g : groups) {
-    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
-    Value* ng = CopyDict(arena_, *gd);
-    for (size_t i = 0; i < gd->entries().size(); ++i) {
-      const auto& [k, v] = gd->entries()[i];
-      auto it = by_name.find(k->is(ValueKind::kStr) ? k->str() : std::string());
-      if (it == by_name.end() || !it->second->expert) continue;
-      std::vector<const Value*> dims;
-      const Shape& sh = it->second->shape;
-      dims.push_back(arena_.Int(it->second->num_experts / ep_));
-      for (int d = 1; d < sh.rank(); ++d) dims.push_back(arena_.Int(sh.dim(d)));
-      const Value* tuple = arena_.Tuple(dims);
-      const Value* nv = tuple;
-      if (v->is(ValueKind::kList)) nv = arena_.List(dims);
-      if (v->is(ValueKind::kObject)) nv = arena_.Object(v->cls(), arena_.Tuple({tuple}), v->construction());
-      ValueArena::ReplaceValue(ng, i, nv);
-    }
-    ValueArena::Append(out, ng);
+  absl::flat_hash_map<std::string, ExpertShape> experts;
+  for (const Zero12Param& p : in_.params) {
+    if (p.expert) experts[p.name] = ExpertShape{p.num_experts, p.shape};
   }
-  return out;
+  return RewriteExpertParamShapes(arena_, shapes, experts, ep_, what);
 }
 
 DType Planner::ModuleDtype(DType fallback) const {
@@ -81,9 +62,9 @@ absl::StatusOr<const Value*> Planner::ExpertRow(const Zero12Param& p, uint64_t b
       input.push_back(CastInputRun{std::shared_ptr<const ByteSource>(file, &file->zip().source()), piece.source_offset,
                                    piece.length});
     }
-    UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> cast,
-                         CastingSource(std::move(input), master, out, numel,
-                                       absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
+    UCP_ASSIGN_OR_RETURN(
+        std::shared_ptr<ByteSource> cast,
+        CastingSource(std::move(input), master, out, numel, absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
     const uint64_t size = cast->Size();
     plan->sources.push_back(PlanSource{cast->name(), size, std::move(cast)});
     pieces = {Piece{static_cast<int>(plan->sources.size()) - 1, 0, size}};
@@ -135,8 +116,9 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* row, ExpertRow(p, at, p.shape, plan));
         arena_.SetItem(root, layer.GlobalName(e, rest), row);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                             FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(PlanFile f,
+                           frames_.Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                         FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }
@@ -165,8 +147,8 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         const std::string name = absl::StrCat(prefix, ".", w);
         auto it = by_name.find(name);
         if (it == by_name.end() || !it->second->expert || it->second->num_experts != num_experts) {
-          return absl::DataLossError(absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts,
-                                                  " experts"));
+          return absl::DataLossError(
+              absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts, " experts"));
         }
         const Zero12Param& p = *it->second;
         Shape row;
@@ -178,8 +160,9 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
         arena_.SetItem(root, absl::StrCat(name, ".", e), t);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                             FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(PlanFile f,
+                           frames_.Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
+                                         FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }

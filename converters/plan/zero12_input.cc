@@ -222,8 +222,8 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
     in.source_dp = static_cast<int>(v);
   }
   using ExpertMap = absl::flat_hash_map<std::string, int>;
-  UCP_ASSIGN_OR_RETURN(ExpertMap experts,
-                       ExpertNames(*in.model_root, absl::StrCat(model_path, ": ", keys::kDsAutoepLayers), &in.source_ep));
+  const std::string layers_what = absl::StrCat(model_path, ": ", keys::kDsAutoepLayers);
+  UCP_ASSIGN_OR_RETURN(ExpertMap experts, ExpertNames(*in.model_root, layers_what, &in.source_ep));
   UCP_RETURN_IF_ERROR(NativeMoeNumExperts(*in.model_root, model_path, &in));
   UCP_ASSIGN_OR_RETURN(const Value* pgs_v, ids::Require(*in.optimizer_template, keys::kParamGroups, opt_path));
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pgs_v, opt_path));

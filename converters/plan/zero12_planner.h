@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "converters/plan/plan.h"
+#include "converters/plan/storage_frames.h"
 #include "converters/plan/ucp_to_zero.h"
 #include "converters/plan/zero12_input.h"
 #include "formats/torch/pickle_value.h"
@@ -24,14 +26,6 @@ using formats::torch::TensorRef;
 using formats::torch::Value;
 using formats::torch::ValueArena;
 using formats::torch::ValueKind;
-
-struct Piece {
-  int source = -1;  // -1: zeros
-  uint64_t source_offset = 0;
-  uint64_t length = 0;
-};
-
-
 
 class Planner {
  public:
@@ -51,12 +45,15 @@ class Planner {
     store::FlatLayout flat;
   };
   absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                         std::vector<Piece>* out) const;
-  // A new 1-D tensor of `numel` elements over a storage of `storage_numel` filled by `pieces`.
-  const StorageRef* NewStorage(DType dtype, int64_t storage_numel, std::vector<Piece> pieces);
-  absl::Status Zero0FlatModule(Value* root);
+                         std::vector<Piece>* out) const {
+    return plan::SliceRuns(runs, begin, length, in_.origin, what, out);
+  }
   const Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
-                         std::vector<Piece> pieces);
+                         std::vector<Piece> pieces) {
+    return frames_.NewTensor(dtype, numel, storage_numel, requires_grad, std::move(pieces));
+  }
+  // ZeRO-0 source: the module's parameters as views of one flat buffer per group.
+  absl::Status Zero0FlatModule(Value* root);
   absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
   absl::StatusOr<const Value*> OptimizerRoot(int rank);
   absl::StatusOr<const Value*> ModelRoot();
@@ -72,7 +69,6 @@ class Planner {
   // An expert file's tensor: master elements of p's fp32 state from `byte_offset`, shaped `shape`,
   // in the module's dtype (cast lazily when it differs; the cast source is added to `plan`).
   absl::StatusOr<const Value*> ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape, Plan* plan);
-  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
   int PartitionRank(int g, int rank) const {
     const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
     return in_.groups[g].expert ? place.edp_rank : rank;
@@ -90,11 +86,8 @@ class Planner {
   const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
   std::vector<GroupLayout> layouts_;
   ValueArena arena_;
-  absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
-  uint64_t max_zeros_ = 0;
-  int zero_source_ = -1;
+  StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
   const Value* fragment_cls_ = nullptr;
 };
-
 
 }  // namespace ucp::converters::plan::internal_zero12

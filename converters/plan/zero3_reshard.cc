@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
+#include "converters/plan/storage_frames.h"
 #include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
 #include "ucp/torch_frame.h"
@@ -24,13 +25,6 @@ using formats::torch::TensorRef;
 using formats::torch::Value;
 using formats::torch::ValueArena;
 using formats::torch::ValueKind;
-
-// A piece of a new storage's payload: bytes of a source file, or `length` zero bytes.
-struct Piece {
-  int source = -1;  // -1: zeros
-  uint64_t source_offset = 0;
-  uint64_t length = 0;
-};
 
 // Rank r's place in the target topology.
 struct RankPlace {
@@ -58,18 +52,20 @@ class Planner {
     }
     return out;
   }
-  // Appends to `out` the bytes [begin, begin + length) of a tensor given as runs.
   absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                         std::vector<Piece>* out) const;
+                         std::vector<Piece>* out) const {
+    return plan::SliceRuns(runs, begin, length, in_.origin, what, out);
+  }
   // A new 1-D storage + tensor of `numel` elements filled by `pieces`.
-  const Value* NewTensor(DType dtype, int64_t numel, bool requires_grad, std::vector<Piece> pieces);
+  const Value* NewTensor(DType dtype, int64_t numel, bool requires_grad, std::vector<Piece> pieces) {
+    return frames_.NewTensor(dtype, numel, numel, requires_grad, std::move(pieces));
+  }
   // Rank r's partition of each param of sub-group s for one state (concatenated, padded).
   absl::StatusOr<const Value*> SubGroupPartition(int s, int state, const RankPlace& place, bool requires_grad);
   absl::StatusOr<const Value*> ModelRoot(const RankPlace& place);
   absl::StatusOr<const Value*> OptimizerRoot(const RankPlace& place);
   absl::StatusOr<const Value*> AutoepLayers(const Value* layers, const RankPlace& place, absl::string_view what);
   absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
-  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const Value& root);
   int64_t LocalNumel(const Zero3Param& p) const;
 
   const Zero3Input& in_;
@@ -77,51 +73,13 @@ class Planner {
   const int ep_, edp_;
   const bool data_first_;  // use_data_before_expert_parallelism
   ValueArena arena_;
-  absl::flat_hash_map<const StorageRef*, std::vector<Piece>> new_storages_;
-  uint64_t max_zeros_ = 0;
-  int zero_source_ = -1;
+  StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
 };
 
 
 
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-absl::Status Planner::SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                                std::vector<Piece>* out) const {
-  uint64_t pos = 0;
-  const uint64_t end = begin + length;
-  for (const store::ByteRun& run : runs.runs) {
-    if (pos >= end) break;
-    const uint64_t lo = std::max(pos, begin), hi = std::min(pos + run.size, end);
-    if (lo < hi) out->push_back(Piece{run.file, run.offset + (lo - pos), hi - lo});
-    pos += run.size;
-  }
-  if (pos < end) {
-    return absl::DataLossError(absl::StrCat(in_.origin, ": ", what, " holds ", pos, " bytes, needs ", end));
-  }
-  return absl::OkStatus();
-}
-
-const Value* Planner::NewTensor(DType dtype, int64_t numel, bool requires_grad, std::vector<Piece> pieces) {
-  StorageRef storage;
-  storage.key = "0";  // renumbered by the pickle writer
-  storage.dtype = dtype;
-  storage.location = "cpu";
-  storage.numel = numel;
-  const StorageRef* ref = arena_.NewStorage(std::move(storage));
-  for (const Piece& p : pieces) {
-    if (p.source < 0) max_zeros_ = std::max(max_zeros_, p.length);
-  }
-  new_storages_[ref] = std::move(pieces);
-  TensorRef t;
-  t.storage = ref;
-  t.dtype = dtype;
-  t.shape = Shape({numel});
-  t.stride = {1};
-  t.requires_grad = requires_grad;
-  return arena_.Tensor(std::move(t));
-}
 
 int64_t Planner::LocalNumel(const Zero3Param& p) const {
   const int64_t numel = p.shape.NumElements().value_or(0);
@@ -167,30 +125,11 @@ absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, const Ra
 // param_shapes with the expert entries at the target ep (same pickled form as the source's).
 absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
   if (ep_ == in_.source_ep) return shapes;
-  absl::flat_hash_map<std::string, const Zero3Param*> by_name;
-  for (const Zero3Param& p : in_.params) by_name[p.name] = &p;
-  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
-  Value* out = arena_.List();
-  for (const Value* g : groups) {
-    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
-    Value* ng = CopyDict(arena_, *gd);
-    for (size_t i = 0; i < gd->entries().size(); ++i) {
-      const auto& [k, v] = gd->entries()[i];
-      auto it = by_name.find(k->is(ValueKind::kStr) ? k->str() : std::string());
-      if (it == by_name.end() || !it->second->expert) continue;
-      std::vector<const Value*> dims;
-      const Shape& s = it->second->shape;
-      dims.push_back(arena_.Int(it->second->num_experts / ep_));
-      for (int d = 1; d < s.rank(); ++d) dims.push_back(arena_.Int(s.dim(d)));
-      const Value* tuple = arena_.Tuple(dims);
-      const Value* nv = tuple;
-      if (v->is(ValueKind::kList)) nv = arena_.List(dims);
-      if (v->is(ValueKind::kObject)) nv = arena_.Object(v->cls(), arena_.Tuple({tuple}), v->construction());
-      ValueArena::ReplaceValue(ng, i, nv);
-    }
-    ValueArena::Append(out, ng);
+  absl::flat_hash_map<std::string, ExpertShape> experts;
+  for (const Zero3Param& p : in_.params) {
+    if (p.expert) experts[p.name] = ExpertShape{p.num_experts, p.shape};
   }
-  return out;
+  return RewriteExpertParamShapes(arena_, shapes, experts, ep_, what);
 }
 
 absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
@@ -342,40 +281,6 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
   return root;
 }
 
-absl::StatusOr<PlanFile> Planner::Frame(std::string path, FileRole role, const Value& root) {
-  std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
-  PlanFile f;
-  f.path = std::move(path);
-  f.role = role;
-  f.size = frame.file_size;
-  for (size_t i = 0; i < storages.size(); ++i) {
-    const store::TorchFrame::Storage& s = frame.storages[i];
-    Region r{s.payload_offset, s.size, {}};
-    if (auto it = new_storages_.find(storages[i]); it != new_storages_.end()) {
-      uint64_t at = s.payload_offset;
-      for (const Piece& p : it->second) {
-        if (p.length == 0) continue;
-        r.ops.push_back(CopyOp{p.source < 0 ? zero_source_ : p.source, p.source_offset, p.length, at});
-        at += p.length;
-      }
-    } else {
-      auto run = in_.storage_runs.find(storages[i]);
-      if (run == in_.storage_runs.end()) {
-        return absl::InternalError(absl::StrCat(f.path, ": storage '", storages[i]->key, "' has no source"));
-      }
-      if (run->second.size != s.size) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": storage '", storages[i]->key, "' has ",
-                                                run->second.size, " bytes on disk, its pickle says ", s.size));
-      }
-      if (s.size > 0) r.ops.push_back(CopyOp{run->second.file, run->second.offset, s.size, s.payload_offset});
-    }
-    f.regions.push_back(std::move(r));
-  }
-  f.frame = std::move(frame);
-  return f;
-}
-
 absl::StatusOr<Plan> Planner::Run() {
   Plan plan;
   plan.info.pipeline = "reshard_zero3";
@@ -388,22 +293,19 @@ absl::StatusOr<Plan> Planner::Run() {
   plan.info.frozen_params = static_cast<int>(in_.frozen.size());
   for (const Zero3Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
-  zero_source_ = static_cast<int>(plan.sources.size());
+  frames_.ReserveZeros(&plan);
   for (int r = 0; r < t_.dp; ++r) {
     const RankPlace place = Place(r);
     UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot(place));
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(place));
-    UCP_ASSIGN_OR_RETURN(PlanFile mf, Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_model_states.pt"),
+    UCP_ASSIGN_OR_RETURN(PlanFile mf, frames_.Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_model_states.pt"),
                                             FileRole::kModelRewrite, *model));
-    UCP_ASSIGN_OR_RETURN(PlanFile of, Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_optim_states.pt"),
+    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_optim_states.pt"),
                                             FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(mf));
     plan.files.push_back(std::move(of));
   }
-  if (max_zeros_ > 0) {
-    std::vector<std::byte> zeros(max_zeros_, std::byte{0});
-    plan.sources.push_back(PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))});
-  }
+  frames_.FinishZeros(&plan);
   UCP_RETURN_IF_ERROR(ValidatePlan(plan));
   return plan;
 }

@@ -17,9 +17,9 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text, bool allow_zero) 
   };
   // Longest suffixes first: "gib" before "gb" before "g" before "b".
   static constexpr Unit kUnits[] = {
-      {"kib", 1024.0},  {"mib", 1048576.0}, {"gib", 1073741824.0}, {"tib", 1099511627776.0},
-      {"kb", 1e3},      {"mb", 1e6},        {"gb", 1e9},           {"tb", 1e12},
-      {"k", 1024.0},    {"m", 1048576.0},   {"g", 1073741824.0},   {"t", 1099511627776.0},
+      {"kib", 1024.0}, {"mib", 1048576.0}, {"gib", 1073741824.0}, {"tib", 1099511627776.0},
+      {"kb", 1e3},     {"mb", 1e6},        {"gb", 1e9},           {"tb", 1e12},
+      {"k", 1024.0},   {"m", 1048576.0},   {"g", 1073741824.0},   {"t", 1099511627776.0},
       {"b", 1.0}};
   double factor = 1.0;
   for (const Unit& u : kUnits) {

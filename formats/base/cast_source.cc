@@ -24,7 +24,7 @@ uint16_t FloatToHalf(float f) {
   const uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7FFFFFFF;
   if (a >= 0x7F800000) return static_cast<uint16_t>(sign | (a > 0x7F800000 ? 0x7E00 : 0x7C00));
   if (a >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // >= 65520 rounds to inf
-  if (a < 0x38800000) {                                               // half subnormal or zero
+  if (a < 0x38800000) {                                              // half subnormal or zero
     float v;
     std::memcpy(&v, &a, 4);
     return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(v * 16777216.0f)));
@@ -45,7 +45,8 @@ class CastSource final : public ByteSource {
 
   absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
     if (offset > Size() || out.size() > Size() - offset) {
-      return absl::OutOfRangeError(absl::StrCat(name_, ": read of ", out.size(), " bytes at ", offset, " past ", Size()));
+      return absl::OutOfRangeError(
+          absl::StrCat(name_, ": read of ", out.size(), " bytes at ", offset, " past ", Size()));
     }
     const uint64_t eout = DTypeSize(to_), ein = DTypeSize(from_);
     // Whole output elements covering the request, in bounded chunks.

@@ -1,0 +1,67 @@
+// What the ZeRO sink's planners (ucp_to_zero12.cc, zero3_reshard.cc) share to re-save DeepSpeed
+// files: new storages whose payload is a list of pieces (byte ranges of the opened input files or
+// of memory sources, or zeros), and the framing of a pickled tree into a PlanFile whose regions
+// copy those pieces, or copy an input storage whole.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "converters/plan/plan.h"
+#include "converters/plan/zero3_input.h"
+#include "formats/torch/pickle_value.h"
+#include "ucp/source.h"
+
+namespace ucp::converters::plan {
+
+// A piece of a new storage's payload: `length` bytes of plan source `source` at `source_offset`,
+// or `length` zero bytes (source -1).
+struct Piece {
+  int source = -1;
+  uint64_t source_offset = 0;
+  uint64_t length = 0;
+};
+
+// Appends to `out` the pieces of bytes [begin, begin + length) of a tensor stored as `runs`.
+// DataLoss ("<origin>: <what> holds N bytes, needs M") when the runs are shorter.
+absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view origin,
+                       absl::string_view what, std::vector<Piece>* out);
+
+class StorageFrames {
+ public:
+  // `existing`: where the input files' storages are (plan source = file index); `origin` names the
+  // input in messages. Both must outlive this object.
+  StorageFrames(formats::torch::ValueArena* arena,
+                const absl::flat_hash_map<const formats::torch::StorageRef*, store::ByteRun>* existing,
+                const std::string* origin)
+      : arena_(arena), existing_(existing), origin_(origin) {}
+
+  // Reserves the zeros source at the end of `plan`'s sources; call once, after the file sources
+  // and before anything else adds a source.
+  void ReserveZeros(Plan* plan);
+  // A new storage of `numel` elements filled by `pieces` (which must add up to its bytes).
+  const formats::torch::StorageRef* NewStorage(DType dtype, int64_t numel, std::vector<Piece> pieces);
+  // A new 1-D tensor of `numel` elements over a new storage of `storage_numel` elements.
+  const formats::torch::Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
+                                         std::vector<Piece> pieces);
+  // `root` torch.save'd at `path`: every storage either new (its pieces) or an input storage
+  // (copied whole, its size checked against the pickle's).
+  absl::StatusOr<PlanFile> Frame(std::string path, FileRole role, const formats::torch::Value& root) const;
+  // Gives the zeros source its size; call after the last Frame.
+  void FinishZeros(Plan* plan) const;
+
+ private:
+  formats::torch::ValueArena* arena_;
+  const absl::flat_hash_map<const formats::torch::StorageRef*, store::ByteRun>* existing_;
+  const std::string* origin_;
+  absl::flat_hash_map<const formats::torch::StorageRef*, std::vector<Piece>> new_storages_;
+  uint64_t max_zeros_ = 0;
+  int zero_source_ = -1;
+};
+
+}  // namespace ucp::converters::plan
