@@ -3,6 +3,7 @@
 #   ucp export SRC --out O --format safetensors      (against DeepSpeed's zero_to_fp32.py: 7.4 s,
 #                                                     2.5 GiB peak RSS on the baseline checkpoint)
 #   ucp reshard SRC --dp 2 --out O
+#   and, from the ZeRO folder only: export --dtype bf16 (the cast path), reshard --zero-stage 1
 # with SRC = the ZeRO tag folder and SRC = its UCP (made once by `ucp convert`, cached next to
 # it), on the checkpoint of run_convert_bench.sh (same generator, same D). A subcommand whose
 # `ucp CMD --help` fails (or prints no `Usage: ucp CMD`) is skipped with a message. For each
@@ -61,7 +62,7 @@ bench_one() {
   read -r _ anon < <(stat_of "$name" 4)
   printf '%-28s min %7.3f s  median %7.3f s  floor median %7.3f s  ratio %s  peak RSS %s MiB (anon %s MiB)' \
     "$name" "$c_min" "$c_med" "$f_med" "$(ratio "$c_med" "$f_med")" "$(mib "$rss")" "$(mib "$anon")" >>"$RES/summary.txt"
-  if [[ $name == export_* ]]; then
+  if [[ $name == export_zero || $name == export_ucp ]]; then
     printf '  vs zero_to_fp32 (%s s, %s MiB): %sx faster' "$Z2F_SECONDS" "$Z2F_RSS_MIB" \
       "$(ratio "$Z2F_SECONDS" "$c_med")" >>"$RES/summary.txt"
   fi
@@ -87,6 +88,13 @@ for cmd in export reshard; do
     fi
   done
 done
+# The cast path (fp32 masters read and cast to bf16 chunk by chunk) and a ZeRO stage change.
+if "$UCP" export --help 2>&1 | grep -q -- "--dtype"; then
+  bench_one "export_zero_bf16" "$TAG_DIR" "$UCP" export "$TAG_DIR" --out "$OUT" --format safetensors --dtype bf16
+fi
+if "$UCP" reshard --help 2>&1 | grep -q -- "--zero-stage"; then
+  bench_one "reshard_zero_to_s1" "$TAG_DIR" "$UCP" reshard "$TAG_DIR" --dp 2 --zero-stage 1 --out "$OUT"
+fi
 {
   echo
   echo "== ucp export / reshard benchmark: $TAG_DIR (input $INPUT_BYTES bytes), reps $REPS"
