@@ -31,20 +31,20 @@ bool CheckTorchFile(const std::string& dir, const std::string& relative, const V
   return false;
 }
 
-void VerifyManifest(const std::string& dir, VerifyReport& report) {
+int VerifyManifest(const std::string& dir, VerifyReport& report) {
   absl::StatusOr<store::Manifest> manifest = store::ReadManifest(dir);
   if (absl::IsNotFound(manifest.status())) {
     report.notes.push_back(absl::StrCat("no ", store::kManifestFile, ": sizes and CRC-32s of the files not checked"));
-    return;
+    return 0;
   }
   if (!manifest.ok()) {
     report.problems.push_back({"manifest", std::string(store::kManifestFile), std::string(manifest.status().message())});
-    return;
+    return 0;
   }
   absl::StatusOr<std::vector<std::string>> present = store::ListFiles(dir);
   if (!present.ok()) {
     report.problems.push_back({"manifest", "", std::string(present.status().message())});
-    return;
+    return 0;
   }
   std::vector<std::string> listed;
   for (const store::ManifestEntry& entry : manifest->files) {
@@ -74,6 +74,7 @@ void VerifyManifest(const std::string& dir, VerifyReport& report) {
       report.problems.push_back({"manifest", path, "not listed in the manifest"});
     }
   }
+  return static_cast<int>(manifest->files.size());
 }
 
 }  // namespace internal_verify
@@ -93,12 +94,17 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
     internal_verify::VerifyUniversal(path, options, report);
     return report;
   }
-  if (fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec)) {
+  const bool has_manifest = fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
+  // A save folder (`latest` beside its tag folders): a DeepSpeed one, or one `ucp reshard` wrote
+  // (which also has a manifest, checked as well).
+  const bool save_folder = fs::is_regular_file(fs::path(path) / "latest", ec);
+  if (has_manifest && !save_folder) {
     report.kind = "export";
-    internal_verify::VerifyManifest(path, report);
+    report.files_checked += internal_verify::VerifyManifest(path, report);
     return report;
   }
   report.kind = "zero";
+  if (has_manifest) internal_verify::VerifyManifest(path, report);
   UCP_RETURN_IF_ERROR(internal_verify::VerifyZero(path, options, report));
   return report;
 }

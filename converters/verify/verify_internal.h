@@ -18,7 +18,7 @@ void CheckIndexCoverage(const deepspeed::CheckpointIndex& index, VerifyReport& r
 // verify_ucp.cc: zero/<param>/ files, step.pt, model files vs zero/, optimizer_state.pt.
 void VerifyUniversal(const std::string& dir, const VerifyOptions& options, VerifyReport& report);
 // verify.cc: ucp_manifest.json against the folder (every difference).
-void VerifyManifest(const std::string& dir, VerifyReport& report);
+int VerifyManifest(const std::string& dir, VerifyReport& report);
 // verify.cc: opens a torch.save file (dir/relative) and checks its CRC-32s; a "file" problem on failure.
 bool CheckTorchFile(const std::string& dir, const std::string& relative, const VerifyOptions& options,
                     VerifyReport& report);

@@ -175,6 +175,39 @@ TEST(BrokenUniversal, ManifestNamesTheChangedFile) {
   EXPECT_TRUE(HasProblem(report, "file", "zero/embed.weight/fp32.pt")) << ReportToText(report);
 }
 
+// What `ucp reshard` writes: a save folder (latest + tag folder) with ucp_manifest.json at its root.
+TEST(ReshardOutput, IsCheckedAsZeroAndAgainstItsManifest) {
+  ScratchDir scratch;
+  const fs::path out = scratch.path() / "resharded";
+  fs::create_directories(out);
+  fs::copy(fs::path(FixtureCase("s2_fp32_dp4")) / "reshard_dp2/checkpoint/global_step5", out / "global_step5",
+           fs::copy_options::recursive);
+  std::ofstream(out / "latest") << "global_step5";
+  store::Manifest manifest;
+  absl::StatusOr<std::vector<std::string>> files = store::ListFiles(out.string());
+  ASSERT_TRUE(files.ok()) << files.status();
+  for (const std::string& file : *files) {
+    absl::StatusOr<store::ManifestEntry> entry = store::HashFile(out.string(), file);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    manifest.files.push_back(*entry);
+  }
+  std::ofstream(out / "ucp_manifest.json") << store::ManifestToJson(manifest);
+  VerifyReport report = Verify(out);
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_EQ(report.kind, "zero");
+  EXPECT_GT(report.files_checked, 2);
+  EXPECT_GT(report.params_checked, 10);
+
+  const fs::path shard = out / "global_step5" / kShard1;
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(shard) / 2));
+    f.put('\x5a');
+  }
+  report = Verify(out);
+  EXPECT_TRUE(HasProblem(report, "manifest", std::string("global_step5/") + kShard1, "CRC-32")) << ReportToText(report);
+}
+
 TEST(Manifest, EveryDifferenceNamed) {
   ScratchDir scratch;
   const fs::path dir = scratch.path() / "export";
@@ -188,6 +221,7 @@ TEST(Manifest, EveryDifferenceNamed) {
   std::ofstream(dir / "d.bin") << "extra";
   const VerifyReport report = Verify(dir);
   EXPECT_EQ(report.kind, "export");
+  EXPECT_EQ(report.files_checked, 3);  // the manifest's entries
   EXPECT_FALSE(HasProblem(report, "manifest", "a.bin")) << ReportToText(report);
   EXPECT_TRUE(HasProblem(report, "manifest", "b.bin", "size 5 bytes")) << ReportToText(report);
   EXPECT_TRUE(HasProblem(report, "manifest", "c.bin", "missing")) << ReportToText(report);

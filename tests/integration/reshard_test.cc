@@ -21,6 +21,7 @@
 #include "cli/commands/reshard_command.h"
 #include "converters/pipelines/convert.h"
 #include "converters/pipelines/reshard.h"
+#include "converters/verify/verify.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
@@ -184,6 +185,15 @@ void RunCase(const Case& c, bool from_ucp) {
   std::stringstream tag;
   tag << latest.rdbuf();
   EXPECT_EQ(tag.str(), "global_step5");
+
+  // `ucp verify` passes on what was written: fragments cover every parameter once, steps agree,
+  // padding is zero, and the manifest's sizes and CRC-32s match.
+  absl::StatusOr<converters::verify::VerifyReport> verified = converters::verify::VerifyCheckpoint(o.output);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->ok()) << converters::verify::ReportToText(*verified);
+  EXPECT_EQ(verified->kind, "zero");
+  EXPECT_GT(verified->params_checked, 5);
+  EXPECT_GT(verified->files_checked, 2);
 
   const std::string golden = GoldenRoot(c) + "/" + c.golden + "/checkpoint/global_step5";
   const std::string ours_dir = o.output + "/global_step5";
