@@ -1,9 +1,15 @@
 #include "converters/sources/source_diff.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "converters/sources/expert_layouts.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::sources {
@@ -35,17 +41,35 @@ double MaxAbsDiff(DType da, const Buffer& a, DType db, const Buffer& b, int64_t 
   return max;
 }
 
+// One state of one parameter: bitwise equal, or the largest difference as doubles.
+DiffEntry CompareState(const std::string& name, ParamState state, DType da, const Buffer& ba, DType db,
+                       const Buffer& bb, int64_t numel, double atol) {
+  DiffEntry e{name, std::string(store::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
+  if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) return e;
+  e.max_abs_diff = MaxAbsDiff(da, ba, db, bb, numel);
+  if (da != db) e.detail = absl::StrCat(DTypeName(da), " vs ", DTypeName(db));
+  e.status = e.max_abs_diff <= atol ? DiffStatus::kWithinTolerance : DiffStatus::kDifferent;
+  return e;
+}
+
 }  // namespace
 
 const char* DiffStatusName(DiffStatus status) {
   switch (status) {
-    case DiffStatus::kEqual: return "equal";
-    case DiffStatus::kWithinTolerance: return "within_tolerance";
-    case DiffStatus::kDifferent: return "different";
-    case DiffStatus::kShapeMismatch: return "shape_mismatch";
-    case DiffStatus::kMissingInA: return "missing_in_a";
-    case DiffStatus::kMissingInB: return "missing_in_b";
-    case DiffStatus::kStepDiffers: return "step_differs";
+    case DiffStatus::kEqual:
+      return "equal";
+    case DiffStatus::kWithinTolerance:
+      return "within_tolerance";
+    case DiffStatus::kDifferent:
+      return "different";
+    case DiffStatus::kShapeMismatch:
+      return "shape_mismatch";
+    case DiffStatus::kMissingInA:
+      return "missing_in_a";
+    case DiffStatus::kMissingInB:
+      return "missing_in_b";
+    case DiffStatus::kStepDiffers:
+      return "step_differs";
   }
   return "?";
 }
@@ -65,7 +89,8 @@ nlohmann::json DiffReport::ToJson() const {
   out["entries"] = nlohmann::json::array();
   for (const DiffEntry& e : entries) {
     nlohmann::json j = {{"name", e.name}, {"state", e.state}, {"status", DiffStatusName(e.status)}};
-    if (e.status == DiffStatus::kWithinTolerance || e.status == DiffStatus::kDifferent) j["max_abs_diff"] = e.max_abs_diff;
+    if (e.status == DiffStatus::kWithinTolerance || e.status == DiffStatus::kDifferent)
+      j["max_abs_diff"] = e.max_abs_diff;
     if (!e.detail.empty()) j["detail"] = e.detail;
     out["entries"].push_back(std::move(j));
   }
@@ -75,7 +100,47 @@ nlohmann::json DiffReport::ToJson() const {
 absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const DiffOptions& options) {
   DiffReport report;
   const bool weights_only = IsWeightsOnly(a) || IsWeightsOnly(b);
+  // Expert weights a weights export stores in another layout (expert_layouts.h): which stacked
+  // parameters it has, and which of its tensors they are made of.
+  const Source* export_side = IsWeightsOnly(b) && !IsWeightsOnly(a)   ? &b
+                              : IsWeightsOnly(a) && !IsWeightsOnly(b) ? &a
+                                                                      : nullptr;
+  const Source* stacked_side = export_side == &b ? &a : export_side == &a ? &b : nullptr;
+  std::map<std::string, int> native_local;
+  std::set<std::string> assembled, consumed;
+  const bool fp32 = std::find(options.states.begin(), options.states.end(), ParamState::kFp32) != options.states.end();
+  if (export_side != nullptr && fp32) {
+    native_local = NativeLocalExperts(*stacked_side);
+    for (const ParamMeta& p : stacked_side->params()) {
+      if (!p.expert) continue;
+      // A native expert's stacked name is also global expert <local>'s name in the export.
+      if (const ParamMeta* same = export_side->Find(p.name); same != nullptr && same->shape == p.shape) continue;
+      UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e, AssembleExpert(*export_side, p, native_local, false));
+      if (!e) continue;
+      assembled.insert(p.name);
+      consumed.insert(e->names.begin(), e->names.end());
+    }
+  }
+  // Compares stacked expert `p` with its assembled form; `stacked_is_a` orders the two sides.
+  auto compare_assembled = [&](const ParamMeta& p, bool stacked_is_a) -> absl::Status {
+    UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e, AssembleExpert(*export_side, p, native_local, true));
+    UCP_ASSIGN_OR_RETURN(Buffer bytes, stacked_side->StateBytes(p, ParamState::kFp32));
+    UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
+    const DType dp = p.state(ParamState::kFp32)->dtype;
+    ++report.params_compared;
+    ++report.states_compared;
+    DiffEntry entry = stacked_is_a
+                          ? CompareState(p.name, ParamState::kFp32, dp, bytes, e->dtype, e->bytes, numel, options.atol)
+                          : CompareState(p.name, ParamState::kFp32, e->dtype, e->bytes, dp, bytes, numel, options.atol);
+    report.entries.push_back(std::move(entry));
+    return absl::OkStatus();
+  };
   for (const ParamMeta& pa : a.params()) {
+    if (stacked_side == &a && assembled.count(pa.name) > 0) {
+      UCP_RETURN_IF_ERROR(compare_assembled(pa, true));
+      continue;
+    }
+    if (export_side == &a && consumed.count(pa.name) > 0) continue;  // compared with its stacked form
     const ParamMeta* pb = b.Find(pa.name);
     if (pb == nullptr) {
       report.entries.push_back({pa.name, "", DiffStatus::kMissingInB, 0, ""});
@@ -99,17 +164,9 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       ++report.states_compared;
       UCP_ASSIGN_OR_RETURN(Buffer ba, a.StateBytes(pa, state));
       UCP_ASSIGN_OR_RETURN(Buffer bb, b.StateBytes(*pb, state));
-      const DType da = pa.state(state)->dtype, db = pb->state(state)->dtype;
-      DiffEntry e{pa.name, std::string(store::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
-      if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) {
-        report.entries.push_back(std::move(e));
-        continue;
-      }
       UCP_ASSIGN_OR_RETURN(int64_t numel, pa.shape.NumElements());
-      e.max_abs_diff = MaxAbsDiff(da, ba, db, bb, numel);
-      if (da != db) e.detail = absl::StrCat(DTypeName(da), " vs ", DTypeName(db));
-      e.status = e.max_abs_diff <= options.atol ? DiffStatus::kWithinTolerance : DiffStatus::kDifferent;
-      report.entries.push_back(std::move(e));
+      report.entries.push_back(
+          CompareState(pa.name, state, pa.state(state)->dtype, ba, pb->state(state)->dtype, bb, numel, options.atol));
     }
     if (options.compare_steps && pa.step && pb->step && *pa.step != *pb->step) {
       report.entries.push_back({pa.name, "step", DiffStatus::kStepDiffers, std::fabs(*pa.step - *pb->step),
@@ -117,7 +174,13 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     }
   }
   for (const ParamMeta& pb : b.params()) {
-    if (a.Find(pb.name) == nullptr) report.entries.push_back({pb.name, "", DiffStatus::kMissingInA, 0, ""});
+    if (stacked_side == &b && assembled.count(pb.name) > 0) {
+      UCP_RETURN_IF_ERROR(compare_assembled(pb, false));
+    } else if (export_side == &b && consumed.count(pb.name) > 0) {
+      continue;  // compared with its stacked form
+    } else if (a.Find(pb.name) == nullptr) {
+      report.entries.push_back({pb.name, "", DiffStatus::kMissingInA, 0, ""});
+    }
   }
   return report;
 }

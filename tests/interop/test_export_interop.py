@@ -129,6 +129,35 @@ def test_native_moe_experts_per_global_expert(source, tmp_path):
     assert not [k for k in tensors if ".deepspeed_experts." in k and k not in expected]
 
 
+@pytest.mark.parametrize("case,layout", [("autoep_mixtral_s2_fp32_dp4_ep2", "fused"),
+                                         ("autoep_qwen3_s3_fp32_dp4_ep2", "per-expert"),
+                                         ("moe", "native")])
+def test_diff_matches_expert_layouts_of_an_export(case, layout, tmp_path):
+    # `ucp diff` compares a checkpoint's stacked experts with the export's fused / per-expert /
+    # per-global-expert tensors, both ways round, and sees a changed value.
+    ckpt = (SRC / "fixtures/deepspeed_extra/moe_s2_fp32_dp4_ep2/checkpoint" if case == "moe"
+            else SRC / f"fixtures/deepspeed/{case}/checkpoint")
+    out = tmp_path / "out"
+    run("export", ckpt, "--out", out, *(["--moe-layout", layout] if layout != "native" else []))
+    for a, b in ((ckpt, out), (out, ckpt)):
+        report = json.loads(run("diff", a, b, "--json").stdout)
+        assert report["equal"], [e for e in report["entries"] if e["status"] != "equal"]
+        assert report["params_compared"] >= 20
+        assert not [e for e in report["entries"] if e["status"].startswith("missing")]
+    st = out / "model.safetensors"
+    data = bytearray(st.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    expert = next(k for k in header if "expert" in k and k != "__metadata__")
+    begin = header[expert]["data_offsets"][0]
+    data[8 + n + begin + 3] ^= 0x40  # a high bit of the first float
+    st.write_bytes(bytes(data))
+    r = subprocess.run([UCP, "diff", str(ckpt), str(out), "--json"], capture_output=True, text=True)
+    report = json.loads(r.stdout)
+    assert r.returncode != 0 and not report["equal"]
+    assert [e for e in report["entries"] if e["status"] == "different"], report
+
+
 def test_bin_hdf5_and_dtype(tmp_path):
     import h5py
     case = "s2_fp32_dp4"

@@ -1,0 +1,119 @@
+#include "converters/sources/expert_layouts.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "formats/base/status.h"
+
+namespace ucp::converters::sources {
+namespace {
+
+using store::ParamMeta;
+using store::ParamState;
+using store::Source;
+
+constexpr absl::string_view kNativeInfix = ".deepspeed_experts.";
+
+// Splits "<prefix>.deepspeed_experts.<local>.<rest>".
+bool SplitNative(const std::string& name, std::string* prefix, int* local, std::string* rest) {
+  const size_t at = absl::string_view(name).find(kNativeInfix);
+  if (at == std::string::npos) return false;
+  const std::string tail = name.substr(at + kNativeInfix.size());
+  const size_t dot = tail.find('.');
+  if (dot == std::string::npos || !absl::SimpleAtoi(tail.substr(0, dot), local) || *local < 0) return false;
+  *prefix = name.substr(0, at);
+  *rest = tail.substr(dot + 1);
+  return true;
+}
+
+// Appends rows [row_begin, row_begin + rows) of `t` (viewed as [n, row_bytes]) to `out`.
+absl::Status AppendRows(const Buffer& t, uint64_t row_bytes, uint64_t row_begin, uint64_t rows,
+                        std::vector<std::byte>* out) {
+  if ((row_begin + rows) * row_bytes > t.size()) return absl::InvalidArgumentError("export tensor too small");
+  out->insert(out->end(), t.data() + row_begin * row_bytes, t.data() + (row_begin + rows) * row_bytes);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::map<std::string, int> NativeLocalExperts(const Source& stacked) {
+  std::map<std::string, int> out;
+  for (const ParamMeta& p : stacked.params()) {
+    std::string prefix, rest;
+    int local = 0;
+    if (p.expert && SplitNative(p.name, &prefix, &local, &rest)) out[prefix] = std::max(out[prefix], local + 1);
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const Source& weights, const ParamMeta& expert,
+                                                              const std::map<std::string, int>& native_local,
+                                                              bool read) {
+  const Shape& shape = expert.shape;
+  if (!expert.expert || shape.rank() < 2) return std::nullopt;
+  const int64_t rows = shape.dim(0);
+  std::vector<int64_t> row_dims(shape.dims().begin() + 1, shape.dims().end());
+  const int64_t row_numel = Shape(row_dims).NumElements().value_or(0);
+  AssembledExpert out;
+  std::vector<std::byte> bytes;
+  auto take = [&](const std::string& name, const Shape& want) -> absl::StatusOr<Buffer> {
+    const ParamMeta* p = weights.Find(name);
+    if (p == nullptr || !p->has_state(ParamState::kFp32)) return absl::NotFoundError(name);
+    if (!(p->shape == want)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": shape ", p->shape.ToString(), ", expected ",
+                                                     want.ToString(), " for '", expert.name, "'"));
+    }
+    out.dtype = p->state(ParamState::kFp32)->dtype;
+    out.names.push_back(name);
+    if (!read) return Buffer();
+    return weights.StateBytes(*p, ParamState::kFp32);
+  };
+
+  std::string prefix, rest;
+  int local = 0;
+  if (SplitNative(expert.name, &prefix, &local, &rest)) {
+    auto it = native_local.find(prefix);
+    if (it == native_local.end()) return std::nullopt;
+    for (int64_t r = 0; r < rows; ++r) {
+      absl::StatusOr<Buffer> t =
+          take(absl::StrCat(prefix, kNativeInfix, r * it->second + local, ".", rest), Shape(row_dims));
+      if (absl::IsNotFound(t.status())) return std::nullopt;
+      UCP_RETURN_IF_ERROR(t.status());
+      bytes.insert(bytes.end(), t->data(), t->data() + t->size());
+    }
+  } else {
+    const size_t dot = expert.name.rfind('.');
+    const std::string base = expert.name.substr(0, dot), leaf = expert.name.substr(dot + 1);
+    if (!absl::EndsWith(base, ".experts") || (leaf != "w1" && leaf != "w2" && leaf != "w3") || shape.rank() != 3) {
+      return std::nullopt;
+    }
+    // One tensor per expert: <base>.<i>.<leaf>.
+    if (weights.Find(absl::StrCat(base, ".0.", leaf)) != nullptr) {
+      for (int64_t i = 0; i < rows; ++i) {
+        UCP_ASSIGN_OR_RETURN(Buffer t, take(absl::StrCat(base, ".", i, ".", leaf), Shape(row_dims)));
+        bytes.insert(bytes.end(), t.data(), t.data() + t.size());
+      }
+    } else if (leaf == "w2") {  // down_proj is w2 as it is
+      absl::StatusOr<Buffer> t = take(base + ".down_proj", shape);
+      if (absl::IsNotFound(t.status())) return std::nullopt;
+      UCP_RETURN_IF_ERROR(t.status());
+      bytes.assign(t->data(), t->data() + t->size());
+    } else {  // gate_up_proj [E, 2I, H]: per expert, w1's rows then w3's
+      absl::StatusOr<Buffer> t = take(base + ".gate_up_proj", Shape({rows, 2 * shape.dim(1), shape.dim(2)}));
+      if (absl::IsNotFound(t.status())) return std::nullopt;
+      UCP_RETURN_IF_ERROR(t.status());
+      const uint64_t half = static_cast<uint64_t>(row_numel) * DTypeSize(out.dtype);
+      for (int64_t i = 0; read && i < rows; ++i) {
+        UCP_RETURN_IF_ERROR(AppendRows(*t, half, static_cast<uint64_t>(2 * i + (leaf == "w3" ? 1 : 0)), 1, &bytes));
+      }
+    }
+  }
+  out.bytes = Buffer::FromVector(std::move(bytes));
+  return out;
+}
+
+}  // namespace ucp::converters::sources
