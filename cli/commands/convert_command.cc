@@ -3,16 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands/human_bytes.h"
-#include "formats/base/byte_size.h"
 #include "converters/pipelines/convert.h"
+#include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {

@@ -1,19 +1,17 @@
 #include "converters/pipelines/export.h"
 
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/expert_names.h"
 #include "converters/plan/plan.h"
+#include "converters/sources/expert_layouts.h"
 #include "converters/sources/open_source.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
@@ -135,22 +133,16 @@ absl::StatusOr<OutTensor> ExportPlanner::Tensor(const ParamMeta& p, bool to_floa
 absl::Status ExportPlanner::AddExpert(const ParamMeta& p, OutTensor t) {
   // Native MoE: '<prefix>.deepspeed_experts.<local>.<rest>' stacks the EP ranks' local experts;
   // written per global expert E = ep_rank * n_local + local, as a model without EP names them.
-  if (const size_t at = absl::string_view(p.name).find(deepspeed::keys::kNativeExpertsInfix);
-      at != std::string::npos && t.shape.rank() >= 1) {
-    const std::string prefix = p.name.substr(0, at);
-    const std::string tail = p.name.substr(at + deepspeed::keys::kNativeExpertsInfix.size());
-    const size_t dot = tail.find('.');
-    int local = -1;
-    if (dot == std::string::npos || !absl::SimpleAtoi(tail.substr(0, dot), &local) || local < 0) {
-      return absl::DataLossError(absl::StrCat(src_.info().path, ": '", p.name, "' has no local expert id"));
-    }
+  if (deepspeed::HasNativeExpertInfix(p.name) && t.shape.rank() >= 1) {
+    const std::optional<deepspeed::NativeExpertName> native = deepspeed::ParseNativeExpertName(p.name);
+    if (!native) return absl::DataLossError(absl::StrCat(src_.info().path, ": '", p.name, "' has no local expert id"));
     const int64_t ep = t.shape.dim(0);
-    const int n_local = native_local_[prefix];
+    const int n_local = native_local_[native->prefix];
     const uint64_t per = ep > 0 ? t.bytes / static_cast<uint64_t>(ep) : 0;
     std::vector<int64_t> dims(t.shape.dims().begin() + 1, t.shape.dims().end());
     for (int64_t r = 0; r < ep; ++r) {
       OutTensor one;
-      one.name = absl::StrCat(prefix, deepspeed::keys::kNativeExpertsInfix, r * n_local + local, tail.substr(dot));
+      one.name = deepspeed::NativeExpertParamName(native->prefix, r * n_local + native->id, native->rest);
       one.dtype = t.dtype;
       one.shape = Shape(dims);
       one.pieces = Slice(t.pieces, r * per, per);
@@ -159,10 +151,8 @@ absl::Status ExportPlanner::AddExpert(const ParamMeta& p, OutTensor t) {
     }
     return absl::OkStatus();
   }
-  const size_t dot = p.name.rfind('.');
-  const std::string prefix = p.name.substr(0, dot), leaf = p.name.substr(dot + 1);
-  const bool autoep = absl::EndsWith(prefix, ".experts") && (leaf == "w1" || leaf == "w2" || leaf == "w3") &&
-                      t.shape.rank() == 3;
+  std::string prefix, leaf;
+  const bool autoep = deepspeed::ParseAutoepExpertName(p.name, &prefix, &leaf) && t.shape.rank() == 3;
   if (!autoep || o_.zero_to_fp32) {
     tensors_.push_back(std::move(t));
     return absl::OkStatus();
@@ -217,16 +207,7 @@ absl::Status ExportPlanner::CollectTensors() {
   // zero_to_fp32's order: buffers, frozen parameters, trainable parameters, tied aliases.
   const ParamRole order[] = {ParamRole::kBuffer, ParamRole::kFrozen, ParamRole::kTrainable};
   std::map<std::string, int> index_of;
-  for (const ParamMeta& p : src_.params()) {
-    const size_t at = absl::string_view(p.name).find(deepspeed::keys::kNativeExpertsInfix);
-    if (!p.expert || at == std::string::npos) continue;
-    const std::string tail = p.name.substr(at + deepspeed::keys::kNativeExpertsInfix.size());
-    int local = 0;
-    if (absl::SimpleAtoi(tail.substr(0, tail.find('.')), &local) && local >= 0) {
-      int& n = native_local_[p.name.substr(0, at)];
-      n = std::max(n, local + 1);
-    }
-  }
+  native_local_ = sources::NativeLocalExperts(src_);
   for (ParamRole role : order) {
     if (role == ParamRole::kFrozen && o_.exclude_frozen) continue;
     for (const ParamMeta& p : src_.params()) {

@@ -5,20 +5,20 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/expert_names.h"
 
 namespace ucp::converters::plan {
 
 namespace keys = deepspeed::keys;
 
 std::string NativeMoeLayer::LocalName(int local, absl::string_view rest) const {
-  return absl::StrCat(prefix, keys::kNativeExpertsInfix, local, ".", rest);
+  return deepspeed::NativeExpertParamName(prefix, local, rest);
 }
 
 std::string NativeMoeLayer::GlobalName(int global, absl::string_view rest) const {
-  return absl::StrCat(prefix, keys::kNativeExpertsInfix, global, ".", rest);
+  return deepspeed::NativeExpertParamName(prefix, global, rest);
 }
 
 absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<std::string>& expert_names,
@@ -29,19 +29,14 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
   std::vector<std::vector<std::string>> flat_rests;
   std::vector<absl::flat_hash_map<int, int>> per_local;
   for (const std::string& name : expert_names) {
-    const size_t at = absl::string_view(name).find(keys::kNativeExpertsInfix);
-    if (at == std::string::npos) {
+    if (!deepspeed::HasNativeExpertInfix(name)) {
       return absl::DataLossError(absl::StrCat(what, ": expert parameter '", name, "' is not named '...",
                                               keys::kNativeExpertsInfix, "<id>.<name>'"));
     }
-    const std::string prefix = name.substr(0, at);
-    const std::string tail = name.substr(at + keys::kNativeExpertsInfix.size());
-    const size_t dot = tail.find('.');
-    int local = -1;
-    if (dot == std::string::npos || dot + 1 >= tail.size() || !absl::SimpleAtoi(tail.substr(0, dot), &local) ||
-        local < 0) {
-      return absl::DataLossError(absl::StrCat(what, ": '", name, "' has no local expert id"));
-    }
+    const std::optional<deepspeed::NativeExpertName> native = deepspeed::ParseNativeExpertName(name);
+    if (!native) return absl::DataLossError(absl::StrCat(what, ": '", name, "' has no local expert id"));
+    const std::string& prefix = native->prefix;
+    const int local = native->id;
     auto it = std::find_if(layers.begin(), layers.end(), [&](const NativeMoeLayer& l) { return l.prefix == prefix; });
     if (it == layers.end()) {
       const size_t l = layers.size();
@@ -67,7 +62,7 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
       return absl::DataLossError(absl::StrCat(what, ": '", name, "': local expert id not in [0, ", it->num_local, ")"));
     }
     ++per_local[l][local];
-    if (local == 0) flat_rests[l].push_back(tail.substr(dot + 1));
+    if (local == 0) flat_rests[l].push_back(native->rest);
   }
   if (layers.size() != num_experts.size()) {
     return absl::DataLossError(absl::StrCat(what, ": ", keys::kNumExperts, " lists ", num_experts.size(),

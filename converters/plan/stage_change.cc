@@ -46,7 +46,6 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
   }
   AddStrings(root->Get(keys::kBufferNames), &not_frozen);
   AddDictKeys(root->Get(keys::kSharedParams), &not_frozen);
-  const Value* size_cls = arena.Global("torch", "Size");
   Value* shapes = arena.OrderedDict();
   Value* fragments = arena.OrderedDict();
   for (const auto& [k, v] : module->entries()) {
@@ -54,10 +53,7 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
     if (!v->is(ValueKind::kTensor)) {
       return absl::DataLossError(absl::StrCat(what, ": module entry '", k->str(), "' is not a tensor"));
     }
-    std::vector<const Value*> dims;
-    for (int d = 0; d < v->tensor().shape.rank(); ++d) dims.push_back(arena.Int(v->tensor().shape.dim(d)));
-    ValueArena::SetItem(shapes, k,
-                        arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
+    ValueArena::SetItem(shapes, k, TorchSize(arena, v->tensor().shape));
     // DeepSpeed stores the parameter itself: the same storage as the module entry.
     TensorRef t = v->tensor();
     ValueArena::SetItem(fragments, k, arena.Tensor(std::move(t)));
@@ -137,15 +133,11 @@ absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from
 
 absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const Zero12Input& in) {
   SetOrReplace(arena, root, keys::kOptimizer, arena.None());
-  const Value* size_cls = arena.Global("torch", "Size");
   Value* shapes = arena.List();
   for (const Zero12Group& g : in.groups) {
     Value* od = arena.OrderedDict();
     for (int pi : g.params) {
-      const Zero12Param& p = in.params[pi];
-      std::vector<const Value*> dims;
-      for (int d = 0; d < p.shape.rank(); ++d) dims.push_back(arena.Int(p.shape.dim(d)));
-      arena.SetItem(od, p.name, arena.Object(size_cls, arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce));
+      arena.SetItem(od, in.params[pi].name, TorchSize(arena, in.params[pi].shape));
     }
     ValueArena::Append(shapes, od);
   }

@@ -60,6 +60,12 @@ absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value*
   return out;
 }
 
+const Value* TorchSize(ValueArena& arena, const Shape& shape) {
+  std::vector<const Value*> dims;
+  for (int d = 0; d < shape.rank(); ++d) dims.push_back(arena.Int(shape.dim(d)));
+  return arena.Object(arena.Global("torch", "Size"), arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce);
+}
+
 absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
                                                       const absl::flat_hash_map<std::string, ExpertShape>& experts,
                                                       int64_t ep, absl::string_view what) {

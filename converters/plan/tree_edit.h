@@ -31,6 +31,9 @@ bool IsKey(const Value* k, absl::string_view key);
 absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep, int64_t edp,
                                                  int64_t ep_rank, int64_t edp_rank, absl::string_view what);
 
+// torch.Size(dims) as torch pickles it: REDUCE of torch.Size on a tuple of ints.
+const Value* TorchSize(ValueArena& arena, const Shape& shape);
+
 // An AutoEP expert parameter as param_shapes records it: all experts, the source's shape.
 struct ExpertShape {
   int num_experts = 0;

@@ -126,8 +126,7 @@ const Value* Planner::FragmentAddress(int64_t numel, int64_t start) {
 }
 
 absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
-  // A ZeRO-0 source has no ZeRO wrapper state: a fresh DeepSpeedZeroOptimizer's.
-  const Value& tmpl = in_.zero_stage == 0 ? *Zero0OptimizerTemplate(arena_, *in_.model_root) : *in_.optimizer_template;
+  const Value& tmpl = *optimizer_template_;
   const int num_groups = static_cast<int>(in_.groups.size());
   // base_optimizer_state: {state: {g: {step, exp_avg, exp_avg_sq}}, param_groups}
   Value* state = arena_.Dict();
@@ -273,6 +272,9 @@ absl::StatusOr<Plan> Planner::Run() {
   // Padding zeros: a source at a fixed index (sized at the end); expert files may add cast sources.
   frames_.ReserveZeros(&plan);
 
+  // A ZeRO-0 source has no ZeRO wrapper state: a fresh DeepSpeedZeroOptimizer's.
+  optimizer_template_ =
+      in_.zero_stage == 0 ? Zero0OptimizerTemplate(arena_, *in_.model_root) : in_.optimizer_template;
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
   UCP_ASSIGN_OR_RETURN(PlanFile mf, frames_.Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));

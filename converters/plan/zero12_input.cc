@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/deepspeed/expert_names.h"
 #include "converters/deepspeed/value_access.h"
 #include "formats/base/status.h"
 #include "ucp/ucp_layout.h"
@@ -260,7 +260,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
       // Native MoE: the fp32 file says how many EP ranks' rows it stacks (its ep_num_experts).
       std::shared_ptr<const TorchFile> native_fp32;
       const bool native =
-          !in.native_moe_num_experts.empty() && absl::StrContains(p.name, keys::kNativeExpertsInfix);
+          !in.native_moe_num_experts.empty() && deepspeed::HasNativeExpertInfix(p.name);
       if (native) {
         UCP_ASSIGN_OR_RETURN(native_fp32, NativeExpertFp32(dir, p.name, &in, &native_ep));
         p.expert = true;

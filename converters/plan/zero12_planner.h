@@ -84,6 +84,7 @@ class Planner {
   const int stage_;             // target ZeRO stage (1 or 2)
   const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
   const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
+  const Value* optimizer_template_ = nullptr;  // the optimizer's scalar keys (in_'s, or ZeRO-0's fresh ones)
   std::vector<GroupLayout> layouts_;
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};

@@ -4,9 +4,8 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "converters/deepspeed/expert_names.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::sources {
@@ -15,20 +14,6 @@ namespace {
 using store::ParamMeta;
 using store::ParamState;
 using store::Source;
-
-constexpr absl::string_view kNativeInfix = ".deepspeed_experts.";
-
-// Splits "<prefix>.deepspeed_experts.<local>.<rest>".
-bool SplitNative(const std::string& name, std::string* prefix, int* local, std::string* rest) {
-  const size_t at = absl::string_view(name).find(kNativeInfix);
-  if (at == std::string::npos) return false;
-  const std::string tail = name.substr(at + kNativeInfix.size());
-  const size_t dot = tail.find('.');
-  if (dot == std::string::npos || !absl::SimpleAtoi(tail.substr(0, dot), local) || *local < 0) return false;
-  *prefix = name.substr(0, at);
-  *rest = tail.substr(dot + 1);
-  return true;
-}
 
 // Appends rows [row_begin, row_begin + rows) of `t` (viewed as [n, row_bytes]) to `out`.
 absl::Status AppendRows(const Buffer& t, uint64_t row_bytes, uint64_t row_begin, uint64_t rows,
@@ -43,9 +28,10 @@ absl::Status AppendRows(const Buffer& t, uint64_t row_bytes, uint64_t row_begin,
 std::map<std::string, int> NativeLocalExperts(const Source& stacked) {
   std::map<std::string, int> out;
   for (const ParamMeta& p : stacked.params()) {
-    std::string prefix, rest;
-    int local = 0;
-    if (p.expert && SplitNative(p.name, &prefix, &local, &rest)) out[prefix] = std::max(out[prefix], local + 1);
+    if (!p.expert) continue;
+    if (auto native = deepspeed::ParseNativeExpertName(p.name)) {
+      out[native->prefix] = std::max(out[native->prefix], native->id + 1);
+    }
   }
   return out;
 }
@@ -73,24 +59,19 @@ absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const Source& weig
     return weights.StateBytes(*p, ParamState::kFp32);
   };
 
-  std::string prefix, rest;
-  int local = 0;
-  if (SplitNative(expert.name, &prefix, &local, &rest)) {
-    auto it = native_local.find(prefix);
+  if (auto native = deepspeed::ParseNativeExpertName(expert.name)) {
+    auto it = native_local.find(native->prefix);
     if (it == native_local.end()) return std::nullopt;
     for (int64_t r = 0; r < rows; ++r) {
-      absl::StatusOr<Buffer> t =
-          take(absl::StrCat(prefix, kNativeInfix, r * it->second + local, ".", rest), Shape(row_dims));
+      absl::StatusOr<Buffer> t = take(
+          deepspeed::NativeExpertParamName(native->prefix, r * it->second + native->id, native->rest), Shape(row_dims));
       if (absl::IsNotFound(t.status())) return std::nullopt;
       UCP_RETURN_IF_ERROR(t.status());
       bytes.insert(bytes.end(), t->data(), t->data() + t->size());
     }
   } else {
-    const size_t dot = expert.name.rfind('.');
-    const std::string base = expert.name.substr(0, dot), leaf = expert.name.substr(dot + 1);
-    if (!absl::EndsWith(base, ".experts") || (leaf != "w1" && leaf != "w2" && leaf != "w3") || shape.rank() != 3) {
-      return std::nullopt;
-    }
+    std::string base, leaf;
+    if (!deepspeed::ParseAutoepExpertName(expert.name, &base, &leaf) || shape.rank() != 3) return std::nullopt;
     // One tensor per expert: <base>.<i>.<leaf>.
     if (weights.Find(absl::StrCat(base, ".0.", leaf)) != nullptr) {
       for (int64_t i = 0; i < rows; ++i) {
