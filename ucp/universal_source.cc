@@ -2,13 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
@@ -65,18 +62,6 @@ std::optional<Shape> ShapeFromValue(const Value* v) {
     dims.push_back(d->int_value());
   }
   return Shape(std::move(dims));
-}
-
-std::string ResolveDir(const std::string& dir) {
-  if (fs::is_directory(fs::path(dir) / std::string(kZeroDir))) return dir;
-  std::ifstream latest(fs::path(dir) / std::string(kLatestUniversalFile));
-  if (latest) {
-    std::stringstream ss;
-    ss << latest.rdbuf();
-    std::string tag(absl::StripAsciiWhitespace(ss.str()));
-    if (!tag.empty() && tag.find('/') == std::string::npos && tag != "..") return (fs::path(dir) / tag).string();
-  }
-  return dir;
 }
 
 // A per-parameter state file: the tensor and the expert marks of DeepSpeed's dict form.
@@ -203,17 +188,11 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
 
 }  // namespace
 
-bool IsUniversalDir(const std::string& dir) {
-  const std::string resolved = ResolveDir(dir);
-  return fs::is_directory(fs::path(resolved) / std::string(kZeroDir));
-}
-
-absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& input,
+absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
                                                             const UniversalOpenOptions& options) {
-  const std::string dir = ResolveDir(input);
   const fs::path zero = fs::path(dir) / std::string(kZeroDir);
   if (!fs::is_directory(zero)) {
-    return absl::NotFoundError(absl::StrCat(input, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
+    return absl::NotFoundError(absl::StrCat(dir, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
   }
   if (options.check_manifest_sizes) UCP_RETURN_IF_ERROR(CheckManifestSizes(dir));
   SourceInfo info;

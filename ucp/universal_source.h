@@ -19,14 +19,12 @@ struct UniversalOpenOptions {
   bool check_manifest_sizes = true;
 };
 
-// `dir` is the UCP folder, or a save folder whose `latest_universal` names it.
+// `dir` is the UCP folder (a save folder's `latest_universal` is followed by SniffCheckpoint,
+// converters/sources/sniff.h).
 // NotFound (no zero/ folder), DataLoss (a state file that is not a tensor or dict with 'param',
 // shapes that disagree across states, a manifest size mismatch), and the readers' errors, each
 // naming its file.
 absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
                                                             const UniversalOpenOptions& options = {});
-
-// True when `dir` looks like a UCP folder (has zero/ with optimizer_state.pt or parameter folders).
-bool IsUniversalDir(const std::string& dir);
 
 }  // namespace ucp::store

@@ -13,6 +13,7 @@
 #include "converters/plan/zero12_input.h"
 #include "converters/plan/zero3_input.h"
 #include "converters/plan/zero3_reshard.h"
+#include "converters/sources/sniff.h"
 #include "formats/base/status.h"
 #include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
@@ -62,15 +63,6 @@ absl::Status FinishPlan(const std::string& tag, plan::Plan* p) {
   return plan::ValidatePlan(*p);
 }
 
-}  // namespace
-
-bool IsUcpFolder(const std::string& dir) {
-  std::error_code ec;
-  return fs::exists(fs::path(dir) / store::OptimizerStatePath(), ec);
-}
-
-namespace {
-
 // Keeps the files the plan's sources (and template Values) point into alive until execution.
 struct Holder {
   std::vector<std::shared_ptr<const formats::torch::TorchFile>> files;
@@ -83,17 +75,23 @@ absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& 
   const Value* model_root = nullptr;
   std::optional<plan::Zero12Input> in12;
   std::optional<plan::Zero3Input> in3;
-  if (IsUcpFolder(o.input)) {
+  sources::SniffOptions sniff;
+  sniff.tag = o.input_tag;
+  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(o.input, sniff));
+  if (input.is_weights()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.input, ": ", store::SourceKindName(input.kind), " weights (",
+                                                   input.why, ") hold no optimizer state; reshard reads a DeepSpeed "
+                                                   "ZeRO checkpoint or a Universal Checkpoint"));
+  }
+  if (input.is_universal()) {
     std::error_code ec;
-    if (fs::exists(fs::path(o.input) / "mp_rank_00_model_states.pt", ec)) {
-      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromUcp(o.input));
+    if (fs::exists(fs::path(input.path) / "mp_rank_00_model_states.pt", ec)) {
+      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromUcp(input.path));
     } else {
-      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromUcp(o.input));
+      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromUcp(input.path));
     }
   } else {
-    deepspeed::OpenOptions open;
-    open.tag = o.input_tag;
-    UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
+    UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
     if (index.topology.zero_stage == 3) {
       UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromIndex(index));
     } else {
