@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "converters/deepspeed/zero_source.h"
+#include "converters/sources/zero_source.h"
 #include "formats/base/status.h"
 #include "ucp/universal_source.h"
 #include "ucp/weights_source.h"
@@ -12,7 +12,7 @@ namespace ucp::converters::sources {
 absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed) {
   switch (sniffed.kind) {
     case store::SourceKind::kZero: {
-      UCP_ASSIGN_OR_RETURN(auto source, deepspeed::ZeroSource::Open(sniffed.path));
+      UCP_ASSIGN_OR_RETURN(auto source, ZeroSource::Open(sniffed.path));
       return std::unique_ptr<store::Source>(std::move(source));
     }
     case store::SourceKind::kUniversal:
