@@ -2,8 +2,11 @@
 // zero/<param>/ folder, each state the tensor of its .pt file (a raw tensor or the 'param' entry of
 // DeepSpeed's dict; vocabulary views cover their first rows only). Frozen parameters, buffers and
 // tied aliases come from the model-states files the folder keeps (ZeRO-1/2: `module`; ZeRO-3:
-// every rank's `frozen_param_fragments`). Parameters are listed in `param_shapes` order, then any
-// others by name.
+// every rank's `frozen_param_fragments`). Parameters are listed in `param_shapes` order.
+// The Source presents exactly what the model-states file declares (param_shapes, frozen
+// parameters, buffers): a missing or undeclared zero/<param>/ folder, a declared folder without
+// fp32.pt, a frozen parameter or buffer without its tensor are DataLoss naming it. A UCP without a
+// model-states file or without param_shapes (ZeRO-0) lists its zero/ folders by name.
 #pragma once
 
 #include <memory>
