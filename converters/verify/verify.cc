@@ -84,15 +84,21 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   std::error_code ec;
   sources::SniffOptions sniff;
   sniff.tag = options.tag;
-  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(path, sniff));
+  absl::StatusOr<sources::SniffedCheckpoint> sniffed = sources::SniffCheckpoint(path, sniff);
+  // What ucp wrote has a manifest: a UCP folder, an export folder, a reshard's save folder. An
+  // export whose weights files are gone is still checked against its manifest.
+  const bool has_manifest = fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
+  if (!sniffed.ok() && has_manifest && options.tag.empty() && absl::IsInvalidArgument(sniffed.status())) {
+    sniffed = sources::SniffedCheckpoint{store::SourceKind::kSafetensors, path, "", "", "a folder with a manifest"};
+  }
+  UCP_RETURN_IF_ERROR(sniffed.status());
+  const sources::SniffedCheckpoint& input = *sniffed;
   if (!fs::is_directory(input.path, ec)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a folder (ucp verify checks checkpoint folders; use `ucp inspect --verify FILE`)"));
   }
   VerifyReport report;
   report.path = input.path;
-  // What ucp wrote has a manifest: a UCP folder, an export folder, a reshard's save folder.
-  const bool has_manifest = fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
   if (input.is_universal()) {
     report.kind = "universal";
     internal_verify::VerifyManifest(input.path, report);
