@@ -113,8 +113,8 @@ std::string ModelFile(const std::string& dir, int dp) {
 // What the model-states file declares: trainable parameters (param_shapes, in order, with their
 // group and shape) and frozen parameters.
 struct Declared {
-  std::string model_path;            // empty: no model-states file, nothing declared
-  bool has_param_shapes = false;     // ZeRO-0 UCPs keep param_shapes None
+  std::string model_path;         // empty: no model-states file, nothing declared
+  bool has_param_shapes = false;  // ZeRO-0 UCPs keep param_shapes None
   std::vector<std::string> order;
   absl::flat_hash_map<std::string, int> group_of;
   absl::flat_hash_map<std::string, Shape> shape_of;
@@ -125,8 +125,12 @@ Declared ReadDeclared(UniversalSource& source, const std::string& path, const Va
   Declared d;
   d.model_path = path;
   if (auto steps = IntValue(root.Get("global_steps"))) source.mutable_info().step = *steps;
-  if (auto dp = IntValue(root.Get("dp_world_size"))) source.mutable_info().dp_size = static_cast<int>(*dp);
-  if (auto mp = IntValue(root.Get("mp_world_size"))) source.mutable_info().tp_size = static_cast<int>(*mp);
+  if (auto dp = IntValue(root.Get("dp_world_size"))) {
+    source.mutable_info().dp_size = static_cast<int>(*dp);
+  }
+  if (auto mp = IntValue(root.Get("mp_world_size"))) {
+    source.mutable_info().tp_size = static_cast<int>(*mp);
+  }
   if (const Value* shapes = root.Get("param_shapes"); shapes != nullptr && shapes->is_sequence()) {
     d.has_param_shapes = true;
     int g = 0;
@@ -140,7 +144,8 @@ Declared ReadDeclared(UniversalSource& source, const std::string& path, const Va
       ++g;
     }
   }
-  if (const Value* frozen = root.Get("frozen_param_shapes"); frozen != nullptr && frozen->is_dict()) {
+  if (const Value* frozen = root.Get("frozen_param_shapes");
+      frozen != nullptr && frozen->is_dict()) {
     for (const auto& [k, v] : frozen->entries()) {
       if (k->is(ValueKind::kStr)) d.frozen_names.push_back(k->str());
     }
@@ -150,7 +155,8 @@ Declared ReadDeclared(UniversalSource& source, const std::string& path, const Va
 
 // The zero/<param>/ folders, in param_shapes order. Where param_shapes declares the parameters,
 // exactly those: DataLoss naming a missing folder or one it does not declare (issue 16.3).
-absl::StatusOr<std::vector<std::string>> ParamFolders(const std::string& zero, const Declared& declared) {
+absl::StatusOr<std::vector<std::string>> ParamFolders(const std::string& zero,
+                                                      const Declared& declared) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(zero, ec), end; !ec && it != end; it.increment(ec)) {
@@ -173,11 +179,13 @@ absl::StatusOr<std::vector<std::string>> ParamFolders(const std::string& zero, c
     return absl::StrCat(absl::StrJoin(shown, ", "), v.size() > shown.size() ? ", ..." : "");
   };
   if (!missing.empty()) {
-    return absl::DataLossError(absl::StrCat(zero, ": ", missing.size(), " parameter folder(s) missing that ",
-                                            "param_shapes of ", declared.model_path, " declares: ", list(missing)));
+    return absl::DataLossError(
+        absl::StrCat(zero, ": ", missing.size(), " parameter folder(s) missing that ",
+                     "param_shapes of ", declared.model_path, " declares: ", list(missing)));
   }
   if (!extra.empty()) {
-    return absl::DataLossError(absl::StrCat(zero, ": ", extra.size(), " parameter folder(s) not in param_shapes of ",
+    return absl::DataLossError(absl::StrCat(zero, ": ", extra.size(),
+                                            " parameter folder(s) not in param_shapes of ",
                                             declared.model_path, ": ", list(extra)));
   }
   return declared.order;
@@ -189,14 +197,18 @@ absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const
   ParamMeta meta;
   meta.name = name;
   meta.role = ParamRole::kTrainable;
-  if (auto it = declared.group_of.find(name); it != declared.group_of.end()) meta.param_group = it->second;
+  if (auto it = declared.group_of.find(name); it != declared.group_of.end()) {
+    meta.param_group = it->second;
+  }
   bool first = true;
   for (int s = 0; s < kNumParamStates; ++s) {
-    const fs::path path = zero / name / absl::StrCat(ParamStateName(static_cast<ParamState>(s)), ".pt");
+    const fs::path path =
+        zero / name / absl::StrCat(ParamStateName(static_cast<ParamState>(s)), ".pt");
     std::error_code ec;
     if (!fs::exists(path, ec)) {
       if (s == 0 && declared.has_param_shapes) {
-        return absl::DataLossError(absl::StrCat(path.string(), ": missing (every parameter has its fp32 weight)"));
+        return absl::DataLossError(
+            absl::StrCat(path.string(), ": missing (every parameter has its fp32 weight)"));
       }
       continue;
     }
@@ -208,14 +220,16 @@ absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const
       meta.num_experts = static_cast<int>(sf.ep_num_experts);
       first = false;
     } else if (!(sf.tensor->shape == meta.shape)) {
-      return absl::DataLossError(absl::StrCat(path.string(), ": shape ", sf.tensor->shape.ToString(), " but ",
-                                              ParamStateName(ParamState::kFp32), " has ", meta.shape.ToString()));
+      return absl::DataLossError(
+          absl::StrCat(path.string(), ": shape ", sf.tensor->shape.ToString(), " but ",
+                       ParamStateName(ParamState::kFp32), " has ", meta.shape.ToString()));
     }
     UCP_ASSIGN_OR_RETURN(meta.states[s], TensorState(*file.torch, *sf.tensor, file.index));
   }
   if (first) return absl::OkStatus();  // an empty folder of an undeclared UCP
   // ZeRO-3 UCP files hold the flattened tensor; param_shapes has the parameter's shape.
-  if (auto it = declared.shape_of.find(name); it != declared.shape_of.end() && meta.shape.rank() == 1 && !meta.expert) {
+  if (auto it = declared.shape_of.find(name);
+      it != declared.shape_of.end() && meta.shape.rank() == 1 && !meta.expert) {
     absl::StatusOr<int64_t> n = it->second.NumElements();
     if (n.ok() && *n == meta.shape.dim(0)) meta.shape = it->second;
   }
@@ -228,7 +242,9 @@ absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const
   } else {
     meta.step = zero3_step;
   }
-  meta.partitioning = meta.expert ? absl::StrCat("universal, experts stacked (", meta.num_experts, ")") : "universal, whole";
+  meta.partitioning = meta.expert
+                          ? absl::StrCat("universal, experts stacked (", meta.num_experts, ")")
+                          : "universal, whole";
   return source.AddParam(std::move(meta));
 }
 
@@ -254,8 +270,9 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
     }
     std::optional<Shape> frozen_shape = ShapeFromValue(shape_value);
     if (!frozen_shape) {  // declared, but neither in `module` nor with a shape to rebuild it from
-      return absl::DataLossError(absl::StrCat(model.torch->name(), ": frozen parameter '", name,
-                                              "' is not in module and frozen_param_shapes has no shape for it"));
+      return absl::DataLossError(
+          absl::StrCat(model.torch->name(), ": frozen parameter '", name,
+                       "' is not in module and frozen_param_shapes has no shape for it"));
     }
     meta.shape = *frozen_shape;
     UCP_ASSIGN_OR_RETURN(int64_t numel, meta.shape.NumElements());
@@ -287,8 +304,9 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
       if (!n->is(ValueKind::kStr) || source.Find(n->str()) != nullptr) continue;
       const Value* t = module->Get(n->str());
       if (t == nullptr || !t->is(ValueKind::kTensor)) {
-        return absl::DataLossError(absl::StrCat(model.torch->name(), ": buffer '", n->str(),
-                                                "' is in buffer_names but has no tensor in module"));
+        return absl::DataLossError(
+            absl::StrCat(model.torch->name(), ": buffer '", n->str(),
+                         "' is in buffer_names but has no tensor in module"));
       }
       ParamMeta meta;
       meta.name = n->str();
@@ -321,7 +339,8 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
                                                             const UniversalOpenOptions& options) {
   const fs::path zero = fs::path(dir) / std::string(kZeroDir);
   if (!fs::is_directory(zero)) {
-    return absl::NotFoundError(absl::StrCat(dir, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
   }
   if (options.check_manifest_sizes) UCP_RETURN_IF_ERROR(CheckManifestSizes(dir));
   SourceInfo info;

@@ -152,20 +152,27 @@ absl::StatusOr<std::vector<std::string>> WeightsFiles(const std::string& path) {
     if (!files.empty()) return files;
   }
   for (const char* f : kSingleFiles) {
-    if (fs::exists(fs::path(path) / f, ec)) return std::vector<std::string>{(fs::path(path) / f).string()};
+    if (fs::exists(fs::path(path) / f, ec)) {
+      return std::vector<std::string>{(fs::path(path) / f).string()};
+    }
   }
-  return absl::NotFoundError(
-      absl::StrCat(path, ": no model.safetensors[.index.json], pytorch_model.bin[.index.json] or model.h5"));
+  return absl::NotFoundError(absl::StrCat(
+      path, ": no model.safetensors[.index.json], pytorch_model.bin[.index.json] or model.h5"));
 }
 
 absl::StatusOr<SourceKind> WeightsKind(const std::string& file) {
   std::shared_ptr<const ByteSource> opened;
   UCP_ASSIGN_OR_RETURN(formats::FileFormat format, SniffPath(file, &opened));
   switch (format) {
-    case formats::FileFormat::kSafetensors: return SourceKind::kSafetensors;
-    case formats::FileFormat::kHdf5: return SourceKind::kHdf5;
-    case formats::FileFormat::kTorchZip: return SourceKind::kTorchWeights;
-    default: return absl::UnimplementedError(absl::StrCat(file, ": a legacy torch.save file is not supported"));
+    case formats::FileFormat::kSafetensors:
+      return SourceKind::kSafetensors;
+    case formats::FileFormat::kHdf5:
+      return SourceKind::kHdf5;
+    case formats::FileFormat::kTorchZip:
+      return SourceKind::kTorchWeights;
+    default:
+      return absl::UnimplementedError(
+          absl::StrCat(file, ": a legacy torch.save file is not supported"));
   }
 }
 

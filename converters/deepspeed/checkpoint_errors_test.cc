@@ -183,21 +183,24 @@ TEST(ModelStatesOfAnotherRun, LaterStepZeroOne) {
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   Replace(tag / kModel, CaseFile("s1_fp32_dp4", kModel, "resume_dp2/checkpoint/global_step8"));
   ExpectError(tag, absl::StatusCode::kFailedPrecondition,
-              {"another step", (tag / kModel).string(), "global_steps 8", "step 5", (tag / kShard0).string()});
+              {"another step", (tag / kModel).string(), "global_steps 8", "step 5",
+               (tag / kShard0).string()});
 }
 
 TEST(ModelStatesOfAnotherRun, LaterStepZeroTwo) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s2_fp32_dp2");
   Replace(tag / kModel, CaseFile("s2_fp32_dp4", kModel, "resume_dp2/checkpoint/global_step8"));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {kModel, "global_steps 8", "step 5", kShard0});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {kModel, "global_steps 8", "step 5", kShard0});
 }
 
 TEST(ModelStatesOfAnotherRun, LaterStepZeroThree) {
   // Every rank's model states from the step-8 save (they agree with each other).
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s3_fp32_dp2");
-  for (const char* model : {"zero_pp_rank_0_mp_rank_00_model_states.pt", "zero_pp_rank_1_mp_rank_00_model_states.pt"}) {
+  for (const char* model :
+       {"zero_pp_rank_0_mp_rank_00_model_states.pt", "zero_pp_rank_1_mp_rank_00_model_states.pt"}) {
     Replace(tag / model, CaseFile("s3_fp32_dp4", model, "resume_dp2/checkpoint/global_step8"));
   }
   ExpectError(tag, absl::StatusCode::kFailedPrecondition,
@@ -208,8 +211,9 @@ TEST(ModelStatesOfAnotherRun, ZeroOneModelBesideZeroTwoShards) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s2_fp32_dp2");
   Replace(tag / kModel, CaseFile("s1_fp32_dp2", kModel));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
-              {"another run", (tag / kModel).string(), "stage 1", (tag / kShard0).string(), "ZeRO-2"});
+  ExpectError(
+      tag, absl::StatusCode::kFailedPrecondition,
+      {"another run", (tag / kModel).string(), "stage 1", (tag / kShard0).string(), "ZeRO-2"});
 }
 
 TEST(ModelStatesOfAnotherRun, ZeroTwoModelBesideZeroOneShards) {
@@ -251,7 +255,8 @@ TEST(CorruptFiles, FifoNamedLikeAShard) {
   fs::path tag = scratch.CopyTag("s2_fp32_dp2");
   fs::remove(tag / kShard1);
   ASSERT_EQ(::mkfifo((tag / kShard1).c_str(), 0600), 0);
-  ExpectError(tag, absl::StatusCode::kInvalidArgument, {(tag / kShard1).string(), "not a regular file"});
+  ExpectError(tag, absl::StatusCode::kInvalidArgument,
+              {(tag / kShard1).string(), "not a regular file"});
 }
 
 TEST(CorruptFiles, NotAZipFile) {

@@ -104,7 +104,9 @@ absl::Status NoCheckpointError(const fs::path& dir) {
   std::vector<std::string> tags;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && HasCheckpointFiles(it->path().string())) tags.push_back(it->path().filename().string());
+    if (it->is_directory(ec) && HasCheckpointFiles(it->path().string())) {
+      tags.push_back(it->path().filename().string());
+    }
   }
   std::sort(tags.begin(), tags.end());
   if (tags.size() > kMaxListedTags) tags.resize(kMaxListedTags);
@@ -147,7 +149,8 @@ std::optional<FileName> ParseFileName(absl::string_view basename) {
 absl::Status CheckTagName(absl::string_view tag, absl::string_view source) {
   if (tag.empty() || tag == "." || tag == ".." || tag.find('/') != absl::string_view::npos ||
       tag.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": '", tag, "' is not a valid tag (a folder name)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": '", tag, "' is not a valid tag (a folder name)"));
   }
   return absl::OkStatus();
 }
@@ -155,7 +158,9 @@ absl::Status CheckTagName(absl::string_view tag, absl::string_view source) {
 absl::StatusOr<std::string> ReadTagFile(const std::string& path) {
   // Read without blocking (a FIFO named `latest` is refused).
   absl::StatusOr<std::string> text = ReadSmallFile(path, 4096);
-  if (absl::IsDataLoss(text.status())) return absl::DataLossError(absl::StrCat(path, ": longer than a tag"));
+  if (absl::IsDataLoss(text.status())) {
+    return absl::DataLossError(absl::StrCat(path, ": longer than a tag"));
+  }
   UCP_RETURN_IF_ERROR(text.status());
   std::string tag(absl::StripAsciiWhitespace(*text));
   UCP_RETURN_IF_ERROR(CheckTagName(tag, path));

@@ -32,7 +32,8 @@ std::optional<int64_t> IntKey(const Value& root, absl::string_view key) {
 // ds_config.zero_optimization.stage, when recorded (an int, or ZeroStageEnum(n)).
 std::optional<int64_t> ConfigStage(const Value& model_root) {
   const Value* config = model_root.Get(keys::kDsConfig);
-  const Value* zero = config != nullptr && config->is_dict() ? config->Get(keys::kZeroOptimization) : nullptr;
+  const Value* zero =
+      config != nullptr && config->is_dict() ? config->Get(keys::kZeroOptimization) : nullptr;
   const Value* stage = zero != nullptr && zero->is_dict() ? zero->Get("stage") : nullptr;
   if (stage == nullptr) return std::nullopt;
   absl::StatusOr<int> s = AsZeroStage(stage, "stage");
@@ -48,19 +49,20 @@ absl::Status CheckStage(const CheckpointIndex& index) {
     const std::string shards = absl::StrCat(shard.path, " is ZeRO-", t.zero_stage, " (",
                                             OptimizerWrapperName(t.wrapper), ")");
     if (std::optional<int64_t> stage = ConfigStage(model.root())) {
-      const bool ok = t.wrapper == OptimizerWrapper::kBf16Optimizer ? *stage <= 1 : *stage == t.zero_stage;
+      const bool ok =
+          t.wrapper == OptimizerWrapper::kBf16Optimizer ? *stage <= 1 : *stage == t.zero_stage;
       if (!ok) {
         return absl::FailedPreconditionError(
-            absl::StrCat("model states from another run: ", model.path, " has ", keys::kDsConfig, ".",
-                         keys::kZeroOptimization, ".stage ", *stage, ", but ", shards));
+            absl::StrCat("model states from another run: ", model.path, " has ", keys::kDsConfig,
+                         ".", keys::kZeroOptimization, ".stage ", *stage, ", but ", shards));
       }
       continue;
     }
     const Value* frozen = model.root().Get(keys::kFrozenParamShapes);
     if (t.zero_stage == 1 && frozen != nullptr && !frozen->is_none()) {
-      return absl::FailedPreconditionError(absl::StrCat("model states from another run: ", model.path, " has ",
-                                                        keys::kFrozenParamShapes, " (saved from ZeRO-2 on), but ",
-                                                        shards));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model states from another run: ", model.path, " has ",
+                       keys::kFrozenParamShapes, " (saved from ZeRO-2 on), but ", shards));
     }
   }
   return absl::OkStatus();
@@ -71,7 +73,8 @@ absl::Status CheckStep(const CheckpointIndex& index) {
   const FlatGroupRank& rank = index.flat_groups[0].ranks[0];
   if (rank.step == nullptr || rank.step_file < 0) return absl::OkStatus();
   absl::StatusOr<double> step = store::ScalarValue(*index.files[rank.step_file].torch, *rank.step);
-  if (!step.ok()) return absl::OkStatus();  // a step DeepSpeed would not write: the shards' checks say so
+  // A step DeepSpeed would not write: the shards' own checks say so.
+  if (!step.ok()) return absl::OkStatus();
   const CheckpointFile& model = index.model_file();
   const std::optional<int64_t> global_steps = IntKey(model.root(), keys::kGlobalSteps);
   if (!global_steps) return absl::OkStatus();
@@ -79,17 +82,20 @@ absl::Status CheckStep(const CheckpointIndex& index) {
   const double expected = static_cast<double>(*global_steps - skipped);
   if (*step >= expected) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "model states from another step: ", model.path, " has ", keys::kGlobalSteps, " ", *global_steps,
-      skipped > 0 ? absl::StrCat(" (", skipped, " skipped)") : "", ", but the optimizer shards were saved at step ",
-      *step, " (", index.files[rank.step_file].path, "); DeepSpeed's optimizer step is never below ",
-      keys::kGlobalSteps, " - ", keys::kSkippedSteps, " unless the run was resumed with "
+      "model states from another step: ", model.path, " has ", keys::kGlobalSteps, " ",
+      *global_steps, skipped > 0 ? absl::StrCat(" (", skipped, " skipped)") : "",
+      ", but the optimizer shards were saved at step ", *step, " (",
+      index.files[rank.step_file].path, "); DeepSpeed's optimizer step is never below ",
+      keys::kGlobalSteps, " - ", keys::kSkippedSteps,
+      " unless the run was resumed with "
       "load_optimizer_states=False"));
 }
 
 }  // namespace
 
 absl::Status CheckModelAgainstShards(const CheckpointIndex& index) {
-  if (index.optim_files.empty()) return absl::OkStatus();  // ZeRO-0: the optimizer is in the model file
+  // ZeRO-0: the optimizer is in the model file.
+  if (index.optim_files.empty()) return absl::OkStatus();
   UCP_RETURN_IF_ERROR(CheckStage(index));
   return CheckStep(index);
 }

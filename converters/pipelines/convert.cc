@@ -38,15 +38,18 @@ std::string DefaultOutput(const deepspeed::CheckpointDir& dir) {
 absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
   sources::SniffOptions sniff;
   sniff.tag = options.tag;
-  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(options.input, sniff));
+  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input,
+                       sources::SniffCheckpoint(options.input, sniff));
   if (input.is_universal()) {
-    return absl::InvalidArgumentError(absl::StrCat(options.input, " is already a Universal Checkpoint (", input.path,
-                                                   ": ", input.why, "); `ucp reshard`, `ucp export` and DeepSpeed's "
-                                                   "load_universal read it as it is"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.input, " is already a Universal Checkpoint (", input.path, ": ", input.why,
+        "); `ucp reshard`, `ucp export` and DeepSpeed's "
+        "load_universal read it as it is"));
   }
   if (input.is_weights()) {
-    return absl::InvalidArgumentError(absl::StrCat(options.input, ": ", store::SourceKindName(input.kind),
-                                                   " weights (", input.why, "), not a DeepSpeed ZeRO checkpoint"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.input, ": ", store::SourceKindName(input.kind), " weights (",
+                     input.why, "), not a DeepSpeed ZeRO checkpoint"));
   }
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
   std::string output = options.output.empty() ? DefaultOutput(index.dir) : store::NormalizeOutputPath(options.output);

@@ -79,9 +79,10 @@ absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& 
   sniff.tag = o.input_tag;
   UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(o.input, sniff));
   if (input.is_weights()) {
-    return absl::InvalidArgumentError(absl::StrCat(o.input, ": ", store::SourceKindName(input.kind), " weights (",
-                                                   input.why, ") hold no optimizer state; reshard reads a DeepSpeed "
-                                                   "ZeRO checkpoint or a Universal Checkpoint"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.input, ": ", store::SourceKindName(input.kind), " weights (", input.why,
+                     ") hold no optimizer state; reshard reads a DeepSpeed "
+                     "ZeRO checkpoint or a Universal Checkpoint"));
   }
   if (input.is_universal()) {
     std::error_code ec;

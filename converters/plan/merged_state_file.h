@@ -37,8 +37,8 @@ std::vector<TpRunPiece> TpRunPieces(const deepspeed::Parameter& p, deepspeed::St
 // An averaged parameter's merged `state`: sum(slices) / tp exactly as DeepSpeed's merge_tp_slices
 // computes it in the state's dtype (f32 or f64; Unimplemented otherwise). Reads the slices.
 absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const deepspeed::CheckpointIndex& index,
-                                                      const deepspeed::Parameter& p, deepspeed::StateKind state,
-                                                      DType dtype);
+                                                      const deepspeed::Parameter& p,
+                                                      deepspeed::StateKind state, DType dtype);
 
 // zero/<param>/<state>.pt. Averages append their computed bytes to plan->sources. Errors name the
 // parameter: FailedPrecondition (replicated slices that differ, mixed dtypes), DataLoss (fragments

@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoi
   }
 }
 
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path, const OpenSourceOptions& options) {
+absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
+                                                          const OpenSourceOptions& options) {
   UCP_ASSIGN_OR_RETURN(SniffedCheckpoint sniffed, SniffCheckpoint(path, options));
   return OpenSniffed(sniffed);
 }

@@ -111,7 +111,8 @@ TEST_P(SourcesOverFixtures, SaveFolderOpensTheLatestTag) {
   ASSERT_TRUE(zero);
   EXPECT_EQ(zero->kind(), SourceKind::kZero);
   EXPECT_EQ(zero->info().tag, "global_step5");
-  if (!fs::exists(CaseDir(GetParam()) + "/checkpoint/latest_universal")) return;  // deepspeed_tp kept none
+  // deepspeed_tp kept no latest_universal.
+  if (!fs::exists(CaseDir(GetParam()) + "/checkpoint/latest_universal")) return;
   OpenSourceOptions prefer;
   prefer.prefer_universal = true;
   auto ucp = MustOpen(CaseDir(GetParam()) + "/checkpoint", prefer);
@@ -137,7 +138,8 @@ TEST_P(SourcesOverFixtures, ReshardGoldensReadInPlaceEqualTheUcp) {
   int goldens = 0;
   for (const auto& e : fs::directory_iterator(CaseDir(GetParam()))) {
     const std::string name = e.path().filename().string();
-    const bool resave = name.rfind("resume_tp", 0) == 0 && fs::exists(e.path() / "checkpoint" / "global_step5");
+    const bool resave =
+        name.rfind("resume_tp", 0) == 0 && fs::exists(e.path() / "checkpoint" / "global_step5");
     if (name.rfind("reshard_", 0) != 0 && !resave) continue;
     auto golden = MustOpen((e.path() / "checkpoint" / "global_step5").string());
     ASSERT_TRUE(golden);
@@ -147,11 +149,12 @@ TEST_P(SourcesOverFixtures, ReshardGoldensReadInPlaceEqualTheUcp) {
   if (goldens == 0) GTEST_SKIP() << "no reshard golden";
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, SourcesOverFixtures, ::testing::ValuesIn(Cases()), [](const auto& test) {
-  std::string name = test.param;
-  std::replace(name.begin(), name.end(), '/', '_');
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(Fixtures, SourcesOverFixtures, ::testing::ValuesIn(Cases()),
+                         [](const auto& test) {
+                           std::string name = test.param;
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
 
 TEST(OpenSource, ErrorsNameThePath) {
   auto missing = OpenSource("/nonexistent/ckpt");

@@ -45,6 +45,7 @@ struct SniffedCheckpoint {
 // NotFound: the path (or a tag, or the folder `latest` / `latest_universal` names) is missing.
 // InvalidArgument: not a regular file or folder, a bad tag name, a DeepSpeed shard file given
 // instead of its folder, or "not a checkpoint: <path> holds ... found: <entries>".
-absl::StatusOr<SniffedCheckpoint> SniffCheckpoint(const std::string& path, const SniffOptions& options = {});
+absl::StatusOr<SniffedCheckpoint> SniffCheckpoint(const std::string& path,
+                                                  const SniffOptions& options = {});
 
 }  // namespace ucp::converters::sources

@@ -79,7 +79,8 @@ TEST(SniffCheckpoint, TagSelectsEitherKind) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("global_step9"));
   options.tag = "../x";
-  EXPECT_EQ(SniffCheckpoint(Checkpoint(), options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SniffCheckpoint(Checkpoint(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // Issue 16.12: a save folder with latest_universal and no latest is the UCP, for every verb.
@@ -106,9 +107,11 @@ TEST(SniffCheckpoint, WeightsFilesAndFolders) {
   EXPECT_EQ(file.path, bin);
   EXPECT_EQ(MustSniff(FixtureCase(kCase) + "/fp32").kind, SourceKind::kTorchWeights);
   // A shard of a DeepSpeed checkpoint is not a weights file: its folder is the checkpoint.
-  absl::StatusOr<SniffedCheckpoint> shard = SniffCheckpoint(Checkpoint() + "/global_step5/mp_rank_00_model_states.pt");
+  absl::StatusOr<SniffedCheckpoint> shard =
+      SniffCheckpoint(Checkpoint() + "/global_step5/mp_rank_00_model_states.pt");
   EXPECT_EQ(shard.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(shard.status().message(), HasSubstr("pass its folder " + Checkpoint() + "/global_step5"));
+  EXPECT_THAT(shard.status().message(),
+              HasSubstr("pass its folder " + Checkpoint() + "/global_step5"));
 }
 
 TEST(SniffCheckpoint, NotACheckpointListsTheFolder) {

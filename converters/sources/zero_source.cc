@@ -32,49 +32,63 @@ using store::StateMeta;
 
 ParamState ToParamState(StateKind s) {
   switch (s) {
-    case StateKind::kFp32: return ParamState::kFp32;
-    case StateKind::kExpAvg: return ParamState::kExpAvg;
-    case StateKind::kExpAvgSq: return ParamState::kExpAvgSq;
+    case StateKind::kFp32:
+      return ParamState::kFp32;
+    case StateKind::kExpAvg:
+      return ParamState::kExpAvg;
+    case StateKind::kExpAvgSq:
+      return ParamState::kExpAvgSq;
   }
   return ParamState::kFp32;
 }
 
 StateKind ToStateKind(ParamState s) {
   switch (s) {
-    case ParamState::kFp32: return StateKind::kFp32;
-    case ParamState::kExpAvg: return StateKind::kExpAvg;
-    case ParamState::kExpAvgSq: return StateKind::kExpAvgSq;
+    case ParamState::kFp32:
+      return StateKind::kFp32;
+    case ParamState::kExpAvg:
+      return StateKind::kExpAvg;
+    case ParamState::kExpAvgSq:
+      return StateKind::kExpAvgSq;
   }
   return StateKind::kFp32;
 }
 
-DType StateDType(const Topology& t, StateKind s) { return s == StateKind::kFp32 ? t.master_dtype : t.state_dtype; }
+DType StateDType(const Topology& t, StateKind s) {
+  return s == StateKind::kFp32 ? t.master_dtype : t.state_dtype;
+}
 
 // How a TP parameter is merged, for humans.
 std::string TpText(const ParamKeys& k, int tp) {
   switch (k.layout.cut.kind) {
-    case store::TpMergeKind::kReplicated: return absl::StrCat("tp ", tp, " replicated (mp rank 0)");
-    case store::TpMergeKind::kAverage: return absl::StrCat("tp ", tp, " averaged");
-    case store::TpMergeKind::kConcat: break;
+    case store::TpMergeKind::kReplicated:
+      return absl::StrCat("tp ", tp, " replicated (mp rank 0)");
+    case store::TpMergeKind::kAverage:
+      return absl::StrCat("tp ", tp, " averaged");
+    case store::TpMergeKind::kConcat:
+      break;
   }
-  std::string text = k.is_sub_params() ? absl::StrCat("tp ", tp, " sub-parameters")
-                                       : absl::StrCat("tp ", tp, " cat dim ", k.cat_dim.value_or(0));
+  std::string text = k.is_sub_params()
+                         ? absl::StrCat("tp ", tp, " sub-parameters")
+                         : absl::StrCat("tp ", tp, " cat dim ", k.cat_dim.value_or(0));
   if (k.n_sub_params) absl::StrAppend(&text, ", ", *k.n_sub_params, " sub-params");
   if (k.vocab_tensor) absl::StrAppend(&text, ", vocabulary (", k.shape.dim(0), " rows)");
   return text;
 }
 
-std::string Partitioning(const CheckpointIndex& index, const Parameter& p, const std::string& tp_text) {
+std::string Partitioning(const CheckpointIndex& index, const Parameter& p,
+                         const std::string& tp_text) {
   const Topology& t = index.topology;
   std::string text = t.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", t.zero_stage);
   if (t.zero_stage >= 1) {
     const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
-    absl::StrAppend(&text, t.zero_stage == 3 ? " partitioned" : " flat group ", t.zero_stage == 3 ? "" : absl::StrCat(g.index),
-                    " over ", g.partition_count, g.expert ? " expert-dp ranks" : " dp ranks");
+    absl::StrAppend(&text, t.zero_stage == 3 ? " partitioned" : " flat group ",
+                    t.zero_stage == 3 ? "" : absl::StrCat(g.index), " over ", g.partition_count,
+                    g.expert ? " expert-dp ranks" : " dp ranks");
   }
   if (p.is_expert()) {
-    absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ", t.ep_size,
-                    ", ", p.expert->num_experts, " experts)");
+    absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ",
+                    t.ep_size, ", ", p.expert->num_experts, " experts)");
   }
   if (!tp_text.empty()) absl::StrAppend(&text, ", ", tp_text);
   // tp 1 and experts read MP rank 0's fragments; a TP merge reads every slice's.
@@ -90,8 +104,9 @@ std::string Partitioning(const CheckpointIndex& index, const Parameter& p, const
 absl::Status AddFragmentRuns(const CheckpointIndex& index, const Parameter& p, ParamMeta& meta) {
   std::vector<const Fragment*> frags;
   for (const Fragment& f : p.slices.at(0).fragments) frags.push_back(&f);
-  std::stable_sort(frags.begin(), frags.end(),
-                   [](const Fragment* a, const Fragment* b) { return a->merged_offset < b->merged_offset; });
+  std::stable_sort(frags.begin(), frags.end(), [](const Fragment* a, const Fragment* b) {
+    return a->merged_offset < b->merged_offset;
+  });
   for (StateKind s : deepspeed::kAllStates) {
     StateMeta state;
     state.dtype = StateDType(index.topology, s);
@@ -99,13 +114,19 @@ absl::Status AddFragmentRuns(const CheckpointIndex& index, const Parameter& p, P
     bool present = true;
     for (const Fragment* f : frags) {
       const deepspeed::TensorLocation& loc = f->state(s);
-      if (loc.file < 0) { present = false; break; }
+      if (loc.file < 0) {
+        present = false;
+        break;
+      }
       if (f->merged_offset != expected || loc.dtype != state.dtype) {
-        return absl::DataLossError(absl::StrCat(index.dir.tag_dir, ": parameter '", p.name, "': fragments of ",
-                                                deepspeed::StateName(s), " do not tile the merged tensor"));
+        return absl::DataLossError(absl::StrCat(index.dir.tag_dir, ": parameter '", p.name,
+                                                "': fragments of ", deepspeed::StateName(s),
+                                                " do not tile the merged tensor"));
       }
       expected += f->numel;
-      if (loc.num_bytes() > 0) state.runs.push_back(ByteRun{loc.file, loc.file_offset, loc.num_bytes()});
+      if (loc.num_bytes() > 0) {
+        state.runs.push_back(ByteRun{loc.file, loc.file_offset, loc.num_bytes()});
+      }
     }
     if (present) meta.states[static_cast<int>(ToParamState(s))] = std::move(state);
   }
@@ -114,7 +135,8 @@ absl::Status AddFragmentRuns(const CheckpointIndex& index, const Parameter& p, P
 
 // tp > 1: the runs of the merge `k` describes, cut to the view (vocabulary rows); none for an
 // averaged parameter (ReadState computes it).
-absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const ParamKeys& k, ParamMeta& meta) {
+absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const ParamKeys& k,
+                       ParamMeta& meta) {
   const int64_t view_numel = k.shape.NumElements().value_or(0);
   for (StateKind s : deepspeed::kAllStates) {
     StateMeta state;
@@ -125,9 +147,10 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
         const deepspeed::TensorLocation& loc = f.state(s);
         if (loc.file < 0) present = false;
         if (loc.file >= 0 && loc.dtype != state.dtype) {
-          return absl::DataLossError(absl::StrCat(index.files[loc.file].path, ": parameter '", p.name, "' (mp rank ",
-                                                  slice.mp_rank, "): ", deepspeed::StateName(s), " is ",
-                                                  DTypeName(loc.dtype), ", expected ", DTypeName(state.dtype)));
+          return absl::DataLossError(
+              absl::StrCat(index.files[loc.file].path, ": parameter '", p.name, "' (mp rank ",
+                           slice.mp_rank, "): ", deepspeed::StateName(s), " is ",
+                           DTypeName(loc.dtype), ", expected ", DTypeName(state.dtype)));
         }
       }
     }
@@ -137,10 +160,12 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
       const uint64_t limit = static_cast<uint64_t>(view_numel) * elem;
       uint64_t at = 0;
       for (const store::TpRun& run : k.layout.runs) {
-        for (const plan::internal_plan::TpRunPiece& piece : plan::internal_plan::TpRunPieces(p, s, run, elem)) {
+        for (const plan::internal_plan::TpRunPiece& piece :
+             plan::internal_plan::TpRunPieces(p, s, run, elem)) {
           if (static_cast<uint64_t>(piece.merged_offset) * elem != at) {
-            return absl::DataLossError(absl::StrCat(index.dir.tag_dir, ": parameter '", p.name, "': TP slices of ",
-                                                    deepspeed::StateName(s), " do not tile the merged tensor"));
+            return absl::DataLossError(absl::StrCat(index.dir.tag_dir, ": parameter '", p.name,
+                                                    "': TP slices of ", deepspeed::StateName(s),
+                                                    " do not tile the merged tensor"));
           }
           const uint64_t take = at >= limit ? 0 : std::min(piece.bytes, limit - at);
           if (take > 0) state.runs.push_back(ByteRun{piece.file, piece.file_offset, take});
@@ -148,9 +173,9 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
         }
       }
       if (at < limit) {
-        return absl::DataLossError(absl::StrCat(index.dir.tag_dir, ": parameter '", p.name, "': TP slices of ",
-                                                deepspeed::StateName(s), " cover ", at / elem, " of ", view_numel,
-                                                " elements"));
+        return absl::DataLossError(absl::StrCat(
+            index.dir.tag_dir, ": parameter '", p.name, "': TP slices of ", deepspeed::StateName(s),
+            " cover ", at / elem, " of ", view_numel, " elements"));
       }
     }
     meta.states[static_cast<int>(ToParamState(s))] = std::move(state);
@@ -163,17 +188,18 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
 ZeroSource::ZeroSource(store::SourceInfo info, CheckpointIndex index)
     : Source(store::SourceKind::kZero, std::move(info)), index_(std::move(index)) {}
 
-absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(const std::string& dir,
-                                                            const deepspeed::OpenOptions& options) {
+absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(
+    const std::string& dir, const deepspeed::OpenOptions& options) {
   UCP_ASSIGN_OR_RETURN(CheckpointIndex index, deepspeed::OpenCheckpoint(dir, options));
   const Topology& t = index.topology;
   if (t.tp_size > 1 && t.zero_stage == 3) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": ZeRO-3 with tensor parallelism (tp ",
-                                                 t.tp_size, ") is not read in place, nor converted"));
+    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir,
+                                                 ": ZeRO-3 with tensor parallelism (tp ", t.tp_size,
+                                                 ") is not read in place, nor converted"));
   }
   if (t.tp_size > 1 && !index.universal_checkpoint_info.present()) {
-    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": tp ", t.tp_size, " but no ",
-                                                      keys::kUniversalCheckpointInfo,
+    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": tp ", t.tp_size,
+                                                      " but no ", keys::kUniversalCheckpointInfo,
                                                       ": how the TP slices merge is unknown"));
   }
   store::SourceInfo info;
@@ -201,13 +227,16 @@ absl::Status ZeroSource::Build() {
     info.step = steps->int_value();
   }
   for (const deepspeed::ParamGroup& g : index.param_groups) {
-    nlohmann::json hp = g.hyperparameters ? store::PlainJson(*g.hyperparameters) : nlohmann::json::object();
+    nlohmann::json hp =
+        g.hyperparameters ? store::PlainJson(*g.hyperparameters) : nlohmann::json::object();
     if (hp.is_object()) hp.erase("params");
     info.param_groups.push_back(std::move(hp));
   }
   for (const deepspeed::AutoEpLayer& l : index.autoep_layers) {
-    info.extra["autoep_layers"].push_back({{"module_path", l.module_path}, {"num_experts", l.num_experts},
-                                           {"ep_size", l.ep_size}, {"expert_key_prefix", l.expert_key_prefix}});
+    info.extra["autoep_layers"].push_back({{"module_path", l.module_path},
+                                           {"num_experts", l.num_experts},
+                                           {"ep_size", l.ep_size},
+                                           {"expert_key_prefix", l.expert_key_prefix}});
   }
   UCP_RETURN_IF_ERROR(AddTrainable());
   return AddFrozenBuffersAndAliases();
@@ -234,7 +263,8 @@ absl::Status ZeroSource::AddTrainable() {
     if (t.zero_stage >= 1) {
       const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
       if (const Value* step = g.step(); step != nullptr) {
-        absl::StatusOr<double> v = store::ScalarValue(*index.files[g.ranks[0].step_file].torch, *step);
+        absl::StatusOr<double> v =
+            store::ScalarValue(*index.files[g.ranks[0].step_file].torch, *step);
         if (v.ok()) meta.step = *v;
       }
     }
@@ -264,17 +294,20 @@ absl::Status ZeroSource::AddFrozenBuffersAndAliases() {
     meta.name = fp.name;
     meta.shape = fp.shape;
     meta.role = ParamRole::kFrozen;
-    meta.partitioning = fp.pieces.size() > 1 ? absl::StrCat("frozen, ", fp.pieces.size(), " pieces") : "frozen, whole";
+    meta.partitioning = fp.pieces.size() > 1 ? absl::StrCat("frozen, ", fp.pieces.size(), " pieces")
+                                             : "frozen, whole";
     StateMeta state;
     std::vector<const deepspeed::FrozenParam::Piece*> pieces;
     for (const deepspeed::FrozenParam::Piece& piece : fp.pieces) {
       if (piece.mp_rank == 0) pieces.push_back(&piece);
     }
-    std::stable_sort(pieces.begin(), pieces.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    std::stable_sort(pieces.begin(), pieces.end(),
+                     [](auto* a, auto* b) { return a->offset < b->offset; });
     for (const deepspeed::FrozenParam::Piece* piece : pieces) {
       state.dtype = piece->location.dtype;
       if (piece->location.num_bytes() > 0) {
-        state.runs.push_back(ByteRun{piece->location.file, piece->location.file_offset, piece->location.num_bytes()});
+        state.runs.push_back(ByteRun{piece->location.file, piece->location.file_offset,
+                                     piece->location.num_bytes()});
       }
     }
     meta.states[0] = std::move(state);
@@ -287,7 +320,8 @@ absl::Status ZeroSource::AddFrozenBuffersAndAliases() {
   const int model_index = static_cast<int>(&model - index.files.data());
   for (const std::string& name : index.buffer_names) {
     const Value* v = module != nullptr ? module->Get(name) : nullptr;
-    if (v == nullptr || !v->is(formats::torch::ValueKind::kTensor)) {  // buffer_names lists persistent ones
+    if (v == nullptr ||
+        !v->is(formats::torch::ValueKind::kTensor)) {  // buffer_names lists persistent ones
       return absl::DataLossError(absl::StrCat(model.path, ": buffer '", name,
                                               "' is in buffer_names but has no tensor in module"));
     }
@@ -315,7 +349,8 @@ absl::Status ZeroSource::AddFrozenBuffersAndAliases() {
   return absl::OkStatus();
 }
 
-absl::Status ZeroSource::ReadState(const ParamMeta& param, ParamState state, absl::Span<std::byte> dest) const {
+absl::Status ZeroSource::ReadState(const ParamMeta& param, ParamState state,
+                                   absl::Span<std::byte> dest) const {
   const std::string& stored = param.tied_to.empty() ? param.name : param.tied_to;
   if (!averaged_.contains(stored)) return Source::ReadState(param, state, dest);
   const std::optional<StateMeta>& meta = param.state(state);
@@ -324,11 +359,15 @@ absl::Status ZeroSource::ReadState(const ParamMeta& param, ParamState state, abs
                                             store::ParamStateName(state)));
   }
   const Parameter* p = index_.FindParam(stored);
-  if (p == nullptr) return absl::InternalError(absl::StrCat("averaged parameter '", stored, "' not in the index"));
-  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> mean,
-                       plan::internal_plan::MeanOfTpSlices(index_, *p, ToStateKind(state), meta->dtype));
+  if (p == nullptr) {
+    return absl::InternalError(absl::StrCat("averaged parameter '", stored, "' not in the index"));
+  }
+  UCP_ASSIGN_OR_RETURN(
+      std::vector<std::byte> mean,
+      plan::internal_plan::MeanOfTpSlices(index_, *p, ToStateKind(state), meta->dtype));
   if (mean.size() != dest.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("ReadState(", param.name, "): destination holds ", dest.size(),
+    return absl::InvalidArgumentError(absl::StrCat("ReadState(", param.name,
+                                                   "): destination holds ", dest.size(),
                                                    " bytes, the state ", mean.size()));
   }
   if (!mean.empty()) std::memcpy(dest.data(), mean.data(), mean.size());

@@ -31,8 +31,8 @@ class ZeroSource : public store::Source {
   // Opens `dir` (a save folder or a tag folder) with OpenCheckpoint. tp > 1: FailedPrecondition
   // without universal_checkpoint_info (the merge is unknown), Unimplemented for ZeRO-3 (as
   // `ucp convert`); MergeRules' errors naming the parameter.
-  static absl::StatusOr<std::unique_ptr<ZeroSource>> Open(const std::string& dir,
-                                                          const deepspeed::OpenOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<ZeroSource>> Open(
+      const std::string& dir, const deepspeed::OpenOptions& options = {});
 
   // Averaged TP parameters: the mean of the slices (computed); the rest: Source::ReadState.
   absl::Status ReadState(const store::ParamMeta& param, store::ParamState state,

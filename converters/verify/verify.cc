@@ -87,9 +87,12 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   absl::StatusOr<sources::SniffedCheckpoint> sniffed = sources::SniffCheckpoint(path, sniff);
   // What ucp wrote has a manifest: a UCP folder, an export folder, a reshard's save folder. An
   // export whose weights files are gone is still checked against its manifest.
-  const bool has_manifest = fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
-  if (!sniffed.ok() && has_manifest && options.tag.empty() && absl::IsInvalidArgument(sniffed.status())) {
-    sniffed = sources::SniffedCheckpoint{store::SourceKind::kSafetensors, path, "", "", "a folder with a manifest"};
+  const bool has_manifest =
+      fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
+  if (!sniffed.ok() && has_manifest && options.tag.empty() &&
+      absl::IsInvalidArgument(sniffed.status())) {
+    sniffed = sources::SniffedCheckpoint{store::SourceKind::kSafetensors, path, "", "",
+                                         "a folder with a manifest"};
   }
   UCP_RETURN_IF_ERROR(sniffed.status());
   const sources::SniffedCheckpoint& input = *sniffed;

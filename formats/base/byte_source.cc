@@ -142,11 +142,12 @@ absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& pa
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes) {
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> file, OpenFileSource(path, /*map=*/false));
   if (file->Size() > max_bytes) {
-    return absl::DataLossError(absl::StrCat(path, ": ", file->Size(), " bytes, more than the ", max_bytes,
-                                            " this file may have"));
+    return absl::DataLossError(absl::StrCat(path, ": ", file->Size(), " bytes, more than the ",
+                                            max_bytes, " this file may have"));
   }
   std::string text(file->Size(), '\0');
-  UCP_RETURN_IF_ERROR(file->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(text.data()), text.size())));
+  UCP_RETURN_IF_ERROR(
+      file->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(text.data()), text.size())));
   return text;
 }
 

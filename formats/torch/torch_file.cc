@@ -21,7 +21,8 @@ absl::StatusOr<TorchFile> TorchFile::Open(std::shared_ptr<const ByteSource> sour
   const std::string name = source->name();
   // Shorter than any zip's signature: a file cut short (a zero-byte shard), not another format.
   if (source->Size() < 4) {
-    return absl::DataLossError(absl::StrCat(name, ": ", source->Size(), " bytes, too short for a torch.save file "
+    return absl::DataLossError(absl::StrCat(name, ": ", source->Size(),
+                                            " bytes, too short for a torch.save file "
                                             "(truncated?)"));
   }
   uint64_t probe_size = 4;

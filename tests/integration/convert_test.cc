@@ -4,6 +4,8 @@
 // (the first difference is printed with its key path). Then the failure contract: bad input and
 // failures leave nothing at the output path, and a `ucp convert` killed with SIGKILL leaves at
 // most `<out>.partial`, which the next run removes.
+#include "converters/pipelines/convert.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "converters/deepspeed/gather.h"
-#include "converters/pipelines/convert.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
@@ -45,7 +46,8 @@ const char* const kCases[] = {"s1_fp32_dp2",        "s1_fp32_dp4", "s1_bf16opt_d
 // checked by tests/interop/test_tp_convert.py against their formulas: their UCPs come from
 // ds_to_universal run with stand-ins for the rest of DeepSpeed, which pickle ZeroStageEnum
 // differently from DeepSpeed itself.
-const char* const kTpCases[] = {"deepspeed_tp/autotp_llama_s1_fp32_tp2_dp1", "deepspeed_tp/autotp_llama_s2_bf16_tp2_dp1",
+const char* const kTpCases[] = {"deepspeed_tp/autotp_llama_s1_fp32_tp2_dp1",
+                                "deepspeed_tp/autotp_llama_s2_bf16_tp2_dp1",
                                 "deepspeed_tp/autotp_llama_s2_fp32_tp2_dp2"};
 
 std::string ReadAll(const std::string& path) {
@@ -100,11 +102,12 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertFixtureTest, ::testing::ValuesIn(kCases));
-INSTANTIATE_TEST_SUITE_P(TpFixtures, ConvertFixtureTest, ::testing::ValuesIn(kTpCases), [](const auto& test) {
-  std::string name = test.param;
-  std::replace(name.begin(), name.end(), '/', '_');
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(TpFixtures, ConvertFixtureTest, ::testing::ValuesIn(kTpCases),
+                         [](const auto& test) {
+                           std::string name = test.param;
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
 
 TEST(CompareTest, FirstDifferenceNamesTheKeyPath) {
   const std::string dir = FixtureCase("s2_fp32_dp2") + "/checkpoint/global_step5_universal/zero/embed.weight/";
