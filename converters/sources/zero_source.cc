@@ -91,10 +91,12 @@ std::string Partitioning(const CheckpointIndex& index, const Parameter& p,
                     t.ep_size, ", ", p.expert->num_experts, " experts)");
   }
   if (!tp_text.empty()) absl::StrAppend(&text, ", ", tp_text);
-  // tp 1 and experts read MP rank 0's fragments; a TP merge reads every slice's.
+  // The fragments read: every slice's for a TP merge that moves bytes of all ranks, else (tp 1,
+  // experts, tp-replicated) MP rank 0's.
+  const bool every_slice = !tp_text.empty() && tp_text.find("replicated") == std::string::npos;
   size_t n = 0;
   for (const deepspeed::ParamSlice& slice : p.slices) {
-    if (!tp_text.empty() || slice.mp_rank == 0) n += slice.fragments.size();
+    if (every_slice || slice.mp_rank == 0) n += slice.fragments.size();
   }
   absl::StrAppend(&text, ", ", n, n == 1 ? " fragment" : " fragments");
   return text;
