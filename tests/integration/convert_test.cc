@@ -187,6 +187,28 @@ TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
   EXPECT_EQ(Shell(Binary("ucp-convert") + " --input_folder x", scratch.path(), &out, &err), 2);
 }
 
+// People migrating from ds_to_universal.py type its flags after `ucp convert` too.
+TEST(ConvertCliTest, ConvertTakesDsToUniversalFolderFlags) {
+  ScratchDir scratch("cli_convert_flags");
+  const std::string in = FixtureCase("s1_fp32_dp2") + "/checkpoint/global_step5";
+  const std::string out_dir = scratch.path() + "/global_step5_universal";
+  std::string out, err;
+  ASSERT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --input_folder ", in, " --output_folder ",
+                               out_dir, " --no-fsync"),
+                  scratch.path(), &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(store::VerifyDirectory(out_dir).ok());
+  // Exactly one spelling of each, and an input is required.
+  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert ", in, " --input_folder ", in),
+                  scratch.path(), &out, &err),
+            2);
+  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --output_folder ", out_dir), scratch.path(),
+                  &out, &err),
+            2);
+  EXPECT_NE(err.find("INPUT (or --input_folder) is required"), std::string::npos) << err;
+}
+
 TEST(ConvertKillTest, KilledRunLeavesNoOutputAndTheNextRunCleansUp) {
   ScratchDir scratch("kill");
   const std::string tag = scratch.path() + "/global_step5";
