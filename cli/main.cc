@@ -95,7 +95,7 @@ int ConvertAliasMain(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   convert.progress = ::isatty(STDERR_FILENO) == 1;
-  ucp::cli::InstallInterruptHandlers();
+  if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
   return ucp::cli::RunConvert(convert, std::cout, std::cerr);
 }
 
@@ -255,15 +255,17 @@ int main(int argc, char** argv) {
   }
   if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
-  // The verbs that write: progress on a terminal, and Ctrl-C / SIGTERM remove what was staged.
+  // The verbs that write: progress on a terminal, and Ctrl-C / SIGTERM remove what was staged
+  // (a dry run writes nothing: Ctrl-C stops it at once as usual).
   const bool tty = ::isatty(STDERR_FILENO) == 1;
-  ucp::cli::InstallInterruptHandlers();
   if (*reshard_cmd) {
+    if (!reshard.dry_run) ucp::cli::InstallInterruptHandlers();
     reshard.progress = tty;
     return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
   }
   if (*export_cmd || *z2f_cmd) {
     ucp::cli::ExportCommandOptions& e = *export_cmd ? exp : z2f;
+    if (!e.dry_run) ucp::cli::InstallInterruptHandlers();
     e.progress = tty;
     return ucp::cli::RunExport(e, std::cout, std::cerr);
   }
@@ -273,6 +275,7 @@ int main(int argc, char** argv) {
                    "more information.\n";
       return 2;
     }
+    if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
     convert.progress = tty;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);
   }

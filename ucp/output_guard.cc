@@ -43,6 +43,7 @@ bool IsWithin(const fs::path& inner, const fs::path& outer) {
 
 // How `out` overlaps `input`: "is", "contains", "lies inside" (only when `inside` counts), or null.
 const char* Overlap(const std::vector<fs::path>& outs, const std::string& input, bool inside) {
+  if (input.empty()) return nullptr;  // not a path (it would resolve to the working folder)
   for (const fs::path& in : Spellings(input)) {
     for (const fs::path& o : outs) {
       if (o == in) return "is";
@@ -72,7 +73,7 @@ absl::Status Foreign(const std::string& dir, const absl::flat_hash_set<std::stri
     const fs::file_status s = it->symlink_status(ec);
     if (ec) break;
     if (fs::is_directory(s)) continue;
-    const std::string rel = fs::relative(it->path(), dir, ec).generic_string();
+    const std::string rel = it->path().lexically_relative(dir).generic_string();
     if (fs::is_regular_file(s) && listed.contains(rel)) continue;
     if (++*count <= kNamedForeign) named->push_back(it->path().string());
   }

@@ -345,10 +345,11 @@ absl::Status Executor::Write(size_t f) {
   if (Cancelled()) return absl::CancelledError("interrupted");
   if (options_.fsync) UCP_RETURN_IF_ERROR(FsyncFile(path));
   UCP_ASSIGN_OR_RETURN(entries_[f], store::HashFile(dir_, pf.path));
-  // The writer's estimate becomes the file's real size, in both counters.
+  // The writer's estimate becomes the file's real size, in both counters (the total first, so
+  // that a concurrent report never sees more done than in total).
+  bytes_total_ += entries_[f].size;
   bytes_done_ += entries_[f].size;
   bytes_done_ -= reported;
-  bytes_total_ += entries_[f].size;
   bytes_total_ -= pf.size;
   ++files_done_;
   Report(false);
