@@ -45,12 +45,6 @@ int64_t PerParamValid(int64_t numel, int world, int rank) {
   return std::max<int64_t>(0, std::min(p, numel - rank * p));
 }
 
-EpPlace PlaceOnEp(int rank, int dp, int ep, bool use_data_before_expert_parallelism) {
-  const int edp = dp / ep;
-  if (use_data_before_expert_parallelism) return EpPlace{rank / edp, rank % edp};
-  return EpPlace{rank % ep, rank / ep};
-}
-
 std::vector<std::vector<float>> SplitFlat(const std::vector<std::vector<float>>& params, int world,
                                           int alignment_factor) {
   std::vector<int64_t> numels;

@@ -45,13 +45,6 @@ int64_t FlatRankPadding(const FlatLayout& layout, int rank);
 int64_t PerParamPartition(int64_t numel, int world);
 int64_t PerParamValid(int64_t numel, int world, int rank);
 
-// EP-DP placement (§7.1): the EP rank and expert-DP rank of DP rank r.
-struct EpPlace {
-  int ep_rank = 0;
-  int edp_rank = 0;
-};
-EpPlace PlaceOnEp(int rank, int dp, int ep, bool use_data_before_expert_parallelism);
-
 // Reference splitters over element values (padding written as 0).
 std::vector<std::vector<float>> SplitFlat(const std::vector<std::vector<float>>& params, int world,
                                           int alignment_factor = 2);

@@ -44,14 +44,6 @@ TEST(ShardLayoutTest, WholePaddingRank) {
   EXPECT_TRUE(FlatRankFragments(std::vector<int64_t>{1}, l, 5).empty());
 }
 
-TEST(ShardLayoutTest, EpPlacement) {
-  EXPECT_EQ(PlaceOnEp(3, 4, 2, false).ep_rank, 1);
-  EXPECT_EQ(PlaceOnEp(3, 4, 2, false).edp_rank, 1);
-  EXPECT_EQ(PlaceOnEp(2, 4, 2, false).ep_rank, 0);
-  EXPECT_EQ(PlaceOnEp(2, 4, 2, true).ep_rank, 1);
-  EXPECT_EQ(PlaceOnEp(2, 4, 2, true).edp_rank, 0);
-}
-
 // Property: Split then Merge gives back every parameter; padding is zero; fragments tile.
 TEST(ShardLayoutTest, SplitMergeRoundTripRandom) {
   std::mt19937 rng(1234);

@@ -26,10 +26,10 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   options.input = o.input;
   options.output = o.output;
   options.input_tag = o.input_tag;
-  options.target.dp = o.dp;
-  options.target.autoep_size = o.autoep_size;
-  options.target.zero_stage = o.zero_stage;
-  options.target.tag = o.tag;
+  options.dp = o.dp;
+  options.autoep_size = o.autoep_size;
+  options.zero_stage = o.zero_stage;
+  options.tag = o.tag;
   options.force = o.force;
   options.execute.threads = o.threads;
   options.execute.memory_limit = *memory;

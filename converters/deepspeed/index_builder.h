@@ -27,7 +27,7 @@ namespace ucp::converters::deepspeed::internal_ds {
 absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index);
 
 // model_metadata.cc
-// ds_autoep_layers → autoep_layers and topology.ep_size / edp_size / use_data_before_...;
+// ds_autoep_layers → autoep_layers and topology.ep / edp_size / use_data_before_...;
 // Unimplemented for native MoE.
 absl::Status ReadAutoEp(CheckpointIndex* index);
 absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index);

@@ -131,7 +131,7 @@ absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& s
   return absl::OkStatus();
 }
 
-absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Topology& t) {
+absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const ZeroKind& t) {
   if (sg.fp32->dtype != t.master_dtype || sg.exp_avg->dtype != t.state_dtype || sg.exp_avg_sq->dtype != t.state_dtype) {
     return absl::DataLossError(absl::StrCat(ctx, ": dtypes (", DTypeName(sg.fp32->dtype), ", ",
                                             DTypeName(sg.exp_avg->dtype), ", ", DTypeName(sg.exp_avg_sq->dtype),
@@ -144,14 +144,15 @@ absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Top
 // against the other ranks'.
 absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, int64_t partition, int64_t total,
                         CheckpointIndex* index) {
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
+  const ZeroKind& zk = index->kind;
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
-  const int r = fg.expert ? t.EdpRank(dp) : dp;
+  const int r = fg.expert ? t.PlaceOnEp(dp).edp_rank : dp;
   const int64_t ps = r * partition, pe = ps + partition;
   const int64_t padding = ps >= total ? partition : std::max<int64_t>(0, pe - total);
   const int64_t total_padding = partition * fg.partition_count - total;
-  const bool bf16 = t.wrapper == OptimizerWrapper::kBf16Optimizer;
+  const bool bf16 = zk.wrapper == OptimizerWrapper::kBf16Optimizer;
   const int64_t expected_saved = bf16 ? (r == fg.partition_count - 1 ? total_padding : 0) : padding;
   if (sg.saved_padding != expected_saved) {
     return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kGroupPaddings, "[", g,
@@ -173,12 +174,12 @@ absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, int64_t parti
 // The fragments of group g on one shard, checked against param_slice_mappings.
 absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t partition,
                              const std::vector<int64_t>& lp_start, int64_t total, CheckpointIndex* index) {
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
   const std::string ctx = absl::StrCat(FileContext(*index, shard.file), ": ", keys::kParamSliceMappings, "[", g, "]");
-  const int r = fg.expert ? t.EdpRank(dp) : dp;
-  const int e = fg.expert ? t.EpRank(dp) : 0;
+  const int r = fg.expert ? t.PlaceOnEp(dp).edp_rank : dp;
+  const int e = fg.expert ? t.PlaceOnEp(dp).ep_rank : 0;
   const int64_t ps = r * partition, pe = ps + partition;
   auto entries = sg.mappings->entries();
   size_t next_entry = 0;
@@ -222,9 +223,9 @@ absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t 
 }
 
 absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, CheckpointIndex* index) {
-  Topology& t = index->topology;
+  store::Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[g];
-  const int64_t expected_w = fg.expert ? t.edp_size : t.dp_size;
+  const int64_t expected_w = fg.expert ? t.edp() : t.dp;
   const int64_t partition = shards[0].groups[g].exp_avg->NumElements();
   for (const Shard& shard : shards) {
     const ShardGroup& sg = shard.groups[g];
@@ -239,7 +240,7 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
                                                         sg.exp_avg->NumElements(), " elements, ",
                                                         FileContext(*index, shards[0].file), " has ", partition));
     }
-    UCP_RETURN_IF_ERROR(CheckDtypes(sg, absl::StrCat(ctx, " group ", g), t));
+    UCP_RETURN_IF_ERROR(CheckDtypes(sg, absl::StrCat(ctx, " group ", g), index->kind));
   }
   fg.partition_count = static_cast<int>(expected_w);
   std::vector<int64_t> lp_start;
@@ -255,7 +256,7 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
     return absl::DataLossError(absl::StrCat(FileContext(*index, shards[0].file), ": group ", g, ": ", expected_w,
                                             " partitions of ", partition, " elements cannot hold its ", total));
   }
-  for (int dp = 0; dp < t.dp_size; ++dp) {
+  for (int dp = 0; dp < t.dp; ++dp) {
     UCP_RETURN_IF_ERROR(IndexShardGroup(shards[dp], mp, dp, g, partition, lp_start, total, index));
   }
   return absl::OkStatus();
@@ -264,20 +265,20 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
 }  // namespace
 
 absl::Status IndexZero12(CheckpointIndex* index) {
-  const Topology& t = index->topology;
-  for (int mp = 0; mp < t.mp_size; ++mp) {
+  const store::Topology& t = index->topology;
+  for (int mp = 0; mp < t.mp(); ++mp) {
     const CheckpointFile& model = index->model_file(mp);
     absl::StatusOr<std::vector<GroupShapes>> shapes = ReadParamShapes(model.root());
     if (!shapes.ok()) return WithContext(shapes.status(), model.path);
     std::vector<Shard> shards;
-    for (int dp = 0; dp < t.dp_size; ++dp) {
-      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp_size + dp], shapes->size()));
+    for (int dp = 0; dp < t.dp; ++dp) {
+      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp + dp], shapes->size()));
       shards.push_back(std::move(shard));
     }
     if (mp == 0) {
       if (shapes->empty()) return absl::DataLossError(absl::StrCat(model.path, ": empty ", keys::kParamShapes));
-      index->topology.master_dtype = shards[0].groups[0].fp32->dtype;
-      index->topology.state_dtype = shards[0].groups[0].exp_avg->dtype;
+      index->kind.master_dtype = shards[0].groups[0].fp32->dtype;
+      index->kind.state_dtype = shards[0].groups[0].exp_avg->dtype;
       UCP_RETURN_IF_ERROR(CreateGroups(*shapes, shards[0], index));
       for (Parameter& p : index->params) p.slices.push_back(ParamSlice{0, p.shape, {}});
     } else {

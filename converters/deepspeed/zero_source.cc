@@ -28,15 +28,16 @@ ParamState ToParamState(StateKind s) {
 }
 
 std::string Partitioning(const CheckpointIndex& index, const Parameter& p) {
-  const Topology& t = index.topology;
-  std::string text = t.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", t.zero_stage);
-  if (t.zero_stage >= 1) {
+  const store::Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
+  std::string text = zk.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", zk.zero_stage);
+  if (zk.zero_stage >= 1) {
     const FlatGroup& g = index.flat_groups[p.flat_group];
-    absl::StrAppend(&text, t.zero_stage == 3 ? " partitioned" : " flat group ", t.zero_stage == 3 ? "" : absl::StrCat(g.index),
+    absl::StrAppend(&text, zk.zero_stage == 3 ? " partitioned" : " flat group ", zk.zero_stage == 3 ? "" : absl::StrCat(g.index),
                     " over ", g.partition_count, g.expert ? " expert-dp ranks" : " dp ranks");
   }
   if (p.is_expert()) {
-    absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ", t.ep_size,
+    absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ", t.ep,
                     ", ", p.expert->num_experts, " experts)");
   }
   const size_t n = p.slices.empty() ? 0 : p.slices[0].fragments.size();
@@ -51,22 +52,23 @@ ZeroSource::ZeroSource(store::SourceInfo info, CheckpointIndex index)
 
 absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(const std::string& dir, const OpenOptions& options) {
   UCP_ASSIGN_OR_RETURN(CheckpointIndex index, OpenCheckpoint(dir, options));
-  const Topology& t = index.topology;
-  if (t.mp_size > 1) {
+  const store::Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
+  if (t.mp() > 1) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": reading a checkpoint with tp/pp size ",
-                                                 t.mp_size, " in place is not supported yet; run `ucp convert` "
+                                                 t.mp(), " in place is not supported yet; run `ucp convert` "
                                                  "to merge it into a Universal Checkpoint first"));
   }
   store::SourceInfo info;
   info.path = index.dir.tag_dir;
   info.tag = index.dir.tag;
-  info.zero_stage = t.zero_stage;
-  info.optimizer_wrapper = std::string(OptimizerWrapperName(t.wrapper));
-  info.dp_size = t.dp_size;
-  info.tp_size = t.tp_size;
-  info.pp_size = t.pp_size;
-  info.ep_size = t.ep_size;
-  info.master_dtype = t.master_dtype;
+  info.zero_stage = zk.zero_stage;
+  info.optimizer_wrapper = std::string(OptimizerWrapperName(zk.wrapper));
+  info.dp_size = t.dp;
+  info.tp_size = t.tp;
+  info.pp_size = t.pp;
+  info.ep_size = t.ep;
+  info.master_dtype = zk.master_dtype;
   std::unique_ptr<ZeroSource> source(new ZeroSource(std::move(info), std::move(index)));
   UCP_RETURN_IF_ERROR(source->Build());
   return source;
@@ -74,7 +76,7 @@ absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(const std::string& 
 
 absl::Status ZeroSource::Build() {
   const CheckpointIndex& index = index_;
-  const Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
   store::SourceInfo& info = mutable_info();
   for (const CheckpointFile& f : index.files) AddFile(f.torch->zip().shared_source());
 
@@ -103,7 +105,7 @@ absl::Status ZeroSource::Build() {
     meta.expert = p.is_expert();
     meta.num_experts = p.is_expert() ? p.expert->num_experts : 0;
     meta.partitioning = Partitioning(index, p);
-    if (t.zero_stage >= 1) {
+    if (zk.zero_stage >= 1) {
       const FlatGroup& g = index.flat_groups[p.flat_group];
       if (const Value* step = g.step(); step != nullptr) {
         const int file = g.ranks[0].step_file;
@@ -117,7 +119,7 @@ absl::Status ZeroSource::Build() {
                      [](const Fragment* a, const Fragment* b) { return a->merged_offset < b->merged_offset; });
     for (StateKind s : kAllStates) {
       StateMeta state;
-      state.dtype = s == StateKind::kFp32 ? t.master_dtype : t.state_dtype;
+      state.dtype = s == StateKind::kFp32 ? zk.master_dtype : zk.state_dtype;
       int64_t expected = 0;
       bool present = true;
       for (const Fragment* f : frags) {

@@ -41,8 +41,19 @@ absl::Status CheckTag(const std::string& tag) {
 
 bool UseDataBeforeExpertParallelism(const Value* model_root) {
   const Value* c = model_root != nullptr ? model_root->Get(deepspeed::keys::kDsConfig) : nullptr;
-  const Value* v = c != nullptr && c->is_dict() ? c->Get("use_data_before_expert_parallelism") : nullptr;
+  const Value* v = c != nullptr && c->is_dict() ? c->Get(deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
   return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
+}
+
+// The plan target of the request `o` for an input whose expert parallelism is `source_ep`.
+plan::ZeroTarget ResolveTarget(const ReshardOptions& o, int source_ep, const Value* model_root) {
+  plan::ZeroTarget t;
+  t.topology.dp = o.dp;
+  t.topology.ep = o.autoep_size > 0 ? o.autoep_size : source_ep;
+  t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
+  t.zero_stage = o.zero_stage;
+  t.tag = o.tag;
+  return t;
 }
 
 // Moves the planner's files under <tag>/ and adds `latest`.
@@ -77,7 +88,7 @@ struct Holder {
 };
 
 absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& o) {
-  plan::ReshardTarget target = o.target;
+  plan::ZeroTarget target;
   PlannedReshard out;
   Holder holder;
   const Value* model_root = nullptr;
@@ -94,7 +105,7 @@ absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& 
     deepspeed::OpenOptions open;
     open.tag = o.input_tag;
     UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-    if (index.topology.zero_stage == 3) {
+    if (index.kind.zero_stage == 3) {
       UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromIndex(index));
     } else {
       UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromIndex(index));
@@ -102,17 +113,14 @@ absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& 
   }
   if (in12.has_value()) {
     model_root = in12->model_root;
-    target.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
+    target = ResolveTarget(o, in12->source_ep, model_root);
     UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanUcpToZero12(*in12, target));
     holder.files = in12->files;
   } else {
     model_root = in3->model_root;
-    UCP_RETURN_IF_ERROR(plan::CheckStageChange(in3->origin, 3, target.zero_stage));
-    plan::Zero3Target t3;
-    t3.dp = target.dp;
-    t3.ep = target.autoep_size;
-    t3.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
-    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanZero3Reshard(*in3, t3));
+    UCP_RETURN_IF_ERROR(plan::CheckStageChange(in3->origin, 3, o.zero_stage));
+    target = ResolveTarget(o, in3->source_ep, model_root);
+    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanZero3Reshard(*in3, target));
     holder.files = in3->files;
   }
   out.tag = target.tag.empty() ? DefaultTag(model_root) : target.tag;

@@ -19,7 +19,12 @@ struct ReshardOptions {
   std::string input;   // a UCP folder (has zero/optimizer_state.pt), a ZeRO save folder or tag folder
   std::string output;  // the save folder to create: <output>/latest, <output>/<tag>/
   std::string input_tag;  // ZeRO input: the tag folder to read instead of `latest`
-  plan::ReshardTarget target;
+  // The target (resolved into a plan::ZeroTarget: ep 0 keeps the source's; the expert order,
+  // use_data_before_expert_parallelism, is the source's ds_config's).
+  int dp = 1;           // data-parallel world size
+  int autoep_size = 0;  // AutoEP autoep_size; 0 keeps the source's
+  int zero_stage = -1;  // -1 keeps the source's; 1 <-> 2, 0 -> 1|2 (stage_change.h)
+  std::string tag;      // target tag folder name; empty: global_step<global_steps>
   execute::ExecuteOptions execute;
   bool force = false;  // replace an existing output folder
 };

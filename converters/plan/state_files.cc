@@ -181,16 +181,16 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
                                             const StorageLocator& locator) {
   const Value& osd = index.optimizer_state_dict();
   const std::string what = absl::StrCat(index.optim_file(0).path, ": ",
-                                        index.topology.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
+                                        index.kind.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
   Value* out = nullptr;
   const Value* param_groups = nullptr;
-  if (index.topology.zero_stage == 0) {
+  if (index.kind.zero_stage == 0) {
     // No ZeRO wrapper state: what the ZeRO-1/2 loader needs (ds_version, then param_groups).
     UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(index.base_optimizer_state(), keys::kParamGroups, what));
     out = arena.Dict();
     const Value* version = index.model_file().root().Get(keys::kDsVersion);
     if (version != nullptr) arena.SetItem(out, keys::kDsVersion, version);
-  } else if (index.topology.zero_stage == 3) {
+  } else if (index.kind.zero_stage == 3) {
     // The whole optimizer_state_dict of the first shard, plus a top-level param_groups.
     UCP_ASSIGN_OR_RETURN(const Value* inner, ids::Require(osd, keys::kOptimizerStateDict, what));
     UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(*inner, keys::kParamGroups, what));
@@ -209,7 +209,7 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
       if (IsKey(k, keys::kGroupPaddings) && Truthy(v)) {
         UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, 0, absl::StrCat(what, ".", keys::kGroupPaddings)));
       } else if (IsKey(k, keys::kPartitionCount) && Truthy(v)) {
-        UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, index.topology.dp_size,
+        UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, index.topology.dp,
                                                  absl::StrCat(what, ".", keys::kPartitionCount)));
       }
       ValueArena::SetItem(out, k, value);
@@ -224,7 +224,7 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
 absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, const StorageLocator& locator,
                            Plan* plan) {
   const bool autoep = !index.autoep_layers.empty();
-  if (index.topology.zero_stage <= 2) {
+  if (index.kind.zero_stage <= 2) {
     const Value* layers = nullptr;
     if (autoep) {
       UCP_ASSIGN_OR_RETURN(layers, AggregatedAutoepMetadata(index, arena));

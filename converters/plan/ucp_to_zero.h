@@ -11,21 +11,25 @@
 #include "absl/status/statusor.h"
 #include "converters/plan/plan.h"
 #include "converters/plan/zero12_input.h"
+#include "formats/torch/pickle_value.h"
+#include "ucp/topology.h"
 
 namespace ucp::converters::plan {
 
-struct ReshardTarget {
-  int dp = 1;            // target data-parallel world size
-  int autoep_size = 0;   // target AutoEP autoep_size; 0 keeps the source's
-  int zero_stage = -1;   // -1 keeps the source's; 1 <-> 2 changes allowed (stage_change.h)
-  std::string tag;       // target tag folder name; empty: global_step<global_steps>
-  // ds_config use_data_before_expert_parallelism of the target (§7.1).
-  bool use_data_before_expert_parallelism = false;
+// What the ZeRO sink writes: the topology to save at, the stage, the tag.
+struct ZeroTarget {
+  // dp, ep (AutoEP autoep_size; native MoE: the source's, fixed by the model) and
+  // use_data_before_expert_parallelism (§7.1); tp, pp, sp 1. Checked with Topology::Validate.
+  store::Topology topology;
+  int zero_stage = -1;  // -1 keeps the source's; 1 <-> 2 and 0 -> 1|2 changes (stage_change.h)
+  std::string tag;      // target tag folder name; empty: global_step<global_steps>
+  // Written as ds_config into every file; null keeps the source's. Must outlive the plan's use.
+  const formats::torch::Value* ds_config = nullptr;
 };
 
 // Plan::files are the tag folder's files (paths relative to it). InvalidArgument for an
-// infeasible target (dp < 1, autoep_size not dividing dp or an expert count, autoep_size without
-// AutoEP layers, a stage change CheckStageChange refuses), DataLoss for inconsistent input.
-absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarget& target);
+// infeasible target (a topology Validate refuses, ep > 1 without AutoEP layers or not dividing an
+// expert count, a stage change CheckStageChange refuses), DataLoss for inconsistent input.
+absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ZeroTarget& target);
 
 }  // namespace ucp::converters::plan

@@ -217,7 +217,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   const std::string what = absl::StrCat(in_.origin, ": model states");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
-  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(topo_.dp));
   if (in_.zero_stage == 0) {
     UCP_RETURN_IF_ERROR(RewriteZero0ModelStates(arena_, root, in_));
     UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
@@ -245,7 +245,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
 absl::StatusOr<Plan> Planner::Run() {
   for (const Zero12Group& g : in_.groups) {
     GroupLayout l;
-    l.world = g.expert ? edp_ : t_.dp;
+    l.world = g.expert ? edp_ : topo_.dp;
     for (int pi : g.params) {
       const Zero12Param& p = in_.params[pi];
       const int64_t n = p.shape.NumElements().value_or(0);
@@ -259,7 +259,7 @@ absl::StatusOr<Plan> Planner::Run() {
   plan.info.input = in_.origin;
   plan.info.wrapper = bf16_optimizer_ ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer";
   plan.info.zero_stage = stage_;
-  plan.info.dp_size = t_.dp;
+  plan.info.dp_size = topo_.dp;
   plan.info.ep_size = ep_;
   plan.info.param_groups = static_cast<int>(in_.groups.size());
   plan.info.params = static_cast<int>(in_.params.size());
@@ -289,7 +289,7 @@ absl::StatusOr<Plan> Planner::Run() {
       if (en != nullptr && en->is(ValueKind::kBool) && en->bool_value()) bf16 = true;
     }
   }
-  for (int r = 0; r < t_.dp; ++r) {
+  for (int r = 0; r < topo_.dp; ++r) {
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(r));
     UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
                                                          "_mp_rank_00_optim_states.pt"),
@@ -303,11 +303,10 @@ absl::StatusOr<Plan> Planner::Run() {
 
 }  // namespace internal_zero12
 
-absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarget& target) {
+absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ZeroTarget& target) {
   bool autoep = false;
   for (const Zero12Param& p : input.params) autoep = autoep || p.expert;
-  const int ep = target.autoep_size > 0 ? target.autoep_size : input.source_ep;
-  if (target.dp < 1) return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " must be >= 1"));
+  const int ep = target.topology.ep;
   UCP_RETURN_IF_ERROR(CheckStageChange(input.origin, input.zero_stage, target.zero_stage));
   if (!input.native_moe_num_experts.empty() && ep != input.source_ep) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -318,16 +317,14 @@ absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ReshardTarg
     return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
                                                    " requested, but the checkpoint has no AutoEP layers"));
   }
-  if (target.dp % ep != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " is not a multiple of autoep_size ", ep));
-  }
+  UCP_RETURN_IF_ERROR(target.topology.Validate());
   for (const Zero12Param& p : input.params) {
     if (p.expert && p.num_experts % ep != 0) {
       return absl::InvalidArgumentError(absl::StrCat("'", p.name, "': ", p.num_experts,
                                                      " experts are not divisible by autoep_size ", ep));
     }
   }
-  internal_zero12::Planner planner(input, target, ep);
+  internal_zero12::Planner planner(input, target);
   return planner.Run();
 }
 

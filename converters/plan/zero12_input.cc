@@ -129,22 +129,23 @@ absl::StatusOr<std::shared_ptr<const TorchFile>> NativeExpertFp32(const std::fil
 }  // namespace
 
 absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
-  const deepspeed::Topology& t = index.topology;
-  if (t.zero_stage != 0 && t.zero_stage != 1 && t.zero_stage != 2) {
-    return absl::FailedPreconditionError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", t.zero_stage,
+  const store::Topology& t = index.topology;
+  const deepspeed::ZeroKind& zk = index.kind;
+  if (zk.zero_stage != 0 && zk.zero_stage != 1 && zk.zero_stage != 2) {
+    return absl::FailedPreconditionError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", zk.zero_stage,
                                                       " checkpoint; the ZeRO-1/2 planner reads stages 0, 1 and 2"));
   }
-  if (t.tp_size != 1 || t.pp_size != 1) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tp=", t.tp_size, ", pp=", t.pp_size,
+  if (t.tp != 1 || t.pp != 1) {
+    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tp=", t.tp, ", pp=", t.pp,
                                                  " (only tp = pp = 1 is resharded)"));
   }
   Zero12Input in;
   in.origin = index.dir.tag_dir;
   for (const deepspeed::CheckpointFile& f : index.files) UCP_RETURN_IF_ERROR(AddFile(f.torch, &in));
-  in.source_dp = t.dp_size;
-  in.source_ep = t.ep_size;
-  in.zero_stage = t.zero_stage;
-  in.bf16_optimizer = t.wrapper == deepspeed::OptimizerWrapper::kBf16Optimizer;
+  in.source_dp = t.dp;
+  in.source_ep = t.ep;
+  in.zero_stage = zk.zero_stage;
+  in.bf16_optimizer = zk.wrapper == deepspeed::OptimizerWrapper::kBf16Optimizer;
   for (const deepspeed::FlatGroup& g : index.flat_groups) {
     Zero12Group group;
     group.expert = g.expert;
@@ -165,7 +166,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
     z.num_experts = p.is_expert() ? p.expert->num_experts : 0;
     for (StateKind s : deepspeed::kAllStates) {
       Zero3Runs& runs = z.states[static_cast<int>(s)];
-      runs.dtype = s == StateKind::kFp32 ? t.master_dtype : t.state_dtype;
+      runs.dtype = s == StateKind::kFp32 ? zk.master_dtype : zk.state_dtype;
       for (const deepspeed::Fragment& f : p.slices[0].fragments) {
         if (f.numel == 0) continue;
         const deepspeed::TensorLocation& loc = f.state(s);
@@ -178,7 +179,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
   in.model_root = &index.model_file(0, 0).root();
   in.optimizer_template = &index.optimizer_state_dict();
   in.native_moe_num_experts = index.native_moe_num_experts;
-  if (t.zero_stage == 0) in.zero0_shared_params = index.shared_params;
+  if (zk.zero_stage == 0) in.zero0_shared_params = index.shared_params;
   if (!in.native_moe_num_experts.empty()) {
     for (int fi : index.expert_files) {
       if (index.files[fi].name.mp_rank == 0) in.native_expert_files.emplace_back(index.files[fi].basename, fi);

@@ -29,11 +29,12 @@ using formats::torch::ValueKind;
 
 class Planner {
  public:
-  Planner(const Zero12Input& in, const ReshardTarget& t, int ep)
+  Planner(const Zero12Input& in, const ZeroTarget& t)
       : in_(in),
         t_(t),
-        ep_(ep),
-        edp_(t.dp / ep),
+        topo_(t.topology),
+        ep_(topo_.ep),
+        edp_(topo_.edp()),
         stage_(t.zero_stage >= 0 ? t.zero_stage : in.zero_stage),
         bf16_optimizer_(in.bf16_optimizer && stage_ == 1) {}
   absl::StatusOr<Plan> Run();
@@ -70,16 +71,14 @@ class Planner {
   // in the module's dtype (cast lazily when it differs; the cast source is added to `plan`).
   absl::StatusOr<const Value*> ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape, Plan* plan);
   int PartitionRank(int g, int rank) const {
-    const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
-    return in_.groups[g].expert ? place.edp_rank : rank;
+    return in_.groups[g].expert ? topo_.PlaceOnEp(rank).edp_rank : rank;
   }
-  int EpRank(int rank) const {
-    return store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism).ep_rank;
-  }
+  int EpRank(int rank) const { return topo_.PlaceOnEp(rank).ep_rank; }
   const Value* FragmentAddress(int64_t numel, int64_t start);
 
   const Zero12Input& in_;
-  const ReshardTarget& t_;
+  const ZeroTarget& t_;
+  const store::Topology& topo_;
   const int ep_, edp_;
   const int stage_;             // target ZeRO stage (1 or 2)
   const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)

@@ -57,14 +57,15 @@ absl::StatusOr<store::ByteRun> TensorRun(const Zero3Input& in, const TensorRef& 
 }
 
 absl::Status CheckTopology(const CheckpointIndex& index) {
-  const deepspeed::Topology& t = index.topology;
-  if (t.zero_stage != 3) {
-    return absl::FailedPreconditionError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", t.zero_stage,
+  const store::Topology& t = index.topology;
+  const deepspeed::ZeroKind& zk = index.kind;
+  if (zk.zero_stage != 3) {
+    return absl::FailedPreconditionError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", zk.zero_stage,
                                                       " checkpoint; the ZeRO-3 planner reads ZeRO-3 only"));
   }
-  if (t.tp_size != 1 || t.pp_size != 1) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": ZeRO-3 with tp=", t.tp_size, ", pp=",
-                                                 t.pp_size, " (only tp = pp = 1 is resharded)"));
+  if (t.tp != 1 || t.pp != 1) {
+    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": ZeRO-3 with tp=", t.tp, ", pp=",
+                                                 t.pp, " (only tp = pp = 1 is resharded)"));
   }
   return absl::OkStatus();
 }
@@ -145,8 +146,8 @@ absl::StatusOr<Zero3Input> Zero3InputFromIndex(const CheckpointIndex& index) {
   Zero3Input in;
   in.origin = index.dir.tag_dir;
   for (const deepspeed::CheckpointFile& f : index.files) UCP_RETURN_IF_ERROR(AddFile(f.torch, &in));
-  in.source_dp = index.topology.dp_size;
-  in.source_ep = index.topology.ep_size;
+  in.source_dp = index.topology.dp;
+  in.source_ep = index.topology.ep;
   for (const deepspeed::FlatGroup& g : index.flat_groups) {
     in.sub_groups.push_back(Zero3SubGroup{g.expert, g.params});
   }
@@ -159,7 +160,7 @@ absl::StatusOr<Zero3Input> Zero3InputFromIndex(const CheckpointIndex& index) {
     z.num_experts = p.is_expert() ? p.expert->num_experts : 0;
     for (StateKind s : deepspeed::kAllStates) {
       Zero3Runs& runs = z.states[static_cast<int>(s)];
-      runs.dtype = s == StateKind::kFp32 ? index.topology.master_dtype : index.topology.state_dtype;
+      runs.dtype = s == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
       for (const deepspeed::Fragment& f : p.slices[0].fragments) {
         if (f.numel == 0) continue;
         const deepspeed::TensorLocation& loc = f.state(s);

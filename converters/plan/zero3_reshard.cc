@@ -35,22 +35,15 @@ struct RankPlace {
 
 class Planner {
  public:
-  Planner(const Zero3Input& in, const Zero3Target& t, int ep, bool data_first)
-      : in_(in), t_(t), ep_(ep), edp_(t.dp / ep), data_first_(data_first) {}
+  Planner(const Zero3Input& in, const ZeroTarget& t)
+      : in_(in), t_(t), topo_(t.topology), ep_(topo_.ep), edp_(topo_.edp()) {}
 
   absl::StatusOr<Plan> Run();
 
  private:
   RankPlace Place(int r) const {
-    if (data_first_) return RankPlace{r, r / edp_, r % edp_};
-    return RankPlace{r, r % ep_, r / ep_};
-  }
-  std::vector<int> ExpertGroupRanks(int ep_rank) const {
-    std::vector<int> out;
-    for (int i = 0; i < edp_; ++i) {
-      out.push_back(data_first_ ? ep_rank * edp_ + i : ep_rank + i * ep_);
-    }
-    return out;
+    const store::EpPlace p = topo_.PlaceOnEp(r);
+    return RankPlace{r, p.ep_rank, p.edp_rank};
   }
   absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
                          std::vector<Piece>* out) const {
@@ -69,9 +62,9 @@ class Planner {
   int64_t LocalNumel(const Zero3Param& p) const;
 
   const Zero3Input& in_;
-  const Zero3Target& t_;
+  const ZeroTarget& t_;
+  const store::Topology& topo_;
   const int ep_, edp_;
-  const bool data_first_;  // use_data_before_expert_parallelism
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
 };
@@ -89,7 +82,7 @@ int64_t Planner::LocalNumel(const Zero3Param& p) const {
 absl::StatusOr<const Value*> Planner::SubGroupPartition(int s, int state, const RankPlace& place,
                                                         bool requires_grad) {
   const Zero3SubGroup& g = in_.sub_groups[s];
-  const int64_t world = g.expert ? edp_ : t_.dp;
+  const int64_t world = g.expert ? edp_ : topo_.dp;
   const int64_t prank = g.expert ? place.edp_rank : place.rank;
   std::vector<Piece> pieces;
   int64_t total = 0;
@@ -145,7 +138,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
     for (const Zero3Frozen& f : in_.frozen) {
       const uint64_t elem = DTypeSize(f.bytes.dtype);
       const int64_t n = f.shape.NumElements().value_or(0);
-      const int64_t part = CeilDiv(n, t_.dp);
+      const int64_t part = CeilDiv(n, topo_.dp);
       const int64_t valid = std::max<int64_t>(0, std::min(part, n - place.rank * part));
       std::vector<Piece> pieces;
       if (valid > 0) {
@@ -161,7 +154,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
   if (src->Get(keys::kSharedParams) != nullptr && place.rank != 0) {
     SetOrReplace(arena_, root, keys::kSharedParams, arena_.Dict());
   }
-  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(t_.dp));
+  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(topo_.dp));
   if (t_.ds_config != nullptr) SetOrReplace(arena_, root, keys::kDsConfig, t_.ds_config);
   for (absl::string_view key : {keys::kDsAutoepLayers, keys::kAutoepLayersLegacy}) {
     const Value* layers = src->Get(key);
@@ -190,7 +183,7 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
     if (IsKey(k, keys::kParamGroups)) continue;  // the UCP's top-level copy (§5.3)
     const Value* value = v;
     if (IsKey(k, keys::kPartitionCount)) {
-      value = arena_.Int(t_.dp);
+      value = arena_.Int(topo_.dp);
     } else if (IsKey(k, keys::kDsZeroPartitionGroups)) {
       UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(v, what));
       if (static_cast<int>(items.size()) != num_sub) {
@@ -204,11 +197,11 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
         const bool expert = in_.sub_groups[s].expert;
         std::vector<const Value*> ranks;
         if (expert) {
-          for (int r : ExpertGroupRanks(place.ep_rank)) ranks.push_back(arena_.Int(r));
+          for (int r : topo_.ExpertDpGroup(place.ep_rank)) ranks.push_back(arena_.Int(r));
         } else {
-          for (int r = 0; r < t_.dp; ++r) ranks.push_back(arena_.Int(r));
+          for (int r = 0; r < topo_.dp; ++r) ranks.push_back(arena_.Int(r));
         }
-        SetOrReplace(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : t_.dp));
+        SetOrReplace(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : topo_.dp));
         SetOrReplace(arena_, e, keys::kPartitionRank, arena_.Int(expert ? place.edp_rank : place.rank));
         SetOrReplace(arena_, e, keys::kPartitionRanks, arena_.List(ranks));
         if (expert && ep_ != in_.source_ep) {
@@ -287,14 +280,14 @@ absl::StatusOr<Plan> Planner::Run() {
   plan.info.input = in_.origin;
   plan.info.wrapper = "DeepSpeedZeroOptimizer_Stage3";
   plan.info.zero_stage = 3;
-  plan.info.dp_size = t_.dp;
+  plan.info.dp_size = topo_.dp;
   plan.info.ep_size = ep_;
   plan.info.params = static_cast<int>(in_.params.size());
   plan.info.frozen_params = static_cast<int>(in_.frozen.size());
   for (const Zero3Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
   frames_.ReserveZeros(&plan);
-  for (int r = 0; r < t_.dp; ++r) {
+  for (int r = 0; r < topo_.dp; ++r) {
     const RankPlace place = Place(r);
     UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot(place));
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(place));
@@ -313,7 +306,7 @@ absl::StatusOr<Plan> Planner::Run() {
 // DeepSpeed cuts each param group into sub-groups by accumulating partition numels up to
 // zero_optimization.sub_group_size (deepspeed-formats.md §4.2). Partition numels depend on dp, so
 // the source's split holds at the target only if recomputing it gives the same cut.
-absl::Status CheckSubGroupSplit(const Zero3Input& in, const Zero3Target& t, int ep) {
+absl::Status CheckSubGroupSplit(const Zero3Input& in, const ZeroTarget& t) {
   double limit = 1e12;
   const Value* config = t.ds_config != nullptr ? t.ds_config : in.model_root->Get(keys::kDsConfig);
   if (config != nullptr && config->is_dict()) {
@@ -327,7 +320,7 @@ absl::Status CheckSubGroupSplit(const Zero3Input& in, const Zero3Target& t, int 
   UCP_ASSIGN_OR_RETURN(const Value* inner, ids::Require(*in.optimizer_state_dict, keys::kOptimizerStateDict, what));
   UCP_ASSIGN_OR_RETURN(const Value* pgs_v, ids::Require(*inner, keys::kParamGroups, what));
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pgs_v, what));
-  const int dp = t.dp, edp = t.dp / ep;
+  const int dp = t.topology.dp, edp = t.topology.edp(), ep = t.topology.ep;
   for (const Value* g : pgs) {
     UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
     UCP_ASSIGN_OR_RETURN(const Value* params_v, ids::Require(*gd, keys::kParams, what));
@@ -373,40 +366,23 @@ absl::Status CheckSubGroupSplit(const Zero3Input& in, const Zero3Target& t, int 
 
 }  // namespace
 
-absl::StatusOr<Plan> PlanZero3Reshard(const Zero3Input& input, const Zero3Target& target) {
+absl::StatusOr<Plan> PlanZero3Reshard(const Zero3Input& input, const ZeroTarget& target) {
   bool autoep = false;
   for (const Zero3Param& p : input.params) autoep = autoep || p.expert;
-  const int ep = target.ep > 0 ? target.ep : input.source_ep;
-  if (target.dp < 1 || ep < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, ", ep ", ep, ": both must be >= 1"));
-  }
+  const int ep = target.topology.ep;
   if (!autoep && ep != 1) {
     return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
                                                    " requested, but the checkpoint has no AutoEP layers"));
   }
-  if (target.dp % ep != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("target dp ", target.dp, " is not a multiple of autoep_size ", ep));
-  }
+  UCP_RETURN_IF_ERROR(target.topology.Validate());
   for (const Zero3Param& p : input.params) {
     if (p.expert && p.num_experts % ep != 0) {
       return absl::InvalidArgumentError(absl::StrCat("'", p.name, "': ", p.num_experts,
                                                      " experts are not divisible by autoep_size ", ep));
     }
   }
-  UCP_RETURN_IF_ERROR(CheckSubGroupSplit(input, target, ep));
-  bool data_first = false;
-  if (target.use_data_before_expert_parallelism.has_value()) {
-    data_first = *target.use_data_before_expert_parallelism;
-  } else {
-    const Value* config = target.ds_config != nullptr ? target.ds_config : input.model_root->Get(keys::kDsConfig);
-    const Value* v = config != nullptr && config->is_dict() ? config->Get(keys::kUseDataBeforeExpertParallelism)
-                                                            : nullptr;
-    if (v != nullptr && !v->is_none()) {
-      UCP_ASSIGN_OR_RETURN(data_first, ids::AsBool(v, absl::StrCat("ds_config.",
-                                                                   keys::kUseDataBeforeExpertParallelism)));
-    }
-  }
-  Planner planner(input, target, ep, data_first);
+  UCP_RETURN_IF_ERROR(CheckSubGroupSplit(input, target));
+  Planner planner(input, target);
   return planner.Run();
 }
 

@@ -15,25 +15,16 @@
 
 #include "absl/status/statusor.h"
 #include "converters/plan/plan.h"
+#include "converters/plan/ucp_to_zero.h"
 #include "converters/plan/zero3_input.h"
 #include "formats/torch/pickle_value.h"
 
 namespace ucp::converters::plan {
 
-struct Zero3Target {
-  int dp = 1;   // target data-parallel world size
-  int ep = 0;   // target autoep_size; 0 keeps the source's
-  // use_data_before_expert_parallelism at the target (§7.1); unset: the ds_config's (the target's
-  // when given, else the source's), false when absent.
-  std::optional<bool> use_data_before_expert_parallelism = std::nullopt;
-  // Written as ds_config into every file; null keeps the source's. Must outlive the plan's use.
-  const formats::torch::Value* ds_config = nullptr;
-};
-
 // Plan::sources are Zero3Input::files in order, then (when any padding exists) one in-memory
-// source of zeros. Errors: InvalidArgument for a bad target (dp < 1, dp not a multiple of ep,
+// source of zeros. Errors: InvalidArgument for a bad target (a topology Validate refuses,
 // num_experts not divisible by ep, ep > 1 without AutoEP layers); DataLoss for inconsistent
 // templates (state / sub-group counts, runs shorter than their tensors).
-absl::StatusOr<Plan> PlanZero3Reshard(const Zero3Input& input, const Zero3Target& target);
+absl::StatusOr<Plan> PlanZero3Reshard(const Zero3Input& input, const ZeroTarget& target);
 
 }  // namespace ucp::converters::plan

@@ -31,6 +31,15 @@ std::string Ucp(const std::string& name) { return Case(name) + "/checkpoint/glob
 
 constexpr char kAutoep[] = "autoep_qwen3_s3_fp32_dp4_ep2";
 
+// A target at dp, ep (0: the input's).
+ZeroTarget At(const Zero3Input& in, int dp, int ep = 0, const Value* ds_config = nullptr) {
+  ZeroTarget t;
+  t.topology.dp = dp;
+  t.topology.ep = ep > 0 ? ep : in.source_ep;
+  t.ds_config = ds_config;
+  return t;
+}
+
 TEST(Zero3Reshard, PlansOneModelAndOneOptimizerFilePerRank) {
   absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
   ASSERT_TRUE(in.ok()) << in.status();
@@ -39,7 +48,7 @@ TEST(Zero3Reshard, PlansOneModelAndOneOptimizerFilePerRank) {
   EXPECT_EQ(in->params.size(), 16u);
   ASSERT_EQ(in->frozen.size(), 1u);
   EXPECT_EQ(in->frozen[0].name, "pos");
-  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, Zero3Target{.dp = 4});
+  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, At(*in, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->files.size(), 8u);
   EXPECT_EQ(plan->files[0].path, "zero_pp_rank_0_mp_rank_00_model_states.pt");
@@ -56,12 +65,12 @@ TEST(Zero3Reshard, RejectsBadTargets) {
   ASSERT_TRUE(dense.ok()) << dense.status();
   ASSERT_TRUE(moe.ok()) << moe.status();
   EXPECT_EQ(moe->source_ep, 2);
-  EXPECT_EQ(PlanZero3Reshard(*dense, Zero3Target{.dp = 0}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(PlanZero3Reshard(*dense, Zero3Target{.dp = 2, .ep = 2}).status().code(),
+  EXPECT_EQ(PlanZero3Reshard(*dense, At(*dense, 0)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanZero3Reshard(*dense, At(*dense, 2, 2)).status().code(),
             absl::StatusCode::kInvalidArgument);  // no AutoEP layers
-  EXPECT_EQ(PlanZero3Reshard(*moe, Zero3Target{.dp = 3}).status().code(),
+  EXPECT_EQ(PlanZero3Reshard(*moe, At(*moe, 3)).status().code(),
             absl::StatusCode::kInvalidArgument);  // 3 is not a multiple of ep 2
-  EXPECT_EQ(PlanZero3Reshard(*moe, Zero3Target{.dp = 6, .ep = 3}).status().code(),
+  EXPECT_EQ(PlanZero3Reshard(*moe, At(*moe, 6, 3)).status().code(),
             absl::StatusCode::kInvalidArgument);  // 4 experts over 3 EP ranks
 }
 
@@ -74,13 +83,13 @@ TEST(Zero3Reshard, RejectsADifferentSubGroupCut) {
   arena.SetItem(zero, "sub_group_size", arena.Int(100));
   Value* config = arena.Dict();
   arena.SetItem(config, "zero_optimization", zero);
-  EXPECT_EQ(PlanZero3Reshard(*in, Zero3Target{.dp = 4, .ds_config = config}).status().code(),
+  EXPECT_EQ(PlanZero3Reshard(*in, At(*in, 4, 0, config)).status().code(),
             absl::StatusCode::kUnimplemented);
   Value* big = arena.Dict();
   arena.SetItem(big, "sub_group_size", arena.Int(1000000));
   Value* config2 = arena.Dict();
   arena.SetItem(config2, "zero_optimization", big);
-  EXPECT_TRUE(PlanZero3Reshard(*in, Zero3Target{.dp = 4, .ds_config = config2}).ok());
+  EXPECT_TRUE(PlanZero3Reshard(*in, At(*in, 4, 0, config2)).ok());
 }
 
 TEST(Zero3Reshard, RejectsOtherStages) {
@@ -105,7 +114,7 @@ std::vector<float> Floats(const TorchFile& f, const Value* v) {
 TEST(Zero3Reshard, ChangesAutoepSize) {
   absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp(kAutoep));
   ASSERT_TRUE(in.ok()) << in.status();
-  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, Zero3Target{.dp = 4, .ep = 4});
+  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, At(*in, 4, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
   const fs::path out = fs::temp_directory_path() / ("ucp_zero3_reshard_test_" + std::to_string(::getpid()));
   fs::create_directories(out);

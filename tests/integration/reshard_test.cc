@@ -160,8 +160,8 @@ void RunCase(const Case& c, bool from_ucp) {
     o.input = co.output;
     if (c.name.rfind("s0_", 0) == 0) {  // a ZeRO-0 UCP says nothing of param groups: refused, named
       o.output = scratch.path() + "/out";
-      o.target.dp = c.dp;
-      o.target.zero_stage = c.stage;
+      o.dp = c.dp;
+      o.zero_stage = c.stage;
       absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
       EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
       EXPECT_NE(r.status().message().find("reshard the ZeRO-0 folder itself"), std::string::npos) << r.status();
@@ -170,9 +170,9 @@ void RunCase(const Case& c, bool from_ucp) {
     }
   }
   o.output = scratch.path() + "/out";
-  o.target.dp = c.dp;
-  o.target.autoep_size = c.ep;
-  o.target.zero_stage = c.stage;
+  o.dp = c.dp;
+  o.autoep_size = c.ep;
+  o.zero_stage = c.stage;
   o.execute.threads = 2;
   o.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
@@ -261,8 +261,8 @@ TEST_P(ReshardRoundTripTest, ConvertOfReshardEqualsDeepSpeedUcp) {
   converters::pipelines::ReshardOptions o;
   o.input = root + "/checkpoint";
   o.output = scratch.path() + "/zero";
-  o.target.dp = c.dp;
-  o.target.autoep_size = c.ep;
+  o.dp = c.dp;
+  o.autoep_size = c.ep;
   o.execute.threads = 2;
   o.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
@@ -302,26 +302,26 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   o.input = root + "/checkpoint/global_step5_universal";
   o.output = scratch.path() + "/out";
   o.execute.fsync = false;
-  o.target.dp = 4;
-  o.target.autoep_size = 3;  // divides neither the 4 experts nor dp 4
+  o.dp = 4;
+  o.autoep_size = 3;  // divides neither the 4 experts nor dp 4
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-  o.target.autoep_size = 0;
-  o.target.zero_stage = 3;
+  o.autoep_size = 0;
+  o.zero_stage = 3;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("ZeRO-2 checkpoint, target ZeRO-3: not supported"), std::string::npos)
       << r.status();
-  o.target.zero_stage = 0;
+  o.zero_stage = 0;
   r = converters::pipelines::Reshard(o);
   EXPECT_NE(r.status().message().find("ZeRO-0 keeps the whole optimizer"), std::string::npos) << r.status();
-  o.target.zero_stage = 4;
+  o.zero_stage = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos) << r.status();
   // ZeRO-3 -> 1/2, from the UCP and from the ZeRO folder.
   for (const char* input : {"/checkpoint/global_step5_universal", "/checkpoint"}) {
     o.input = testing::FixtureCase("s3_fp32_dp4") + input;
-    o.target.zero_stage = 2;
+    o.zero_stage = 2;
     r = converters::pipelines::Reshard(o);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
     EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"), std::string::npos)
@@ -329,9 +329,9 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   }
   // Native MoE: the model fixes ep_size.
   o.input = FixtureSet("deepspeed_extra", "moe_s2_fp32_dp4_ep2") + "/checkpoint";
-  o.target.zero_stage = -1;
-  o.target.dp = 4;
-  o.target.autoep_size = 4;
+  o.zero_stage = -1;
+  o.dp = 4;
+  o.autoep_size = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
