@@ -132,9 +132,10 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   loc.numel = numel;
   loc.dtype = tensor.dtype;
   loc.requires_grad = tensor.requires_grad;
-  loc.record = absl::StrCat(tf.archive_root(), "/data/", tensor.storage->key);
-  const formats::zip::ZipEntry* entry = tf.zip().Find(loc.record);
-  if (entry == nullptr) return absl::DataLossError(absl::StrCat(ctx, ": no record ", loc.record));
+  absl::StatusOr<const formats::zip::ZipEntry*> found = tf.StorageEntry(*tensor.storage);
+  if (!found.ok()) return absl::DataLossError(absl::StrCat(ctx, ": ", found.status().message()));
+  const formats::zip::ZipEntry* entry = *found;
+  loc.record = entry->name;
   const uint64_t elem = DTypeSize(tensor.dtype);
   // storage_offset + start and numel are bounded by the tensor check above and TorchFile's view
   // check (every view lies inside its storage), so these products cannot overflow.

@@ -5,6 +5,7 @@
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
@@ -229,10 +230,10 @@ absl::Status AddFrozenPieces(const CheckpointIndex& index, int file, int mp, int
   UCP_ASSIGN_OR_RETURN(int64_t numel, p->shape.NumElements());
   int64_t offset = 0, count = numel, expected = numel;
   if (index.kind.zero_stage == 3) {  // each rank's padded partition (§4.3)
-    const int64_t w = index.topology.dp;
-    expected = (numel + w - 1) / w;
-    offset = std::min(numel, dp * expected);
-    count = std::max<int64_t>(0, std::min(expected, numel - dp * expected));
+    const store::PerParamPiece piece = store::PerParamShard(numel, index.topology.dp, dp);
+    expected = piece.partition;
+    offset = piece.offset;
+    count = piece.valid;
   }
   if (t->NumElements() != expected) {
     return absl::DataLossError(absl::StrCat(FileContext(index, file), ": ", what, " has ", t->NumElements(),

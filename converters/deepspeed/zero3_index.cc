@@ -11,6 +11,7 @@
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
@@ -175,38 +176,31 @@ absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s
 }
 
 absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, CheckpointIndex* index) {
-  const store::Topology& t = index->topology;
-  const ZeroKind& zk = index->kind;
   FlatGroup& fg = index->flat_groups[s];
   const SubGroupState& sub = shard.subs[s];
   int64_t w = 0, r = 0;
   UCP_RETURN_IF_ERROR(PartitionOf(*index, shard, s, dp, &w, &r));
-  const int e = fg.expert ? t.PlaceOnEp(dp).ep_rank : 0;
-  int64_t offset = 0, padding = 0;
-  for (int pi : fg.params) {
-    Parameter& p = index->params[pi];
-    const int64_t numel = ShapeNumel(p.slices[mp].shape);
-    const int64_t partition = (numel + w - 1) / w;
-    const int64_t valid = std::max<int64_t>(0, std::min(partition, numel - r * partition));
-    padding += partition - valid;
-    if (valid > 0) {
-      Fragment f;
-      f.dp_rank = dp;
-      f.ep_rank = e;
-      f.partition_rank = static_cast<int>(r);
-      f.offset = r * partition;
-      f.merged_offset = e * numel + f.offset;
-      f.numel = valid;
-      const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
-      for (int k = 0; k < kNumStates; ++k) {
-        UCP_ASSIGN_OR_RETURN(f.states[k], Locate(*index, shard.file, *tensors[k], offset, valid,
-                                                 absl::StrCat(StateName(kAllStates[k]), " of '", p.name, "'")));
-      }
-      p.slices[mp].fragments.push_back(std::move(f));
+  store::GroupSpec spec{store::PartitionKind::kPerParam, {}, fg.expert};
+  for (int pi : fg.params) spec.numels.push_back(ShapeNumel(index->params[pi].slices[mp].shape));
+  const store::RankShard rank = store::ShardLayout(std::move(spec), index->topology).Shard(dp);
+  for (const store::ShardPiece& piece : rank.pieces) {
+    Parameter& p = index->params[fg.params[piece.param]];
+    Fragment f;
+    f.dp_rank = dp;
+    f.ep_rank = rank.ep_rank;
+    f.partition_rank = rank.partition_rank;
+    f.offset = piece.param_offset;
+    f.merged_offset = piece.merged_offset;
+    f.numel = piece.numel;
+    const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
+    for (int k = 0; k < kNumStates; ++k) {
+      UCP_ASSIGN_OR_RETURN(f.states[k], Locate(*index, shard.file, *tensors[k], piece.partition_offset, piece.numel,
+                                               absl::StrCat(StateName(kAllStates[k]), " of '", p.name, "'")));
     }
-    UCP_ASSIGN_OR_RETURN(offset,
-                         AddCount(offset, partition, absl::StrCat(FileContext(*index, shard.file), ": sub-group ", s)));
+    p.slices[mp].fragments.push_back(std::move(f));
   }
+  const int64_t offset = rank.size, padding = rank.padding;
+  const ZeroKind& zk = index->kind;
   for (const TensorRef* tensor : {sub.fp32, sub.exp_avg, sub.exp_avg_sq}) {
     if (tensor->NumElements() != offset) {
       return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": sub-group ", s, " holds ",

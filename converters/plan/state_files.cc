@@ -125,9 +125,7 @@ absl::StatusOr<StorageLocator> StorageLocator::Build(const CheckpointIndex& inde
   for (int fi = 0; fi < static_cast<int>(index.files.size()); ++fi) {
     const formats::torch::TorchFile& tf = *index.files[fi].torch;
     for (const StorageRef* s : tf.storages()) {
-      const std::string record = absl::StrCat(tf.archive_root(), "/data/", s->key);
-      const formats::zip::ZipEntry* entry = tf.zip().Find(record);
-      if (entry == nullptr) return absl::DataLossError(absl::StrCat(tf.name(), ": no record ", record));
+      UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, tf.StorageEntry(*s));
       out.spans_[s] = Span{fi, entry->data_offset, entry->size};
     }
   }

@@ -36,7 +36,7 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
   Value* out = CopyDict(arena_, *module);
   absl::flat_hash_map<std::string, TensorRef> views;
   for (size_t g = 0; g < in_.groups.size(); ++g) {
-    const GroupLayout& l = layouts_[g];
+    const store::ShardLayout& l = layouts_[g];
     std::vector<Piece> pieces;
     int64_t at = 0;
     DType dtype = DType::kF32;
@@ -44,14 +44,14 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
       const std::string& name = in_.params[in_.groups[g].params[i]].name;
       const Value* v = module->Get(name);
       if (v == nullptr || !v->is(ValueKind::kTensor) || !v->tensor().IsContiguous() ||
-          v->tensor().NumElements() != l.numels[i]) {
+          v->tensor().NumElements() != l.spec().numels[i]) {
         return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '", name, "' of ",
-                                                l.numels[i], " elements"));
+                                                l.spec().numels[i], " elements"));
       }
       const TensorRef& t = v->tensor();
       auto run = in_.storage_runs.find(t.storage);
       const uint64_t elem = DTypeSize(t.dtype);
-      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem, size = l.numels[i] * elem;
+      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem, size = l.spec().numels[i] * elem;
       if (run == in_.storage_runs.end() || begin + size > run->second.size || (i > 0 && t.dtype != dtype)) {
         return absl::DataLossError(absl::StrCat(in_.origin, ": module tensor '", name, "' is not readable as ",
                                                 DTypeName(dtype)));
@@ -62,12 +62,12 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
       view.storage_offset = at;
       view.stride = t.shape.ContiguousStrides();
       views[name] = view;
-      at += l.numels[i];
+      at += l.spec().numels[i];
     }
-    if (l.flat.aligned > at) {
-      pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat.aligned - at) * DTypeSize(dtype)});
+    if (l.flat_length() > at) {
+      pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat_length() - at) * DTypeSize(dtype)});
     }
-    const StorageRef* flat = frames_.NewStorage(dtype, l.flat.aligned, std::move(pieces));
+    const StorageRef* flat = frames_.NewStorage(dtype, l.flat_length(), std::move(pieces));
     for (int pi : in_.groups[g].params) views[in_.params[pi].name].storage = flat;
   }
   for (const auto& [alias, stored] : in_.zero0_shared_params) {
@@ -86,9 +86,7 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
 // (DeepSpeed's load starts from a zero buffer, §6.4). The tensor shows the first `numel` elements.
 absl::StatusOr<const Value*> Planner::Partition(int g, int state, int rank, int64_t numel, bool requires_grad) {
   const Zero12Group& group = in_.groups[g];
-  const GroupLayout& l = layouts_[g];
-  const int prank = PartitionRank(g, rank);
-  const int ep_rank = EpRank(rank);
+  const store::ShardLayout& l = layouts_[g];
   DType dtype = DType::kF32;
   for (size_t i = 0; i < group.params.size(); ++i) {
     const Zero3Runs& runs = in_.params[group.params[i]].states[state];
@@ -101,18 +99,17 @@ absl::StatusOr<const Value*> Planner::Partition(int g, int state, int rank, int6
   const uint64_t elem = DTypeSize(dtype);
   std::vector<Piece> pieces;
   int64_t at = 0;
-  for (const store::FlatFragment& f : store::FlatRankFragments(l.numels, l.flat, prank)) {
+  for (const store::ShardPiece& f : l.Shard(rank).pieces) {
     const Zero12Param& p = in_.params[group.params[f.param]];
     if (f.partition_offset > at) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(f.partition_offset - at) * elem});
-    const int64_t base = p.expert ? static_cast<int64_t>(ep_rank) * l.numels[f.param] : 0;
-    UCP_RETURN_IF_ERROR(SliceRuns(p.states[state], static_cast<uint64_t>(base + f.param_offset) * elem,
+    UCP_RETURN_IF_ERROR(SliceRuns(p.states[state], static_cast<uint64_t>(f.merged_offset) * elem,
                                   static_cast<uint64_t>(f.numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
     at = f.partition_offset + f.numel;
   }
-  if (l.flat.partition_size > at) {
-    pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat.partition_size - at) * elem});
+  if (l.partition_size() > at) {
+    pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.partition_size() - at) * elem});
   }
-  return NewTensor(dtype, numel, l.flat.partition_size, requires_grad, std::move(pieces));
+  return NewTensor(dtype, numel, l.partition_size(), requires_grad, std::move(pieces));
 }
 
 const Value* Planner::FragmentAddress(int64_t numel, int64_t start) {
@@ -136,13 +133,12 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   Value* counts = arena_.List();
   Value* mappings = arena_.List();
   for (int g = 0; g < num_groups; ++g) {
-    const GroupLayout& l = layouts_[g];
-    const int prank = PartitionRank(g, rank);
-    const int64_t pad = store::FlatRankPadding(l.flat, prank);
+    const store::ShardLayout& l = layouts_[g];
+    const store::RankShard shard = l.Shard(rank);
     Value* s = arena_.Dict();
     if (in_.groups[g].step != nullptr) arena_.SetItem(s, keys::kStep, in_.groups[g].step);
-    UCP_ASSIGN_OR_RETURN(const Value* avg, Partition(g, 1, rank, l.flat.partition_size, false));
-    UCP_ASSIGN_OR_RETURN(const Value* avg_sq, Partition(g, 2, rank, l.flat.partition_size, false));
+    UCP_ASSIGN_OR_RETURN(const Value* avg, Partition(g, 1, rank, shard.size, false));
+    UCP_ASSIGN_OR_RETURN(const Value* avg_sq, Partition(g, 2, rank, shard.size, false));
     arena_.SetItem(s, keys::kExpAvg, avg);
     arena_.SetItem(s, keys::kExpAvgSq, avg_sq);
     ValueArena::SetItem(state, arena_.Int(g), s);
@@ -156,15 +152,13 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
       ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
     }
     // ZeRO saves the master partition padding-stripped (a view); BF16_Optimizer the whole of it.
-    const int64_t fp32_numel = bf16_optimizer_ ? l.flat.partition_size : l.flat.partition_size - pad;
+    const int64_t fp32_numel = bf16_optimizer_ ? shard.size : shard.size - shard.padding;
     UCP_ASSIGN_OR_RETURN(const Value* master, Partition(g, 0, rank, fp32_numel, true));
     ValueArena::Append(fp32, master);
-    int64_t saved_pad = pad;
-    if (bf16_optimizer_) saved_pad = prank == l.world - 1 ? l.flat.aligned - l.flat.total : 0;
-    ValueArena::Append(paddings, arena_.Int(saved_pad));
-    ValueArena::Append(counts, arena_.Int(l.world));
+    ValueArena::Append(paddings, arena_.Int(shard.SavedPadding(bf16_optimizer_)));
+    ValueArena::Append(counts, arena_.Int(shard.world));
     Value* m = arena_.OrderedDict();
-    for (const store::FlatFragment& f : store::FlatRankFragments(l.numels, l.flat, prank)) {
+    for (const store::ShardPiece& f : shard.pieces) {
       arena_.SetItem(m, in_.params[in_.groups[g].params[f.param]].name, FragmentAddress(f.numel, f.partition_offset));
     }
     ValueArena::Append(mappings, m);
@@ -244,15 +238,13 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
 
 absl::StatusOr<Plan> Planner::Run() {
   for (const Zero12Group& g : in_.groups) {
-    GroupLayout l;
-    l.world = g.expert ? edp_ : topo_.dp;
+    store::GroupSpec spec{store::PartitionKind::kFlat, {}, g.expert};
     for (int pi : g.params) {
       const Zero12Param& p = in_.params[pi];
       const int64_t n = p.shape.NumElements().value_or(0);
-      l.numels.push_back(p.expert ? n * in_.source_ep / ep_ : n);
+      spec.numels.push_back(p.expert ? n * in_.source_ep / ep_ : n);
     }
-    l.flat = store::MakeFlatLayout(l.numels, l.world);
-    layouts_.push_back(std::move(l));
+    layouts_.emplace_back(std::move(spec), topo_);
   }
   Plan plan;
   plan.info.pipeline = "reshard_zero12";

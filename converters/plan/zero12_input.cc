@@ -27,9 +27,7 @@ using formats::torch::Value;
 absl::Status AddFile(std::shared_ptr<const TorchFile> file, Zero12Input* in) {
   const int fi = static_cast<int>(in->files.size());
   for (const StorageRef* s : file->storages()) {
-    const std::string record = absl::StrCat(file->archive_root(), "/data/", s->key);
-    const formats::zip::ZipEntry* entry = file->zip().Find(record);
-    if (entry == nullptr) return absl::DataLossError(absl::StrCat(file->name(), ": no record ", record));
+    UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file->StorageEntry(*s));
     in->storage_runs[s] = store::ByteRun{fi, entry->data_offset, entry->size};
   }
   in->files.push_back(std::move(file));

@@ -40,11 +40,6 @@ class Planner {
   absl::StatusOr<Plan> Run();
 
  private:
-  struct GroupLayout {
-    int world = 1;
-    std::vector<int64_t> numels;  // target (EP-local) numel of each param, flat order
-    store::FlatLayout flat;
-  };
   absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
                          std::vector<Piece>* out) const {
     return plan::SliceRuns(runs, begin, length, in_.origin, what, out);
@@ -70,10 +65,6 @@ class Planner {
   // An expert file's tensor: master elements of p's fp32 state from `byte_offset`, shaped `shape`,
   // in the module's dtype (cast lazily when it differs; the cast source is added to `plan`).
   absl::StatusOr<const Value*> ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape, Plan* plan);
-  int PartitionRank(int g, int rank) const {
-    return in_.groups[g].expert ? topo_.PlaceOnEp(rank).edp_rank : rank;
-  }
-  int EpRank(int rank) const { return topo_.PlaceOnEp(rank).ep_rank; }
   const Value* FragmentAddress(int64_t numel, int64_t start);
 
   const Zero12Input& in_;
@@ -84,7 +75,7 @@ class Planner {
   const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
   const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
   const Value* optimizer_template_ = nullptr;  // the optimizer's scalar keys (in_'s, or ZeRO-0's fresh ones)
-  std::vector<GroupLayout> layouts_;
+  std::vector<store::ShardLayout> layouts_;  // per group, at the target
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
   const Value* fragment_cls_ = nullptr;

@@ -9,6 +9,7 @@
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::plan {
@@ -28,9 +29,7 @@ using formats::torch::ValueKind;
 absl::Status AddFile(std::shared_ptr<const TorchFile> file, Zero3Input* in) {
   const int fi = static_cast<int>(in->files.size());
   for (const StorageRef* s : file->storages()) {
-    const std::string record = absl::StrCat(file->archive_root(), "/data/", s->key);
-    const formats::zip::ZipEntry* entry = file->zip().Find(record);
-    if (entry == nullptr) return absl::DataLossError(absl::StrCat(file->name(), ": no record ", record));
+    UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file->StorageEntry(*s));
     in->storage_runs[s] = store::ByteRun{fi, entry->data_offset, entry->size};
   }
   in->files.push_back(std::move(file));
@@ -112,26 +111,25 @@ absl::Status AddFrozenFromModelFiles(const std::vector<const Value*>& roots, con
   if (shapes == nullptr || shapes->is_none()) return absl::OkStatus();
   const std::string what = absl::StrCat(paths[0], ": ", keys::kFrozenParamShapes);
   UCP_ASSIGN_OR_RETURN(const Value* dict, ids::AsDict(shapes, what));
-  const int64_t world = static_cast<int64_t>(roots.size());
+  const int world = static_cast<int>(roots.size());
   for (const auto& [k, v] : dict->entries()) {
     UCP_ASSIGN_OR_RETURN(std::string name, ids::AsStr(k, what));
     Zero3Frozen f;
     f.name = name;
     UCP_ASSIGN_OR_RETURN(f.shape, ids::AsShape(v, absl::StrCat(what, "['", name, "']")));
     UCP_ASSIGN_OR_RETURN(const int64_t numel, f.shape.NumElements());
-    const int64_t part = (numel + world - 1) / world;
-    for (int64_t r = 0; r < world; ++r) {
+    for (int r = 0; r < world; ++r) {
+      const store::PerParamPiece piece = store::PerParamShard(numel, world, r);
       const std::string w = absl::StrCat(paths[r], ": ", keys::kFrozenParamFragments, "['", name, "']");
       UCP_ASSIGN_OR_RETURN(const Value* frags, ids::Require(*roots[r], keys::kFrozenParamFragments, paths[r]));
       UCP_ASSIGN_OR_RETURN(const Value* fd, ids::AsDict(frags, w));
       UCP_ASSIGN_OR_RETURN(const Value* tv, ids::Require(*fd, name, w));
       UCP_ASSIGN_OR_RETURN(const TensorRef* t, ids::AsTensor(tv, w, /*flat=*/true));
-      const int64_t valid = std::max<int64_t>(0, std::min(part, numel - r * part));
-      if (t->NumElements() != part) {
-        return absl::DataLossError(absl::StrCat(w, ": ", t->NumElements(), " elements, expected ", part));
+      if (t->NumElements() != piece.partition) {
+        return absl::DataLossError(absl::StrCat(w, ": ", t->NumElements(), " elements, expected ", piece.partition));
       }
       f.bytes.dtype = t->dtype;
-      UCP_ASSIGN_OR_RETURN(store::ByteRun run, TensorRun(*in, *t, valid, w));
+      UCP_ASSIGN_OR_RETURN(store::ByteRun run, TensorRun(*in, *t, piece.valid, w));
       if (run.size > 0) f.bytes.runs.push_back(run);
     }
     in->frozen.push_back(std::move(f));

@@ -12,6 +12,7 @@
 #include "converters/plan/storage_frames.h"
 #include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
@@ -72,8 +73,6 @@ class Planner {
 
 
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 int64_t Planner::LocalNumel(const Zero3Param& p) const {
   const int64_t numel = p.shape.NumElements().value_or(0);
   return p.expert ? numel * in_.source_ep / ep_ : numel;
@@ -82,32 +81,33 @@ int64_t Planner::LocalNumel(const Zero3Param& p) const {
 absl::StatusOr<const Value*> Planner::SubGroupPartition(int s, int state, const RankPlace& place,
                                                         bool requires_grad) {
   const Zero3SubGroup& g = in_.sub_groups[s];
-  const int64_t world = g.expert ? edp_ : topo_.dp;
-  const int64_t prank = g.expert ? place.edp_rank : place.rank;
-  std::vector<Piece> pieces;
-  int64_t total = 0;
+  store::GroupSpec spec{store::PartitionKind::kPerParam, {}, g.expert};
   DType dtype = DType::kF32;
   for (size_t i = 0; i < g.params.size(); ++i) {
     const Zero3Param& p = in_.params[g.params[i]];
-    const Zero3Runs& runs = p.states[state];
-    if (i > 0 && runs.dtype != dtype) {
+    if (i > 0 && p.states[state].dtype != dtype) {
       return absl::FailedPreconditionError(absl::StrCat(in_.origin, ": sub-group ", s, " mixes ", DTypeName(dtype),
-                                                        " and ", DTypeName(runs.dtype), " at '", p.name, "'"));
+                                                        " and ", DTypeName(p.states[state].dtype), " at '", p.name,
+                                                        "'"));
     }
-    dtype = runs.dtype;
-    const uint64_t elem = DTypeSize(dtype);
-    const int64_t n = LocalNumel(p);
-    const int64_t part = CeilDiv(n, world);
-    const int64_t valid = std::max<int64_t>(0, std::min(part, n - prank * part));
-    const int64_t base = p.expert ? static_cast<int64_t>(place.ep_rank) * n : 0;
-    if (valid > 0) {
-      UCP_RETURN_IF_ERROR(SliceRuns(runs, static_cast<uint64_t>(base + prank * part) * elem,
-                                    static_cast<uint64_t>(valid) * elem, absl::StrCat("'", p.name, "'"), &pieces));
-    }
-    if (part > valid) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(part - valid) * elem});
-    total += part;
+    dtype = p.states[state].dtype;
+    spec.numels.push_back(LocalNumel(p));
   }
-  return NewTensor(dtype, total, requires_grad, std::move(pieces));
+  const uint64_t elem = DTypeSize(dtype);
+  const store::ShardLayout layout(std::move(spec), topo_);
+  std::vector<Piece> pieces;
+  int64_t at = 0;
+  for (const store::ShardPiece& f : layout.Shard(place.rank).pieces) {
+    const Zero3Param& p = in_.params[g.params[f.param]];
+    if (f.partition_offset > at) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(f.partition_offset - at) * elem});
+    UCP_RETURN_IF_ERROR(SliceRuns(p.states[state], static_cast<uint64_t>(f.merged_offset) * elem,
+                                  static_cast<uint64_t>(f.numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
+    at = f.partition_offset + f.numel;
+  }
+  if (layout.partition_size() > at) {
+    pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(layout.partition_size() - at) * elem});
+  }
+  return NewTensor(dtype, layout.partition_size(), requires_grad, std::move(pieces));
 }
 
 absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, const RankPlace& place,
@@ -137,17 +137,18 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
     Value* frags = v->is(ValueKind::kOrderedDict) ? arena_.OrderedDict() : arena_.Dict();
     for (const Zero3Frozen& f : in_.frozen) {
       const uint64_t elem = DTypeSize(f.bytes.dtype);
-      const int64_t n = f.shape.NumElements().value_or(0);
-      const int64_t part = CeilDiv(n, topo_.dp);
-      const int64_t valid = std::max<int64_t>(0, std::min(part, n - place.rank * part));
+      const store::PerParamPiece piece =
+          store::PerParamShard(f.shape.NumElements().value_or(0), topo_.dp, place.rank);
       std::vector<Piece> pieces;
-      if (valid > 0) {
-        UCP_RETURN_IF_ERROR(SliceRuns(f.bytes, static_cast<uint64_t>(place.rank * part) * elem,
-                                      static_cast<uint64_t>(valid) * elem,
+      if (piece.valid > 0) {
+        UCP_RETURN_IF_ERROR(SliceRuns(f.bytes, static_cast<uint64_t>(piece.offset) * elem,
+                                      static_cast<uint64_t>(piece.valid) * elem,
                                       absl::StrCat("frozen '", f.name, "'"), &pieces));
       }
-      if (part > valid) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(part - valid) * elem});
-      arena_.SetItem(frags, f.name, NewTensor(f.bytes.dtype, part, false, std::move(pieces)));
+      if (piece.partition > piece.valid) {
+        pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(piece.partition - piece.valid) * elem});
+      }
+      arena_.SetItem(frags, f.name, NewTensor(f.bytes.dtype, piece.partition, false, std::move(pieces)));
     }
     SetOrReplace(arena_, root, keys::kFrozenParamFragments, frags);
   }
@@ -336,7 +337,7 @@ absl::Status CheckSubGroupSplit(const Zero3Input& in, const ZeroTarget& t) {
         const Zero3Param& param = in.params[p];
         const int64_t n = param.shape.NumElements().value_or(0) * (param.expert ? in.source_ep : 1) /
                           (param.expert ? ep : 1);
-        parts.push_back(CeilDiv(n, sg.expert ? edp : dp));
+        parts.push_back(store::PerParamShard(n, sg.expert ? edp : dp, 0).partition);
       }
       old_cut.push_back(parts.size());
     }

@@ -18,6 +18,7 @@
 #include "formats/torch/torch_writer.h"
 #include "formats/torch/value_json.h"
 #include "ucp/manifest.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::testing {
 namespace {
@@ -231,7 +232,7 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
     Value* new_fp32 = arena.List();
     for (size_t s = 0; s < group_numels.size(); ++s) {
       int64_t flat = 0;
-      for (int64_t n : group_numels[s]) flat += (n + world - 1) / world;
+      for (int64_t n : group_numels[s]) flat += store::PerParamShard(n, world, 0).partition;
       const uint32_t seed = static_cast<uint32_t>(rank * 100 + s * 10);
       ValueArena::Append(new_fp32, NewFlatTensor(arena, fp32->items()[s]->tensor(), flat, seed));
       const Value* sub = state->entries()[s].second;
