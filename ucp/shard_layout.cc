@@ -19,7 +19,9 @@ PerParamPiece PerParamShard(int64_t numel, int world, int rank) {
 }
 
 ShardLayout::ShardLayout(GroupSpec spec, const Topology& topology)
-    : spec_(std::move(spec)), topology_(topology), world_(spec_.expert ? topology.edp() : topology.dp) {
+    : spec_(std::move(spec)),
+      topology_(topology),
+      world_(spec_.expert ? topology.edp() : topology.dp) {
   for (int64_t n : spec_.numels) total_ += n;
   if (spec_.kind == PartitionKind::kFlat) {
     const int64_t align = static_cast<int64_t>(std::max(spec_.alignment_factor, 1)) * world_;
@@ -70,18 +72,20 @@ RankShard ShardLayout::Shard(int dp_rank) const {
   return r;
 }
 
-std::vector<ShardLayout::Bytes> ShardLayout::Split(const std::vector<Bytes>& merged, size_t elem_size) const {
+std::vector<ShardLayout::Bytes> ShardLayout::Split(const std::vector<Bytes>& merged,
+                                                   size_t elem_size) const {
   std::vector<Bytes> out(topology_.dp, Bytes(partition_size_ * elem_size, 0));
   for (int d = 0; d < topology_.dp; ++d) {
     for (const ShardPiece& p : Shard(d).pieces) {
-      std::memcpy(out[d].data() + p.partition_offset * elem_size, merged[p.param].data() + p.merged_offset * elem_size,
-                  p.numel * elem_size);
+      std::memcpy(out[d].data() + p.partition_offset * elem_size,
+                  merged[p.param].data() + p.merged_offset * elem_size, p.numel * elem_size);
     }
   }
   return out;
 }
 
-std::vector<ShardLayout::Bytes> ShardLayout::Merge(const std::vector<Bytes>& partitions, size_t elem_size) const {
+std::vector<ShardLayout::Bytes> ShardLayout::Merge(const std::vector<Bytes>& partitions,
+                                                   size_t elem_size) const {
   const int64_t ep = spec_.expert ? topology_.ep : 1;
   std::vector<Bytes> out;
   for (int64_t n : spec_.numels) out.emplace_back(ep * n * elem_size, 0);

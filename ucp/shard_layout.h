@@ -42,9 +42,9 @@ struct GroupSpec {
 
 // A run of one parameter inside a rank's partition.
 struct ShardPiece {
-  int param = 0;                 // index into GroupSpec::numels
-  int64_t param_offset = 0;      // first element in the (EP-local) flattened parameter
-  int64_t merged_offset = 0;     // first element in the merged tensor (ep_rank · numel + param_offset)
+  int param = 0;              // index into GroupSpec::numels
+  int64_t param_offset = 0;   // first element in the (EP-local) flattened parameter
+  int64_t merged_offset = 0;  // first element in the merged tensor (ep_rank · numel + param_offset)
   int64_t partition_offset = 0;  // first element in the rank's partition (ZeRO-1/2's "hp" address)
   int64_t numel = 0;
   friend bool operator==(const ShardPiece&, const ShardPiece&) = default;
@@ -52,11 +52,11 @@ struct ShardPiece {
 
 // What one DP rank holds of a group.
 struct RankShard {
-  int world = 1;           // W: the ranks the group is partitioned over
-  int partition_rank = 0;  // the rank's place among them
-  int ep_rank = 0;         // expert groups: whose experts; else 0
-  int64_t size = 0;        // elements of the rank's partition, padding included
-  int64_t padding = 0;     // padding elements inside it
+  int world = 1;                   // W: the ranks the group is partitioned over
+  int partition_rank = 0;          // the rank's place among them
+  int ep_rank = 0;                 // expert groups: whose experts; else 0
+  int64_t size = 0;                // elements of the rank's partition, padding included
+  int64_t padding = 0;             // padding elements inside it
   int64_t total_padding = 0;       // kFlat: the group's alignment padding (aligned − Σ numels)
   std::vector<ShardPiece> pieces;  // in partition order; padding fills the gaps and the end
 

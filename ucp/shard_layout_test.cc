@@ -116,7 +116,8 @@ TEST(ShardLayoutTest, MergeOfSplitIsIdentityOverRandomLayouts) {
     ASSERT_EQ(static_cast<int>(parts.size()), dp);
     int64_t zeros = 0;
     for (const auto& p : parts) {
-      ASSERT_EQ(static_cast<int64_t>(p.size()), layout.partition_size() * static_cast<int64_t>(elem));
+      ASSERT_EQ(static_cast<int64_t>(p.size()),
+                layout.partition_size() * static_cast<int64_t>(elem));
       for (uint8_t x : p) zeros += x == 0;
     }
     int64_t padding = 0;

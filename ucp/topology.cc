@@ -5,7 +5,8 @@
 namespace ucp::store {
 
 absl::Status Topology::Validate(int64_t world_size) const {
-  const std::pair<const char*, int> sizes[] = {{"dp", dp}, {"tp", tp}, {"pp", pp}, {"ep", ep}, {"sp", sp}};
+  const std::pair<const char*, int> sizes[] = {
+      {"dp", dp}, {"tp", tp}, {"pp", pp}, {"ep", ep}, {"sp", sp}};
   for (const auto& [name, size] : sizes) {
     if (size < 1 || size > kMaxParallelSize) {
       return absl::InvalidArgumentError(
@@ -13,8 +14,9 @@ absl::Status Topology::Validate(int64_t world_size) const {
     }
   }
   if (dp % ep != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " is not a multiple of ep ", ep,
-                                                   " (the expert-data-parallel size dp / ep must be whole)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dp ", dp, " is not a multiple of ep ", ep,
+                     " (the expert-data-parallel size dp / ep must be whole)"));
   }
   if (dp % sp != 0) {
     return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " is not a multiple of sp ", sp,
@@ -22,16 +24,17 @@ absl::Status Topology::Validate(int64_t world_size) const {
   }
   const int64_t world = int64_t{dp} * tp * pp;
   if (world > kMaxParallelSize) {
-    return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " * tp ", tp, " * pp ", pp, " = ", world,
-                                                   " ranks, more than ", kMaxParallelSize));
+    return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " * tp ", tp, " * pp ", pp, " = ",
+                                                   world, " ranks, more than ", kMaxParallelSize));
   }
   if (tp > 1 && (ep > 1 || sp > 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("tp ", tp, " with ep ", ep, ", sp ", sp,
-                                                   ": expert or sequence parallelism over TP lanes is not supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tp ", tp, " with ep ", ep, ", sp ", sp,
+                     ": expert or sequence parallelism over TP lanes is not supported"));
   }
   if (world_size > 0 && world_size != world) {
-    return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " * tp ", tp, " * pp ", pp, " = ", world,
-                                                   " != world size ", world_size));
+    return absl::InvalidArgumentError(absl::StrCat("dp ", dp, " * tp ", tp, " * pp ", pp, " = ",
+                                                   world, " != world size ", world_size));
   }
   return absl::OkStatus();
 }
@@ -40,7 +43,9 @@ std::string Topology::ToString() const {
   std::string out = absl::StrCat("dp ", dp);
   if (sp > 1) absl::StrAppend(&out, " (sp ", sp, ")");
   absl::StrAppend(&out, ", tp ", tp, ", pp ", pp, ", ep ", ep);
-  if (ep > 1) absl::StrAppend(&out, " (edp ", edp(), use_data_before_expert_parallelism ? ", data first)" : ")");
+  if (ep > 1)
+    absl::StrAppend(&out, " (edp ", edp(),
+                    use_data_before_expert_parallelism ? ", data first)" : ")");
   return out;
 }
 

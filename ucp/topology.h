@@ -7,11 +7,11 @@
 //        the optimizer shards per MP rank (`dp_world_size`). With Ulysses sequence parallelism it
 //        is the sequence-data-parallel world and includes `sp` (SP ranks count as data-parallel
 //        for ZeRO and for checkpoint names).
-//   sp   Ulysses / AutoSP size, a factor of dp: SP groups are consecutive DP ranks [i*sp, (i+1)*sp).
-//   tp   tensor parallel size (AutoTP autotp_size): TP groups are consecutive global ranks.
-//   pp   pipeline stages: each stage a consecutive block of dp*tp global ranks.
-//   ep   expert parallel size (AutoEP autoep_size, native MoE ep_size), a factor of dp.
-//   edp  = dp / ep: the expert-data-parallel size, the ranks an expert param group is partitioned
+//   sp   Ulysses / AutoSP size, a factor of dp: SP groups are consecutive DP ranks [i*sp,
+//   (i+1)*sp). tp   tensor parallel size (AutoTP autotp_size): TP groups are consecutive global
+//   ranks. pp   pipeline stages: each stage a consecutive block of dp*tp global ranks. ep   expert
+//   parallel size (AutoEP autoep_size, native MoE ep_size), a factor of dp. edp  = dp / ep: the
+//   expert-data-parallel size, the ranks an expert param group is partitioned
 //        over. Default order: EP groups are consecutive blocks of ep DP ranks, so EP rank e's
 //        expert-DP group is DP ranks e, e+ep, e+2ep, ...; with use_data_before_expert_parallelism
 //        EP rank e owns DP ranks [e*edp, (e+1)*edp).

@@ -80,13 +80,17 @@ TEST(TopologyTest, GlobalRanksAsDeepSpeedLaysThemOut) {
 }
 
 TEST(TopologyTest, ValidateNamesTheNumbers) {
-  auto message = [](const Topology& t, int64_t world = 0) { return std::string(t.Validate(world).message()); };
+  auto message = [](const Topology& t, int64_t world = 0) {
+    return std::string(t.Validate(world).message());
+  };
   EXPECT_EQ(message(Make(6, 1, 1, 4, 1)),
             "dp 6 is not a multiple of ep 4 (the expert-data-parallel size dp / ep must be whole)");
   EXPECT_EQ(message(Make(0, 1, 1, 1, 1)), "dp 0 is not in [1, 1048576]");
-  EXPECT_EQ(message(Make(4, 1, 1, 1, 3)), "dp 4 is not a multiple of sp 3 (SP ranks are data-parallel ranks for ZeRO)");
+  EXPECT_EQ(message(Make(4, 1, 1, 1, 3)),
+            "dp 4 is not a multiple of sp 3 (SP ranks are data-parallel ranks for ZeRO)");
   EXPECT_EQ(message(Make(4, 2, 1, 1, 1), 6), "dp 4 * tp 2 * pp 1 = 8 != world size 6");
-  EXPECT_EQ(message(Make(1 << 20, 2, 1, 1, 1)), "dp 1048576 * tp 2 * pp 1 = 2097152 ranks, more than 1048576");
+  EXPECT_EQ(message(Make(1 << 20, 2, 1, 1, 1)),
+            "dp 1048576 * tp 2 * pp 1 = 2097152 ranks, more than 1048576");
   EXPECT_EQ(Make(4, 2, 1, 2, 1).Validate().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Make(1000000, 1, 1, 1, 1).Validate().ok());
   EXPECT_EQ(Make(8, 1, 1, 4, 1, true).ToString(), "dp 8, tp 1, pp 1, ep 4 (edp 2, data first)");

@@ -147,6 +147,23 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   return loc;
 }
 
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
+                                       const store::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+                                       absl::string_view param_name) {
+  Fragment f;
+  f.dp_rank = dp;
+  f.ep_rank = rank.ep_rank;
+  f.partition_rank = rank.partition_rank;
+  f.offset = piece.param_offset;
+  f.merged_offset = piece.merged_offset;
+  f.numel = piece.numel;
+  for (int s = 0; s < kNumStates; ++s) {
+    UCP_ASSIGN_OR_RETURN(f.states[s], Locate(index, file, *tensors[s], piece.partition_offset, piece.numel,
+                                             absl::StrCat(StateName(kAllStates[s]), " of '", param_name, "'")));
+  }
+  return f;
+}
+
 absl::flat_hash_map<std::string, int> ExpertParamNames(const CheckpointIndex& index) {
   absl::flat_hash_map<std::string, int> out;
   for (int l = 0; l < static_cast<int>(index.autoep_layers.size()); ++l) {

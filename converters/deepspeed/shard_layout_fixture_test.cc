@@ -44,7 +44,8 @@ void PrintTo(const Fixture& f, std::ostream* os) { *os << f.set << "/" << f.name
 
 std::string Root(const Fixture& f) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
-  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/", f.set, "/", f.name, "/checkpoint");
+  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/", f.set, "/", f.name,
+                      "/checkpoint");
 }
 
 ShardLayout::Bytes TensorBytes(const formats::torch::TorchFile& file, const Value* v) {
@@ -74,15 +75,16 @@ std::vector<const Value*> StoredStates(const Value& osd, int stage, int g) {
 }
 
 // ZeRO-1/2: the stored mappings, paddings and counts of group g on one rank, against the layout.
-void CheckFlatMetadata(const Value& osd, int g, const store::RankShard& rank, const CheckpointIndex& index,
-                       const FlatGroup& fg) {
+void CheckFlatMetadata(const Value& osd, int g, const store::RankShard& rank,
+                       const CheckpointIndex& index, const FlatGroup& fg) {
   const Value* mappings = osd.Get(keys::kParamSliceMappings)->items()[g];
   ASSERT_EQ(mappings->entries().size(), rank.pieces.size());
   for (size_t i = 0; i < rank.pieces.size(); ++i) {
     const auto& [k, v] = mappings->entries()[i];
     const store::ShardPiece& piece = rank.pieces[i];
     EXPECT_EQ(k->str(), index.params[fg.params[piece.param]].name);
-    absl::StatusOr<internal_ds::FragmentAddress> a = internal_ds::AsFragmentAddress(v, "fragment_address");
+    absl::StatusOr<internal_ds::FragmentAddress> a =
+        internal_ds::AsFragmentAddress(v, "fragment_address");
     ASSERT_TRUE(a.ok()) << a.status();
     EXPECT_EQ(a->start, piece.partition_offset);
     EXPECT_EQ(a->numel, piece.numel);
@@ -102,14 +104,16 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
   ASSERT_GE(stage, 1);
   std::unique_ptr<store::Source> ucp;
   if (fx.has_ucp) {
-    absl::StatusOr<std::unique_ptr<store::Source>> opened = store::OpenUniversalSource(Root(fx) + "/global_step5_universal");
+    absl::StatusOr<std::unique_ptr<store::Source>> opened =
+        store::OpenUniversalSource(Root(fx) + "/global_step5_universal");
     ASSERT_TRUE(opened.ok()) << opened.status();
     ucp = *std::move(opened);
   }
   int64_t compared_bytes = 0;
   for (const FlatGroup& fg : index->flat_groups) {
     SCOPED_TRACE(absl::StrCat("group ", fg.index));
-    store::GroupSpec spec{stage == 3 ? store::PartitionKind::kPerParam : store::PartitionKind::kFlat, {}, fg.expert};
+    store::GroupSpec spec{
+        stage == 3 ? store::PartitionKind::kPerParam : store::PartitionKind::kFlat, {}, fg.expert};
     for (int pi : fg.params) spec.numels.push_back(index->params[pi].numel());
     const ShardLayout layout(spec, index->topology);
     // Split of the UCP's merged tensors, per state.
@@ -139,7 +143,8 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
         const ShardLayout::Bytes bytes = TensorBytes(*file.torch, stored[s]);
         // The padding-stripped ZeRO-1/2 master partition is the one shorter tensor.
         const int64_t stored_numel = static_cast<int64_t>(bytes.size() / 4);
-        EXPECT_TRUE(stored_numel == rank.size || (s == 0 && stored_numel == rank.size - rank.padding))
+        EXPECT_TRUE(stored_numel == rank.size ||
+                    (s == 0 && stored_numel == rank.size - rank.padding))
             << "state " << s << ": " << stored_numel << " elements, layout " << rank.size;
         if (ucp == nullptr) continue;
         for (const store::ShardPiece& piece : rank.pieces) {
@@ -159,11 +164,13 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
 
 std::vector<Fixture> AllFixtures() {
   std::vector<Fixture> out;
-  for (const char* name : {"s1_fp32_dp2", "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2", "s2_fp32_dp4", "s2_bf16_dp2",
-                           "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4", "autoep_deepseek_v3_s1_fp32_dp4_ep4",
-                           "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_mixtral_s2_bf16_dp4_ep2",
-                           "autoep_mixtral_s3_fp32_dp4_ep2", "autoep_qwen3_s2_fp32_dp2_ep1",
-                           "autoep_qwen3_s3_fp32_dp4_ep2"}) {
+  for (const char* name :
+       {"s1_fp32_dp2", "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2", "s2_fp32_dp4", "s2_bf16_dp2",
+        "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4", "autoep_deepseek_v3_s1_fp32_dp4_ep4",
+        "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_mixtral_s2_bf16_dp4_ep2",
+        "autoep_mixtral_s3_fp32_dp4_ep2", "autoep_qwen3_s2_fp32_dp2_ep1",
+        "autoep_qwen3_s3_fp32_dp4_ep2", "s3_bf16_dp1", "s3_bf16_dp2", "s3_bf16_dp4",
+        "s1_bf16_dp2"}) {
     out.push_back({"deepspeed", name, true});
   }
   out.push_back({"deepspeed_extra", "moe_s2_fp32_dp4_ep2", false});

@@ -192,18 +192,8 @@ absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, const st
                                               ") disagrees with param_shapes, which place it at (numel ", piece.numel,
                                               ", start ", piece.partition_offset, ")"));
     }
-    Fragment f;
-    f.dp_rank = dp;
-    f.ep_rank = rank.ep_rank;
-    f.partition_rank = rank.partition_rank;
-    f.offset = piece.param_offset;
-    f.merged_offset = piece.merged_offset;
-    f.numel = piece.numel;
     const TensorRef* tensors[kNumStates] = {sg.fp32, sg.exp_avg, sg.exp_avg_sq};
-    for (int s = 0; s < kNumStates; ++s) {
-      UCP_ASSIGN_OR_RETURN(f.states[s], Locate(*index, shard.file, *tensors[s], piece.partition_offset, piece.numel,
-                                               absl::StrCat(StateName(kAllStates[s]), " of '", p.name, "'")));
-    }
+    UCP_ASSIGN_OR_RETURN(Fragment f, PieceFragment(*index, shard.file, dp, rank, piece, tensors, p.name));
     p.slices[mp].fragments.push_back(std::move(f));
   }
   if (next_entry != entries.size()) {

@@ -185,18 +185,8 @@ absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, Checkpoint
   const store::RankShard rank = store::ShardLayout(std::move(spec), index->topology).Shard(dp);
   for (const store::ShardPiece& piece : rank.pieces) {
     Parameter& p = index->params[fg.params[piece.param]];
-    Fragment f;
-    f.dp_rank = dp;
-    f.ep_rank = rank.ep_rank;
-    f.partition_rank = rank.partition_rank;
-    f.offset = piece.param_offset;
-    f.merged_offset = piece.merged_offset;
-    f.numel = piece.numel;
     const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
-    for (int k = 0; k < kNumStates; ++k) {
-      UCP_ASSIGN_OR_RETURN(f.states[k], Locate(*index, shard.file, *tensors[k], piece.partition_offset, piece.numel,
-                                               absl::StrCat(StateName(kAllStates[k]), " of '", p.name, "'")));
-    }
+    UCP_ASSIGN_OR_RETURN(Fragment f, PieceFragment(*index, shard.file, dp, rank, piece, tensors, p.name));
     p.slices[mp].fragments.push_back(std::move(f));
   }
   const int64_t offset = rank.size, padding = rank.padding;

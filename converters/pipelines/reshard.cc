@@ -9,10 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/plan/stage_change.h"
-#include "converters/plan/zero12_input.h"
-#include "converters/plan/zero3_input.h"
-#include "converters/plan/zero3_reshard.h"
+#include "converters/sinks/zero/zero_sink.h"
 #include "formats/base/status.h"
 #include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
@@ -45,9 +42,9 @@ bool UseDataBeforeExpertParallelism(const Value* model_root) {
   return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
 }
 
-// The plan target of the request `o` for an input whose expert parallelism is `source_ep`.
-plan::ZeroTarget ResolveTarget(const ReshardOptions& o, int source_ep, const Value* model_root) {
-  plan::ZeroTarget t;
+// The sink target of the request `o` for an input whose expert parallelism is `source_ep`.
+sinks::ZeroTarget ResolveTarget(const ReshardOptions& o, int source_ep, const Value* model_root) {
+  sinks::ZeroTarget t;
   t.topology.dp = o.dp;
   t.topology.ep = o.autoep_size > 0 ? o.autoep_size : source_ep;
   t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
@@ -82,79 +79,30 @@ bool IsUcpFolder(const std::string& dir) {
 
 namespace {
 
-// Keeps the files the plan's sources (and template Values) point into alive until execution.
-struct Holder {
-  std::vector<std::shared_ptr<const formats::torch::TorchFile>> files;
-};
-
-absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& o) {
-  plan::ZeroTarget target;
-  PlannedReshard out;
-  Holder holder;
-  const Value* model_root = nullptr;
-  std::optional<plan::Zero12Input> in12;
-  std::optional<plan::Zero3Input> in3;
-  if (IsUcpFolder(o.input)) {
-    std::error_code ec;
-    if (fs::exists(fs::path(o.input) / "mp_rank_00_model_states.pt", ec)) {
-      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromUcp(o.input));
-    } else {
-      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromUcp(o.input));
-    }
-  } else {
-    deepspeed::OpenOptions open;
-    open.tag = o.input_tag;
-    UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-    if (index.kind.zero_stage == 3) {
-      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromIndex(index));
-    } else {
-      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromIndex(index));
-    }
-  }
-  if (in12.has_value()) {
-    model_root = in12->model_root;
-    target = ResolveTarget(o, in12->source_ep, model_root);
-    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanUcpToZero12(*in12, target));
-    holder.files = in12->files;
-  } else {
-    model_root = in3->model_root;
-    UCP_RETURN_IF_ERROR(plan::CheckStageChange(in3->origin, 3, o.zero_stage));
-    target = ResolveTarget(o, in3->source_ep, model_root);
-    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanZero3Reshard(*in3, target));
-    holder.files = in3->files;
-  }
-  out.tag = target.tag.empty() ? DefaultTag(model_root) : target.tag;
-  UCP_RETURN_IF_ERROR(CheckTag(out.tag));
-  UCP_RETURN_IF_ERROR(FinishPlan(out.tag, &out.plan));
-  return std::make_pair(std::move(out), std::move(holder));
+absl::StatusOr<sinks::ZeroSinkInput> OpenInput(const ReshardOptions& o) {
+  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputFromUcp(o.input);
+  deepspeed::OpenOptions open;
+  open.tag = o.input_tag;
+  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
+  return sinks::ZeroSinkInputFromIndex(index);
 }
 
-}  // namespace
-
-absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
-  UCP_ASSIGN_OR_RETURN(auto planned, PlanAny(options));
-  return std::move(planned.first);
-}
-
-absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
-  if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(auto planned, PlanAny(options));
-  const PlannedReshard& pr = planned.first;
-  const Holder& holder = planned.second;
+// Writes a planned tag folder (and `latest`) as `output`: staging, copies, manifest, commit.
+absl::StatusOr<ReshardResult> WritePlanned(const PlannedReshard& pr, const std::string& output_path, bool force,
+                                           const execute::ExecuteOptions& execute_options) {
   std::vector<const ByteSource*> sources;
-  for (const auto& f : holder.files) sources.push_back(&f->zip().source());
-  for (size_t i = sources.size(); i < pr.plan.sources.size(); ++i) {
+  for (size_t i = 0; i < pr.plan.sources.size(); ++i) {
     if (pr.plan.sources[i].memory == nullptr) {
       return absl::InternalError(absl::StrCat("plan source ", i, " (", pr.plan.sources[i].path, ") has no bytes"));
     }
     sources.push_back(pr.plan.sources[i].memory.get());
   }
-  const std::string output = store::NormalizeOutputPath(options.output);
+  const std::string output = store::NormalizeOutputPath(output_path);
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
-                       store::StagingDirectory::Create(output, {.force = options.force, .fsync = options.execute.fsync}));
+                       store::StagingDirectory::Create(output, {.force = force, .fsync = execute_options.fsync}));
   UCP_RETURN_IF_ERROR(staging->MakeDirs(pr.plan.Directories()));
   UCP_ASSIGN_OR_RETURN(execute::ExecuteResult executed,
-                       execute::ExecutePlan(pr.plan, sources, staging->path(), options.execute));
+                       execute::ExecutePlan(pr.plan, sources, staging->path(), execute_options));
   ReshardResult result;
   result.output = output;
   result.tag = pr.tag;
@@ -166,6 +114,36 @@ absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
   manifest.files = std::move(executed.files);
   UCP_RETURN_IF_ERROR(staging->Commit(manifest));
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target) {
+  PlannedReshard out;
+  UCP_ASSIGN_OR_RETURN(out.plan, sinks::PlanZeroSink(input, target));
+  out.tag = target.tag.empty() ? DefaultTag(input.model_root) : target.tag;
+  UCP_RETURN_IF_ERROR(CheckTag(out.tag));
+  UCP_RETURN_IF_ERROR(FinishPlan(out.tag, &out.plan));
+  return out;
+}
+
+absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
+  UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, OpenInput(options));
+  return PlanZeroCheckpoint(input, ResolveTarget(options, input.topology.ep, input.model_root));
+}
+
+absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target,
+                                                 const std::string& output, const execute::ExecuteOptions& execute,
+                                                 bool force) {
+  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
+  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(input, target));
+  return WritePlanned(planned, output, force, execute);
+}
+
+absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
+  if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
+  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanReshard(options));
+  return WritePlanned(planned, options.output, options.force, options.execute);
 }
 
 }  // namespace ucp::converters::pipelines

@@ -1,9 +1,10 @@
 // The reshard pipeline (`ucp reshard`, docs/reshard.md): a UCP folder or a DeepSpeed ZeRO folder
 // (read directly, no UCP written in between) → the DeepSpeed checkpoint DeepSpeed itself saves after
 // loading it at another topology:
-//   input (metadata only) → PlanUcpToZero12 / PlanZero3Reshard (pure) → ExecutePlan into
+//   input (metadata only) → ZeroSinkInput → PlanZeroSink (pure) → ExecutePlan into
 //   <out>.partial/<tag>/ → `latest` → manifest → rename to <out>.
-// Infeasible targets are refused before anything exists at the output.
+// SaveZeroCheckpoint is the same from any ZeroSinkInput (e.g. one built from memory: the runtime's
+// save). Infeasible targets are refused before anything exists at the output.
 #pragma once
 
 #include <string>
@@ -11,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "converters/execute/executor.h"
 #include "converters/plan/plan.h"
-#include "converters/plan/ucp_to_zero.h"
+#include "converters/sinks/zero/zero_sink.h"
 
 namespace ucp::converters::pipelines {
 
@@ -19,7 +20,7 @@ struct ReshardOptions {
   std::string input;   // a UCP folder (has zero/optimizer_state.pt), a ZeRO save folder or tag folder
   std::string output;  // the save folder to create: <output>/latest, <output>/<tag>/
   std::string input_tag;  // ZeRO input: the tag folder to read instead of `latest`
-  // The target (resolved into a plan::ZeroTarget: ep 0 keeps the source's; the expert order,
+  // The target (resolved into a sinks::ZeroTarget: ep 0 keeps the source's; the expert order,
   // use_data_before_expert_parallelism, is the source's ds_config's).
   int dp = 1;           // data-parallel world size
   int autoep_size = 0;  // AutoEP autoep_size; 0 keeps the source's
@@ -49,8 +50,16 @@ struct PlannedReshard {
 };
 absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options);
 
+// The plan of `input` written at `target` (PlanZeroSink), under <tag>/, with `latest`.
+absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target);
+
 // PlanReshard, then writes. Also AlreadyExists (output exists, no force) and I/O errors; on any
 // error nothing exists at the output.
 absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options);
+
+// PlanZeroCheckpoint, then writes `output` like Reshard. The input must outlive the call.
+absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target,
+                                                 const std::string& output, const execute::ExecuteOptions& execute,
+                                                 bool force = false);
 
 }  // namespace ucp::converters::pipelines

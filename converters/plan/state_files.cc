@@ -122,45 +122,16 @@ absl::StatusOr<PlanFile> RewriteModelFile(const CheckpointIndex& index, int fi, 
 
 absl::StatusOr<StorageLocator> StorageLocator::Build(const CheckpointIndex& index) {
   StorageLocator out;
+  out.origin_ = index.dir.tag_dir;
   for (int fi = 0; fi < static_cast<int>(index.files.size()); ++fi) {
-    const formats::torch::TorchFile& tf = *index.files[fi].torch;
-    for (const StorageRef* s : tf.storages()) {
-      UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, tf.StorageEntry(*s));
-      out.spans_[s] = Span{fi, entry->data_offset, entry->size};
-    }
+    UCP_RETURN_IF_ERROR(AddStorageRuns(*index.files[fi].torch, fi, &out.runs_));
   }
   return out;
 }
 
-absl::StatusOr<StorageLocator::Span> StorageLocator::Find(const StorageRef* storage) const {
-  auto it = spans_.find(storage);
-  if (it == spans_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("storage '", storage->key, "' is in none of the checkpoint files"));
-  }
-  return it->second;
-}
-
 absl::StatusOr<PlanFile> FileFromTree(std::string path, FileRole role, const Value& root,
                                       const StorageLocator& locator) {
-  std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
-  PlanFile f;
-  f.path = std::move(path);
-  f.role = role;
-  f.size = frame.file_size;
-  for (size_t i = 0; i < storages.size(); ++i) {
-    UCP_ASSIGN_OR_RETURN(StorageLocator::Span span, locator.Find(storages[i]));
-    const store::TorchFrame::Storage& s = frame.storages[i];
-    if (span.size != s.size) {
-      return absl::DataLossError(absl::StrCat("storage '", storages[i]->key, "' has ", span.size,
-                                              " bytes on disk, its pickle says ", s.size));
-    }
-    Region r{s.payload_offset, s.size, {}};
-    if (s.size > 0) r.ops.push_back(CopyOp{span.file, span.offset, s.size, s.payload_offset});
-    f.regions.push_back(std::move(r));
-  }
-  f.frame = std::move(frame);
-  return f;
+  return StorageFrames(nullptr, &locator.runs(), &locator.origin()).Frame(std::move(path), role, root);
 }
 
 PlanFile CopyOfFile(const CheckpointIndex& index, int file, FileRole role) {

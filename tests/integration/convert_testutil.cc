@@ -251,4 +251,35 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
   return absl::OkStatus();
 }
 
+// Drops excluded dict entries and storage details from a TorchFileDigest, in place.
+void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<std::string>& excluded) {
+  if (j.is_array()) {
+    for (nlohmann::json& e : j) NormalizeDigest(e, path + "/*", excluded);
+    return;
+  }
+  if (!j.is_object()) return;
+  for (const char* kind : {"dict", "odict"}) {
+    if (!j.contains(kind)) continue;
+    nlohmann::json kept = nlohmann::json::array();
+    for (nlohmann::json& kv : j[kind]) {
+      const std::string key = kv[0].is_string() ? kv[0].get<std::string>() : "*";
+      const std::string sub = path.empty() ? key : path + "/" + key;
+      if (excluded.count(sub) > 0) continue;
+      NormalizeDigest(kv[1], sub, excluded);
+      kept.push_back(kv);
+    }
+    j[kind] = kept;
+  }
+  if (j.contains("tensor") && j["tensor"].is_object()) {
+    j["tensor"].erase("storage");
+    j["tensor"].erase("storage_crc32");
+    j["tensor"].erase("storage_offset");
+  }
+  for (const char* kind : {"tuple", "set", "args"}) {
+    if (j.contains(kind)) NormalizeDigest(j[kind], path, excluded);
+  }
+  if (j.contains("state")) NormalizeDigest(j["state"], path, excluded);
+}
+
+
 }  // namespace ucp::testing

@@ -103,36 +103,6 @@ const Case kCases[] = {
     {"s0_bf16_dp2", "reshard_dp2_s2", 2, 0, {}, 2, true},
 };
 
-// Drops excluded dict entries and storage details from a TorchFileDigest, in place.
-void Normalize(json& j, const std::string& path, const std::set<std::string>& excluded) {
-  if (j.is_array()) {
-    for (json& e : j) Normalize(e, path + "/*", excluded);
-    return;
-  }
-  if (!j.is_object()) return;
-  for (const char* kind : {"dict", "odict"}) {
-    if (!j.contains(kind)) continue;
-    json kept = json::array();
-    for (json& kv : j[kind]) {
-      const std::string key = kv[0].is_string() ? kv[0].get<std::string>() : "*";
-      const std::string sub = path.empty() ? key : path + "/" + key;
-      if (excluded.count(sub) > 0) continue;
-      Normalize(kv[1], sub, excluded);
-      kept.push_back(kv);
-    }
-    j[kind] = kept;
-  }
-  if (j.contains("tensor") && j["tensor"].is_object()) {
-    j["tensor"].erase("storage");
-    j["tensor"].erase("storage_crc32");
-    j["tensor"].erase("storage_offset");
-  }
-  for (const char* kind : {"tuple", "set", "args"}) {
-    if (j.contains(kind)) Normalize(j[kind], path, excluded);
-  }
-  if (j.contains("state")) Normalize(j["state"], path, excluded);
-}
-
 // param_groups of a digested ZeRO-3 optimizer file, as JSON.
 json Zero3ParamGroups(const json& digest) {
   auto get = [](const json& d, const std::string& key) -> json {
@@ -234,8 +204,8 @@ void RunCase(const Case& c, bool from_ucp) {
       EXPECT_EQ(Zero3ParamGroups(*a), want);
       EXPECT_FALSE(Zero3ParamGroups(*a).is_null());
     }
-    Normalize(*a, "", excluded);
-    Normalize(*b, "", excluded);
+    testing::NormalizeDigest(*a, "", excluded);
+    testing::NormalizeDigest(*b, "", excluded);
     EXPECT_EQ(testing::FirstDifference(*a, *b), "");
   }
 }

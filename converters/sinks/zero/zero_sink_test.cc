@@ -1,10 +1,11 @@
-// PlanZero3Reshard on the fixture UCPs: plan shape, target validation, and an autoep_size change
-// (no DeepSpeed golden exists for one) checked against the UCP's merged expert tensors.
-#include "converters/plan/zero3_reshard.h"
+// PlanZeroSink at ZeRO-3 on the fixture UCPs: plan shape, target validation, the bf16 file names,
+// and an autoep_size change (no DeepSpeed golden exists for one) checked against the UCP's merged
+// expert tensors. Every golden (both inputs, all stages) is in tests/integration/reshard_test.cc.
+#include "converters/sinks/zero/zero_sink.h"
 
-#include <cstdlib>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -12,43 +13,46 @@
 
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/execute/executor.h"
-#include "converters/plan/zero3_input.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace {
 
 namespace fs = std::filesystem;
 using formats::torch::TorchFile;
 using formats::torch::Value;
+using plan::Plan;
 
 std::string Case(const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
   return std::string(root != nullptr ? root : ".") + "/fixtures/deepspeed/" + name;
 }
-std::string Ucp(const std::string& name) { return Case(name) + "/checkpoint/global_step5_universal"; }
+std::string Ucp(const std::string& name) {
+  return Case(name) + "/checkpoint/global_step5_universal";
+}
 
 constexpr char kAutoep[] = "autoep_qwen3_s3_fp32_dp4_ep2";
 
 // A target at dp, ep (0: the input's).
-ZeroTarget At(const Zero3Input& in, int dp, int ep = 0, const Value* ds_config = nullptr) {
+ZeroTarget At(const ZeroSinkInput& in, int dp, int ep = 0, const Value* ds_config = nullptr) {
   ZeroTarget t;
   t.topology.dp = dp;
-  t.topology.ep = ep > 0 ? ep : in.source_ep;
+  t.topology.ep = ep > 0 ? ep : in.topology.ep;
   t.ds_config = ds_config;
   return t;
 }
 
-TEST(Zero3Reshard, PlansOneModelAndOneOptimizerFilePerRank) {
-  absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
+TEST(ZeroSink, PlansOneModelAndOneOptimizerFilePerRank) {
+  absl::StatusOr<ZeroSinkInput> in = ZeroSinkInputFromUcp(Ucp("s3_fp32_dp2"));
   ASSERT_TRUE(in.ok()) << in.status();
-  EXPECT_EQ(in->source_dp, 2);
-  EXPECT_EQ(in->sub_groups.size(), 2u);
+  EXPECT_EQ(in->topology.dp, 2);
+  EXPECT_EQ(in->zero_stage, 3);
+  EXPECT_EQ(in->groups.size(), 2u);
   EXPECT_EQ(in->params.size(), 16u);
   ASSERT_EQ(in->frozen.size(), 1u);
   EXPECT_EQ(in->frozen[0].name, "pos");
-  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, At(*in, 4));
+  absl::StatusOr<Plan> plan = PlanZeroSink(*in, At(*in, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->files.size(), 8u);
   EXPECT_EQ(plan->files[0].path, "zero_pp_rank_0_mp_rank_00_model_states.pt");
@@ -62,10 +66,10 @@ TEST(Zero3Reshard, PlansOneModelAndOneOptimizerFilePerRank) {
 // DeepSpeed names a bf16 run's optimizer files bf16_zero_pp_rank_* at every stage (engine
 // _get_zero_ckpt_name: the prefix follows bf16.enabled of the writing run); ZeRO-3 model files keep
 // zero_pp_rank_*. fixtures/deepspeed/s3_bf16_dp2/reshard_dp4 is DeepSpeed's own re-save.
-TEST(Zero3Reshard, Bf16RunsNameTheirOptimizerFilesBf16) {
-  absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp("s3_bf16_dp2"));
+TEST(ZeroSink, Bf16RunsNameTheirOptimizerFilesBf16) {
+  absl::StatusOr<ZeroSinkInput> in = ZeroSinkInputFromUcp(Ucp("s3_bf16_dp2"));
   ASSERT_TRUE(in.ok()) << in.status();
-  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, At(*in, 4));
+  absl::StatusOr<Plan> plan = PlanZeroSink(*in, At(*in, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->files.size(), 8u);
   EXPECT_EQ(plan->files[0].path, "zero_pp_rank_0_mp_rank_00_model_states.pt");
@@ -77,59 +81,72 @@ TEST(Zero3Reshard, Bf16RunsNameTheirOptimizerFilesBf16) {
   arena.SetItem(off, "enabled", arena.Bool(false));
   Value* config = arena.Dict();
   arena.SetItem(config, "bf16", off);
-  plan = PlanZero3Reshard(*in, At(*in, 2, 0, config));
+  plan = PlanZeroSink(*in, At(*in, 2, 0, config));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->files[1].path, "zero_pp_rank_0_mp_rank_00_optim_states.pt");
-  absl::StatusOr<Zero3Input> fp32 = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
+  absl::StatusOr<ZeroSinkInput> fp32 = ZeroSinkInputFromUcp(Ucp("s3_fp32_dp2"));
   ASSERT_TRUE(fp32.ok()) << fp32.status();
   Value* on = arena.Dict();
   arena.SetItem(on, "enabled", arena.Bool(true));
   Value* old_key = arena.Dict();
   arena.SetItem(old_key, "bfloat16", on);
-  plan = PlanZero3Reshard(*fp32, At(*fp32, 2, 0, old_key));
+  plan = PlanZeroSink(*fp32, At(*fp32, 2, 0, old_key));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->files[1].path, "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt");
 }
 
-TEST(Zero3Reshard, RejectsBadTargets) {
-  absl::StatusOr<Zero3Input> dense = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
-  absl::StatusOr<Zero3Input> moe = Zero3InputFromUcp(Ucp(kAutoep));
+TEST(ZeroSink, RejectsBadTargets) {
+  absl::StatusOr<ZeroSinkInput> dense = ZeroSinkInputFromUcp(Ucp("s3_fp32_dp2"));
+  absl::StatusOr<ZeroSinkInput> moe = ZeroSinkInputFromUcp(Ucp(kAutoep));
   ASSERT_TRUE(dense.ok()) << dense.status();
   ASSERT_TRUE(moe.ok()) << moe.status();
-  EXPECT_EQ(moe->source_ep, 2);
-  EXPECT_EQ(PlanZero3Reshard(*dense, At(*dense, 0)).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(PlanZero3Reshard(*dense, At(*dense, 2, 2)).status().code(),
+  EXPECT_EQ(moe->topology.ep, 2);
+  EXPECT_EQ(PlanZeroSink(*dense, At(*dense, 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanZeroSink(*dense, At(*dense, 2, 2)).status().code(),
             absl::StatusCode::kInvalidArgument);  // no AutoEP layers
-  EXPECT_EQ(PlanZero3Reshard(*moe, At(*moe, 3)).status().code(),
+  EXPECT_EQ(PlanZeroSink(*moe, At(*moe, 3)).status().code(),
             absl::StatusCode::kInvalidArgument);  // 3 is not a multiple of ep 2
-  EXPECT_EQ(PlanZero3Reshard(*moe, At(*moe, 6, 3)).status().code(),
+  EXPECT_EQ(PlanZeroSink(*moe, At(*moe, 6, 3)).status().code(),
             absl::StatusCode::kInvalidArgument);  // 4 experts over 3 EP ranks
 }
 
 // A sub_group_size small enough to cut a param group differently at the target is refused.
-TEST(Zero3Reshard, RejectsADifferentSubGroupCut) {
-  absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
+TEST(ZeroSink, RejectsADifferentSubGroupCut) {
+  absl::StatusOr<ZeroSinkInput> in = ZeroSinkInputFromUcp(Ucp("s3_fp32_dp2"));
   ASSERT_TRUE(in.ok()) << in.status();
   formats::torch::ValueArena arena;
   Value* zero = arena.Dict();
   arena.SetItem(zero, "sub_group_size", arena.Int(100));
   Value* config = arena.Dict();
   arena.SetItem(config, "zero_optimization", zero);
-  EXPECT_EQ(PlanZero3Reshard(*in, At(*in, 4, 0, config)).status().code(),
+  EXPECT_EQ(PlanZeroSink(*in, At(*in, 4, 0, config)).status().code(),
             absl::StatusCode::kUnimplemented);
   Value* big = arena.Dict();
   arena.SetItem(big, "sub_group_size", arena.Int(1000000));
   Value* config2 = arena.Dict();
   arena.SetItem(config2, "zero_optimization", big);
-  EXPECT_TRUE(PlanZero3Reshard(*in, At(*in, 4, 0, config2)).ok());
+  EXPECT_TRUE(PlanZeroSink(*in, At(*in, 4, 0, config2)).ok());
 }
 
-TEST(Zero3Reshard, RejectsOtherStages) {
-  EXPECT_EQ(Zero3InputFromUcp(Ucp("s2_fp32_dp2")).status().code(), absl::StatusCode::kFailedPrecondition);
-  absl::StatusOr<deepspeed::CheckpointIndex> index = deepspeed::OpenCheckpoint(Case("s2_fp32_dp2") + "/checkpoint");
+// Both inputs read every stage; the sink refuses the crossings DeepSpeed cannot load.
+TEST(ZeroSink, ReadsEveryStageAndRefusesCrossingZero3) {
+  absl::StatusOr<ZeroSinkInput> ucp12 = ZeroSinkInputFromUcp(Ucp("s2_fp32_dp2"));
+  ASSERT_TRUE(ucp12.ok()) << ucp12.status();
+  EXPECT_EQ(ucp12->zero_stage, 2);
+  absl::StatusOr<deepspeed::CheckpointIndex> index =
+      deepspeed::OpenCheckpoint(Case("s3_fp32_dp2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
-  EXPECT_EQ(Zero3InputFromIndex(*index).status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(Zero3InputFromUcp(Case("s3_fp32_dp2")).status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<ZeroSinkInput> zero3 = ZeroSinkInputFromIndex(*index);
+  ASSERT_TRUE(zero3.ok()) << zero3.status();
+  EXPECT_EQ(zero3->frozen.size(), 1u);
+  ZeroTarget t = At(*zero3, 2);
+  t.zero_stage = 2;
+  EXPECT_EQ(PlanZeroSink(*zero3, t).status().code(), absl::StatusCode::kInvalidArgument);
+  t = At(*ucp12, 2);
+  t.zero_stage = 3;
+  EXPECT_EQ(PlanZeroSink(*ucp12, t).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ZeroSinkInputFromUcp(Case("s3_fp32_dp2")).status().code(), absl::StatusCode::kNotFound);
 }
 
 // Floats of a tensor value.
@@ -143,32 +160,32 @@ std::vector<float> Floats(const TorchFile& f, const Value* v) {
 
 // autoep_size 2 → 4 at dp 4: each rank holds one whole expert (expert-DP size 1) of every fused
 // weight, so its expert sub-group is those rows of the UCP tensors, concatenated.
-TEST(Zero3Reshard, ChangesAutoepSize) {
-  absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp(kAutoep));
+TEST(ZeroSink, ChangesAutoepSize) {
+  absl::StatusOr<ZeroSinkInput> in = ZeroSinkInputFromUcp(Ucp(kAutoep));
   ASSERT_TRUE(in.ok()) << in.status();
-  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, At(*in, 4, 4));
+  absl::StatusOr<Plan> plan = PlanZeroSink(*in, At(*in, 4, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  const fs::path out = fs::temp_directory_path() / ("ucp_zero3_reshard_test_" + std::to_string(::getpid()));
+  const fs::path out = fs::temp_directory_path() /
+                       ("ucp_zero_sink_test_ChangesAutoepSize_" + std::to_string(::getpid()));
   fs::create_directories(out);
   std::vector<const ByteSource*> sources;
-  for (const auto& f : in->files) sources.push_back(&f->zip().source());
-  for (size_t i = sources.size(); i < plan->sources.size(); ++i) sources.push_back(plan->sources[i].memory.get());
+  for (const plan::PlanSource& s : plan->sources) sources.push_back(s.memory.get());
   execute::ExecuteOptions options;
   options.threads = 1;
   options.fsync = false;
   ASSERT_TRUE(execute::ExecutePlan(*plan, sources, out.string(), options).ok());
 
   int expert_group = -1;
-  for (size_t s = 0; s < in->sub_groups.size(); ++s) {
-    if (in->sub_groups[s].expert) expert_group = static_cast<int>(s);
+  for (size_t s = 0; s < in->groups.size(); ++s) {
+    if (in->groups[s].expert) expert_group = static_cast<int>(s);
   }
   ASSERT_GE(expert_group, 0);
   for (int r = 0; r < 4; ++r) {
     SCOPED_TRACE(r);
-    absl::StatusOr<TorchFile> model =
-        TorchFile::OpenPath((out / ("zero_pp_rank_" + std::to_string(r) + "_mp_rank_00_model_states.pt")).string());
-    absl::StatusOr<TorchFile> optim =
-        TorchFile::OpenPath((out / ("zero_pp_rank_" + std::to_string(r) + "_mp_rank_00_optim_states.pt")).string());
+    absl::StatusOr<TorchFile> model = TorchFile::OpenPath(
+        (out / ("zero_pp_rank_" + std::to_string(r) + "_mp_rank_00_model_states.pt")).string());
+    absl::StatusOr<TorchFile> optim = TorchFile::OpenPath(
+        (out / ("zero_pp_rank_" + std::to_string(r) + "_mp_rank_00_optim_states.pt")).string());
     ASSERT_TRUE(model.ok()) << model.status();
     ASSERT_TRUE(optim.ok()) << optim.status();
     const Value* layer = model->root().Get("ds_autoep_layers")->items()[0];
@@ -183,9 +200,10 @@ TEST(Zero3Reshard, ChangesAutoepSize) {
     ASSERT_EQ(group->Get("partition_ranks")->items().size(), 1u);
     EXPECT_EQ(group->Get("partition_ranks")->items()[0]->int_value(), r);
     std::vector<float> expected;
-    for (int p : in->sub_groups[expert_group].params) {
-      const Zero3Param& param = in->params[p];
-      absl::StatusOr<TorchFile> ucp = TorchFile::OpenPath(Ucp(kAutoep) + "/zero/" + param.name + "/fp32.pt");
+    for (int p : in->groups[expert_group].params) {
+      const SinkParam& param = in->params[p];
+      absl::StatusOr<TorchFile> ucp =
+          TorchFile::OpenPath(Ucp(kAutoep) + "/zero/" + param.name + "/fp32.pt");
       ASSERT_TRUE(ucp.ok()) << ucp.status();
       const std::vector<float> all = Floats(*ucp, ucp->root().Get("param"));
       const size_t row = all.size() / static_cast<size_t>(param.num_experts);
@@ -197,4 +215,4 @@ TEST(Zero3Reshard, ChangesAutoepSize) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -1,6 +1,9 @@
-// The ZeRO-1/2 / BF16_Optimizer half of the ZeRO sink (docs/reshard.md "ZeRO-1/2"): per target
+// The ZeRO-1/2 / BF16_Optimizer writer of the ZeRO sink (docs/reshard.md "ZeRO-1/2"): per target
 // rank the optimizer shard DeepSpeed saves after a universal load at that topology (§3, §6.4),
-// plus the mp_rank_00 model-states file (the source's, dp_world_size updated).
+// plus the mp_rank_00 model-states file (the source's, dp_world_size updated; for a whole-tensor
+// input, ZeRO-0 or memory, the module rebuilt as flat-group views).
+#include "converters/sinks/zero/zero12_writer.h"
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -10,24 +13,29 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
-#include "converters/plan/stage_change.h"
 #include "converters/plan/tree_edit.h"
-#include "converters/plan/ucp_to_zero.h"
-#include "converters/plan/zero12_planner.h"
+#include "converters/sinks/zero/stage_change.h"
+#include "converters/sinks/zero/zero_writers.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace internal_zero12 {
 
 namespace keys = deepspeed::keys;
 namespace ids = deepspeed::internal_ds;
+using plan::CopyDict;
+using plan::CopyOp;
+using plan::FileRole;
+using plan::Region;
+using plan::SetOrReplace;
 
-// ZeRO-0 -> ZeRO-1/2: a ZeRO module's parameters are views of one flat buffer per param group,
-// laid out and padded like the flat partitions (§3), where a ZeRO-0 module has a storage per
-// tensor. Tied aliases view their parameter; frozen parameters and buffers keep their storages.
+// ZeRO-0 (or memory) -> ZeRO-1/2: a ZeRO module's parameters are views of one flat buffer per
+// param group, laid out and padded like the flat partitions (§3), where a ZeRO-0 module has a
+// storage per tensor. Tied aliases view their parameter; frozen parameters and buffers keep their
+// storages.
 absl::Status Planner::Zero0FlatModule(Value* root) {
   const Value* module = root->Get(keys::kModule);
   if (module == nullptr || !module->is_dict()) {
@@ -45,16 +53,18 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
       const Value* v = module->Get(name);
       if (v == nullptr || !v->is(ValueKind::kTensor) || !v->tensor().IsContiguous() ||
           v->tensor().NumElements() != l.spec().numels[i]) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '", name, "' of ",
-                                                l.spec().numels[i], " elements"));
+        return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '",
+                                                name, "' of ", l.spec().numels[i], " elements"));
       }
       const TensorRef& t = v->tensor();
       auto run = in_.storage_runs.find(t.storage);
       const uint64_t elem = DTypeSize(t.dtype);
-      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem, size = l.spec().numels[i] * elem;
-      if (run == in_.storage_runs.end() || begin + size > run->second.size || (i > 0 && t.dtype != dtype)) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": module tensor '", name, "' is not readable as ",
-                                                DTypeName(dtype)));
+      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem,
+                     size = l.spec().numels[i] * elem;
+      if (run == in_.storage_runs.end() || begin + size > run->second.size ||
+          (i > 0 && t.dtype != dtype)) {
+        return absl::DataLossError(absl::StrCat(in_.origin, ": module tensor '", name,
+                                                "' is not readable as ", DTypeName(dtype)));
       }
       dtype = t.dtype;
       if (size > 0) pieces.push_back(Piece{run->second.file, run->second.offset + begin, size});
@@ -65,18 +75,20 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
       at += l.spec().numels[i];
     }
     if (l.flat_length() > at) {
-      pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.flat_length() - at) * DTypeSize(dtype)});
+      pieces.push_back(
+          Piece{-1, 0, static_cast<uint64_t>(l.flat_length() - at) * DTypeSize(dtype)});
     }
     const StorageRef* flat = frames_.NewStorage(dtype, l.flat_length(), std::move(pieces));
     for (int pi : in_.groups[g].params) views[in_.params[pi].name].storage = flat;
   }
-  for (const auto& [alias, stored] : in_.zero0_shared_params) {
+  for (const auto& [alias, stored] : in_.shared_params) {
     if (auto it = views.find(stored); it != views.end()) views[alias] = it->second;
   }
   for (size_t i = 0; i < out->entries().size(); ++i) {
     const Value* k = out->entries()[i].first;
     if (!k->is(ValueKind::kStr)) continue;
-    if (auto it = views.find(k->str()); it != views.end()) ValueArena::ReplaceValue(out, i, arena_.Tensor(it->second));
+    if (auto it = views.find(k->str()); it != views.end())
+      ValueArena::ReplaceValue(out, i, arena_.Tensor(it->second));
   }
   SetOrReplace(arena_, root, keys::kModule, out);
   return absl::OkStatus();
@@ -84,36 +96,17 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
 
 // Rank `rank`'s partition of group g for one state: fragments at their hp offsets, zeros elsewhere
 // (DeepSpeed's load starts from a zero buffer, §6.4). The tensor shows the first `numel` elements.
-absl::StatusOr<const Value*> Planner::Partition(int g, int state, int rank, int64_t numel, bool requires_grad) {
-  const Zero12Group& group = in_.groups[g];
-  const store::ShardLayout& l = layouts_[g];
+absl::StatusOr<const Value*> Planner::Partition(int g, int state, int rank, int64_t numel,
+                                                bool requires_grad) {
   DType dtype = DType::kF32;
-  for (size_t i = 0; i < group.params.size(); ++i) {
-    const Zero3Runs& runs = in_.params[group.params[i]].states[state];
-    if (i > 0 && runs.dtype != dtype) {
-      return absl::FailedPreconditionError(absl::StrCat(in_.origin, ": group ", g, " mixes ", DTypeName(dtype),
-                                                        " and ", DTypeName(runs.dtype)));
-    }
-    dtype = runs.dtype;
-  }
-  const uint64_t elem = DTypeSize(dtype);
-  std::vector<Piece> pieces;
-  int64_t at = 0;
-  for (const store::ShardPiece& f : l.Shard(rank).pieces) {
-    const Zero12Param& p = in_.params[group.params[f.param]];
-    if (f.partition_offset > at) pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(f.partition_offset - at) * elem});
-    UCP_RETURN_IF_ERROR(SliceRuns(p.states[state], static_cast<uint64_t>(f.merged_offset) * elem,
-                                  static_cast<uint64_t>(f.numel) * elem, absl::StrCat("'", p.name, "'"), &pieces));
-    at = f.partition_offset + f.numel;
-  }
-  if (l.partition_size() > at) {
-    pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(l.partition_size() - at) * elem});
-  }
-  return NewTensor(dtype, numel, l.partition_size(), requires_grad, std::move(pieces));
+  UCP_ASSIGN_OR_RETURN(std::vector<Piece> pieces,
+                       internal_sink::PartitionPieces(in_, layouts_[g], g, state, rank, &dtype));
+  return NewTensor(dtype, numel, layouts_[g].partition_size(), requires_grad, std::move(pieces));
 }
 
 const Value* Planner::FragmentAddress(int64_t numel, int64_t start) {
-  if (fragment_cls_ == nullptr) fragment_cls_ = arena_.Global("deepspeed.utils.tensor_fragment", "fragment_address");
+  if (fragment_cls_ == nullptr)
+    fragment_cls_ = arena_.Global("deepspeed.utils.tensor_fragment", "fragment_address");
   Value* obj = arena_.Object(fragment_cls_, arena_.Tuple(), Value::Construction::kNewObj);
   Value* state = arena_.Dict();
   arena_.SetItem(state, "numel", arena_.Int(numel));
@@ -146,7 +139,8 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
       return absl::DataLossError(absl::StrCat(in_.origin, ": no param_groups entry for group ", g));
     }
     if (in_.zero_stage == 0) {
-      UCP_ASSIGN_OR_RETURN(const Value* pg, Zero0ParamGroup(arena_, in_.groups[g].hyperparameters, g, in_.origin));
+      UCP_ASSIGN_OR_RETURN(const Value* pg,
+                           Zero0ParamGroup(arena_, in_.groups[g].hyperparameters, g, in_.origin));
       ValueArena::Append(param_groups, pg);
     } else {
       ValueArena::Append(param_groups, in_.groups[g].hyperparameters);
@@ -159,7 +153,8 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
     ValueArena::Append(counts, arena_.Int(shard.world));
     Value* m = arena_.OrderedDict();
     for (const store::ShardPiece& f : shard.pieces) {
-      arena_.SetItem(m, in_.params[in_.groups[g].params[f.param]].name, FragmentAddress(f.numel, f.partition_offset));
+      arena_.SetItem(m, in_.params[in_.groups[g].params[f.param]].name,
+                     FragmentAddress(f.numel, f.partition_offset));
     }
     ValueArena::Append(mappings, m);
   }
@@ -170,7 +165,8 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   Value* osd = arena_.Dict();
   auto copy_key = [&](absl::string_view key) -> absl::Status {
     const Value* v = tmpl.Get(key);
-    if (v == nullptr) return absl::DataLossError(absl::StrCat(in_.origin, ": optimizer state has no '", key, "'"));
+    if (v == nullptr)
+      return absl::DataLossError(absl::StrCat(in_.origin, ": optimizer state has no '", key, "'"));
     arena_.SetItem(osd, key, v);
     return absl::OkStatus();
   };
@@ -202,8 +198,10 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
 
   Value* root = arena_.Dict();
   arena_.SetItem(root, keys::kOptimizerStateDict, osd);
-  if (const Value* c = model_out_->Get(keys::kDsConfig); c != nullptr) arena_.SetItem(root, keys::kDsConfig, c);
-  if (const Value* v = in_.model_root->Get(keys::kDsVersion); v != nullptr) arena_.SetItem(root, keys::kDsVersion, v);
+  if (const Value* c = model_out_->Get(keys::kDsConfig); c != nullptr)
+    arena_.SetItem(root, keys::kDsConfig, c);
+  if (const Value* v = in_.model_root->Get(keys::kDsVersion); v != nullptr)
+    arena_.SetItem(root, keys::kDsVersion, v);
   return root;
 }
 
@@ -211,7 +209,9 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   const std::string what = absl::StrCat(in_.origin, ": model states");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.model_root, what));
   Value* root = CopyDict(arena_, *src);
-  if (src->Get(keys::kDpWorldSize) != nullptr) SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(topo_.dp));
+  if (src->Get(keys::kDpWorldSize) != nullptr)
+    SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(topo_.dp));
+  if (t_.ds_config != nullptr) SetOrReplace(arena_, root, keys::kDsConfig, t_.ds_config);
   if (in_.zero_stage == 0) {
     UCP_RETURN_IF_ERROR(RewriteZero0ModelStates(arena_, root, in_));
     UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
@@ -220,16 +220,21 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   const Value* layers = src->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return root;
   if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
-    UCP_ASSIGN_OR_RETURN(const Value* shapes, ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
+    UCP_ASSIGN_OR_RETURN(const Value* shapes,
+                         ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
     SetOrReplace(arena_, root, keys::kParamShapes, shapes);
   }
-  UCP_ASSIGN_OR_RETURN(const Value* nl, AutoepLayers(layers, absl::StrCat(what, ": ", keys::kDsAutoepLayers)));
+  UCP_ASSIGN_OR_RETURN(const Value* nl,
+                       AutoepLayers(layers, absl::StrCat(what, ": ", keys::kDsAutoepLayers)));
   SetOrReplace(arena_, root, keys::kDsAutoepLayers, nl);
   // DeepSpeed's AutoEP runtime saves its own universal_checkpoint_info: the expert pattern with a
-  // leading '.*' and the full layer records (ds_to_universal's rewrite of the UCP copy has neither).
-  if (const Value* info = src->Get(keys::kUniversalCheckpointInfo); info != nullptr && info->is_dict()) {
+  // leading '.*' and the full layer records (ds_to_universal's rewrite of the UCP copy has
+  // neither).
+  if (const Value* info = src->Get(keys::kUniversalCheckpointInfo);
+      info != nullptr && info->is_dict()) {
     Value* ni = CopyDict(arena_, *info);
-    SetOrReplace(arena_, ni, keys::kExpertParameterPatterns, arena_.List({arena_.Str(".*\\.experts\\.w[123]$")}));
+    SetOrReplace(arena_, ni, keys::kExpertParameterPatterns,
+                 arena_.List({arena_.Str(".*\\.experts\\.w[123]$")}));
     SetOrReplace(arena_, ni, keys::kDsAutoepLayers, nl);
     SetOrReplace(arena_, root, keys::kUniversalCheckpointInfo, ni);
   }
@@ -237,87 +242,44 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
 }
 
 absl::StatusOr<Plan> Planner::Run() {
-  for (const Zero12Group& g : in_.groups) {
-    store::GroupSpec spec{store::PartitionKind::kFlat, {}, g.expert};
-    for (int pi : g.params) {
-      const Zero12Param& p = in_.params[pi];
-      const int64_t n = p.shape.NumElements().value_or(0);
-      spec.numels.push_back(p.expert ? n * in_.source_ep / ep_ : n);
-    }
-    layouts_.emplace_back(std::move(spec), topo_);
+  for (size_t g = 0; g < in_.groups.size(); ++g) {
+    layouts_.push_back(
+        internal_sink::TargetLayout(in_, t_, static_cast<int>(g), store::PartitionKind::kFlat));
   }
-  Plan plan;
-  plan.info.pipeline = "reshard_zero12";
-  plan.info.input = in_.origin;
-  plan.info.wrapper = bf16_optimizer_ ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer";
-  plan.info.zero_stage = stage_;
-  plan.info.dp_size = topo_.dp;
-  plan.info.ep_size = ep_;
-  plan.info.param_groups = static_cast<int>(in_.groups.size());
-  plan.info.params = static_cast<int>(in_.params.size());
-  for (const Zero12Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
-  if (!in_.params.empty()) {
-    plan.info.master_dtype = std::string(DTypeName(in_.params[0].states[0].dtype));
-    plan.info.state_dtype = std::string(DTypeName(in_.params[0].states[1].dtype));
-  }
-  for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
+  Plan plan = internal_sink::NewSinkPlan(
+      in_, t_, stage_, bf16_optimizer_ ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer");
   // Padding zeros: a source at a fixed index (sized at the end); expert files may add cast sources.
   frames_.ReserveZeros(&plan);
-
-  // A ZeRO-0 source has no ZeRO wrapper state: a fresh DeepSpeedZeroOptimizer's.
-  optimizer_template_ =
-      in_.zero_stage == 0 ? Zero0OptimizerTemplate(arena_, *in_.model_root) : in_.optimizer_template;
+  // A whole-tensor source without the ZeRO wrapper's state gets a fresh DeepSpeedZeroOptimizer's.
+  optimizer_template_ = in_.optimizer_template;
+  if (optimizer_template_ == nullptr)
+    optimizer_template_ = Zero0OptimizerTemplate(arena_, *in_.model_root);
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
-  UCP_ASSIGN_OR_RETURN(PlanFile mf, frames_.Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
+  UCP_ASSIGN_OR_RETURN(
+      PlanFile mf, frames_.Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
-  // bf16 runs name their shards bf16_zero_pp_rank_* (§1.2), with either wrapper.
-  bool bf16 = in_.bf16_optimizer;
-  if (const Value* c = in_.model_root->Get(keys::kDsConfig); c != nullptr && c->is_dict()) {
-    for (absl::string_view k : {"bf16", "bfloat16"}) {
-      const Value* b = c->Get(k);
-      const Value* en = b != nullptr && b->is_dict() ? b->Get("enabled") : nullptr;
-      if (en != nullptr && en->is(ValueKind::kBool) && en->bool_value()) bf16 = true;
-    }
-  }
   for (int r = 0; r < topo_.dp; ++r) {
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(r));
-    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
-                                                         "_mp_rank_00_optim_states.pt"),
-                                            FileRole::kOptimizerState, *optim));
+    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(internal_sink::OptimizerFileName(in_, t_, r),
+                                                    FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(of));
   }
   frames_.FinishZeros(&plan);
-  UCP_RETURN_IF_ERROR(ValidatePlan(plan));
+  UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
   return plan;
 }
 
 }  // namespace internal_zero12
 
-absl::StatusOr<Plan> PlanUcpToZero12(const Zero12Input& input, const ZeroTarget& target) {
-  bool autoep = false;
-  for (const Zero12Param& p : input.params) autoep = autoep || p.expert;
-  const int ep = target.topology.ep;
-  UCP_RETURN_IF_ERROR(CheckStageChange(input.origin, input.zero_stage, target.zero_stage));
-  if (!input.native_moe_num_experts.empty() && ep != input.source_ep) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        input.origin, ": native DeepSpeed MoE with ep_size ", input.source_ep, ", target ", ep,
-        ": the model fixes its ep_size (MoE(ep_size=...)) and DeepSpeed cannot load it at another"));
-  }
-  if (!autoep && ep != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(input.origin, ": autoep_size ", ep,
-                                                   " requested, but the checkpoint has no AutoEP layers"));
-  }
-  UCP_RETURN_IF_ERROR(target.topology.Validate());
-  for (const Zero12Param& p : input.params) {
-    if (p.expert && p.num_experts % ep != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("'", p.name, "': ", p.num_experts,
-                                                     " experts are not divisible by autoep_size ", ep));
-    }
-  }
-  internal_zero12::Planner planner(input, target);
+namespace internal_sink {
+
+absl::StatusOr<plan::Plan> PlanZero12(const ZeroSinkInput& in, const ZeroTarget& target,
+                                      int stage) {
+  internal_zero12::Planner planner(in, target, stage);
   return planner.Run();
 }
 
-}  // namespace ucp::converters::plan
+}  // namespace internal_sink
+}  // namespace ucp::converters::sinks
