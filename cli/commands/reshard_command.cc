@@ -3,6 +3,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands/convert_command.h"
 #include "formats/base/byte_size.h"
+#include "formats/base/status.h"
 #include "converters/pipelines/reshard.h"
 #include "nlohmann/json.hpp"
 
@@ -11,17 +12,18 @@ namespace {
 
 namespace pipelines = converters::pipelines;
 
+// One error line; exit 2 for a usage error (an option or a target that can never work), else 1.
 int Fail(std::ostream& err, const absl::Status& status) {
   err << "error: " << status.message() << "\n";
-  return 1;
+  return IsUsageError(status) ? 2 : 1;
 }
 
 }  // namespace
 
 int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& err) {
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok()) return Fail(err, memory.status());
-  if (o.dp < 1) return Fail(err, absl::InvalidArgumentError("--dp must be >= 1"));
+  if (!memory.ok()) return Fail(err, AsUsageError(memory.status()));
+  if (o.dp < 1) return Fail(err, UsageError("--dp must be >= 1"));
   pipelines::ReshardOptions options;
   options.input = o.input;
   options.output = o.output;

@@ -25,7 +25,9 @@ struct ReshardCommandOptions {
   bool no_fsync = false;
 };
 
-// Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).
+// Returns the process exit code: 0 ok, 1 error, 2 usage error (an option or an infeasible or
+// absurd target, refused before anything is read beyond the input's metadata); one "error: ..."
+// line on `err`.
 int RunReshard(const ReshardCommandOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace ucp::cli

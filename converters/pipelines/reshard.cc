@@ -1,8 +1,8 @@
 #include "converters/pipelines/reshard.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -50,6 +50,7 @@ sinks::ZeroTarget ResolveTarget(const ReshardOptions& o, int source_ep, const Va
   t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
   t.zero_stage = o.zero_stage;
   t.tag = o.tag;
+  t.max_metadata_bytes = std::max(o.execute.memory_limit, sinks::kMaxSinkMetadataBytes);
   return t;
 }
 

@@ -42,7 +42,9 @@ struct ReshardResult {
 // True when `dir` is a UCP folder (zero/optimizer_state.pt exists).
 bool IsUcpFolder(const std::string& dir);
 
-// Opens the input and plans; touches nothing at the output. Plan paths are relative to the output
+// Opens the input and plans; touches nothing at the output. A target the sink refuses
+// (CheckZeroTarget: infeasible, or absurd for its plan size) is a usage error (IsUsageError),
+// returned before any per-rank structure exists. Plan paths are relative to the output
 // folder (<tag>/..., latest). Errors from the readers and planners, each naming its file.
 struct PlannedReshard {
   plan::Plan plan;

@@ -334,10 +334,49 @@ TEST(ReshardCommandTest, DryRunWritesNothingAndErrorsAreOneLine) {
   o.dry_run = false;
   o.autoep_size = 2;  // no AutoEP layers
   std::ostringstream out2, err2;
-  EXPECT_EQ(cli::RunReshard(o, out2, err2), 1);
+  EXPECT_EQ(cli::RunReshard(o, out2, err2), 2);  // a target that cannot work: a usage error
   EXPECT_EQ(err2.str().rfind("error: ", 0), 0u) << err2.str();
   EXPECT_NE(err2.str().find("no AutoEP layers"), std::string::npos) << err2.str();
   EXPECT_FALSE(fs::exists(o.output));
+}
+
+// issue 16 #4: `--dp 1000000` (even --dry-run) grew to 6 GB planning a million ranks. Absurd
+// targets are refused from counts alone, before any per-rank structure exists, naming the
+// numbers; usage errors exit 2. Every stage and both inputs.
+TEST(ReshardCommandTest, AbsurdTargetsAreUsageErrors) {
+  testing::ScratchDir scratch("reshard_absurd");
+  for (const char* input : {"s2_fp32_dp2/checkpoint", "s3_fp32_dp2/checkpoint",
+                            "s1_fp32_dp4/checkpoint/global_step5_universal",
+                            "autoep_mixtral_s2_fp32_dp4_ep2/checkpoint"}) {
+    for (bool dry_run : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(input, dry_run ? " --dry-run" : ""));
+      cli::ReshardCommandOptions o;
+      o.input = testing::FixtureCase(input);
+      o.output = scratch.path() + "/out";
+      o.dp = 1000000;
+      o.dry_run = dry_run;
+      std::ostringstream out, err;
+      EXPECT_EQ(cli::RunReshard(o, out, err), 2);
+      EXPECT_EQ(err.str().rfind("error: target dp 1000000: ", 0), 0u) << err.str();
+      EXPECT_NE(err.str().find(" MiB of plan metadata"), std::string::npos) << err.str();
+      EXPECT_EQ(out.str(), "");
+      EXPECT_FALSE(fs::exists(o.output));
+      EXPECT_FALSE(fs::exists(o.output + ".partial"));
+    }
+  }
+  // Past what a Topology holds at all.
+  cli::ReshardCommandOptions o;
+  o.input = testing::FixtureCase("s2_fp32_dp2/checkpoint");
+  o.output = scratch.path() + "/out";
+  o.dp = 1 << 21;
+  o.dry_run = true;
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunReshard(o, out, err), 2);
+  EXPECT_NE(err.str().find("dp 2097152 is not in [1, 1048576]"), std::string::npos) << err.str();
+  // A large but real target still plans (and --memory-limit raises the metadata limit).
+  o.dp = 2048;
+  std::ostringstream out2, err2;
+  EXPECT_EQ(cli::RunReshard(o, out2, err2), 0) << err2.str();
 }
 
 }  // namespace

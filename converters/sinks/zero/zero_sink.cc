@@ -192,9 +192,32 @@ absl::Status CheckExperts(const ZeroSinkInput& in, const ZeroTarget& t) {
   return absl::OkStatus();
 }
 
-}  // namespace
 
-absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& in, const ZeroTarget& t) {
+// The plan's metadata grows with its files (each a pickled tree, a frame, zip headers) and with
+// the parameter pieces the files hold (slice mappings, copy operations, ZeRO-3 param_shapes per
+// rank). Measured on the fixtures (`ucp reshard --dry-run` RSS at dp 1000 and 10000): about 17 KiB
+// per rank for their small models, nearly all of it per file; these constants bound it from above.
+constexpr uint64_t kPlanBytesPerFile = 24 << 10;
+constexpr uint64_t kPlanBytesPerPiece = 256;
+
+absl::Status CheckPlanSize(const ZeroSinkInput& in, const ZeroTarget& t, int stage) {
+  const uint64_t dp = static_cast<uint64_t>(t.topology.dp);
+  const uint64_t params = in.params.size(), groups = in.groups.size();
+  uint64_t expert_files = 0;  // ZeRO-1/2 layer_*_expert_* files: one per expert of each fused layer
+  for (const SinkParam& p : in.params) expert_files += p.expert ? static_cast<uint64_t>(p.num_experts) : 0;
+  const uint64_t files = dp + (stage == 3 ? dp : 1 + expert_files);
+  // ZeRO-1/2: a group's pieces are its params plus at most one split per rank boundary; ZeRO-3:
+  // every rank holds a piece of every parameter.
+  const uint64_t pieces = stage == 3 ? dp * params : params + groups * dp;
+  const uint64_t bytes = files * kPlanBytesPerFile + pieces * kPlanBytesPerPiece;
+  if (files <= kMaxSinkFiles && bytes <= t.max_metadata_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "target dp ", dp, ": ", files, " files holding ", pieces, " parameter pieces would need about ",
+      bytes >> 20, " MiB of plan metadata before a byte is copied (limits: ", kMaxSinkFiles, " files, ",
+      t.max_metadata_bytes >> 20, " MiB; --memory-limit raises the second)"));
+}
+
+absl::StatusOr<int> CheckTarget(const ZeroSinkInput& in, const ZeroTarget& t) {
   const store::Topology& topo = t.topology;
   if (topo.tp != 1 || topo.pp != 1 || topo.sp != 1) {
     return absl::InvalidArgumentError(absl::StrCat("target ", topo.ToString(), ", sp ", topo.sp,
@@ -207,7 +230,16 @@ absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& in, const ZeroTarget& t
   }
   UCP_RETURN_IF_ERROR(CheckStageChange(in.origin, in.zero_stage, t.zero_stage));
   UCP_RETURN_IF_ERROR(CheckExperts(in, t));
+  UCP_RETURN_IF_ERROR(CheckPlanSize(in, t, stage));
   if (stage == 3) UCP_RETURN_IF_ERROR(CheckSubGroupCut(in, t));
+  return stage;
+}
+
+}  // namespace
+
+absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& input, const ZeroTarget& target) {
+  absl::StatusOr<int> stage = CheckTarget(input, target);
+  if (!stage.ok() && absl::IsInvalidArgument(stage.status())) return AsUsageError(stage.status());
   return stage;
 }
 

@@ -25,6 +25,12 @@
 
 namespace ucp::converters::sinks {
 
+// Largest plan the sink makes: output files, and bytes of plan metadata (pickles, frames, copy
+// operations) estimated from the target before any per-rank structure exists. A target beyond
+// them is refused as absurd (e.g. --dp 1000000 on a small model: ~17 KiB of metadata per rank).
+inline constexpr uint64_t kMaxSinkFiles = uint64_t{1} << 20;
+inline constexpr uint64_t kMaxSinkMetadataBytes = uint64_t{2} << 30;
+
 // What the ZeRO sink writes: the topology to save at, the stage, the tag.
 struct ZeroTarget {
   // dp, ep (AutoEP autoep_size; native MoE: the source's, fixed by the model) and
@@ -34,19 +40,19 @@ struct ZeroTarget {
   std::string tag;      // target tag folder name; empty: global_step<global_steps>
   // Written as ds_config into every file; null keeps the source's. Must outlive the plan's use.
   const Value* ds_config = nullptr;
+  // Largest plan metadata accepted (`ucp reshard`: the larger of this and --memory-limit).
+  uint64_t max_metadata_bytes = kMaxSinkMetadataBytes;
 };
 
-// Largest plan the sink makes: output files and bytes of pickled metadata (estimated from the
-// target before any per-rank structure exists). A target beyond them is refused as absurd.
-inline constexpr int64_t kMaxSinkFiles = int64_t{1} << 20;
-inline constexpr uint64_t kMaxSinkMetadataBytes = uint64_t{4} << 30;
 
-// OK when `input` can be written at `target`: the stage the sink writes (1, 2 or 3). Otherwise
-// InvalidArgument naming the numbers: a topology Topology::Validate refuses, tp / pp / sp > 1,
-// ep > 1 without expert parameters or not dividing an expert count, a native MoE ep change, a
-// stage change CheckStageChange refuses, a rank that would hold no element of a partitioned
-// group, a plan over kMaxSinkFiles / kMaxSinkMetadataBytes; Unimplemented for a ZeRO-3 sub-group
-// cut DeepSpeed would change, or a ZeRO-3 target from memory.
+// OK when `input` can be written at `target`: the stage the sink writes (1, 2 or 3). Otherwise a
+// usage error (InvalidArgument, IsUsageError) naming the numbers: a topology Topology::Validate
+// refuses, tp / pp / sp > 1, ep > 1 without expert parameters or not dividing an expert count, a
+// native MoE ep change, a stage change CheckStageChange refuses, a plan over kMaxSinkFiles files or
+// max_metadata_bytes; Unimplemented for a ZeRO-3 sub-group cut DeepSpeed would change, or a ZeRO-3
+// target from memory. Costs O(parameters + groups), whatever the target's dp. Ranks that hold only
+// padding of a group are not refused: DeepSpeed runs them (stage_1_and_2.py get_flat_partition:
+// "This condition can fire when we have small parameteters and many ranks"; ZeRO-3, §4.1).
 absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& input, const ZeroTarget& target);
 
 // CheckZeroTarget, then the plan. Plan::sources are the input's sources (PlanSource::memory set),

@@ -13,6 +13,7 @@
 
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/execute/executor.h"
+#include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 
@@ -109,6 +110,26 @@ TEST(ZeroSink, RejectsBadTargets) {
             absl::StatusCode::kInvalidArgument);  // 3 is not a multiple of ep 2
   EXPECT_EQ(PlanZeroSink(*moe, At(*moe, 6, 3)).status().code(),
             absl::StatusCode::kInvalidArgument);  // 4 experts over 3 EP ranks
+}
+
+// The plan size is checked from counts before anything per rank exists: a million ranks of this
+// model is refused as a usage error naming the numbers; the limit is the target's.
+TEST(ZeroSink, RefusesAbsurdPlansFromCountsAlone) {
+  absl::StatusOr<ZeroSinkInput> in = ZeroSinkInputFromUcp(Ucp("s3_fp32_dp2"));
+  ASSERT_TRUE(in.ok()) << in.status();
+  ZeroTarget t = At(*in, 1000000);
+  absl::StatusOr<int> stage = CheckZeroTarget(*in, t);
+  EXPECT_EQ(stage.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ucp::IsUsageError(stage.status()));
+  EXPECT_NE(stage.status().message().find("target dp 1000000: 2000000 files holding 16000000 parameter pieces"),
+            std::string::npos)
+      << stage.status();
+  t.max_metadata_bytes = uint64_t{1} << 40;  // raised: only the file count is left, and it passes
+  EXPECT_EQ(CheckZeroTarget(*in, t).status().code(), absl::StatusCode::kInvalidArgument);  // 2e6 > 2^20 files
+  t.topology.dp = 500000;
+  EXPECT_TRUE(CheckZeroTarget(*in, t).ok());
+  EXPECT_EQ(CheckZeroTarget(*in, At(*in, 3, 2)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ucp::IsUsageError(CheckZeroTarget(*in, At(*in, 3, 2)).status()));  // no AutoEP layers
 }
 
 // A sub_group_size small enough to cut a param group differently at the target is refused.
