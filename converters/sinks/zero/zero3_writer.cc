@@ -79,6 +79,10 @@ class Planner {
                                                  bool requires_grad);
   absl::StatusOr<const Value*> ModelRoot(const RankPlace& place);
   absl::StatusOr<const Value*> OptimizerRoot(const RankPlace& place);
+  absl::StatusOr<const Value*> PartitionGroups(const Value* v, const RankPlace& place,
+                                               absl::string_view what);
+  absl::StatusOr<const Value*> InnerState(const Value* v, const RankPlace& place,
+                                          absl::string_view what);
   absl::StatusOr<const Value*> AutoepLayers(const Value* layers, const RankPlace& place,
                                             absl::string_view what);
   absl::StatusOr<const Value*> ParamShapes(const Value* shapes, absl::string_view what);
@@ -173,10 +177,90 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
   return root;
 }
 
+// ds_zero_partition_groups (§4.4) at the target: each sub-group's partition count, rank and
+// ranks; an expert sub-group's group name follows its EP group.
+absl::StatusOr<const Value*> Planner::PartitionGroups(const Value* v, const RankPlace& place,
+                                                      absl::string_view what) {
+  const int num_sub = static_cast<int>(in_.groups.size());
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(v, what));
+  if (static_cast<int>(items.size()) != num_sub) {
+    return absl::DataLossError(absl::StrCat(what, ": ", items.size(),
+                                            " ds_zero_partition_groups for ", num_sub, " sub-groups"));
+  }
+  Value* list = arena_.List();
+  for (int s = 0; s < num_sub; ++s) {
+    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(items[s], what));
+    Value* e = CopyDict(arena_, *d);
+    const bool expert = in_.groups[s].expert;
+    std::vector<const Value*> ranks;
+    if (expert) {
+      for (int r : topo_.ExpertDpGroup(place.ep_rank)) ranks.push_back(arena_.Int(r));
+    } else {
+      for (int r = 0; r < topo_.dp; ++r) ranks.push_back(arena_.Int(r));
+    }
+    SetOrReplace(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : topo_.dp));
+    SetOrReplace(arena_, e, keys::kPartitionRank, arena_.Int(expert ? place.edp_rank : place.rank));
+    SetOrReplace(arena_, e, keys::kPartitionRanks, arena_.List(ranks));
+    if (expert && ep_ != in_.topology.ep) {
+      SetOrReplace(arena_, e, keys::kGroupNames,
+                   arena_.List({arena_.Str(absl::StrCat("ep_size_", ep_))}));
+    }
+    ValueArena::Append(list, e);
+  }
+  return list;
+}
+
+// The torch optimizer's state_dict: every sub-group's exp_avg / exp_avg_sq partition at the
+// target; when ep changes, the expert param group is renamed after its EP group.
+absl::StatusOr<const Value*> Planner::InnerState(const Value* v, const RankPlace& place,
+                                                 absl::string_view what) {
+  const int num_sub = static_cast<int>(in_.groups.size());
+  UCP_ASSIGN_OR_RETURN(const Value* inner, ids::AsDict(v, what));
+  Value* ni = CopyDict(arena_, *inner);
+  UCP_ASSIGN_OR_RETURN(const Value* state_v, ids::Require(*inner, keys::kState, what));
+  UCP_ASSIGN_OR_RETURN(const Value* state, ids::AsDict(state_v, what));
+  if (static_cast<int>(state->entries().size()) != num_sub) {
+    return absl::DataLossError(absl::StrCat(what, ".state has ", state->entries().size(),
+                                            " entries for ", num_sub, " sub-groups"));
+  }
+  Value* ns = CopyDict(arena_, *state);
+  for (int s = 0; s < num_sub; ++s) {
+    const Value* sv = ids::GetByInt(*state, s);
+    if (sv == nullptr) return absl::DataLossError(absl::StrCat(what, ".state: no entry ", s));
+    UCP_ASSIGN_OR_RETURN(const Value* sd, ids::AsDict(sv, absl::StrCat(what, ".state[", s, "]")));
+    Value* nsd = CopyDict(arena_, *sd);
+    UCP_ASSIGN_OR_RETURN(const Value* avg, SubGroupPartition(s, 1, place, false));
+    UCP_ASSIGN_OR_RETURN(const Value* avg_sq, SubGroupPartition(s, 2, place, false));
+    SetOrReplace(arena_, nsd, keys::kExpAvg, avg);
+    SetOrReplace(arena_, nsd, keys::kExpAvgSq, avg_sq);
+    for (size_t i = 0; i < state->entries().size(); ++i) {
+      const Value* key = state->entries()[i].first;
+      if (key->is(ValueKind::kInt) && key->int_value() == s) ValueArena::ReplaceValue(ns, i, nsd);
+    }
+  }
+  SetOrReplace(arena_, ni, keys::kState, ns);
+  if (ep_ == in_.topology.ep) return ni;
+  UCP_ASSIGN_OR_RETURN(const Value* pg_v, ids::Require(*inner, keys::kParamGroups, what));
+  UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pg_v, what));
+  Value* npg = arena_.List();
+  const std::string old_name = absl::StrCat("ep_size_", in_.topology.ep);
+  for (const Value* g : pgs) {
+    UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, what));
+    const Value* name = gd->Get("name");
+    if (name != nullptr && name->is(ValueKind::kStr) && name->str() == old_name) {
+      Value* ng = CopyDict(arena_, *gd);
+      SetOrReplace(arena_, ng, "name", arena_.Str(absl::StrCat("ep_size_", ep_)));
+      g = ng;
+    }
+    ValueArena::Append(npg, g);
+  }
+  SetOrReplace(arena_, ni, keys::kParamGroups, npg);
+  return ni;
+}
+
 absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
   const std::string what = absl::StrCat(in_.origin, ": optimizer_state_dict");
   UCP_ASSIGN_OR_RETURN(const Value* src, ids::AsDict(in_.optimizer_template, what));
-  const int num_sub = static_cast<int>(in_.groups.size());
   Value* osd = arena_.Dict();
   for (const auto& [k, v] : src->entries()) {
     if (IsKey(k, keys::kParamGroups)) continue;  // the UCP's top-level copy (§5.3)
@@ -184,87 +268,16 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
     if (IsKey(k, keys::kPartitionCount)) {
       value = arena_.Int(topo_.dp);
     } else if (IsKey(k, keys::kDsZeroPartitionGroups)) {
-      UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(v, what));
-      if (static_cast<int>(items.size()) != num_sub) {
-        return absl::DataLossError(absl::StrCat(
-            what, ": ", items.size(), " ds_zero_partition_groups for ", num_sub, " sub-groups"));
-      }
-      Value* list = arena_.List();
-      for (int s = 0; s < num_sub; ++s) {
-        UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(items[s], what));
-        Value* e = CopyDict(arena_, *d);
-        const bool expert = in_.groups[s].expert;
-        std::vector<const Value*> ranks;
-        if (expert) {
-          for (int r : topo_.ExpertDpGroup(place.ep_rank)) ranks.push_back(arena_.Int(r));
-        } else {
-          for (int r = 0; r < topo_.dp; ++r) ranks.push_back(arena_.Int(r));
-        }
-        SetOrReplace(arena_, e, keys::kPartitionCount, arena_.Int(expert ? edp_ : topo_.dp));
-        SetOrReplace(arena_, e, keys::kPartitionRank,
-                     arena_.Int(expert ? place.edp_rank : place.rank));
-        SetOrReplace(arena_, e, keys::kPartitionRanks, arena_.List(ranks));
-        if (expert && ep_ != in_.topology.ep) {
-          SetOrReplace(arena_, e, keys::kGroupNames,
-                       arena_.List({arena_.Str(absl::StrCat("ep_size_", ep_))}));
-        }
-        ValueArena::Append(list, e);
-      }
-      value = list;
+      UCP_ASSIGN_OR_RETURN(value, PartitionGroups(v, place, what));
     } else if (IsKey(k, keys::kFp32FlatGroups)) {
       Value* list = arena_.List();
-      for (int s = 0; s < num_sub; ++s) {
-        UCP_ASSIGN_OR_RETURN(const Value* t,
-                             SubGroupPartition(s, 0, place, /*requires_grad=*/true));
+      for (int s = 0; s < static_cast<int>(in_.groups.size()); ++s) {
+        UCP_ASSIGN_OR_RETURN(const Value* t, SubGroupPartition(s, 0, place, /*requires_grad=*/true));
         ValueArena::Append(list, t);
       }
       value = list;
     } else if (IsKey(k, keys::kOptimizerStateDict)) {
-      const std::string iwhat = absl::StrCat(what, ".optimizer_state_dict");
-      UCP_ASSIGN_OR_RETURN(const Value* inner, ids::AsDict(v, iwhat));
-      Value* ni = CopyDict(arena_, *inner);
-      UCP_ASSIGN_OR_RETURN(const Value* state_v, ids::Require(*inner, keys::kState, iwhat));
-      UCP_ASSIGN_OR_RETURN(const Value* state, ids::AsDict(state_v, iwhat));
-      if (static_cast<int>(state->entries().size()) != num_sub) {
-        return absl::DataLossError(absl::StrCat(iwhat, ".state has ", state->entries().size(),
-                                                " entries for ", num_sub, " sub-groups"));
-      }
-      Value* ns = CopyDict(arena_, *state);
-      for (int s = 0; s < num_sub; ++s) {
-        const Value* sv = ids::GetByInt(*state, s);
-        if (sv == nullptr) return absl::DataLossError(absl::StrCat(iwhat, ".state: no entry ", s));
-        UCP_ASSIGN_OR_RETURN(const Value* sd,
-                             ids::AsDict(sv, absl::StrCat(iwhat, ".state[", s, "]")));
-        Value* nsd = CopyDict(arena_, *sd);
-        UCP_ASSIGN_OR_RETURN(const Value* avg, SubGroupPartition(s, 1, place, false));
-        UCP_ASSIGN_OR_RETURN(const Value* avg_sq, SubGroupPartition(s, 2, place, false));
-        SetOrReplace(arena_, nsd, keys::kExpAvg, avg);
-        SetOrReplace(arena_, nsd, keys::kExpAvgSq, avg_sq);
-        for (size_t i = 0; i < state->entries().size(); ++i) {
-          const Value* key = state->entries()[i].first;
-          if (key->is(ValueKind::kInt) && key->int_value() == s)
-            ValueArena::ReplaceValue(ns, i, nsd);
-        }
-      }
-      SetOrReplace(arena_, ni, keys::kState, ns);
-      if (ep_ != in_.topology.ep) {  // the expert group is named after its EP group
-        UCP_ASSIGN_OR_RETURN(const Value* pg_v, ids::Require(*inner, keys::kParamGroups, iwhat));
-        UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> pgs, ids::AsSequence(pg_v, iwhat));
-        Value* npg = arena_.List();
-        const std::string old_name = absl::StrCat("ep_size_", in_.topology.ep);
-        for (const Value* g : pgs) {
-          UCP_ASSIGN_OR_RETURN(const Value* gd, ids::AsDict(g, iwhat));
-          const Value* name = gd->Get("name");
-          if (name != nullptr && name->is(ValueKind::kStr) && name->str() == old_name) {
-            Value* ng = CopyDict(arena_, *gd);
-            SetOrReplace(arena_, ng, "name", arena_.Str(absl::StrCat("ep_size_", ep_)));
-            g = ng;
-          }
-          ValueArena::Append(npg, g);
-        }
-        SetOrReplace(arena_, ni, keys::kParamGroups, npg);
-      }
-      value = ni;
+      UCP_ASSIGN_OR_RETURN(value, InnerState(v, place, absl::StrCat(what, ".optimizer_state_dict")));
     }
     ValueArena::SetItem(osd, k, value);
   }
