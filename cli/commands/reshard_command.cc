@@ -29,6 +29,7 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   options.output = o.output;
   options.input_tag = o.input_tag;
   options.dp = o.dp;
+  options.tp = o.tp;
   options.autoep_size = o.autoep_size;
   options.zero_stage = o.zero_stage;
   options.tag = o.tag;
@@ -56,7 +57,7 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
     out << nlohmann::json{{"output", r->output},     {"tag", r->tag},
                           {"files", r->files},       {"bytes", r->bytes},
                           {"seconds", r->stats.seconds}, {"zero_stage", r->info.zero_stage},
-                          {"dp", r->info.dp_size},   {"ep", r->info.ep_size}}
+                          {"dp", r->info.dp_size},   {"tp", r->info.tp_size},   {"ep", r->info.ep_size}}
                .dump(1)
         << "\n";
   } else {

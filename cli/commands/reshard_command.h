@@ -15,6 +15,7 @@ struct ReshardCommandOptions {
   std::string input_tag;  // ZeRO input: tag to read instead of `latest`
   std::string tag;        // output tag; empty: global_step<global_steps>
   int dp = 0;
+  int tp = 0;  // 0: keep
   int autoep_size = 0;
   int zero_stage = -1;
   int threads = 0;

@@ -215,6 +215,10 @@ struct UniversalCheckpointInfo {
   bool present() const { return raw != nullptr; }
 };
 
+// The universal_checkpoint_info of a model-states root (absent: an empty one). DataLoss naming
+// `path` for malformed lists. The Value pointers point into `model_root`.
+absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root, absl::string_view path);
+
 struct CheckpointFile {
   std::string path;
   std::string basename;

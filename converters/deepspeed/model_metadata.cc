@@ -184,11 +184,22 @@ absl::Status ReadAutoEp(CheckpointIndex* index) {
 
 absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index) {
   const CheckpointFile& model = index->model_file();
-  const Value* raw = model.root().Get(keys::kUniversalCheckpointInfo);
-  if (raw == nullptr || raw->is_none()) return absl::OkStatus();
-  const std::string ctx = absl::StrCat(model.path, ": ", keys::kUniversalCheckpointInfo);
+  UCP_ASSIGN_OR_RETURN(index->universal_checkpoint_info, ParseUniversalCheckpointInfo(model.root(), model.path));
+  return absl::OkStatus();
+}
+
+}  // namespace ucp::converters::deepspeed::internal_ds
+
+namespace ucp::converters::deepspeed {
+
+absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root,
+                                                                     absl::string_view path) {
+  using namespace internal_ds;  // NOLINT: the typed accessors of value_access.h
+  UniversalCheckpointInfo u;
+  const Value* raw = model_root.Get(keys::kUniversalCheckpointInfo);
+  if (raw == nullptr || raw->is_none()) return u;
+  const std::string ctx = absl::StrCat(path, ": ", keys::kUniversalCheckpointInfo);
   UCP_ASSIGN_OR_RETURN(const Value* d, AsDict(raw, ctx));
-  UniversalCheckpointInfo& u = index->universal_checkpoint_info;
   u.raw = d;
   if (const Value* v = d->Get(keys::kUniversalCheckpointVersion); v != nullptr && !v->is_none()) {
     UCP_ASSIGN_OR_RETURN(u.version, AsNumber(v, absl::StrCat(ctx, ".", keys::kUniversalCheckpointVersion)));
@@ -214,9 +225,12 @@ absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index) {
   u.sub_params = d->Get(keys::kParameterWithSubParams);
   u.sub_param_shard_widths = d->Get(keys::kSubParamShardWidths);
   u.autotp_unsupported = d->Get(keys::kAutotpUnsupportedParameterPatterns);
-  return absl::OkStatus();
+  return u;
 }
 
+}  // namespace ucp::converters::deepspeed
+
+namespace ucp::converters::deepspeed::internal_ds {
 namespace {
 
 // The pieces of one frozen param in the model file `file` (of MP rank `mp`, DP rank `dp`).

@@ -43,9 +43,12 @@ bool UseDataBeforeExpertParallelism(const Value* model_root) {
 }
 
 // The sink target of the request `o` for an input whose expert parallelism is `source_ep`.
-sinks::ZeroTarget ResolveTarget(const ReshardOptions& o, int source_ep, const Value* model_root) {
+sinks::ZeroTarget ResolveTarget(const ReshardOptions& o, const sinks::ZeroSinkInput& source) {
+  const Value* model_root = source.model_root;
+  const int source_ep = source.topology.ep;
   sinks::ZeroTarget t;
   t.topology.dp = o.dp;
+  t.topology.tp = o.tp > 0 ? o.tp : source.topology.tp;
   t.topology.ep = o.autoep_size > 0 ? o.autoep_size : source_ep;
   t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
   t.zero_stage = o.zero_stage;
@@ -80,12 +83,13 @@ bool IsUcpFolder(const std::string& dir) {
 
 namespace {
 
-absl::StatusOr<sinks::ZeroSinkInput> OpenInput(const ReshardOptions& o) {
-  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputFromUcp(o.input);
+// One input per TP rank of the checkpoint.
+absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o) {
+  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputsFromUcp(o.input);
   deepspeed::OpenOptions open;
   open.tag = o.input_tag;
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-  return sinks::ZeroSinkInputFromIndex(index);
+  return sinks::ZeroSinkInputsFromIndex(index);
 }
 
 // Writes a planned tag folder (and `latest`) as `output`: staging, copies, manifest, commit.
@@ -119,25 +123,26 @@ absl::StatusOr<ReshardResult> WritePlanned(const PlannedReshard& pr, const std::
 
 }  // namespace
 
-absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target) {
+absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(absl::Span<const sinks::ZeroSinkInput> tp_ranks,
+                                                  const sinks::ZeroTarget& target) {
   PlannedReshard out;
-  UCP_ASSIGN_OR_RETURN(out.plan, sinks::PlanZeroSink(input, target));
-  out.tag = target.tag.empty() ? DefaultTag(input.model_root) : target.tag;
+  UCP_ASSIGN_OR_RETURN(out.plan, sinks::PlanZeroSink(tp_ranks, target));
+  out.tag = target.tag.empty() ? DefaultTag(tp_ranks[0].model_root) : target.tag;
   UCP_RETURN_IF_ERROR(CheckTag(out.tag));
   UCP_RETURN_IF_ERROR(FinishPlan(out.tag, &out.plan));
   return out;
 }
 
 absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
-  UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, OpenInput(options));
-  return PlanZeroCheckpoint(input, ResolveTarget(options, input.topology.ep, input.model_root));
+  UCP_ASSIGN_OR_RETURN(std::vector<sinks::ZeroSinkInput> inputs, OpenInput(options));
+  return PlanZeroCheckpoint(inputs, ResolveTarget(options, inputs[0]));
 }
 
 absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target,
                                                  const std::string& output, const execute::ExecuteOptions& execute,
                                                  bool force) {
   if (output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(input, target));
+  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(absl::MakeConstSpan(&input, 1), target));
   return WritePlanned(planned, output, force, execute);
 }
 

@@ -23,6 +23,7 @@ struct ReshardOptions {
   // The target (resolved into a sinks::ZeroTarget: ep 0 keeps the source's; the expert order,
   // use_data_before_expert_parallelism, is the source's ds_config's).
   int dp = 1;           // data-parallel world size
+  int tp = 0;           // tensor-parallel size; 0 keeps the source's (only the same tp is written)
   int autoep_size = 0;  // AutoEP autoep_size; 0 keeps the source's
   int zero_stage = -1;  // -1 keeps the source's; 1 <-> 2, 0 -> 1|2 (stage_change.h)
   std::string tag;      // target tag folder name; empty: global_step<global_steps>
@@ -53,7 +54,9 @@ struct PlannedReshard {
 absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options);
 
 // The plan of `input` written at `target` (PlanZeroSink), under <tag>/, with `latest`.
-absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target);
+// `tp_ranks`: one input per TP rank (one for tp 1).
+absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(absl::Span<const sinks::ZeroSinkInput> tp_ranks,
+                                                  const sinks::ZeroTarget& target);
 
 // PlanReshard, then writes. Also AlreadyExists (output exists, no force) and I/O errors; on any
 // error nothing exists at the output.

@@ -42,6 +42,9 @@ struct Case {
   // A fixtures/deepspeed_extra case (native MoE): DeepSpeed has no UCP of it, so the UCP input is
   // ucp's own (`ucp convert` into the scratch folder), the one DeepSpeed loaded for the golden.
   bool extra = false;
+  // A fixtures/deepspeed_tp case (real AutoTP, tp 2): the golden is resume_tp<T>_dp<D>, DeepSpeed's
+  // re-save right after loading the UCP at that topology.
+  bool tp = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name << " -> " << c.golden; }
@@ -52,6 +55,7 @@ std::string FixtureSet(const std::string& set, const std::string& name) {
 }
 
 std::string CaseRoot(const Case& c) {
+  if (c.tp) return FixtureSet("deepspeed_tp", c.name);
   return c.extra ? FixtureSet("deepspeed_extra", c.name) : testing::FixtureCase(c.name);
 }
 
@@ -101,6 +105,13 @@ const Case kCases[] = {
     {"s0_fp32_dp2", "reshard_dp2_s1", 2, 0, {}, 1, true},
     {"s0_fp32_dp2", "reshard_dp4_s2", 4, 0, {}, 2, true},
     {"s0_bf16_dp2", "reshard_dp2_s2", 2, 0, {}, 2, true},
+    // AutoTP tp 2 (each TP rank's slices re-partitioned over the new dp; from the UCP, cut by its
+    // universal_checkpoint_info rules), against DeepSpeed's re-saves at tp 2.
+    {"autotp_llama_s1_fp32_tp2_dp1", "resume_tp2_dp2", 2, 0, {}, -1, false, true},
+    {"autotp_llama_s1_fp32_tp2_dp1", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_fp32_tp2_dp2", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_bf16_tp2_dp1", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_bf16_tp2_dp1", "resume_tp2_dp2", 2, 0, {}, -1, false, true},
 };
 
 // param_groups of a digested ZeRO-3 optimizer file, as JSON.

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/expert_names.h"
 #include "converters/deepspeed/value_access.h"
@@ -121,7 +122,9 @@ absl::Status ReadStates(const fs::path& dir, int64_t merged, int* native_ep, Sin
 // The groups of param_shapes (ZeRO-1/2: torch param groups; ZeRO-3: sub-groups) and every
 // parameter's states. ZeRO-1/2 also the groups' hyper-parameters (optimizer_state.pt's
 // param_groups) and steps (the first parameter's step.pt: equal within a group, §6.4).
-absl::Status ReadParams(const fs::path& dir, const std::string& model_path, ZeroSinkInput* in) {
+absl::Status ReadParams(const fs::path& dir, const std::string& model_path,
+                        const absl::flat_hash_map<std::string, Shape>* merged_shapes,
+                        ZeroSinkInput* in) {
   const bool zero3 = in->zero_stage == 3;
   const std::string layers_what = absl::StrCat(model_path, ": ", keys::kDsAutoepLayers);
   int autoep = in->topology.ep;
@@ -166,6 +169,7 @@ absl::Status ReadParams(const fs::path& dir, const std::string& model_path, Zero
       if (!seen.insert(p.name).second)
         return absl::DataLossError(absl::StrCat(gwhat, ": duplicate '", p.name, "'"));
       UCP_ASSIGN_OR_RETURN(p.shape, ids::AsShape(v, absl::StrCat(gwhat, "['", p.name, "']")));
+      if (merged_shapes != nullptr) p.shape = merged_shapes->at(p.name);  // TP: the whole tensor
       p.group = static_cast<int>(g);
       auto e = experts.find(p.name);
       p.expert = e != experts.end();
@@ -238,25 +242,36 @@ absl::Status ReadZero3Frozen(const std::vector<const Value*>& roots,
 
 // The model-states files ds_to_universal copied: sets model_root and topology.dp; ZeRO-3 also the
 // frozen parameters. Returns the first file's path.
-absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* in) {
+// The model-states files ds_to_universal copied: sets model_root and topology.dp; ZeRO-1/2 also
+// every TP rank's mp_rank_XX root (in `mp_roots`, `mp_paths`); ZeRO-3 the frozen parameters.
+// Returns the first file's path.
+absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* in,
+                                           std::vector<const Value*>* mp_roots,
+                                           std::vector<std::string>* mp_paths) {
   std::error_code ec;
   const bool zero3 = fs::exists(dir / Zero3ModelFile(0), ec);
-  if (fs::exists(dir / "mp_rank_01_model_states.pt", ec) ||
-      fs::exists(dir / "zero_pp_rank_0_mp_rank_01_model_states.pt", ec)) {
-    return absl::UnimplementedError(
-        absl::StrCat(in->origin, ": UCP with tensor/pipeline parallelism (mp_rank_01)"));
-  }
   if (!zero3) {
-    const std::string path = (dir / kModel12).string();
-    UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> model, Open(path, in));
-    UCP_ASSIGN_OR_RETURN(in->model_root, ids::AsDict(&model->root(), path));
+    for (int t = 0; fs::exists(dir / absl::StrFormat("mp_rank_%02d_model_states.pt", t), ec); ++t) {
+      mp_paths->push_back((dir / absl::StrFormat("mp_rank_%02d_model_states.pt", t)).string());
+      UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> model, Open(mp_paths->back(), in));
+      UCP_ASSIGN_OR_RETURN(const Value* root, ids::AsDict(&model->root(), mp_paths->back()));
+      mp_roots->push_back(root);
+    }
+    if (mp_roots->empty())
+      return absl::NotFoundError(absl::StrCat((dir / kModel12).string(), ": missing"));
+    in->model_root = (*mp_roots)[0];
+    in->topology.tp = static_cast<int>(mp_roots->size());
     if (const Value* dp = in->model_root->Get(keys::kDpWorldSize); dp != nullptr) {
-      UCP_ASSIGN_OR_RETURN(int64_t v,
-                           ids::AsIntIn(dp, 1, 1 << 24, absl::StrCat(path, ": dp_world_size")));
+      UCP_ASSIGN_OR_RETURN(
+          int64_t v, ids::AsIntIn(dp, 1, 1 << 24, absl::StrCat((*mp_paths)[0], ": dp_world_size")));
       in->topology.dp = static_cast<int>(v);
     }
-    UCP_RETURN_IF_ERROR(NativeMoeNumExperts(*in->model_root, path, in));
-    return path;
+    UCP_RETURN_IF_ERROR(NativeMoeNumExperts(*in->model_root, (*mp_paths)[0], in));
+    return (*mp_paths)[0];
+  }
+  if (fs::exists(dir / "zero_pp_rank_0_mp_rank_01_model_states.pt", ec)) {
+    return absl::UnimplementedError(
+        absl::StrCat(in->origin, ": ZeRO-3 UCP with tensor parallelism (mp_rank_01)"));
   }
   std::vector<const Value*> roots;
   std::vector<std::string> paths;
@@ -274,7 +289,7 @@ absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* i
 
 }  // namespace
 
-absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir) {
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir) {
   ZeroSinkInput in;
   in.kind = SinkInputKind::kUcpFolder;
   in.origin = ucp_dir;
@@ -284,7 +299,9 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir) {
     return absl::NotFoundError(absl::StrCat(ucp_dir, ": no ", kModel12, " (ZeRO-1/2) or ",
                                             Zero3ModelFile(0), " (ZeRO-3)"));
   }
-  UCP_ASSIGN_OR_RETURN(std::string model_path, ReadModelFiles(dir, &in));
+  std::vector<const Value*> mp_roots;
+  std::vector<std::string> mp_paths;
+  UCP_ASSIGN_OR_RETURN(std::string model_path, ReadModelFiles(dir, &in, &mp_roots, &mp_paths));
   const std::string opt_path = (dir / store::OptimizerStatePath()).string();
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> opt, Open(opt_path, &in));
   UCP_ASSIGN_OR_RETURN(in.optimizer_template, ids::AsDict(&opt->root(), opt_path));
@@ -297,19 +314,34 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir) {
     in.bf16_optimizer = true;  // BF16_Optimizer writes no zero_stage (§3.6)
   }
   if (in.zero_stage == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(opt_path,
-                     ": a UCP converted from a ZeRO-0 checkpoint, which does not say which "
-                     "parameter is in which "
-                     "optimizer group; reshard the ZeRO-0 folder itself"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        opt_path,
+        ": a UCP converted from a ZeRO-0 checkpoint, which does not say which parameter is in "
+        "which optimizer group; reshard the ZeRO-0 folder itself"));
   }
   if ((in.zero_stage == 3) != zero3_files) {
     return absl::FailedPreconditionError(
         absl::StrCat(opt_path, ": zero_stage ", in.zero_stage, ", but the folder has ",
                      zero3_files ? "ZeRO-3" : "ZeRO-1/2", " model-states files"));
   }
-  UCP_RETURN_IF_ERROR(ReadParams(dir, model_path, &in));
-  return in;
+  if (in.topology.tp == 1) {
+    UCP_RETURN_IF_ERROR(ReadParams(dir, model_path, nullptr, &in));
+    std::vector<ZeroSinkInput> out;
+    out.push_back(std::move(in));
+    return out;
+  }
+  UCP_ASSIGN_OR_RETURN(internal_sink::TpCuts cuts, internal_sink::TpCutsOf(mp_roots, mp_paths));
+  UCP_RETURN_IF_ERROR(ReadParams(dir, model_path, &cuts.merged_shapes, &in));
+  return internal_sink::SplitTpRanks(in, mp_roots, cuts);
+}
+
+absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir) {
+  UCP_ASSIGN_OR_RETURN(std::vector<ZeroSinkInput> inputs, ZeroSinkInputsFromUcp(ucp_dir));
+  if (inputs.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ucp_dir, ": tp=", inputs.size(), ": one input per TP rank (ZeroSinkInputsFromUcp)"));
+  }
+  return std::move(inputs[0]);
 }
 
 }  // namespace ucp::converters::sinks

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
@@ -257,7 +258,7 @@ absl::StatusOr<Plan> Planner::Run() {
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
   UCP_ASSIGN_OR_RETURN(
-      PlanFile mf, frames_.Frame("mp_rank_00_model_states.pt", FileRole::kModelRewrite, *model));
+      PlanFile mf, frames_.Frame(absl::StrFormat("mp_rank_%02d_model_states.pt", in_.mp_rank), FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
   for (int r = 0; r < topo_.dp; ++r) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
 #include "converters/sinks/zero/stage_change.h"
@@ -33,7 +34,8 @@ std::string OptimizerFileName(const ZeroSinkInput& in, const ZeroTarget& target,
     const Value* en = b != nullptr && b->is_dict() ? b->Get("enabled") : nullptr;
     bf16 = bf16 || (en != nullptr && en->is(ValueKind::kBool) && en->bool_value());
   }
-  return absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", rank, "_mp_rank_00_optim_states.pt");
+  return absl::StrFormat("%szero_pp_rank_%d_mp_rank_%02d_optim_states.pt", bf16 ? "bf16_" : "",
+                         rank, in.mp_rank);
 }
 
 plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int stage,
@@ -192,7 +194,6 @@ absl::Status CheckExperts(const ZeroSinkInput& in, const ZeroTarget& t) {
   return absl::OkStatus();
 }
 
-
 // The plan's metadata grows with its files (each a pickled tree, a frame, zip headers) and with
 // the parameter pieces the files hold (slice mappings, copy operations, ZeRO-3 param_shapes per
 // rank). Measured on the fixtures (`ucp reshard --dry-run` RSS at dp 1000 and 10000): about 17 KiB
@@ -204,7 +205,8 @@ absl::Status CheckPlanSize(const ZeroSinkInput& in, const ZeroTarget& t, int sta
   const uint64_t dp = static_cast<uint64_t>(t.topology.dp);
   const uint64_t params = in.params.size(), groups = in.groups.size();
   uint64_t expert_files = 0;  // ZeRO-1/2 layer_*_expert_* files: one per expert of each fused layer
-  for (const SinkParam& p : in.params) expert_files += p.expert ? static_cast<uint64_t>(p.num_experts) : 0;
+  for (const SinkParam& p : in.params)
+    expert_files += p.expert ? static_cast<uint64_t>(p.num_experts) : 0;
   const uint64_t files = dp + (stage == 3 ? dp : 1 + expert_files);
   // ZeRO-1/2: a group's pieces are its params plus at most one split per rank boundary; ZeRO-3:
   // every rank holds a piece of every parameter.
@@ -212,8 +214,9 @@ absl::Status CheckPlanSize(const ZeroSinkInput& in, const ZeroTarget& t, int sta
   const uint64_t bytes = files * kPlanBytesPerFile + pieces * kPlanBytesPerPiece;
   if (files <= kMaxSinkFiles && bytes <= t.max_metadata_bytes) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "target dp ", dp, ": ", files, " files holding ", pieces, " parameter pieces would need about ",
-      bytes >> 20, " MiB of plan metadata before a byte is copied (limits: ", kMaxSinkFiles, " files, ",
+      "target dp ", dp, ": ", files, " files holding ", pieces,
+      " parameter pieces would need about ", bytes >> 20,
+      " MiB of plan metadata before a byte is copied (limits: ", kMaxSinkFiles, " files, ",
       t.max_metadata_bytes >> 20, " MiB; --memory-limit raises the second)"));
 }
 
@@ -247,6 +250,33 @@ absl::StatusOr<plan::Plan> PlanZeroSink(const ZeroSinkInput& input, const ZeroTa
   UCP_ASSIGN_OR_RETURN(int stage, CheckZeroTarget(input, target));
   if (stage == 3) return internal_sink::PlanZero3(input, target);
   return internal_sink::PlanZero12(input, target, stage);
+}
+
+absl::StatusOr<plan::Plan> PlanZeroSink(absl::Span<const ZeroSinkInput> tp_ranks,
+                                        const ZeroTarget& target) {
+  if (tp_ranks.empty()) return absl::InternalError("PlanZeroSink: no input");
+  const int tp = static_cast<int>(tp_ranks.size());
+  if (tp == 1 && target.topology.tp == 1) return PlanZeroSink(tp_ranks[0], target);
+  if (target.topology.tp != tp) {
+    return absl::UnimplementedError(
+        absl::StrCat(tp_ranks[0].origin, ": tp ", tp, " -> ", target.topology.tp,
+                     ": only the dp of a tensor-parallel checkpoint is resharded"));
+  }
+  ZeroTarget lane = target;  // each TP rank's files: partitioned over its DP group alone
+  lane.topology.tp = 1;
+  plan::Plan out;
+  for (int t = 0; t < tp; ++t) {
+    if (tp_ranks[t].mp_rank != t) return absl::InternalError("PlanZeroSink: TP ranks out of order");
+    UCP_ASSIGN_OR_RETURN(plan::Plan p, PlanZeroSink(tp_ranks[t], lane));
+    if (t == 0) {
+      out = std::move(p);
+    } else {
+      UCP_RETURN_IF_ERROR(plan::AppendPlan(std::move(p), tp_ranks[0].sources.size(), &out));
+    }
+  }
+  out.info.tp_size = tp;
+  UCP_RETURN_IF_ERROR(plan::ValidatePlan(out));
+  return out;
 }
 
 }  // namespace ucp::converters::sinks

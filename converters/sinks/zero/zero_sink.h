@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "converters/plan/plan.h"
 #include "converters/sinks/zero/zero_sink_input.h"
 #include "formats/torch/pickle_value.h"
@@ -44,7 +45,6 @@ struct ZeroTarget {
   uint64_t max_metadata_bytes = kMaxSinkMetadataBytes;
 };
 
-
 // OK when `input` can be written at `target`: the stage the sink writes (1, 2 or 3). Otherwise a
 // usage error (InvalidArgument, IsUsageError) naming the numbers: a topology Topology::Validate
 // refuses, tp / pp / sp > 1, ep > 1 without expert parameters or not dividing an expert count, a
@@ -59,5 +59,13 @@ absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& input, const ZeroTarget
 // then a zeros source and any cast sources. DataLoss for inconsistent input (runs shorter than
 // their tensors, template keys missing).
 absl::StatusOr<plan::Plan> PlanZeroSink(const ZeroSinkInput& input, const ZeroTarget& target);
+
+// A tensor-parallel checkpoint (one input per TP rank: ZeroSinkInputsFromIndex / FromUcp) at a
+// target of the same tp: each TP rank's slices are partitioned over the target dp like a whole
+// model (DeepSpeed's ZeRO shards over the DP group of each TP lane), written as
+// mp_rank_<t>_model_states.pt and zero_pp_rank_<d>_mp_rank_<t>_optim_states.pt. One input at
+// tp 1 is PlanZeroSink(input, target). Unimplemented for a tp change.
+absl::StatusOr<plan::Plan> PlanZeroSink(absl::Span<const ZeroSinkInput> tp_ranks,
+                                        const ZeroTarget& target);
 
 }  // namespace ucp::converters::sinks

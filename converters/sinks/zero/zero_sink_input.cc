@@ -77,15 +77,16 @@ absl::StatusOr<absl::flat_hash_map<std::string, int>> AutoEpExperts(const Value&
 namespace {
 
 // A parameter's fragments of MP rank 0, in merged order, as runs of each state.
-SinkParam ParamFromIndex(const deepspeed::Parameter& p, const deepspeed::ZeroKind& kind) {
+// TP rank `mp`'s slice of a parameter: its fragments in merged order, as runs of each state.
+SinkParam ParamFromIndex(const deepspeed::Parameter& p, int mp, const deepspeed::ZeroKind& kind) {
   SinkParam z;
   z.name = p.name;
-  z.shape = p.shape;
+  z.shape = p.slices[mp].shape;
   z.group = p.flat_group;
   z.expert = p.is_expert();
   z.num_experts = p.is_expert() ? p.expert->num_experts : 0;
   std::vector<const deepspeed::Fragment*> frags;
-  for (const deepspeed::Fragment& f : p.slices[0].fragments) frags.push_back(&f);
+  for (const deepspeed::Fragment& f : p.slices[mp].fragments) frags.push_back(&f);
   std::stable_sort(frags.begin(), frags.end(),
                    [](const deepspeed::Fragment* a, const deepspeed::Fragment* b) {
                      return a->merged_offset < b->merged_offset;
@@ -122,19 +123,20 @@ SinkFrozen FrozenFromIndex(const deepspeed::FrozenParam& fp) {
 
 }  // namespace
 
-absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const CheckpointIndex& index) {
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(const CheckpointIndex& index) {
   const store::Topology& t = index.topology;
   const int stage = index.kind.zero_stage;
-  if (t.tp != 1 || t.pp != 1) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": ZeRO-", stage,
-                                                 " with tp=", t.tp, ", pp=", t.pp,
-                                                 " (only tp = pp = 1 is resharded)"));
+  if (t.pp != 1 || (t.tp != 1 && (stage == 0 || stage == 3))) {
+    return absl::UnimplementedError(
+        absl::StrCat(index.dir.tag_dir, ": ZeRO-", stage, " with tp=", t.tp, ", pp=", t.pp,
+                     " (resharded: pp = 1, and tp = 1 at ZeRO-0 and ZeRO-3)"));
   }
   ZeroSinkInput in;
   in.kind = SinkInputKind::kZeroFolder;
   in.origin = index.dir.tag_dir;
-  for (const deepspeed::CheckpointFile& f : index.files)
+  for (const deepspeed::CheckpointFile& f : index.files) {
     UCP_RETURN_IF_ERROR(internal_sink::AddTorchFile(f.torch, &in).status());
+  }
   in.topology = t;
   in.zero_stage = stage;
   in.bf16_optimizer = index.kind.wrapper == deepspeed::OptimizerWrapper::kBf16Optimizer;
@@ -152,14 +154,10 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const CheckpointIndex& inde
     }
     in.groups.push_back(std::move(group));
   }
-  for (const deepspeed::Parameter& p : index.params)
-    in.params.push_back(ParamFromIndex(p, index.kind));
   if (stage == 3) {
     for (const deepspeed::FrozenParam& fp : index.frozen_params)
       in.frozen.push_back(FrozenFromIndex(fp));
   }
-  in.model_root = &index.model_file(0, 0).root();
-  in.optimizer_template = stage == 0 ? nullptr : &index.optimizer_state_dict();
   in.native_moe_num_experts = index.native_moe_num_experts;
   if (stage == 0) in.shared_params = index.shared_params;
   if (!in.native_moe_num_experts.empty()) {
@@ -168,7 +166,28 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const CheckpointIndex& inde
         in.native_expert_files.emplace_back(index.files[fi].basename, fi);
     }
   }
-  return in;
+  std::vector<ZeroSinkInput> out;
+  for (int mp = 0; mp < t.tp; ++mp) {  // every TP rank shares the sources, groups and frozen params
+    ZeroSinkInput rank = in;
+    rank.mp_rank = mp;
+    for (const deepspeed::Parameter& p : index.params)
+      rank.params.push_back(ParamFromIndex(p, mp, index.kind));
+    rank.model_root = &index.model_file(mp, 0).root();
+    rank.optimizer_template =
+        stage == 0 ? nullptr : index.optim_file(0, mp).root().Get(keys::kOptimizerStateDict);
+    out.push_back(std::move(rank));
+  }
+  return out;
+}
+
+absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const CheckpointIndex& index) {
+  UCP_ASSIGN_OR_RETURN(std::vector<ZeroSinkInput> inputs, ZeroSinkInputsFromIndex(index));
+  if (inputs.size() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(index.dir.tag_dir, ": tp=", inputs.size(),
+                     ": one input per TP rank (ZeroSinkInputsFromIndex)"));
+  }
+  return std::move(inputs[0]);
 }
 
 }  // namespace ucp::converters::sinks

@@ -30,6 +30,7 @@
 #include "formats/torch/torch_file.h"
 #include "ucp/source.h"
 #include "ucp/topology.h"
+#include "ucp/tp_layout.h"
 
 namespace ucp::converters::sinks {
 
@@ -69,6 +70,10 @@ enum class SinkInputKind : uint8_t { kZeroFolder, kUcpFolder, kMemory };
 
 struct ZeroSinkInput {
   SinkInputKind kind = SinkInputKind::kZeroFolder;
+  // A tensor-parallel checkpoint (topology.tp > 1, ZeRO-1/2) is one input per TP rank: this one
+  // holds TP rank `mp_rank`'s slices (params' shapes and states), its mp_rank_XX model-states file
+  // and optimizer template; sources, groups and hyper-parameters are the same in every one.
+  int mp_rank = 0;
   std::string origin;  // the folder read (or the memory checkpoint's name), for messages
   // Plan source i is sources[i]; store::ByteRun::file indexes it. storage_runs locates every
   // storage of the trees below (model_root's module, steps, ...).
@@ -103,12 +108,20 @@ struct ZeroSinkInput {
   const Value* optimizer_template = nullptr;
 };
 
-// From an opened ZeRO-0/1/2/3 index. Unimplemented for tp/pp > 1.
+// From an opened ZeRO-0/1/2/3 index: one input per TP rank (ZeRO-1/2 may have tp > 1).
+// Unimplemented for pp > 1, or tp > 1 at ZeRO-0 / ZeRO-3.
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(
+    const deepspeed::CheckpointIndex& index);
+// The same for tp = 1 (InvalidArgument otherwise).
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const deepspeed::CheckpointIndex& index);
 
-// From a ZeRO-1/2 or ZeRO-3 UCP folder. NotFound for a missing file (named), FailedPrecondition for
-// one converted from ZeRO-0 (no param_shapes), Unimplemented for tp/pp > 1, DataLoss for malformed
-// files.
+// From a ZeRO-1/2 or ZeRO-3 UCP folder: one input per TP rank of the model-states files it keeps
+// (mp_rank_XX; each rank's slices cut from the merged tensors by the universal_checkpoint_info
+// rules, as DeepSpeed's universal load cuts them). NotFound for a missing file (named),
+// FailedPrecondition for one converted from ZeRO-0 (no param_shapes), Unimplemented for ZeRO-3
+// with tp > 1 and for a slice DeepSpeed pads (vocabulary padding), DataLoss for malformed files.
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir);
+// The same for tp = 1 (InvalidArgument otherwise).
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir);
 
 namespace internal_sink {
@@ -125,6 +138,19 @@ absl::StatusOr<store::ByteRun> TensorRun(const ZeroSinkInput& in,
 absl::StatusOr<absl::flat_hash_map<std::string, int>> AutoEpExperts(const Value& root,
                                                                     absl::string_view what,
                                                                     int* ep);
+
+// ucp_tp_input.cc: the TP cut of every parameter of a tensor-parallel UCP (from the param_shapes
+// of its mp_rank_XX files and their universal_checkpoint_info), and the per-TP-rank inputs of a
+// merged one.
+struct TpCuts {
+  absl::flat_hash_map<std::string, store::TpLayout> layouts;
+  absl::flat_hash_map<std::string, Shape> merged_shapes;
+};
+absl::StatusOr<TpCuts> TpCutsOf(const std::vector<const Value*>& roots,
+                                const std::vector<std::string>& paths);
+absl::StatusOr<std::vector<ZeroSinkInput>> SplitTpRanks(const ZeroSinkInput& merged,
+                                                        const std::vector<const Value*>& roots,
+                                                        const TpCuts& cuts);
 
 }  // namespace internal_sink
 }  // namespace ucp::converters::sinks
