@@ -85,7 +85,7 @@ namespace {
 
 // One input per TP rank of the checkpoint.
 absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o) {
-  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputsFromUcp(o.input);
+  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputsFromUcp(o.input, o.tp);
   deepspeed::OpenOptions open;
   open.tag = o.input_tag;
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));

@@ -10,6 +10,7 @@
 //     group 0's name / weight_decay onto every group, deepspeed_behaviour in the manifests). ucp
 //     writes each group's own values; those are checked equal to the source checkpoint's instead.
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -23,6 +24,7 @@
 #include "converters/pipelines/reshard.h"
 #include "converters/verify/verify.h"
 #include "absl/strings/str_cat.h"
+#include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
 
@@ -285,6 +287,106 @@ INSTANTIATE_TEST_SUITE_P(Topologies, ReshardRoundTripTest,
                          [](const ::testing::TestParamInfo<RoundTrip>& p) {
                            return absl::StrCat(p.param.name, "_dp", p.param.dp, "_ep", p.param.ep);
                          });
+
+// tp 2 -> tp 1 (DeepSpeed cannot load a tp-2 UCP at tp 1, so there is no golden): from DeepSpeed's
+// UCP of each real AutoTP run, at dp 1 and 2. `ucp verify` passes; converting the result gives
+// DeepSpeed's UCP back, every state bitwise (only the model-states files and partition_count
+// differ); the module holds the whole fp32 masters in the module's dtype (bf16: rounded to nearest
+// even, as torch's copy_ does).
+float Bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// Every trainable module entry of `model` is its UCP fp32 master (in the entry's dtype).
+int CheckModuleIsTheMasters(const formats::torch::TorchFile& model, const std::string& ucp) {
+  int checked = 0;
+  for (const auto& [k, v] : model.root().Get("module")->entries()) {
+    absl::StatusOr<formats::torch::TorchFile> fp32 =
+        formats::torch::TorchFile::OpenPath(ucp + "/zero/" + k->str() + "/fp32.pt");
+    if (!fp32.ok()) continue;  // not trainable
+    absl::StatusOr<Buffer> master = fp32->TensorBytes(fp32->root().Get("param")->tensor());
+    absl::StatusOr<Buffer> weight = model.TensorBytes(v->tensor());
+    EXPECT_TRUE(master.ok() && weight.ok());
+    if (!master.ok() || !weight.ok()) return checked;
+    const size_t n = master->size() / 4;
+    EXPECT_EQ(v->tensor().NumElements(), static_cast<int64_t>(n)) << k->str();
+    for (size_t i = 0; i < n && v->tensor().NumElements() == static_cast<int64_t>(n); ++i) {
+      float m, w = 0;
+      std::memcpy(&m, master->data() + 4 * i, 4);
+      if (v->tensor().dtype == DType::kBF16) {
+        uint16_t h;
+        std::memcpy(&h, weight->data() + 2 * i, 2);
+        const uint32_t bits = static_cast<uint32_t>(h) << 16;
+        std::memcpy(&w, &bits, 4);
+        m = Bf16(m);
+      } else {
+        std::memcpy(&w, weight->data() + 4 * i, 4);
+      }
+      if (w != m) {
+        ADD_FAILURE() << k->str() << "[" << i << "]: " << w << " != " << m;
+        break;
+      }
+    }
+    ++checked;
+  }
+  return checked;
+}
+
+TEST(ReshardTpTest, Tp2ToTp1FromTheUcpGivesTheUcpBack) {
+  for (const char* name : {"autotp_llama_s1_fp32_tp2_dp1", "autotp_llama_s2_fp32_tp2_dp2",
+                           "autotp_llama_s2_bf16_tp2_dp1"}) {
+    for (int dp : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat(name, " dp ", dp));
+      const std::string ucp = FixtureSet("deepspeed_tp", name) + "/checkpoint/global_step5_universal";
+      testing::ScratchDir scratch("reshard_tp1");
+      converters::pipelines::ReshardOptions o;
+      o.input = ucp;
+      o.output = scratch.path() + "/zero";
+      o.dp = dp;
+      o.tp = 1;
+      o.execute.fsync = false;
+      absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->info.tp_size, 1);
+      const std::string tag = o.output + "/global_step5";
+      EXPECT_EQ(Names(tag).count("mp_rank_01_model_states.pt"), 0u);
+      absl::StatusOr<converters::verify::VerifyReport> verified = converters::verify::VerifyCheckpoint(o.output);
+      ASSERT_TRUE(verified.ok()) << verified.status();
+      EXPECT_TRUE(verified->ok()) << converters::verify::ReportToText(*verified);
+      converters::pipelines::ConvertOptions co;
+      co.input = o.output;
+      co.output = scratch.path() + "/ucp";
+      co.execute.fsync = false;
+      absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
+      ASSERT_TRUE(u.ok()) << u.status();
+      absl::StatusOr<testing::FolderComparison> cmp = testing::CompareFolders(co.output, ucp, "ucp_manifest.json");
+      ASSERT_TRUE(cmp.ok()) << cmp.status();
+      for (const std::string& p : cmp->problems) {
+        if (p.find("_model_states.pt") != std::string::npos) continue;
+        if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) == 0) continue;
+        ADD_FAILURE() << p;
+      }
+      EXPECT_GT(cmp->identical.size() + cmp->tree_equal.size(), 60u);
+      absl::StatusOr<formats::torch::TorchFile> model =
+          formats::torch::TorchFile::OpenPath(tag + "/mp_rank_00_model_states.pt");
+      ASSERT_TRUE(model.ok()) << model.status();
+      EXPECT_EQ(model->root().Get("mp_world_size")->int_value(), 1);
+      EXPECT_EQ(CheckModuleIsTheMasters(*model, ucp), 21);
+    }
+  }
+  // From the ZeRO folder a tp change is refused, pointing at the UCP.
+  converters::pipelines::ReshardOptions o;
+  o.input = FixtureSet("deepspeed_tp", "autotp_llama_s1_fp32_tp2_dp1") + "/checkpoint";
+  o.dp = 1;
+  o.tp = 1;
+  absl::StatusOr<converters::pipelines::PlannedReshard> p = converters::pipelines::PlanReshard(o);
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnimplemented) << p.status();
+  EXPECT_NE(p.status().message().find("reshard its UCP"), std::string::npos) << p.status();
+}
 
 TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   const std::string root = testing::FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2");

@@ -232,6 +232,7 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
   in.kind = SinkInputKind::kMemory;
   in.origin = ck.name;
   in.zero_stage = 0;  // whole tensors: written as the sink writes a ZeRO-0 source
+  in.module_per_tensor = true;
   in.bf16_optimizer = ck.bf16_optimizer;
   auto arena = std::make_shared<ValueArena>();
   auto source = std::make_shared<MemoryCheckpointSource>(ck.name, ck.read);

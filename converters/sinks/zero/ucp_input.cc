@@ -289,7 +289,8 @@ absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* i
 
 }  // namespace
 
-absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir) {
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir,
+                                                                 int tp) {
   ZeroSinkInput in;
   in.kind = SinkInputKind::kUcpFolder;
   in.origin = ucp_dir;
@@ -332,11 +333,22 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::stri
   }
   UCP_ASSIGN_OR_RETURN(internal_sink::TpCuts cuts, internal_sink::TpCutsOf(mp_roots, mp_paths));
   UCP_RETURN_IF_ERROR(ReadParams(dir, model_path, &cuts.merged_shapes, &in));
+  if (tp == 1) {
+    UCP_ASSIGN_OR_RETURN(ZeroSinkInput merged,
+                         internal_sink::MergeTpRanks(std::move(in), mp_roots, mp_paths));
+    std::vector<ZeroSinkInput> out;
+    out.push_back(std::move(merged));
+    return out;
+  }
+  if (tp > 0 && tp != in.topology.tp) {
+    return absl::UnimplementedError(absl::StrCat(ucp_dir, ": tp ", in.topology.tp, " -> ", tp,
+                                                 ": only the same tp or tp 1 is written"));
+  }
   return internal_sink::SplitTpRanks(in, mp_roots, cuts);
 }
 
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir) {
-  UCP_ASSIGN_OR_RETURN(std::vector<ZeroSinkInput> inputs, ZeroSinkInputsFromUcp(ucp_dir));
+  UCP_ASSIGN_OR_RETURN(std::vector<ZeroSinkInput> inputs, ZeroSinkInputsFromUcp(ucp_dir, 0));
   if (inputs.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         ucp_dir, ": tp=", inputs.size(), ": one input per TP rank (ZeroSinkInputsFromUcp)"));

@@ -37,6 +37,41 @@ using plan::SetOrReplace;
 // param group, laid out and padded like the flat partitions (§3), where a ZeRO-0 module has a
 // storage per tensor. Tied aliases view their parameter; frozen parameters and buffers keep their
 // storages.
+// The module weight of group g's parameter i: its `weight` runs, else its module tensor's storage.
+absl::Status Planner::ModuleWeight(const Value& module, int g, size_t i, std::vector<Piece>* pieces,
+                                   TensorRef* view) {
+  const SinkParam& p = in_.params[in_.groups[g].params[i]];
+  const int64_t numel = layouts_[g].spec().numels[i];
+  const Value* v = module.Get(p.name);
+  if (p.weight.has_value()) {  // whole tensors built for this input (tp merge)
+    if (v == nullptr || !v->is(ValueKind::kTensor)) {
+      return absl::DataLossError(absl::StrCat(in_.origin, ": module has no tensor '", p.name, "'"));
+    }
+    *view = v->tensor();
+    view->shape = p.shape;
+    view->dtype = p.weight->dtype;
+    const uint64_t size = static_cast<uint64_t>(numel) * DTypeSize(p.weight->dtype);
+    return plan::SliceRuns(*p.weight, 0, size, in_.origin, absl::StrCat("module '", p.name, "'"),
+                           pieces);
+  }
+  if (v == nullptr || !v->is(ValueKind::kTensor) || !v->tensor().IsContiguous() ||
+      v->tensor().NumElements() != numel) {
+    return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '",
+                                            p.name, "' of ", numel, " elements"));
+  }
+  const TensorRef& t = v->tensor();
+  auto run = in_.storage_runs.find(t.storage);
+  const uint64_t elem = DTypeSize(t.dtype);
+  const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem, size = numel * elem;
+  if (run == in_.storage_runs.end() || begin + size > run->second.size) {
+    return absl::DataLossError(
+        absl::StrCat(in_.origin, ": module tensor '", p.name, "' is not readable"));
+  }
+  if (size > 0) pieces->push_back(Piece{run->second.file, run->second.offset + begin, size});
+  *view = t;
+  return absl::OkStatus();
+}
+
 absl::Status Planner::Zero0FlatModule(Value* root) {
   const Value* module = root->Get(keys::kModule);
   if (module == nullptr || !module->is_dict()) {
@@ -50,29 +85,17 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
     int64_t at = 0;
     DType dtype = DType::kF32;
     for (size_t i = 0; i < in_.groups[g].params.size(); ++i) {
-      const std::string& name = in_.params[in_.groups[g].params[i]].name;
-      const Value* v = module->Get(name);
-      if (v == nullptr || !v->is(ValueKind::kTensor) || !v->tensor().IsContiguous() ||
-          v->tensor().NumElements() != l.spec().numels[i]) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": module has no contiguous tensor '",
-                                                name, "' of ", l.spec().numels[i], " elements"));
+      TensorRef view;
+      UCP_RETURN_IF_ERROR(ModuleWeight(*module, static_cast<int>(g), i, &pieces, &view));
+      if (i > 0 && view.dtype != dtype) {
+        return absl::DataLossError(absl::StrCat(in_.origin, ": module tensors of group ", g,
+                                                " mix ", DTypeName(dtype), " and ",
+                                                DTypeName(view.dtype)));
       }
-      const TensorRef& t = v->tensor();
-      auto run = in_.storage_runs.find(t.storage);
-      const uint64_t elem = DTypeSize(t.dtype);
-      const uint64_t begin = static_cast<uint64_t>(t.storage_offset) * elem,
-                     size = l.spec().numels[i] * elem;
-      if (run == in_.storage_runs.end() || begin + size > run->second.size ||
-          (i > 0 && t.dtype != dtype)) {
-        return absl::DataLossError(absl::StrCat(in_.origin, ": module tensor '", name,
-                                                "' is not readable as ", DTypeName(dtype)));
-      }
-      dtype = t.dtype;
-      if (size > 0) pieces.push_back(Piece{run->second.file, run->second.offset + begin, size});
-      TensorRef view = t;
+      dtype = view.dtype;
       view.storage_offset = at;
-      view.stride = t.shape.ContiguousStrides();
-      views[name] = view;
+      view.stride = view.shape.ContiguousStrides();
+      views[in_.params[in_.groups[g].params[i]].name] = view;
       at += l.spec().numels[i];
     }
     if (l.flat_length() > at) {
@@ -213,7 +236,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   if (src->Get(keys::kDpWorldSize) != nullptr)
     SetOrReplace(arena_, root, keys::kDpWorldSize, arena_.Int(topo_.dp));
   if (t_.ds_config != nullptr) SetOrReplace(arena_, root, keys::kDsConfig, t_.ds_config);
-  if (in_.zero_stage == 0) {
+  if (in_.module_per_tensor) {
     UCP_RETURN_IF_ERROR(RewriteZero0ModelStates(arena_, root, in_));
     UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
   }
@@ -257,8 +280,9 @@ absl::StatusOr<Plan> Planner::Run() {
     optimizer_template_ = Zero0OptimizerTemplate(arena_, *in_.model_root);
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
-  UCP_ASSIGN_OR_RETURN(
-      PlanFile mf, frames_.Frame(absl::StrFormat("mp_rank_%02d_model_states.pt", in_.mp_rank), FileRole::kModelRewrite, *model));
+  UCP_ASSIGN_OR_RETURN(PlanFile mf,
+                       frames_.Frame(absl::StrFormat("mp_rank_%02d_model_states.pt", in_.mp_rank),
+                                     FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));
   for (int r = 0; r < topo_.dp; ++r) {

@@ -53,8 +53,11 @@ class Planner {
                          std::vector<Piece> pieces) {
     return frames_.NewTensor(dtype, numel, storage_numel, requires_grad, std::move(pieces));
   }
-  // ZeRO-0 source: the module's parameters as views of one flat buffer per group.
+  // A whole-tensor source (ZeRO-0, memory, tp merge): the module's parameters as views of one
+  // flat buffer per group.
   absl::Status Zero0FlatModule(Value* root);
+  absl::Status ModuleWeight(const Value& module, int g, size_t i, std::vector<Piece>* pieces,
+                            TensorRef* view);
   absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel,
                                          bool requires_grad);
   absl::StatusOr<const Value*> OptimizerRoot(int rank);

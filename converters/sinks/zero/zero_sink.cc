@@ -260,7 +260,9 @@ absl::StatusOr<plan::Plan> PlanZeroSink(absl::Span<const ZeroSinkInput> tp_ranks
   if (target.topology.tp != tp) {
     return absl::UnimplementedError(
         absl::StrCat(tp_ranks[0].origin, ": tp ", tp, " -> ", target.topology.tp,
-                     ": only the dp of a tensor-parallel checkpoint is resharded"));
+                     ": a ZeRO folder is resharded at its own tp; ",
+                     target.topology.tp == 1 ? "reshard its UCP (ucp convert) to write tp 1"
+                                             : "only tp 1 is merged"));
   }
   ZeroTarget lane = target;  // each TP rank's files: partitioned over its DP group alone
   lane.topology.tp = 1;

@@ -139,6 +139,7 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(const Checkpo
   }
   in.topology = t;
   in.zero_stage = stage;
+  in.module_per_tensor = stage == 0;
   in.bf16_optimizer = index.kind.wrapper == deepspeed::OptimizerWrapper::kBf16Optimizer;
   for (const deepspeed::FlatGroup& g : index.flat_groups) {
     SinkGroup group;

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,9 @@ struct SinkParam {
   bool expert = false;  // AutoEP fused / native MoE expert weight: merged tensor stacks EP ranks
   int num_experts = 0;  // AutoEP: the layer's experts; native MoE: the source's ep (rows stacked)
   std::array<TensorRuns, deepspeed::kNumStates> states;  // fp32, exp_avg, exp_avg_sq (merged)
+  // Whole-tensor inputs (module_per_tensor) built here, not read from a module (tp merge): the
+  // module weight's bytes, in the module's dtype. Unset: the model_root module's tensor.
+  std::optional<TensorRuns> weight;
 };
 
 // A partitioned group of the source: ZeRO-0/1/2 a torch optimizer param group; ZeRO-3 a sub-group
@@ -89,6 +93,10 @@ struct ZeroSinkInput {
   // is rebuilt as flat-group views and the ZeRO wrapper's state is `optimizer_template` or a fresh
   // DeepSpeedZeroOptimizer's.
   int zero_stage = 1;
+  // The module holds one tensor per parameter (ZeRO-0, memory, a TP merge), not ZeRO-1/2's flat
+  // group views: the writer rebuilds it as flat-group views and writes param_shapes and
+  // shared_params (from `shared_params`).
+  bool module_per_tensor = false;
   bool bf16_optimizer = false;  // BF16_Optimizer (§3.6; writes it again at a ZeRO-1 target)
   store::Topology topology;     // dp and ep (AutoEP autoep_size / native MoE ep_size) of the source
 
@@ -115,12 +123,15 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(
 // The same for tp = 1 (InvalidArgument otherwise).
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromIndex(const deepspeed::CheckpointIndex& index);
 
-// From a ZeRO-1/2 or ZeRO-3 UCP folder: one input per TP rank of the model-states files it keeps
-// (mp_rank_XX; each rank's slices cut from the merged tensors by the universal_checkpoint_info
-// rules, as DeepSpeed's universal load cuts them). NotFound for a missing file (named),
-// FailedPrecondition for one converted from ZeRO-0 (no param_shapes), Unimplemented for ZeRO-3
-// with tp > 1 and for a slice DeepSpeed pads (vocabulary padding), DataLoss for malformed files.
-absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir);
+// From a ZeRO-1/2 or ZeRO-3 UCP folder, for a target tensor-parallel size `tp` (0: the UCP's):
+// at the UCP's tp, one input per TP rank of the model-states files it keeps (mp_rank_XX; each
+// rank's slices cut from the merged tensors by the universal_checkpoint_info rules, as DeepSpeed's
+// universal load cuts them); at tp 1, one merged input (MergeTpRanks). NotFound for a missing file
+// (named), FailedPrecondition for one converted from ZeRO-0 (no param_shapes), Unimplemented for
+// ZeRO-3 with tp > 1, another tp than the UCP's or 1, and a slice DeepSpeed pads (vocabulary
+// padding), DataLoss for malformed files.
+absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::string& ucp_dir,
+                                                                 int tp = 0);
 // The same for tp = 1 (InvalidArgument otherwise).
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromUcp(const std::string& ucp_dir);
 
@@ -151,6 +162,12 @@ absl::StatusOr<TpCuts> TpCutsOf(const std::vector<const Value*>& roots,
 absl::StatusOr<std::vector<ZeroSinkInput>> SplitTpRanks(const ZeroSinkInput& merged,
                                                         const std::vector<const Value*>& roots,
                                                         const TpCuts& cuts);
+// The merged input written at tp 1: whole tensors, the module rebuilt from the fp32 masters
+// (cast to the module's dtype), TP rank 0's model states at tp 1. Unimplemented when a
+// non-trainable module entry is TP-sliced.
+absl::StatusOr<ZeroSinkInput> MergeTpRanks(ZeroSinkInput merged,
+                                           const std::vector<const Value*>& roots,
+                                           const std::vector<std::string>& paths);
 
 }  // namespace internal_sink
 }  // namespace ucp::converters::sinks
