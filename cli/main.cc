@@ -14,6 +14,7 @@
 #include "cli/commands/convert_command.h"
 #include "cli/commands/export_command.h"
 #include "cli/commands/inspect_command.h"
+#include "cli/commands/interrupt.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
 
@@ -47,9 +48,20 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
         ->required();
     cmd->add_option("--output_folder", o.output, "Universal Checkpoint folder to create")->required();
   } else {
-    cmd->add_option("INPUT", o.input, "DeepSpeed checkpoint: a save folder (its `latest` names the tag) or a tag folder")
-        ->required();
-    cmd->add_option("OUTPUT", o.output, "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
+    // INPUT or --input_folder (required, checked after parsing), OUTPUT or --output_folder: people
+    // migrating from ds_to_universal.py type its flags here too.
+    CLI::Option* input = cmd->add_option(
+        "INPUT", o.input,
+        "DeepSpeed checkpoint: a save folder (its `latest` names the tag) or a tag folder");
+    cmd->add_option("--input_folder,--input-folder", o.input,
+                    "same as INPUT (ds_to_universal.py's flag)")
+        ->excludes(input);
+    CLI::Option* output = cmd->add_option(
+        "OUTPUT", o.output,
+        "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
+    cmd->add_option("--output_folder,--output-folder", o.output,
+                    "same as OUTPUT (ds_to_universal.py's flag)")
+        ->excludes(output);
   }
   cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names");
   cmd->add_option("--threads", o.threads, "copy threads (default: --num_extract_workers, else all cores)")
@@ -83,6 +95,7 @@ int ConvertAliasMain(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   convert.progress = ::isatty(STDERR_FILENO) == 1;
+  if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
   return ucp::cli::RunConvert(convert, std::cout, std::cerr);
 }
 
@@ -213,6 +226,7 @@ int main(int argc, char** argv) {
   z2f_cmd->add_flag("--safe_serialization", z2f.safe_serialization, "write model.safetensors instead of .bin");
   z2f_cmd->add_flag("--exclude_frozen_parameters", z2f.exclude_frozen, "leave out frozen parameters");
   z2f_cmd->add_flag("-d,--debug", z2f.debug, "accepted for compatibility; no effect");
+  z2f_cmd->add_flag("--force", z2f.force, "replace an earlier output of ucp's own");
 
   ucp::cli::VerifyCommandOptions verify;
   CLI::App* verify_cmd = app.add_subcommand(
@@ -243,11 +257,28 @@ int main(int argc, char** argv) {
   }
   if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
-  if (*reshard_cmd) return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
-  if (*export_cmd) return ucp::cli::RunExport(exp, std::cout, std::cerr);
-  if (*z2f_cmd) return ucp::cli::RunExport(z2f, std::cout, std::cerr);
+  // The verbs that write: progress on a terminal, and Ctrl-C / SIGTERM remove what was staged
+  // (a dry run writes nothing: Ctrl-C stops it at once as usual).
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  if (*reshard_cmd) {
+    if (!reshard.dry_run) ucp::cli::InstallInterruptHandlers();
+    reshard.progress = tty;
+    return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
+  }
+  if (*export_cmd || *z2f_cmd) {
+    ucp::cli::ExportCommandOptions& e = *export_cmd ? exp : z2f;
+    if (!e.dry_run) ucp::cli::InstallInterruptHandlers();
+    e.progress = tty;
+    return ucp::cli::RunExport(e, std::cout, std::cerr);
+  }
   if (*convert_cmd) {
-    convert.progress = ::isatty(STDERR_FILENO) == 1;
+    if (convert.input.empty()) {
+      std::cerr << "error: convert: INPUT (or --input_folder) is required\nRun with --help for "
+                   "more information.\n";
+      return 2;
+    }
+    if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
+    convert.progress = tty;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);
   }
   return 2;

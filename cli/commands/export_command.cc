@@ -1,6 +1,8 @@
 #include "cli/commands/export_command.h"
 
 #include "absl/strings/str_join.h"
+#include "cli/commands/interrupt.h"
+#include "cli/commands/progress.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
@@ -50,11 +52,16 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
     }
     e.max_shard_size = *size;
   }
+  ProgressLine progress(err, o.progress && !o.dry_run);
+  e.execute.progress = progress.Callback();
+  e.execute.cancel = CancelFlag();
   absl::StatusOr<converters::pipelines::ExportResult> r = converters::pipelines::Export(e);
-  if (!r.ok()) {
-    err << "error: " << r.status().message() << "\n";
-    return 1;
-  }
+  progress.Finish();
+  if (!r.ok()) return RunFailed(err, r.status());
+  if (r->removed_stale_partial)
+    err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
+  for (const std::string& note : r->notes) err << "note: " << note << "\n";
+  for (const std::string& warning : r->warnings) err << "warning: " << warning << "\n";
   if (o.json) {
     nlohmann::json j = {{"output", r->output}, {"files", r->files}, {"tensors", r->tensors}, {"bytes", r->bytes},
                         {"source_kind", r->source_kind}, {"dry_run", o.dry_run}};
@@ -62,8 +69,9 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
     if (!o.dry_run) j["seconds"] = r->stats.seconds;
     out << j.dump(1) << "\n";
   } else {
-    out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, " << r->bytes << " bytes from "
-        << r->source_kind << " to " << r->output << ": " << absl::StrJoin(r->files, ", ") << "\n";
+    out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, "
+        << HumanBytes(r->bytes) << " from " << r->source_kind << " to " << r->output << ": "
+        << absl::StrJoin(r->files, ", ") << "\n";
   }
   return 0;
 }

@@ -1,10 +1,11 @@
 #include "cli/commands/reshard_command.h"
 
 #include "absl/strings/str_format.h"
-#include "cli/commands/convert_command.h"
+#include "cli/commands/interrupt.h"
+#include "cli/commands/progress.h"
+#include "converters/pipelines/reshard.h"
 #include "formats/base/byte_size.h"
 #include "formats/base/status.h"
-#include "converters/pipelines/reshard.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {
@@ -51,8 +52,14 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
     }
     return 0;
   }
+  ProgressLine progress(err, o.progress);
+  options.execute.progress = progress.Callback();
+  options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ReshardResult> r = pipelines::Reshard(options);
-  if (!r.ok()) return Fail(err, r.status());
+  progress.Finish();
+  if (!r.ok()) return IsUsageError(r.status()) ? Fail(err, r.status()) : RunFailed(err, r.status());
+  if (r->removed_stale_partial)
+    err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   if (o.json) {
     out << nlohmann::json{{"output", r->output},     {"tag", r->tag},
                           {"files", r->files},       {"bytes", r->bytes},
@@ -61,9 +68,10 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
                .dump(1)
         << "\n";
   } else {
-    out << "wrote " << r->output << "/" << r->tag << ": " << r->files << " files, " << r->bytes << " bytes in "
-        << absl::StrFormat("%.2f", r->stats.seconds) << " s (ZeRO-" << r->info.zero_stage << ", dp " << r->info.dp_size
-        << ", ep " << r->info.ep_size << ")\n";
+    out << "wrote " << r->output << "/" << r->tag << ": " << r->files << " files, "
+        << HumanBytes(r->bytes) << " in " << absl::StrFormat("%.2f", r->stats.seconds)
+        << " s (ZeRO-" << r->info.zero_stage << ", dp " << r->info.dp_size << ", ep "
+        << r->info.ep_size << ")\n";
   }
   return 0;
 }

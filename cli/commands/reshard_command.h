@@ -24,11 +24,12 @@ struct ReshardCommandOptions {
   bool json = false;
   bool force = false;
   bool no_fsync = false;
+  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
-// Returns the process exit code: 0 ok, 1 error, 2 usage error (an option or an infeasible or
-// absurd target, refused before anything is read beyond the input's metadata); one "error: ..."
-// line on `err`.
+// Returns the process exit code: 0 ok, 1 error, 2 usage error (an option, or an infeasible or
+// absurd target, refused before anything is read beyond the input's metadata), 130 / 143 when
+// interrupted by SIGINT / SIGTERM (cli/commands/interrupt.h); one "error: ..." line on `err`.
 int RunReshard(const ReshardCommandOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace ucp::cli

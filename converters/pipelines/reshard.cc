@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/sinks/zero/zero_sink.h"
+#include "converters/execute/run_plan.h"
+#include "converters/sinks/zero_folder_sink.h"
 #include "formats/base/status.h"
-#include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::pipelines {
@@ -38,19 +38,18 @@ absl::Status CheckTag(const std::string& tag) {
 
 bool UseDataBeforeExpertParallelism(const Value* model_root) {
   const Value* c = model_root != nullptr ? model_root->Get(deepspeed::keys::kDsConfig) : nullptr;
-  const Value* v = c != nullptr && c->is_dict() ? c->Get(deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
+  const Value* v =
+      c != nullptr && c->is_dict() ? c->Get(deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
   return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
 }
 
-// The sink target of the request `o` for an input whose expert parallelism is `source_ep`.
+// The sink target of the request `o` for an input read from `source`.
 sinks::ZeroTarget ResolveTarget(const ReshardOptions& o, const sinks::ZeroSinkInput& source) {
-  const Value* model_root = source.model_root;
-  const int source_ep = source.topology.ep;
   sinks::ZeroTarget t;
   t.topology.dp = o.dp;
   t.topology.tp = o.tp > 0 ? o.tp : source.topology.tp;
-  t.topology.ep = o.autoep_size > 0 ? o.autoep_size : source_ep;
-  t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
+  t.topology.ep = o.autoep_size > 0 ? o.autoep_size : source.topology.ep;
+  t.topology.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(source.model_root);
   t.zero_stage = o.zero_stage;
   t.tag = o.tag;
   t.max_metadata_bytes = std::max(o.execute.memory_limit, sinks::kMaxSinkMetadataBytes);
@@ -64,7 +63,8 @@ absl::Status FinishPlan(const std::string& tag, plan::Plan* p) {
   for (char c : tag) bytes.push_back(static_cast<std::byte>(c));
   const int src = static_cast<int>(p->sources.size());
   const uint64_t size = bytes.size();
-  p->sources.push_back(plan::PlanSource{"<latest>", size, MemorySource(Buffer::FromVector(std::move(bytes)))});
+  p->sources.push_back(
+      plan::PlanSource{"<latest>", size, MemorySource(Buffer::FromVector(std::move(bytes)))});
   plan::PlanFile latest;
   latest.path = "latest";
   latest.role = plan::FileRole::kModelCopy;
@@ -74,6 +74,64 @@ absl::Status FinishPlan(const std::string& tag, plan::Plan* p) {
   return plan::ValidatePlan(*p);
 }
 
+// One input per TP rank of the checkpoint; `read` gets the folder read.
+absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o, std::string* read) {
+  if (IsUcpFolder(o.input)) {
+    *read = o.input;
+    return sinks::ZeroSinkInputsFromUcp(o.input, o.tp);
+  }
+  deepspeed::OpenOptions open;
+  open.tag = o.input_tag;
+  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
+  *read = index.dir.tag_dir;
+  return sinks::ZeroSinkInputsFromIndex(index);
+}
+
+// A plan and the inputs whose files it reads (kept alive until it is written).
+struct Planned {
+  PlannedReshard planned;
+  std::vector<sinks::ZeroSinkInput> inputs;
+};
+
+absl::StatusOr<Planned> PlanAny(const ReshardOptions& o) {
+  Planned out;
+  std::string read;
+  UCP_ASSIGN_OR_RETURN(out.inputs, OpenInput(o, &read));
+  UCP_ASSIGN_OR_RETURN(out.planned, PlanZeroCheckpoint(out.inputs, ResolveTarget(o, out.inputs[0])));
+  out.planned.inputs = {read};
+  return out;
+}
+
+execute::RunOptions RunOptionsFor(const PlannedReshard& planned, const std::string& output, bool force,
+                                  const std::vector<std::string>& save_folders,
+                                  const execute::ExecuteOptions& execute) {
+  execute::RunOptions run;
+  run.output = output;
+  run.force = force;
+  run.inputs = planned.inputs;
+  run.save_folders = save_folders;
+  run.execute = execute;
+  return run;
+}
+
+// Writes a plan of `input`'s files (RunPlan serves them; the plan carries the rest).
+absl::StatusOr<ReshardResult> Write(const PlannedReshard& pr, const sinks::ZeroSinkInput& input,
+                                    const execute::RunOptions& run) {
+  std::vector<const ByteSource*> files;
+  for (int i = 0; i < input.num_file_sources; ++i) files.push_back(input.sources[i].get());
+  UCP_ASSIGN_OR_RETURN(execute::RunResult written, execute::RunPlan(pr.plan, files, run));
+  ReshardResult result;
+  result.output = written.output;
+  result.staging = written.staging;
+  result.removed_stale_partial = written.removed_stale_partial;
+  result.tag = pr.tag;
+  result.info = pr.plan.info;
+  result.files = written.files.size();
+  result.bytes = written.bytes;
+  result.stats = written.stats;
+  return result;
+}
+
 }  // namespace
 
 bool IsUcpFolder(const std::string& dir) {
@@ -81,52 +139,11 @@ bool IsUcpFolder(const std::string& dir) {
   return fs::exists(fs::path(dir) / store::OptimizerStatePath(), ec);
 }
 
-namespace {
-
-// One input per TP rank of the checkpoint.
-absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o) {
-  if (IsUcpFolder(o.input)) return sinks::ZeroSinkInputsFromUcp(o.input, o.tp);
-  deepspeed::OpenOptions open;
-  open.tag = o.input_tag;
-  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-  return sinks::ZeroSinkInputsFromIndex(index);
-}
-
-// Writes a planned tag folder (and `latest`) as `output`: staging, copies, manifest, commit.
-absl::StatusOr<ReshardResult> WritePlanned(const PlannedReshard& pr, const std::string& output_path, bool force,
-                                           const execute::ExecuteOptions& execute_options) {
-  std::vector<const ByteSource*> sources;
-  for (size_t i = 0; i < pr.plan.sources.size(); ++i) {
-    if (pr.plan.sources[i].memory == nullptr) {
-      return absl::InternalError(absl::StrCat("plan source ", i, " (", pr.plan.sources[i].path, ") has no bytes"));
-    }
-    sources.push_back(pr.plan.sources[i].memory.get());
-  }
-  const std::string output = store::NormalizeOutputPath(output_path);
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
-                       store::StagingDirectory::Create(output, {.force = force, .fsync = execute_options.fsync}));
-  UCP_RETURN_IF_ERROR(staging->MakeDirs(pr.plan.Directories()));
-  UCP_ASSIGN_OR_RETURN(execute::ExecuteResult executed,
-                       execute::ExecutePlan(pr.plan, sources, staging->path(), execute_options));
-  ReshardResult result;
-  result.output = output;
-  result.tag = pr.tag;
-  result.info = pr.plan.info;
-  result.files = executed.files.size();
-  result.bytes = pr.plan.TotalBytes();
-  result.stats = executed.stats;
-  store::Manifest manifest;
-  manifest.files = std::move(executed.files);
-  UCP_RETURN_IF_ERROR(staging->Commit(manifest));
-  return result;
-}
-
-}  // namespace
-
 absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(absl::Span<const sinks::ZeroSinkInput> tp_ranks,
                                                   const sinks::ZeroTarget& target) {
   PlannedReshard out;
-  UCP_ASSIGN_OR_RETURN(out.plan, sinks::PlanZeroSink(tp_ranks, target));
+  const sinks::ZeroSinkInputs ranks(tp_ranks.begin(), tp_ranks.end());
+  UCP_ASSIGN_OR_RETURN(out.plan, sinks::ZeroFolderSink(target).Plan(ranks));
   out.tag = target.tag.empty() ? DefaultTag(tp_ranks[0].model_root) : target.tag;
   UCP_RETURN_IF_ERROR(CheckTag(out.tag));
   UCP_RETURN_IF_ERROR(FinishPlan(out.tag, &out.plan));
@@ -134,22 +151,31 @@ absl::StatusOr<PlannedReshard> PlanZeroCheckpoint(absl::Span<const sinks::ZeroSi
 }
 
 absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
-  UCP_ASSIGN_OR_RETURN(std::vector<sinks::ZeroSinkInput> inputs, OpenInput(options));
-  return PlanZeroCheckpoint(inputs, ResolveTarget(options, inputs[0]));
-}
-
-absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input, const sinks::ZeroTarget& target,
-                                                 const std::string& output, const execute::ExecuteOptions& execute,
-                                                 bool force) {
-  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(absl::MakeConstSpan(&input, 1), target));
-  return WritePlanned(planned, output, force, execute);
+  UCP_ASSIGN_OR_RETURN(Planned p, PlanAny(options));
+  // A dry run refuses the overlap a run would.
+  if (!options.output.empty()) {
+    UCP_RETURN_IF_ERROR(execute::CheckOverlap(
+        p.planned.plan,
+        RunOptionsFor(p.planned, options.output, options.force, {options.input}, options.execute)));
+  }
+  return std::move(p.planned);
 }
 
 absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
   if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanReshard(options));
-  return WritePlanned(planned, options.output, options.force, options.execute);
+  UCP_ASSIGN_OR_RETURN(Planned p, PlanAny(options));
+  return Write(p.planned, p.inputs[0],
+               RunOptionsFor(p.planned, options.output, options.force, {options.input}, options.execute));
+}
+
+absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input,
+                                                 const sinks::ZeroTarget& target,
+                                                 const std::string& output,
+                                                 const execute::ExecuteOptions& execute, bool force) {
+  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
+  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(absl::MakeConstSpan(&input, 1), target));
+  if (input.kind != sinks::SinkInputKind::kMemory) planned.inputs = {input.origin};
+  return Write(planned, input, RunOptionsFor(planned, output, force, {}, execute));
 }
 
 }  // namespace ucp::converters::pipelines

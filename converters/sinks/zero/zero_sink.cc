@@ -55,8 +55,12 @@ plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int st
     info.master_dtype = std::string(DTypeName(in.params[0].states[0].dtype));
     info.state_dtype = std::string(DTypeName(in.params[0].states[1].dtype));
   }
-  for (const auto& source : in.sources)
-    plan.sources.push_back(plan::PlanSource{source->name(), source->Size(), source});
+  // Files are named by their path (the output guard and RunPlan open them); the rest carry bytes.
+  for (size_t i = 0; i < in.sources.size(); ++i) {
+    const bool file = static_cast<int>(i) < in.num_file_sources;
+    plan.sources.push_back(
+        plan::PlanSource{in.sources[i]->name(), in.sources[i]->Size(), file ? nullptr : in.sources[i]});
+  }
   return plan;
 }
 

@@ -55,7 +55,8 @@ struct ZeroTarget {
 // "This condition can fire when we have small parameteters and many ranks"; ZeRO-3, §4.1).
 absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& input, const ZeroTarget& target);
 
-// CheckZeroTarget, then the plan. Plan::sources are the input's sources (PlanSource::memory set),
+// CheckZeroTarget, then the plan. Plan::sources are the input's sources (its files by path, with
+// no bytes: the caller serves them, e.g. RunPlan's `files`; the others with PlanSource::memory),
 // then a zeros source and any cast sources. DataLoss for inconsistent input (runs shorter than
 // their tensors, template keys missing).
 absl::StatusOr<plan::Plan> PlanZeroSink(const ZeroSinkInput& input, const ZeroTarget& target);

@@ -25,7 +25,11 @@ absl::StatusOr<int> AddTorchFile(std::shared_ptr<const TorchFile> file, ZeroSink
   const int fi = static_cast<int>(in->sources.size());
   UCP_RETURN_IF_ERROR(plan::AddStorageRuns(*file, fi, &in->storage_runs));
   // The byte source shares the TorchFile's ownership: the Values stay valid as long as it lives.
+  if (in->num_file_sources != fi) {
+    return absl::InternalError(absl::StrCat(file->name(), ": a file after computed sources"));
+  }
   in->sources.push_back(std::shared_ptr<const ByteSource>(file, &file->zip().source()));
+  in->num_file_sources = fi + 1;
   in->owners.push_back(std::move(file));
   return fi;
 }

@@ -82,6 +82,9 @@ struct ZeroSinkInput {
   // Plan source i is sources[i]; store::ByteRun::file indexes it. storage_runs locates every
   // storage of the trees below (model_root's module, steps, ...).
   std::vector<std::shared_ptr<const ByteSource>> sources;
+  // The first num_file_sources sources are files read from disk (plan sources with a path, which
+  // the output guard checks and RunPlan is given); the others are bytes in memory or computed.
+  int num_file_sources = 0;
   plan::StorageRuns storage_runs;
   // Owners of the Values below (TorchFiles, arenas): kept alive with the input.
   std::vector<std::shared_ptr<const void>> owners;

@@ -189,8 +189,11 @@ TEST(ZeroSink, ChangesAutoepSize) {
   const fs::path out = fs::temp_directory_path() /
                        ("ucp_zero_sink_test_ChangesAutoepSize_" + std::to_string(::getpid()));
   fs::create_directories(out);
-  std::vector<const ByteSource*> sources;
-  for (const plan::PlanSource& s : plan->sources) sources.push_back(s.memory.get());
+  std::vector<const ByteSource*> sources;  // the input's files, then the plan's own bytes
+  for (size_t i = 0; i < plan->sources.size(); ++i) {
+    sources.push_back(static_cast<int>(i) < in->num_file_sources ? in->sources[i].get()
+                                                                 : plan->sources[i].memory.get());
+  }
   execute::ExecuteOptions options;
   options.threads = 1;
   options.fsync = false;

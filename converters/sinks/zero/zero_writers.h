@@ -28,7 +28,8 @@ const Value* WrittenDsConfig(const ZeroSinkInput& in, const ZeroTarget& target);
 // key), and BF16_Optimizer always; model files never get the prefix (§1.2).
 std::string OptimizerFileName(const ZeroSinkInput& in, const ZeroTarget& target, int rank);
 
-// Plan::info and the input's sources (each with its ByteSource), common to both writers.
+// Plan::info and the input's sources (files by path, the rest with their bytes), common to both
+// writers.
 plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int stage,
                        const char* wrapper);
 
