@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "formats/base/buffer.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::bench {
 namespace {
@@ -29,13 +30,13 @@ constexpr int64_t kDpRank = 0;
 constexpr int64_t kStep = 1000;
 
 void Partition(Group& g) {
-  int64_t total = 0;
-  for (const Param& p : g.params) total += p.numel;
-  const int64_t alignment = 2 * kDpSize;
-  const int64_t aligned = (total + alignment - 1) / alignment * alignment;
-  g.partition = aligned / kDpSize;
-  const int64_t start = kDpRank * g.partition, end = start + g.partition;
-  g.padding = start >= total ? g.partition : end > total ? end - total : 0;
+  store::GroupSpec spec{store::PartitionKind::kFlat, {}};
+  for (const Param& p : g.params) spec.numels.push_back(p.numel);
+  store::Topology topology;
+  topology.dp = kDpSize;
+  const store::RankShard shard = store::ShardLayout(std::move(spec), topology).Shard(kDpRank);
+  g.partition = shard.size;
+  g.padding = shard.padding;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // make_zero2_checkpoint: writes a DeepSpeed ZeRO-2, dp=4, fp32 checkpoint for the convert benchmark
-// (bench/run_convert_bench.sh) with ucp's own torch.save writer (SaveTorchFile).
+// (bench/run_convert_bench.sh) through ucp's ZeRO sink from memory (converters/sinks/zero/
+// memory_input.h, the API the training runtime saves through): the model is described once and
+// every tensor's bytes are computed when the executor asks for them.
 //
 // The checkpoint has the structure of fixtures/deepspeed/s2_fp32_dp4 and of the baseline DeepSpeed
 // run of /work/shared/harness/baseline.md (ds_case.py --variant big): the same model (TinyLM:
@@ -20,16 +22,17 @@
 // multiple-of-4 width D whose model is closest to N trainable parameters (V = 125 D / 4, 16
 // blocks), for small runs. Values are deterministic: element i of group g's flat buffer is the
 // same in the model file and in the owning rank's fp32 partition, padding is zero, exp_avg_sq >= 0.
+// The output folder also gets the sink's ucp_manifest.json.
 //
 // Usage: make_zero2_checkpoint --out DIR [--params N] [--dp W]
 // Prints one line of key=value facts (params, width, files, bytes) and exits 0.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -39,9 +42,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "formats/base/byte_sink.h"
+#include "converters/pipelines/reshard.h"
+#include "converters/sinks/zero/memory_input.h"
 #include "formats/base/status.h"
-#include "formats/torch/torch_writer.h"
+#include "formats/torch/pickle_value.h"
 
 namespace ucp::bench {
 namespace {
@@ -73,8 +77,6 @@ struct Group {
   double weight_decay;
   std::vector<Param> params;  // flat order
   int64_t total = 0;          // Σ numel
-  int64_t aligned = 0;        // flat length with alignment padding (§3.2)
-  int64_t partition = 0;      // aligned / dp
   uint64_t seed = 0;
 };
 
@@ -85,7 +87,7 @@ struct Model {
   Param pos;                              // frozen
 };
 
-Model PlanModel(int64_t d, int dp) {
+Model PlanModel(int64_t d) {
   Model m;
   m.width = d;
   m.vocab = 125 * d / 4;
@@ -111,9 +113,6 @@ Model PlanModel(int64_t d, int dp) {
   for (size_t g = 0; g < m.groups.size(); ++g) {
     Group& gr = m.groups[g];
     for (const Param& p : gr.params) gr.total += p.numel();
-    const int64_t alignment = 2 * dp;
-    gr.aligned = (gr.total + alignment - 1) / alignment * alignment;
-    gr.partition = gr.aligned / dp;
     gr.seed = 1000 + g;
   }
   return m;
@@ -130,249 +129,206 @@ inline float ValueAt(uint64_t seed, uint64_t i) {
   return static_cast<float>(static_cast<int32_t>(z)) * 0x1p-38f;
 }
 
-// What a storage holds: elements [begin, begin + numel) of stream `seed`, zero from `valid` on,
-// absolute values when `nonneg` (exp_avg_sq), or the constant `constant` when seed == 0.
-struct Fill {
-  uint64_t seed = 0;
-  int64_t begin = 0, valid = 0;
-  bool nonneg = false;
-  float constant = 0;
+namespace sinks = ::ucp::converters::sinks;
+
+// One tensor the sink asks for: `which` of module parameter `param`.
+struct Stream {
+  uint64_t seed = 0;   // ValueAt stream
+  int64_t begin = 0;   // element of the stream at the tensor's first element
+  bool nonneg = false;  // exp_avg_sq
 };
 
-Buffer Materialize(const StorageRef& s, const Fill& fill) {
-  const int64_t n = s.numel;
-  std::shared_ptr<float> owner(new float[n], std::default_delete<float[]>());
-  float* out = owner.get();
-  for (int64_t i = 0; i < n; ++i) {
-    float x = fill.seed == 0 ? fill.constant : i < fill.valid ? ValueAt(fill.seed, fill.begin + i) : 0.0f;
-    out[i] = fill.nonneg ? std::fabs(x) : x;
-  }
-  return Buffer(std::move(owner), reinterpret_cast<const std::byte*>(out), static_cast<size_t>(n) * 4);
-}
-
-// Builds the value trees of one file; storages get their bytes lazily through Bytes().
-class TreeBuilder {
+// The skeleton, parameters and byte callback of the model's checkpoint (memory_input.h).
+class CheckpointBuilder {
  public:
-  TreeBuilder(const Model& m, int dp) : m_(m), dp_(dp) {}
+  CheckpointBuilder(const Model& m, int dp) : m_(m), dp_(dp) {}
 
-  ft::StorageBytesFn Bytes() const {
-    return [this](const StorageRef& s) -> absl::StatusOr<Buffer> {
-      auto it = fills_.find(&s);
-      if (it == fills_.end()) return absl::InternalError("storage without a fill");
-      return Materialize(s, it->second);
-    };
-  }
-
-  const Value* ModelStates() {
-    Value* module = a_.OrderedDict();
-    absl::flat_hash_map<std::string, const Value*> tensors;
-    const StorageRef* pos = Storage(m_.pos.numel(), {1, 0, m_.pos.numel()});
-    tensors["pos"] = Tensor(pos, 0, m_.pos.shape, false);
-    for (const Group& g : m_.groups) {
-      const StorageRef* flat = Storage(g.aligned, {g.seed, 0, g.total});
-      int64_t offset = 0;
-      for (const Param& p : g.params) {
-        tensors[p.name] = Tensor(flat, offset, p.shape, false);
-        offset += p.numel();
+  sinks::MemoryCheckpoint Build() {
+    sinks::MemoryCheckpoint ck;
+    ck.name = "<make_zero2_checkpoint>";
+    absl::flat_hash_map<std::string, std::pair<int, int64_t>> trainable;  // name -> (group, lp start)
+    for (size_t g = 0; g < m_.groups.size(); ++g) {
+      int64_t lp = 0;
+      for (const Param& p : m_.groups[g].params) {
+        trainable[p.name] = {static_cast<int>(g), lp};
+        lp += p.numel();
       }
     }
-    const TensorRef& embed = tensors["embed.weight"]->tensor();
-    tensors["head.weight"] = Tensor(embed.storage, 0, {m_.vocab, m_.width}, false);
-    for (const std::string& name : m_.module_order) a_.SetItem(module, name, tensors[name]);
-    Value* metadata = a_.OrderedDict();
+    absl::flat_hash_map<std::string, int> index;
+    for (const std::string& name : m_.module_order) {
+      sinks::MemoryParam p;
+      p.name = name;
+      index[name] = static_cast<int>(ck.params.size());
+      std::array<Stream, 4> streams;
+      if (name == "head.weight") {
+        p.role = sinks::MemoryParamRole::kTied;
+        p.tied_to = "embed.weight";
+        p.shape = Shape({m_.vocab, m_.width});
+      } else if (name == "pos") {
+        p.role = sinks::MemoryParamRole::kFrozen;
+        p.shape = Shape(m_.pos.shape);
+        streams[0] = {1, 0, false};
+      } else {
+        const auto [g, lp] = trainable.at(name);
+        const uint64_t seed = m_.groups[g].seed;
+        p.group = g;
+        p.shape = Shape(Find(name).shape);
+        streams = {Stream{seed, lp}, Stream{seed, lp}, Stream{seed + 100, lp}, Stream{seed + 200, lp, true}};
+      }
+      ck.params.push_back(std::move(p));
+      streams_.push_back(streams);
+    }
+    for (size_t g = 0; g < m_.groups.size(); ++g) {
+      sinks::MemoryGroup group;
+      group.hyperparameters = ParamGroup(m_.groups[g], static_cast<int64_t>(g));
+      group.step = Step(&ck);
+      for (const Param& p : m_.groups[g].params) group.params.push_back(index.at(p.name));
+      ck.groups.push_back(std::move(group));
+    }
+    ck.model_states = ModelStates();
+    ck.optimizer_scalars = OptimizerScalars();
+    ck.read = [this](int param, sinks::MemoryTensor which, uint64_t offset, absl::Span<std::byte> out) {
+      return Read(streams_[param][static_cast<int>(which)], offset, out);
+    };
+    return ck;
+  }
+
+ private:
+  const Param& Find(const std::string& name) const {
+    for (const Group& g : m_.groups) {
+      for (const Param& p : g.params) {
+        if (p.name == name) return p;
+      }
+    }
+    return m_.pos;
+  }
+
+  // Bytes [offset, offset + out.size()) of a stream's fp32 elements.
+  static absl::Status Read(const Stream& s, uint64_t offset, absl::Span<std::byte> out) {
+    const uint64_t first = offset / 4, last = (offset + out.size() + 3) / 4;
+    std::vector<float> values(last - first);
+    for (uint64_t i = first; i < last; ++i) {
+      const float x = ValueAt(s.seed, static_cast<uint64_t>(s.begin) + i);
+      values[i - first] = s.nonneg ? std::fabs(x) : x;
+    }
+    std::memcpy(out.data(), reinterpret_cast<const std::byte*>(values.data()) + (offset - first * 4), out.size());
+    return absl::OkStatus();
+  }
+
+  // A 0-dim fp32 tensor 1.0 (the step), its bytes given to the checkpoint.
+  const Value* Step(sinks::MemoryCheckpoint* ck) {
+    const StorageRef* storage = a_->NewStorage({"0", DType::kF32, "cpu", 1, false, std::nullopt});
+    const float one = 1.0f;
+    std::vector<std::byte> bytes(4);
+    std::memcpy(bytes.data(), &one, 4);
+    ck->storages[storage] = Buffer::FromVector(std::move(bytes));
+    TensorRef t;
+    t.storage = storage;
+    t.dtype = DType::kF32;
+    return a_->Tensor(std::move(t));
+  }
+
+  // The model-states dict: the sink fills module entries, buffer_names, optimizer, param_shapes,
+  // frozen_param_*, shared_params and dp_world_size (None placeholders keep DeepSpeed's key order).
+  const Value* ModelStates() {
+    Value* module = a_->OrderedDict();
+    Value* metadata = a_->OrderedDict();
     std::vector<std::string> modules = {"", "embed", "blocks"};
     for (int b = 0; b < kBlocks; ++b) {
       for (const char* sub : {"", ".ln", ".fc1", ".fc2"}) modules.push_back(absl::StrCat("blocks.", b, sub));
     }
     for (const char* n : {"ln_f", "head"}) modules.push_back(n);
-    for (const std::string& n : modules) a_.SetItem(metadata, n, Dict({{"version", a_.Int(1)}}));
+    for (const std::string& n : modules) a_->SetItem(metadata, n, Dict({{"version", a_->Int(1)}}));
     ValueArena::SetState(module, Dict({{"_metadata", metadata}}));
-
-    Value* shapes = a_.List();
-    for (const Group& g : m_.groups) {
-      Value* od = a_.OrderedDict();
-      for (const Param& p : g.params) a_.SetItem(od, p.name, Size(p.shape));
-      ValueArena::Append(shapes, od);
-    }
-    Value* frozen_shapes = a_.OrderedDict();
-    a_.SetItem(frozen_shapes, "pos", Size(m_.pos.shape));
-    Value* frozen = a_.OrderedDict();
-    a_.SetItem(frozen, "pos", tensors["pos"]);
     return Dict({{"module", module},
-                 {"buffer_names", a_.List()},
-                 {"optimizer", a_.None()},
-                 {"param_shapes", shapes},
-                 {"frozen_param_shapes", frozen_shapes},
-                 {"shared_params", Dict({{"head.weight", a_.Str("embed.weight")}})},
-                 {"frozen_param_fragments", frozen},
-                 {"lr_scheduler", Dict({{"last_batch_iteration", a_.Int(0)}})},
-                 {"data_sampler", a_.None()},
-                 {"random_ltd", a_.None()},
-                 {"sparse_tensor_module_names", a_.Set()},
-                 {"skipped_steps", a_.Int(0)},
-                 {"global_steps", a_.Int(1)},
-                 {"global_samples", a_.Int(kGlobalBatch)},
-                 {"dp_world_size", a_.Int(dp_)},
-                 {"mp_world_size", a_.Int(1)},
-                 {"checkpoint_parallel_dimensions", Dict({{"pp_degree", a_.Int(1)}, {"tp_degree", a_.Int(1)}})},
+                 {"buffer_names", a_->List()},
+                 {"optimizer", a_->None()},
+                 {"param_shapes", a_->None()},
+                 {"frozen_param_shapes", a_->None()},
+                 {"shared_params", a_->None()},
+                 {"frozen_param_fragments", a_->None()},
+                 {"lr_scheduler", Dict({{"last_batch_iteration", a_->Int(0)}})},
+                 {"data_sampler", a_->None()},
+                 {"random_ltd", a_->None()},
+                 {"sparse_tensor_module_names", a_->Set()},
+                 {"skipped_steps", a_->Int(0)},
+                 {"global_steps", a_->Int(1)},
+                 {"global_samples", a_->Int(kGlobalBatch)},
+                 {"dp_world_size", a_->Int(dp_)},
+                 {"mp_world_size", a_->Int(1)},
+                 {"checkpoint_parallel_dimensions", Dict({{"pp_degree", a_->Int(1)}, {"tp_degree", a_->Int(1)}})},
                  {"ds_config", DsConfig()},
-                 {"ds_version", a_.Str(kVersion)},
-                 {"universal_checkpoint_info", a_.Dict()},
-                 {"iteration", a_.Int(1)}});
+                 {"ds_version", a_->Str(kVersion)},
+                 {"universal_checkpoint_info", a_->Dict()},
+                 {"iteration", a_->Int(1)}});
   }
 
-  const Value* OptimStates(int rank) {
-    Value* state = a_.Dict();
-    Value* param_groups = a_.List();
-    Value* fp32 = a_.List();
-    Value* paddings = a_.List();
-    Value* counts = a_.List();
-    Value* mappings = a_.List();
-    for (size_t g = 0; g < m_.groups.size(); ++g) {
-      const Group& gr = m_.groups[g];
-      const int64_t ps = rank * gr.partition, pe = ps + gr.partition;
-      const int64_t padding = ps >= gr.total ? gr.partition : pe > gr.total ? pe - gr.total : 0;
-      const int64_t valid = gr.partition - padding;
-      Fill step;
-      step.constant = 1.0f;
-      const Value* per_group =
-          Dict({{"step", Tensor(Storage(1, step), 0, {}, false)},
-                {"exp_avg", Tensor(Storage(gr.partition, {gr.seed + 100, ps, valid}), 0, {gr.partition}, false)},
-                {"exp_avg_sq",
-                 Tensor(Storage(gr.partition, {gr.seed + 200, ps, valid, true}), 0, {gr.partition}, false)}});
-      ValueArena::SetItem(state, a_.Int(static_cast<int64_t>(g)), per_group);
-      ValueArena::Append(param_groups, ParamGroup(gr, static_cast<int64_t>(g)));
-      ValueArena::Append(fp32, Tensor(Storage(gr.partition, {gr.seed, ps, valid}), 0, {valid}, true));
-      ValueArena::Append(paddings, a_.Int(padding));
-      ValueArena::Append(counts, a_.Int(dp_));
-      ValueArena::Append(mappings, SliceMappings(gr, ps, pe));
-    }
-    Value* scaler = a_.Object(a_.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a_.Tuple(),
-                              Value::Construction::kNewObj);
-    ValueArena::SetState(scaler, Dict({{"cur_scale", a_.Float(1.0)}, {"dynamic", a_.Bool(false)}}));
-    const Value* stage = a_.Object(
-        a_.Global("__builtin__", "getattr"),
-        a_.Tuple({a_.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"), a_.Str("gradients")}),
-        Value::Construction::kReduce);
-    const Value* osd = Dict({{"loss_scaler", scaler},
-                             {"dynamic_loss_scale", a_.Bool(false)},
-                             {"overflow", a_.Bool(false)},
-                             {"clip_grad", a_.Float(1.0)},
-                             {"base_optimizer_state", Dict({{"state", state}, {"param_groups", param_groups}})},
-                             {"single_partition_of_fp32_groups", fp32},
-                             {"zero_stage", stage},
-                             {"group_paddings", paddings},
-                             {"partition_count", counts},
-                             {"ds_version", a_.Str(kVersion)},
-                             {"param_slice_mappings", mappings}});
-    return Dict({{"optimizer_state_dict", osd}, {"ds_config", DsConfig()}, {"ds_version", a_.Str(kVersion)}});
-  }
-
- private:
-  const StorageRef* Storage(int64_t numel, Fill fill) {
-    StorageRef* s = a_.NewStorage({"", DType::kF32, "cpu", numel, false, std::nullopt});
-    fills_[s] = fill;
-    return s;
-  }
-
-  const Value* Tensor(const StorageRef* storage, int64_t offset, std::vector<int64_t> dims, bool requires_grad) {
-    TensorRef t;
-    t.storage = storage;
-    t.dtype = DType::kF32;
-    t.storage_offset = offset;
-    t.shape = Shape(std::move(dims));
-    t.stride = t.shape.ContiguousStrides();
-    t.requires_grad = requires_grad;
-    return a_.Tensor(std::move(t));
-  }
-
-  const Value* Size(const std::vector<int64_t>& dims) {
-    Value* t = a_.Tuple();
-    for (int64_t d : dims) ValueArena::Append(t, a_.Int(d));
-    return a_.Object(a_.Global("torch", "Size"), a_.Tuple({t}), Value::Construction::kReduce);
+  const Value* OptimizerScalars() {
+    Value* scaler = a_->Object(a_->Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a_->Tuple(),
+                               Value::Construction::kNewObj);
+    ValueArena::SetState(scaler, Dict({{"cur_scale", a_->Float(1.0)}, {"dynamic", a_->Bool(false)}}));
+    return Dict({{"loss_scaler", scaler},
+                 {"dynamic_loss_scale", a_->Bool(false)},
+                 {"overflow", a_->Bool(false)},
+                 {"clip_grad", a_->Float(1.0)},
+                 {"ds_version", a_->Str(kVersion)}});
   }
 
   Value* Dict(std::initializer_list<std::pair<absl::string_view, const Value*>> entries) {
-    Value* d = a_.Dict();
-    for (const auto& [key, value] : entries) a_.SetItem(d, key, value);
+    Value* d = a_->Dict();
+    for (const auto& [key, value] : entries) a_->SetItem(d, key, value);
     return d;
   }
 
-  const Value* Betas() { return a_.List({a_.Float(0.9), a_.Float(0.95)}); }
+  const Value* Betas() { return a_->List({a_->Float(0.9), a_->Float(0.95)}); }
 
   const Value* ParamGroup(const Group& g, int64_t index) {
-    return Dict({{"weight_decay", a_.Float(g.weight_decay)}, {"name", a_.Str(g.name)},
-                 {"lr", a_.Float(0.01 / 3)}, {"betas", Betas()}, {"eps", a_.Float(1e-8)},
-                 {"amsgrad", a_.Bool(false)}, {"foreach", a_.None()}, {"maximize", a_.Bool(false)},
-                 {"capturable", a_.Bool(false)}, {"params", a_.List({a_.Int(index)})}});
-  }
-
-  // name → fragment_address(numel, start) for the params overlapping [ps, pe) (§3.3, §3.4).
-  const Value* SliceMappings(const Group& g, int64_t ps, int64_t pe) {
-    Value* od = a_.OrderedDict();
-    int64_t lp_start = 0;
-    for (const Param& p : g.params) {
-      const int64_t fs = std::max(lp_start, ps), fe = std::min(lp_start + p.numel(), pe);
-      if (fs < fe) {
-        Value* addr = a_.Object(a_.Global("deepspeed.utils.tensor_fragment", "fragment_address"), a_.Tuple(),
-                                Value::Construction::kNewObj);
-        ValueArena::SetState(addr, Dict({{"numel", a_.Int(fe - fs)}, {"start", a_.Int(fs - ps)}}));
-        a_.SetItem(od, p.name, addr);
-      }
-      lp_start += p.numel();
-    }
-    return od;
+    return Dict({{"weight_decay", a_->Float(g.weight_decay)}, {"name", a_->Str(g.name)},
+                 {"lr", a_->Float(0.01 / 3)}, {"betas", Betas()}, {"eps", a_->Float(1e-8)},
+                 {"amsgrad", a_->Bool(false)}, {"foreach", a_->None()}, {"maximize", a_->Bool(false)},
+                 {"capturable", a_->Bool(false)}, {"params", a_->List({a_->Int(index)})}});
   }
 
   // ds_case.py's ds_config for --variant big (baseline.md).
   const Value* DsConfig() {
-    const Value* adamw = Dict({{"type", a_.Str("AdamW")},
-                               {"params", Dict({{"lr", a_.Float(0.01)}, {"betas", Betas()}, {"eps", a_.Float(1e-8)},
-                                                {"weight_decay", a_.Float(0.05)}, {"torch_adam", a_.Bool(true)}})}});
-    const Value* sched = Dict({{"type", a_.Str("WarmupLR")},
-                               {"params", Dict({{"warmup_min_lr", a_.Float(0.0)}, {"warmup_max_lr", a_.Float(0.01)},
-                                                {"warmup_num_steps", a_.Int(3)},
-                                                {"warmup_type", a_.Str("linear")}})}});
-    const Value* zero = Dict({{"stage", a_.Int(2)}, {"reduce_bucket_size", a_.Int(50000000)},
-                              {"allgather_bucket_size", a_.Int(50000000)}});
-    return Dict({{"train_batch_size", a_.Int(kGlobalBatch)},
-                 {"train_micro_batch_size_per_gpu", a_.Int(kGlobalBatch / dp_ > 0 ? kGlobalBatch / dp_ : 1)},
-                 {"gradient_accumulation_steps", a_.Int(1)}, {"steps_per_print", a_.Int(1000000)},
-                 {"gradient_clipping", a_.Float(1.0)}, {"optimizer", adamw}, {"scheduler", sched},
-                 {"zero_optimization", zero}, {"wall_clock_breakdown", a_.Bool(false)}});
+    const Value* adamw = Dict({{"type", a_->Str("AdamW")},
+                               {"params", Dict({{"lr", a_->Float(0.01)}, {"betas", Betas()}, {"eps", a_->Float(1e-8)},
+                                                {"weight_decay", a_->Float(0.05)}, {"torch_adam", a_->Bool(true)}})}});
+    const Value* sched = Dict({{"type", a_->Str("WarmupLR")},
+                               {"params", Dict({{"warmup_min_lr", a_->Float(0.0)}, {"warmup_max_lr", a_->Float(0.01)},
+                                                {"warmup_num_steps", a_->Int(3)},
+                                                {"warmup_type", a_->Str("linear")}})}});
+    const Value* zero = Dict({{"stage", a_->Int(2)}, {"reduce_bucket_size", a_->Int(50000000)},
+                              {"allgather_bucket_size", a_->Int(50000000)}});
+    return Dict({{"train_batch_size", a_->Int(kGlobalBatch)},
+                 {"train_micro_batch_size_per_gpu", a_->Int(kGlobalBatch / dp_ > 0 ? kGlobalBatch / dp_ : 1)},
+                 {"gradient_accumulation_steps", a_->Int(1)}, {"steps_per_print", a_->Int(1000000)},
+                 {"gradient_clipping", a_->Float(1.0)}, {"optimizer", adamw}, {"scheduler", sched},
+                 {"zero_optimization", zero}, {"wall_clock_breakdown", a_->Bool(false)}});
   }
 
   const Model& m_;
   const int dp_;
-  ValueArena a_;
-  absl::flat_hash_map<const StorageRef*, Fill> fills_;
+  std::shared_ptr<ValueArena> a_ = std::make_shared<ValueArena>();
+  std::vector<std::array<Stream, 4>> streams_;  // per MemoryParam: weight, fp32, exp_avg, exp_avg_sq
+
+ public:
+  std::shared_ptr<const ValueArena> arena() const { return a_; }
 };
 
 absl::Status WriteCheckpoint(const std::string& out, const Model& m, int dp, uint64_t* bytes) {
-  const std::string tag_dir = absl::StrCat(out, "/", kTag);
-  std::error_code ec;
-  std::filesystem::create_directories(tag_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat(tag_dir, ": ", ec.message()));
-  std::vector<std::string> files;
-  {
-    TreeBuilder b(m, dp);
-    const Value* root = b.ModelStates();
-    files.push_back(tag_dir + "/mp_rank_00_model_states.pt");
-    UCP_RETURN_IF_ERROR(ft::SaveTorchFile(files.back(), *root, b.Bytes()));
-  }
-  for (int r = 0; r < dp; ++r) {
-    TreeBuilder b(m, dp);
-    const Value* root = b.OptimStates(r);
-    files.push_back(absl::StrCat(tag_dir, "/zero_pp_rank_", r, "_mp_rank_00_optim_states.pt"));
-    UCP_RETURN_IF_ERROR(ft::SaveTorchFile(files.back(), *root, b.Bytes()));
-  }
-  // `latest` last: a folder with it is complete.
-  std::unique_ptr<ByteSink> sink;
-  UCP_ASSIGN_OR_RETURN(sink, CreateFileSink(out + "/latest"));
-  UCP_RETURN_IF_ERROR(sink->Append({reinterpret_cast<const std::byte*>(kTag), std::strlen(kTag)}));
-  UCP_RETURN_IF_ERROR(sink->Commit());
-  *bytes = 0;
-  for (const std::string& f : files) *bytes += std::filesystem::file_size(f);
+  CheckpointBuilder builder(m, dp);
+  sinks::MemoryCheckpoint ck = builder.Build();
+  ck.owner = builder.arena();
+  UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, sinks::ZeroSinkInputFromMemory(std::move(ck)));
+  sinks::ZeroTarget target;
+  target.topology.dp = dp;
+  target.zero_stage = 2;
+  target.tag = kTag;
+  converters::execute::ExecuteOptions execute;
+  UCP_ASSIGN_OR_RETURN(converters::pipelines::ReshardResult r,
+                       converters::pipelines::SaveZeroCheckpoint(input, target, out, execute));
+  *bytes = r.bytes;
   return absl::OkStatus();
 }
 
@@ -405,12 +361,12 @@ int Main(int argc, char** argv) {
   if (params > 0) {
     int64_t best = 4;
     for (int64_t d = 4; d <= 16384; d += 4) {
-      if (std::llabs(Trainable(PlanModel(d, dp)) - params) < std::llabs(Trainable(PlanModel(best, dp)) - params)) best = d;
-      if (Trainable(PlanModel(d, dp)) > params) break;
+      if (std::llabs(Trainable(PlanModel(d)) - params) < std::llabs(Trainable(PlanModel(best)) - params)) best = d;
+      if (Trainable(PlanModel(d)) > params) break;
     }
     width = best;
   }
-  const Model m = PlanModel(width, dp);
+  const Model m = PlanModel(width);
   uint64_t bytes = 0;
   if (absl::Status st = WriteCheckpoint(out, m, dp, &bytes); !st.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());

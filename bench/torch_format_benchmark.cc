@@ -222,8 +222,7 @@ uint64_t TensorByteCount(const TensorRef& t) {
 absl::Status ReadTensorInto(const ft::TorchFile& file, const TensorRef& t, absl::Span<std::byte> out) {
   if (out.empty()) return absl::OkStatus();
   if (!file.zip().source().Map() && t.IsContiguous()) {
-    const formats::zip::ZipEntry* e = file.zip().Find(absl::StrCat(file.archive_root(), "/data/", t.storage->key));
-    if (e == nullptr) return absl::NotFoundError(absl::StrCat("no record for storage ", t.storage->key));
+    UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* e, file.StorageEntry(*t.storage));
     return file.zip().source().ReadAt(e->data_offset + static_cast<uint64_t>(t.storage_offset) * DTypeSize(t.dtype),
                                       out);
   }

@@ -177,6 +177,8 @@ int main(int argc, char** argv) {
       "Load the result in DeepSpeed as an ordinary checkpoint (engine.load_checkpoint(OUT)).");
   reshard_cmd->add_option("SRC", reshard.input, "UCP folder, or ZeRO save folder / tag folder")->required();
   reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")->required()->check(CLI::PositiveNumber);
+  reshard_cmd->add_option("--tp", reshard.tp, "target tensor-parallel size (default: keep; only the source's is written)")
+      ->check(CLI::PositiveNumber);
   reshard_cmd->add_option("--autoep-size", reshard.autoep_size, "target AutoEP autoep_size (default: keep)")
       ->check(CLI::PositiveNumber);
   reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep): 1 <-> 2, or 0 -> 1|2 (required for a ZeRO-0 source); DeepSpeed cannot cross ZeRO-3");

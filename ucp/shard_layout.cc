@@ -1,99 +1,101 @@
 #include "ucp/shard_layout.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace ucp::store {
 
-FlatLayout MakeFlatLayout(absl::Span<const int64_t> numels, int world, int alignment_factor) {
-  FlatLayout l;
-  l.world = std::max(world, 1);
-  for (int64_t n : numels) l.total += n;
-  const int64_t align = static_cast<int64_t>(alignment_factor) * l.world;
-  l.aligned = (l.total + align - 1) / align * align;
-  l.partition_size = l.aligned / l.world;
-  return l;
+int64_t RankShard::SavedPadding(bool bf16_optimizer) const {
+  if (!bf16_optimizer) return padding;
+  return partition_rank == world - 1 ? total_padding : 0;
 }
 
-std::vector<FlatFragment> FlatRankFragments(absl::Span<const int64_t> numels, const FlatLayout& layout, int rank) {
-  std::vector<FlatFragment> out;
-  const int64_t ps = static_cast<int64_t>(rank) * layout.partition_size;
-  const int64_t pe = ps + layout.partition_size;
-  int64_t lp = 0;
-  for (size_t i = 0; i < numels.size(); ++i) {
-    const int64_t n = numels[i];
-    if (lp < pe && lp + n > ps) {
-      const int64_t fs = std::max(lp, ps), fe = std::min(lp + n, pe);
-      out.push_back(FlatFragment{static_cast<int>(i), fs - lp, fs - ps, fe - fs});
+PerParamPiece PerParamShard(int64_t numel, int world, int rank) {
+  PerParamPiece p;
+  p.partition = (numel + world - 1) / world;
+  p.offset = std::min(numel, rank * p.partition);
+  p.valid = std::max<int64_t>(0, std::min(p.partition, numel - rank * p.partition));
+  return p;
+}
+
+ShardLayout::ShardLayout(GroupSpec spec, const Topology& topology)
+    : spec_(std::move(spec)),
+      topology_(topology),
+      world_(spec_.expert ? topology.edp() : topology.dp) {
+  for (int64_t n : spec_.numels) total_ += n;
+  if (spec_.kind == PartitionKind::kFlat) {
+    const int64_t align = static_cast<int64_t>(std::max(spec_.alignment_factor, 1)) * world_;
+    partition_size_ = (total_ + align - 1) / align * align / world_;
+  } else {
+    for (int64_t n : spec_.numels) partition_size_ += PerParamShard(n, world_, 0).partition;
+  }
+}
+
+RankShard ShardLayout::Shard(int dp_rank) const {
+  RankShard r;
+  r.world = world_;
+  r.size = partition_size_;
+  if (spec_.expert) {
+    const EpPlace place = topology_.PlaceOnEp(dp_rank);
+    r.partition_rank = place.edp_rank;
+    r.ep_rank = place.ep_rank;
+  } else {
+    r.partition_rank = dp_rank;
+  }
+  int64_t held = 0;
+  int64_t start = 0;  // kFlat: the parameter's first flat element; kPerParam: its piece's place
+  for (size_t i = 0; i < spec_.numels.size(); ++i) {
+    const int64_t n = spec_.numels[i];
+    ShardPiece piece;
+    piece.param = static_cast<int>(i);
+    if (spec_.kind == PartitionKind::kFlat) {
+      const int64_t ps = r.partition_rank * partition_size_, pe = ps + partition_size_;
+      const int64_t fs = std::max(start, ps), fe = std::min(start + n, pe);
+      piece.param_offset = fs - start;
+      piece.partition_offset = fs - ps;
+      piece.numel = fe - fs;
+      start += n;
+    } else {
+      const PerParamPiece p = PerParamShard(n, world_, r.partition_rank);
+      piece.param_offset = p.offset;
+      piece.partition_offset = start;
+      piece.numel = p.valid;
+      start += p.partition;
     }
-    lp += n;
+    if (piece.numel <= 0) continue;
+    piece.merged_offset = r.ep_rank * n + piece.param_offset;
+    held += piece.numel;
+    r.pieces.push_back(piece);
   }
-  return out;
+  r.padding = partition_size_ - held;
+  if (spec_.kind == PartitionKind::kFlat) r.total_padding = flat_length() - total_;
+  return r;
 }
 
-int64_t FlatRankPadding(const FlatLayout& layout, int rank) {
-  const int64_t ps = static_cast<int64_t>(rank) * layout.partition_size;
-  const int64_t pe = ps + layout.partition_size;
-  if (pe <= layout.total) return 0;
-  if (ps >= layout.total) return layout.partition_size;
-  return pe - layout.total;
-}
-
-int64_t PerParamPartition(int64_t numel, int world) { return (numel + world - 1) / world; }
-
-int64_t PerParamValid(int64_t numel, int world, int rank) {
-  const int64_t p = PerParamPartition(numel, world);
-  return std::max<int64_t>(0, std::min(p, numel - rank * p));
-}
-
-EpPlace PlaceOnEp(int rank, int dp, int ep, bool use_data_before_expert_parallelism) {
-  const int edp = dp / ep;
-  if (use_data_before_expert_parallelism) return EpPlace{rank / edp, rank % edp};
-  return EpPlace{rank % ep, rank / ep};
-}
-
-std::vector<std::vector<float>> SplitFlat(const std::vector<std::vector<float>>& params, int world,
-                                          int alignment_factor) {
-  std::vector<int64_t> numels;
-  for (const auto& p : params) numels.push_back(static_cast<int64_t>(p.size()));
-  const FlatLayout l = MakeFlatLayout(numels, world, alignment_factor);
-  std::vector<std::vector<float>> out(l.world, std::vector<float>(l.partition_size, 0.0f));
-  for (int r = 0; r < l.world; ++r) {
-    for (const FlatFragment& f : FlatRankFragments(numels, l, r)) {
-      std::copy_n(params[f.param].begin() + f.param_offset, f.numel, out[r].begin() + f.partition_offset);
+std::vector<ShardLayout::Bytes> ShardLayout::Split(const std::vector<Bytes>& merged,
+                                                   size_t elem_size) const {
+  std::vector<Bytes> out(topology_.dp, Bytes(partition_size_ * elem_size, 0));
+  for (int d = 0; d < topology_.dp; ++d) {
+    for (const ShardPiece& p : Shard(d).pieces) {
+      std::memcpy(out[d].data() + p.partition_offset * elem_size,
+                  merged[p.param].data() + p.merged_offset * elem_size, p.numel * elem_size);
     }
   }
   return out;
 }
 
-std::vector<std::vector<float>> MergeFlat(const std::vector<std::vector<float>>& partitions,
-                                          absl::Span<const int64_t> numels, int alignment_factor) {
-  const FlatLayout l = MakeFlatLayout(numels, static_cast<int>(partitions.size()), alignment_factor);
-  std::vector<std::vector<float>> out;
-  for (int64_t n : numels) out.emplace_back(n, 0.0f);
-  for (int r = 0; r < l.world; ++r) {
-    for (const FlatFragment& f : FlatRankFragments(numels, l, r)) {
-      std::copy_n(partitions[r].begin() + f.partition_offset, f.numel, out[f.param].begin() + f.param_offset);
+std::vector<ShardLayout::Bytes> ShardLayout::Merge(const std::vector<Bytes>& partitions,
+                                                   size_t elem_size) const {
+  const int64_t ep = spec_.expert ? topology_.ep : 1;
+  std::vector<Bytes> out;
+  for (int64_t n : spec_.numels) out.emplace_back(ep * n * elem_size, 0);
+  // Every merged element is held by exactly one DP rank (experts: one rank of its EP rank's
+  // expert-DP group).
+  for (int d = 0; d < topology_.dp; ++d) {
+    for (const ShardPiece& p : Shard(d).pieces) {
+      std::memcpy(out[p.param].data() + p.merged_offset * elem_size,
+                  partitions[d].data() + p.partition_offset * elem_size, p.numel * elem_size);
     }
-  }
-  return out;
-}
-
-std::vector<std::vector<float>> SplitPerParam(const std::vector<float>& param, int world) {
-  const int64_t n = static_cast<int64_t>(param.size());
-  const int64_t p = PerParamPartition(n, world);
-  std::vector<std::vector<float>> out(world, std::vector<float>(p, 0.0f));
-  for (int r = 0; r < world; ++r) {
-    std::copy_n(param.begin() + r * p, PerParamValid(n, world, r), out[r].begin());
-  }
-  return out;
-}
-
-std::vector<float> MergePerParam(const std::vector<std::vector<float>>& partitions, int64_t numel) {
-  const int world = static_cast<int>(partitions.size());
-  std::vector<float> out(numel, 0.0f);
-  const int64_t p = PerParamPartition(numel, world);
-  for (int r = 0; r < world; ++r) {
-    std::copy_n(partitions[r].begin(), PerParamValid(numel, world, r), out.begin() + r * p);
   }
   return out;
 }

@@ -110,14 +110,13 @@ absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const f
     return absl::UnimplementedError(absl::StrCat(file.name(), ": a non-contiguous tensor view (storage ",
                                                  tensor.storage->key, ") is not a byte run"));
   }
-  const std::string record = absl::StrCat(file.archive_root(), "/data/", tensor.storage->key);
-  const formats::zip::ZipEntry* entry = file.zip().Find(record);
+  UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file.StorageEntry(*tensor.storage));
   const uint64_t elem = DTypeSize(tensor.dtype);
   const uint64_t begin = static_cast<uint64_t>(tensor.storage_offset) * elem;
   const uint64_t size = static_cast<uint64_t>(tensor.NumElements()) * elem;
-  if (entry == nullptr || tensor.storage_offset < 0 || begin > entry->size || size > entry->size - begin) {
+  if (tensor.storage_offset < 0 || begin > entry->size || size > entry->size - begin) {
     return absl::DataLossError(absl::StrCat(file.name(), ": tensor bytes [", begin, ", +", size,
-                                            ") are not inside record ", record));
+                                            ") are not inside record ", entry->name));
   }
   return ByteRun{file_index, entry->data_offset + begin, size};
 }

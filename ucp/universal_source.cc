@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "formats/base/status.h"
 #include "ucp/manifest.h"
+#include "ucp/shard_layout.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::store {
@@ -276,7 +277,6 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
     }
     meta.shape = *frozen_shape;
     UCP_ASSIGN_OR_RETURN(int64_t numel, meta.shape.NumElements());
-    const int64_t per_rank = dp > 0 ? (numel + dp - 1) / dp : numel;
     StateMeta state;
     for (int64_t d = 0; d < dp; ++d) {
       const std::string path = ModelFile(dir, static_cast<int>(d));
@@ -288,7 +288,7 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
         return absl::DataLossError(absl::StrCat(path, ": frozen_param_fragments has no tensor '", name, "'"));
       }
       UCP_ASSIGN_OR_RETURN(ByteRun run, TensorRun(*rank.torch, frag->tensor(), rank.index));
-      const int64_t take = std::clamp<int64_t>(numel - d * per_rank, 0, per_rank);
+      const int64_t take = PerParamShard(numel, static_cast<int>(dp), static_cast<int>(d)).valid;
       const uint64_t bytes = static_cast<uint64_t>(take) * DTypeSize(frag->tensor().dtype);
       if (bytes > run.size) return absl::DataLossError(absl::StrCat(path, ": fragment of '", name, "' is short"));
       state.dtype = frag->tensor().dtype;

@@ -5,6 +5,7 @@
 #include "cli/commands/progress.h"
 #include "converters/pipelines/reshard.h"
 #include "formats/base/byte_size.h"
+#include "formats/base/status.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {
@@ -12,25 +13,27 @@ namespace {
 
 namespace pipelines = converters::pipelines;
 
+// One error line; exit 2 for a usage error (an option or a target that can never work), else 1.
 int Fail(std::ostream& err, const absl::Status& status) {
   err << "error: " << status.message() << "\n";
-  return 1;
+  return IsUsageError(status) ? 2 : 1;
 }
 
 }  // namespace
 
 int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& err) {
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok()) return Fail(err, memory.status());
-  if (o.dp < 1) return Fail(err, absl::InvalidArgumentError("--dp must be >= 1"));
+  if (!memory.ok()) return Fail(err, AsUsageError(memory.status()));
+  if (o.dp < 1) return Fail(err, UsageError("--dp must be >= 1"));
   pipelines::ReshardOptions options;
   options.input = o.input;
   options.output = o.output;
   options.input_tag = o.input_tag;
-  options.target.dp = o.dp;
-  options.target.autoep_size = o.autoep_size;
-  options.target.zero_stage = o.zero_stage;
-  options.target.tag = o.tag;
+  options.dp = o.dp;
+  options.tp = o.tp;
+  options.autoep_size = o.autoep_size;
+  options.zero_stage = o.zero_stage;
+  options.tag = o.tag;
   options.force = o.force;
   options.execute.threads = o.threads;
   options.execute.memory_limit = *memory;
@@ -54,14 +57,14 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ReshardResult> r = pipelines::Reshard(options);
   progress.Finish();
-  if (!r.ok()) return RunFailed(err, r.status());
+  if (!r.ok()) return IsUsageError(r.status()) ? Fail(err, r.status()) : RunFailed(err, r.status());
   if (r->removed_stale_partial)
     err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   if (o.json) {
     out << nlohmann::json{{"output", r->output},     {"tag", r->tag},
                           {"files", r->files},       {"bytes", r->bytes},
                           {"seconds", r->stats.seconds}, {"zero_stage", r->info.zero_stage},
-                          {"dp", r->info.dp_size},   {"ep", r->info.ep_size}}
+                          {"dp", r->info.dp_size},   {"tp", r->info.tp_size},   {"ep", r->info.ep_size}}
                .dump(1)
         << "\n";
   } else {

@@ -15,6 +15,7 @@ struct ReshardCommandOptions {
   std::string input_tag;  // ZeRO input: tag to read instead of `latest`
   std::string tag;        // output tag; empty: global_step<global_steps>
   int dp = 0;
+  int tp = 0;  // 0: keep
   int autoep_size = 0;
   int zero_stage = -1;
   int threads = 0;
@@ -26,8 +27,9 @@ struct ReshardCommandOptions {
   bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
-// Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`), 130 / 143 when
-// interrupted by SIGINT / SIGTERM (cli/commands/interrupt.h).
+// Returns the process exit code: 0 ok, 1 error, 2 usage error (an option, or an infeasible or
+// absurd target, refused before anything is read beyond the input's metadata), 130 / 143 when
+// interrupted by SIGINT / SIGTERM (cli/commands/interrupt.h); one "error: ..." line on `err`.
 int RunReshard(const ReshardCommandOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace ucp::cli

@@ -110,8 +110,8 @@ absl::Status DetectStage(CheckpointIndex* index) {
                                                         OptimizerWrapperName(first_kind.wrapper)));
     }
   }
-  index->topology.zero_stage = first_kind.stage;
-  index->topology.wrapper = first_kind.wrapper;
+  index->kind.zero_stage = first_kind.stage;
+  index->kind.wrapper = first_kind.wrapper;
   return absl::OkStatus();
 }
 
@@ -141,7 +141,7 @@ absl::StatusOr<std::map<std::pair<int, int>, int>> RankMap(const CheckpointIndex
 // World sizes from the first model file, checked against the ranks the file names carry.
 absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
                       CheckpointIndex* index) {
-  Topology& t = index->topology;
+  store::Topology& t = index->topology;
   const CheckpointFile& model0 = index->files[model.begin()->second];
   UCP_ASSIGN_OR_RETURN(int64_t dp_world, OptionalInt(model0, keys::kDpWorldSize));
   UCP_ASSIGN_OR_RETURN(int64_t mp_world, OptionalInt(model0, keys::kMpWorldSize));
@@ -151,15 +151,15 @@ absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std
     max_dp = std::max(max_dp, rank.second);
   }
   for (const auto& [rank, file] : model) max_mp = std::max(max_mp, rank.first);
-  t.dp_size = dp_world > 0 ? static_cast<int>(dp_world) : max_dp + 1;
-  t.mp_size = mp_world > 0 ? static_cast<int>(mp_world) : max_mp + 1;
-  t.edp_size = t.dp_size;  // until ReadAutoEp finds expert parallelism
+  t.dp = dp_world > 0 ? static_cast<int>(dp_world) : max_dp + 1;
+  t.tp = mp_world > 0 ? static_cast<int>(mp_world) : max_mp + 1;  // CheckModelFilesAgree splits off pp
+  t.pp = 1;
   for (const auto* ranks : {&optim, &model}) {
     for (const auto& [rank, file] : *ranks) {
-      if (rank.second >= t.dp_size || rank.first >= t.mp_size) {
+      if (rank.second >= t.dp || rank.first >= t.mp()) {
         return absl::FailedPreconditionError(absl::StrCat(
             index->files[file].path, ": rank beyond the world size recorded in ", model0.path, " (dp_world_size ",
-            t.dp_size, ", mp_world_size ", t.mp_size, "); is it a file of another checkpoint?"));
+            t.dp, ", mp_world_size ", t.mp(), "); is it a file of another checkpoint?"));
       }
     }
   }
@@ -168,13 +168,14 @@ absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std
 
 absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
                       const std::string& prefix, CheckpointIndex* index) {
-  const Topology& t = index->topology;
-  const bool zero3 = t.zero_stage == 3;
-  for (int mp = 0; mp < t.mp_size; ++mp) {
-    for (int dp = 0; dp < t.dp_size; ++dp) {
+  const store::Topology& t = index->topology;
+  const ZeroKind& zk = index->kind;
+  const bool zero3 = zk.zero_stage == 3;
+  for (int mp = 0; mp < t.mp(); ++mp) {
+    for (int dp = 0; dp < t.dp; ++dp) {
       auto it = optim.find({mp, dp});
       if (it == optim.end()) {
-        return absl::NotFoundError(absl::StrCat("missing ZeRO optimizer shard of dp rank ", dp, " (of ", t.dp_size,
+        return absl::NotFoundError(absl::StrCat("missing ZeRO optimizer shard of dp rank ", dp, " (of ", t.dp,
                                                 "), mp rank ", mp, ": ", index->dir.tag_dir, "/",
                                                 ExpectedOptimName(prefix, dp, mp)));
       }
@@ -206,25 +207,24 @@ absl::Status CheckModelFilesAgree(CheckpointIndex* index) {
       }
     }
   }
-  Topology& t = index->topology;
-  t.tp_size = t.mp_size;
-  t.pp_size = 1;
+  store::Topology& t = index->topology;
+  // SizeGrid set tp = mp_world_size, pp = 1; checkpoint_parallel_dimensions may split it.
   if (const Value* dims = first.root().Get(keys::kCheckpointParallelDimensions); IsSet(dims)) {
     const std::string ctx = absl::StrCat(first.path, ": ", keys::kCheckpointParallelDimensions);
     UCP_ASSIGN_OR_RETURN(int64_t tp,
                          AsIntIn(dims->Get(keys::kTpDegree), 1, kMaxCount, absl::StrCat(ctx, ".", keys::kTpDegree)));
     UCP_ASSIGN_OR_RETURN(int64_t pp,
                          AsIntIn(dims->Get(keys::kPpDegree), 1, kMaxCount, absl::StrCat(ctx, ".", keys::kPpDegree)));
-    if (tp * pp != t.mp_size) {
+    if (tp * pp != t.mp()) {
       return absl::FailedPreconditionError(
-          absl::StrCat(ctx, ": tp_degree ", tp, " x pp_degree ", pp, " != mp_world_size ", t.mp_size));
+          absl::StrCat(ctx, ": tp_degree ", tp, " x pp_degree ", pp, " != mp_world_size ", t.mp()));
     }
-    t.tp_size = static_cast<int>(tp);
-    t.pp_size = static_cast<int>(pp);
+    t.tp = static_cast<int>(tp);
+    t.pp = static_cast<int>(pp);
   }
-  if (t.pp_size > 1) {
+  if (t.pp > 1) {
     return absl::UnimplementedError(
-        absl::StrCat(first.path, ": pipeline parallelism (pp_degree ", t.pp_size, ") is not supported"));
+        absl::StrCat(first.path, ": pipeline parallelism (pp_degree ", t.pp, ") is not supported"));
   }
   return absl::OkStatus();
 }
@@ -265,8 +265,8 @@ absl::StatusOr<std::string> ShardPrefix(const std::vector<ListedFile>& listed) {
 absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOptions& options,
                             CheckpointIndex* index) {
   UCP_RETURN_IF_ERROR(OpenFiles(listed, options, index));
-  index->topology.zero_stage = 0;
-  index->topology.wrapper = OptimizerWrapper::kTorchOptimizer;
+  index->kind.zero_stage = 0;
+  index->kind.wrapper = OptimizerWrapper::kTorchOptimizer;
   for (const CheckpointFile& f : index->files) {
     if (f.name.kind == FileKind::kZeroModelStates || f.name.kind == FileKind::kExpertModelStates) {
       return absl::UnimplementedError(absl::StrCat(f.path, ": a ", FileKindName(f.name.kind),
@@ -275,7 +275,7 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
   }
   UCP_ASSIGN_OR_RETURN(auto model, RankMap(*index, FileKind::kModelStates));
   UCP_RETURN_IF_ERROR(SizeGrid({}, model, index));
-  for (int mp = 0; mp < index->topology.mp_size; ++mp) {
+  for (int mp = 0; mp < index->topology.mp(); ++mp) {
     auto m = model.find({mp, 0});
     if (m == model.end()) {
       return absl::NotFoundError(absl::StrCat("missing model states of mp rank ", mp, ": ", index->dir.tag_dir, "/",
@@ -285,10 +285,10 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
   }
   UCP_RETURN_IF_ERROR(CheckModelFilesAgree(index));
   UCP_RETURN_IF_ERROR(CheckVersionsAgree(*index));
-  if (index->topology.mp_size != 1) {
+  if (index->topology.mp() != 1) {
     return absl::UnimplementedError(absl::StrCat(index->files[index->model_files[0]].path,
                                                  ": ZeRO-0 with tensor parallelism (mp_world_size ",
-                                                 index->topology.mp_size, ") is not supported"));
+                                                 index->topology.mp(), ") is not supported"));
   }
   return absl::OkStatus();
 }
@@ -309,13 +309,13 @@ absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(std::string prefix, ShardPrefix(listed));
   UCP_RETURN_IF_ERROR(OpenFiles(listed, options, index));
   UCP_RETURN_IF_ERROR(DetectStage(index));
-  const bool zero3 = index->topology.zero_stage == 3;
+  const bool zero3 = index->kind.zero_stage == 3;
   const FileKind model_kind = zero3 ? FileKind::kZeroModelStates : FileKind::kModelStates;
   const FileKind wrong_kind = zero3 ? FileKind::kModelStates : FileKind::kZeroModelStates;
   for (const CheckpointFile& f : index->files) {
     if (f.name.kind == wrong_kind) {
       return absl::FailedPreconditionError(absl::StrCat(f.path, ": a ", FileKindName(wrong_kind), " file in a ZeRO-",
-                                                        index->topology.zero_stage, " checkpoint"));
+                                                        index->kind.zero_stage, " checkpoint"));
     }
   }
   UCP_ASSIGN_OR_RETURN(auto optim, RankMap(*index, FileKind::kOptimStates));

@@ -43,16 +43,6 @@ absl::string_view StateName(StateKind state) {
   return "?";
 }
 
-int Topology::EpRank(int dp_rank) const {
-  return use_data_before_expert_parallelism ? dp_rank / edp_size : dp_rank % ep_size;
-}
-int Topology::EdpRank(int dp_rank) const {
-  return use_data_before_expert_parallelism ? dp_rank % edp_size : dp_rank / ep_size;
-}
-int Topology::DpRank(int ep_rank, int edp_rank) const {
-  return use_data_before_expert_parallelism ? ep_rank * edp_size + edp_rank : edp_rank * ep_size + ep_rank;
-}
-
 int64_t Parameter::numel() const {
   int64_t n = 1;
   for (int64_t d : shape.dims()) n *= d;  // checked when the shape was read
@@ -73,26 +63,26 @@ Shape Parameter::merged_shape() const {
 
 const CheckpointFile& CheckpointIndex::optim_file(int dp_rank, int mp_rank) const {
   if (optim_files.empty()) return files[model_files[mp_rank]];
-  return files[optim_files[mp_rank * topology.dp_size + dp_rank]];
+  return files[optim_files[mp_rank * topology.dp + dp_rank]];
 }
 
 const CheckpointFile& CheckpointIndex::model_file(int mp_rank, int dp_rank) const {
-  if (topology.zero_stage == 3) return files[model_files[mp_rank * topology.dp_size + dp_rank]];
+  if (kind.zero_stage == 3) return files[model_files[mp_rank * topology.dp + dp_rank]];
   return files[model_files[mp_rank]];
 }
 
 const Value& CheckpointIndex::optimizer_state_dict() const {
-  if (topology.zero_stage == 0) return *model_file().root().Get(keys::kOptimizer);
+  if (kind.zero_stage == 0) return *model_file().root().Get(keys::kOptimizer);
   return *optim_file(0).root().Get(keys::kOptimizerStateDict);
 }
 
 const Value& CheckpointIndex::base_optimizer_state() const {
   const Value& osd = optimizer_state_dict();
-  if (topology.zero_stage == 0) {  // FP16_UnfusedOptimizer nests the torch state
+  if (kind.zero_stage == 0) {  // FP16_UnfusedOptimizer nests the torch state
     const Value* inner = osd.Get(keys::kOptimizerStateDict);
     return inner != nullptr ? *inner : osd;
   }
-  if (topology.zero_stage == 3) return *osd.Get(keys::kOptimizerStateDict);
+  if (kind.zero_stage == 3) return *osd.Get(keys::kOptimizerStateDict);
   return *osd.Get(keys::kBaseOptimizerState);
 }
 
@@ -142,9 +132,10 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   loc.numel = numel;
   loc.dtype = tensor.dtype;
   loc.requires_grad = tensor.requires_grad;
-  loc.record = absl::StrCat(tf.archive_root(), "/data/", tensor.storage->key);
-  const formats::zip::ZipEntry* entry = tf.zip().Find(loc.record);
-  if (entry == nullptr) return absl::DataLossError(absl::StrCat(ctx, ": no record ", loc.record));
+  absl::StatusOr<const formats::zip::ZipEntry*> found = tf.StorageEntry(*tensor.storage);
+  if (!found.ok()) return absl::DataLossError(absl::StrCat(ctx, ": ", found.status().message()));
+  const formats::zip::ZipEntry* entry = *found;
+  loc.record = entry->name;
   const uint64_t elem = DTypeSize(tensor.dtype);
   // storage_offset + start and numel are bounded by the tensor check above and TorchFile's view
   // check (every view lies inside its storage), so these products cannot overflow.
@@ -154,6 +145,23 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   }
   loc.file_offset = entry->data_offset + loc.record_offset;
   return loc;
+}
+
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
+                                       const store::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+                                       absl::string_view param_name) {
+  Fragment f;
+  f.dp_rank = dp;
+  f.ep_rank = rank.ep_rank;
+  f.partition_rank = rank.partition_rank;
+  f.offset = piece.param_offset;
+  f.merged_offset = piece.merged_offset;
+  f.numel = piece.numel;
+  for (int s = 0; s < kNumStates; ++s) {
+    UCP_ASSIGN_OR_RETURN(f.states[s], Locate(index, file, *tensors[s], piece.partition_offset, piece.numel,
+                                             absl::StrCat(StateName(kAllStates[s]), " of '", param_name, "'")));
+  }
+  return f;
 }
 
 absl::flat_hash_map<std::string, int> ExpertParamNames(const CheckpointIndex& index) {
@@ -301,7 +309,7 @@ absl::Status CheckConfig(const CheckpointIndex& index) {
 
 // Every slice's fragments, sorted, must tile each EP rank's tensor exactly.
 absl::Status CheckTiling(const CheckpointIndex& index, Parameter& p) {
-  const int ep_count = p.is_expert() ? index.topology.ep_size : 1;
+  const int ep_count = p.is_expert() ? index.topology.ep : 1;
   for (ParamSlice& slice : p.slices) {
     std::sort(slice.fragments.begin(), slice.fragments.end(),
               [](const Fragment& a, const Fragment& b) { return a.merged_offset < b.merged_offset; });
@@ -335,9 +343,9 @@ absl::Status FinishParams(CheckpointIndex* index) {
     if (!index->param_by_name.emplace(p.name, i).second) {
       return absl::DataLossError(absl::StrCat("parameter '", p.name, "' appears in two groups"));
     }
-    if (static_cast<int>(p.slices.size()) != index->topology.mp_size) {
+    if (static_cast<int>(p.slices.size()) != index->topology.mp()) {
       return absl::FailedPreconditionError(absl::StrCat("parameter '", p.name, "' is on ", p.slices.size(), " of ",
-                                                        index->topology.mp_size, " mp ranks"));
+                                                        index->topology.mp(), " mp ranks"));
     }
     UCP_RETURN_IF_ERROR(CheckTiling(*index, p));
   }
@@ -354,9 +362,9 @@ absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir, const Ope
   UCP_RETURN_IF_ERROR(internal_ds::CheckConfig(index));
   UCP_RETURN_IF_ERROR(internal_ds::ReadAutoEp(&index));
   UCP_RETURN_IF_ERROR(internal_ds::ReadUniversalCheckpointInfo(&index));
-  if (index.topology.zero_stage == 0) {
+  if (index.kind.zero_stage == 0) {
     UCP_RETURN_IF_ERROR(internal_ds::IndexZero0(&index));
-  } else if (index.topology.zero_stage == 3) {
+  } else if (index.kind.zero_stage == 3) {
     UCP_RETURN_IF_ERROR(internal_ds::IndexZero3(&index));
   } else {
     UCP_RETURN_IF_ERROR(internal_ds::IndexZero12(&index));

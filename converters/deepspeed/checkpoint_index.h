@@ -42,6 +42,7 @@
 #include "formats/base/dtype.h"
 #include "formats/base/shape.h"
 #include "formats/torch/torch_file.h"
+#include "ucp/topology.h"
 
 namespace ucp::converters::deepspeed {
 
@@ -57,24 +58,12 @@ enum class OptimizerWrapper : uint8_t {
 };
 absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper);
 
-struct Topology {
-  int dp_size = 1;  // data-parallel world size: optimizer shards per MP rank
-  int tp_size = 1;
-  int pp_size = 1;
-  int mp_size = 1;   // tp_size * pp_size: the mp_rank_XX count
-  int ep_size = 1;   // AutoEP autoep_size (1 without AutoEP)
-  int edp_size = 1;  // expert-data-parallel size, dp_size / ep_size
-  // ds_config use_data_before_expert_parallelism (§7.1): EP rank e owns DP ranks
-  // [e*edp, (e+1)*edp) when true, and e, e+ep, e+2ep, ... when false (the default).
-  bool use_data_before_expert_parallelism = false;
+// What kind of ZeRO checkpoint it is, besides its topology (index.topology, ucp/topology.h).
+struct ZeroKind {
   int zero_stage = 1;  // 0, 1, 2 or 3 (BF16_Optimizer: 1; 0: no optimizer shards, see zero0_index.cc)
   OptimizerWrapper wrapper = OptimizerWrapper::kZeroOptimizer;
   DType master_dtype = DType::kF32;  // the "fp32" master partitions (and UCP fp32.pt)
   DType state_dtype = DType::kF32;   // exp_avg / exp_avg_sq
-
-  int EpRank(int dp_rank) const;
-  int EdpRank(int dp_rank) const;
-  int DpRank(int ep_rank, int edp_rank) const;
 };
 
 // The optimizer states the index locates; the names are the UCP file stems.
@@ -109,7 +98,7 @@ struct Fragment {
   const TensorLocation& state(StateKind s) const { return states[static_cast<int>(s)]; }
 };
 
-// One MP rank's piece of a parameter (the whole parameter when mp_size == 1).
+// One MP rank's piece of a parameter (the whole parameter when topology.mp() == 1).
 struct ParamSlice {
   int mp_rank = 0;
   Shape shape;  // param_shapes on that MP rank; AutoEP experts: the EP-local [E_local, ...]
@@ -138,7 +127,7 @@ struct Parameter {
 
   bool is_expert() const { return expert.has_value(); }
   int64_t numel() const;  // of `shape`
-  // The UCP tensor's shape when mp_size == 1: `shape`, with dim 0 = num_experts for experts.
+  // The UCP tensor's shape when topology.mp() == 1: `shape`, with dim 0 = num_experts for experts.
   Shape merged_shape() const;
 };
 
@@ -158,9 +147,9 @@ struct FlatGroup {
   int index = 0;
   int param_group = 0;
   bool expert = false;               // AutoEP experts: partitioned over the expert-DP group
-  int partition_count = 0;           // W: dp_size, or edp_size for expert groups
+  int partition_count = 0;           // W: topology.dp, or topology.edp() for expert groups
   std::vector<int> params;           // indices into CheckpointIndex::params, in flat order
-  std::vector<FlatGroupRank> ranks;  // index mp_rank * dp_size + dp_rank
+  std::vector<FlatGroupRank> ranks;  // index mp_rank * dp + dp_rank
   // The step every rank agrees on (OpenCheckpoint checks it): ranks[0].step.
   const Value* step() const { return ranks.empty() ? nullptr : ranks[0].step; }
 };
@@ -226,6 +215,10 @@ struct UniversalCheckpointInfo {
   bool present() const { return raw != nullptr; }
 };
 
+// The universal_checkpoint_info of a model-states root (absent: an empty one). DataLoss naming
+// `path` for malformed lists. The Value pointers point into `model_root`.
+absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root, absl::string_view path);
+
 struct CheckpointFile {
   std::string path;
   std::string basename;
@@ -244,10 +237,13 @@ struct OpenOptions {
 // read-only. Value pointers stay valid as long as the index (it owns the TorchFiles).
 struct CheckpointIndex {
   CheckpointDir dir;
-  Topology topology;
+  // dp = optimizer shards per MP rank (dp_world_size), tp * pp = mp_world_size, ep = AutoEP
+  // autoep_size or native MoE ep_size (1 without), use_data_before_expert_parallelism from ds_config.
+  store::Topology topology;
+  ZeroKind kind;
   std::vector<CheckpointFile> files;  // sorted by base name
   // File indices. optim_files: [mp_rank * dp_size + dp_rank]. model_files: [mp_rank] (ZeRO-1/2) or
-  // [mp_rank * dp_size + dp_rank] (ZeRO-3). expert_files: layer_*_expert_* files, sorted by
+  // [mp_rank * dp + dp_rank] (ZeRO-3). expert_files: layer_*_expert_* files, sorted by
   // (layer, expert, mp_rank).
   std::vector<int> optim_files;
   std::vector<int> model_files;

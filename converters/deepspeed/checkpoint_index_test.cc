@@ -101,7 +101,7 @@ void ExpectGatherMatchesUcp(const CheckpointIndex& index, const std::string& ucp
       ASSERT_TRUE(want.ok()) << want.status();
       absl::StatusOr<Buffer> got = GatherState(index, p, state);
       ASSERT_TRUE(got.ok()) << got.status();
-      EXPECT_EQ(tensor->dtype, state == StateKind::kFp32 ? index.topology.master_dtype : index.topology.state_dtype);
+      EXPECT_EQ(tensor->dtype, state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype);
       EXPECT_TRUE(SameBytes(*got, *want)) << p.name << " " << StateName(state) << ": bytes differ";
     }
   }
@@ -154,18 +154,19 @@ TEST_P(FixtureTest, TopologyAndFiles) {
   const CaseInfo& c = GetParam();
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase(c.name) + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
+  const ZeroKind& zk = index->kind;
   EXPECT_EQ(index->dir.tag, "global_step5");
-  EXPECT_EQ(t.zero_stage, c.stage);
-  EXPECT_EQ(t.wrapper, c.wrapper);
-  EXPECT_EQ(t.dp_size, c.dp);
-  EXPECT_EQ(t.tp_size, 1);
-  EXPECT_EQ(t.pp_size, 1);
-  EXPECT_EQ(t.mp_size, 1);
-  EXPECT_EQ(t.ep_size, c.ep);
-  EXPECT_EQ(t.edp_size, c.dp / c.ep);
-  EXPECT_EQ(t.master_dtype, DType::kF32);
-  EXPECT_EQ(t.state_dtype, DType::kF32);
+  EXPECT_EQ(zk.zero_stage, c.stage);
+  EXPECT_EQ(zk.wrapper, c.wrapper);
+  EXPECT_EQ(t.dp, c.dp);
+  EXPECT_EQ(t.tp, 1);
+  EXPECT_EQ(t.pp, 1);
+  EXPECT_EQ(t.mp(), 1);
+  EXPECT_EQ(t.ep, c.ep);
+  EXPECT_EQ(t.edp(), c.dp / c.ep);
+  EXPECT_EQ(zk.master_dtype, DType::kF32);
+  EXPECT_EQ(zk.state_dtype, DType::kF32);
   ASSERT_EQ(index->optim_files.size(), static_cast<size_t>(c.dp));
   EXPECT_EQ(index->model_files.size(), static_cast<size_t>(c.stage == 3 ? c.dp : 1));
   for (int dp = 0; dp < c.dp; ++dp) {
@@ -259,10 +260,10 @@ TEST_P(ReshardTest, GatherMatchesTheSourceUcp) {
   const ReshardInfo& r = GetParam();
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(absl::StrCat(FixtureCase(r.name), "/", r.dir, "/checkpoint"));
   ASSERT_TRUE(index.ok()) << index.status();
-  EXPECT_EQ(index->topology.dp_size, r.dp);
-  EXPECT_EQ(index->topology.ep_size, r.ep);
+  EXPECT_EQ(index->topology.dp, r.dp);
+  EXPECT_EQ(index->topology.ep, r.ep);
   ExpectGatherMatchesUcp(*index, r.name);
-  if (index->topology.zero_stage != 3) ExpectStepsMatchUcp(*index, r.name);
+  if (index->kind.zero_stage != 3) ExpectStepsMatchUcp(*index, r.name);
 }
 
 std::string ReshardName(const ::testing::TestParamInfo<ReshardInfo>& param_info) {
@@ -373,11 +374,11 @@ TEST(IndexDetails, ZeroThreeSubGroupsAndSteps) {
 TEST(IndexDetails, AutoEpZeroTwoExperts) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
   EXPECT_FALSE(t.use_data_before_expert_parallelism);
-  EXPECT_EQ(t.EpRank(1), 1);
-  EXPECT_EQ(t.EdpRank(1), 0);
-  EXPECT_EQ(t.DpRank(1, 1), 3);
+  EXPECT_EQ(t.PlaceOnEp(1).ep_rank, 1);
+  EXPECT_EQ(t.PlaceOnEp(1).edp_rank, 0);
+  EXPECT_EQ(t.DpRank(store::EpPlace{1, 1}), 3);
   ASSERT_EQ(index->autoep_layers.size(), 2u);
   EXPECT_EQ(index->autoep_layers[1].expert_key_prefix, "model.layers.1.mlp.experts");
   EXPECT_EQ(index->autoep_layers[1].checkpoint_format, "per_expert_files");

@@ -81,8 +81,8 @@ fs::path MakeTwoMpRanks(ScratchDir& scratch, const std::string& name, bool zero3
 void ExpectTwoIdenticalSlices(const fs::path& tag) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(tag.string());
   ASSERT_TRUE(index.ok()) << index.status();
-  EXPECT_EQ(index->topology.tp_size, 2);
-  EXPECT_EQ(index->topology.mp_size, 2);
+  EXPECT_EQ(index->topology.tp, 2);
+  EXPECT_EQ(index->topology.mp(), 2);
   EXPECT_EQ(index->optim_files.size(), 4u);
   EXPECT_EQ(index->optim_file(1, 1).name.mp_rank, 1);
   for (const Parameter& p : index->params) {

@@ -22,8 +22,8 @@ absl::StatusOr<Buffer> ReadLocation(const CheckpointIndex& index, const TensorLo
 absl::StatusOr<Buffer> GatherState(const CheckpointIndex& index, const Parameter& param, StateKind state, int mp_rank) {
   const ParamSlice& slice = param.slices.at(mp_rank);
   UCP_ASSIGN_OR_RETURN(int64_t local, slice.shape.NumElements());
-  const int64_t numel = local * (param.is_expert() ? index.topology.ep_size : 1);
-  const DType dtype = state == StateKind::kFp32 ? index.topology.master_dtype : index.topology.state_dtype;
+  const int64_t numel = local * (param.is_expert() ? index.topology.ep : 1);
+  const DType dtype = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
   const size_t elem = DTypeSize(dtype);
   std::vector<std::byte> out(static_cast<size_t>(numel) * elem);
   for (const Fragment& f : slice.fragments) {

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/value_access.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 
@@ -28,7 +29,7 @@ namespace ucp::converters::deepspeed::internal_ds {
 absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index);
 
 // model_metadata.cc
-// ds_autoep_layers → autoep_layers and topology.ep_size / edp_size / use_data_before_...;
+// ds_autoep_layers → autoep_layers and topology.ep / edp_size / use_data_before_...;
 // Unimplemented for native MoE.
 absl::Status ReadAutoEp(CheckpointIndex* index);
 absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index);
@@ -61,6 +62,12 @@ absl::StatusOr<std::vector<GroupShapes>> ReadParamShapes(const Value& model_root
 // DataLoss when the range is outside the tensor.
 absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, const TensorRef& tensor, int64_t start,
                                       int64_t numel, absl::string_view what);
+
+// The fragment of DP rank `dp` that a ShardLayout piece describes, located in the rank's state
+// tensors (fp32, exp_avg, exp_avg_sq) of file `file` at the piece's partition offset.
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
+                                       const store::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+                                       absl::string_view param_name);
 
 // Expert fused-param name → index into index.autoep_layers.
 absl::flat_hash_map<std::string, int> ExpertParamNames(const CheckpointIndex& index);

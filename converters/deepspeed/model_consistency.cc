@@ -42,7 +42,7 @@ std::optional<int64_t> ConfigStage(const Value& model_root) {
 }
 
 absl::Status CheckStage(const CheckpointIndex& index) {
-  const Topology& t = index.topology;
+  const ZeroKind& t = index.kind;
   const CheckpointFile& shard = index.optim_file(0);
   for (int file : index.model_files) {
     const CheckpointFile& model = index.files[file];

@@ -5,6 +5,7 @@
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
@@ -62,21 +63,21 @@ absl::StatusOr<AutoEpLayer> ReadLayer(const Value* entry, const std::string& ctx
 }
 
 // The §4.4 rules for a partition-native (ZeRO-3) entry of the file of DP rank `dp`.
-absl::Status CheckZero3Layer(const AutoEpLayer& l, const Topology& t, int dp, const std::string& ctx) {
+absl::Status CheckZero3Layer(const AutoEpLayer& l, const store::Topology& t, int dp, const std::string& ctx) {
   if (l.checkpoint_format != keys::kFormatZero3Partitioned ||
       l.checkpoint_format_version != keys::kZero3PartitionedFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(ctx, ": AutoEP checkpoint_format '", l.checkpoint_format,
                                                  "' in a ZeRO-3 checkpoint (expected '", keys::kFormatZero3Partitioned,
                                                  "' version ", keys::kZero3PartitionedFormatVersion, ")"));
   }
-  if (l.ep_rank != t.EpRank(dp) || l.expert_data_parallel_rank != t.EdpRank(dp) ||
-      l.expert_data_parallel_world_size != t.edp_size || l.global_expert_start != l.ep_rank * l.num_local_experts ||
+  if (l.ep_rank != t.PlaceOnEp(dp).ep_rank || l.expert_data_parallel_rank != t.PlaceOnEp(dp).edp_rank ||
+      l.expert_data_parallel_world_size != t.edp() || l.global_expert_start != l.ep_rank * l.num_local_experts ||
       l.global_expert_end != l.global_expert_start + l.num_local_experts) {
     return absl::FailedPreconditionError(
         absl::StrCat(ctx, ": ep_rank ", l.ep_rank, ", expert_data_parallel_rank ", l.expert_data_parallel_rank, " of ",
                      l.expert_data_parallel_world_size, ", experts [", l.global_expert_start, ", ", l.global_expert_end,
-                     ") do not match dp rank ", dp, " (expected ep_rank ", t.EpRank(dp), ", expert-DP rank ",
-                     t.EdpRank(dp), " of ", t.edp_size, ")"));
+                     ") do not match dp rank ", dp, " (expected ep_rank ", t.PlaceOnEp(dp).ep_rank, ", expert-DP rank ",
+                     t.PlaceOnEp(dp).edp_rank, " of ", t.edp(), ")"));
   }
   return absl::OkStatus();
 }
@@ -116,18 +117,17 @@ absl::StatusOr<bool> UseDataBeforeExpertParallelism(const CheckpointFile& f) {
 }
 
 absl::Status SetEpTopology(CheckpointIndex* index) {
-  Topology& t = index->topology;
+  store::Topology& t = index->topology;
   const CheckpointFile& model = index->model_file();
-  t.ep_size = index->autoep_layers[0].ep_size;
-  if (t.tp_size != 1) {
+  t.ep = index->autoep_layers[0].ep_size;
+  if (t.tp != 1) {
     return absl::UnimplementedError(
-        absl::StrCat(model.path, ": AutoEP with tensor parallelism (tp ", t.tp_size, ") is not supported"));
+        absl::StrCat(model.path, ": AutoEP with tensor parallelism (tp ", t.tp, ") is not supported"));
   }
-  if (t.dp_size % t.ep_size != 0) {
+  if (t.dp % t.ep != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat(model.path, ": dp world size ", t.dp_size, " is not a multiple of AutoEP ep_size ", t.ep_size));
+        absl::StrCat(model.path, ": dp world size ", t.dp, " is not a multiple of AutoEP ep_size ", t.ep));
   }
-  t.edp_size = t.dp_size / t.ep_size;
   UCP_ASSIGN_OR_RETURN(t.use_data_before_expert_parallelism, UseDataBeforeExpertParallelism(model));
   for (int file : index->model_files) {
     UCP_ASSIGN_OR_RETURN(bool other, UseDataBeforeExpertParallelism(index->files[file]));
@@ -151,17 +151,18 @@ absl::Status ReadAutoEp(CheckpointIndex* index) {
     return absl::OkStatus();
   }
   UCP_RETURN_IF_ERROR(SetEpTopology(index));
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
+  const ZeroKind& zk = index->kind;
   for (const AutoEpLayer& l : index->autoep_layers) {
-    if (t.zero_stage != 3 && l.checkpoint_format == keys::kFormatZero3Partitioned) {
+    if (zk.zero_stage != 3 && l.checkpoint_format == keys::kFormatZero3Partitioned) {
       return absl::FailedPreconditionError(absl::StrCat(model.path, ": AutoEP layer '", l.expert_key_prefix,
-                                                        "' is zero3_partitioned in a ZeRO-", t.zero_stage,
+                                                        "' is zero3_partitioned in a ZeRO-", zk.zero_stage,
                                                         " checkpoint"));
     }
   }
-  if (t.zero_stage != 3) return absl::OkStatus();
+  if (zk.zero_stage != 3) return absl::OkStatus();
   // ZeRO-3: every rank's file carries its own EP coordinates; they must match the DP → EP mapping.
-  for (int dp = 0; dp < t.dp_size; ++dp) {
+  for (int dp = 0; dp < t.dp; ++dp) {
     const CheckpointFile& f = index->model_file(0, dp);
     UCP_ASSIGN_OR_RETURN(std::vector<AutoEpLayer> layers, ReadLayers(f));
     if (layers.size() != index->autoep_layers.size()) {
@@ -183,11 +184,22 @@ absl::Status ReadAutoEp(CheckpointIndex* index) {
 
 absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index) {
   const CheckpointFile& model = index->model_file();
-  const Value* raw = model.root().Get(keys::kUniversalCheckpointInfo);
-  if (raw == nullptr || raw->is_none()) return absl::OkStatus();
-  const std::string ctx = absl::StrCat(model.path, ": ", keys::kUniversalCheckpointInfo);
+  UCP_ASSIGN_OR_RETURN(index->universal_checkpoint_info, ParseUniversalCheckpointInfo(model.root(), model.path));
+  return absl::OkStatus();
+}
+
+}  // namespace ucp::converters::deepspeed::internal_ds
+
+namespace ucp::converters::deepspeed {
+
+absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root,
+                                                                     absl::string_view path) {
+  using namespace internal_ds;  // NOLINT: the typed accessors of value_access.h
+  UniversalCheckpointInfo u;
+  const Value* raw = model_root.Get(keys::kUniversalCheckpointInfo);
+  if (raw == nullptr || raw->is_none()) return u;
+  const std::string ctx = absl::StrCat(path, ": ", keys::kUniversalCheckpointInfo);
   UCP_ASSIGN_OR_RETURN(const Value* d, AsDict(raw, ctx));
-  UniversalCheckpointInfo& u = index->universal_checkpoint_info;
   u.raw = d;
   if (const Value* v = d->Get(keys::kUniversalCheckpointVersion); v != nullptr && !v->is_none()) {
     UCP_ASSIGN_OR_RETURN(u.version, AsNumber(v, absl::StrCat(ctx, ".", keys::kUniversalCheckpointVersion)));
@@ -213,9 +225,12 @@ absl::Status ReadUniversalCheckpointInfo(CheckpointIndex* index) {
   u.sub_params = d->Get(keys::kParameterWithSubParams);
   u.sub_param_shard_widths = d->Get(keys::kSubParamShardWidths);
   u.autotp_unsupported = d->Get(keys::kAutotpUnsupportedParameterPatterns);
-  return absl::OkStatus();
+  return u;
 }
 
+}  // namespace ucp::converters::deepspeed
+
+namespace ucp::converters::deepspeed::internal_ds {
 namespace {
 
 // The pieces of one frozen param in the model file `file` (of MP rank `mp`, DP rank `dp`).
@@ -228,11 +243,11 @@ absl::Status AddFrozenPieces(const CheckpointIndex& index, int file, int mp, int
   UCP_ASSIGN_OR_RETURN(const TensorRef* t, AsTensor(v, absl::StrCat(FileContext(index, file), ": ", what)));
   UCP_ASSIGN_OR_RETURN(int64_t numel, p->shape.NumElements());
   int64_t offset = 0, count = numel, expected = numel;
-  if (index.topology.zero_stage == 3) {  // each rank's padded partition (§4.3)
-    const int64_t w = index.topology.dp_size;
-    expected = (numel + w - 1) / w;
-    offset = std::min(numel, dp * expected);
-    count = std::max<int64_t>(0, std::min(expected, numel - dp * expected));
+  if (index.kind.zero_stage == 3) {  // each rank's padded partition (§4.3)
+    const store::PerParamPiece piece = store::PerParamShard(numel, index.topology.dp, dp);
+    expected = piece.partition;
+    offset = piece.offset;
+    count = piece.valid;
   }
   if (t->NumElements() != expected) {
     return absl::DataLossError(absl::StrCat(FileContext(index, file), ": ", what, " has ", t->NumElements(),
@@ -250,7 +265,8 @@ absl::Status ReadFrozenParams(CheckpointIndex* index) {
   if (shapes == nullptr || shapes->is_none()) return absl::OkStatus();
   const std::string ctx = absl::StrCat(model.path, ": ", keys::kFrozenParamShapes);
   UCP_ASSIGN_OR_RETURN(const Value* d, AsDict(shapes, ctx));
-  const Topology& t = index->topology;
+  const store::Topology& t = index->topology;
+  const bool zero3 = index->kind.zero_stage == 3;
   for (const auto& [k, v] : d->entries()) {
     FrozenParam p;
     UCP_ASSIGN_OR_RETURN(p.name, AsStr(k, absl::StrCat(ctx, " key")));
@@ -258,9 +274,9 @@ absl::Status ReadFrozenParams(CheckpointIndex* index) {
     if (index->FindParam(p.name) != nullptr) {
       return absl::DataLossError(absl::StrCat(ctx, ": '", p.name, "' is also a trainable parameter"));
     }
-    for (int mp = 0; mp < t.mp_size; ++mp) {
-      for (int dp = 0; dp < (t.zero_stage == 3 ? t.dp_size : 1); ++dp) {
-        const int file = t.zero_stage == 3 ? index->model_files[mp * t.dp_size + dp] : index->model_files[mp];
+    for (int mp = 0; mp < t.mp(); ++mp) {
+      for (int dp = 0; dp < (zero3 ? t.dp : 1); ++dp) {
+        const int file = zero3 ? index->model_files[mp * t.dp + dp] : index->model_files[mp];
         UCP_RETURN_IF_ERROR(AddFrozenPieces(*index, file, mp, dp, &p));
       }
     }

@@ -58,16 +58,17 @@ absl::StatusOr<int> ExpertDpSize(const CheckpointIndex& index) {
 }  // namespace
 
 absl::Status ReadNativeMoe(CheckpointIndex* index) {
-  Topology& t = index->topology;
+  store::Topology& t = index->topology;
+  ZeroKind& zk = index->kind;
   const CheckpointFile& model = index->model_file();
   const std::string ctx = absl::StrCat(model.path, ": ", keys::kNumExperts);
-  if (t.zero_stage != 1 && t.zero_stage != 2) {
+  if (zk.zero_stage != 1 && zk.zero_stage != 2) {
     return absl::UnimplementedError(absl::StrCat(ctx, ": native DeepSpeed MoE is supported with ZeRO-1/2 only, "
-                                                      "this is ZeRO-", t.zero_stage));
+                                                      "this is ZeRO-", zk.zero_stage));
   }
-  if (t.wrapper != OptimizerWrapper::kZeroOptimizer || t.tp_size != 1) {
-    return absl::UnimplementedError(absl::StrCat(ctx, ": native MoE with ", OptimizerWrapperName(t.wrapper),
-                                                 ", tp ", t.tp_size, " is not supported"));
+  if (zk.wrapper != OptimizerWrapper::kZeroOptimizer || t.tp != 1) {
+    return absl::UnimplementedError(absl::StrCat(ctx, ": native MoE with ", OptimizerWrapperName(zk.wrapper),
+                                                 ", tp ", t.tp, " is not supported"));
   }
   const Value* v = model.root().Get(keys::kNumExperts);
   if (v == nullptr || !v->is_sequence()) {
@@ -77,12 +78,11 @@ absl::Status ReadNativeMoe(CheckpointIndex* index) {
   }
   UCP_ASSIGN_OR_RETURN(std::vector<int64_t> experts, AsIntList(v, ctx));
   UCP_ASSIGN_OR_RETURN(int w, ExpertDpSize(*index));
-  if (t.dp_size % w != 0) {
+  if (t.dp % w != 0) {
     return absl::DataLossError(absl::StrCat(index->optim_file(0).path, ": expert-DP size ", w,
-                                            " does not divide the dp world size ", t.dp_size));
+                                            " does not divide the dp world size ", t.dp));
   }
-  t.ep_size = t.dp_size / w;
-  t.edp_size = w;
+  t.ep = t.dp / w;
   if (const Value* config = model.root().Get(keys::kDsConfig); config != nullptr && config->is_dict()) {
     if (const Value* f = config->Get(keys::kUseDataBeforeExpertParallelism); f != nullptr) {
       UCP_ASSIGN_OR_RETURN(t.use_data_before_expert_parallelism,
@@ -96,9 +96,9 @@ absl::Status ReadNativeMoe(CheckpointIndex* index) {
     if (n.mp_rank == 0) files.emplace(n.layer, n.expert);
   }
   for (size_t l = 0; l < experts.size(); ++l) {
-    if (experts[l] < 1 || experts[l] > kMaxCount || experts[l] % t.ep_size != 0) {
+    if (experts[l] < 1 || experts[l] > kMaxCount || experts[l] % t.ep != 0) {
       return absl::DataLossError(absl::StrCat(ctx, "[", l, "] is ", experts[l], ", not a positive multiple of ep_size ",
-                                              t.ep_size));
+                                              t.ep));
     }
     for (int e = 0; e < experts[l]; ++e) {
       if (files.erase({static_cast<int>(l), e}) == 0) {
@@ -135,12 +135,12 @@ absl::StatusOr<ExpertInfo> NativeExpertInfo(const CheckpointIndex& index, const 
   }
   const absl::string_view rest = absl::string_view(name).substr(at + kExpertsInfix.size());
   int local = -1;
-  const int num_local = index.native_moe_num_experts[layer] / index.topology.ep_size;
+  const int num_local = index.native_moe_num_experts[layer] / index.topology.ep;
   if (!absl::SimpleAtoi(rest.substr(0, rest.find('.')), &local) || local < 0 || local >= num_local) {
     return absl::DataLossError(absl::StrCat(ctx, ": local expert id is not in [0, ", num_local, ")"));
   }
   // UCP rows: one per EP rank (see the file comment and ExpertInfo::stacked).
-  return ExpertInfo{layer, index.topology.ep_size, 1, true};
+  return ExpertInfo{layer, index.topology.ep, 1, true};
 }
 
 }  // namespace ucp::converters::deepspeed::internal_ds

@@ -218,10 +218,10 @@ absl::Status IndexZero0(CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(std::vector<Candidate> candidates, ReadCandidates(model));
   UCP_ASSIGN_OR_RETURN(std::vector<int> match, MatchNames(model.path, params, candidates));
 
-  Topology& t = index->topology;
+  ZeroKind& zk = index->kind;
   auto master = [&](size_t i) { return master_of[i] != nullptr ? master_of[i] : candidates[match[i]].tensor; };
-  t.master_dtype = params.empty() ? DType::kF32 : master(0)->dtype;
-  t.state_dtype = params.empty() ? DType::kF32 : params[0].exp_avg->dtype;
+  zk.master_dtype = params.empty() ? DType::kF32 : master(0)->dtype;
+  zk.state_dtype = params.empty() ? DType::kF32 : params[0].exp_avg->dtype;
   for (size_t g = 0; g < groups.size(); ++g) {
     const int gi = static_cast<int>(g);
     index->param_groups.push_back(ParamGroup{gi, groups[g], {gi}, false});
@@ -235,8 +235,8 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     const OptParam& op = params[i];
     Candidate& c = candidates[match[i]];
     const std::string what = absl::StrCat(octx, "[", op.index, "] ('", c.name, "')");
-    if (master(i)->dtype != t.master_dtype || op.exp_avg->dtype != t.state_dtype ||
-        op.exp_avg_sq->dtype != t.state_dtype) {
+    if (master(i)->dtype != zk.master_dtype || op.exp_avg->dtype != zk.state_dtype ||
+        op.exp_avg_sq->dtype != zk.state_dtype) {
       return absl::DataLossError(absl::StrCat(model.path, ": ", what, ": dtypes differ from the other parameters"));
     }
     FlatGroup& fg = index->flat_groups[op.group];

@@ -34,10 +34,11 @@ std::string TensorBytes(const CheckpointIndex& index, const Value* v) {
 TEST(Zero0Index, NamesTheOptimizersParamsFromTheModule) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(ExtraTag("s0_fp32_dp2"));
   ASSERT_TRUE(index.ok()) << index.status();
-  const Topology& t = index->topology;
-  EXPECT_EQ(t.zero_stage, 0);
-  EXPECT_EQ(t.wrapper, OptimizerWrapper::kTorchOptimizer);
-  EXPECT_EQ(t.dp_size, 2);
+  const store::Topology& t = index->topology;
+  const ZeroKind& zk = index->kind;
+  EXPECT_EQ(zk.zero_stage, 0);
+  EXPECT_EQ(zk.wrapper, OptimizerWrapper::kTorchOptimizer);
+  EXPECT_EQ(t.dp, 2);
   EXPECT_TRUE(index->optim_files.empty());
   ASSERT_EQ(index->params.size(), 16u);
   ASSERT_EQ(index->param_groups.size(), 2u);
@@ -64,7 +65,7 @@ TEST(Zero0Index, NamesTheOptimizersParamsFromTheModule) {
 TEST(Zero0Index, Bf16MastersComeFromTheWrapper) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(ExtraTag("s0_bf16_dp2"));
   ASSERT_TRUE(index.ok()) << index.status();
-  EXPECT_EQ(index->topology.master_dtype, DType::kF32);
+  EXPECT_EQ(index->kind.master_dtype, DType::kF32);
   const Value& module = *index->model_file().root().Get("module");
   EXPECT_EQ(module.Get("embed.weight")->tensor().dtype, DType::kBF16);
   const Value* masters = index->model_file().root().Get("optimizer")->Get("fp32_groups");
@@ -123,9 +124,9 @@ TEST(Zero0Index, MissingModelFileIsNotFound) {
 TEST(NativeMoeIndex, ExpertParamsStackTheirEpRanks) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(ExtraTag("moe_s2_fp32_dp4_ep2"));
   ASSERT_TRUE(index.ok()) << index.status();
-  const Topology& t = index->topology;
-  EXPECT_EQ(t.ep_size, 2);
-  EXPECT_EQ(t.edp_size, 2);
+  const store::Topology& t = index->topology;
+  EXPECT_EQ(t.ep, 2);
+  EXPECT_EQ(t.edp(), 2);
   EXPECT_EQ(index->native_moe_num_experts, std::vector<int>({4}));
   EXPECT_TRUE(index->autoep_layers.empty());
   EXPECT_EQ(index->expert_files.size(), 4u);

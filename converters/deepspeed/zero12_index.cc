@@ -12,6 +12,7 @@
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
@@ -131,7 +132,7 @@ absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& s
   return absl::OkStatus();
 }
 
-absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Topology& t) {
+absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const ZeroKind& t) {
   if (sg.fp32->dtype != t.master_dtype || sg.exp_avg->dtype != t.state_dtype || sg.exp_avg_sq->dtype != t.state_dtype) {
     return absl::DataLossError(absl::StrCat(ctx, ": dtypes (", DTypeName(sg.fp32->dtype), ", ",
                                             DTypeName(sg.exp_avg->dtype), ", ", DTypeName(sg.exp_avg_sq->dtype),
@@ -142,50 +143,41 @@ absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Top
 
 // The rank's paddings and master-partition length, checked against the layout; its step, checked
 // against the other ranks'.
-absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, int64_t partition, int64_t total,
+absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, const store::RankShard& rank,
                         CheckpointIndex* index) {
-  const Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
-  const int r = fg.expert ? t.EdpRank(dp) : dp;
-  const int64_t ps = r * partition, pe = ps + partition;
-  const int64_t padding = ps >= total ? partition : std::max<int64_t>(0, pe - total);
-  const int64_t total_padding = partition * fg.partition_count - total;
-  const bool bf16 = t.wrapper == OptimizerWrapper::kBf16Optimizer;
-  const int64_t expected_saved = bf16 ? (r == fg.partition_count - 1 ? total_padding : 0) : padding;
+  const bool bf16 = index->kind.wrapper == OptimizerWrapper::kBf16Optimizer;
+  const int64_t expected_saved = rank.SavedPadding(bf16);
   if (sg.saved_padding != expected_saved) {
     return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kGroupPaddings, "[", g,
                                             "] is ", sg.saved_padding, ", the layout implies ", expected_saved));
   }
   // DeepSpeedZeroOptimizer saves the master partition without its padding; BF16_Optimizer whole.
-  const int64_t fp32_numel = bf16 ? partition : partition - padding;
+  const int64_t fp32_numel = bf16 ? rank.size : rank.size - rank.padding;
   if (sg.fp32->NumElements() != fp32_numel) {
     return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": ", keys::kSinglePartitionOfFp32Groups,
                                             "[", g, "] has ", sg.fp32->NumElements(), " elements, the layout implies ",
                                             fp32_numel));
   }
-  fg.ranks.push_back(FlatGroupRank{mp, dp, partition, padding, sg.saved_padding, sg.step, shard.file});
+  fg.ranks.push_back(FlatGroupRank{mp, dp, rank.size, rank.padding, sg.saved_padding, sg.step, shard.file});
   const FlatGroupRank& first = fg.ranks.front();
   return CheckSameStep(*index, shard.file, sg.step, first.step_file, first.step,
                        absl::StrCat("the step of param group ", g));
 }
 
-// The fragments of group g on one shard, checked against param_slice_mappings.
-absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t partition,
-                             const std::vector<int64_t>& lp_start, int64_t total, CheckpointIndex* index) {
-  const Topology& t = index->topology;
+// The fragments of group g on one shard: param_slice_mappings must list exactly the layout's
+// pieces of the rank, in order.
+absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, const store::ShardLayout& layout,
+                             CheckpointIndex* index) {
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
   const std::string ctx = absl::StrCat(FileContext(*index, shard.file), ": ", keys::kParamSliceMappings, "[", g, "]");
-  const int r = fg.expert ? t.EdpRank(dp) : dp;
-  const int e = fg.expert ? t.EpRank(dp) : 0;
-  const int64_t ps = r * partition, pe = ps + partition;
+  const store::RankShard rank = layout.Shard(dp);
   auto entries = sg.mappings->entries();
   size_t next_entry = 0;
-  for (size_t i = 0; i < fg.params.size(); ++i) {
-    Parameter& p = index->params[fg.params[i]];
-    const int64_t fs = std::max(lp_start[i], ps), fe = std::min(lp_start[i] + ShapeNumel(p.slices[mp].shape), pe);
-    if (fs >= fe) continue;
+  for (const store::ShardPiece& piece : rank.pieces) {
+    Parameter& p = index->params[fg.params[piece.param]];
     if (next_entry >= entries.size() || !entries[next_entry].first->is(ValueKind::kStr) ||
         entries[next_entry].first->str() != p.name) {
       return absl::DataLossError(
@@ -195,37 +187,38 @@ absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, int64_t 
     UCP_ASSIGN_OR_RETURN(FragmentAddress addr,
                          AsFragmentAddress(entries[next_entry].second, absl::StrCat(ctx, "['", p.name, "']")));
     ++next_entry;
-    if (addr.start != fs - ps || addr.numel != fe - fs) {
+    if (addr.start != piece.partition_offset || addr.numel != piece.numel) {
       return absl::DataLossError(absl::StrCat(ctx, "['", p.name, "']: (numel ", addr.numel, ", start ", addr.start,
-                                              ") disagrees with param_shapes, which place it at (numel ", fe - fs,
-                                              ", start ", fs - ps, ")"));
+                                              ") disagrees with param_shapes, which place it at (numel ", piece.numel,
+                                              ", start ", piece.partition_offset, ")"));
     }
-    Fragment f;
-    f.dp_rank = dp;
-    f.ep_rank = e;
-    f.partition_rank = r;
-    f.offset = fs - lp_start[i];
-    f.merged_offset = e * ShapeNumel(p.slices[mp].shape) + f.offset;
-    f.numel = addr.numel;
     const TensorRef* tensors[kNumStates] = {sg.fp32, sg.exp_avg, sg.exp_avg_sq};
-    for (int s = 0; s < kNumStates; ++s) {
-      UCP_ASSIGN_OR_RETURN(f.states[s], Locate(*index, shard.file, *tensors[s], addr.start, addr.numel,
-                                               absl::StrCat(StateName(kAllStates[s]), " of '", p.name, "'")));
-    }
+    UCP_ASSIGN_OR_RETURN(Fragment f, PieceFragment(*index, shard.file, dp, rank, piece, tensors, p.name));
     p.slices[mp].fragments.push_back(std::move(f));
   }
   if (next_entry != entries.size()) {
     return absl::DataLossError(absl::StrCat(ctx, ": unexpected entry ", Describe(entries[next_entry].first),
                                             " (not in param_shapes order, or outside this rank's partition)"));
   }
-  return RecordRank(shard, mp, dp, g, partition, total, index);
+  return RecordRank(shard, mp, dp, g, rank, index);
 }
 
 absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, CheckpointIndex* index) {
-  Topology& t = index->topology;
+  const store::Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[g];
-  const int64_t expected_w = fg.expert ? t.edp_size : t.dp_size;
-  const int64_t partition = shards[0].groups[g].exp_avg->NumElements();
+  const int64_t expected_w = fg.expert ? t.edp() : t.dp;
+  store::GroupSpec spec{store::PartitionKind::kFlat, {}, fg.expert};
+  int64_t total = 0;
+  for (int pi : fg.params) {
+    spec.numels.push_back(ShapeNumel(index->params[pi].slices[mp].shape));
+    UCP_ASSIGN_OR_RETURN(total, AddCount(total, spec.numels.back(),
+                                         absl::StrCat(index->model_file(mp).path, ": ", keys::kParamShapes, "[", g, "]")));
+  }
+  if (total > kMaxTensorElements) {
+    return absl::DataLossError(absl::StrCat(index->model_file(mp).path, ": ", keys::kParamShapes, "[", g, "] holds ",
+                                            total, " elements"));
+  }
+  const store::ShardLayout layout(std::move(spec), t);
   for (const Shard& shard : shards) {
     const ShardGroup& sg = shard.groups[g];
     const std::string ctx = absl::StrCat(FileContext(*index, shard.file), ": ", keys::kOptimizerStateDict);
@@ -234,50 +227,37 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
                                                         sg.partition_count, ", expected ", expected_w,
                                                         fg.expert ? " (expert-DP size)" : " (dp world size)"));
     }
-    if (sg.exp_avg->NumElements() != partition || sg.exp_avg_sq->NumElements() != partition) {
+    if (sg.exp_avg->NumElements() != layout.partition_size() ||
+        sg.exp_avg_sq->NumElements() != layout.partition_size()) {
       return absl::FailedPreconditionError(absl::StrCat(ctx, ": group ", g, " partition has ",
-                                                        sg.exp_avg->NumElements(), " elements, ",
-                                                        FileContext(*index, shards[0].file), " has ", partition));
+                                                        sg.exp_avg->NumElements(), " elements, the layout of its ",
+                                                        total, " over ", expected_w, " ranks implies ",
+                                                        layout.partition_size()));
     }
-    UCP_RETURN_IF_ERROR(CheckDtypes(sg, absl::StrCat(ctx, " group ", g), t));
+    UCP_RETURN_IF_ERROR(CheckDtypes(sg, absl::StrCat(ctx, " group ", g), index->kind));
   }
   fg.partition_count = static_cast<int>(expected_w);
-  std::vector<int64_t> lp_start;
-  int64_t total = 0;
-  for (int pi : fg.params) {
-    lp_start.push_back(total);
-    UCP_ASSIGN_OR_RETURN(total,
-                         AddCount(total, ShapeNumel(index->params[pi].slices[mp].shape),
-                                  absl::StrCat(index->model_file(mp).path, ": ", keys::kParamShapes, "[", g, "]")));
-  }
-  std::optional<int64_t> capacity = CheckedMul(partition, expected_w);
-  if (!capacity.has_value() || *capacity > kMaxTensorElements || *capacity < total) {
-    return absl::DataLossError(absl::StrCat(FileContext(*index, shards[0].file), ": group ", g, ": ", expected_w,
-                                            " partitions of ", partition, " elements cannot hold its ", total));
-  }
-  for (int dp = 0; dp < t.dp_size; ++dp) {
-    UCP_RETURN_IF_ERROR(IndexShardGroup(shards[dp], mp, dp, g, partition, lp_start, total, index));
-  }
+  for (int dp = 0; dp < t.dp; ++dp) UCP_RETURN_IF_ERROR(IndexShardGroup(shards[dp], mp, dp, g, layout, index));
   return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status IndexZero12(CheckpointIndex* index) {
-  const Topology& t = index->topology;
-  for (int mp = 0; mp < t.mp_size; ++mp) {
+  const store::Topology& t = index->topology;
+  for (int mp = 0; mp < t.mp(); ++mp) {
     const CheckpointFile& model = index->model_file(mp);
     absl::StatusOr<std::vector<GroupShapes>> shapes = ReadParamShapes(model.root());
     if (!shapes.ok()) return WithContext(shapes.status(), model.path);
     std::vector<Shard> shards;
-    for (int dp = 0; dp < t.dp_size; ++dp) {
-      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp_size + dp], shapes->size()));
+    for (int dp = 0; dp < t.dp; ++dp) {
+      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp + dp], shapes->size()));
       shards.push_back(std::move(shard));
     }
     if (mp == 0) {
       if (shapes->empty()) return absl::DataLossError(absl::StrCat(model.path, ": empty ", keys::kParamShapes));
-      index->topology.master_dtype = shards[0].groups[0].fp32->dtype;
-      index->topology.state_dtype = shards[0].groups[0].exp_avg->dtype;
+      index->kind.master_dtype = shards[0].groups[0].fp32->dtype;
+      index->kind.state_dtype = shards[0].groups[0].exp_avg->dtype;
       UCP_RETURN_IF_ERROR(CreateGroups(*shapes, shards[0], index));
       for (Parameter& p : index->params) p.slices.push_back(ParamSlice{0, p.shape, {}});
     } else {

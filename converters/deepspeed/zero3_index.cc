@@ -11,6 +11,7 @@
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 namespace {
@@ -35,9 +36,9 @@ absl::StatusOr<Shard> ReadShard(const CheckpointIndex& index, int file, size_t n
   UCP_ASSIGN_OR_RETURN(const Value* count_value, Require(osd, keys::kPartitionCount, ctx));
   UCP_ASSIGN_OR_RETURN(int64_t count,
                        AsIntIn(count_value, 1, kMaxCount, absl::StrCat(ctx, ".", keys::kPartitionCount)));
-  if (count != index.topology.dp_size) {
+  if (count != index.topology.dp) {
     return absl::FailedPreconditionError(absl::StrCat(ctx, ".", keys::kPartitionCount, " is ", count,
-                                                      ", the dp world size is ", index.topology.dp_size));
+                                                      ", the dp world size is ", index.topology.dp));
   }
   const std::string inner_ctx = absl::StrCat(ctx, ".", keys::kOptimizerStateDict);
   UCP_ASSIGN_OR_RETURN(const Value* inner, Require(osd, keys::kOptimizerStateDict, ctx));
@@ -141,11 +142,11 @@ absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& s
 
 // (W, r) of sub-group s on DP rank dp, checked against the topology (§4.4).
 absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s, int dp, int64_t* w, int64_t* r) {
-  const Topology& t = index.topology;
+  const store::Topology& t = index.topology;
   const FlatGroup& fg = index.flat_groups[s];
   const Value* pg = shard.subs[s].partition_group;
-  *w = fg.expert ? t.edp_size : t.dp_size;
-  *r = fg.expert ? t.EdpRank(dp) : dp;
+  *w = fg.expert ? t.edp() : t.dp;
+  *r = fg.expert ? t.PlaceOnEp(dp).edp_rank : dp;
   if (pg == nullptr) {
     if (fg.expert)
       return absl::DataLossError(
@@ -164,7 +165,7 @@ absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s
   UCP_ASSIGN_OR_RETURN(std::vector<int64_t> members, AsIntList(ranks, absl::StrCat(ctx, ".", keys::kPartitionRanks)));
   std::vector<int64_t> expected;
   for (int64_t i = 0; i < *w; ++i) {
-    expected.push_back(fg.expert ? t.DpRank(t.EpRank(dp), static_cast<int>(i)) : i);
+    expected.push_back(fg.expert ? t.DpRank(store::EpPlace{t.PlaceOnEp(dp).ep_rank, static_cast<int>(i)}) : i);
   }
   if (sub_id != s || saved_w != *w || saved_r != *r || members != expected) {
     return absl::FailedPreconditionError(absl::StrCat(ctx, ": sub_group ", sub_id, ", partition rank ", saved_r, " of ",
@@ -175,37 +176,21 @@ absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s
 }
 
 absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, CheckpointIndex* index) {
-  const Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[s];
   const SubGroupState& sub = shard.subs[s];
   int64_t w = 0, r = 0;
   UCP_RETURN_IF_ERROR(PartitionOf(*index, shard, s, dp, &w, &r));
-  const int e = fg.expert ? t.EpRank(dp) : 0;
-  int64_t offset = 0, padding = 0;
-  for (int pi : fg.params) {
-    Parameter& p = index->params[pi];
-    const int64_t numel = ShapeNumel(p.slices[mp].shape);
-    const int64_t partition = (numel + w - 1) / w;
-    const int64_t valid = std::max<int64_t>(0, std::min(partition, numel - r * partition));
-    padding += partition - valid;
-    if (valid > 0) {
-      Fragment f;
-      f.dp_rank = dp;
-      f.ep_rank = e;
-      f.partition_rank = static_cast<int>(r);
-      f.offset = r * partition;
-      f.merged_offset = e * numel + f.offset;
-      f.numel = valid;
-      const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
-      for (int k = 0; k < kNumStates; ++k) {
-        UCP_ASSIGN_OR_RETURN(f.states[k], Locate(*index, shard.file, *tensors[k], offset, valid,
-                                                 absl::StrCat(StateName(kAllStates[k]), " of '", p.name, "'")));
-      }
-      p.slices[mp].fragments.push_back(std::move(f));
-    }
-    UCP_ASSIGN_OR_RETURN(offset,
-                         AddCount(offset, partition, absl::StrCat(FileContext(*index, shard.file), ": sub-group ", s)));
+  store::GroupSpec spec{store::PartitionKind::kPerParam, {}, fg.expert};
+  for (int pi : fg.params) spec.numels.push_back(ShapeNumel(index->params[pi].slices[mp].shape));
+  const store::RankShard rank = store::ShardLayout(std::move(spec), index->topology).Shard(dp);
+  for (const store::ShardPiece& piece : rank.pieces) {
+    Parameter& p = index->params[fg.params[piece.param]];
+    const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
+    UCP_ASSIGN_OR_RETURN(Fragment f, PieceFragment(*index, shard.file, dp, rank, piece, tensors, p.name));
+    p.slices[mp].fragments.push_back(std::move(f));
   }
+  const int64_t offset = rank.size, padding = rank.padding;
+  const ZeroKind& zk = index->kind;
   for (const TensorRef* tensor : {sub.fp32, sub.exp_avg, sub.exp_avg_sq}) {
     if (tensor->NumElements() != offset) {
       return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": sub-group ", s, " holds ",
@@ -213,11 +198,11 @@ absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, Checkpoint
                                               " elements, its param_shapes partitions add up to ", offset));
     }
   }
-  if (sub.fp32->dtype != t.master_dtype || sub.exp_avg->dtype != t.state_dtype ||
-      sub.exp_avg_sq->dtype != t.state_dtype) {
+  if (sub.fp32->dtype != zk.master_dtype || sub.exp_avg->dtype != zk.state_dtype ||
+      sub.exp_avg_sq->dtype != zk.state_dtype) {
     return absl::DataLossError(absl::StrCat(FileContext(*index, shard.file), ": sub-group ", s,
-                                            " has dtypes other than ", DTypeName(t.master_dtype), " / ",
-                                            DTypeName(t.state_dtype)));
+                                            " has dtypes other than ", DTypeName(zk.master_dtype), " / ",
+                                            DTypeName(zk.state_dtype)));
   }
   fg.partition_count = static_cast<int>(w);
   fg.ranks.push_back(FlatGroupRank{mp, dp, offset, padding, 0, sub.step, shard.file});
@@ -228,7 +213,7 @@ absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, Checkpoint
 
 // Every rank's model file of an MP rank must carry the same param_shapes (§7.3).
 absl::Status CheckSameShapes(const CheckpointIndex& index, int mp, const std::vector<GroupShapes>& shapes) {
-  for (int dp = 1; dp < index.topology.dp_size; ++dp) {
+  for (int dp = 1; dp < index.topology.dp; ++dp) {
     const CheckpointFile& f = index.model_file(mp, dp);
     absl::StatusOr<std::vector<GroupShapes>> other = ReadParamShapes(f.root());
     if (!other.ok()) return WithContext(other.status(), f.path);
@@ -243,28 +228,29 @@ absl::Status CheckSameShapes(const CheckpointIndex& index, int mp, const std::ve
 }  // namespace
 
 absl::Status IndexZero3(CheckpointIndex* index) {
-  Topology& t = index->topology;
-  for (int mp = 0; mp < t.mp_size; ++mp) {
+  store::Topology& t = index->topology;
+  ZeroKind& zk = index->kind;
+  for (int mp = 0; mp < t.mp(); ++mp) {
     const CheckpointFile& model = index->model_file(mp, 0);
     absl::StatusOr<std::vector<GroupShapes>> shapes = ReadParamShapes(model.root());
     if (!shapes.ok()) return WithContext(shapes.status(), model.path);
     UCP_RETURN_IF_ERROR(CheckSameShapes(*index, mp, *shapes));
     std::vector<Shard> shards;
-    for (int dp = 0; dp < t.dp_size; ++dp) {
-      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp_size + dp], shapes->size()));
+    for (int dp = 0; dp < t.dp; ++dp) {
+      UCP_ASSIGN_OR_RETURN(Shard shard, ReadShard(*index, index->optim_files[mp * t.dp + dp], shapes->size()));
       shards.push_back(std::move(shard));
     }
     if (mp == 0) {
       if (shapes->empty()) return absl::DataLossError(absl::StrCat(model.path, ": empty ", keys::kParamShapes));
-      t.master_dtype = shards[0].subs[0].fp32->dtype;
-      t.state_dtype = shards[0].subs[0].exp_avg->dtype;
+      zk.master_dtype = shards[0].subs[0].fp32->dtype;
+      zk.state_dtype = shards[0].subs[0].exp_avg->dtype;
       UCP_RETURN_IF_ERROR(CreateGroups(*shapes, shards[0], index));
       for (Parameter& p : index->params) p.slices.push_back(ParamSlice{0, p.shape, {}});
     } else {
       UCP_RETURN_IF_ERROR(AddSlices(mp, *shapes, index));
     }
     for (int s = 0; s < static_cast<int>(shapes->size()); ++s) {
-      for (int dp = 0; dp < t.dp_size; ++dp) UCP_RETURN_IF_ERROR(IndexSubGroup(shards[dp], mp, dp, s, index));
+      for (int dp = 0; dp < t.dp; ++dp) UCP_RETURN_IF_ERROR(IndexSubGroup(shards[dp], mp, dp, s, index));
     }
   }
   return absl::OkStatus();

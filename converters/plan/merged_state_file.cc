@@ -49,7 +49,7 @@ absl::Status StateDtype(const CheckpointIndex& index, const Parameter& p, StateK
     }
   }
   if (!found) {  // an empty parameter: DeepSpeed's flat fp32 partitions require grad, moments do not
-    found = state == StateKind::kFp32 ? index.topology.master_dtype : index.topology.state_dtype;
+    found = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
     *requires_grad = state == StateKind::kFp32;
   }
   *dtype = *found;

@@ -91,6 +91,30 @@ std::vector<std::string> Plan::Directories() const {
   return {dirs.begin(), dirs.end()};  // "zero" sorts before "zero/x"
 }
 
+absl::Status AppendPlan(Plan from, size_t shared, Plan* into) {
+  if (shared > from.sources.size() || shared > into->sources.size()) {
+    return absl::InternalError("AppendPlan: fewer sources than shared");
+  }
+  for (size_t i = 0; i < shared; ++i) {
+    if (from.sources[i].path != into->sources[i].path || from.sources[i].memory != into->sources[i].memory) {
+      return absl::InternalError(absl::StrCat("AppendPlan: source ", i, " differs (", from.sources[i].path,
+                                              ", ", into->sources[i].path, ")"));
+    }
+  }
+  std::vector<int> renumber(from.sources.size());
+  for (size_t i = 0; i < from.sources.size(); ++i) {
+    renumber[i] = static_cast<int>(i < shared ? i : into->sources.size());
+    if (i >= shared) into->sources.push_back(std::move(from.sources[i]));
+  }
+  for (PlanFile& f : from.files) {
+    for (Region& r : f.regions) {
+      for (CopyOp& op : r.ops) op.source = renumber[op.source];
+    }
+    into->files.push_back(std::move(f));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidatePlan(const Plan& plan) {
   absl::flat_hash_set<std::string> paths;
   for (const PlanFile& f : plan.files) {

@@ -113,6 +113,11 @@ struct Plan {
   std::vector<std::string> Directories() const;
 };
 
+// Appends `from`'s files to `into` (the plans of a tensor-parallel checkpoint's TP ranks). The
+// first `shared` sources of both must be the same ByteSources in the same order; `from`'s other
+// sources are appended to `into`'s and its copy operations renumbered. Internal otherwise.
+absl::Status AppendPlan(Plan from, size_t shared, Plan* into);
+
 // Internal error when the plan breaks its own invariants: a region that ops do not tile, regions
 // outside their file or overlapping, a frame whose storages do not match the regions, a source
 // range outside its source, duplicate or unsafe paths.

@@ -122,47 +122,16 @@ absl::StatusOr<PlanFile> RewriteModelFile(const CheckpointIndex& index, int fi, 
 
 absl::StatusOr<StorageLocator> StorageLocator::Build(const CheckpointIndex& index) {
   StorageLocator out;
+  out.origin_ = index.dir.tag_dir;
   for (int fi = 0; fi < static_cast<int>(index.files.size()); ++fi) {
-    const formats::torch::TorchFile& tf = *index.files[fi].torch;
-    for (const StorageRef* s : tf.storages()) {
-      const std::string record = absl::StrCat(tf.archive_root(), "/data/", s->key);
-      const formats::zip::ZipEntry* entry = tf.zip().Find(record);
-      if (entry == nullptr) return absl::DataLossError(absl::StrCat(tf.name(), ": no record ", record));
-      out.spans_[s] = Span{fi, entry->data_offset, entry->size};
-    }
+    UCP_RETURN_IF_ERROR(AddStorageRuns(*index.files[fi].torch, fi, &out.runs_));
   }
   return out;
 }
 
-absl::StatusOr<StorageLocator::Span> StorageLocator::Find(const StorageRef* storage) const {
-  auto it = spans_.find(storage);
-  if (it == spans_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("storage '", storage->key, "' is in none of the checkpoint files"));
-  }
-  return it->second;
-}
-
 absl::StatusOr<PlanFile> FileFromTree(std::string path, FileRole role, const Value& root,
                                       const StorageLocator& locator) {
-  std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
-  PlanFile f;
-  f.path = std::move(path);
-  f.role = role;
-  f.size = frame.file_size;
-  for (size_t i = 0; i < storages.size(); ++i) {
-    UCP_ASSIGN_OR_RETURN(StorageLocator::Span span, locator.Find(storages[i]));
-    const store::TorchFrame::Storage& s = frame.storages[i];
-    if (span.size != s.size) {
-      return absl::DataLossError(absl::StrCat("storage '", storages[i]->key, "' has ", span.size,
-                                              " bytes on disk, its pickle says ", s.size));
-    }
-    Region r{s.payload_offset, s.size, {}};
-    if (s.size > 0) r.ops.push_back(CopyOp{span.file, span.offset, s.size, s.payload_offset});
-    f.regions.push_back(std::move(r));
-  }
-  f.frame = std::move(frame);
-  return f;
+  return StorageFrames(nullptr, &locator.runs(), &locator.origin()).Frame(std::move(path), role, root);
 }
 
 PlanFile CopyOfFile(const CheckpointIndex& index, int file, FileRole role) {
@@ -181,16 +150,16 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
                                             const StorageLocator& locator) {
   const Value& osd = index.optimizer_state_dict();
   const std::string what = absl::StrCat(index.optim_file(0).path, ": ",
-                                        index.topology.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
+                                        index.kind.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
   Value* out = nullptr;
   const Value* param_groups = nullptr;
-  if (index.topology.zero_stage == 0) {
+  if (index.kind.zero_stage == 0) {
     // No ZeRO wrapper state: what the ZeRO-1/2 loader needs (ds_version, then param_groups).
     UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(index.base_optimizer_state(), keys::kParamGroups, what));
     out = arena.Dict();
     const Value* version = index.model_file().root().Get(keys::kDsVersion);
     if (version != nullptr) arena.SetItem(out, keys::kDsVersion, version);
-  } else if (index.topology.zero_stage == 3) {
+  } else if (index.kind.zero_stage == 3) {
     // The whole optimizer_state_dict of the first shard, plus a top-level param_groups.
     UCP_ASSIGN_OR_RETURN(const Value* inner, ids::Require(osd, keys::kOptimizerStateDict, what));
     UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(*inner, keys::kParamGroups, what));
@@ -209,7 +178,7 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
       if (IsKey(k, keys::kGroupPaddings) && Truthy(v)) {
         UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, 0, absl::StrCat(what, ".", keys::kGroupPaddings)));
       } else if (IsKey(k, keys::kPartitionCount) && Truthy(v)) {
-        UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, index.topology.dp_size,
+        UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, index.topology.dp,
                                                  absl::StrCat(what, ".", keys::kPartitionCount)));
       }
       ValueArena::SetItem(out, k, value);
@@ -224,7 +193,7 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
 absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, const StorageLocator& locator,
                            Plan* plan) {
   const bool autoep = !index.autoep_layers.empty();
-  if (index.topology.zero_stage <= 2) {
+  if (index.kind.zero_stage <= 2) {
     const Value* layers = nullptr;
     if (autoep) {
       UCP_ASSIGN_OR_RETURN(layers, AggregatedAutoepMetadata(index, arena));

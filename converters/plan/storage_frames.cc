@@ -14,8 +14,17 @@ using formats::torch::StorageRef;
 using formats::torch::TensorRef;
 using formats::torch::Value;
 
-absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view origin,
-                       absl::string_view what, std::vector<Piece>* out) {
+absl::Status AddStorageRuns(const formats::torch::TorchFile& file, int file_index,
+                            StorageRuns* out) {
+  for (const StorageRef* s : file.storages()) {
+    UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file.StorageEntry(*s));
+    (*out)[s] = store::ByteRun{file_index, entry->data_offset, entry->size};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SliceRuns(const TensorRuns& runs, uint64_t begin, uint64_t length,
+                       absl::string_view origin, absl::string_view what, std::vector<Piece>* out) {
   uint64_t pos = 0;
   const uint64_t end = begin + length;
   for (const store::ByteRun& run : runs.runs) {
@@ -24,7 +33,9 @@ absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, a
     if (lo < hi) out->push_back(Piece{run.file, run.offset + (lo - pos), hi - lo});
     pos += run.size;
   }
-  if (pos < end) return absl::DataLossError(absl::StrCat(origin, ": ", what, " holds ", pos, " bytes, needs ", end));
+  if (pos < end)
+    return absl::DataLossError(
+        absl::StrCat(origin, ": ", what, " holds ", pos, " bytes, needs ", end));
   return absl::OkStatus();
 }
 
@@ -47,8 +58,8 @@ const StorageRef* StorageFrames::NewStorage(DType dtype, int64_t numel, std::vec
   return ref;
 }
 
-const Value* StorageFrames::NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
-                                      std::vector<Piece> pieces) {
+const Value* StorageFrames::NewTensor(DType dtype, int64_t numel, int64_t storage_numel,
+                                      bool requires_grad, std::vector<Piece> pieces) {
   TensorRef t;
   t.storage = NewStorage(dtype, storage_numel, std::move(pieces));
   t.dtype = dtype;
@@ -58,9 +69,11 @@ const Value* StorageFrames::NewTensor(DType dtype, int64_t numel, int64_t storag
   return arena_->Tensor(std::move(t));
 }
 
-absl::StatusOr<PlanFile> StorageFrames::Frame(std::string path, FileRole role, const Value& root) const {
+absl::StatusOr<PlanFile> StorageFrames::Frame(std::string path, FileRole role,
+                                              const Value& root) const {
   std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
+  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame,
+                       store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
   PlanFile f;
   f.path = std::move(path);
   f.role = role;
@@ -72,19 +85,23 @@ absl::StatusOr<PlanFile> StorageFrames::Frame(std::string path, FileRole role, c
       uint64_t at = s.payload_offset;
       for (const Piece& p : it->second) {
         if (p.length == 0) continue;
-        r.ops.push_back(CopyOp{p.source < 0 ? zero_source_ : p.source, p.source_offset, p.length, at});
+        r.ops.push_back(
+            CopyOp{p.source < 0 ? zero_source_ : p.source, p.source_offset, p.length, at});
         at += p.length;
       }
     } else {
       auto run = existing_->find(storages[i]);
       if (run == existing_->end()) {
-        return absl::InternalError(absl::StrCat(f.path, ": storage '", storages[i]->key, "' has no source"));
+        return absl::InvalidArgumentError(absl::StrCat(f.path, ": storage '", storages[i]->key,
+                                                       "' is in none of the input files"));
       }
       if (run->second.size != s.size) {
-        return absl::DataLossError(absl::StrCat(*origin_, ": storage '", storages[i]->key, "' has ", run->second.size,
+        return absl::DataLossError(absl::StrCat(*origin_, ": storage '", storages[i]->key, "' has ",
+                                                run->second.size,
                                                 " bytes on disk, its pickle says ", s.size));
       }
-      if (s.size > 0) r.ops.push_back(CopyOp{run->second.file, run->second.offset, s.size, s.payload_offset});
+      if (s.size > 0)
+        r.ops.push_back(CopyOp{run->second.file, run->second.offset, s.size, s.payload_offset});
     }
     f.regions.push_back(std::move(r));
   }
@@ -94,7 +111,8 @@ absl::StatusOr<PlanFile> StorageFrames::Frame(std::string path, FileRole role, c
 
 void StorageFrames::FinishZeros(Plan* plan) const {
   std::vector<std::byte> zeros(max_zeros_, std::byte{0});
-  plan->sources[zero_source_] = PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))};
+  plan->sources[zero_source_] =
+      PlanSource{"<zeros>", max_zeros_, MemorySource(Buffer::FromVector(std::move(zeros)))};
 }
 
 }  // namespace ucp::converters::plan

@@ -31,18 +31,19 @@ using internal_plan::DictSpec;
 using internal_plan::MergedStateFile;
 
 PlanInfo Describe(const CheckpointIndex& index) {
-  const deepspeed::Topology& t = index.topology;
+  const store::Topology& t = index.topology;
+  const deepspeed::ZeroKind& zk = index.kind;
   PlanInfo i;
   i.pipeline = "zero_to_ucp";
   i.input = index.dir.tag_dir;
-  i.wrapper = std::string(deepspeed::OptimizerWrapperName(t.wrapper));
-  i.zero_stage = t.zero_stage;
-  i.dp_size = t.dp_size;
-  i.tp_size = t.tp_size;
-  i.pp_size = t.pp_size;
-  i.ep_size = t.ep_size;
-  i.master_dtype = std::string(DTypeName(t.master_dtype));
-  i.state_dtype = std::string(DTypeName(t.state_dtype));
+  i.wrapper = std::string(deepspeed::OptimizerWrapperName(zk.wrapper));
+  i.zero_stage = zk.zero_stage;
+  i.dp_size = t.dp;
+  i.tp_size = t.tp;
+  i.pp_size = t.pp;
+  i.ep_size = t.ep;
+  i.master_dtype = std::string(DTypeName(zk.master_dtype));
+  i.state_dtype = std::string(DTypeName(zk.state_dtype));
   i.param_groups = static_cast<int>(index.param_groups.size());
   i.params = static_cast<int>(index.params.size());
   for (const Parameter& p : index.params) i.expert_params += p.is_expert() ? 1 : 0;
@@ -80,7 +81,7 @@ absl::StatusOr<store::ParamStateSpec> SpecFor(const CheckpointIndex& index, cons
     spec.form = store::ParamFileForm::kExpertDict;
     spec.shape = p.merged_shape();
     spec.ep_num_experts = p.expert->num_experts;
-  } else if (index.topology.zero_stage == 3) {
+  } else if (index.kind.zero_stage == 3) {
     spec.form = store::ParamFileForm::kRawTensor;
     spec.shape = Shape({p.numel()});
   } else {
@@ -113,10 +114,10 @@ absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Para
     requires_grad = requires_grad || loc.requires_grad;
   }
   if (!dtype) {  // an empty parameter: DeepSpeed's flat fp32 partitions require grad, moments do not
-    dtype = state == StateKind::kFp32 ? index.topology.master_dtype : index.topology.state_dtype;
+    dtype = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
     requires_grad = state == StateKind::kFp32;
   }
-  if (p.is_expert() && index.topology.zero_stage <= 2 && *dtype != DType::kF32) {
+  if (p.is_expert() && index.kind.zero_stage <= 2 && *dtype != DType::kF32) {
     return absl::FailedPreconditionError(absl::StrCat("AutoEP expert '", p.name, "': ", deepspeed::StateName(state),
                                                       " is ", DTypeName(*dtype),
                                                       "; DeepSpeed converts only fp32 expert states"));
@@ -157,7 +158,7 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
                            const StorageLocator& locator, ValueArena& arena, Plan* plan) {
   absl::Status name_ok = store::ValidateParamName(p.name);
   if (!name_ok.ok()) return WithContext(name_ok, index.model_file().path);
-  if (!p.is_expert() && index.topology.zero_stage <= 2) {
+  if (!p.is_expert() && index.kind.zero_stage <= 2) {
     std::vector<Shape> rank_shapes;
     for (const deepspeed::ParamSlice& slice : p.slices) rank_shapes.push_back(slice.shape);
     UCP_ASSIGN_OR_RETURN(ParamKeys k, rules->ForParam(p.name, rank_shapes));
@@ -173,7 +174,7 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
       plan->files.push_back(std::move(f));
     }
   }
-  if (index.topology.zero_stage <= 2) {
+  if (index.kind.zero_stage <= 2) {
     const deepspeed::FlatGroup& group = index.flat_groups[p.flat_group];
     if (const formats::torch::Value* step = group.step(); step != nullptr) {
       absl::StatusOr<PlanFile> f = internal_plan::FileFromTree(store::ParamStatePath(p.name, store::kStepState),
@@ -188,16 +189,17 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
 }  // namespace
 
 absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcpOptions& options) {
-  const deepspeed::Topology& t = index.topology;
-  if (t.tp_size != t.mp_size || (t.tp_size != 1 && t.zero_stage == 3)) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp_size,
-                                                 ", mp_size=", t.mp_size, ", ZeRO-", t.zero_stage,
+  const store::Topology& t = index.topology;
+  const deepspeed::ZeroKind& zk = index.kind;
+  if (t.tp != t.mp() || (t.tp != 1 && zk.zero_stage == 3)) {
+    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp,
+                                                 ", mp_size=", t.mp(), ", ZeRO-", zk.zero_stage,
                                                  "): only ZeRO-1/2 TP slices are merged into a UCP"));
   }
   for (const Parameter& p : index.params) {
-    if (static_cast<int>(p.slices.size()) != t.tp_size) {
+    if (static_cast<int>(p.slices.size()) != t.tp) {
       return absl::InternalError(absl::StrCat("parameter '", p.name, "' has ", p.slices.size(), " TP slices, tp is ",
-                                              t.tp_size));
+                                              t.tp));
     }
   }
   Plan plan;
@@ -208,7 +210,7 @@ absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcp
   ValueArena arena;
   UCP_ASSIGN_OR_RETURN(StorageLocator locator, StorageLocator::Build(index));
   std::optional<MergeRules> rules;
-  if (t.zero_stage <= 2) {
+  if (zk.zero_stage <= 2) {
     UCP_RETURN_IF_ERROR(CheckUniversalInfo(index, options));
     absl::StatusOr<MergeRules> r = MergeRules::Create(index.universal_checkpoint_info);
     if (!r.ok()) return WithContext(r.status(), index.model_file().path);

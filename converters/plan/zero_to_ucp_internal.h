@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/plan/plan.h"
+#include "converters/plan/storage_frames.h"
 #include "formats/torch/pickle_value.h"
 
 namespace ucp::converters::plan::internal_plan {
@@ -17,25 +18,21 @@ using formats::torch::StorageRef;
 using formats::torch::Value;
 using formats::torch::ValueArena;
 
-// Where each storage record of the checkpoint's files lies (file index, payload offset, size).
+// Where each storage record of the checkpoint's files lies (plan source = file index).
 class StorageLocator {
  public:
-  struct Span {
-    int file = -1;
-    uint64_t offset = 0;
-    uint64_t size = 0;
-  };
-  // DataLoss when a storage's record is missing.
   static absl::StatusOr<StorageLocator> Build(const deepspeed::CheckpointIndex& index);
-  // InvalidArgument for a storage that belongs to none of the files.
-  absl::StatusOr<Span> Find(const StorageRef* storage) const;
+  const StorageRuns& runs() const { return runs_; }
+  const std::string& origin() const { return origin_; }
 
  private:
-  absl::flat_hash_map<const StorageRef*, Span> spans_;
+  StorageRuns runs_;
+  std::string origin_;
 };
 
 // A torch file holding `root`, whose storages are copied whole from the checkpoint's records
-// (what torch.save writes after torch.load of the same tree).
+// (what torch.save writes after torch.load of the same tree). InvalidArgument for a storage that
+// belongs to none of the files, DataLoss for a record whose size is not the pickle's.
 absl::StatusOr<PlanFile> FileFromTree(std::string path, FileRole role, const Value& root,
                                       const StorageLocator& locator);
 // A byte copy of checkpoint file `file`.

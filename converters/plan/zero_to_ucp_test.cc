@@ -73,7 +73,7 @@ TEST_P(PlanFixtureTest, SameFilesAsDeepSpeedAndParamFilesAreByteExact) {
     }
   }
   EXPECT_EQ(planned, wanted) << name;
-  EXPECT_EQ(plan->info.zero_stage, index.topology.zero_stage);
+  EXPECT_EQ(plan->info.zero_stage, index.kind.zero_stage);
   EXPECT_EQ(plan->info.params, static_cast<int>(index.params.size()));
   EXPECT_GT(plan->CopyBytes(), 0u);
 }
@@ -132,7 +132,7 @@ TEST(PlanZeroToUcpTest, ParamNamesThatEscapeAreRefused) {
 
 TEST(PlanZeroToUcpTest, TensorParallelZero3IsUnimplemented) {
   deepspeed::CheckpointIndex index = Open("s3_fp32_dp2");
-  index.topology.tp_size = 2;
+  index.topology.tp = 2;
   EXPECT_EQ(PlanZeroToUcp(index).status().code(), absl::StatusCode::kUnimplemented);
 }
 

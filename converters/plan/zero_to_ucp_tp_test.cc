@@ -44,7 +44,7 @@ TEST(PlanZeroToUcpTpTest, FilesAndSizesMatchDeepSpeedsConversion) {
   for (const char* name : kTpCases) {
     SCOPED_TRACE(name);
     CheckpointIndex index = Open(name);
-    EXPECT_EQ(index.topology.tp_size, 2);
+    EXPECT_EQ(index.topology.tp, 2);
     absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
     ASSERT_TRUE(plan.ok()) << plan.status();
     const fs::path golden = TpCase(name) + "/global_step5_universal";
@@ -66,8 +66,8 @@ TEST(PlanZeroToUcpTpTest, FilesAndSizesMatchDeepSpeedsConversion) {
 
 TEST(PlanZeroToUcpTpTest, IndexHasOneSlicePerMpRank) {
   CheckpointIndex index = Open("s2_fp32_tp2_dp2_subparams");
-  EXPECT_EQ(index.topology.mp_size, 2);
-  EXPECT_EQ(index.topology.dp_size, 2);
+  EXPECT_EQ(index.topology.mp(), 2);
+  EXPECT_EQ(index.topology.dp, 2);
   EXPECT_EQ(index.optim_files.size(), 4u);
   const deepspeed::Parameter* qkv = index.FindParam("blocks.0.qkv.weight");
   ASSERT_NE(qkv, nullptr);

@@ -1,36 +1,32 @@
 // ZeroFolderSink: the ZeRO tag folder DeepSpeed saves after loading a checkpoint at a target
-// topology (docs/reshard.md), from the ZeRO sink's input: the non-tensor trees and tensor runs
-// read from a ZeRO folder or a UCP (converters/plan/zero12_input.h, zero3_input.h). A thin adapter
-// over the planners PlanUcpToZero12 (ZeRO-0/1/2 inputs) and PlanZero3Reshard (ZeRO-3).
+// topology (docs/reshard.md), from the ZeRO sink's input: one ZeroSinkInput per TP rank, read from
+// a ZeRO folder or a UCP, or built from memory (converters/sinks/zero/zero_sink_input.h). A thin
+// adapter over PlanZeroSink (converters/sinks/zero/zero_sink.h), the one ZeRO writer.
 #pragma once
 
-#include <variant>
+#include <vector>
 
-#include "converters/plan/ucp_to_zero.h"
-#include "converters/plan/zero12_input.h"
-#include "converters/plan/zero3_input.h"
 #include "converters/sinks/sink.h"
+#include "converters/sinks/zero/zero_sink.h"
+#include "converters/sinks/zero/zero_sink_input.h"
 
 namespace ucp::converters::sinks {
 
-// What the readers build today: ZeRO-0/1/2 trees or ZeRO-3 trees.
-using ZeroSinkInput = std::variant<plan::Zero12Input, plan::Zero3Input>;
+// One input per TP rank (one for tp 1).
+using ZeroSinkInputs = std::vector<ZeroSinkInput>;
 
-class ZeroFolderSink final : public Sink<ZeroSinkInput> {
+class ZeroFolderSink final : public Sink<ZeroSinkInputs> {
  public:
-  // target.use_data_before_expert_parallelism is taken from the input's ds_config.
-  explicit ZeroFolderSink(plan::ReshardTarget target) : target_(std::move(target)) {}
+  explicit ZeroFolderSink(ZeroTarget target) : target_(std::move(target)) {}
   absl::string_view name() const override { return "zero"; }
-  // Plan::files are relative to the tag folder. InvalidArgument for an infeasible target.
-  absl::StatusOr<plan::Plan> Plan(const ZeroSinkInput& input) const override;
+  // Plan::files are relative to the tag folder; the plan's first sources are the input's files.
+  // CheckZeroTarget's usage errors for an infeasible or absurd target.
+  absl::StatusOr<plan::Plan> Plan(const ZeroSinkInputs& tp_ranks) const override {
+    return PlanZeroSink(tp_ranks, target_);
+  }
 
  private:
-  plan::ReshardTarget target_;
+  ZeroTarget target_;
 };
-
-// The model-states tree of the input (global_steps, ds_config), and the files its plan reads.
-const formats::torch::Value* ModelRoot(const ZeroSinkInput& input);
-const std::vector<std::shared_ptr<const formats::torch::TorchFile>>& InputFiles(
-    const ZeroSinkInput& input);
 
 }  // namespace ucp::converters::sinks

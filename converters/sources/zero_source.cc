@@ -20,7 +20,7 @@ using deepspeed::CheckpointIndex;
 using deepspeed::Fragment;
 using deepspeed::Parameter;
 using deepspeed::StateKind;
-using deepspeed::Topology;
+using deepspeed::ZeroKind;
 using formats::torch::Value;
 using plan::internal_plan::MergeRules;
 using plan::internal_plan::ParamKeys;
@@ -54,8 +54,8 @@ StateKind ToStateKind(ParamState s) {
   return StateKind::kFp32;
 }
 
-DType StateDType(const Topology& t, StateKind s) {
-  return s == StateKind::kFp32 ? t.master_dtype : t.state_dtype;
+DType StateDType(const ZeroKind& zk, StateKind s) {
+  return s == StateKind::kFp32 ? zk.master_dtype : zk.state_dtype;
 }
 
 // How a TP parameter is merged, for humans.
@@ -78,17 +78,18 @@ std::string TpText(const ParamKeys& k, int tp) {
 
 std::string Partitioning(const CheckpointIndex& index, const Parameter& p,
                          const std::string& tp_text) {
-  const Topology& t = index.topology;
-  std::string text = t.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", t.zero_stage);
-  if (t.zero_stage >= 1) {
+  const store::Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
+  std::string text = zk.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", zk.zero_stage);
+  if (zk.zero_stage >= 1) {
     const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
-    absl::StrAppend(&text, t.zero_stage == 3 ? " partitioned" : " flat group ",
-                    t.zero_stage == 3 ? "" : absl::StrCat(g.index), " over ", g.partition_count,
+    absl::StrAppend(&text, zk.zero_stage == 3 ? " partitioned" : " flat group ",
+                    zk.zero_stage == 3 ? "" : absl::StrCat(g.index), " over ", g.partition_count,
                     g.expert ? " expert-dp ranks" : " dp ranks");
   }
   if (p.is_expert()) {
     absl::StrAppend(&text, p.expert->stacked ? ", native MoE expert" : ", AutoEP experts", " (ep ",
-                    t.ep_size, ", ", p.expert->num_experts, " experts)");
+                    t.ep, ", ", p.expert->num_experts, " experts)");
   }
   if (!tp_text.empty()) absl::StrAppend(&text, ", ", tp_text);
   // The fragments read: every slice's for a TP merge that moves bytes of all ranks, else (tp 1,
@@ -111,7 +112,7 @@ absl::Status AddFragmentRuns(const CheckpointIndex& index, const Parameter& p, P
   });
   for (StateKind s : deepspeed::kAllStates) {
     StateMeta state;
-    state.dtype = StateDType(index.topology, s);
+    state.dtype = StateDType(index.kind, s);
     int64_t expected = 0;
     bool present = true;
     for (const Fragment* f : frags) {
@@ -142,7 +143,7 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
   const int64_t view_numel = k.shape.NumElements().value_or(0);
   for (StateKind s : deepspeed::kAllStates) {
     StateMeta state;
-    state.dtype = StateDType(index.topology, s);
+    state.dtype = StateDType(index.kind, s);
     bool present = true;
     for (const deepspeed::ParamSlice& slice : p.slices) {
       for (const Fragment& f : slice.fragments) {
@@ -193,27 +194,28 @@ ZeroSource::ZeroSource(store::SourceInfo info, CheckpointIndex index)
 absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(
     const std::string& dir, const deepspeed::OpenOptions& options) {
   UCP_ASSIGN_OR_RETURN(CheckpointIndex index, deepspeed::OpenCheckpoint(dir, options));
-  const Topology& t = index.topology;
-  if (t.tp_size > 1 && t.zero_stage == 3) {
+  const store::Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
+  if (t.tp > 1 && zk.zero_stage == 3) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir,
-                                                 ": ZeRO-3 with tensor parallelism (tp ", t.tp_size,
+                                                 ": ZeRO-3 with tensor parallelism (tp ", t.tp,
                                                  ") is not read in place, nor converted"));
   }
-  if (t.tp_size > 1 && !index.universal_checkpoint_info.present()) {
-    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": tp ", t.tp_size,
+  if (t.tp > 1 && !index.universal_checkpoint_info.present()) {
+    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": tp ", t.tp,
                                                       " but no ", keys::kUniversalCheckpointInfo,
                                                       ": how the TP slices merge is unknown"));
   }
   store::SourceInfo info;
   info.path = index.dir.tag_dir;
   info.tag = index.dir.tag;
-  info.zero_stage = t.zero_stage;
-  info.optimizer_wrapper = std::string(OptimizerWrapperName(t.wrapper));
-  info.dp_size = t.dp_size;
-  info.tp_size = t.tp_size;
-  info.pp_size = t.pp_size;
-  info.ep_size = t.ep_size;
-  info.master_dtype = t.master_dtype;
+  info.zero_stage = zk.zero_stage;
+  info.optimizer_wrapper = std::string(deepspeed::OptimizerWrapperName(zk.wrapper));
+  info.dp_size = t.dp;
+  info.tp_size = t.tp;
+  info.pp_size = t.pp;
+  info.ep_size = t.ep;
+  info.master_dtype = zk.master_dtype;
   std::unique_ptr<ZeroSource> source(new ZeroSource(std::move(info), std::move(index)));
   UCP_RETURN_IF_ERROR(source->Build());
   return source;
@@ -247,9 +249,10 @@ absl::Status ZeroSource::Build() {
 // Trainable parameters, in flat-group order.
 absl::Status ZeroSource::AddTrainable() {
   const CheckpointIndex& index = index_;
-  const Topology& t = index.topology;
+  const store::Topology& t = index.topology;
+  const ZeroKind& zk = index.kind;
   std::optional<MergeRules> rules;
-  if (t.tp_size > 1) {
+  if (t.tp > 1) {
     absl::StatusOr<MergeRules> r = MergeRules::Create(index.universal_checkpoint_info);
     if (!r.ok()) return WithContext(r.status(), index.model_file().path);
     rules = *std::move(r);
@@ -262,7 +265,7 @@ absl::Status ZeroSource::AddTrainable() {
     meta.param_group = p.param_group;
     meta.expert = p.is_expert();
     meta.num_experts = p.is_expert() ? p.expert->num_experts : 0;
-    if (t.zero_stage >= 1) {
+    if (zk.zero_stage >= 1) {
       const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
       if (const Value* step = g.step(); step != nullptr) {
         absl::StatusOr<double> v =
@@ -276,7 +279,7 @@ absl::Status ZeroSource::AddTrainable() {
       absl::StatusOr<ParamKeys> k = rules->ForParam(p.name, rank_shapes);
       if (!k.ok()) return WithContext(k.status(), index.model_file().path);
       meta.shape = k->shape;
-      meta.partitioning = Partitioning(index, p, TpText(*k, t.tp_size));
+      meta.partitioning = Partitioning(index, p, TpText(*k, t.tp));
       UCP_RETURN_IF_ERROR(AddTpRuns(index, p, *k, meta));
       if (k->layout.cut.kind == store::TpMergeKind::kAverage) averaged_.insert(p.name);
     } else {

@@ -77,13 +77,13 @@ void CheckPartitions(const ds::CheckpointIndex& index, const ds::FlatGroup& grou
       for (const ds::Fragment& f : slice.fragments) held[{slice.mp_rank, f.dp_rank}] += f.numel;
     }
   }
-  const bool zero12 = index.topology.zero_stage < 3;
+  const bool zero12 = index.kind.zero_stage < 3;
   std::map<int, bool> seen_padding;  // mp rank → an earlier rank had padding
   for (const ds::FlatGroupRank& r : group.ranks) {
     const int64_t fragments = held[{r.mp_rank, r.dp_rank}];
     if (fragments == 0 && r.partition_numel == 0) continue;  // not a rank of this (expert) group
-    const std::string file = r.mp_rank * index.topology.dp_size + r.dp_rank < static_cast<int>(index.optim_files.size())
-                                 ? FileOf(index, index.optim_files[r.mp_rank * index.topology.dp_size + r.dp_rank])
+    const std::string file = r.mp_rank * index.topology.dp + r.dp_rank < static_cast<int>(index.optim_files.size())
+                                 ? FileOf(index, index.optim_files[r.mp_rank * index.topology.dp + r.dp_rank])
                                  : std::string();
     if (r.padding < 0 || fragments + r.padding != r.partition_numel) {
       report.problems.push_back({"padding", file,

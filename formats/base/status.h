@@ -42,8 +42,15 @@
 
 namespace ucp {
 
-// Returns `status` with "context: " prepended to its message (same code). OK stays OK.
+// Returns `status` with "context: " prepended to its message (same code and payloads). OK stays OK.
 absl::Status WithContext(const absl::Status& status, absl::string_view context);
+
+// Usage errors: requests that cannot succeed whatever the input files hold (an option value, an
+// absurd or infeasible target). InvalidArgument, marked so that the CLI exits 2 (not 1).
+absl::Status UsageError(absl::string_view message);
+// `status` (InvalidArgument or not) marked as a usage error; OK stays OK.
+absl::Status AsUsageError(const absl::Status& status);
+bool IsUsageError(const absl::Status& status);
 
 // Maps an errno value to a Status: ENOENT → NotFound, EEXIST → AlreadyExists, EACCES/EPERM →
 // PermissionDenied, ENOSPC/EDQUOT/ENOMEM → ResourceExhausted, anything else → Unavailable.

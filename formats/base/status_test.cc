@@ -48,5 +48,17 @@ TEST(StatusDeathTest, CheckAborts) {
   EXPECT_DEATH({ UCP_CHECK(1 + 1 == 3) << "math"; }, "UCP_CHECK failed: 1 \\+ 1 == 3 math");
 }
 
+TEST(StatusTest, UsageErrorsKeepTheirMarkThroughContext) {
+  const absl::Status usage = UsageError("dp 0 is not in [1, 1048576]");
+  EXPECT_EQ(usage.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(IsUsageError(usage));
+  const absl::Status wrapped = WithContext(usage, "reshard");
+  EXPECT_TRUE(IsUsageError(wrapped));
+  EXPECT_EQ(wrapped.message(), "reshard: dp 0 is not in [1, 1048576]");
+  EXPECT_FALSE(IsUsageError(absl::InvalidArgumentError("not a torch.save file")));
+  EXPECT_TRUE(IsUsageError(AsUsageError(absl::InvalidArgumentError("x"))));
+  EXPECT_TRUE(AsUsageError(absl::OkStatus()).ok());
+}
+
 }  // namespace
 }  // namespace ucp

@@ -89,6 +89,7 @@ absl::Status TorchFile::IndexStorages() {
     std::string record = absl::StrCat(archive_root_, "/data/", s->key);
     const zip::ZipEntry* e = zip_.Find(record);
     if (e == nullptr) return absl::DataLossError(absl::StrCat(name(), ": storage record ", record, " is missing"));
+    storage_entries_[s] = static_cast<size_t>(e - zip_.entries().data());
     uint64_t expected = static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype);
     if (e->size != expected) {
       return absl::DataLossError(absl::StrCat(name(), ": storage record ", record, " has ", e->size,
@@ -99,7 +100,17 @@ absl::Status TorchFile::IndexStorages() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<const zip::ZipEntry*> TorchFile::StorageEntry(const StorageRef& storage) const {
+  auto it = storage_entries_.find(&storage);
+  if (it == storage_entries_.end()) {
+    return absl::NotFoundError(absl::StrCat(name(), ": storage '", storage.key, "' is not one of this file's"));
+  }
+  return &zip_.entries()[it->second];
+}
+
 absl::StatusOr<Buffer> TorchFile::StorageBytes(const StorageRef& storage) const {
+  if (absl::StatusOr<const zip::ZipEntry*> e = StorageEntry(storage); e.ok()) return zip_.Read(**e);
+  // A storage of another tree naming one of this file's records (a rewritten copy of the tree).
   const zip::ZipEntry* e = zip_.Find(absl::StrCat(archive_root_, "/data/", storage.key));
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat(name(), ": no storage record data/", storage.key));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "formats/base/buffer.h"
 #include "formats/base/byte_source.h"
@@ -49,6 +50,9 @@ class TorchFile {
   // Storages referenced by the tree, in first-reference (pre-order) order.
   const std::vector<const StorageRef*>& storages() const { return storages_; }
 
+  // The zip record of a storage of this file's tree ("<archive_root>/data/<key>"; Open checked that
+  // it exists with numel × element size bytes). NotFound for a storage of another file.
+  absl::StatusOr<const zip::ZipEntry*> StorageEntry(const StorageRef& storage) const;
   // The whole storage record: a zero-copy slice when the file is mapped.
   absl::StatusOr<Buffer> StorageBytes(const StorageRef& storage) const;
   // The tensor's elements in row-major order: a zero-copy slice when the view is contiguous,
@@ -69,6 +73,7 @@ class TorchFile {
   PickleTree tree_;
   std::string archive_root_;
   std::vector<const StorageRef*> storages_;
+  absl::flat_hash_map<const StorageRef*, size_t> storage_entries_;  // index into zip_.entries()
 };
 
 // Gathers a strided view (element strides) of `storage` into row-major bytes.

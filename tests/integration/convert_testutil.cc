@@ -18,6 +18,7 @@
 #include "formats/torch/torch_writer.h"
 #include "formats/torch/value_json.h"
 #include "ucp/manifest.h"
+#include "ucp/shard_layout.h"
 
 namespace ucp::testing {
 namespace {
@@ -234,7 +235,7 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
     Value* new_fp32 = arena.List();
     for (size_t s = 0; s < group_numels.size(); ++s) {
       int64_t flat = 0;
-      for (int64_t n : group_numels[s]) flat += (n + world - 1) / world;
+      for (int64_t n : group_numels[s]) flat += store::PerParamShard(n, world, 0).partition;
       const uint32_t seed = static_cast<uint32_t>(rank * 100 + s * 10);
       ValueArena::Append(new_fp32, NewFlatTensor(arena, fp32->items()[s]->tensor(), flat, seed));
       const Value* sub = state->entries()[s].second;
@@ -252,5 +253,36 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
   }
   return absl::OkStatus();
 }
+
+// Drops excluded dict entries and storage details from a TorchFileDigest, in place.
+void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<std::string>& excluded) {
+  if (j.is_array()) {
+    for (nlohmann::json& e : j) NormalizeDigest(e, path + "/*", excluded);
+    return;
+  }
+  if (!j.is_object()) return;
+  for (const char* kind : {"dict", "odict"}) {
+    if (!j.contains(kind)) continue;
+    nlohmann::json kept = nlohmann::json::array();
+    for (nlohmann::json& kv : j[kind]) {
+      const std::string key = kv[0].is_string() ? kv[0].get<std::string>() : "*";
+      const std::string sub = path.empty() ? key : path + "/" + key;
+      if (excluded.count(sub) > 0) continue;
+      NormalizeDigest(kv[1], sub, excluded);
+      kept.push_back(kv);
+    }
+    j[kind] = kept;
+  }
+  if (j.contains("tensor") && j["tensor"].is_object()) {
+    j["tensor"].erase("storage");
+    j["tensor"].erase("storage_crc32");
+    j["tensor"].erase("storage_offset");
+  }
+  for (const char* kind : {"tuple", "set", "args"}) {
+    if (j.contains(kind)) NormalizeDigest(j[kind], path, excluded);
+  }
+  if (j.contains("state")) NormalizeDigest(j["state"], path, excluded);
+}
+
 
 }  // namespace ucp::testing

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,11 @@ absl::StatusOr<nlohmann::json> TorchFileDigest(const std::string& path);
 
 // The first place where `a` and `b` differ, as a path like `.dict[3][1].tensor.shape[0]` with
 // both values; empty when equal.
+// Drops the dict entries whose key path ("optimizer_state_dict/ds_version", "*" for list items)
+// is in `excluded`, and every tensor's storage details (storage sharing is not part of the
+// contract), from a TorchFileDigest, in place.
+void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<std::string>& excluded);
+
 std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path = "");
 
 struct FolderComparison {

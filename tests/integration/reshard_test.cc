@@ -12,6 +12,7 @@
 #include "converters/pipelines/reshard.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -21,9 +22,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cli/commands/reshard_command.h"
 #include "converters/pipelines/convert.h"
 #include "converters/verify/verify.h"
+#include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
 #include "ucp/staging_dir.h"
@@ -44,6 +47,9 @@ struct Case {
   // A fixtures/deepspeed_extra case (native MoE): DeepSpeed has no UCP of it, so the UCP input is
   // ucp's own (`ucp convert` into the scratch folder), the one DeepSpeed loaded for the golden.
   bool extra = false;
+  // A fixtures/deepspeed_tp case (real AutoTP, tp 2): the golden is resume_tp<T>_dp<D>, DeepSpeed's
+  // re-save right after loading the UCP at that topology.
+  bool tp = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name << " -> " << c.golden; }
@@ -54,6 +60,7 @@ std::string FixtureSet(const std::string& set, const std::string& name) {
 }
 
 std::string CaseRoot(const Case& c) {
+  if (c.tp) return FixtureSet("deepspeed_tp", c.name);
   return c.extra ? FixtureSet("deepspeed_extra", c.name) : testing::FixtureCase(c.name);
 }
 
@@ -103,37 +110,14 @@ const Case kCases[] = {
     {"s0_fp32_dp2", "reshard_dp2_s1", 2, 0, {}, 1, true},
     {"s0_fp32_dp2", "reshard_dp4_s2", 4, 0, {}, 2, true},
     {"s0_bf16_dp2", "reshard_dp2_s2", 2, 0, {}, 2, true},
+    // AutoTP tp 2 (each TP rank's slices re-partitioned over the new dp; from the UCP, cut by its
+    // universal_checkpoint_info rules), against DeepSpeed's re-saves at tp 2.
+    {"autotp_llama_s1_fp32_tp2_dp1", "resume_tp2_dp2", 2, 0, {}, -1, false, true},
+    {"autotp_llama_s1_fp32_tp2_dp1", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_fp32_tp2_dp2", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_bf16_tp2_dp1", "resume_tp2_dp1", 1, 0, {}, -1, false, true},
+    {"autotp_llama_s2_bf16_tp2_dp1", "resume_tp2_dp2", 2, 0, {}, -1, false, true},
 };
-
-// Drops excluded dict entries and storage details from a TorchFileDigest, in place.
-void Normalize(json& j, const std::string& path, const std::set<std::string>& excluded) {
-  if (j.is_array()) {
-    for (json& e : j) Normalize(e, path + "/*", excluded);
-    return;
-  }
-  if (!j.is_object()) return;
-  for (const char* kind : {"dict", "odict"}) {
-    if (!j.contains(kind)) continue;
-    json kept = json::array();
-    for (json& kv : j[kind]) {
-      const std::string key = kv[0].is_string() ? kv[0].get<std::string>() : "*";
-      const std::string sub = path.empty() ? key : path + "/" + key;
-      if (excluded.count(sub) > 0) continue;
-      Normalize(kv[1], sub, excluded);
-      kept.push_back(kv);
-    }
-    j[kind] = kept;
-  }
-  if (j.contains("tensor") && j["tensor"].is_object()) {
-    j["tensor"].erase("storage");
-    j["tensor"].erase("storage_crc32");
-    j["tensor"].erase("storage_offset");
-  }
-  for (const char* kind : {"tuple", "set", "args"}) {
-    if (j.contains(kind)) Normalize(j[kind], path, excluded);
-  }
-  if (j.contains("state")) Normalize(j["state"], path, excluded);
-}
 
 // param_groups of a digested ZeRO-3 optimizer file, as JSON.
 json Zero3ParamGroups(const json& digest) {
@@ -168,8 +152,8 @@ void RunCase(const Case& c, bool from_ucp) {
     o.input = co.output;
     if (c.name.rfind("s0_", 0) == 0) {  // a ZeRO-0 UCP says nothing of param groups: refused, named
       o.output = scratch.path() + "/out";
-      o.target.dp = c.dp;
-      o.target.zero_stage = c.stage;
+      o.dp = c.dp;
+      o.zero_stage = c.stage;
       absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
       EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
       EXPECT_NE(r.status().message().find("reshard the ZeRO-0 folder itself"), std::string::npos) << r.status();
@@ -178,9 +162,9 @@ void RunCase(const Case& c, bool from_ucp) {
     }
   }
   o.output = scratch.path() + "/out";
-  o.target.dp = c.dp;
-  o.target.autoep_size = c.ep;
-  o.target.zero_stage = c.stage;
+  o.dp = c.dp;
+  o.autoep_size = c.ep;
+  o.zero_stage = c.stage;
   o.execute.threads = 2;
   o.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
@@ -236,8 +220,8 @@ void RunCase(const Case& c, bool from_ucp) {
       EXPECT_EQ(Zero3ParamGroups(*a), want);
       EXPECT_FALSE(Zero3ParamGroups(*a).is_null());
     }
-    Normalize(*a, "", excluded);
-    Normalize(*b, "", excluded);
+    testing::NormalizeDigest(*a, "", excluded);
+    testing::NormalizeDigest(*b, "", excluded);
     EXPECT_EQ(testing::FirstDifference(*a, *b), "");
   }
 }
@@ -273,8 +257,8 @@ TEST_P(ReshardRoundTripTest, ConvertOfReshardEqualsDeepSpeedUcp) {
   converters::pipelines::ReshardOptions o;
   o.input = root + "/checkpoint";
   o.output = scratch.path() + "/zero";
-  o.target.dp = c.dp;
-  o.target.autoep_size = c.ep;
+  o.dp = c.dp;
+  o.autoep_size = c.ep;
   o.execute.threads = 2;
   o.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
@@ -307,6 +291,106 @@ INSTANTIATE_TEST_SUITE_P(Topologies, ReshardRoundTripTest,
                            return absl::StrCat(p.param.name, "_dp", p.param.dp, "_ep", p.param.ep);
                          });
 
+// tp 2 -> tp 1 (DeepSpeed cannot load a tp-2 UCP at tp 1, so there is no golden): from DeepSpeed's
+// UCP of each real AutoTP run, at dp 1 and 2. `ucp verify` passes; converting the result gives
+// DeepSpeed's UCP back, every state bitwise (only the model-states files and partition_count
+// differ); the module holds the whole fp32 masters in the module's dtype (bf16: rounded to nearest
+// even, as torch's copy_ does).
+float Bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// Every trainable module entry of `model` is its UCP fp32 master (in the entry's dtype).
+int CheckModuleIsTheMasters(const formats::torch::TorchFile& model, const std::string& ucp) {
+  int checked = 0;
+  for (const auto& [k, v] : model.root().Get("module")->entries()) {
+    absl::StatusOr<formats::torch::TorchFile> fp32 =
+        formats::torch::TorchFile::OpenPath(ucp + "/zero/" + k->str() + "/fp32.pt");
+    if (!fp32.ok()) continue;  // not trainable
+    absl::StatusOr<Buffer> master = fp32->TensorBytes(fp32->root().Get("param")->tensor());
+    absl::StatusOr<Buffer> weight = model.TensorBytes(v->tensor());
+    EXPECT_TRUE(master.ok() && weight.ok());
+    if (!master.ok() || !weight.ok()) return checked;
+    const size_t n = master->size() / 4;
+    EXPECT_EQ(v->tensor().NumElements(), static_cast<int64_t>(n)) << k->str();
+    for (size_t i = 0; i < n && v->tensor().NumElements() == static_cast<int64_t>(n); ++i) {
+      float m, w = 0;
+      std::memcpy(&m, master->data() + 4 * i, 4);
+      if (v->tensor().dtype == DType::kBF16) {
+        uint16_t h;
+        std::memcpy(&h, weight->data() + 2 * i, 2);
+        const uint32_t bits = static_cast<uint32_t>(h) << 16;
+        std::memcpy(&w, &bits, 4);
+        m = Bf16(m);
+      } else {
+        std::memcpy(&w, weight->data() + 4 * i, 4);
+      }
+      if (w != m) {
+        ADD_FAILURE() << k->str() << "[" << i << "]: " << w << " != " << m;
+        break;
+      }
+    }
+    ++checked;
+  }
+  return checked;
+}
+
+TEST(ReshardTpTest, Tp2ToTp1FromTheUcpGivesTheUcpBack) {
+  for (const char* name : {"autotp_llama_s1_fp32_tp2_dp1", "autotp_llama_s2_fp32_tp2_dp2",
+                           "autotp_llama_s2_bf16_tp2_dp1"}) {
+    for (int dp : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat(name, " dp ", dp));
+      const std::string ucp = FixtureSet("deepspeed_tp", name) + "/checkpoint/global_step5_universal";
+      testing::ScratchDir scratch("reshard_tp1");
+      converters::pipelines::ReshardOptions o;
+      o.input = ucp;
+      o.output = scratch.path() + "/zero";
+      o.dp = dp;
+      o.tp = 1;
+      o.execute.fsync = false;
+      absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->info.tp_size, 1);
+      const std::string tag = o.output + "/global_step5";
+      EXPECT_EQ(Names(tag).count("mp_rank_01_model_states.pt"), 0u);
+      absl::StatusOr<converters::verify::VerifyReport> verified = converters::verify::VerifyCheckpoint(o.output);
+      ASSERT_TRUE(verified.ok()) << verified.status();
+      EXPECT_TRUE(verified->ok()) << converters::verify::ReportToText(*verified);
+      converters::pipelines::ConvertOptions co;
+      co.input = o.output;
+      co.output = scratch.path() + "/ucp";
+      co.execute.fsync = false;
+      absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
+      ASSERT_TRUE(u.ok()) << u.status();
+      absl::StatusOr<testing::FolderComparison> cmp = testing::CompareFolders(co.output, ucp, "ucp_manifest.json");
+      ASSERT_TRUE(cmp.ok()) << cmp.status();
+      for (const std::string& p : cmp->problems) {
+        if (p.find("_model_states.pt") != std::string::npos) continue;
+        if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) == 0) continue;
+        ADD_FAILURE() << p;
+      }
+      EXPECT_GT(cmp->identical.size() + cmp->tree_equal.size(), 60u);
+      absl::StatusOr<formats::torch::TorchFile> model =
+          formats::torch::TorchFile::OpenPath(tag + "/mp_rank_00_model_states.pt");
+      ASSERT_TRUE(model.ok()) << model.status();
+      EXPECT_EQ(model->root().Get("mp_world_size")->int_value(), 1);
+      EXPECT_EQ(CheckModuleIsTheMasters(*model, ucp), 21);
+    }
+  }
+  // From the ZeRO folder a tp change is refused, pointing at the UCP.
+  converters::pipelines::ReshardOptions o;
+  o.input = FixtureSet("deepspeed_tp", "autotp_llama_s1_fp32_tp2_dp1") + "/checkpoint";
+  o.dp = 1;
+  o.tp = 1;
+  absl::StatusOr<converters::pipelines::PlannedReshard> p = converters::pipelines::PlanReshard(o);
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnimplemented) << p.status();
+  EXPECT_NE(p.status().message().find("reshard its UCP"), std::string::npos) << p.status();
+}
+
 TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   const std::string root = testing::FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2");
   testing::ScratchDir scratch("reshard_refuse");
@@ -314,26 +398,26 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   o.input = root + "/checkpoint/global_step5_universal";
   o.output = scratch.path() + "/out";
   o.execute.fsync = false;
-  o.target.dp = 4;
-  o.target.autoep_size = 3;  // divides neither the 4 experts nor dp 4
+  o.dp = 4;
+  o.autoep_size = 3;  // divides neither the 4 experts nor dp 4
   absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-  o.target.autoep_size = 0;
-  o.target.zero_stage = 3;
+  o.autoep_size = 0;
+  o.zero_stage = 3;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("ZeRO-2 checkpoint, target ZeRO-3: not supported"), std::string::npos)
       << r.status();
-  o.target.zero_stage = 0;
+  o.zero_stage = 0;
   r = converters::pipelines::Reshard(o);
   EXPECT_NE(r.status().message().find("ZeRO-0 keeps the whole optimizer"), std::string::npos) << r.status();
-  o.target.zero_stage = 4;
+  o.zero_stage = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos) << r.status();
   // ZeRO-3 -> 1/2, from the UCP and from the ZeRO folder.
   for (const char* input : {"/checkpoint/global_step5_universal", "/checkpoint"}) {
     o.input = testing::FixtureCase("s3_fp32_dp4") + input;
-    o.target.zero_stage = 2;
+    o.zero_stage = 2;
     r = converters::pipelines::Reshard(o);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
     EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"), std::string::npos)
@@ -341,9 +425,9 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   }
   // Native MoE: the model fixes ep_size.
   o.input = FixtureSet("deepspeed_extra", "moe_s2_fp32_dp4_ep2") + "/checkpoint";
-  o.target.zero_stage = -1;
-  o.target.dp = 4;
-  o.target.autoep_size = 4;
+  o.zero_stage = -1;
+  o.dp = 4;
+  o.autoep_size = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
@@ -366,10 +450,50 @@ TEST(ReshardCommandTest, DryRunWritesNothingAndErrorsAreOneLine) {
   o.dry_run = false;
   o.autoep_size = 2;  // no AutoEP layers
   std::ostringstream out2, err2;
-  EXPECT_EQ(cli::RunReshard(o, out2, err2), 1);
+  EXPECT_EQ(cli::RunReshard(o, out2, err2), 2);  // a target that cannot work: a usage error
   EXPECT_EQ(err2.str().rfind("error: ", 0), 0u) << err2.str();
   EXPECT_NE(err2.str().find("no AutoEP layers"), std::string::npos) << err2.str();
   EXPECT_FALSE(fs::exists(o.output));
+}
+
+// issue 16 #4: `--dp 1000000` (even --dry-run) grew to 6 GB planning a million ranks. Absurd
+// targets are refused from counts alone, before any per-rank structure exists, naming the
+// numbers; usage errors exit 2. Every stage and both inputs.
+TEST(ReshardCommandTest, AbsurdTargetsAreUsageErrors) {
+  testing::ScratchDir scratch("reshard_absurd");
+  for (const char* input : {"s2_fp32_dp2:checkpoint", "s3_fp32_dp2:checkpoint",
+                            "s1_fp32_dp4:checkpoint/global_step5_universal",
+                            "autoep_mixtral_s2_fp32_dp4_ep2:checkpoint"}) {
+    for (bool dry_run : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(input, dry_run ? " --dry-run" : ""));
+      cli::ReshardCommandOptions o;
+      const std::pair<std::string, std::string> where = absl::StrSplit(input, ':');
+      o.input = testing::FixtureCase(where.first) + "/" + where.second;
+      o.output = scratch.path() + "/out";
+      o.dp = 1000000;
+      o.dry_run = dry_run;
+      std::ostringstream out, err;
+      EXPECT_EQ(cli::RunReshard(o, out, err), 2);
+      EXPECT_EQ(err.str().rfind("error: target dp 1000000: ", 0), 0u) << err.str();
+      EXPECT_NE(err.str().find(" MiB of plan metadata"), std::string::npos) << err.str();
+      EXPECT_EQ(out.str(), "");
+      EXPECT_FALSE(fs::exists(o.output));
+      EXPECT_FALSE(fs::exists(o.output + ".partial"));
+    }
+  }
+  // Past what a Topology holds at all.
+  cli::ReshardCommandOptions o;
+  o.input = testing::FixtureCase("s2_fp32_dp2") + "/checkpoint";
+  o.output = scratch.path() + "/out";
+  o.dp = 1 << 21;
+  o.dry_run = true;
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunReshard(o, out, err), 2);
+  EXPECT_NE(err.str().find("dp 2097152 is not in [1, 1048576]"), std::string::npos) << err.str();
+  // A large but real target still plans (and --memory-limit raises the metadata limit).
+  o.dp = 2048;
+  std::ostringstream out2, err2;
+  EXPECT_EQ(cli::RunReshard(o, out2, err2), 0) << err2.str();
 }
 
 }  // namespace

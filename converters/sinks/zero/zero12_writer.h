@@ -1,6 +1,6 @@
-// The ZeRO-1/2 planner's internals (PlanUcpToZero12, ucp_to_zero.h), shared by its two files:
-//   ucp_to_zero12.cc          optimizer shards, the model-states file, framing, the entry point;
-//   ucp_to_zero12_experts.cc  AutoEP and native MoE expert files and metadata.
+// The ZeRO-1/2 writer's internals (PlanZero12, zero_writers.h), shared by its two files:
+//   zero12_writer.cc   optimizer shards, the model-states file, framing, the entry point;
+//   zero12_experts.cc  AutoEP and native MoE expert files and metadata.
 // Not an API: include only from those files.
 #pragma once
 
@@ -14,12 +14,17 @@
 #include "absl/strings/string_view.h"
 #include "converters/plan/plan.h"
 #include "converters/plan/storage_frames.h"
-#include "converters/plan/ucp_to_zero.h"
-#include "converters/plan/zero12_input.h"
+#include "converters/sinks/zero/zero_sink.h"
+#include "converters/sinks/zero/zero_sink_input.h"
 #include "formats/torch/pickle_value.h"
 #include "ucp/shard_layout.h"
 
-namespace ucp::converters::plan::internal_zero12 {
+namespace ucp::converters::sinks::internal_zero12 {
+
+using plan::Piece;
+using plan::Plan;
+using plan::PlanFile;
+using plan::StorageFrames;
 
 using formats::torch::StorageRef;
 using formats::torch::TensorRef;
@@ -29,32 +34,32 @@ using formats::torch::ValueKind;
 
 class Planner {
  public:
-  Planner(const Zero12Input& in, const ReshardTarget& t, int ep)
+  Planner(const ZeroSinkInput& in, const ZeroTarget& t, int stage)
       : in_(in),
         t_(t),
-        ep_(ep),
-        edp_(t.dp / ep),
-        stage_(t.zero_stage >= 0 ? t.zero_stage : in.zero_stage),
+        topo_(t.topology),
+        ep_(topo_.ep),
+        edp_(topo_.edp()),
+        stage_(stage),
         bf16_optimizer_(in.bf16_optimizer && stage_ == 1) {}
   absl::StatusOr<Plan> Run();
 
  private:
-  struct GroupLayout {
-    int world = 1;
-    std::vector<int64_t> numels;  // target (EP-local) numel of each param, flat order
-    store::FlatLayout flat;
-  };
-  absl::Status SliceRuns(const Zero3Runs& runs, uint64_t begin, uint64_t length, absl::string_view what,
-                         std::vector<Piece>* out) const {
+  absl::Status SliceRuns(const TensorRuns& runs, uint64_t begin, uint64_t length,
+                         absl::string_view what, std::vector<Piece>* out) const {
     return plan::SliceRuns(runs, begin, length, in_.origin, what, out);
   }
   const Value* NewTensor(DType dtype, int64_t numel, int64_t storage_numel, bool requires_grad,
                          std::vector<Piece> pieces) {
     return frames_.NewTensor(dtype, numel, storage_numel, requires_grad, std::move(pieces));
   }
-  // ZeRO-0 source: the module's parameters as views of one flat buffer per group.
+  // A whole-tensor source (ZeRO-0, memory, tp merge): the module's parameters as views of one
+  // flat buffer per group.
   absl::Status Zero0FlatModule(Value* root);
-  absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel, bool requires_grad);
+  absl::Status ModuleWeight(const Value& module, int g, size_t i, std::vector<Piece>* pieces,
+                            TensorRef* view);
+  absl::StatusOr<const Value*> Partition(int g, int state, int rank, int64_t numel,
+                                         bool requires_grad);
   absl::StatusOr<const Value*> OptimizerRoot(int rank);
   absl::StatusOr<const Value*> ModelRoot();
   // AutoEP (§7): ds_autoep_layers as global rank 0 saves them at the target ep.
@@ -68,27 +73,23 @@ class Planner {
   DType ModuleDtype(DType fallback) const;
   // An expert file's tensor: master elements of p's fp32 state from `byte_offset`, shaped `shape`,
   // in the module's dtype (cast lazily when it differs; the cast source is added to `plan`).
-  absl::StatusOr<const Value*> ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape, Plan* plan);
-  int PartitionRank(int g, int rank) const {
-    const store::EpPlace place = store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism);
-    return in_.groups[g].expert ? place.edp_rank : rank;
-  }
-  int EpRank(int rank) const {
-    return store::PlaceOnEp(rank, t_.dp, ep_, t_.use_data_before_expert_parallelism).ep_rank;
-  }
+  absl::StatusOr<const Value*> ExpertRow(const SinkParam& p, uint64_t byte_offset,
+                                         const Shape& shape, Plan* plan);
   const Value* FragmentAddress(int64_t numel, int64_t start);
 
-  const Zero12Input& in_;
-  const ReshardTarget& t_;
+  const ZeroSinkInput& in_;
+  const ZeroTarget& t_;
+  const store::Topology& topo_;
   const int ep_, edp_;
-  const int stage_;             // target ZeRO stage (1 or 2)
-  const bool bf16_optimizer_;   // target wrapper is BF16_Optimizer (ZeRO-1 only)
+  const int stage_;                   // target ZeRO stage (1 or 2)
+  const bool bf16_optimizer_;         // target wrapper is BF16_Optimizer (ZeRO-1 only)
   const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
-  const Value* optimizer_template_ = nullptr;  // the optimizer's scalar keys (in_'s, or ZeRO-0's fresh ones)
-  std::vector<GroupLayout> layouts_;
+  const Value* optimizer_template_ =
+      nullptr;  // the optimizer's scalar keys (in_'s, or ZeRO-0's fresh ones)
+  std::vector<store::ShardLayout> layouts_;  // per group, at the target
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
   const Value* fragment_cls_ = nullptr;
 };
 
-}  // namespace ucp::converters::plan::internal_zero12
+}  // namespace ucp::converters::sinks::internal_zero12

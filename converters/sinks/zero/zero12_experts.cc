@@ -1,4 +1,4 @@
-// AutoEP and native MoE expert files and metadata of the ZeRO-1/2 planner (zero12_planner.h):
+// AutoEP and native MoE expert files and metadata of the ZeRO-1/2 writer (zero12_writer.h):
 // ds_autoep_layers and param_shapes at the target ep, layer_{L}_expert_{E} files.
 #include <string>
 #include <utility>
@@ -8,34 +8,41 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/value_access.h"
-#include "converters/plan/native_moe_experts.h"
 #include "converters/plan/tree_edit.h"
-#include "converters/plan/zero12_planner.h"
+#include "converters/sinks/zero/native_moe_experts.h"
+#include "converters/sinks/zero/zero12_writer.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
 
-namespace ucp::converters::plan::internal_zero12 {
+namespace ucp::converters::sinks::internal_zero12 {
 
 namespace keys = deepspeed::keys;
 namespace ids = deepspeed::internal_ds;
+using plan::CopyOp;
+using plan::ExpertShape;
+using plan::FileRole;
+using plan::PlanSource;
+using plan::Region;
 
 absl::StatusOr<const Value*> Planner::AutoepLayers(const Value* layers, absl::string_view what) {
   // The model file is global rank 0's: EP rank 0, expert-DP rank 0.
-  return RewriteAutoepLayers(arena_, layers, ep_, edp_, 0, 0, what);
+  return plan::RewriteAutoepLayers(arena_, layers, ep_, edp_, 0, 0, what);
 }
 
-// param_shapes with the expert entries EP-local at the target ep (same pickled form as the source's).
+// param_shapes with the expert entries EP-local at the target ep (same pickled form as the
+// source's).
 absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::string_view what) {
-  if (ep_ == in_.source_ep) return shapes;
+  if (ep_ == in_.topology.ep) return shapes;
   absl::flat_hash_map<std::string, ExpertShape> experts;
-  for (const Zero12Param& p : in_.params) {
+  for (const SinkParam& p : in_.params) {
     if (p.expert) experts[p.name] = ExpertShape{p.num_experts, p.shape};
   }
-  return RewriteExpertParamShapes(arena_, shapes, experts, ep_, what);
+  return plan::RewriteExpertParamShapes(arena_, shapes, experts, ep_, what);
 }
 
 DType Planner::ModuleDtype(DType fallback) const {
-  if (const Value* module = in_.model_root->Get(keys::kModule); module != nullptr && module->is_dict()) {
+  if (const Value* module = in_.model_root->Get(keys::kModule);
+      module != nullptr && module->is_dict()) {
     for (const auto& [k, v] : module->entries()) {
       if (v->is(ValueKind::kTensor)) return v->tensor().dtype;
     }
@@ -46,25 +53,23 @@ DType Planner::ModuleDtype(DType fallback) const {
 // One expert's weight for an expert file: `numel` master elements at `byte_offset` of p's fp32
 // state, in the module's dtype. A bf16/fp16 module is the masters cast as torch's copy_ does
 // (round to nearest even), read lazily through a CastingSource plan source.
-absl::StatusOr<const Value*> Planner::ExpertRow(const Zero12Param& p, uint64_t byte_offset, const Shape& shape,
-                                                Plan* plan) {
+absl::StatusOr<const Value*> Planner::ExpertRow(const SinkParam& p, uint64_t byte_offset,
+                                                const Shape& shape, Plan* plan) {
   const DType master = p.states[0].dtype;
   const DType out = ModuleDtype(master);
   const int64_t numel = shape.NumElements().value_or(0);
   std::vector<Piece> pieces;
-  UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], byte_offset, static_cast<uint64_t>(numel) * DTypeSize(master),
+  UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], byte_offset,
+                                static_cast<uint64_t>(numel) * DTypeSize(master),
                                 absl::StrCat("'", p.name, "'"), &pieces));
   if (out != master && numel > 0) {
     std::vector<CastInputRun> input;
     for (const Piece& piece : pieces) {
-      const auto& file = in_.files[piece.source];
-      // Shares the TorchFile's ownership: the byte source lives as long as the plan needs it.
-      input.push_back(CastInputRun{std::shared_ptr<const ByteSource>(file, &file->zip().source()), piece.source_offset,
-                                   piece.length});
+      input.push_back(CastInputRun{in_.sources[piece.source], piece.source_offset, piece.length});
     }
-    UCP_ASSIGN_OR_RETURN(
-        std::shared_ptr<ByteSource> cast,
-        CastingSource(std::move(input), master, out, numel, absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
+    UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> cast,
+                         CastingSource(std::move(input), master, out, numel,
+                                       absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
     const uint64_t size = cast->Size();
     plan->sources.push_back(PlanSource{cast->name(), size, std::move(cast)});
     pieces = {Piece{static_cast<int>(plan->sources.size()) - 1, 0, size}};
@@ -78,7 +83,7 @@ absl::StatusOr<const Value*> Planner::ExpertRow(const Zero12Param& p, uint64_t b
 absl::Status Planner::NativeExpertFiles(Plan* plan) {
   if (!in_.native_expert_files.empty()) {  // from a ZeRO folder: they do not depend on dp
     for (const auto& [name, fi] : in_.native_expert_files) {
-      const uint64_t size = in_.files[fi]->zip().source().Size();
+      const uint64_t size = in_.sources[fi]->Size();
       PlanFile f;
       f.path = name;
       f.role = FileRole::kModelCopy;
@@ -91,15 +96,15 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
     return absl::OkStatus();
   }
   std::vector<std::string> names;
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) {
+  absl::flat_hash_map<std::string, const SinkParam*> by_name;
+  for (const SinkParam& p : in_.params) {
     if (!p.expert) continue;
     names.push_back(p.name);
     by_name[p.name] = &p;
   }
   const std::string what = absl::StrCat(in_.origin, ": native MoE experts");
   UCP_ASSIGN_OR_RETURN(std::vector<NativeMoeLayer> layers,
-                       NativeMoeLayers(names, in_.native_moe_num_experts, in_.source_ep, what));
+                       NativeMoeLayers(names, in_.native_moe_num_experts, in_.topology.ep, what));
   for (size_t l = 0; l < layers.size(); ++l) {
     const NativeMoeLayer& layer = layers[l];
     for (int e = 0; e < layer.num_experts; ++e) {
@@ -107,18 +112,20 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
       for (const std::string& rest : layer.rests) {
         auto it = by_name.find(layer.LocalName(e % layer.num_local, rest));
         if (it == by_name.end()) {
-          return absl::DataLossError(absl::StrCat(what, ": no '", layer.LocalName(e % layer.num_local, rest), "'"));
+          return absl::DataLossError(
+              absl::StrCat(what, ": no '", layer.LocalName(e % layer.num_local, rest), "'"));
         }
-        const Zero12Param& p = *it->second;
+        const SinkParam& p = *it->second;
         const int64_t numel = p.shape.NumElements().value_or(0);
         // Row (EP rank) e / num_local of the stacked [ep_size, ...] tensor.
-        const uint64_t at = static_cast<uint64_t>((e / layer.num_local) * numel) * DTypeSize(p.states[0].dtype);
+        const uint64_t at =
+            static_cast<uint64_t>((e / layer.num_local) * numel) * DTypeSize(p.states[0].dtype);
         UCP_ASSIGN_OR_RETURN(const Value* row, ExpertRow(p, at, p.shape, plan));
         arena_.SetItem(root, layer.GlobalName(e, rest), row);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f,
-                           frames_.Frame(absl::StrCat("layer_", l, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                         FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(absl::StrCat("layer_", l, "_expert_", e,
+                                                                  "_mp_rank_00_model_states.pt"),
+                                                     FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }
@@ -130,8 +137,8 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
   const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
   const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return absl::OkStatus();
-  absl::flat_hash_map<std::string, const Zero12Param*> by_name;
-  for (const Zero12Param& p : in_.params) by_name[p.name] = &p;
+  absl::flat_hash_map<std::string, const SinkParam*> by_name;
+  for (const SinkParam& p : in_.params) by_name[p.name] = &p;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
   for (const Value* item : items) {
     UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
@@ -147,10 +154,10 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         const std::string name = absl::StrCat(prefix, ".", w);
         auto it = by_name.find(name);
         if (it == by_name.end() || !it->second->expert || it->second->num_experts != num_experts) {
-          return absl::DataLossError(
-              absl::StrCat(what, ": no expert parameter '", name, "' with ", num_experts, " experts"));
+          return absl::DataLossError(absl::StrCat(what, ": no expert parameter '", name, "' with ",
+                                                  num_experts, " experts"));
         }
-        const Zero12Param& p = *it->second;
+        const SinkParam& p = *it->second;
         Shape row;
         std::vector<int64_t> dims;
         for (int k = 1; k < p.shape.rank(); ++k) dims.push_back(p.shape.dim(k));
@@ -160,13 +167,13 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
         arena_.SetItem(root, absl::StrCat(name, ".", e), t);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f,
-                           frames_.Frame(absl::StrCat("layer_", layer_id, "_expert_", e, "_mp_rank_00_model_states.pt"),
-                                         FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(absl::StrCat("layer_", layer_id, "_expert_", e,
+                                                                  "_mp_rank_00_model_states.pt"),
+                                                     FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }
   return absl::OkStatus();
 }
 
-}  // namespace ucp::converters::plan::internal_zero12
+}  // namespace ucp::converters::sinks::internal_zero12

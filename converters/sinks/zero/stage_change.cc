@@ -1,4 +1,4 @@
-#include "converters/plan/stage_change.h"
+#include "converters/sinks/zero/stage_change.h"
 
 #include <string>
 #include <vector>
@@ -9,12 +9,17 @@
 #include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace {
 
 namespace keys = deepspeed::keys;
 using formats::torch::TensorRef;
+using formats::torch::Value;
+using formats::torch::ValueArena;
 using formats::torch::ValueKind;
+using plan::CopyDict;
+using plan::SetOrReplace;
+using plan::TorchSize;
 
 void AddStrings(const Value* v, absl::flat_hash_set<std::string>* out) {
   if (v == nullptr) return;
@@ -36,10 +41,12 @@ void AddDictKeys(const Value* v, absl::flat_hash_set<std::string>* out) {
 absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view what) {
   const Value* module = root->Get(keys::kModule);
   if (module == nullptr || !module->is_dict()) {
-    return absl::DataLossError(absl::StrCat(what, ": no module state dict to take the frozen parameters from"));
+    return absl::DataLossError(
+        absl::StrCat(what, ": no module state dict to take the frozen parameters from"));
   }
   absl::flat_hash_set<std::string> not_frozen;
-  if (const Value* shapes = root->Get(keys::kParamShapes); shapes != nullptr && shapes->is(ValueKind::kList)) {
+  if (const Value* shapes = root->Get(keys::kParamShapes);
+      shapes != nullptr && shapes->is(ValueKind::kList)) {
     for (const Value* group : shapes->items()) AddDictKeys(group, &not_frozen);
   } else {
     return absl::DataLossError(absl::StrCat(what, ": no param_shapes list"));
@@ -51,7 +58,8 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
   for (const auto& [k, v] : module->entries()) {
     if (!k->is(ValueKind::kStr) || not_frozen.contains(k->str())) continue;
     if (!v->is(ValueKind::kTensor)) {
-      return absl::DataLossError(absl::StrCat(what, ": module entry '", k->str(), "' is not a tensor"));
+      return absl::DataLossError(
+          absl::StrCat(what, ": module entry '", k->str(), "' is not a tensor"));
     }
     ValueArena::SetItem(shapes, k, TorchSize(arena, v->tensor().shape));
     // DeepSpeed stores the parameter itself: the same storage as the module entry.
@@ -67,38 +75,45 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
 
 absl::Status CheckStageChange(absl::string_view origin, int from, int to) {
   if (from == 0 && to < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(origin,
-                                                   ": a ZeRO-0 checkpoint has no optimizer shards to "
-                                                   "reshard: choose the target with --zero-stage 1 or 2"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin,
+                     ": a ZeRO-0 checkpoint has no optimizer shards to "
+                     "reshard: choose the target with --zero-stage 1 or 2"));
   }
   if (to < 0 || (to == from && from != 0)) return absl::OkStatus();
   if ((from >= 0 && from <= 2) && (to == 1 || to == 2)) return absl::OkStatus();
-  if (to > 3) return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
+  if (to > 3)
+    return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", to, " does not exist (0-3)"));
   std::string why;
   if (to == 0) {
     why =
-        "ZeRO-0 keeps the whole optimizer in the model-states file and DeepSpeed has no universal load at "
+        "ZeRO-0 keeps the whole optimizer in the model-states file and DeepSpeed has no universal "
+        "load at "
         "ZeRO-0; write ZeRO-1 (dp 1 if one file is wanted) or convert to a UCP";
   } else {
     why =
-        "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, ZeRO-1/2 one whole "
-        "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source wrote and fails "
+        "ZeRO-3 saves a partitioned module in per-rank zero_pp_rank_*_model_states.pt files, "
+        "ZeRO-1/2 one whole "
+        "mp_rank_00_model_states.pt; DeepSpeed's universal loader reads only the kind its source "
+        "wrote and fails "
         "across the two (checked with DeepSpeed 0.19.6)";
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(origin, ": ZeRO-", from, " checkpoint, target ZeRO-", to, ": not supported: ", why));
+  return absl::InvalidArgumentError(absl::StrCat(
+      origin, ": ZeRO-", from, " checkpoint, target ZeRO-", to, ": not supported: ", why));
 }
 
 const Value* ZeroStageEnumValue(ValueArena& arena, int stage) {
   const Value* getattr = arena.Global("__builtin__", "getattr");
-  const Value* cls = arena.Global(std::string(keys::kZeroConfigModule), std::string(keys::kZeroStageEnum));
-  return arena.Object(getattr, arena.Tuple({cls, arena.Str(std::string(keys::kZeroStageNames[stage]))}),
+  const Value* cls =
+      arena.Global(std::string(keys::kZeroConfigModule), std::string(keys::kZeroStageEnum));
+  return arena.Object(getattr,
+                      arena.Tuple({cls, arena.Str(std::string(keys::kZeroStageNames[stage]))}),
                       Value::Construction::kReduce);
 }
 
 const Value* StaticLossScaler(ValueArena& arena) {
-  Value* obj = arena.Object(arena.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), arena.Tuple(),
-                            Value::Construction::kNewObj);
+  Value* obj = arena.Object(arena.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+                            arena.Tuple(), Value::Construction::kNewObj);
   Value* state = arena.Dict();
   arena.SetItem(state, "cur_scale", arena.Float(1.0));
   arena.SetItem(state, "dynamic", arena.Bool(false));
@@ -106,7 +121,8 @@ const Value* StaticLossScaler(ValueArena& arena) {
   return obj;
 }
 
-absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from, int to, absl::string_view what) {
+absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from, int to,
+                                        absl::string_view what) {
   if (to < 0 || to == from) return absl::OkStatus();
   if (to == 1) {
     if (root->Get(keys::kFrozenParamShapes) != nullptr)
@@ -131,10 +147,10 @@ absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from
   return absl::OkStatus();
 }
 
-absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const Zero12Input& in) {
+absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const ZeroSinkInput& in) {
   SetOrReplace(arena, root, keys::kOptimizer, arena.None());
   Value* shapes = arena.List();
-  for (const Zero12Group& g : in.groups) {
+  for (const SinkGroup& g : in.groups) {
     Value* od = arena.OrderedDict();
     for (int pi : g.params) {
       arena.SetItem(od, in.params[pi].name, TorchSize(arena, in.params[pi].shape));
@@ -143,7 +159,8 @@ absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const Zero1
   }
   SetOrReplace(arena, root, keys::kParamShapes, shapes);
   Value* shared = arena.Dict();
-  for (const auto& [alias, stored] : in.zero0_shared_params) arena.SetItem(shared, alias, arena.Str(stored));
+  for (const auto& [alias, stored] : in.shared_params)
+    arena.SetItem(shared, alias, arena.Str(stored));
   SetOrReplace(arena, root, keys::kSharedParams, shared);
   return absl::OkStatus();
 }
@@ -160,17 +177,19 @@ const Value* Zero0OptimizerTemplate(ValueArena& arena, const Value& model_root) 
     if (c != nullptr && c->is(ValueKind::kInt)) clip = static_cast<double>(c->int_value());
   }
   arena.SetItem(t, keys::kClipGrad, arena.Float(clip));
-  if (const Value* v = model_root.Get(keys::kDsVersion); v != nullptr) arena.SetItem(t, keys::kDsVersion, v);
+  if (const Value* v = model_root.Get(keys::kDsVersion); v != nullptr)
+    arena.SetItem(t, keys::kDsVersion, v);
   return t;
 }
 
-absl::StatusOr<const Value*> Zero0ParamGroup(ValueArena& arena, const Value* group, int g, absl::string_view what) {
-  if (group == nullptr || !group->is_dict() || group->Get(keys::kParams) == nullptr) {
-    return absl::DataLossError(absl::StrCat(what, ": param group ", g, " is not a dict with 'params'"));
+absl::StatusOr<const Value*> Zero0ParamGroup(ValueArena& arena, const Value* group, int g,
+                                             absl::string_view what) {
+  if (group == nullptr || !group->is_dict()) {
+    return absl::DataLossError(absl::StrCat(what, ": param group ", g, " is not a dict"));
   }
   Value* out = CopyDict(arena, *group);
   SetOrReplace(arena, out, keys::kParams, arena.List({arena.Int(g)}));
   return out;
 }
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

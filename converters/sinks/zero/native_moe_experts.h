@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 
 struct NativeMoeLayer {
   std::string prefix;  // "<module>.deepspeed_moe.experts" (the name before ".deepspeed_experts.")
@@ -36,4 +36,4 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
                                                             const std::vector<int>& num_experts, int ep,
                                                             absl::string_view what);
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -19,10 +19,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "converters/plan/zero12_input.h"
+#include "converters/sinks/zero/zero_sink_input.h"
 #include "formats/torch/pickle_value.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 
 // OK when a ZeRO-`from` checkpoint can be written at ZeRO-`to`; otherwise InvalidArgument with
 // the reason (naming `origin`).
@@ -39,24 +39,27 @@ const formats::torch::Value* StaticLossScaler(formats::torch::ValueArena& arena)
 // frozen_param_shapes / frozen_param_fragments, and ds_config.zero_optimization.stage.
 // Frozen parameters at ZeRO-1 are the module's tensors that are neither optimized (param_shapes),
 // buffers, nor tied aliases (shared_params).
-absl::Status RewriteModelStatesForStage(formats::torch::ValueArena& arena, formats::torch::Value* root, int from,
-                                        int to, absl::string_view what);
+absl::Status RewriteModelStatesForStage(formats::torch::ValueArena& arena,
+                                        formats::torch::Value* root, int from, int to,
+                                        absl::string_view what);
 
-// ZeRO-0 model states as ZeRO-1/2 save them: optimizer None, param_shapes (one OrderedDict
-// name → torch.Size per group, from `in`), shared_params (dict alias → stored name).
+// Model states of a whole-tensor input (ZeRO-0 or memory, zero_stage 0) as ZeRO-1/2 save them:
+// optimizer None, param_shapes (one OrderedDict name → torch.Size per group, from `in`),
+// shared_params (dict alias → stored name, from in.shared_params).
 absl::Status RewriteZero0ModelStates(formats::torch::ValueArena& arena, formats::torch::Value* root,
-                                     const Zero12Input& in);
+                                     const ZeroSinkInput& in);
 
 // The scalars of a DeepSpeedZeroOptimizer state that a ZeRO-0 run has not got: static loss scaler,
 // dynamic_loss_scale and overflow False, clip_grad = ds_config gradient_clipping (0.0 if unset),
 // ds_version of the model file.
 const formats::torch::Value* Zero0OptimizerTemplate(formats::torch::ValueArena& arena,
-                                                     const formats::torch::Value& model_root);
+                                                    const formats::torch::Value& model_root);
 
 // A torch param group (hyper-parameters, then 'params': [indices]) as ZeRO's base optimizer
-// holds it: the same keys in order, 'params' = [g] (one flat partition per group).
+// holds it: the same keys in order, 'params' = [g] (one flat partition per group; appended when
+// the group has no 'params').
 absl::StatusOr<const formats::torch::Value*> Zero0ParamGroup(formats::torch::ValueArena& arena,
-                                                              const formats::torch::Value* group, int g,
-                                                              absl::string_view what);
+                                                             const formats::torch::Value* group,
+                                                             int g, absl::string_view what);
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -1,4 +1,4 @@
-#include "converters/plan/native_moe_experts.h"
+#include "converters/sinks/zero/native_moe_experts.h"
 
 #include <algorithm>
 #include <string>
@@ -9,7 +9,7 @@
 #include "converters/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/expert_names.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 
 namespace keys = deepspeed::keys;
 
@@ -91,4 +91,4 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
   return layers;
 }
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -1,13 +1,13 @@
 // NativeMoeLayers: module order of one expert's parameters rebuilt from param_shapes order, and
 // the checks on names and counts.
-#include "converters/plan/native_moe_experts.h"
+#include "converters/sinks/zero/native_moe_experts.h"
 
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace {
 
 const std::string kL0 = "blocks.1.moe.deepspeed_moe.experts";
@@ -65,4 +65,4 @@ TEST(NativeMoeLayersTest, RejectsInconsistentNamesAndCounts) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -1,0 +1,276 @@
+#include "converters/sinks/zero/memory_input.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "converters/deepspeed/deepspeed_keys.h"
+#include "converters/plan/tree_edit.h"
+#include "formats/base/status.h"
+#include "formats/torch/pickle_tree_check.h"
+
+namespace ucp::converters::sinks {
+namespace {
+
+namespace keys = deepspeed::keys;
+using formats::torch::TensorRef;
+using formats::torch::ValueArena;
+using formats::torch::ValueKind;
+
+// One tensor of the checkpoint inside the memory source: callback bytes or a buffer.
+struct Segment {
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  int param = -1;  // >= 0: served by the callback
+  MemoryTensor which = MemoryTensor::kWeight;
+  Buffer buffer;  // param < 0
+};
+
+// The whole memory checkpoint as one ByteSource: every tensor one after another. Reads are
+// forwarded to the callback (or copied from the buffers), segment by segment.
+class MemoryCheckpointSource : public ByteSource {
+ public:
+  MemoryCheckpointSource(std::string name, MemoryReadFn read)
+      : name_(std::move(name)), read_(std::move(read)) {}
+
+  // Appends a segment of `size` bytes; returns its offset.
+  uint64_t Add(Segment s) {
+    const uint64_t at = size_;
+    s.offset = at;
+    size_ += s.size;
+    if (s.size > 0) segments_.push_back(std::move(s));
+    return at;
+  }
+
+  uint64_t Size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+
+  absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
+    if (offset > size_ || out.size() > size_ - offset) {
+      return absl::OutOfRangeError(
+          absl::StrCat(name_, ": read of ", out.size(), " bytes at ", offset, " past ", size_));
+    }
+    if (out.empty()) return absl::OkStatus();
+    auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
+                               [](uint64_t at, const Segment& s) { return at < s.offset; });
+    size_t done = 0;
+    for (--it; done < out.size(); ++it) {
+      const uint64_t at = offset + done - it->offset;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(it->size - at, out.size() - done));
+      absl::Span<std::byte> dest = out.subspan(done, n);
+      if (it->param >= 0) {
+        UCP_RETURN_IF_ERROR(read_(it->param, it->which, at, dest));
+      } else {
+        std::memcpy(dest.data(), it->buffer.data() + at, n);
+      }
+      done += n;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string name_;
+  MemoryReadFn read_;
+  std::vector<Segment> segments_;  // by offset, none empty
+  uint64_t size_ = 0;
+};
+
+// What the builder needs while it works.
+struct Builder {
+  const MemoryCheckpoint& ck;
+  ZeroSinkInput* in;
+  ValueArena* arena;
+  MemoryCheckpointSource* source;
+
+  // A run of a new segment (callback bytes of `param`'s `which`, `dtype` elements of its shape).
+  absl::StatusOr<store::ByteRun> AddTensor(int param, MemoryTensor which, DType dtype) {
+    UCP_ASSIGN_OR_RETURN(uint64_t size, ck.params[param].shape.NumBytes(dtype));
+    Segment s;
+    s.size = size;
+    s.param = param;
+    s.which = which;
+    const uint64_t at = source->Add(std::move(s));
+    return store::ByteRun{0, at, size};
+  }
+};
+
+absl::Status CheckParams(const MemoryCheckpoint& ck) {
+  if (ck.model_states == nullptr || !ck.model_states->is_dict() || !ck.read) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ck.name, ": a memory checkpoint needs model_states and read"));
+  }
+  absl::flat_hash_map<std::string, int> by_name;
+  for (size_t i = 0; i < ck.params.size(); ++i) {
+    if (!by_name.emplace(ck.params[i].name, static_cast<int>(i)).second ||
+        ck.params[i].name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ck.name, ": parameter name '", ck.params[i].name, "' is empty or used twice"));
+    }
+  }
+  std::vector<int> seen(ck.params.size(), 0);
+  for (size_t g = 0; g < ck.groups.size(); ++g) {
+    for (int p : ck.groups[g].params) {
+      if (p < 0 || p >= static_cast<int>(ck.params.size()) ||
+          ck.params[p].role != MemoryParamRole::kTrainable ||
+          ck.params[p].group != static_cast<int>(g) || seen[p]++ > 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(ck.name, ": group ", g, " lists parameter ", p,
+                         ", which is not a trainable parameter of that group"));
+      }
+    }
+  }
+  for (size_t i = 0; i < ck.params.size(); ++i) {
+    const MemoryParam& p = ck.params[i];
+    if (p.role == MemoryParamRole::kTrainable && seen[i] != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ck.name, ": trainable '", p.name, "' is in no group's params"));
+    }
+    auto t = by_name.find(p.tied_to);
+    if (p.role == MemoryParamRole::kTied &&
+        (t == by_name.end() || ck.params[t->second].role == MemoryParamRole::kTied)) {
+      return absl::InvalidArgumentError(absl::StrCat(ck.name, ": '", p.name, "' is tied to '",
+                                                     p.tied_to, "', which is not a parameter"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The module: one contiguous tensor per parameter, over its own storage served by the callback
+// (tied aliases share their parameter's tensor), with the skeleton module's attributes.
+absl::StatusOr<Value*> BuildModule(Builder& b, const Value* skeleton_module) {
+  const MemoryCheckpoint& ck = b.ck;
+  Value* module = b.arena->OrderedDict();
+  if (skeleton_module != nullptr && skeleton_module->state() != nullptr) {
+    ValueArena::SetState(module, skeleton_module->state());
+  }
+  std::vector<const Value*> tensors(ck.params.size(), nullptr);
+  absl::flat_hash_map<std::string, int> by_name;
+  for (size_t i = 0; i < ck.params.size(); ++i) {
+    by_name[ck.params[i].name] = static_cast<int>(i);
+    const MemoryParam& p = ck.params[i];
+    if (p.role == MemoryParamRole::kTied) continue;
+    UCP_ASSIGN_OR_RETURN(store::ByteRun run,
+                         b.AddTensor(static_cast<int>(i), MemoryTensor::kWeight, p.weight_dtype));
+    UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
+    const StorageRef* storage =
+        b.arena->NewStorage(StorageRef{"0", p.weight_dtype, "cpu", numel, false, std::nullopt});
+    b.in->storage_runs[storage] = run;
+    TensorRef t;
+    t.storage = storage;
+    t.dtype = p.weight_dtype;
+    t.shape = p.shape;
+    t.stride = p.shape.ContiguousStrides();
+    tensors[i] = b.arena->Tensor(std::move(t));
+  }
+  for (size_t i = 0; i < ck.params.size(); ++i) {
+    const MemoryParam& p = ck.params[i];
+    const Value* t = p.role == MemoryParamRole::kTied ? tensors[by_name[p.tied_to]] : tensors[i];
+    b.arena->SetItem(module, p.name, t);
+    if (p.role == MemoryParamRole::kTied) b.in->shared_params.emplace_back(p.name, p.tied_to);
+  }
+  return module;
+}
+
+// Every tensor inside `v` must have bytes (a storage of `storages`, now located).
+absl::Status CheckTensorsHaveBytes(const ZeroSinkInput& in, const Value* v,
+                                   absl::string_view what) {
+  if (v == nullptr) return absl::OkStatus();
+  std::vector<const Value*> stack{v};
+  absl::flat_hash_set<const Value*> seen;
+  while (!stack.empty()) {
+    const Value* x = stack.back();
+    stack.pop_back();
+    if (!seen.insert(x).second) continue;
+    if (x->is(ValueKind::kTensor) && !in.storage_runs.contains(x->tensor().storage)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          in.origin, ": a tensor in ", what, " has no bytes (add its storage to `storages`)"));
+    }
+    formats::torch::ForEachChild(*x, [&](const Value* c) { stack.push_back(c); });
+  }
+  return absl::OkStatus();
+}
+
+// The groups and their parameters' optimizer states, in flat order.
+absl::Status BuildParams(Builder& b) {
+  const MemoryCheckpoint& ck = b.ck;
+  for (size_t g = 0; g < ck.groups.size(); ++g) {
+    SinkGroup group;
+    group.step = ck.groups[g].step;
+    group.hyperparameters = ck.groups[g].hyperparameters;
+    if (group.hyperparameters == nullptr || !group.hyperparameters->is_dict()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ck.name, ": group ", g, " has no hyper-parameters dict"));
+    }
+    for (int pi : ck.groups[g].params) {
+      SinkParam p;
+      p.name = ck.params[pi].name;
+      p.shape = ck.params[pi].shape;
+      p.group = static_cast<int>(g);
+      const MemoryTensor which[] = {MemoryTensor::kFp32, MemoryTensor::kExpAvg,
+                                    MemoryTensor::kExpAvgSq};
+      for (int s = 0; s < deepspeed::kNumStates; ++s) {
+        const DType dtype = s == 0 ? ck.master_dtype : ck.state_dtype;
+        UCP_ASSIGN_OR_RETURN(store::ByteRun run, b.AddTensor(pi, which[s], dtype));
+        p.states[s].dtype = dtype;
+        if (run.size > 0) p.states[s].runs.push_back(run);
+      }
+      group.params.push_back(static_cast<int>(b.in->params.size()));
+      b.in->params.push_back(std::move(p));
+    }
+    b.in->groups.push_back(std::move(group));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
+  UCP_RETURN_IF_ERROR(CheckParams(ck));
+  ZeroSinkInput in;
+  in.kind = SinkInputKind::kMemory;
+  in.origin = ck.name;
+  in.zero_stage = 0;  // whole tensors: written as the sink writes a ZeRO-0 source
+  in.module_per_tensor = true;
+  in.bf16_optimizer = ck.bf16_optimizer;
+  auto arena = std::make_shared<ValueArena>();
+  auto source = std::make_shared<MemoryCheckpointSource>(ck.name, ck.read);
+  Builder b{ck, &in, arena.get(), source.get()};
+  // The skeleton, with what the sink writes itself cleared: module (rebuilt here), the ZeRO-0
+  // forms of optimizer / frozen_param_* (the sink writes them at the target stage).
+  Value* root = plan::CopyDict(*arena, *ck.model_states);
+  UCP_ASSIGN_OR_RETURN(Value * module, BuildModule(b, ck.model_states->Get(keys::kModule)));
+  plan::SetOrReplace(*arena, root, keys::kModule, module);
+  Value* buffers = arena->List();
+  for (const MemoryParam& p : ck.params) {
+    if (p.role == MemoryParamRole::kBuffer) ValueArena::Append(buffers, arena->Str(p.name));
+  }
+  plan::SetOrReplace(*arena, root, keys::kBufferNames, buffers);
+  for (absl::string_view key : {keys::kOptimizer, keys::kFrozenParamShapes,
+                                keys::kFrozenParamFragments, keys::kParamShapes}) {
+    if (root->Get(key) != nullptr) plan::SetOrReplace(*arena, root, key, arena->None());
+  }
+  UCP_RETURN_IF_ERROR(BuildParams(b));
+  for (const auto& [storage, bytes] : ck.storages) {
+    Segment s;
+    s.size = bytes.size();
+    s.buffer = bytes;
+    const uint64_t at = source->Add(std::move(s));
+    in.storage_runs[storage] = store::ByteRun{0, at, bytes.size()};
+  }
+  UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, root, "model_states"));
+  UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, ck.optimizer_scalars, "optimizer_scalars"));
+  for (const SinkGroup& g : in.groups) {
+    UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, g.step, "a group's step"));
+    UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, g.hyperparameters, "a group's hyper-parameters"));
+  }
+  in.model_root = root;
+  in.optimizer_template = ck.optimizer_scalars;
+  in.sources.push_back(std::move(source));
+  in.owners.push_back(std::move(arena));
+  if (ck.owner != nullptr) in.owners.push_back(ck.owner);
+  return in;
+}
+
+}  // namespace ucp::converters::sinks
