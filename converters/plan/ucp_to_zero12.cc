@@ -263,6 +263,7 @@ absl::StatusOr<Plan> Planner::Run() {
   plan.info.ep_size = ep_;
   plan.info.param_groups = static_cast<int>(in_.groups.size());
   plan.info.params = static_cast<int>(in_.params.size());
+  plan.info.frozen_params = in_.frozen_params;
   for (const Zero12Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
   if (!in_.params.empty()) {
     plan.info.master_dtype = std::string(DTypeName(in_.params[0].states[0].dtype));

@@ -145,6 +145,7 @@ absl::StatusOr<Zero12Input> Zero12InputFromIndex(const CheckpointIndex& index) {
   in.source_ep = t.ep_size;
   in.zero_stage = t.zero_stage;
   in.bf16_optimizer = t.wrapper == deepspeed::OptimizerWrapper::kBf16Optimizer;
+  in.frozen_params = static_cast<int>(index.frozen_params.size());
   for (const deepspeed::FlatGroup& g : index.flat_groups) {
     Zero12Group group;
     group.expert = g.expert;
@@ -216,6 +217,10 @@ absl::StatusOr<Zero12Input> Zero12InputFromUcp(const std::string& ucp_dir) {
     }
   } else {
     in.bf16_optimizer = true;  // BF16_Optimizer writes no zero_stage (§3.6)
+  }
+  if (const Value* frozen = in.model_root->Get(keys::kFrozenParamShapes);
+      frozen != nullptr && frozen->is_dict()) {
+    in.frozen_params = static_cast<int>(frozen->entries().size());
   }
   if (const Value* dp = in.model_root->Get(keys::kDpWorldSize); dp != nullptr) {
     UCP_ASSIGN_OR_RETURN(int64_t v, ids::AsIntIn(dp, 1, 1 << 24, absl::StrCat(model_path, ": dp_world_size")));

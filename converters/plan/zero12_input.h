@@ -45,6 +45,9 @@ struct Zero12Input {
   int source_ep = 1;
   int zero_stage = 1;
   bool bf16_optimizer = false;  // BF16_Optimizer wrapper (§3.6)
+  // Frozen parameters the source records (the index's; a UCP's frozen_param_shapes), for PlanInfo:
+  // the same count `ucp convert` reports for the checkpoint.
+  int frozen_params = 0;
   // Native DeepSpeed MoE (§2.5; docs/reshard.md "Native MoE"): the model file's num_experts per MoE
   // layer (empty otherwise). Its expert params are Zero12Param::expert with num_experts = ep_size
   // (the UCP stacks the EP ranks' copies of one local-id name). From a ZeRO folder also the
