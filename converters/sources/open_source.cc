@@ -42,7 +42,9 @@ absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& pat
   const bool zero = LooksZero(dir, options.tag);
   // An explicit tag always means the ZeRO tag folder (a missing one is NotFound, naming it).
   if (universal && options.tag.empty() && (!zero || options.prefer_universal || fs::is_directory(dir / "zero"))) {
-    return store::OpenUniversalSource(path);
+    store::UniversalOpenOptions open;
+    open.check_manifest_sizes = options.check_manifest;
+    return store::OpenUniversalSource(path, open);
   }
   if (zero || !options.tag.empty()) {
     deepspeed::OpenOptions open;

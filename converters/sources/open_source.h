@@ -18,6 +18,9 @@ namespace ucp::converters::sources {
 struct OpenSourceOptions {
   std::string tag;               // ZeRO: the tag folder instead of `latest`
   bool prefer_universal = false; // a save folder with both: open the UCP
+  // UCP: refuse a folder whose ucp_manifest.json lists a file that is missing or of another size.
+  // `ucp diff` turns it off to report what is missing instead (missing_in_a / missing_in_b).
+  bool check_manifest = true;
 };
 
 // NotFound naming the path when it does not exist; InvalidArgument "not a checkpoint: ..." listing
