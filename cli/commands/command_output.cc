@@ -1,0 +1,39 @@
+#include "cli/commands/command_output.h"
+
+#include <filesystem>
+#include <system_error>
+
+namespace ucp::cli {
+
+nlohmann::json JsonDocument(absl::string_view command) {
+  return {{"schema_version", kJsonSchemaVersion}, {"command", std::string(command)}};
+}
+
+void WriteJson(std::ostream& out, const nlohmann::json& doc) { out << doc.dump(1) << "\n"; }
+
+int Fail(const CommandOutput& o, absl::string_view message, int exit_code) {
+  o.err << "error: " << message << "\n";
+  if (o.json) {
+    nlohmann::json doc = JsonDocument(o.command);
+    doc["error"] = std::string(message);
+    if (exit_code == kExitUsage) doc["usage"] = true;
+    WriteJson(o.out, doc);
+  }
+  return exit_code;
+}
+
+int Fail(const CommandOutput& o, const absl::Status& status, int exit_code) {
+  return Fail(o, status.message(), exit_code);
+}
+
+void WarnIfOutputExists(std::ostream& err, const std::string& output, bool force) {
+  std::error_code ec;
+  if (output.empty() || !std::filesystem::exists(std::filesystem::symlink_status(output, ec)))
+    return;
+  err << "warning: " << output << " exists: "
+      << (force ? "the run would replace it (--force)"
+                : "the run would refuse it (add --force to replace it)")
+      << "\n";
+}
+
+}  // namespace ucp::cli
