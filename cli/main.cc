@@ -363,6 +363,12 @@ int main(int argc, char** argv) {
   if (*inspect_cmd) {
     std::error_code ec;
     if (std::filesystem::is_directory(inspect.path, ec)) {
+      if (inspect.verify) {  // checking nothing while saying nothing would look like a pass
+        return ucp::cli::Fail({std::cout, std::cerr, "inspect", inspect.json},
+                              "--verify checks one file; for a checkpoint folder run `ucp verify " +
+                                  inspect.path + "`",
+                              ucp::cli::kExitUsage);
+      }
       inspect_dir.path = inspect.path;
       inspect_dir.json = inspect.json;
       return ucp::cli::RunInspectCheckpoint(inspect_dir, std::cout, std::cerr);

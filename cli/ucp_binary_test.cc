@@ -114,6 +114,8 @@ TEST(UcpBinary, UsageErrorsExitTwoWithAShortMessage) {
       {{"zero-to-fp32", ck, out, "--max_shard_size", "0"},
        "error: --max_shard_size: expected a size"},
       {{"inspect"}, "error: PATH is required"},
+      {{"inspect", ck, "--verify"},
+       "error: --verify checks one file; for a checkpoint folder run `ucp verify"},
       {{"train"}, "error: 'ucp train' is not built yet"},
       {{"inspcet", ck}, "error: unknown command 'inspcet'; did you mean 'inspect'?"},
       {{}, "error: no command given; the commands: inspect, convert"},
