@@ -47,6 +47,10 @@ const CaseInfo kCases[] = {
     {"s3_fp32_1group_dp4", 3, OptimizerWrapper::kZeroStage3, 4, 1, false},
     {"autoep_mixtral_s2_fp32_dp4_ep2", 2, OptimizerWrapper::kZeroOptimizer, 4, 2, false},
     {"autoep_qwen3_s3_fp32_dp4_ep2", 3, OptimizerWrapper::kZeroStage3, 4, 2, false},
+    {"s3_bf16_dp1", 3, OptimizerWrapper::kZeroStage3, 1, 1, true},
+    {"s3_bf16_dp2", 3, OptimizerWrapper::kZeroStage3, 2, 1, true},
+    {"s3_bf16_dp4", 3, OptimizerWrapper::kZeroStage3, 4, 1, true},
+    {"s1_bf16_dp2", 1, OptimizerWrapper::kZeroOptimizer, 2, 1, true},
 };
 
 std::string CaseName(const ::testing::TestParamInfo<CaseInfo>& info) { return info.param.name; }
@@ -243,6 +247,10 @@ const ReshardInfo kReshards[] = {
     {"autoep_mixtral_s2_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1},
     {"autoep_mixtral_s2_fp32_dp4_ep2", "reshard_dp4_ep4", 4, 4},
     {"autoep_qwen3_s3_fp32_dp4_ep2", "reshard_dp2_ep2", 2, 2},
+    {"s3_bf16_dp1", "reshard_dp2", 2, 1},
+    {"s3_bf16_dp2", "reshard_dp4", 4, 1},
+    {"s3_bf16_dp4", "reshard_dp2", 2, 1},
+    {"s1_bf16_dp2", "reshard_dp4", 4, 1},
 };
 
 class ReshardTest : public ::testing::TestWithParam<ReshardInfo> {};

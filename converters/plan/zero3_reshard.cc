@@ -294,13 +294,24 @@ absl::StatusOr<Plan> Planner::Run() {
   for (const Zero3Param& p : in_.params) plan.info.expert_params += p.expert ? 1 : 0;
   for (const auto& f : in_.files) plan.sources.push_back(PlanSource{f->name(), f->zip().source().Size()});
   frames_.ReserveZeros(&plan);
+  // DeepSpeed names optimizer files bf16_zero_pp_rank_* whenever the writing run has bf16 enabled, at
+  // every stage and with every wrapper (engine _get_zero_ckpt_name: bf16_mode = bfloat16_enabled();
+  // config "bf16", else the old "bfloat16" key); ZeRO-3 model files never get the prefix (§1.2).
+  bool bf16 = false;
+  if (const Value* c = t_.ds_config != nullptr ? t_.ds_config : in_.model_root->Get(keys::kDsConfig);
+      c != nullptr && c->is_dict()) {
+    const Value* b = c->Get("bf16") != nullptr ? c->Get("bf16") : c->Get("bfloat16");
+    const Value* en = b != nullptr && b->is_dict() ? b->Get("enabled") : nullptr;
+    bf16 = en != nullptr && en->is(ValueKind::kBool) && en->bool_value();
+  }
   for (int r = 0; r < t_.dp; ++r) {
     const RankPlace place = Place(r);
     UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot(place));
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(place));
     UCP_ASSIGN_OR_RETURN(PlanFile mf, frames_.Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_model_states.pt"),
                                             FileRole::kModelRewrite, *model));
-    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_optim_states.pt"),
+    UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(absl::StrCat(bf16 ? "bf16_" : "", "zero_pp_rank_", r,
+                                                         "_mp_rank_00_optim_states.pt"),
                                             FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(mf));
     plan.files.push_back(std::move(of));

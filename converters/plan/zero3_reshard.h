@@ -4,7 +4,8 @@
 //   zero_pp_rank_{r}_mp_rank_00_model_states.pt   source rank 0's tree with dp_world_size,
 //       frozen_param_fragments (rank r's padded partition), shared_params (rank 0 only),
 //       param_shapes (AutoEP: EP-local at the target ep) and ds_autoep_layers for rank r;
-//   zero_pp_rank_{r}_mp_rank_00_optim_states.pt   {optimizer_state_dict, ds_config, ds_version}
+//   [bf16_]zero_pp_rank_{r}_mp_rank_00_optim_states.pt   {optimizer_state_dict, ds_config, ds_version}
+//       (bf16_ when the ds_config written has bf16 enabled, as DeepSpeed names them)
 //       with partition_count, ds_zero_partition_groups, fp32_flat_groups and state[s].exp_avg /
 //       exp_avg_sq: per sub-group, each param's P = ceil(n/W) slice for rank r, zero padded.
 // Unlike DeepSpeed's universal load, every param group keeps its own hyper-parameters (name,

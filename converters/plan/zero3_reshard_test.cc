@@ -50,6 +50,38 @@ TEST(Zero3Reshard, PlansOneModelAndOneOptimizerFilePerRank) {
   EXPECT_EQ(plan->info.dp_size, 4);
 }
 
+// DeepSpeed names a bf16 run's optimizer files bf16_zero_pp_rank_* at every stage (engine
+// _get_zero_ckpt_name: the prefix follows bf16.enabled of the writing run); ZeRO-3 model files keep
+// zero_pp_rank_*. fixtures/deepspeed/s3_bf16_dp2/reshard_dp4 is DeepSpeed's own re-save.
+TEST(Zero3Reshard, Bf16RunsNameTheirOptimizerFilesBf16) {
+  absl::StatusOr<Zero3Input> in = Zero3InputFromUcp(Ucp("s3_bf16_dp2"));
+  ASSERT_TRUE(in.ok()) << in.status();
+  absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, Zero3Target{.dp = 4});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->files.size(), 8u);
+  EXPECT_EQ(plan->files[0].path, "zero_pp_rank_0_mp_rank_00_model_states.pt");
+  EXPECT_EQ(plan->files[1].path, "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt");
+  EXPECT_EQ(plan->files[7].path, "bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt");
+  // The target's ds_config decides (DeepSpeed's "bf16" key, else the old "bfloat16" one).
+  formats::torch::ValueArena arena;
+  Value* off = arena.Dict();
+  arena.SetItem(off, "enabled", arena.Bool(false));
+  Value* config = arena.Dict();
+  arena.SetItem(config, "bf16", off);
+  plan = PlanZero3Reshard(*in, Zero3Target{.dp = 2, .ds_config = config});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->files[1].path, "zero_pp_rank_0_mp_rank_00_optim_states.pt");
+  absl::StatusOr<Zero3Input> fp32 = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  Value* on = arena.Dict();
+  arena.SetItem(on, "enabled", arena.Bool(true));
+  Value* old_key = arena.Dict();
+  arena.SetItem(old_key, "bfloat16", on);
+  plan = PlanZero3Reshard(*fp32, Zero3Target{.dp = 2, .ds_config = old_key});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->files[1].path, "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt");
+}
+
 TEST(Zero3Reshard, RejectsBadTargets) {
   absl::StatusOr<Zero3Input> dense = Zero3InputFromUcp(Ucp("s3_fp32_dp2"));
   absl::StatusOr<Zero3Input> moe = Zero3InputFromUcp(Ucp(kAutoep));

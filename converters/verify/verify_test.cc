@@ -59,7 +59,8 @@ TEST_P(CleanFixture, DeepSpeedUniversalHasNoProblems) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CleanFixture,
                          ::testing::Values("s1_fp32_dp2", "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2", "s2_fp32_dp4",
                                            "s2_bf16_dp2", "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4",
-                                           "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_qwen3_s3_fp32_dp4_ep2"));
+                                           "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_qwen3_s3_fp32_dp4_ep2", "s3_bf16_dp1",
+                                           "s3_bf16_dp2", "s3_bf16_dp4", "s1_bf16_dp2"));
 
 // Tensor-parallel (mp_rank_00/01) checkpoints and their UCP: param_shapes hold TP slices.
 TEST(CleanTensorParallel, ZeroAndUniversalHaveNoProblems) {

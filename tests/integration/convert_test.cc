@@ -38,7 +38,8 @@ const char* const kCases[] = {"s1_fp32_dp2",        "s1_fp32_dp4", "s1_bf16opt_d
                               "s3_fp32_1group_dp4", "autoep_mixtral_s2_fp32_dp4_ep2",
                               "autoep_qwen3_s3_fp32_dp4_ep2", "autoep_deepseek_v3_s1_fp32_dp4_ep4",
                               "autoep_qwen3_s2_fp32_dp2_ep1",       "autoep_mixtral_s3_fp32_dp4_ep2",
-                              "autoep_mixtral_s2_bf16_dp4_ep2"};
+                              "autoep_mixtral_s2_bf16_dp4_ep2", "s3_bf16_dp1",
+                              "s3_bf16_dp2",        "s3_bf16_dp4", "s1_bf16_dp2"};
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

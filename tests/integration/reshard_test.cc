@@ -74,6 +74,12 @@ const Case kCases[] = {
     {"s3_fp32_dp2", "reshard_dp4", 4, 0, {kPgName, kPgWd}},
     {"s3_fp32_dp4", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
     {"s3_fp32_1group_dp4", "reshard_dp2", 2, 0, {}},
+    // ZeRO-3 bf16: DeepSpeed names the optimizer files bf16_zero_pp_rank_* (the model files stay zero_pp_rank_*).
+    {"s3_bf16_dp1", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
+    {"s3_bf16_dp2", "reshard_dp4", 4, 0, {kPgName, kPgWd}},
+    {"s3_bf16_dp4", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
+    // ZeRO-1 bf16 without BF16_Optimizer (DeepSpeedZeroOptimizer, bf16_zero_pp_rank_* files).
+    {"s1_bf16_dp2", "reshard_dp4", 4, 0, {}},
     {"autoep_qwen3_s3_fp32_dp4_ep2", "reshard_dp2_ep2", 2, 2, {kPgName}},
     {"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep1", 2, 1, {}},
     {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2, {}},
@@ -219,8 +225,12 @@ void RunCase(const Case& c, bool from_ucp) {
     ASSERT_TRUE(b.ok()) << b.status();
     if (!c.deepspeed_bug_keys.empty() && name.find("optim_states") != std::string::npos) {
       // The keys DeepSpeed's ZeRO-3 load gets wrong: ucp keeps every group's own values, the source's.
-      absl::StatusOr<json> src =
-          testing::TorchFileDigest(root + "/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt");
+      // The source's rank-0 optimizer file: zero_pp_rank_0_... or, in bf16 runs, bf16_zero_pp_rank_0_...
+      std::string src_optim = root + "/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt";
+      if (!fs::exists(src_optim)) {
+        src_optim = root + "/checkpoint/global_step5/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt";
+      }
+      absl::StatusOr<json> src = testing::TorchFileDigest(src_optim);
       ASSERT_TRUE(src.ok()) << src.status();
       json want = Zero3ParamGroups(*src);
       // ...except that an AutoEP expert group is named after its EP group, ep_size_<target ep>.
