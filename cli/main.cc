@@ -49,11 +49,11 @@ constexpr bool kConvertAlias = false;
 CLI::Validator Check(std::string (*check)(const std::string&)) {
   return CLI::Validator([check](std::string& value) { return check(value); }, "");
 }
-const CLI::Validator kPositiveInt = Check(ucp::cli::CheckPositiveInt);
-const CLI::Validator kNonNegativeInt = Check(ucp::cli::CheckNonNegativeInt);
-const CLI::Validator kNonNegativeFloat = Check(ucp::cli::CheckNonNegativeFloat);
-const CLI::Validator kByteSize = Check(ucp::cli::CheckByteSize);
-const CLI::Validator kFolderName = Check(ucp::cli::CheckFolderName);
+CLI::Validator PositiveInt() { return Check(ucp::cli::CheckPositiveInt); }
+CLI::Validator NonNegativeInt() { return Check(ucp::cli::CheckNonNegativeInt); }
+CLI::Validator NonNegativeFloat() { return Check(ucp::cli::CheckNonNegativeFloat); }
+CLI::Validator ByteSize() { return Check(ucp::cli::CheckByteSize); }
+CLI::Validator FolderName() { return Check(ucp::cli::CheckFolderName); }
 CLI::Validator OneOf(absl::Span<const absl::string_view> list) {
   std::vector<absl::string_view> choices(list.begin(), list.end());
   return CLI::Validator(
@@ -92,13 +92,13 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
     cmd->add_option("OUTPUT", o.output, "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
   }
   cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names")
-      ->check(kFolderName);
+      ->check(FolderName());
   cmd->add_option("--threads", o.threads,
                   "copy threads (default: --num_extract_workers, else all cores)")
-      ->check(kPositiveInt);
+      ->check(PositiveInt());
   cmd->add_option("--memory-limit,--memory_limit", o.memory_limit,
                   "bytes of copy buffers in flight, e.g. 256MiB (the default), 1G")
-      ->check(kByteSize);
+      ->check(ByteSize());
   cmd->add_flag("--dry-run,--dry_run", o.dry_run, "print the plan (what would be written) and write nothing");
   cmd->add_flag("--json", o.json, "print the plan (--dry-run) or the result as JSON");
   cmd->add_flag("--force", o.force, "replace an existing output folder");
@@ -108,10 +108,10 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
                 "ZeRO-1/2 without universal_checkpoint_info: assume {'universal_checkpoint_version': 0.4}");
   cmd->add_option("--num_extract_workers", o.num_extract_workers,
                   "ds_to_universal compatibility: used as --threads")
-      ->check(kNonNegativeInt);
+      ->check(NonNegativeInt());
   cmd->add_option("--num_merge_workers", o.num_merge_workers,
                   "ds_to_universal compatibility: ignored")
-      ->check(kNonNegativeInt);
+      ->check(NonNegativeInt());
   cmd->add_flag("--keep_temp_folder", o.keep_temp_folder,
                 "ds_to_universal compatibility: no effect (ucp writes no temporary folder)");
   cmd->add_flag("--no-fsync", o.no_fsync, "skip fsync (scratch output)");
@@ -161,14 +161,14 @@ int main(int argc, char** argv) {
   inspect_cmd
       ->add_option("--tag", inspect_dir.tag,
                    "folder: the ZeRO tag to read instead of the one `latest` names")
-      ->check(kFolderName);
+      ->check(FolderName());
   inspect_cmd->add_flag("--universal", inspect_dir.universal,
                         "folder: a save folder with both `latest` and `latest_universal`: read the UCP");
   inspect_cmd
       ->add_option("--max-rows", inspect_dir.max_rows, "folder: parameter rows shown (0 = all)")
-      ->check(kNonNegativeInt);
+      ->check(NonNegativeInt());
   inspect_cmd->add_option("--values", inspect.values, "show the first N elements of every tensor")
-      ->check(kNonNegativeInt);
+      ->check(NonNegativeInt());
   inspect_cmd->add_flag("--json", inspect.json, "print one JSON document (the value tree in ucp's lossless encoding)");
   inspect_cmd->add_flag(
       "--verify", inspect.verify,
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
       ->add_option(
           "--max-items", inspect.max_items,
           "entries shown per container, and --verify records listed, in the text view (0 = all)")
-      ->check(kNonNegativeInt);
+      ->check(NonNegativeInt());
 
   ucp::cli::ConvertCommandOptions convert;
   CLI::App* convert_cmd = app.add_subcommand("convert",
@@ -201,16 +201,16 @@ int main(int argc, char** argv) {
   diff_cmd->add_option("A", diff.a, "first checkpoint")->required();
   diff_cmd->add_option("B", diff.b, "second checkpoint")->required();
   diff_cmd->add_option("--atol", diff.atol, "absolute tolerance (default 0: bitwise)")
-      ->check(kNonNegativeFloat);
+      ->check(NonNegativeFloat());
   diff_cmd
       ->add_option("--states", diff.states,
                    "states to compare, e.g. fp32,exp_avg (default: all three)")
       ->delimiter(',')
       ->check(OneOf(ucp::cli::DiffStateNames()));
   diff_cmd->add_option("--tag-a", diff.tag_a, "ZeRO tag of A instead of `latest`")
-      ->check(kFolderName);
+      ->check(FolderName());
   diff_cmd->add_option("--tag-b", diff.tag_b, "ZeRO tag of B instead of `latest`")
-      ->check(kFolderName);
+      ->check(FolderName());
   diff_cmd->add_flag("--all", diff.all, "list equal entries too");
   diff_cmd->add_flag("--summary", diff.summary,
                      "print the header and the counts only, no entry lines");
@@ -230,11 +230,11 @@ int main(int argc, char** argv) {
   reshard_cmd->add_option("SRC", reshard.input, "UCP folder, or ZeRO save folder / tag folder")->required();
   reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")
       ->required()
-      ->check(kPositiveInt);
+      ->check(PositiveInt());
   reshard_cmd
       ->add_option("--autoep-size", reshard.autoep_size,
                    "target AutoEP autoep_size (default: keep)")
-      ->check(kPositiveInt);
+      ->check(PositiveInt());
   reshard_cmd
       ->add_option("--zero-stage", reshard.zero_stage,
                    "target ZeRO stage (default: keep): 1 <-> 2, or 0 -> 1|2 (required for a ZeRO-0 "
@@ -242,19 +242,19 @@ int main(int argc, char** argv) {
       ->check(OneOf(ucp::cli::kZeroStages));
   reshard_cmd
       ->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)")
-      ->check(kFolderName);
+      ->check(FolderName());
   reshard_cmd
       ->add_option("--input-tag", reshard.input_tag,
                    "ZeRO save folder: the tag to read instead of `latest`")
-      ->check(kFolderName);
+      ->check(FolderName());
   reshard_cmd->add_option("--out", reshard.output, "output save folder (must not exist unless --force)")->required();
   reshard_cmd
       ->add_option("--threads", reshard.threads, "copy threads (default: all hardware threads)")
-      ->check(kPositiveInt);
+      ->check(PositiveInt());
   reshard_cmd
       ->add_option("--memory-limit", reshard.memory_limit,
                    "copy buffers in flight (default 256MiB)")
-      ->check(kByteSize);
+      ->check(ByteSize());
   reshard_cmd->add_flag("--dry-run", reshard.dry_run, "print the plan; write nothing");
   reshard_cmd->add_flag("--json", reshard.json, "print the result (or the plan) as JSON");
   reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
@@ -279,16 +279,16 @@ int main(int argc, char** argv) {
   export_cmd
       ->add_option("--max-shard-size", exp.max_shard_size,
                    "e.g. 5GB (SI) or 2GiB; default: one file")
-      ->check(kByteSize);
+      ->check(ByteSize());
   export_cmd
       ->add_option("--moe-layout", exp.moe_layout,
                    "AutoEP experts: fused (gate_up_proj/down_proj) or per-expert")
       ->check(OneOf(ucp::cli::kMoeLayouts));
   export_cmd->add_option("--tag", exp.tag, "ZeRO save folder: the tag to read instead of `latest`")
-      ->check(kFolderName);
+      ->check(FolderName());
   export_cmd->add_flag("--exclude-frozen", exp.exclude_frozen, "leave out frozen parameters");
   export_cmd->add_option("--threads", exp.threads, "copy threads (default: all hardware threads)")
-      ->check(kPositiveInt);
+      ->check(PositiveInt());
   export_cmd->add_flag("--dry-run", exp.dry_run, "print what would be written");
   export_cmd->add_flag("--json", exp.json, "print the result as JSON");
   export_cmd->add_flag("--force", exp.force, "replace an existing output folder");
@@ -303,10 +303,10 @@ int main(int argc, char** argv) {
   z2f_cmd->add_option("checkpoint_dir", z2f.input, "the save folder (with `latest`)")->required();
   z2f_cmd->add_option("output_dir", z2f.output, "folder for pytorch_model.bin / model.safetensors")->required();
   z2f_cmd->add_option("-t,--tag", z2f.tag, "checkpoint tag instead of `latest`")
-      ->check(kFolderName);
+      ->check(FolderName());
   z2f_cmd->add_option("--max_shard_size", z2f.max_shard_size, "shard size (default 5GB)")
       ->default_val("5GB")
-      ->check(kByteSize);
+      ->check(ByteSize());
   z2f_cmd->add_flag("--safe_serialization", z2f.safe_serialization, "write model.safetensors instead of .bin");
   z2f_cmd->add_flag("--exclude_frozen_parameters", z2f.exclude_frozen, "leave out frozen parameters");
   z2f_cmd->add_flag("-d,--debug", z2f.debug, "accepted for compatibility; no effect");
@@ -331,7 +331,7 @@ int main(int argc, char** argv) {
   verify_cmd
       ->add_option("--tag", verify.tag,
                    "ZeRO save folder: the tag to check instead of the one `latest` names")
-      ->check(kFolderName);
+      ->check(FolderName());
   verify_cmd->add_flag("--json", verify.json, "print the report as one JSON document");
   verify_cmd->add_flag("--no-crc", verify.no_crc, "skip reading every record for its CRC-32 (structure only)");
 
