@@ -29,7 +29,7 @@ DS_SECONDS=19.8
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 machine_facts | tee "$RES/machine.txt"
 cat "${INPUT_FILES[@]}" >/dev/null
-rm -rf "$OUT" "$OUT.partial"
+rm -rf "$OUT"  # a stale staging folder of a killed run is removed by ucp itself
 need_disk $(( INPUT_BYTES * 2 + (64 << 20) )) "one output plus dd's file"
 timed convert_first "$UCP" convert "$TAG_DIR" "$OUT"
 OUT_BYTES=$(du -sb "$OUT" | awk '{print $1}')

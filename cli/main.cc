@@ -18,6 +18,7 @@
 #include "cli/commands/convert_command.h"
 #include "cli/commands/export_command.h"
 #include "cli/commands/inspect_command.h"
+#include "cli/commands/interrupt.h"
 #include "cli/commands/option_checks.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
@@ -87,9 +88,20 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
         ->required();
     cmd->add_option("--output_folder", o.output, "Universal Checkpoint folder to create")->required();
   } else {
-    cmd->add_option("INPUT", o.input, "DeepSpeed checkpoint: a save folder (its `latest` names the tag) or a tag folder")
-        ->required();
-    cmd->add_option("OUTPUT", o.output, "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
+    // INPUT or --input_folder (required, checked after parsing), OUTPUT or --output_folder: people
+    // migrating from ds_to_universal.py type its flags here too.
+    CLI::Option* input = cmd->add_option(
+        "INPUT", o.input,
+        "DeepSpeed checkpoint: a save folder (its `latest` names the tag) or a tag folder");
+    cmd->add_option("--input_folder,--input-folder", o.input,
+                    "same as INPUT (ds_to_universal.py's flag)")
+        ->excludes(input);
+    CLI::Option* output = cmd->add_option(
+        "OUTPUT", o.output,
+        "Universal Checkpoint folder to create (default: <save folder>/<tag>_universal)");
+    cmd->add_option("--output_folder,--output-folder", o.output,
+                    "same as OUTPUT (ds_to_universal.py's flag)")
+        ->excludes(output);
   }
   cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names")
       ->check(FolderName());
@@ -128,6 +140,7 @@ int ConvertAliasMain(int argc, char** argv) {
     return ParseFailed(app, e, WantsJson(argc, argv));
   }
   convert.progress = ::isatty(STDERR_FILENO) == 1;
+  if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
   return ucp::cli::RunConvert(convert, std::cout, std::cerr);
 }
 
@@ -310,22 +323,18 @@ int main(int argc, char** argv) {
   z2f_cmd->add_flag("--safe_serialization", z2f.safe_serialization, "write model.safetensors instead of .bin");
   z2f_cmd->add_flag("--exclude_frozen_parameters", z2f.exclude_frozen, "leave out frozen parameters");
   z2f_cmd->add_flag("-d,--debug", z2f.debug, "accepted for compatibility; no effect");
-  z2f_cmd->add_flag("--force", z2f.force, "replace an existing output folder");
+  z2f_cmd->add_flag("--force", z2f.force, "replace an earlier output of ucp's own");
   z2f_cmd->add_flag("--json", z2f.json, "print the result as JSON");
   z2f_cmd->add_flag("--no-fsync", z2f.no_fsync, "skip fsync (scratch output)");
 
   ucp::cli::VerifyCommandOptions verify;
-  CLI::App* verify_cmd =
-      app.add_subcommand("verify",
-                         "Check a checkpoint folder without converting it: a DeepSpeed ZeRO folder "
-                         "(every file's CRC-32s, the rank "
-                         "and expert files, steps, fragments covering every parameter exactly "
-                         "once, padding), a Universal Checkpoint "
-                         "folder (per-parameter files, step.pt, param_shapes, manifest) or a ucp "
-                         "export (manifest). Names every "
-                         "problem; exit 0 clean, 1 problems, 3 no problem found but some checks "
-                         "could not be made (listed as "
-                         "skipped).");
+  CLI::App* verify_cmd = app.add_subcommand(
+      "verify",
+      "Check a checkpoint folder without converting it: a DeepSpeed ZeRO folder (every file's "
+      "CRC-32s, the rank and expert files, steps, fragments covering every parameter exactly once, "
+      "padding), a Universal Checkpoint folder (per-parameter files, step.pt, param_shapes, "
+      "manifest) or a ucp export (manifest). Names every problem; exit 0 clean, 1 problems, 3 no "
+      "problem found but some checks could not be made (listed as skipped).");
   verify_cmd->add_option("DIR", verify.path, "checkpoint folder (ZeRO save folder or tag folder, UCP folder, export)")
       ->required();
   verify_cmd
@@ -377,11 +386,28 @@ int main(int argc, char** argv) {
   }
   if (*diff_cmd) return ucp::cli::RunDiff(diff, std::cout, std::cerr);
   if (*verify_cmd) return ucp::cli::RunVerify(verify, std::cout, std::cerr);
-  if (*reshard_cmd) return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
-  if (*export_cmd) return ucp::cli::RunExport(exp, std::cout, std::cerr);
-  if (*z2f_cmd) return ucp::cli::RunExport(z2f, std::cout, std::cerr);
+  // The verbs that write: progress on a terminal, and Ctrl-C / SIGTERM remove what was staged
+  // (a dry run writes nothing: Ctrl-C stops it at once as usual).
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  if (*reshard_cmd) {
+    if (!reshard.dry_run) ucp::cli::InstallInterruptHandlers();
+    reshard.progress = tty;
+    return ucp::cli::RunReshard(reshard, std::cout, std::cerr);
+  }
+  if (*export_cmd || *z2f_cmd) {
+    ucp::cli::ExportCommandOptions& e = *export_cmd ? exp : z2f;
+    if (!e.dry_run) ucp::cli::InstallInterruptHandlers();
+    e.progress = tty;
+    return ucp::cli::RunExport(e, std::cout, std::cerr);
+  }
   if (*convert_cmd) {
-    convert.progress = ::isatty(STDERR_FILENO) == 1;
+    if (convert.input.empty()) {
+      std::cerr << "error: convert: INPUT (or --input_folder) is required\nRun with --help for "
+                   "more information.\n";
+      return 2;
+    }
+    if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
+    convert.progress = tty;
     return ucp::cli::RunConvert(convert, std::cout, std::cerr);
   }
   return 2;

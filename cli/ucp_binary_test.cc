@@ -184,23 +184,29 @@ TEST(UcpBinary, VerifyExitsThreeWhenItSkipsChecks) {
   EXPECT_EQ(Ucp({"verify", tmp / "tag"}).code, 1);
 }
 
+// What the real run would do with an existing output, as the output guard decides.
 TEST(UcpBinary, DryRunWarnsWhenTheOutputExists) {
   const TempDir tmp;
-  fs::create_directories(tmp / "taken");
   const std::string ck = Fixture("s2_fp32_dp2/checkpoint");
+  ASSERT_EQ(Ucp({"export", ck, "--out", tmp / "taken", "--no-fsync"}).code, 0);  // ucp's own
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"convert", ck, tmp / "taken", "--dry-run"},
         std::vector<std::string>{"reshard", ck, "--dp", "4", "--out", tmp / "taken", "--dry-run"},
         std::vector<std::string>{"export", ck, "--out", tmp / "taken", "--dry-run"}}) {
     const Outcome r = Ucp(args);
     EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_THAT(r.err,
-                HasSubstr("warning: " + (tmp / "taken") + " exists: the run would refuse it"));
+    EXPECT_THAT(r.err, HasSubstr("warning: " + (tmp / "taken") +
+                                 " exists: the run would refuse it (add --force to replace it)"));
   }
   const Outcome forced = Ucp({"export", ck, "--out", tmp / "taken", "--dry-run", "--force"});
   EXPECT_THAT(forced.err, HasSubstr("exists: the run would replace it (--force)"));
-  const Outcome fresh = Ucp({"export", ck, "--out", tmp / "fresh", "--dry-run"});
-  EXPECT_EQ(fresh.err, "");
+  fs::create_directories(tmp / "foreign");
+  std::ofstream(tmp / "foreign/notes.txt") << "mine";
+  const Outcome foreign = Ucp({"export", ck, "--out", tmp / "foreign", "--dry-run", "--force"});
+  EXPECT_THAT(foreign.err, HasSubstr("exists: the run would refuse it, with or without --force: "));
+  fs::create_directories(tmp / "empty");  // taken over, as zero_to_fp32.py does
+  EXPECT_EQ(Ucp({"export", ck, "--out", tmp / "empty", "--dry-run"}).err, "");
+  EXPECT_EQ(Ucp({"export", ck, "--out", tmp / "fresh", "--dry-run"}).err, "");
 }
 
 // zero_to_fp32.py's own error message suggests --force; the drop-in accepts it.

@@ -11,8 +11,10 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "formats/base/byte_sink.h"
 #include "formats/base/status.h"
+#include "ucp/output_guard.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::store {
@@ -41,7 +43,22 @@ std::string ParentOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// Handles an existing `<out>.partial`: removes it when it is a dead ucp run's, else explains.
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// FNV-1a, 64 bits: a stable short name for the staging folder of an output name.
+uint64_t NameHash(absl::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// Handles an existing staging folder: removes it when it is a dead ucp run's, else explains.
 absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(partial, ec))) return absl::OkStatus();
@@ -69,6 +86,13 @@ absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
 
 }  // namespace
 
+std::string StagingPathFor(const std::string& out_in) {
+  const std::string out = NormalizeOutputPath(out_in);
+  const std::string parent = ParentOf(out);
+  return absl::StrFormat("%s/.ucp-%016x%s", parent == "/" ? "" : parent, NameHash(BaseName(out)),
+                         kPartialSuffix);
+}
+
 std::string NormalizeOutputPath(absl::string_view out) {
   while (out.size() > 1 && out.back() == '/') out.remove_suffix(1);
   return std::string(out);
@@ -80,13 +104,13 @@ absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(const
   if (out.empty() || out == "/" || out == "." || out == "..") {
     return absl::InvalidArgumentError(absl::StrCat("bad output folder '", out_in, "'"));
   }
+  UCP_RETURN_IF_ERROR(CheckOutput(
+      out,
+      {.inputs = options.inputs, .save_folders = options.save_folders, .force = options.force}));
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(out, ec)) && !options.force) {
-    return absl::AlreadyExistsError(absl::StrCat(out, " already exists (use --force to replace it)"));
-  }
   fs::create_directories(ParentOf(out), ec);
   if (ec) return FsError(ec, absl::StrCat("creating ", ParentOf(out)));
-  const std::string partial = absl::StrCat(out, kPartialSuffix);
+  const std::string partial = StagingPathFor(out);
   bool removed = false;
   UCP_RETURN_IF_ERROR(ClearStalePartial(partial, &removed));
   if (::mkdir(partial.c_str(), 0755) != 0) return ErrnoToStatus(errno, absl::StrCat("creating ", partial));
@@ -98,7 +122,8 @@ absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(const
     fs::remove_all(partial, ec);
     return s;
   }
-  const std::string note = absl::StrCat("ucp staging folder of process ", ::getpid(), "\n");
+  const std::string note =
+      absl::StrCat("ucp staging folder of process ", ::getpid(), " for ", out, "\n");
   if (::write(fd, note.data(), note.size()) < 0) {
     // The marker's content is informational; the lock is what matters.
   }
@@ -156,9 +181,13 @@ absl::Status StagingDirectory::Commit(const Manifest& manifest) {
 
   std::error_code ec;
   std::string replaced;
-  if (fs::exists(fs::symlink_status(out_, ec))) {
-    if (!options_.force) return absl::AlreadyExistsError(absl::StrCat(out_, " appeared while converting"));
-    replaced = absl::StrCat(out_, ".replaced-", ::getpid());
+  // An empty folder is replaced by the rename itself; anything else is moved aside first.
+  if (fs::exists(fs::symlink_status(out_, ec)) && !IsEmptyFolder(out_)) {
+    if (!options_.force)
+      return absl::AlreadyExistsError(absl::StrCat(out_, " appeared while writing"));
+    UCP_RETURN_IF_ERROR(CheckOutput(out_, {.force = true}));  // still only ucp's own output
+    replaced =
+        absl::StrCat(partial_.substr(0, partial_.size() - kPartialSuffix.size()), ".replaced");
     fs::remove_all(replaced, ec);
     if (::rename(out_.c_str(), replaced.c_str()) != 0) {
       return ErrnoToStatus(errno, absl::StrCat("moving the old ", out_, " aside"));

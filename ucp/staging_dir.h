@@ -1,15 +1,20 @@
 // StagingDirectory: makes a whole output directory appear atomically. Everything is written under
-// `<out>.partial/`; Commit() writes the manifest as the last file, fsyncs every file's directory,
-// and only then renames `<out>.partial` to `<out>` (and fsyncs the parent). Until then nothing
-// exists at `<out>`, so a failed or killed run never leaves a directory that looks complete.
+// a staging folder beside `<out>`, `<parent>/.ucp-<hash of out's name>.partial/` (a short name,
+// so that an output name near the 255-byte limit still has one; StagingPathFor). Commit() writes
+// the manifest as the last file, fsyncs every file's directory, and only then renames the staging
+// folder to `<out>` (and fsyncs the parent). Until then nothing exists at `<out>`, so a failed or
+// killed run never leaves a directory that looks complete.
 //
-// `<out>.partial/.ucp-partial` marks a staging folder as ucp's and carries an exclusive flock for
-// as long as its writer lives. A later Create() finding `<out>.partial`:
+// Create() first runs the output guard (ucp/output_guard.h: no overlap with any input, --force
+// replaces only ucp's own output), so no verb can write over what it reads.
+//
+// `<staging>/.ucp-partial` marks a staging folder as ucp's and carries an exclusive flock for
+// as long as its writer lives. A later Create() finding the staging folder:
 //   * marker present and unlocked (the writer died, e.g. kill -9): removes it and starts afresh
 //     (`removed_stale()` says so);
 //   * marker locked: FailedPrecondition, another process is writing there;
 //   * no marker and not empty: FailedPrecondition, not ucp's folder (never deleted).
-// Destroying a StagingDirectory that was not committed removes `<out>.partial`.
+// Destroying a StagingDirectory that was not committed removes the staging folder.
 #pragma once
 
 #include <memory>
@@ -26,29 +31,35 @@ inline constexpr absl::string_view kPartialSuffix = ".partial";
 inline constexpr absl::string_view kPartialMarker = ".ucp-partial";
 
 struct StagingOptions {
-  bool force = false;  // replace an existing `<out>` at Commit (else AlreadyExists up front)
+  bool force = false;  // replace an existing ucp output at `<out>` at Commit (output_guard.h)
   bool fsync = true;   // false: skip fsyncs (tests, scratch output)
+  std::vector<std::string> inputs = {};  // every file and folder the run reads (output_guard.h)
+  std::vector<std::string> save_folders = {};  // folders that hold an input (output_guard.h)
 };
+
+// The staging folder of `out`: `<parent>/.ucp-<16 hex digits of FNV-1a(basename)>.partial`.
+std::string StagingPathFor(const std::string& out);
 
 class StagingDirectory {
  public:
-  // Creates `<out>.partial` (and the parents of `out`). AlreadyExists if `out` exists without
-  // options.force; FailedPrecondition for a foreign or busy `<out>.partial`; I/O errors.
+  // Runs CheckOutput (its errors), then creates the staging folder (and the parents of `out`).
+  // FailedPrecondition for a foreign or busy staging folder; I/O errors.
   static absl::StatusOr<std::unique_ptr<StagingDirectory>> Create(const std::string& out,
                                                                   const StagingOptions& options = {});
   ~StagingDirectory();
   StagingDirectory(const StagingDirectory&) = delete;
   StagingDirectory& operator=(const StagingDirectory&) = delete;
 
-  const std::string& path() const { return partial_; }  // <out>.partial
+  const std::string& path() const { return partial_; }  // the staging folder
   const std::string& target() const { return out_; }
   bool removed_stale() const { return removed_stale_; }
 
   // mkdir -p of each `relative` folder under path(); they are fsynced by Commit.
   absl::Status MakeDirs(const std::vector<std::string>& relative);
 
-  // Writes `manifest` as <out>.partial/ucp_manifest.json, fsyncs the folders, renames the staging
-  // folder to `out` (replacing an existing one when forced) and fsyncs the parent.
+  // Writes `manifest` as <staging>/ucp_manifest.json, fsyncs the folders, renames the staging
+  // folder to `out` (replacing an empty folder, or when forced a previous ucp output, checked
+  // again now) and fsyncs the parent.
   absl::Status Commit(const Manifest& manifest);
   // Removes the staging folder now (also done by the destructor when not committed).
   void Abort();

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "ucp/output_guard.h"
+
 namespace ucp::cli {
 
 nlohmann::json JsonDocument(absl::string_view command) {
@@ -28,12 +30,20 @@ int Fail(const CommandOutput& o, const absl::Status& status, int exit_code) {
 
 void WarnIfOutputExists(std::ostream& err, const std::string& output, bool force) {
   std::error_code ec;
-  if (output.empty() || !std::filesystem::exists(std::filesystem::symlink_status(output, ec)))
+  if (output.empty() || !std::filesystem::exists(std::filesystem::symlink_status(output, ec))) {
     return;
-  err << "warning: " << output << " exists: "
-      << (force ? "the run would replace it (--force)"
-                : "the run would refuse it (add --force to replace it)")
-      << "\n";
+  }
+  if (store::IsEmptyFolder(output)) return;  // taken over, as a run would
+  // The output guard's answers without its overlap part (the planners checked that already).
+  const absl::Status forced = store::CheckOutput(output, {.force = true});
+  err << "warning: " << output << " exists: ";
+  if (!forced.ok()) {
+    err << "the run would refuse it, with or without --force: " << forced.message() << "\n";
+  } else {
+    err << (force ? "the run would replace it (--force)"
+                  : "the run would refuse it (add --force to replace it)")
+        << "\n";
+  }
 }
 
 }  // namespace ucp::cli

@@ -37,8 +37,9 @@ void WriteJson(std::ostream& out, const nlohmann::json& doc);
 // Reports a failure (see the file comment) and returns `exit_code`.
 int Fail(const CommandOutput& o, absl::string_view message, int exit_code = kExitFailure);
 int Fail(const CommandOutput& o, const absl::Status& status, int exit_code = kExitFailure);
-// --dry-run: a "warning:" line on `err` when `output` exists, saying what the real run would do
-// with it (refuse it, or replace it under --force).
+// --dry-run: a "warning:" line on `err` when `output` exists (and is not an empty folder), saying
+// what the real run would do with it, as the output guard (ucp/output_guard.h) decides: replace it
+// (--force over an earlier output of ucp's own), or refuse it.
 void WarnIfOutputExists(std::ostream& err, const std::string& output, bool force);
 
 }  // namespace ucp::cli

@@ -1,13 +1,10 @@
 #include "cli/commands/convert_command.h"
 
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands/command_output.h"
-#include "cli/commands/human_bytes.h"
+#include "cli/commands/interrupt.h"
+#include "cli/commands/progress.h"
 #include "converters/pipelines/convert.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
@@ -16,41 +13,6 @@ namespace ucp::cli {
 namespace {
 
 namespace pipelines = converters::pipelines;
-
-std::string Duration(double seconds) {
-  const int64_t s = static_cast<int64_t>(std::llround(std::max(0.0, seconds)));
-  return s >= 3600 ? absl::StrFormat("%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
-                   : absl::StrFormat("%d:%02d", s / 60, s % 60);
-}
-
-// "\r  1.2 GiB / 3.4 GiB  35%  512.0 MiB/s  ETA 0:04  (12/345 files)" on a terminal.
-class ProgressLine {
- public:
-  explicit ProgressLine(std::ostream& err) : err_(err), start_(std::chrono::steady_clock::now()) {}
-  void Draw(const converters::execute::ExecuteProgress& p) {
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(p.bytes_done) / elapsed : 0;
-    const double left = static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total));
-    const int percent = p.bytes_total == 0 ? 100 : static_cast<int>(100.0 * p.bytes_done / p.bytes_total);
-    std::string line = absl::StrCat("\r  ", HumanBytes(p.bytes_done), " / ", HumanBytes(p.bytes_total), "  ", percent, "%  ",
-                                    HumanBytes(rate), "/s  ETA ", rate > 0 ? Duration(left / rate) : "?", "  (",
-                                    p.files_done, "/", p.files_total, " files)");
-    const size_t width = line.size();
-    if (width < width_) line.append(width_ - width, ' ');
-    width_ = std::max(width_, width);
-    err_ << line << std::flush;
-    drawn_ = true;
-  }
-  void Finish() {
-    if (drawn_) err_ << "\n";
-  }
-
- private:
-  std::ostream& err_;
-  std::chrono::steady_clock::time_point start_;
-  size_t width_ = 0;
-  bool drawn_ = false;
-};
 
 nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
   return {{"dry_run", false},
@@ -76,8 +38,9 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
            "temporary folder\n";
   }
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok())
+  if (!memory.ok()) {
     return Fail(output, absl::StrCat("--memory-limit: ", memory.status().message()), kExitUsage);
+  }
   pipelines::ConvertOptions options;
   options.input = o.input;
   options.output = o.output;
@@ -105,15 +68,14 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
     return kExitOk;
   }
 
-  ProgressLine progress(err);
-  if (o.progress) {
-    options.execute.progress = [&progress](const converters::execute::ExecuteProgress& p) { progress.Draw(p); };
-  }
+  ProgressLine progress(err, o.progress);
+  options.execute.progress = progress.Callback();
+  options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ConvertResult> result = pipelines::Convert(options);
   progress.Finish();
-  if (!result.ok()) return Fail(output, result.status());
+  if (!result.ok()) return RunFailed(output, result.status());
   if (result->removed_stale_partial) {
-    err << "note: removed " << result->output << ".partial, left behind by an interrupted run\n";
+    err << "note: removed " << result->staging << ", left behind by an interrupted run\n";
   }
   if (o.json) {
     nlohmann::json j = JsonDocument(output.command);

@@ -3,7 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands/command_output.h"
+#include "cli/commands/interrupt.h"
 #include "cli/commands/option_checks.h"
+#include "cli/commands/progress.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
@@ -63,8 +65,16 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
   e.execute.fsync = !o.no_fsync;
   if (std::string bad = ApplyChoices(o, e); !bad.empty()) return Fail(output, bad, kExitUsage);
   if (o.dry_run) WarnIfOutputExists(err, o.output, o.force);
+  ProgressLine progress(err, o.progress && !o.dry_run);
+  e.execute.progress = progress.Callback();
+  e.execute.cancel = CancelFlag();
   absl::StatusOr<converters::pipelines::ExportResult> r = converters::pipelines::Export(e);
-  if (!r.ok()) return Fail(output, r.status());
+  progress.Finish();
+  if (!r.ok()) return RunFailed(output, r.status());
+  if (r->removed_stale_partial)
+    err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
+  for (const std::string& note : r->notes) err << "note: " << note << "\n";
+  for (const std::string& warning : r->warnings) err << "warning: " << warning << "\n";
   if (o.json) {
     nlohmann::json j = JsonDocument(output.command);
     j.update({{"output", r->output},
@@ -77,8 +87,9 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
               {"seconds", o.dry_run ? nlohmann::json(nullptr) : nlohmann::json(r->stats.seconds)}});
     WriteJson(out, j);
   } else {
-    out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, " << r->bytes << " bytes from "
-        << r->source_kind << " to " << r->output << ": " << absl::StrJoin(r->files, ", ") << "\n";
+    out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, "
+        << HumanBytes(r->bytes) << " from " << r->source_kind << " to " << r->output << ": "
+        << absl::StrJoin(r->files, ", ") << "\n";
   }
   return kExitOk;
 }

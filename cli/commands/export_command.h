@@ -1,6 +1,7 @@
 // `ucp export SRC --out DIR` and `ucp zero-to-fp32 CHECKPOINT_DIR OUTPUT_DIR` (zero_to_fp32.py's
 // arguments): converters/pipelines/export.h behind the CLI. 0 ok, 1 error (one "error:" line),
-// 2 a bad --format / --dtype / --moe-layout / size.
+// 2 a bad --format / --dtype / --moe-layout / size, 130 / 143 when interrupted by SIGINT / SIGTERM.
+// Notes (one shard, no index) and warnings (a tensor larger than --max-shard-size) go to stderr.
 #pragma once
 
 #include <optional>
@@ -33,6 +34,7 @@ struct ExportCommandOptions {
   bool json = false, dry_run = false, force = false, no_fsync = false;
   bool debug = false;                   // zero-to-fp32 -d: accepted, no effect
   int threads = 0;
+  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
 int RunExport(const ExportCommandOptions& options, std::ostream& out, std::ostream& err);

@@ -1,10 +1,5 @@
-// Byte counts for people: "512 B", "1.5 KiB", "3.0 GiB" (binary units, one decimal above bytes).
+// Byte counts for people: HumanBytes ("512 B", "1.5 KiB", "3.0 GiB") lives with ParseByteSize in
+// formats/base/byte_size.h, so that plan summaries and the CLI print sizes alike.
 #pragma once
 
-#include <string>
-
-namespace ucp::cli {
-
-std::string HumanBytes(double bytes);
-
-}  // namespace ucp::cli
+#include "formats/base/byte_size.h"

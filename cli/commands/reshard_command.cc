@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands/command_output.h"
+#include "cli/commands/interrupt.h"
+#include "cli/commands/progress.h"
 #include "converters/pipelines/reshard.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
@@ -17,8 +19,9 @@ namespace pipelines = converters::pipelines;
 int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& err) {
   const CommandOutput output{out, err, "reshard", o.json};
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok())
+  if (!memory.ok()) {
     return Fail(output, absl::StrCat("--memory-limit: ", memory.status().message()), kExitUsage);
+  }
   if (o.dp < 1) return Fail(output, "--dp: expected a whole number >= 1", kExitUsage);
   pipelines::ReshardOptions options;
   options.input = o.input;
@@ -49,8 +52,14 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
     }
     return kExitOk;
   }
+  ProgressLine progress(err, o.progress);
+  options.execute.progress = progress.Callback();
+  options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ReshardResult> r = pipelines::Reshard(options);
-  if (!r.ok()) return Fail(output, r.status());
+  progress.Finish();
+  if (!r.ok()) return RunFailed(output, r.status());
+  if (r->removed_stale_partial)
+    err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   if (o.json) {
     nlohmann::json j = JsonDocument(output.command);
     j.update({{"dry_run", false},
@@ -64,9 +73,10 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
               {"ep", r->info.ep_size}});
     WriteJson(out, j);
   } else {
-    out << "wrote " << r->output << "/" << r->tag << ": " << r->files << " files, " << r->bytes << " bytes in "
-        << absl::StrFormat("%.2f", r->stats.seconds) << " s (ZeRO-" << r->info.zero_stage << ", dp " << r->info.dp_size
-        << ", ep " << r->info.ep_size << ")\n";
+    out << "wrote " << r->output << "/" << r->tag << ": " << r->files << " files, "
+        << HumanBytes(r->bytes) << " in " << absl::StrFormat("%.2f", r->stats.seconds)
+        << " s (ZeRO-" << r->info.zero_stage << ", dp " << r->info.dp_size << ", ep "
+        << r->info.ep_size << ")\n";
   }
   return kExitOk;
 }

@@ -28,9 +28,11 @@ struct ReshardCommandOptions {
   bool json = false;
   bool force = false;
   bool no_fsync = false;
+  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
-// Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).
+// Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`), 130 / 143 when
+// interrupted by SIGINT / SIGTERM (cli/commands/interrupt.h).
 int RunReshard(const ReshardCommandOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace ucp::cli

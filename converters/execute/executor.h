@@ -15,14 +15,25 @@
 //     started (sync_file_range). No byte is read back.
 //   * fsync: the written files stay open and are fsynced together at the end, from up to 16
 //     threads, so that ext4 commits its journal once for many files rather than once per file
-//     (a 30 MB, 402-file convert took 2.0 s with one fsync per file, 0.6 s so). At most half the soft
-//     RLIMIT_NOFILE stay open; files beyond that are fsynced when written, as before.
+//     (a 30 MB, 402-file convert took 2.0 s with one fsync per file, 0.6 s so). At most half the
+//     soft RLIMIT_NOFILE stay open; files beyond that are fsynced when written, as before.
 //   * Memory: threads × chunk_bytes ≤ memory_limit. Workers keep one buffer each; nothing else
-//     scales with the data (frames hold only pickles and zip headers).
+//     scales with the data (frames hold only pickles and zip headers). A file with a FileWriter
+//     (HDF5) is one task that calls it; its memory is the writer's (one tensor at a time), and
+//     the file is read back once for its manifest CRC.
+//   * Cancellation: `cancel` is read before every chunk; once set, no new chunk starts, the
+//     running ones finish, and ExecutePlan returns Cancelled (the CLI sets it on SIGINT/SIGTERM;
+//     the caller then discards the folder).
+//   * Test hook: with UCP_TEST_PAUSE_AFTER_OPS=N in the environment, the workers stop before
+//     copy chunk N+1 (so N chunks have been started; a writer's reported steps count as chunks)
+//     and create the file named by
+//     UCP_TEST_PAUSE_READY, then wait until cancelled (at most 60 s, then go on): a test can
+//     signal or kill a run that is certainly in the middle of writing.
 // The caller owns the output folder (ucp/staging_dir.h): it must exist with every folder of
 // Plan::Directories(); on error, files may be half written and the caller discards the folder.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -38,9 +49,12 @@ namespace ucp::converters::execute {
 
 inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{256} << 20;
 
+// Bytes of output files written: copied payloads, frames, written files. At the end bytes_done ==
+// bytes_total == the sum of the written files' sizes (a writer's estimate is replaced by its
+// file's real size when it is done).
 struct ExecuteProgress {
-  uint64_t bytes_done = 0;   // payload bytes copied so far
-  uint64_t bytes_total = 0;  // Plan::CopyBytes()
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;  // Plan::TotalBytes() at the start
   size_t files_done = 0;
   size_t files_total = 0;
 };
@@ -51,6 +65,7 @@ struct ExecuteOptions {
   bool fsync = true;                            // every file fsynced before ExecutePlan returns
   // Called at most every 100 ms and once at the end, never concurrently, from worker threads.
   std::function<void(const ExecuteProgress&)> progress = nullptr;
+  const std::atomic<bool>* cancel = nullptr;  // set: stop between chunks, return Cancelled
 };
 
 struct ExecuteStats {
@@ -70,7 +85,7 @@ struct ExecuteResult {
 // plan's relative paths are written under. Errors: the first failing read or write (with the
 // file name; DataLoss when a source is shorter than planned), InvalidArgument for a zero
 // memory_limit or a source count that does not match the plan, Internal for a plan that fails
-// ValidatePlan.
+// ValidatePlan, Cancelled when options.cancel was set.
 absl::StatusOr<ExecuteResult> ExecutePlan(const plan::Plan& plan, absl::Span<const ByteSource* const> sources,
                                           const std::string& dir, const ExecuteOptions& options = {});
 

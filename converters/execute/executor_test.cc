@@ -3,9 +3,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "formats/base/crc32.h"
@@ -93,10 +96,12 @@ TEST_F(ExecutorTest, WritesTorchWriterBytesUnderATinyMemoryBudget) {
   Plan plan = MakePlan(&expected);
   for (uint64_t limit : {uint64_t{100}, uint64_t{7}, kDefaultMemoryLimit}) {
     int reports = 0;
+    ExecuteProgress last;
     ExecuteOptions options{.threads = 3, .memory_limit = limit, .fsync = false};
     options.progress = [&](const ExecuteProgress& p) {
       ++reports;
       EXPECT_LE(p.bytes_done, p.bytes_total);
+      last = p;
     };
     absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), options);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -108,7 +113,94 @@ TEST_F(ExecutorTest, WritesTorchWriterBytesUnderATinyMemoryBudget) {
     ASSERT_EQ(r->files.size(), 2u);
     EXPECT_EQ(r->files[0], (store::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
     EXPECT_EQ(r->files[1].crc32, Crc32(shards_[1]));
+    // The last report counts every byte of every file: what the verbs' final line says.
+    EXPECT_EQ(last.bytes_done, expected.size() + 1000);
+    EXPECT_EQ(last.bytes_total, expected.size() + 1000);
+    EXPECT_EQ(last.files_done, 2u);
   }
+}
+
+TEST_F(ExecutorTest, CancelStopsTheWorkersWithCancelled) {
+  std::string expected;
+  Plan plan = MakePlan(&expected);
+  std::atomic<bool> cancel{true};
+  ExecuteOptions options{.threads = 2, .memory_limit = 7, .fsync = false};
+  options.cancel = &cancel;
+  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string(), options).status().code(),
+            absl::StatusCode::kCancelled);
+  // Set mid-way (from the progress callback): the chunks after it do not run.
+  cancel = false;
+  options.threads = 1;
+  uint64_t copied = 0;
+  options.progress = [&](const ExecuteProgress& p) {
+    copied = p.bytes_done;
+    cancel = true;
+  };
+  absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), options);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
+  EXPECT_LT(copied, 1400u);
+}
+
+// A file a format library writes: called with the resolved sources, reported through advance,
+// fsynced, in the manifest with its real size (the plan's size is only an estimate).
+TEST_F(ExecutorTest, WriterFilesAreWrittenAndListed) {
+  Plan plan;
+  plan.sources = {{"shard0.pt", 1000}, {"shard1.pt", 1000}};
+  PlanFile f;
+  f.path = "zero/w/lib.bin";
+  f.role = plan::FileRole::kWeights;
+  f.size = 1500;  // estimate; the writer writes 1100 bytes
+  f.writer = [](const plan::WriterContext& c) -> absl::Status {
+    std::string bytes(1100, '\0');
+    absl::Status s =
+        c.sources[1]->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(bytes.data()), 1000));
+    if (!s.ok()) return s;
+    std::ofstream(c.path, std::ios::binary) << bytes;
+    return c.advance(1100) ? absl::OkStatus() : absl::CancelledError("interrupted");
+  };
+  plan.files.push_back(f);
+  ExecuteProgress last;
+  ExecuteOptions options{.threads = 2, .fsync = true};
+  options.progress = [&](const ExecuteProgress& p) { last = p; };
+  absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string want = shards_[1] + std::string(100, '\0');
+  EXPECT_EQ(Read("zero/w/lib.bin"), want);
+  ASSERT_EQ(r->files.size(), 1u);
+  EXPECT_EQ(r->files[0], (store::ManifestEntry{"zero/w/lib.bin", 1100, Crc32(want)}));
+  EXPECT_EQ(last.bytes_done, 1100u);
+  EXPECT_EQ(last.bytes_total, 1100u);
+  plan.files[0].regions.push_back(Region{0, 1, {CopyOp{0, 0, 1, 0}}});
+  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string()).status().code(),
+            absl::StatusCode::kInternal);
+}
+
+// UCP_TEST_PAUSE_AFTER_OPS: the run stops after N chunks, says so through a file, and waits for
+// the cancellation (what the CLI's signal tests and the kill test rely on).
+TEST_F(ExecutorTest, TestHookPausesMidWriteUntilCancelled) {
+  std::string expected;
+  Plan plan = MakePlan(&expected);
+  const std::string ready = (dir_ / "paused").string();
+  ::setenv("UCP_TEST_PAUSE_AFTER_OPS", "3", 1);
+  ::setenv("UCP_TEST_PAUSE_READY", ready.c_str(), 1);
+  std::atomic<bool> cancel{false}, finished{false};
+  // One thread (128 bytes of buffers), chunks of 128 bytes: the first 3 all belong to the first
+  // file, so the second (copy.pt) is not even created while paused.
+  ExecuteOptions options{.threads = 2, .memory_limit = 128, .fsync = false};
+  options.cancel = &cancel;
+  std::thread run([&] {
+    absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), options);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
+    finished = true;
+  });
+  while (!fs::exists(ready)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(finished);
+  EXPECT_FALSE(fs::exists(dir_ / "copy.pt"));
+  cancel = true;
+  run.join();
+  ::unsetenv("UCP_TEST_PAUSE_AFTER_OPS");
+  ::unsetenv("UCP_TEST_PAUSE_READY");
 }
 
 TEST_F(ExecutorTest, ShortSourceIsDataLossNamingIt) {

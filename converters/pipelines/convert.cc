@@ -1,11 +1,12 @@
 #include "converters/pipelines/convert.h"
 
 #include <filesystem>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "converters/execute/run_plan.h"
+#include "converters/sinks/ucp_folder_sink.h"
 #include "formats/base/status.h"
 #include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
@@ -20,11 +21,17 @@ std::string ParentOf(const std::string& path) {
   return p.empty() ? "." : p.string();
 }
 
-bool SamePath(const std::string& a, const std::string& b) {
-  std::error_code ec1, ec2;
-  const fs::path pa = fs::weakly_canonical(a, ec1);
-  const fs::path pb = fs::weakly_canonical(b, ec2);
-  return !ec1 && !ec2 && pa == pb;
+// What a conversion reads: the tag folder (and its files, which RunPlan adds from the plan) in
+// the save folder the user named.
+execute::RunOptions RunOptionsFor(const PlannedConvert& planned, const ConvertOptions& options) {
+  execute::RunOptions run;
+  run.output = planned.output;
+  run.force = options.force;
+  run.inputs = {planned.index.dir.tag_dir};
+  run.save_folders = {options.input};
+  if (!planned.index.dir.root.empty()) run.save_folders.push_back(planned.index.dir.root);
+  run.execute = options.execute;
+  return run;
 }
 
 }  // namespace
@@ -39,38 +46,30 @@ absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
   open.tag = options.tag;
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(options.input, open));
   std::string output = options.output.empty() ? DefaultOutput(index.dir) : store::NormalizeOutputPath(options.output);
-  if (SamePath(output, index.dir.tag_dir) || (!index.dir.root.empty() && SamePath(output, index.dir.root))) {
-    return absl::InvalidArgumentError(absl::StrCat("output folder ", output, " is the input checkpoint folder"));
-  }
-  UCP_ASSIGN_OR_RETURN(plan::Plan plan, plan::PlanZeroToUcp(index, options.plan));
-  return PlannedConvert{std::move(index), std::move(plan), std::move(output)};
+  UCP_ASSIGN_OR_RETURN(plan::Plan plan, sinks::UcpFolderSink(options.plan).Plan(index));
+  PlannedConvert planned{std::move(index), std::move(plan), std::move(output)};
+  // Refused here already, so that a dry run says so too.
+  UCP_RETURN_IF_ERROR(execute::CheckOverlap(planned.plan, RunOptionsFor(planned, options)));
+  return planned;
 }
 
 absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, const ConvertOptions& options) {
-  const bool fsync = options.execute.fsync;
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
-                       store::StagingDirectory::Create(planned.output, {.force = options.force, .fsync = fsync}));
-  UCP_RETURN_IF_ERROR(staging->MakeDirs(planned.plan.Directories()));
-  std::vector<const ByteSource*> sources;
-  for (const deepspeed::CheckpointFile& f : planned.index.files) sources.push_back(&f.torch->zip().source());
-  // Sources after the index's files are bytes the planner computed (TP averages).
-  for (size_t i = sources.size(); i < planned.plan.sources.size(); ++i) {
-    sources.push_back(planned.plan.sources[i].memory.get());
-  }
-  UCP_ASSIGN_OR_RETURN(execute::ExecuteResult executed,
-                       execute::ExecutePlan(planned.plan, sources, staging->path(), options.execute));
+  // The plan's first sources are the index's files; the rest are bytes the planner computed.
+  std::vector<const ByteSource*> files;
+  for (const deepspeed::CheckpointFile& f : planned.index.files)
+    files.push_back(&f.torch->zip().source());
+  UCP_ASSIGN_OR_RETURN(execute::RunResult written,
+                       execute::RunPlan(planned.plan, files, RunOptionsFor(planned, options)));
   ConvertResult result;
   result.output = planned.output;
-  result.removed_stale_partial = staging->removed_stale();
+  result.staging = written.staging;
+  result.removed_stale_partial = written.removed_stale_partial;
   result.info = planned.plan.info;
-  result.files = executed.files.size();
-  result.bytes = planned.plan.TotalBytes();
-  result.stats = executed.stats;
-  store::Manifest manifest;
-  manifest.files = std::move(executed.files);
-  UCP_RETURN_IF_ERROR(staging->Commit(manifest));
+  result.files = written.files.size();
+  result.bytes = written.bytes;
+  result.stats = written.stats;
   if (options.write_latest) {
-    UCP_RETURN_IF_ERROR(store::WriteLatestUniversal(planned.output, fsync));
+    UCP_RETURN_IF_ERROR(store::WriteLatestUniversal(planned.output, options.execute.fsync));
     result.latest_universal = absl::StrCat(ParentOf(planned.output), "/", store::kLatestUniversalFile);
   }
   return result;

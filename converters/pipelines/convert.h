@@ -1,10 +1,11 @@
 // The convert pipeline: DeepSpeed ZeRO checkpoint → Universal Checkpoint folder identical to the
 // one DeepSpeed's ds_to_universal.py writes (docs/ucp.md), as
-//   OpenCheckpoint (Source: metadata only) → PlanZeroToUcp (pure) → ExecutePlan (I/O, bounded
-//   memory, into <out>.partial/) → manifest, rename to <out> → <parent>/latest_universal.
+//   OpenCheckpoint (Source: metadata only) → UcpFolderSink (PlanZeroToUcp, pure) → RunPlan
+//   (output guard, staging, execute with bounded memory, manifest, rename to <out>) →
+//   <parent>/latest_universal.
 // Input is fully opened and planned before anything is created at the output, so bad input leaves
-// nothing behind; a failure or kill during execution leaves at most `<out>.partial`, which the
-// next run removes (ucp/staging_dir.h).
+// nothing behind; a failure or SIGINT/SIGTERM during execution leaves nothing, a kill -9 at most
+// the staging folder, which the next run removes (ucp/staging_dir.h).
 #pragma once
 
 #include <string>
@@ -37,6 +38,7 @@ struct PlannedConvert {
 struct ConvertResult {
   std::string output;
   std::string latest_universal;  // path written, empty when not
+  std::string staging;           // the staging folder it went through (gone now)
   bool removed_stale_partial = false;
   plan::PlanInfo info;
   size_t files = 0;
@@ -48,11 +50,12 @@ struct ConvertResult {
 std::string DefaultOutput(const deepspeed::CheckpointDir& dir);
 
 // Opens and plans; touches nothing at the output. Errors from OpenCheckpoint and PlanZeroToUcp
-// (each names its file), InvalidArgument when the output is the input folder.
+// (each names its file), InvalidArgument when the output overlaps the input (ucp/output_guard.h).
 absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options);
 
-// PlanConvert, then writes the UCP. Also AlreadyExists (output exists, no force), FailedPrecondition
-// (a busy or foreign <out>.partial) and I/O errors; on any error nothing exists at the output.
+// PlanConvert, then writes the UCP. Also AlreadyExists (output exists, no force),
+// FailedPrecondition (force over an output ucp did not write, a busy or foreign staging folder),
+// Cancelled and I/O errors; on any error nothing exists at the output.
 absl::StatusOr<ConvertResult> Convert(const ConvertOptions& options);
 
 // Runs an existing plan (as Convert does after planning).

@@ -9,12 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/plan/stage_change.h"
+#include "converters/execute/run_plan.h"
 #include "converters/plan/zero12_input.h"
 #include "converters/plan/zero3_input.h"
-#include "converters/plan/zero3_reshard.h"
+#include "converters/sinks/zero_folder_sink.h"
 #include "formats/base/status.h"
-#include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::pipelines {
@@ -37,12 +36,6 @@ absl::Status CheckTag(const std::string& tag) {
     return absl::InvalidArgumentError(absl::StrCat("tag '", tag, "' is not a folder name"));
   }
   return absl::OkStatus();
-}
-
-bool UseDataBeforeExpertParallelism(const Value* model_root) {
-  const Value* c = model_root != nullptr ? model_root->Get(deepspeed::keys::kDsConfig) : nullptr;
-  const Value* v = c != nullptr && c->is_dict() ? c->Get("use_data_before_expert_parallelism") : nullptr;
-  return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
 }
 
 // Moves the planner's files under <tag>/ and adds `latest`.
@@ -76,55 +69,56 @@ struct Holder {
   std::vector<std::shared_ptr<const formats::torch::TorchFile>> files;
 };
 
+// Reads the ZeRO sink's input from a UCP folder or a ZeRO folder; `read` gets the folder read.
+absl::StatusOr<sinks::ZeroSinkInput> ReadInput(const ReshardOptions& o, std::string* read) {
+  if (IsUcpFolder(o.input)) {
+    *read = o.input;
+    std::error_code ec;
+    if (fs::exists(fs::path(o.input) / "mp_rank_00_model_states.pt", ec))
+      return plan::Zero12InputFromUcp(o.input);
+    return plan::Zero3InputFromUcp(o.input);
+  }
+  deepspeed::OpenOptions open;
+  open.tag = o.input_tag;
+  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
+  *read = index.dir.tag_dir;
+  if (index.topology.zero_stage == 3) return plan::Zero3InputFromIndex(index);
+  return plan::Zero12InputFromIndex(index);
+}
+
 absl::StatusOr<std::pair<PlannedReshard, Holder>> PlanAny(const ReshardOptions& o) {
-  plan::ReshardTarget target = o.target;
   PlannedReshard out;
   Holder holder;
-  const Value* model_root = nullptr;
-  std::optional<plan::Zero12Input> in12;
-  std::optional<plan::Zero3Input> in3;
-  if (IsUcpFolder(o.input)) {
-    std::error_code ec;
-    if (fs::exists(fs::path(o.input) / "mp_rank_00_model_states.pt", ec)) {
-      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromUcp(o.input));
-    } else {
-      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromUcp(o.input));
-    }
-  } else {
-    deepspeed::OpenOptions open;
-    open.tag = o.input_tag;
-    UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-    if (index.topology.zero_stage == 3) {
-      UCP_ASSIGN_OR_RETURN(in3, plan::Zero3InputFromIndex(index));
-    } else {
-      UCP_ASSIGN_OR_RETURN(in12, plan::Zero12InputFromIndex(index));
-    }
-  }
-  if (in12.has_value()) {
-    model_root = in12->model_root;
-    target.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
-    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanUcpToZero12(*in12, target));
-    holder.files = in12->files;
-  } else {
-    model_root = in3->model_root;
-    UCP_RETURN_IF_ERROR(plan::CheckStageChange(in3->origin, 3, target.zero_stage));
-    plan::Zero3Target t3;
-    t3.dp = target.dp;
-    t3.ep = target.autoep_size;
-    t3.use_data_before_expert_parallelism = UseDataBeforeExpertParallelism(model_root);
-    UCP_ASSIGN_OR_RETURN(out.plan, plan::PlanZero3Reshard(*in3, t3));
-    holder.files = in3->files;
-  }
-  out.tag = target.tag.empty() ? DefaultTag(model_root) : target.tag;
+  std::string read;
+  UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, ReadInput(o, &read));
+  out.inputs = {read};
+  UCP_ASSIGN_OR_RETURN(out.plan, sinks::ZeroFolderSink(o.target).Plan(input));
+  holder.files = sinks::InputFiles(input);
+  out.tag = o.target.tag.empty() ? DefaultTag(sinks::ModelRoot(input)) : o.target.tag;
   UCP_RETURN_IF_ERROR(CheckTag(out.tag));
   UCP_RETURN_IF_ERROR(FinishPlan(out.tag, &out.plan));
   return std::make_pair(std::move(out), std::move(holder));
+}
+
+execute::RunOptions RunOptionsFor(const PlannedReshard& planned, const ReshardOptions& options) {
+  execute::RunOptions run;
+  run.output = options.output;
+  run.force = options.force;
+  run.inputs = planned.inputs;
+  run.save_folders = {options.input};
+  run.execute = options.execute;
+  return run;
 }
 
 }  // namespace
 
 absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
   UCP_ASSIGN_OR_RETURN(auto planned, PlanAny(options));
+  // A dry run refuses the overlap a run would.
+  if (!options.output.empty()) {
+    UCP_RETURN_IF_ERROR(
+        execute::CheckOverlap(planned.first.plan, RunOptionsFor(planned.first, options)));
+  }
   return std::move(planned.first);
 }
 
@@ -132,31 +126,20 @@ absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
   if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
   UCP_ASSIGN_OR_RETURN(auto planned, PlanAny(options));
   const PlannedReshard& pr = planned.first;
-  const Holder& holder = planned.second;
-  std::vector<const ByteSource*> sources;
-  for (const auto& f : holder.files) sources.push_back(&f->zip().source());
-  for (size_t i = sources.size(); i < pr.plan.sources.size(); ++i) {
-    if (pr.plan.sources[i].memory == nullptr) {
-      return absl::InternalError(absl::StrCat("plan source ", i, " (", pr.plan.sources[i].path, ") has no bytes"));
-    }
-    sources.push_back(pr.plan.sources[i].memory.get());
-  }
-  const std::string output = store::NormalizeOutputPath(options.output);
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
-                       store::StagingDirectory::Create(output, {.force = options.force, .fsync = options.execute.fsync}));
-  UCP_RETURN_IF_ERROR(staging->MakeDirs(pr.plan.Directories()));
-  UCP_ASSIGN_OR_RETURN(execute::ExecuteResult executed,
-                       execute::ExecutePlan(pr.plan, sources, staging->path(), options.execute));
+  // The plan's first sources are the input's files; the rest are bytes the planner computed.
+  std::vector<const ByteSource*> files;
+  for (const auto& f : planned.second.files) files.push_back(&f->zip().source());
+  UCP_ASSIGN_OR_RETURN(execute::RunResult written,
+                       execute::RunPlan(pr.plan, files, RunOptionsFor(pr, options)));
   ReshardResult result;
-  result.output = output;
+  result.output = written.output;
+  result.staging = written.staging;
+  result.removed_stale_partial = written.removed_stale_partial;
   result.tag = pr.tag;
   result.info = pr.plan.info;
-  result.files = executed.files.size();
-  result.bytes = pr.plan.TotalBytes();
-  result.stats = executed.stats;
-  store::Manifest manifest;
-  manifest.files = std::move(executed.files);
-  UCP_RETURN_IF_ERROR(staging->Commit(manifest));
+  result.files = written.files.size();
+  result.bytes = written.bytes;
+  result.stats = written.stats;
   return result;
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "formats/base/byte_size.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
 
@@ -42,17 +43,7 @@ absl::Status ValidateRegion(const Plan& plan, const PlanFile& f, const Region& r
   return absl::OkStatus();
 }
 
-std::string Bytes(uint64_t n) {
-  if (n < 1024) return absl::StrCat(n, " B");
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = -1;
-  while (v >= 1024 && u < 3) {
-    v /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", v, units[u]);
-}
+std::string Bytes(uint64_t n) { return HumanBytes(static_cast<double>(n)); }
 
 }  // namespace
 
@@ -63,6 +54,7 @@ const char* FileRoleName(FileRole role) {
     case FileRole::kOptimizerState: return "optimizer_state";
     case FileRole::kModelCopy: return "model_copy";
     case FileRole::kModelRewrite: return "model_rewrite";
+    case FileRole::kWeights: return "weights";
   }
   return "?";
 }
@@ -104,6 +96,11 @@ absl::Status ValidatePlan(const Plan& plan) {
   for (const PlanFile& f : plan.files) {
     if (!SafePath(f.path)) return Broken(f, "unsafe path");
     if (!paths.insert(f.path).second) return Broken(f, "listed twice");
+    if (f.writer) {
+      if (f.frame || !f.regions.empty())
+        return Broken(f, "a written file has no frame nor regions");
+      continue;
+    }
     if (f.frame) {
       if (f.frame->file_size != f.size) return Broken(f, "frame size differs from the file size");
       if (f.frame->storages.size() != f.regions.size()) return Broken(f, "one region per storage expected");
@@ -165,17 +162,29 @@ std::string Summary(const Plan& plan) {
                   used.size() - computed, " source files",
                   computed > 0 ? absl::StrCat(" and ", computed, " computed TP averages") : "", "\n");
   for (const std::string& note : i.notes) absl::StrAppend(&out, "note:      ", note, "\n");
+  for (const std::string& w : i.warnings) absl::StrAppend(&out, "warning:   ", w, "\n");
   return out;
 }
 
 nlohmann::json ToJson(const Plan& plan, bool with_ops) {
   const PlanInfo& i = plan.info;
-  nlohmann::json info = {{"pipeline", i.pipeline},  {"input", i.input},   {"wrapper", i.wrapper},
-                         {"zero_stage", i.zero_stage}, {"dp_size", i.dp_size}, {"tp_size", i.tp_size},
-                         {"pp_size", i.pp_size},   {"ep_size", i.ep_size}, {"master_dtype", i.master_dtype},
-                         {"state_dtype", i.state_dtype}, {"param_groups", i.param_groups}, {"params", i.params},
-                         {"expert_params", i.expert_params}, {"autoep_layers", i.autoep_layers},
-                         {"frozen_params", i.frozen_params}, {"notes", i.notes}};
+  nlohmann::json info = {{"pipeline", i.pipeline},
+                         {"input", i.input},
+                         {"wrapper", i.wrapper},
+                         {"zero_stage", i.zero_stage},
+                         {"dp_size", i.dp_size},
+                         {"tp_size", i.tp_size},
+                         {"pp_size", i.pp_size},
+                         {"ep_size", i.ep_size},
+                         {"master_dtype", i.master_dtype},
+                         {"state_dtype", i.state_dtype},
+                         {"param_groups", i.param_groups},
+                         {"params", i.params},
+                         {"expert_params", i.expert_params},
+                         {"autoep_layers", i.autoep_layers},
+                         {"frozen_params", i.frozen_params},
+                         {"notes", i.notes},
+                         {"warnings", i.warnings}};
   nlohmann::json sources = nlohmann::json::array();
   for (const PlanSource& s : plan.sources) sources.push_back({{"path", s.path}, {"size", s.size}});
   nlohmann::json files = nlohmann::json::array();
@@ -193,6 +202,7 @@ nlohmann::json ToJson(const Plan& plan, bool with_ops) {
     nlohmann::json file = {{"path", f.path}, {"role", FileRoleName(f.role)}, {"size", f.size},
                            {"regions", std::move(regions)}};
     if (f.frame) file["pickle_bytes"] = f.frame->pickle.size();
+    if (f.writer) file["written_by_library"] = true;
     files.push_back(std::move(file));
   }
   return {{"info", std::move(info)},

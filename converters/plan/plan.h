@@ -3,19 +3,24 @@
 // a list of output files; each file is either
 //   * a torch.save file: a TorchFrame (pickle, zip framing; ucp/torch_frame.h) whose storage
 //     payloads are filled by CopyOps from source files, or
-//   * a byte copy of a source file (model-states files the UCP keeps as they are).
-// The executor (converters/execute) runs the CopyOps; everything else about the bytes is fixed
-// here, so a plan is deterministic, printable (Summary, ToJson: `ucp convert --dry-run`) and can be
-// unit-tested without touching tensor bytes.
+//   * a byte copy of a source file (model-states files the UCP keeps as they are), or
+//   * a file a format library writes (HDF5: chunking and compression decide its bytes): a
+//     FileWriter the executor calls with the resolved sources, in the same staging folder and
+//     manifest as every other file.
+// The executor (converters/execute) runs the CopyOps and writers; everything else about the bytes
+// is fixed here, so a plan is deterministic, printable (Summary, ToJson: `ucp convert --dry-run`)
+// and can be unit-tested without touching tensor bytes.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "formats/base/byte_source.h"
 #include "nlohmann/json.hpp"
 #include "ucp/torch_frame.h"
@@ -44,17 +49,31 @@ enum class FileRole : uint8_t {
   kOptimizerState,  // zero/optimizer_state.pt
   kModelCopy,       // a model-states file copied byte for byte
   kModelRewrite,    // a model-states file re-saved with changed keys (AutoEP)
+  kWeights,         // an exported weights file (safetensors, .bin, HDF5) or its index
 };
 const char* FileRoleName(FileRole role);
+
+// What a FileWriter gets from the executor.
+struct WriterContext {
+  std::string path;                             // the file to create (in the staging folder)
+  absl::Span<const ByteSource* const> sources;  // Plan::sources, resolved
+  // Reports `bytes` more written (progress); false once the run is cancelled: the writer then
+  // stops and returns absl::CancelledError.
+  std::function<bool(uint64_t bytes)> advance;
+};
+using FileWriter = std::function<absl::Status(const WriterContext&)>;
 
 struct PlanFile {
   std::string path;  // relative to the output folder, '/'-separated
   FileRole role = FileRole::kParamState;
+  // Exact for torch files and copies; for a writer's file the payload it will write (an
+  // estimate: the manifest records the real size).
   uint64_t size = 0;
   // Torch files: the frame, with regions[i] filling frame->storages[i]. Copies: no frame and one
-  // region covering the whole file.
+  // region covering the whole file. Written files: `writer`, no frame, no regions.
   std::optional<store::TorchFrame> frame;
   std::vector<Region> regions;
+  FileWriter writer = nullptr;
 };
 
 struct PlanSource {
@@ -79,6 +98,7 @@ struct PlanInfo {
   int autoep_layers = 0;
   int frozen_params = 0;  // not part of a UCP (no optimizer state)
   std::vector<std::string> notes;  // e.g. patterns that matched no parameter with --no_strict
+  std::vector<std::string> warnings;  // e.g. an exported tensor larger than --max-shard-size
 };
 
 struct Plan {

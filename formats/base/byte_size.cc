@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace ucp {
 
@@ -38,6 +39,16 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text, bool allow_zero) 
         absl::StrCat("bad size '", text, "' (bytes, or with a unit: 256MiB, 1.5GiB, 5GB = 5e9, 64k = 65536)"));
   }
   return static_cast<uint64_t>(value * factor);
+}
+
+std::string HumanBytes(double n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (n >= 1024 && u < 4) {
+    n /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f %s", n, units[u]) : absl::StrFormat("%.1f %s", n, units[u]);
 }
 
 }  // namespace ucp

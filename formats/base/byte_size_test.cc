@@ -26,5 +26,13 @@ TEST(ByteSizeTest, RejectsNonSizes) {
   EXPECT_NE(ParseByteSize("5XB").status().message().find("'5XB'"), absl::string_view::npos);
 }
 
+TEST(ByteSizeTest, HumanBytesUsesBinaryUnits) {
+  EXPECT_EQ(HumanBytes(0), "0 B");
+  EXPECT_EQ(HumanBytes(1023), "1023 B");
+  EXPECT_EQ(HumanBytes(1536), "1.5 KiB");
+  EXPECT_EQ(HumanBytes(double(uint64_t{3} << 30)), "3.0 GiB");
+  EXPECT_EQ(HumanBytes(5e9), "4.7 GiB");
+}
+
 }  // namespace
 }  // namespace ucp

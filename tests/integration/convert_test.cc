@@ -3,7 +3,9 @@
 // file set, and every file byte-identical or equal as a value tree with bitwise-equal tensors
 // (the first difference is printed with its key path). Then the failure contract: bad input and
 // failures leave nothing at the output path, and a `ucp convert` killed with SIGKILL leaves at
-// most `<out>.partial`, which the next run removes.
+// most its staging folder, which the next run removes.
+#include "converters/pipelines/convert.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,11 +20,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "converters/deepspeed/gather.h"
-#include "converters/pipelines/convert.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
+#include "tests/integration/child_process.h"
 #include "tests/integration/convert_testutil.h"
 #include "ucp/manifest.h"
+#include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::testing {
@@ -82,7 +85,7 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
   EXPECT_EQ(ReadAll(scratch.path() + "/latest_universal"),
             ReadAll(FixtureCase(name) + "/checkpoint/latest_universal"));
   EXPECT_TRUE(store::VerifyDirectory(out).ok());
-  EXPECT_FALSE(fs::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
 
   // A second run refuses to overwrite, unless forced.
   absl::StatusOr<ConvertResult> again = Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
@@ -119,7 +122,7 @@ TEST(ConvertFailureTest, TruncatedShardLeavesNoOutput) {
   EXPECT_NE(r.status().message().find("zero_pp_rank_1_mp_rank_00_optim_states.pt"), std::string::npos)
       << r.status();
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
   EXPECT_FALSE(fs::exists(scratch.path() + "/latest_universal"));
 }
 
@@ -127,10 +130,10 @@ TEST(ConvertFailureTest, FailureAfterStagingLeavesNoOutput) {
   ScratchDir scratch("late_failure");
   const std::string out = scratch.path() + "/out";
   ConvertOptions o = Options(FixtureCase("s3_fp32_dp2") + "/checkpoint/global_step5", out);
-  o.execute.memory_limit = 0;  // rejected by the executor, after <out>.partial was made
+  o.execute.memory_limit = 0;  // rejected by the executor, after the staging folder was made
   EXPECT_EQ(Convert(o).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
 }
 
 TEST(ConvertFailureTest, OutputMayNotBeTheInput) {
@@ -161,7 +164,7 @@ TEST(ConvertCliTest, BadInputIsOneErrorLineAndNoOutput) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   EXPECT_NE(err.find("zero_pp_rank_0_mp_rank_00_optim_states.pt"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(scratch.path() + "/out"));
-  EXPECT_FALSE(fs::exists(scratch.path() + "/out.partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(scratch.path() + "/out")));
 }
 
 TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
@@ -190,43 +193,56 @@ TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
   EXPECT_EQ(Shell(Binary("ucp-convert") + " --input_folder x", scratch.path(), &out, &err), 2);
 }
 
+// People migrating from ds_to_universal.py type its flags after `ucp convert` too.
+TEST(ConvertCliTest, ConvertTakesDsToUniversalFolderFlags) {
+  ScratchDir scratch("cli_convert_flags");
+  const std::string in = FixtureCase("s1_fp32_dp2") + "/checkpoint/global_step5";
+  const std::string out_dir = scratch.path() + "/global_step5_universal";
+  std::string out, err;
+  ASSERT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --input_folder ", in, " --output_folder ",
+                               out_dir, " --no-fsync"),
+                  scratch.path(), &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(store::VerifyDirectory(out_dir).ok());
+  // Exactly one spelling of each, and an input is required.
+  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert ", in, " --input_folder ", in),
+                  scratch.path(), &out, &err),
+            2);
+  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --output_folder ", out_dir), scratch.path(),
+                  &out, &err),
+            2);
+  EXPECT_NE(err.find("INPUT (or --input_folder) is required"), std::string::npos) << err;
+}
+
 TEST(ConvertKillTest, KilledRunLeavesNoOutputAndTheNextRunCleansUp) {
   ScratchDir scratch("kill");
   const std::string tag = scratch.path() + "/global_step5";
   // About 250 MB of shards, 370 MB of output.
   ASSERT_TRUE(MakeScaledZero3(FixtureCase("s3_fp32_dp2") + "/checkpoint/global_step5", tag, 3000).ok());
   const std::string out = scratch.path() + "/global_step5_universal";
-  const std::string ucp = Binary("ucp");
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    // Lowest priority, one thread, small chunks: the copy runs long enough to be caught mid-way.
-    if (::nice(19) == -1) ::_exit(126);
-    ::execl(ucp.c_str(), ucp.c_str(), "convert", tag.c_str(), out.c_str(), "--threads", "1", "--memory-limit",
-            "64KiB", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  // Kill it as soon as it has written into <out>.partial.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  bool started = false;
-  while (!started && std::chrono::steady_clock::now() < deadline) {
-    std::error_code ec;
-    started = fs::exists(out + ".partial/zero/embed.weight/fp32.pt", ec);
-    if (!started) std::this_thread::yield();
-  }
+  const std::string ready = scratch.path() + "/paused";
+  // The executor's test hook stops the run after 40 copy chunks of 64 KiB: the kill always lands
+  // in the middle of writing, however fast the machine.
+  const pid_t pid =
+      SpawnUcp({"convert", tag, out, "--threads", "1", "--memory-limit", "64KiB"},
+               scratch.path() + "/stdout.txt", scratch.path() + "/stderr.txt", 40, ready);
+  ASSERT_GT(pid, 0);
+  const bool paused = WaitForFile(ready, 120);
   ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) GTEST_SKIP() << "the conversion finished (exit " << WEXITSTATUS(status) << ") before the kill";
-  ASSERT_TRUE(started);
+  EXPECT_EQ(WaitForExit(pid), -SIGKILL);
+  ASSERT_TRUE(paused) << "the run never reached its 40th chunk: "
+                      << ReadAll(scratch.path() + "/stderr.txt");
   EXPECT_FALSE(fs::exists(out)) << "a killed run left " << out;
-  EXPECT_TRUE(fs::exists(out + ".partial"));
+  const std::string staging = store::StagingPathFor(out);
+  EXPECT_TRUE(fs::exists(staging + "/" + std::string(store::kPartialMarker)));
+  EXPECT_FALSE(fs::exists(staging + "/" + std::string(store::kManifestFile)));
 
   ConvertOptions o = Options(tag, out);
   absl::StatusOr<ConvertResult> r = Convert(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->removed_stale_partial);
-  EXPECT_FALSE(fs::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
   EXPECT_TRUE(store::VerifyDirectory(out).ok());
   EXPECT_GT(r->bytes, uint64_t{100} << 20);
 

@@ -9,6 +9,8 @@
 //   * ZeRO-3: the param-group keys DeepSpeed's ZeRO-3 universal load gets wrong (it copies param
 //     group 0's name / weight_decay onto every group, deepspeed_behaviour in the manifests). ucp
 //     writes each group's own values; those are checked equal to the source checkpoint's instead.
+#include "converters/pipelines/reshard.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,13 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cli/commands/reshard_command.h"
 #include "converters/pipelines/convert.h"
-#include "converters/pipelines/reshard.h"
 #include "converters/verify/verify.h"
-#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
+#include "ucp/staging_dir.h"
 
 namespace ucp {
 namespace {
@@ -356,7 +358,7 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
   EXPECT_FALSE(fs::exists(o.output));
-  EXPECT_FALSE(fs::exists(o.output + ".partial"));
+  EXPECT_FALSE(fs::exists(store::StagingPathFor(o.output)));
 }
 
 TEST(ReshardCommandTest, DryRunWritesNothingAndErrorsAreOneLine) {

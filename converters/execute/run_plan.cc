@@ -1,0 +1,78 @@
+#include "converters/execute/run_plan.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "formats/base/status.h"
+#include "ucp/output_guard.h"
+#include "ucp/staging_dir.h"
+
+namespace ucp::converters::execute {
+namespace {
+
+bool IsCancelled(const ExecuteOptions& o) { return o.cancel != nullptr && o.cancel->load(); }
+
+absl::Status Interrupted(const std::string& output) {
+  return absl::CancelledError(absl::StrCat("interrupted; nothing was written at ", output));
+}
+
+// options.inputs and every plan source that is a file (not bytes the planner computed).
+std::vector<std::string> Inputs(const plan::Plan& plan, const RunOptions& options) {
+  std::vector<std::string> out = options.inputs;
+  for (const plan::PlanSource& s : plan.sources) {
+    if (s.memory == nullptr && !s.path.empty() && s.path.front() != '<') out.push_back(s.path);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status CheckOverlap(const plan::Plan& plan, const RunOptions& options) {
+  return store::CheckOverlap(
+      store::NormalizeOutputPath(options.output),
+      {.inputs = Inputs(plan, options), .save_folders = options.save_folders});
+}
+
+absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
+                                  const RunOptions& options) {
+  const std::string output = store::NormalizeOutputPath(options.output);
+  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
+  std::vector<const ByteSource*> sources;
+  for (size_t i = 0; i < plan.sources.size(); ++i) {
+    const ByteSource* s = plan.sources[i].memory.get();
+    if (s == nullptr && i < files.size()) s = files[i];
+    if (s == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("plan source ", i, " (", plan.sources[i].path, ") has no bytes"));
+    }
+    sources.push_back(s);
+  }
+  if (IsCancelled(options.execute)) return Interrupted(output);
+  const store::StagingOptions staging_options{.force = options.force,
+                                              .fsync = options.execute.fsync,
+                                              .inputs = Inputs(plan, options),
+                                              .save_folders = options.save_folders};
+  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
+                       store::StagingDirectory::Create(output, staging_options));
+  UCP_RETURN_IF_ERROR(staging->MakeDirs(plan.Directories()));
+  absl::StatusOr<ExecuteResult> executed =
+      ExecutePlan(plan, sources, staging->path(), options.execute);
+  if (absl::IsCancelled(executed.status()) || (executed.ok() && IsCancelled(options.execute))) {
+    return Interrupted(output);
+  }
+  if (!executed.ok()) return executed.status();
+  RunResult result;
+  result.output = output;
+  result.staging = staging->path();
+  result.removed_stale_partial = staging->removed_stale();
+  result.stats = executed->stats;
+  for (const store::ManifestEntry& e : executed->files) result.bytes += e.size;
+  store::Manifest manifest;
+  manifest.files = std::move(executed->files);
+  UCP_RETURN_IF_ERROR(staging->Commit(manifest));
+  result.files = std::move(manifest.files);
+  return result;
+}
+
+}  // namespace ucp::converters::execute
