@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "formats/base/byte_source.h"
 #include "formats/base/crc32.h"
 #include "formats/base/status.h"
 #include "nlohmann/json.hpp"
@@ -85,20 +86,7 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
 
 absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", kManifestFile);
-  UCP_ASSIGN_OR_RETURN(ManifestEntry size_only, HashFile(dir, std::string(kManifestFile)));
-  if (size_only.size > (uint64_t{1} << 30)) return Bad("larger than 1 GiB");
-  std::string text(size_only.size, '\0');
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::read(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (done != text.size()) return absl::DataLossError(absl::StrCat(path, ": short read"));
+  UCP_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, uint64_t{1} << 30));
   absl::StatusOr<Manifest> m = ParseManifest(text);
   if (!m.ok()) return WithContext(m.status(), dir);
   return m;
@@ -119,8 +107,8 @@ absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) {
 
 absl::StatusOr<ManifestEntry> HashFile(const std::string& dir, const std::string& relative_path) {
   const std::string path = absl::StrCat(dir, "/", relative_path);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
+  UCP_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path));  // never a FIFO: no blocking read
+  const int fd = file.fd;
   ManifestEntry e{relative_path, 0, 0};
   std::vector<std::byte> buffer(size_t{1} << 20);
   for (;;) {

@@ -2,15 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "formats/base/status.h"
 #include "ucp/manifest.h"
 #include "ucp/ucp_layout.h"
@@ -67,18 +65,6 @@ std::optional<Shape> ShapeFromValue(const Value* v) {
   return Shape(std::move(dims));
 }
 
-std::string ResolveDir(const std::string& dir) {
-  if (fs::is_directory(fs::path(dir) / std::string(kZeroDir))) return dir;
-  std::ifstream latest(fs::path(dir) / std::string(kLatestUniversalFile));
-  if (latest) {
-    std::stringstream ss;
-    ss << latest.rdbuf();
-    std::string tag(absl::StripAsciiWhitespace(ss.str()));
-    if (!tag.empty() && tag.find('/') == std::string::npos && tag != "..") return (fs::path(dir) / tag).string();
-  }
-  return dir;
-}
-
 // A per-parameter state file: the tensor and the expert marks of DeepSpeed's dict form.
 struct StateFile {
   const formats::torch::TensorRef* tensor = nullptr;
@@ -124,6 +110,144 @@ std::string ModelFile(const std::string& dir, int dp) {
   return dp == 0 && fs::exists(zero12) ? zero12.string() : std::string();
 }
 
+// What the model-states file declares: trainable parameters (param_shapes, in order, with their
+// group and shape) and frozen parameters.
+struct Declared {
+  std::string model_path;         // empty: no model-states file, nothing declared
+  bool has_param_shapes = false;  // ZeRO-0 UCPs keep param_shapes None
+  std::vector<std::string> order;
+  absl::flat_hash_map<std::string, int> group_of;
+  absl::flat_hash_map<std::string, Shape> shape_of;
+  std::vector<std::string> frozen_names;
+};
+
+Declared ReadDeclared(UniversalSource& source, const std::string& path, const Value& root) {
+  Declared d;
+  d.model_path = path;
+  if (auto steps = IntValue(root.Get("global_steps"))) source.mutable_info().step = *steps;
+  if (auto dp = IntValue(root.Get("dp_world_size"))) {
+    source.mutable_info().dp_size = static_cast<int>(*dp);
+  }
+  if (auto mp = IntValue(root.Get("mp_world_size"))) {
+    source.mutable_info().tp_size = static_cast<int>(*mp);
+  }
+  if (const Value* shapes = root.Get("param_shapes"); shapes != nullptr && shapes->is_sequence()) {
+    d.has_param_shapes = true;
+    int g = 0;
+    for (const Value* group : shapes->items()) {
+      for (const auto& [k, v] : group->entries()) {
+        if (!k->is(ValueKind::kStr)) continue;
+        d.order.push_back(k->str());
+        d.group_of[k->str()] = g;
+        if (std::optional<Shape> shape = ShapeFromValue(v)) d.shape_of[k->str()] = *shape;
+      }
+      ++g;
+    }
+  }
+  if (const Value* frozen = root.Get("frozen_param_shapes");
+      frozen != nullptr && frozen->is_dict()) {
+    for (const auto& [k, v] : frozen->entries()) {
+      if (k->is(ValueKind::kStr)) d.frozen_names.push_back(k->str());
+    }
+  }
+  return d;
+}
+
+// The zero/<param>/ folders, in param_shapes order. Where param_shapes declares the parameters,
+// exactly those: DataLoss naming a missing folder or one it does not declare (issue 16.3).
+absl::StatusOr<std::vector<std::string>> ParamFolders(const std::string& zero,
+                                                      const Declared& declared) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(zero, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec)) names.push_back(it->path().filename().string());
+  }
+  if (ec) return absl::UnavailableError(absl::StrCat(zero, ": ", ec.message()));
+  std::sort(names.begin(), names.end());
+  if (!declared.has_param_shapes) return names;
+  absl::flat_hash_set<std::string> present(names.begin(), names.end());
+  absl::flat_hash_set<std::string> listed(declared.order.begin(), declared.order.end());
+  std::vector<std::string> missing, extra;
+  for (const std::string& n : declared.order) {
+    if (!present.contains(n)) missing.push_back(n);
+  }
+  for (const std::string& n : names) {
+    if (!listed.contains(n)) extra.push_back(n);
+  }
+  auto list = [](const std::vector<std::string>& v) {
+    std::vector<std::string> shown(v.begin(), v.begin() + std::min<size_t>(v.size(), 5));
+    return absl::StrCat(absl::StrJoin(shown, ", "), v.size() > shown.size() ? ", ..." : "");
+  };
+  if (!missing.empty()) {
+    return absl::DataLossError(
+        absl::StrCat(zero, ": ", missing.size(), " parameter folder(s) missing that ",
+                     "param_shapes of ", declared.model_path, " declares: ", list(missing)));
+  }
+  if (!extra.empty()) {
+    return absl::DataLossError(absl::StrCat(zero, ": ", extra.size(),
+                                            " parameter folder(s) not in param_shapes of ",
+                                            declared.model_path, ": ", list(extra)));
+  }
+  return declared.order;
+}
+
+// One zero/<name>/ folder: its state files (fp32.pt required) and step.
+absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const std::string& name,
+                            const Declared& declared, std::optional<double> zero3_step) {
+  ParamMeta meta;
+  meta.name = name;
+  meta.role = ParamRole::kTrainable;
+  if (auto it = declared.group_of.find(name); it != declared.group_of.end()) {
+    meta.param_group = it->second;
+  }
+  bool first = true;
+  for (int s = 0; s < kNumParamStates; ++s) {
+    const fs::path path =
+        zero / name / absl::StrCat(ParamStateName(static_cast<ParamState>(s)), ".pt");
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+      if (s == 0 && declared.has_param_shapes) {
+        return absl::DataLossError(
+            absl::StrCat(path.string(), ": missing (every parameter has its fp32 weight)"));
+      }
+      continue;
+    }
+    UCP_ASSIGN_OR_RETURN(OpenedFile file, OpenTorch(source, path.string()));
+    UCP_ASSIGN_OR_RETURN(StateFile sf, ReadStateFile(*file.torch));
+    if (first) {
+      meta.shape = sf.tensor->shape;
+      meta.expert = sf.expert;
+      meta.num_experts = static_cast<int>(sf.ep_num_experts);
+      first = false;
+    } else if (!(sf.tensor->shape == meta.shape)) {
+      return absl::DataLossError(
+          absl::StrCat(path.string(), ": shape ", sf.tensor->shape.ToString(), " but ",
+                       ParamStateName(ParamState::kFp32), " has ", meta.shape.ToString()));
+    }
+    UCP_ASSIGN_OR_RETURN(meta.states[s], TensorState(*file.torch, *sf.tensor, file.index));
+  }
+  if (first) return absl::OkStatus();  // an empty folder of an undeclared UCP
+  // ZeRO-3 UCP files hold the flattened tensor; param_shapes has the parameter's shape.
+  if (auto it = declared.shape_of.find(name);
+      it != declared.shape_of.end() && meta.shape.rank() == 1 && !meta.expert) {
+    absl::StatusOr<int64_t> n = it->second.NumElements();
+    if (n.ok() && *n == meta.shape.dim(0)) meta.shape = it->second;
+  }
+  const fs::path step = zero / name / "step.pt";
+  std::error_code ec;
+  if (fs::exists(step, ec)) {
+    UCP_ASSIGN_OR_RETURN(OpenedFile file, OpenTorch(source, step.string()));
+    absl::StatusOr<double> v = ScalarValue(*file.torch, file.torch->root());
+    if (v.ok()) meta.step = *v;
+  } else {
+    meta.step = zero3_step;
+  }
+  meta.partitioning = meta.expert
+                          ? absl::StrCat("universal, experts stacked (", meta.num_experts, ")")
+                          : "universal, whole";
+  return source.AddParam(std::move(meta));
+}
+
 absl::Status AddModelParams(UniversalSource& source, const std::string& dir, const OpenedFile& model,
                             const std::vector<std::string>& frozen_names) {
   const Value& root = model.torch->root();
@@ -145,7 +269,11 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
       continue;
     }
     std::optional<Shape> frozen_shape = ShapeFromValue(shape_value);
-    if (!frozen_shape) continue;  // no shape to rebuild it from; not listed
+    if (!frozen_shape) {  // declared, but neither in `module` nor with a shape to rebuild it from
+      return absl::DataLossError(
+          absl::StrCat(model.torch->name(), ": frozen parameter '", name,
+                       "' is not in module and frozen_param_shapes has no shape for it"));
+    }
     meta.shape = *frozen_shape;
     UCP_ASSIGN_OR_RETURN(int64_t numel, meta.shape.NumElements());
     const int64_t per_rank = dp > 0 ? (numel + dp - 1) / dp : numel;
@@ -175,7 +303,11 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
     for (const Value* n : names->items()) {
       if (!n->is(ValueKind::kStr) || source.Find(n->str()) != nullptr) continue;
       const Value* t = module->Get(n->str());
-      if (t == nullptr || !t->is(ValueKind::kTensor)) continue;
+      if (t == nullptr || !t->is(ValueKind::kTensor)) {
+        return absl::DataLossError(
+            absl::StrCat(model.torch->name(), ": buffer '", n->str(),
+                         "' is in buffer_names but has no tensor in module"));
+      }
       ParamMeta meta;
       meta.name = n->str();
       meta.role = ParamRole::kBuffer;
@@ -203,17 +335,12 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
 
 }  // namespace
 
-bool IsUniversalDir(const std::string& dir) {
-  const std::string resolved = ResolveDir(dir);
-  return fs::is_directory(fs::path(resolved) / std::string(kZeroDir));
-}
-
-absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& input,
+absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
                                                             const UniversalOpenOptions& options) {
-  const std::string dir = ResolveDir(input);
   const fs::path zero = fs::path(dir) / std::string(kZeroDir);
   if (!fs::is_directory(zero)) {
-    return absl::NotFoundError(absl::StrCat(input, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": not a Universal Checkpoint folder (no ", kZeroDir, "/)"));
   }
   if (options.check_manifest_sizes) UCP_RETURN_IF_ERROR(CheckManifestSizes(dir));
   SourceInfo info;
@@ -247,96 +374,20 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& i
     }
   }
 
-  // Model-states file: order, step, frozen params, buffers, tied aliases.
-  std::vector<std::string> order;
-  std::vector<std::string> frozen_names;
-  absl::flat_hash_map<std::string, int> group_of;
-  absl::flat_hash_map<std::string, Shape> shape_of;
+  // Model-states file: what the checkpoint declares, step, frozen params, buffers, tied aliases.
+  Declared declared;
   std::optional<OpenedFile> model;
   if (const std::string path = ModelFile(dir, 0); !path.empty()) {
     UCP_ASSIGN_OR_RETURN(model, OpenTorch(*source, path));
-    const Value& root = model->torch->root();
-    if (auto steps = IntValue(root.Get("global_steps"))) source->mutable_info().step = *steps;
-    if (auto dp = IntValue(root.Get("dp_world_size"))) source->mutable_info().dp_size = static_cast<int>(*dp);
-    if (auto mp = IntValue(root.Get("mp_world_size"))) source->mutable_info().tp_size = static_cast<int>(*mp);
-    if (const Value* shapes = root.Get("param_shapes"); shapes != nullptr && shapes->is_sequence()) {
-      int g = 0;
-      for (const Value* group : shapes->items()) {
-        for (const auto& [k, v] : group->entries()) {
-          if (k->is(ValueKind::kStr)) {
-            order.push_back(k->str());
-            group_of[k->str()] = g;
-            if (std::optional<Shape> shape = ShapeFromValue(v)) shape_of[k->str()] = *shape;
-          }
-        }
-        ++g;
-      }
-    }
-    if (const Value* frozen = root.Get("frozen_param_shapes"); frozen != nullptr && frozen->is_dict()) {
-      for (const auto& [k, v] : frozen->entries()) {
-        if (k->is(ValueKind::kStr)) frozen_names.push_back(k->str());
-      }
-    }
+    declared = ReadDeclared(*source, path, model->torch->root());
   }
-
-  // zero/<param>/ folders.
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(zero, ec)) {
-    if (e.is_directory()) names.push_back(e.path().filename().string());
+  Declared folders = declared;
+  if (options.partial) folders.has_param_shapes = false;  // what is there, by name
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, ParamFolders(zero.string(), folders));
+  for (const std::string& name : names) {
+    UCP_RETURN_IF_ERROR(AddParamFolder(*source, zero, name, folders, zero3_step));
   }
-  if (ec) return absl::UnavailableError(absl::StrCat(zero.string(), ": ", ec.message()));
-  absl::flat_hash_set<std::string> present(names.begin(), names.end());
-  std::vector<std::string> sorted;
-  absl::flat_hash_set<std::string> listed;
-  for (const std::string& n : order) {
-    if (present.contains(n) && listed.insert(n).second) sorted.push_back(n);
-  }
-  std::sort(names.begin(), names.end());
-  for (const std::string& n : names) {
-    if (listed.insert(n).second) sorted.push_back(n);
-  }
-
-  for (const std::string& name : sorted) {
-    ParamMeta meta;
-    meta.name = name;
-    meta.role = ParamRole::kTrainable;
-    if (auto it = group_of.find(name); it != group_of.end()) meta.param_group = it->second;
-    bool first = true;
-    for (int s = 0; s < kNumParamStates; ++s) {
-      const fs::path path = zero / name / absl::StrCat(ParamStateName(static_cast<ParamState>(s)), ".pt");
-      if (!fs::exists(path)) continue;
-      UCP_ASSIGN_OR_RETURN(OpenedFile file, OpenTorch(*source, path.string()));
-      UCP_ASSIGN_OR_RETURN(StateFile sf, ReadStateFile(*file.torch));
-      if (first) {
-        meta.shape = sf.tensor->shape;
-        meta.expert = sf.expert;
-        meta.num_experts = static_cast<int>(sf.ep_num_experts);
-        first = false;
-      } else if (!(sf.tensor->shape == meta.shape)) {
-        return absl::DataLossError(absl::StrCat(path.string(), ": shape ", sf.tensor->shape.ToString(), " but ",
-                                                ParamStateName(ParamState::kFp32), " has ", meta.shape.ToString()));
-      }
-      UCP_ASSIGN_OR_RETURN(meta.states[s], TensorState(*file.torch, *sf.tensor, file.index));
-    }
-    if (first) continue;  // an empty folder
-    // ZeRO-3 UCP files hold the flattened tensor; param_shapes has the parameter's shape.
-    if (auto it = shape_of.find(name); it != shape_of.end() && meta.shape.rank() == 1 && !meta.expert) {
-      absl::StatusOr<int64_t> n = it->second.NumElements();
-      if (n.ok() && *n == meta.shape.dim(0)) meta.shape = it->second;
-    }
-    const fs::path step = zero / name / "step.pt";
-    if (fs::exists(step)) {
-      UCP_ASSIGN_OR_RETURN(OpenedFile file, OpenTorch(*source, step.string()));
-      absl::StatusOr<double> v = ScalarValue(*file.torch, file.torch->root());
-      if (v.ok()) meta.step = *v;
-    } else {
-      meta.step = zero3_step;
-    }
-    meta.partitioning = meta.expert ? absl::StrCat("universal, experts stacked (", meta.num_experts, ")") : "universal, whole";
-    UCP_RETURN_IF_ERROR(source->AddParam(std::move(meta)));
-  }
-  if (model) UCP_RETURN_IF_ERROR(AddModelParams(*source, dir, *model, frozen_names));
+  if (model) UCP_RETURN_IF_ERROR(AddModelParams(*source, dir, *model, declared.frozen_names));
   return std::unique_ptr<Source>(std::move(source));
 }
 

@@ -1,13 +1,12 @@
 #include "ucp/weights_source.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "formats/base/byte_source.h"
 #include "formats/base/status.h"
 #include "formats/hdf5/h5_reader.h"
 #include "formats/registry.h"
@@ -118,10 +117,8 @@ absl::Status AddFile(WeightsSource& source, const std::string& path) {
 
 // The shard files an HF index names, in first-appearance order.
 absl::StatusOr<std::vector<std::string>> IndexShards(const fs::path& index_path) {
-  std::ifstream in(index_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  UCP_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path.string(), uint64_t{1} << 30));
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object() || !doc.contains("weight_map") || !doc["weight_map"].is_object()) {
     return absl::DataLossError(absl::StrCat(index_path.string(), ": not a JSON object with a weight_map"));
   }
@@ -143,41 +140,45 @@ constexpr const char* kSingleFiles[] = {"model.safetensors", "pytorch_model.bin"
 
 }  // namespace
 
-bool IsWeightsPath(const std::string& path) {
-  if (fs::is_regular_file(path)) return true;
-  for (const char* f : kIndexFiles) if (fs::exists(fs::path(path) / f)) return true;
-  for (const char* f : kSingleFiles) if (fs::exists(fs::path(path) / f)) return true;
-  return false;
+absl::StatusOr<std::vector<std::string>> WeightsFiles(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
+  if (!fs::is_directory(path, ec)) return std::vector<std::string>{path};
+  for (const char* f : kIndexFiles) {
+    if (!fs::exists(fs::path(path) / f, ec)) continue;
+    UCP_ASSIGN_OR_RETURN(std::vector<std::string> shards, IndexShards(fs::path(path) / f));
+    std::vector<std::string> files;
+    for (const std::string& s : shards) files.push_back((fs::path(path) / s).string());
+    if (!files.empty()) return files;
+  }
+  for (const char* f : kSingleFiles) {
+    if (fs::exists(fs::path(path) / f, ec)) {
+      return std::vector<std::string>{(fs::path(path) / f).string()};
+    }
+  }
+  return absl::NotFoundError(absl::StrCat(
+      path, ": no model.safetensors[.index.json], pytorch_model.bin[.index.json] or model.h5"));
+}
+
+absl::StatusOr<SourceKind> WeightsKind(const std::string& file) {
+  std::shared_ptr<const ByteSource> opened;
+  UCP_ASSIGN_OR_RETURN(formats::FileFormat format, SniffPath(file, &opened));
+  switch (format) {
+    case formats::FileFormat::kSafetensors:
+      return SourceKind::kSafetensors;
+    case formats::FileFormat::kHdf5:
+      return SourceKind::kHdf5;
+    case formats::FileFormat::kTorchZip:
+      return SourceKind::kTorchWeights;
+    default:
+      return absl::UnimplementedError(
+          absl::StrCat(file, ": a legacy torch.save file is not supported"));
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Source>> OpenWeightsSource(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
-  std::vector<std::string> files;
-  if (fs::is_directory(path)) {
-    for (const char* f : kIndexFiles) {
-      if (fs::exists(fs::path(path) / f)) {
-        UCP_ASSIGN_OR_RETURN(std::vector<std::string> shards, IndexShards(fs::path(path) / f));
-        for (const std::string& s : shards) files.push_back((fs::path(path) / s).string());
-        break;
-      }
-    }
-    if (files.empty()) {
-      for (const char* f : kSingleFiles) {
-        if (fs::exists(fs::path(path) / f)) { files.push_back((fs::path(path) / f).string()); break; }
-      }
-    }
-    if (files.empty()) {
-      return absl::NotFoundError(absl::StrCat(path, ": no model.safetensors[.index.json], pytorch_model.bin[.index.json] or model.h5"));
-    }
-  } else {
-    files.push_back(path);
-  }
-  std::shared_ptr<const ByteSource> first;
-  UCP_ASSIGN_OR_RETURN(formats::FileFormat format, SniffPath(files[0], &first));
-  const SourceKind kind = format == formats::FileFormat::kSafetensors ? SourceKind::kSafetensors
-                          : format == formats::FileFormat::kHdf5      ? SourceKind::kHdf5
-                                                                      : SourceKind::kTorchWeights;
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> files, WeightsFiles(path));
+  UCP_ASSIGN_OR_RETURN(SourceKind kind, WeightsKind(files[0]));
   SourceInfo info;
   info.path = path;
   info.zero_stage = -1;

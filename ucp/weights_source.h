@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ucp/source.h"
@@ -24,7 +25,12 @@ namespace ucp::store {
 // missing shard, a tensor listed twice, a non-contiguous tensor).
 absl::StatusOr<std::unique_ptr<Source>> OpenWeightsSource(const std::string& path);
 
-// True when `path` is a weights file or a folder holding one of the files above.
-bool IsWeightsPath(const std::string& path);
+// The files a weights path stands for: the file itself; in a folder, the shards its
+// model.safetensors.index.json / pytorch_model.bin.index.json names, else its one
+// model.safetensors / pytorch_model.bin / model.h5. NotFound when a folder holds none.
+absl::StatusOr<std::vector<std::string>> WeightsFiles(const std::string& path);
+// The kind of a weights file, from its first bytes (never its name). InvalidArgument for another
+// format or a file that is not a regular file; Unimplemented for a legacy torch.save file.
+absl::StatusOr<SourceKind> WeightsKind(const std::string& file);
 
 }  // namespace ucp::store

@@ -222,7 +222,7 @@ int RunDiff(const DiffCommandOptions& options, std::ostream& out, std::ostream& 
   OpenSourceOptions oa, ob;
   oa.tag = options.tag_a;
   ob.tag = options.tag_b;
-  oa.check_manifest = ob.check_manifest = false;  // a missing file is a missing_in_a / _b entry
+  oa.partial = ob.partial = true;  // a missing file is a missing_in_a / _b entry, not an error
   absl::StatusOr<std::unique_ptr<Source>> a = OpenSource(options.a, oa);
   if (!a.ok()) return Fail(output, a.status());
   absl::StatusOr<std::unique_ptr<Source>> b = OpenSource(options.b, ob);

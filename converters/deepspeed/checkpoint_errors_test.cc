@@ -1,6 +1,8 @@
 // Hostile and broken checkpoint folders: scratch copies of the fixtures with a shard deleted,
 // replaced by one of another run, renamed, truncated, or joined by files the index does not support.
 // Every error must say what is wrong and name the file.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -172,11 +174,89 @@ TEST(MixedShards, DuplicateRank) {
   ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"two files for mp rank 0, dp rank 1"});
 }
 
+// Issue 16.2: a model-states file from a later step of a run at the same dp (s1_fp32_dp4 resumed
+// at dp 2 saved step 8) beside step-5 optimizer shards; one of a ZeRO-1 run beside ZeRO-2 shards.
+constexpr const char* kModel = "mp_rank_00_model_states.pt";
+
+TEST(ModelStatesOfAnotherRun, LaterStepZeroOne) {
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s1_fp32_dp2");
+  Replace(tag / kModel, CaseFile("s1_fp32_dp4", kModel, "resume_dp2/checkpoint/global_step8"));
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"another step", (tag / kModel).string(), "global_steps 8", "step 5",
+               (tag / kShard0).string()});
+}
+
+TEST(ModelStatesOfAnotherRun, LaterStepZeroTwo) {
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  Replace(tag / kModel, CaseFile("s2_fp32_dp4", kModel, "resume_dp2/checkpoint/global_step8"));
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {kModel, "global_steps 8", "step 5", kShard0});
+}
+
+TEST(ModelStatesOfAnotherRun, LaterStepZeroThree) {
+  // Every rank's model states from the step-8 save (they agree with each other).
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s3_fp32_dp2");
+  for (const char* model :
+       {"zero_pp_rank_0_mp_rank_00_model_states.pt", "zero_pp_rank_1_mp_rank_00_model_states.pt"}) {
+    Replace(tag / model, CaseFile("s3_fp32_dp4", model, "resume_dp2/checkpoint/global_step8"));
+  }
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"zero_pp_rank_0_mp_rank_00_model_states.pt", "global_steps 8", "step 5", kShard0});
+}
+
+TEST(ModelStatesOfAnotherRun, ZeroOneModelBesideZeroTwoShards) {
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  Replace(tag / kModel, CaseFile("s1_fp32_dp2", kModel));
+  ExpectError(
+      tag, absl::StatusCode::kFailedPrecondition,
+      {"another run", (tag / kModel).string(), "stage 1", (tag / kShard0).string(), "ZeRO-2"});
+}
+
+TEST(ModelStatesOfAnotherRun, ZeroTwoModelBesideZeroOneShards) {
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s1_fp32_dp2");
+  Replace(tag / kModel, CaseFile("s2_fp32_dp2", kModel));
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {kModel, "stage 2", kShard0, "ZeRO-1"});
+}
+
+TEST(ModelStatesOfAnotherRun, DeepSpeedsOwnResumesStillOpen) {
+  // DeepSpeed's ZeRO-3 universal load counts the UCP's step again: step 11 at global step 8. A
+  // step above global_steps - skipped_steps is DeepSpeed's own doing, not a mixed folder.
+  for (const char* name : {"s3_fp32_dp4", "s1_bf16opt_dp4", "autoep_mixtral_s3_fp32_dp4_ep2"}) {
+    const std::string dir = FixtureCase(name) + "/resume_dp2" +
+                            (std::string(name).find("autoep") == 0 ? "_ep1" : "") + "/checkpoint";
+    absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(dir);
+    EXPECT_TRUE(index.ok()) << name << ": " << index.status();
+  }
+}
+
 TEST(CorruptFiles, TruncatedShard) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s2_fp32_dp2");
   fs::resize_file(tag / kShard1, fs::file_size(tag / kShard1) / 2);
   ExpectError(tag, absl::StatusCode::kDataLoss, {kShard1});
+}
+
+TEST(CorruptFiles, ZeroByteShard) {
+  // Issue 16.12: a file cut to nothing is damage (DataLoss, CorruptCheckpointError in Python).
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  fs::resize_file(tag / kShard1, 0);
+  ExpectError(tag, absl::StatusCode::kDataLoss, {(tag / kShard1).string(), "0 bytes"});
+}
+
+TEST(CorruptFiles, FifoNamedLikeAShard) {
+  // Issue 16.1: refused by name without blocking (opened O_NONBLOCK, then fstat).
+  ScratchDir scratch;
+  fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  fs::remove(tag / kShard1);
+  ASSERT_EQ(::mkfifo((tag / kShard1).c_str(), 0600), 0);
+  ExpectError(tag, absl::StatusCode::kInvalidArgument,
+              {(tag / kShard1).string(), "not a regular file"});
 }
 
 TEST(CorruptFiles, NotAZipFile) {

@@ -363,6 +363,7 @@ absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir, const Ope
   }
   UCP_RETURN_IF_ERROR(internal_ds::FinishParams(&index));
   UCP_RETURN_IF_ERROR(internal_ds::ReadModelExtras(&index));
+  UCP_RETURN_IF_ERROR(internal_ds::CheckModelAgainstShards(index));
   return index;
 }
 

@@ -46,6 +46,7 @@ inline constexpr absl::string_view kFrozenParamShapes = "frozen_param_shapes";
 inline constexpr absl::string_view kSharedParams = "shared_params";
 inline constexpr absl::string_view kFrozenParamFragments = "frozen_param_fragments";
 inline constexpr absl::string_view kGlobalSteps = "global_steps";
+inline constexpr absl::string_view kSkippedSteps = "skipped_steps";
 inline constexpr absl::string_view kDpWorldSize = "dp_world_size";
 inline constexpr absl::string_view kMpWorldSize = "mp_world_size";
 inline constexpr absl::string_view kCheckpointParallelDimensions = "checkpoint_parallel_dimensions";

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
@@ -12,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/base/byte_source.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::deepspeed {
@@ -101,37 +100,13 @@ bool LooksLikeCheckpointFile(absl::string_view name) {
          absl::EndsWith(name, keys::kPipelineModelStatesSuffix);
 }
 
-bool HasCheckpointFiles(const fs::path& dir) {
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (ParseFileName(it->path().filename().string()).has_value()) return true;
-  }
-  return false;
-}
-
-absl::Status CheckTagName(absl::string_view tag, absl::string_view source) {
-  if (tag.empty() || tag == "." || tag == ".." || tag.find('/') != absl::string_view::npos ||
-      tag.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": '", tag, "' is not a valid tag (a folder name)"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadLatest(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::UnavailableError(absl::StrCat("cannot read ", path.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string tag(absl::StripAsciiWhitespace(text.str()));
-  if (tag.size() > 4096) return absl::DataLossError(absl::StrCat(path.string(), ": longer than a tag"));
-  return tag;
-}
-
 absl::Status NoCheckpointError(const fs::path& dir) {
   std::vector<std::string> tags;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && HasCheckpointFiles(it->path())) tags.push_back(it->path().filename().string());
+    if (it->is_directory(ec) && HasCheckpointFiles(it->path().string())) {
+      tags.push_back(it->path().filename().string());
+    }
   }
   std::sort(tags.begin(), tags.end());
   if (tags.size() > kMaxListedTags) tags.resize(kMaxListedTags);
@@ -171,6 +146,35 @@ std::optional<FileName> ParseFileName(absl::string_view basename) {
   return std::nullopt;
 }
 
+absl::Status CheckTagName(absl::string_view tag, absl::string_view source) {
+  if (tag.empty() || tag == "." || tag == ".." || tag.find('/') != absl::string_view::npos ||
+      tag.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": '", tag, "' is not a valid tag (a folder name)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadTagFile(const std::string& path) {
+  // Read without blocking (a FIFO named `latest` is refused).
+  absl::StatusOr<std::string> text = ReadSmallFile(path, 4096);
+  if (absl::IsDataLoss(text.status())) {
+    return absl::DataLossError(absl::StrCat(path, ": longer than a tag"));
+  }
+  UCP_RETURN_IF_ERROR(text.status());
+  std::string tag(absl::StripAsciiWhitespace(*text));
+  UCP_RETURN_IF_ERROR(CheckTagName(tag, path));
+  return tag;
+}
+
+bool HasCheckpointFiles(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (ParseFileName(it->path().filename().string()).has_value()) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<CheckpointDir> ResolveCheckpointDir(const std::string& dir, absl::string_view tag) {
   std::error_code ec;
   const fs::path path(dir);
@@ -180,22 +184,21 @@ absl::StatusOr<CheckpointDir> ResolveCheckpointDir(const std::string& dir, absl:
     if (fs::is_directory(path / std::string(tag), ec)) {
       return CheckpointDir{dir, std::string(tag), (path / std::string(tag)).string()};
     }
-    if (path.filename() == std::string(tag) && HasCheckpointFiles(path)) {
+    if (path.filename() == std::string(tag) && HasCheckpointFiles(dir)) {
       return CheckpointDir{path.parent_path().string(), std::string(tag), dir};
     }
     return absl::NotFoundError(absl::StrCat("tag '", tag, "' not found in ", dir));
   }
   const fs::path latest = path / std::string(keys::kLatestFile);
-  if (fs::is_regular_file(latest, ec)) {
-    UCP_ASSIGN_OR_RETURN(std::string latest_tag, ReadLatest(latest));
-    UCP_RETURN_IF_ERROR(CheckTagName(latest_tag, latest.string()));
+  if (fs::exists(latest, ec)) {
+    UCP_ASSIGN_OR_RETURN(std::string latest_tag, ReadTagFile(latest.string()));
     if (!fs::is_directory(path / latest_tag, ec)) {
       return absl::NotFoundError(absl::StrCat(latest.string(), " names tag '", latest_tag, "', but ",
                                               (path / latest_tag).string(), " is not a directory"));
     }
     return CheckpointDir{dir, latest_tag, (path / latest_tag).string()};
   }
-  if (HasCheckpointFiles(path)) {
+  if (HasCheckpointFiles(dir)) {
     return CheckpointDir{path.parent_path().string(), path.filename().string(), dir};
   }
   return NoCheckpointError(path);

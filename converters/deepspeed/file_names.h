@@ -40,6 +40,16 @@ struct FileName {
 // digits (leading zeros allowed, at most 7 digits).
 std::optional<FileName> ParseFileName(absl::string_view basename);
 
+// InvalidArgument "<source>: '<tag>' is not a valid tag" unless `tag` is one folder name (not
+// empty, ".", "..", no '/' or NUL).
+absl::Status CheckTagName(absl::string_view tag, absl::string_view source);
+// The tag a `latest` or `latest_universal` file names, stripped of whitespace and checked with
+// CheckTagName. Never blocks (OpenRegularFile: a FIFO is refused); DataLoss past 4096 bytes.
+absl::StatusOr<std::string> ReadTagFile(const std::string& path);
+
+// True when `dir` holds a file whose name is a DeepSpeed checkpoint file's (ParseFileName).
+bool HasCheckpointFiles(const std::string& dir);
+
 // Where a checkpoint lives: `root` is the save folder (holding `latest`; empty when unknown), `tag`
 // the tag folder's name and `tag_dir` its path.
 struct CheckpointDir {

@@ -7,6 +7,7 @@
 //   zero3_index.cc       ZeRO-3 fragments (§4)
 //   zero0_index.cc       ZeRO-0: the torch optimizer state inside the model-states file
 //   native_moe.cc        native DeepSpeed MoE (num_experts, local-id expert names)
+//   model_consistency.cc the model-states files against the shards (run, stage, step)
 //   checkpoint_index.cc  OpenCheckpoint, the shared helpers below, final checks
 #pragma once
 
@@ -44,6 +45,10 @@ absl::Status ReadNativeMoe(CheckpointIndex* index);
 // order of first appearance.
 absl::StatusOr<ExpertInfo> NativeExpertInfo(const CheckpointIndex& index, const std::string& name,
                                             std::vector<std::string>* layer_prefixes);
+
+// model_consistency.cc: the model-states files against the optimizer shards (stage, step), after
+// the indexers; FailedPrecondition naming both files.
+absl::Status CheckModelAgainstShards(const CheckpointIndex& index);
 
 // --- helpers (checkpoint_index.cc) -------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "converters/execute/run_plan.h"
 #include "converters/sinks/ucp_folder_sink.h"
+#include "converters/sources/sniff.h"
 #include "formats/base/status.h"
 #include "ucp/staging_dir.h"
 #include "ucp/ucp_layout.h"
@@ -42,9 +43,22 @@ std::string DefaultOutput(const deepspeed::CheckpointDir& dir) {
 }
 
 absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
-  deepspeed::OpenOptions open;
-  open.tag = options.tag;
-  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(options.input, open));
+  sources::SniffOptions sniff;
+  sniff.tag = options.tag;
+  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input,
+                       sources::SniffCheckpoint(options.input, sniff));
+  if (input.is_universal()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.input, " is already a Universal Checkpoint (", input.path, ": ", input.why,
+        "); `ucp reshard`, `ucp export` and DeepSpeed's "
+        "load_universal read it as it is"));
+  }
+  if (input.is_weights()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.input, ": ", store::SourceKindName(input.kind), " weights (",
+                     input.why, "), not a DeepSpeed ZeRO checkpoint"));
+  }
+  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
   std::string output = options.output.empty() ? DefaultOutput(index.dir) : store::NormalizeOutputPath(options.output);
   UCP_ASSIGN_OR_RETURN(plan::Plan plan, sinks::UcpFolderSink(options.plan).Plan(index));
   PlannedConvert planned{std::move(index), std::move(plan), std::move(output)};

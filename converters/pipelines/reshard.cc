@@ -13,6 +13,7 @@
 #include "converters/plan/zero12_input.h"
 #include "converters/plan/zero3_input.h"
 #include "converters/sinks/zero_folder_sink.h"
+#include "converters/sources/sniff.h"
 #include "formats/base/status.h"
 #include "ucp/ucp_layout.h"
 
@@ -55,33 +56,32 @@ absl::Status FinishPlan(const std::string& tag, plan::Plan* p) {
   return plan::ValidatePlan(*p);
 }
 
-}  // namespace
-
-bool IsUcpFolder(const std::string& dir) {
-  std::error_code ec;
-  return fs::exists(fs::path(dir) / store::OptimizerStatePath(), ec);
-}
-
-namespace {
-
 // Keeps the files the plan's sources (and template Values) point into alive until execution.
 struct Holder {
   std::vector<std::shared_ptr<const formats::torch::TorchFile>> files;
 };
 
-// Reads the ZeRO sink's input from a UCP folder or a ZeRO folder; `read` gets the folder read.
+// Reads the ZeRO sink's input from a UCP folder or a ZeRO folder, as SniffCheckpoint decides;
+// `read` gets the folder read (the UCP folder, or the ZeRO tag folder).
 absl::StatusOr<sinks::ZeroSinkInput> ReadInput(const ReshardOptions& o, std::string* read) {
-  if (IsUcpFolder(o.input)) {
-    *read = o.input;
-    std::error_code ec;
-    if (fs::exists(fs::path(o.input) / "mp_rank_00_model_states.pt", ec))
-      return plan::Zero12InputFromUcp(o.input);
-    return plan::Zero3InputFromUcp(o.input);
+  sources::SniffOptions sniff;
+  sniff.tag = o.input_tag;
+  UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(o.input, sniff));
+  if (input.is_weights()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.input, ": ", store::SourceKindName(input.kind), " weights (", input.why,
+                     ") hold no optimizer state; reshard reads a DeepSpeed ZeRO checkpoint or a "
+                     "Universal Checkpoint"));
   }
-  deepspeed::OpenOptions open;
-  open.tag = o.input_tag;
-  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(o.input, open));
-  *read = index.dir.tag_dir;
+  *read = input.path;
+  if (input.is_universal()) {
+    std::error_code ec;
+    if (fs::exists(fs::path(input.path) / "mp_rank_00_model_states.pt", ec)) {
+      return plan::Zero12InputFromUcp(input.path);
+    }
+    return plan::Zero3InputFromUcp(input.path);
+  }
+  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
   if (index.topology.zero_stage == 3) return plan::Zero3InputFromIndex(index);
   return plan::Zero12InputFromIndex(index);
 }

@@ -19,9 +19,9 @@
 namespace ucp::converters::pipelines {
 
 struct ReshardOptions {
-  std::string input;   // a UCP folder (has zero/optimizer_state.pt), a ZeRO save folder or tag folder
+  std::string input;   // a UCP folder, a ZeRO save folder or tag folder (SniffCheckpoint decides)
   std::string output;  // the save folder to create: <output>/latest, <output>/<tag>/
-  std::string input_tag;  // ZeRO input: the tag folder to read instead of `latest`
+  std::string input_tag;  // the tag folder (ZeRO or UCP) to read instead of `latest`
   plan::ReshardTarget target;
   execute::ExecuteOptions execute;
   bool force = false;  // replace an existing output folder
@@ -37,9 +37,6 @@ struct ReshardResult {
   uint64_t bytes = 0;  // all files written, manifest excluded
   execute::ExecuteStats stats;
 };
-
-// True when `dir` is a UCP folder (zero/optimizer_state.pt exists).
-bool IsUcpFolder(const std::string& dir);
 
 // Opens the input and plans; touches nothing at the output. Plan paths are relative to the output
 // folder (<tag>/..., latest). Errors from the readers and planners, each naming its file, and

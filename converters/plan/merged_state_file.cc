@@ -77,14 +77,10 @@ absl::Status CheckTiling(const CheckpointIndex& index, const Parameter& p, int m
 
 // CopyOps moving `run` of its slice's state to the merged tensor at the region's start.
 void AddRunOps(const Parameter& p, StateKind state, const store::TpRun& run, uint64_t elem, Region* region) {
-  for (const Fragment& f : p.slices[run.rank].fragments) {
-    const int64_t lo = std::max(run.rank_offset, f.offset);
-    const int64_t hi = std::min(run.rank_offset + run.numel, f.offset + f.numel);
-    if (lo >= hi) continue;
-    const deepspeed::TensorLocation& loc = f.state(state);
-    region->ops.push_back(CopyOp{loc.file, loc.file_offset + static_cast<uint64_t>(lo - f.offset) * elem,
-                                 static_cast<uint64_t>(hi - lo) * elem,
-                                 region->offset + static_cast<uint64_t>(run.merged_offset + lo - run.rank_offset) * elem});
+  for (const TpRunPiece& piece : TpRunPieces(p, state, run, elem)) {
+    region->ops.push_back(
+        CopyOp{piece.file, piece.file_offset, piece.bytes,
+               region->offset + static_cast<uint64_t>(piece.merged_offset) * elem});
   }
 }
 
@@ -150,21 +146,45 @@ absl::Status CheckReplicated(const CheckpointIndex& index, const Parameter& p, S
 }
 
 // Appends the mean of the slices to plan->sources; returns its index.
-absl::StatusOr<int> AddMeanSource(const CheckpointIndex& index, const Parameter& p, StateKind state, DType dtype,
-                                  int tp, const std::string& path, Plan* plan) {
-  if (dtype != DType::kF32 && dtype != DType::kF64) {
-    return absl::UnimplementedError(absl::StrCat("averaging the TP slices of '", p.name, "' (", path, ") in ",
-                                                 DTypeName(dtype), " is not implemented"));
-  }
-  UCP_ASSIGN_OR_RETURN(std::vector<Buffer> slices, ReadSlices(index, p, state, tp));
-  std::vector<std::byte> mean = dtype == DType::kF32 ? MeanOf<float>(slices) : MeanOf<double>(slices);
-  const uint64_t size = mean.size();
-  const std::string name = absl::StrCat("<mean of ", tp, " TP slices: ", path, ">");
-  plan->sources.push_back(PlanSource{name, size, MemorySource(Buffer::FromVector(std::move(mean)), name)});
+absl::StatusOr<int> AddMeanSource(const CheckpointIndex& index, const Parameter& p, StateKind state,
+                                  DType dtype, const std::string& path, Plan* plan) {
+  absl::StatusOr<std::vector<std::byte>> mean = MeanOfTpSlices(index, p, state, dtype);
+  if (!mean.ok()) return WithContext(mean.status(), path);
+  const uint64_t size = mean->size();
+  const std::string name = absl::StrCat("<mean of ", p.slices.size(), " TP slices: ", path, ">");
+  plan->sources.push_back(
+      PlanSource{name, size, MemorySource(Buffer::FromVector(*std::move(mean)), name)});
   return static_cast<int>(plan->sources.size()) - 1;
 }
 
 }  // namespace
+
+std::vector<TpRunPiece> TpRunPieces(const Parameter& p, StateKind state, const store::TpRun& run,
+                                    uint64_t elem) {
+  std::vector<TpRunPiece> out;
+  for (const Fragment& f : p.slices[run.rank].fragments) {
+    const int64_t lo = std::max(run.rank_offset, f.offset);
+    const int64_t hi = std::min(run.rank_offset + run.numel, f.offset + f.numel);
+    if (lo >= hi) continue;
+    const deepspeed::TensorLocation& loc = f.state(state);
+    out.push_back(TpRunPiece{
+        loc.file, loc.file_offset + static_cast<uint64_t>(lo - f.offset) * elem,
+        static_cast<uint64_t>(hi - lo) * elem, run.merged_offset + lo - run.rank_offset});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const CheckpointIndex& index,
+                                                      const Parameter& p, StateKind state,
+                                                      DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kF64) {
+    return absl::UnimplementedError(absl::StrCat("averaging the TP slices of '", p.name, "' in ",
+                                                 DTypeName(dtype), " is not implemented"));
+  }
+  UCP_ASSIGN_OR_RETURN(std::vector<Buffer> slices,
+                       ReadSlices(index, p, state, static_cast<int>(p.slices.size())));
+  return dtype == DType::kF32 ? MeanOf<float>(slices) : MeanOf<double>(slices);
+}
 
 // zero/<param>/<state>.pt of a ZeRO-1/2 dense parameter: its TP slices merged as `keys` say.
 absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Parameter& p, StateKind state,
@@ -182,7 +202,7 @@ absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Par
   const uint64_t elem = DTypeSize(spec.dtype);
   Region region{frame.storages[0].payload_offset, frame.storages[0].size, {}};
   if (kind == store::TpMergeKind::kAverage) {
-    UCP_ASSIGN_OR_RETURN(int source, AddMeanSource(index, p, state, spec.dtype, tp, path, plan));
+    UCP_ASSIGN_OR_RETURN(int source, AddMeanSource(index, p, state, spec.dtype, path, plan));
     if (region.size > 0) region.ops.push_back(CopyOp{source, 0, region.size, region.offset});
   } else {
     if (kind == store::TpMergeKind::kReplicated && tp > 1) {

@@ -5,6 +5,10 @@
 // and copied from an in-memory PlanSource (docs/ucp.md "Tensor parallelism").
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/plan/merge_rules.h"
@@ -17,6 +21,24 @@ namespace ucp::converters::plan::internal_plan {
 // The dict form of the parameter's files (dtype and requires_grad are set per state), with the
 // SubparamShape object built in `arena` for sub-parameter patterns.
 store::ParamStateSpec DictSpec(const ParamKeys& keys, formats::torch::ValueArena& arena);
+
+// One contiguous piece of a TP run (ucp/tp_layout.h) in the checkpoint's files: `bytes` bytes at
+// `file_offset` of index file `file`, landing at element `merged_offset` of the merged tensor.
+struct TpRunPiece {
+  int file = -1;
+  uint64_t file_offset = 0;
+  uint64_t bytes = 0;
+  int64_t merged_offset = 0;
+};
+// The pieces of the slice's fragments that `run` moves, in merged order (elem: the state's
+// element size). Used by the UCP writer (CopyOps) and the ZeRO Source (byte runs) alike.
+std::vector<TpRunPiece> TpRunPieces(const deepspeed::Parameter& p, deepspeed::StateKind state,
+                                    const store::TpRun& run, uint64_t elem);
+// An averaged parameter's merged `state`: sum(slices) / tp exactly as DeepSpeed's merge_tp_slices
+// computes it in the state's dtype (f32 or f64; Unimplemented otherwise). Reads the slices.
+absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const deepspeed::CheckpointIndex& index,
+                                                      const deepspeed::Parameter& p,
+                                                      deepspeed::StateKind state, DType dtype);
 
 // zero/<param>/<state>.pt. Averages append their computed bytes to plan->sources. Errors name the
 // parameter: FailedPrecondition (replicated slices that differ, mixed dtypes), DataLoss (fragments

@@ -1,31 +1,32 @@
-// OpenSource: any checkpoint path → a Source (ucp/source.h). What the path holds decides:
-//   a UCP folder (zero/ inside, or a save folder whose latest_universal names one)  → universal
-//   a DeepSpeed save or tag folder (`latest`, *_model_states.pt, *_optim_states.pt) → zero
-//   a weights file or folder (safetensors, torch state_dict, HDF5; HF index files)  → weights
-// A save folder holding both `latest` and `latest_universal` opens the ZeRO tag unless
-// options.prefer_universal is set. The CLI verbs (inspect, diff, export, reshard) and the Python
-// binding open checkpoints only through this.
+// OpenSource: any checkpoint path → a Source (ucp/source.h). SniffCheckpoint (sniff.h) decides
+// what the path holds, and the opener of that kind reads it:
+//   zero       a DeepSpeed tag folder, read in place as a virtual UCP (zero_source.h)
+//   universal  a UCP folder (ucp/universal_source.h)
+//   weights    safetensors / torch state_dict / HDF5 files or folders (ucp/weights_source.h)
+// The CLI verbs and the Python binding open checkpoints only through this (reshard and convert
+// need DeepSpeed's pickled trees, not a Source, and call SniffCheckpoint themselves).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "converters/sources/sniff.h"
 #include "ucp/source.h"
 
 namespace ucp::converters::sources {
 
-struct OpenSourceOptions {
-  std::string tag;               // ZeRO: the tag folder instead of `latest`
-  bool prefer_universal = false; // a save folder with both: open the UCP
-  // UCP: refuse a folder whose ucp_manifest.json lists a file that is missing or of another size.
-  // `ucp diff` turns it off to report what is missing instead (missing_in_a / missing_in_b).
-  bool check_manifest = true;
+struct OpenSourceOptions : SniffOptions {
+  // A UCP as it is (store::UniversalOpenOptions::partial, and no manifest check): `ucp diff` turns
+  // it on to report a missing parameter folder or state file as missing_in_a / missing_in_b.
+  bool partial = false;
 };
 
-// NotFound naming the path when it does not exist; InvalidArgument "not a checkpoint: ..." listing
-// what the folder holds when nothing matches; otherwise the chosen opener's errors.
+// SniffCheckpoint's errors, then the chosen opener's.
 absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
                                                           const OpenSourceOptions& options = {});
+// Opens what SniffCheckpoint found.
+absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
+                                                           const OpenSourceOptions& options = {});
 
 }  // namespace ucp::converters::sources

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "converters/deepspeed/zero_source.h"
+#include "converters/sources/zero_source.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -21,12 +21,24 @@ using store::ParamState;
 using store::Source;
 using store::SourceKind;
 
-std::string FixtureDir() { return std::string(std::getenv("UCP_SOURCE_DIR")) + "/fixtures/deepspeed"; }
+std::string Fixtures() { return std::string(std::getenv("UCP_SOURCE_DIR")) + "/fixtures"; }
+std::string FixtureDir() { return Fixtures() + "/deepspeed"; }
 
+// fixtures/deepspeed/<case>, or fixtures/<set>/<case> for "<set>/<case>".
+std::string CaseDir(const std::string& name) {
+  return name.find('/') == std::string::npos ? FixtureDir() + "/" + name : Fixtures() + "/" + name;
+}
+
+// Every case with DeepSpeed's own UCP: fixtures/deepspeed, the real AutoTP runs (deepspeed_tp)
+// and the generated TP cases (tp, averaged and sub-parameter merges).
 std::vector<std::string> Cases() {
   std::vector<std::string> cases;
-  for (const auto& e : fs::directory_iterator(FixtureDir())) {
-    if (fs::exists(e.path() / "checkpoint" / "global_step5_universal")) cases.push_back(e.path().filename().string());
+  for (const std::string set : {"deepspeed", "deepspeed_tp", "tp"}) {
+    for (const auto& e : fs::directory_iterator(Fixtures() + "/" + set)) {
+      if (!fs::exists(e.path() / "checkpoint" / "global_step5_universal")) continue;
+      const std::string name = e.path().filename().string();
+      cases.push_back(set == "deepspeed" ? name : set + "/" + name);
+    }
   }
   std::sort(cases.begin(), cases.end());
   return cases;
@@ -68,7 +80,7 @@ void ExpectSameStates(const Source& a, const Source& b, const std::string& what,
 class SourcesOverFixtures : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SourcesOverFixtures, ZeroFolderEqualsDeepSpeedsUcp) {
-  const std::string root = FixtureDir() + "/" + GetParam() + "/checkpoint";
+  const std::string root = CaseDir(GetParam()) + "/checkpoint";
   auto zero = MustOpen(root + "/global_step5");
   auto ucp = MustOpen(root + "/global_step5_universal");
   ASSERT_TRUE(zero && ucp);
@@ -95,33 +107,40 @@ TEST_P(SourcesOverFixtures, ZeroFolderEqualsDeepSpeedsUcp) {
 }
 
 TEST_P(SourcesOverFixtures, SaveFolderOpensTheLatestTag) {
-  auto zero = MustOpen(FixtureDir() + "/" + GetParam() + "/checkpoint");
+  auto zero = MustOpen(CaseDir(GetParam()) + "/checkpoint");
   ASSERT_TRUE(zero);
   EXPECT_EQ(zero->kind(), SourceKind::kZero);
   EXPECT_EQ(zero->info().tag, "global_step5");
+  // deepspeed_tp kept no latest_universal.
+  if (!fs::exists(CaseDir(GetParam()) + "/checkpoint/latest_universal")) return;
   OpenSourceOptions prefer;
   prefer.prefer_universal = true;
-  auto ucp = MustOpen(FixtureDir() + "/" + GetParam() + "/checkpoint", prefer);
+  auto ucp = MustOpen(CaseDir(GetParam()) + "/checkpoint", prefer);
   ASSERT_TRUE(ucp);
   EXPECT_EQ(ucp->kind(), SourceKind::kUniversal);
 }
 
 TEST_P(SourcesOverFixtures, ZeroToFp32OutputEqualsTheMasterWeights) {
-  const std::string bin = FixtureDir() + "/" + GetParam() + "/fp32/pytorch_model.bin";
+  const std::string bin = CaseDir(GetParam()) + "/fp32/pytorch_model.bin";
   if (!fs::exists(bin)) GTEST_SKIP() << "zero_to_fp32 failed on this case (recorded in its manifest)";
   auto weights = MustOpen(bin);
-  auto zero = MustOpen(FixtureDir() + "/" + GetParam() + "/checkpoint/global_step5");
+  auto zero = MustOpen(CaseDir(GetParam()) + "/checkpoint/global_step5");
   ASSERT_TRUE(weights && zero);
   EXPECT_EQ(weights->kind(), SourceKind::kTorchWeights);
   ExpectSameStates(*zero, *weights, GetParam() + " vs pytorch_model.bin", /*weights_only=*/true);
 }
 
+// reshard_*: DeepSpeed re-saving the UCP at another topology; deepspeed_tp's resume_tp*_dp*: its
+// save right after loading the UCP at tp T x dp D (global_step5), before training on.
 TEST_P(SourcesOverFixtures, ReshardGoldensReadInPlaceEqualTheUcp) {
-  auto ucp = MustOpen(FixtureDir() + "/" + GetParam() + "/checkpoint/global_step5_universal");
+  auto ucp = MustOpen(CaseDir(GetParam()) + "/checkpoint/global_step5_universal");
   ASSERT_TRUE(ucp);
   int goldens = 0;
-  for (const auto& e : fs::directory_iterator(FixtureDir() + "/" + GetParam())) {
-    if (e.path().filename().string().rfind("reshard_", 0) != 0) continue;
+  for (const auto& e : fs::directory_iterator(CaseDir(GetParam()))) {
+    const std::string name = e.path().filename().string();
+    const bool resave =
+        name.rfind("resume_tp", 0) == 0 && fs::exists(e.path() / "checkpoint" / "global_step5");
+    if (name.rfind("reshard_", 0) != 0 && !resave) continue;
     auto golden = MustOpen((e.path() / "checkpoint" / "global_step5").string());
     ASSERT_TRUE(golden);
     ExpectSameStates(*golden, *ucp, e.path().string());
@@ -131,7 +150,11 @@ TEST_P(SourcesOverFixtures, ReshardGoldensReadInPlaceEqualTheUcp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SourcesOverFixtures, ::testing::ValuesIn(Cases()),
-                         [](const auto& test) { return test.param; });
+                         [](const auto& test) {
+                           std::string name = test.param;
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
 
 TEST(OpenSource, ErrorsNameThePath) {
   auto missing = OpenSource("/nonexistent/ckpt");

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "converters/sources/sniff.h"
 #include "converters/verify/verify_internal.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
@@ -99,32 +100,48 @@ void SkipUnknownFiles(const std::string& dir, const std::string& sub,
 
 absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
-  if (!fs::is_directory(path, ec)) {
+  sources::SniffOptions sniff;
+  sniff.tag = options.tag;
+  absl::StatusOr<sources::SniffedCheckpoint> sniffed = sources::SniffCheckpoint(path, sniff);
+  // What ucp wrote has a manifest: a UCP folder, an export folder, a reshard's save folder. An
+  // export whose weights files are gone is still checked against its manifest.
+  const bool has_manifest =
+      fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
+  if (!sniffed.ok() && has_manifest && options.tag.empty() &&
+      absl::IsInvalidArgument(sniffed.status())) {
+    sniffed = sources::SniffedCheckpoint{store::SourceKind::kSafetensors, path, "", "",
+                                         "a folder with a manifest"};
+  }
+  UCP_RETURN_IF_ERROR(sniffed.status());
+  const sources::SniffedCheckpoint& input = *sniffed;
+  if (!fs::is_directory(input.path, ec)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a folder (ucp verify checks checkpoint folders; use `ucp inspect --verify FILE`)"));
   }
   VerifyReport report;
-  report.path = path;
+  report.path = input.path;
   if (!options.check_crc) report.notes.push_back("the records' CRC-32s were not read (--no-crc)");
-  if (fs::is_directory(fs::path(path) / std::string(store::kZeroDir), ec)) {
+  if (input.is_universal()) {
     report.kind = "universal";
-    internal_verify::VerifyManifest(path, report);
-    internal_verify::VerifyUniversal(path, options, report);
+    internal_verify::VerifyManifest(input.path, report);
+    internal_verify::VerifyUniversal(input.path, options, report);
     return report;
   }
-  const bool has_manifest = fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
-  // A save folder (`latest` beside its tag folders): a DeepSpeed one, or one `ucp reshard` wrote
-  // (which also has a manifest, checked as well).
-  const bool save_folder = fs::is_regular_file(fs::path(path) / "latest", ec);
-  if (has_manifest && !save_folder) {
+  if (input.is_weights()) {
     report.kind = "export";
-    report.files_checked += internal_verify::VerifyManifest(path, report);
+    report.files_checked += internal_verify::VerifyManifest(input.path, report);
+    if (!has_manifest) {  // nothing was checked: say so rather than pass
+      report.skipped.push_back({"manifest", "", absl::StrCat("no ", store::kManifestFile,
+                                                             ": the weights files are not checked "
+                                                             "(`ucp inspect --verify FILE` reads one)")});
+    }
     return report;
   }
   report.kind = "zero";
   if (has_manifest) internal_verify::VerifyManifest(path, report);
-  UCP_RETURN_IF_ERROR(internal_verify::VerifyZero(path, options, report));
+  VerifyOptions tag_folder = options;
+  tag_folder.tag.clear();
+  UCP_RETURN_IF_ERROR(internal_verify::VerifyZero(input.path, tag_folder, report));
   return report;
 }
 

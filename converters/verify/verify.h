@@ -21,7 +21,8 @@
 //
 // A check that cannot be made is not passed silently: it is listed in `skipped` with the reason
 // (a layout the index does not read, NVMe-offloaded state, a file verify does not know, a UCP
-// whose model files have no param_shapes), and the report is incomplete (`ucp verify` exits 3).
+// whose model files have no param_shapes, a weights folder without a manifest), and the report is
+// incomplete (`ucp verify` exits 3).
 #pragma once
 
 #include <string>

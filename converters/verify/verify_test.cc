@@ -240,6 +240,14 @@ TEST(Incomplete, UniversalFromZero0HasNoParamShapes) {
   EXPECT_TRUE(HasSkipped(report, "model", "", "no param_shapes")) << ReportToText(report);
 }
 
+// zero_to_fp32.py's output has no manifest: nothing is checked, and the report says so.
+TEST(Incomplete, WeightsWithoutAManifestAreNotChecked) {
+  const VerifyReport report = Verify(fs::path(FixtureCase("s2_fp32_dp2")) / "fp32");
+  EXPECT_EQ(report.kind, "export");
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "manifest", "", "weights files are not checked")) << ReportToText(report);
+}
+
 TEST(Incomplete, NoCrcIsANoteNotASkip) {
   VerifyOptions options;
   options.check_crc = false;

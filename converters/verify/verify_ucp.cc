@@ -75,10 +75,11 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
   for (absl::string_view state : {store::kFp32State, store::kExpAvgState, store::kExpAvgSqState}) {
     const std::string relative = store::ParamStatePath(name, state);
     std::error_code ec;
-    if (!fs::is_regular_file(fs::path(dir) / relative, ec)) {
+    if (!fs::exists(fs::path(dir) / relative, ec)) {
       report.problems.push_back({"param", relative, absl::StrCat(name, ": no ", state, ".pt")});
       continue;
     }
+    // Anything else than a regular file (a FIFO) is refused by name when opened, never read.
     std::optional<TorchFile> file = OpenChecked(dir, relative, options, report);
     if (!file.has_value()) continue;
     std::optional<StateTensor> tensor = ParamTensor(*file);
@@ -98,7 +99,7 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
   }
   const std::string step_path = store::ParamStatePath(name, store::kStepState);
   std::error_code ec;
-  if (fs::is_regular_file(fs::path(dir) / step_path, ec)) {
+  if (fs::exists(fs::path(dir) / step_path, ec)) {
     facts.has_step = true;
     if (std::optional<TorchFile> file = OpenChecked(dir, step_path, options, report)) {
       facts.step = StepValue(*file, &file->root());

@@ -108,8 +108,10 @@ absl::StatusOr<Buffer> ByteSource::ReadBuffer(uint64_t offset, uint64_t length) 
   return Buffer::FromVector(std::move(bytes));
 }
 
-absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The type is
+  // checked on the descriptor (no race with a rename), then blocking reads are restored.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
@@ -121,9 +123,32 @@ absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& pa
     ::close(fd);
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
-  auto source = std::make_shared<FileSource>(path, fd, static_cast<uint64_t>(st.st_size));
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int e = errno;
+    ::close(fd);
+    return ErrnoToStatus(e, absl::StrCat("opening ", path));
+  }
+  return RegularFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
+absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map) {
+  UCP_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path));
+  auto source = std::make_shared<FileSource>(path, file.fd, file.size);
   if (map) UCP_RETURN_IF_ERROR(source->MapWhole());
   return std::shared_ptr<ByteSource>(std::move(source));
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes) {
+  UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> file, OpenFileSource(path, /*map=*/false));
+  if (file->Size() > max_bytes) {
+    return absl::DataLossError(absl::StrCat(path, ": ", file->Size(), " bytes, more than the ",
+                                            max_bytes, " this file may have"));
+  }
+  std::string text(file->Size(), '\0');
+  UCP_RETURN_IF_ERROR(
+      file->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(text.data()), text.size())));
+  return text;
 }
 
 std::shared_ptr<ByteSource> MemorySource(Buffer bytes, std::string name) {

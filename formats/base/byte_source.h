@@ -35,8 +35,22 @@ class ByteSource {
 };
 
 // Opens `path` for reading. With `map`, the file is also mmapped (read-only, MAP_SHARED) and
-// Map() returns it; empty files are never mapped. NotFound / PermissionDenied / Unavailable.
+// Map() returns it; empty files are never mapped. NotFound / PermissionDenied / Unavailable;
+// InvalidArgument "<path>: not a regular file" for anything else after following links (a FIFO,
+// a socket, a device, a folder): never blocks, a FIFO is opened O_NONBLOCK and refused.
 absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map = true);
+
+// A read-only descriptor of the regular file `path` (O_CLOEXEC, blocking reads), with its size:
+// what OpenFileSource and every other reader of input files open through, with its errors.
+struct RegularFile {
+  int fd = -1;  // the caller closes it
+  uint64_t size = 0;
+};
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path);
+
+// The whole content of a small regular file (`latest`, JSON indexes, manifests). DataLoss when
+// it is larger than `max_bytes`; OpenRegularFile's errors.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes);
 
 // A source over bytes already in memory.
 std::shared_ptr<ByteSource> MemorySource(Buffer bytes, std::string name = "<memory>");

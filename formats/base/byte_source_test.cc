@@ -1,5 +1,6 @@
 #include "formats/base/byte_source.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -38,6 +39,36 @@ TEST(ByteSourceTest, FileReadAtMappedAndUnmapped) {
 TEST(ByteSourceTest, MissingFileIsNotFound) {
   EXPECT_EQ(OpenFileSource("/nonexistent/x").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(OpenFileSource("/").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Issue 16.1: a FIFO (or a link to one) is refused by name at once; opening it for reading
+// without O_NONBLOCK would wait for a writer forever (this test would hang).
+TEST(ByteSourceTest, FifosAreRefusedWithoutBlocking) {
+  const std::string fifo = TempPath("fifo");
+  const std::string link = TempPath("link");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(::symlink(fifo.c_str(), link.c_str()), 0);
+  for (const std::string& path : {fifo, link}) {
+    for (bool map : {true, false}) {
+      absl::StatusOr<std::shared_ptr<ByteSource>> src = OpenFileSource(path, map);
+      EXPECT_EQ(src.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(src.status().message(), path + ": not a regular file");
+    }
+    EXPECT_EQ(ReadSmallFile(path, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  std::remove(link.c_str());
+  std::remove(fifo.c_str());
+}
+
+TEST(ByteSourceTest, ReadSmallFileHonoursItsLimit) {
+  const std::string path = TempPath("small");
+  { std::ofstream(path) << "global_step5\n"; }
+  absl::StatusOr<std::string> text = ReadSmallFile(path, 13);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "global_step5\n");
+  EXPECT_EQ(ReadSmallFile(path, 12).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReadSmallFile("/nonexistent/x", 12).status().code(), absl::StatusCode::kNotFound);
+  std::remove(path.c_str());
 }
 
 TEST(ByteSourceTest, MemorySourceSlicesShareBytes) {

@@ -19,7 +19,13 @@ bool StartsWith(const Buffer& b, absl::string_view prefix) {
 absl::StatusOr<TorchFile> TorchFile::Open(std::shared_ptr<const ByteSource> source,
                                           const TorchReadOptions& options) {
   const std::string name = source->name();
-  uint64_t probe_size = std::min<uint64_t>(source->Size(), 4);
+  // Shorter than any zip's signature: a file cut short (a zero-byte shard), not another format.
+  if (source->Size() < 4) {
+    return absl::DataLossError(absl::StrCat(name, ": ", source->Size(),
+                                            " bytes, too short for a torch.save file "
+                                            "(truncated?)"));
+  }
+  uint64_t probe_size = 4;
   UCP_ASSIGN_OR_RETURN(Buffer head, source->ReadBuffer(0, probe_size));
   if (StartsWith(head, absl::string_view("\x80\x02\x8a\x0a", 4))) {
     return absl::UnimplementedError(absl::StrCat(

@@ -1,5 +1,7 @@
 """The binding's contract: zero-copy arrays, read-only views, bf16 handling, error mapping, no torch."""
 import json
+import os
+import shutil
 import struct
 import sys
 
@@ -122,3 +124,64 @@ def test_nvme_offload_is_not_implemented(copy_tag):
     (tag / "offloaded_tensors").mkdir()  # ZeRO-Infinity NVMe optimizer offload: not supported
     with pytest.raises(NotImplementedError):
         ucp.open(str(tag))
+
+
+def test_zero_byte_shard_is_corrupt_checkpoint_error(copy_tag):
+    # Issue 16.12: an empty file where a shard should be is damage, not "another format".
+    tag = copy_tag("s2_fp32_dp2")
+    shard = tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    shard.write_bytes(b"")
+    with pytest.raises(ucp.CorruptCheckpointError) as error:
+        ucp.open(str(tag))
+    assert str(shard) in str(error.value) and "0 bytes" in str(error.value)
+
+
+def test_fifo_is_refused_without_blocking(copy_tag, tmp_path):
+    # Issue 16.1: a FIFO named like a shard (or given as the path) is refused by name at once.
+    tag = copy_tag("s2_fp32_dp2")
+    shard = tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    shard.unlink()
+    os.mkfifo(shard)
+    with pytest.raises(ValueError) as error:
+        ucp.open(str(tag))
+    assert str(shard) in str(error.value) and "not a regular file" in str(error.value)
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        ucp.open(str(fifo))
+
+
+@pytest.mark.parametrize("change", ["missing", "extra"])
+def test_incomplete_ucp_is_corrupt_checkpoint_error(copy_tag, change):
+    # Issue 16.3: a UCP opens only with exactly the parameter folders param_shapes declares.
+    ucp_dir = copy_tag("s2_fp32_dp2", "checkpoint/global_step5_universal")
+    if change == "missing":
+        shutil.rmtree(ucp_dir / "zero" / "blocks.0.fc2.bias")
+    else:
+        shutil.copytree(ucp_dir / "zero" / "blocks.0.fc2.bias", ucp_dir / "zero" / "blocks.9.extra")
+    with pytest.raises(ucp.CorruptCheckpointError) as error:
+        ucp.open(str(ucp_dir))
+    assert ("blocks.0.fc2.bias" if change == "missing" else "blocks.9.extra") in str(error.value)
+
+
+TP_CASES = ["autotp_llama_s1_fp32_tp2_dp1", "autotp_llama_s2_bf16_tp2_dp1", "autotp_llama_s2_fp32_tp2_dp2"]
+
+
+@pytest.mark.parametrize("case", TP_CASES)
+def test_tp_checkpoint_read_in_place_equals_deepspeeds_ucp(case):
+    # Issue 15.5: a real AutoTP tag folder (tp 2) opens in place as the merged, virtual UCP.
+    root = FIXTURES.parent / "deepspeed_tp" / case / "checkpoint"
+    zero = ucp.open(str(root / "global_step5"))
+    universal = ucp.open(str(root / "global_step5_universal"))
+    assert zero.kind == "zero" and zero.topology["tp"] == 2
+    assert sorted(p.name for p in zero.params) == sorted(p.name for p in universal.params)
+    compared = 0
+    for p in universal.params:
+        assert zero[p.name].shape == p.shape, p.name
+        for state in p.states:
+            a = zero.tensor(p.name, state=state)
+            b = universal.tensor(p.name, state=state)
+            assert a.dtype == b.dtype and a.shape == b.shape, f"{case} {p.name} {state}"
+            assert a.tobytes() == b.tobytes(), f"{case} {p.name} {state} differs"
+            compared += 1
+    assert compared >= 3 * 16

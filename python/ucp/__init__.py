@@ -10,7 +10,12 @@
     report = ckpt.diff(ucp.open("ckpt/global_step5_universal"))   # as `ucp diff`; report.equal
 
 torch is never imported. Errors: FileNotFoundError, ValueError, NotImplementedError, KeyError
-(unknown parameter or state) and ucp.CorruptCheckpointError (a ValueError) for damaged files.
+(unknown parameter or state) and ucp.CorruptCheckpointError (a ValueError) for damaged files
+(truncated or zero-byte shards, a UCP missing or adding a parameter folder).
+
+Zero-copy arrays are views of the mapped file: truncating the file while such an array is alive
+makes touching its lost pages kill the process (SIGBUS), as with numpy.memmap. Copy with
+numpy.array(a) to keep the values independent of the file.
 """
 from ucp._ucp import (  # noqa: F401  (re-exported)
     Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, open)

@@ -78,11 +78,14 @@ const Value* NewFlatTensor(ValueArena& arena, const TensorRef& like, int64_t n, 
 
 std::string FixtureCase(const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
-  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed/", name);
+  const bool in_set = name.find('/') != std::string::npos;  // "deepspeed_tp/<case>"
+  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/", in_set ? "" : "deepspeed/", name);
 }
 
 ScratchDir::ScratchDir(const std::string& label) {
-  path_ = (fs::temp_directory_path() / absl::StrCat("ucp_convert_", label, "_", ::getpid())).string();
+  std::string name = absl::StrCat("ucp_convert_", label, "_", ::getpid());
+  std::replace(name.begin(), name.end(), '/', '_');
+  path_ = (fs::temp_directory_path() / name).string();
   fs::remove_all(path_);
   fs::create_directories(path_);
 }

@@ -13,7 +13,8 @@
 
 namespace ucp::testing {
 
-// fixtures/deepspeed/<name> (UCP_SOURCE_DIR is set by ucp_test).
+// fixtures/deepspeed/<name>, or fixtures/<name> for "<set>/<case>" (UCP_SOURCE_DIR is set by
+// ucp_test).
 std::string FixtureCase(const std::string& name);
 
 // A fresh folder under the temp dir, removed when the object dies.
