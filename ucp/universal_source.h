@@ -21,8 +21,9 @@ struct UniversalOpenOptions {
   // Check ucp_manifest.json's file sizes (when the folder has one; DeepSpeed's own UCPs do not).
   bool check_manifest_sizes = true;
   // The folders and state files that are there, even where the model-states file declares more
-  // or fewer (a missing zero/<param>/ or fp32.pt is then no error): for `ucp diff`, which reports
-  // what one side lacks as missing_in_a / missing_in_b.
+  // or fewer (a missing zero/<param>/ or fp32.pt is then no error; info.extra lists the names as
+  // "params_missing" / "params_undeclared"): for `ucp diff`, which reports what one side lacks as
+  // missing_in_a / missing_in_b.
   bool partial = false;
 };
 

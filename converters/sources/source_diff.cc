@@ -57,6 +57,28 @@ DiffEntry CompareState(const std::string& name, ParamState state, DType da, cons
   return e;
 }
 
+bool Lists(const Source& s, const char* key, const std::string& name) {
+  const nlohmann::json& extra = s.info().extra;
+  if (!extra.contains(key)) return false;
+  const nlohmann::json& names = extra[key];
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// A parameter `has` holds and `lacks` does not: what the UCP sides' model files say of it (a UCP
+// opened partial, open_source.h).
+DiffEntry Missing(const std::string& name, const Source& has, const Source& lacks,
+                  DiffStatus status) {
+  std::string detail;
+  if (Lists(has, "params_undeclared", name)) {
+    detail = absl::StrCat("zero/", name, " is not in param_shapes of ", has.info().path,
+                          "'s model states");
+  } else if (Lists(lacks, "params_missing", name)) {
+    detail = absl::StrCat("param_shapes of ", lacks.info().path, " declares it, but zero/", name,
+                          " is missing");
+  }
+  return {name, "", status, 0, detail};
+}
+
 }  // namespace
 
 const char* DiffStatusName(DiffStatus status) {
@@ -171,7 +193,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     if (export_side == &a && consumed.count(pa.name) > 0) continue;  // compared with its stacked form
     const ParamMeta* pb = b.Find(pa.name);
     if (pb == nullptr) {
-      report.entries.push_back({pa.name, "", DiffStatus::kMissingInB, 0, ""});
+      report.entries.push_back(Missing(pa.name, a, b, DiffStatus::kMissingInB));
       continue;
     }
     ++report.params_compared;
@@ -208,7 +230,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     } else if (export_side == &b && consumed.count(pb.name) > 0) {
       continue;  // compared with its stacked form
     } else if (a.Find(pb.name) == nullptr) {
-      report.entries.push_back({pb.name, "", DiffStatus::kMissingInA, 0, ""});
+      report.entries.push_back(Missing(pb.name, b, a, DiffStatus::kMissingInA));
     }
   }
   return report;
