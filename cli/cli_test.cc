@@ -75,6 +75,37 @@ TEST(InspectCommandTest, VerifyCatchesAFlippedTensorByte) {
   Result r = Inspect({.path = path, .verify = true});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("CRC"), std::string::npos) << r.err;
+  // The table names the bad record; the good ones say ok.
+  EXPECT_NE(r.out.find("  MISMATCH mp_rank_00_model_states/data/2\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  ok       mp_rank_00_model_states/data.pkl\n"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("verify: OK"), std::string::npos);
+}
+
+// --verify prints what the README promises: every record's offset, size and CRC-32.
+TEST(InspectCommandTest, VerifyPrintsTheRecordTable) {
+  Result r = Inspect(
+      {.path = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"),
+       .verify = true});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(
+      r.out.find(
+          "records (payload offset, size, CRC-32 from the central directory, check):\n"
+          "           128         3737  5b3a2572  ok       mp_rank_00_model_states/data.pkl\n"),
+      std::string::npos)
+      << r.out;
+  EXPECT_NE(
+      r.out.find("        33920            2  55679ed1  ok       mp_rank_00_model_states/version\n"
+                 "verify: OK (5 records: CRC-32s match, sizes and offsets consistent)\n"),
+      std::string::npos)
+      << r.out;
+  r = Inspect(
+      {.path = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"),
+       .verify = true,
+       .max_items = 2});
+  EXPECT_NE(r.out.find("  ... 3 more, all ok (--max-items 0 lists every record)\n"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ TEST(ConvertCommandTest, ConvertsAndReportsJson) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("--keep_temp_folder has no effect"), std::string::npos);
   const nlohmann::json j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["files"], 66);
+  EXPECT_EQ(j["num_files"], 66);
   EXPECT_EQ(j["output"], o.output);
   EXPECT_TRUE(fs::exists(root + "/latest_universal"));
   o.keep_temp_folder = false;
@@ -95,8 +95,8 @@ TEST(ConvertCommandTest, ErrorsAreOneLine) {
   o.input = Tag("s1_fp32_dp2");
   o.memory_limit = "lots";
   r = Convert(o);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("bad size 'lots'"), std::string::npos);
+  EXPECT_EQ(r.code, 2);  // a usage error, as every bad option value
+  EXPECT_NE(r.err.find("--memory-limit: bad size 'lots'"), std::string::npos);
 }
 
 }  // namespace

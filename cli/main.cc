@@ -5,16 +5,21 @@
 // ds_to_universal.py that takes its flags; a binary named ucp-convert behaves as the alias too.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "cli/commands/checkpoint_commands.h"
+#include "cli/commands/command_output.h"
 #include "cli/commands/convert_command.h"
 #include "cli/commands/export_command.h"
 #include "cli/commands/inspect_command.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/option_checks.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
 
@@ -41,6 +46,41 @@ constexpr bool kConvertAlias = true;
 constexpr bool kConvertAlias = false;
 #endif
 
+// CLI11 validators over the checks of commands/option_checks.h (one per kind of value).
+CLI::Validator Check(std::string (*check)(const std::string&)) {
+  return CLI::Validator([check](std::string& value) { return check(value); }, "");
+}
+CLI::Validator PositiveInt() { return Check(ucp::cli::CheckPositiveInt); }
+CLI::Validator NonNegativeInt() { return Check(ucp::cli::CheckNonNegativeInt); }
+CLI::Validator NonNegativeFloat() { return Check(ucp::cli::CheckNonNegativeFloat); }
+CLI::Validator ByteSize() { return Check(ucp::cli::CheckByteSize); }
+CLI::Validator FolderName() { return Check(ucp::cli::CheckFolderName); }
+CLI::Validator OneOf(absl::Span<const absl::string_view> list) {
+  std::vector<absl::string_view> choices(list.begin(), list.end());
+  return CLI::Validator(
+      [choices](std::string& value) { return ucp::cli::CheckOneOf(value, choices); }, "");
+}
+
+bool WantsJson(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--json") return true;
+  }
+  return false;
+}
+
+// A parse error: --help / --version print and exit 0; anything else is one "error:" line naming
+// the verb's help, exit 2 (and {"error": ...} on stdout under --json).
+int ParseFailed(const CLI::App& app, const CLI::ParseError& e, bool json) {
+  if (e.get_exit_code() == 0) return app.exit(e);
+  std::string command = app.get_name();
+  for (const CLI::App* sub : app.get_subcommands()) command = sub->get_name();
+  const std::string help = command == app.get_name() ? command : app.get_name() + " " + command;
+  const int code =
+      ucp::cli::Fail({std::cout, std::cerr, command, json}, e.what(), ucp::cli::kExitUsage);
+  std::cerr << "Run '" << help << " --help' for its options.\n";
+  return code;
+}
+
 // Options shared by `ucp convert` and `ucp-convert`; `alias` adds ds_to_universal's spellings.
 void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool alias) {
   if (alias) {
@@ -63,11 +103,14 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
                     "same as OUTPUT (ds_to_universal.py's flag)")
         ->excludes(output);
   }
-  cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names");
-  cmd->add_option("--threads", o.threads, "copy threads (default: --num_extract_workers, else all cores)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tag", o.tag, "tag folder to convert instead of the one `latest` names")
+      ->check(FolderName());
+  cmd->add_option("--threads", o.threads,
+                  "copy threads (default: --num_extract_workers, else all cores)")
+      ->check(PositiveInt());
   cmd->add_option("--memory-limit,--memory_limit", o.memory_limit,
-                  "bytes of copy buffers in flight, e.g. 256MiB (the default), 1G");
+                  "bytes of copy buffers in flight, e.g. 256MiB (the default), 1G")
+      ->check(ByteSize());
   cmd->add_flag("--dry-run,--dry_run", o.dry_run, "print the plan (what would be written) and write nothing");
   cmd->add_flag("--json", o.json, "print the plan (--dry-run) or the result as JSON");
   cmd->add_flag("--force", o.force, "replace an existing output folder");
@@ -75,10 +118,12 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
                 "allow universal_checkpoint_info patterns that match no parameter (as ds_to_universal --no_strict)");
   cmd->add_flag("--inject_missing_state,--inject-missing-state", o.inject_missing_state,
                 "ZeRO-1/2 without universal_checkpoint_info: assume {'universal_checkpoint_version': 0.4}");
-  cmd->add_option("--num_extract_workers", o.num_extract_workers, "ds_to_universal compatibility: used as --threads")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--num_merge_workers", o.num_merge_workers, "ds_to_universal compatibility: ignored")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num_extract_workers", o.num_extract_workers,
+                  "ds_to_universal compatibility: used as --threads")
+      ->check(NonNegativeInt());
+  cmd->add_option("--num_merge_workers", o.num_merge_workers,
+                  "ds_to_universal compatibility: ignored")
+      ->check(NonNegativeInt());
   cmd->add_flag("--keep_temp_folder", o.keep_temp_folder,
                 "ds_to_universal compatibility: no effect (ucp writes no temporary folder)");
   cmd->add_flag("--no-fsync", o.no_fsync, "skip fsync (scratch output)");
@@ -92,7 +137,7 @@ int ConvertAliasMain(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    return ParseFailed(app, e, WantsJson(argc, argv));
   }
   convert.progress = ::isatty(STDERR_FILENO) == 1;
   if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
@@ -126,25 +171,37 @@ int main(int argc, char** argv) {
                           "Checkpoint folder or weights export (kind, stage, topology, step, param groups, parameter "
                           "table, sizes)")
       ->required();
-  inspect_cmd->add_option("--tag", inspect_dir.tag, "folder: the ZeRO tag to read instead of the one `latest` names");
+  inspect_cmd
+      ->add_option("--tag", inspect_dir.tag,
+                   "folder: the ZeRO tag to read instead of the one `latest` names")
+      ->check(FolderName());
   inspect_cmd->add_flag("--universal", inspect_dir.universal,
                         "folder: a save folder with both `latest` and `latest_universal`: read the UCP");
-  inspect_cmd->add_option("--max-rows", inspect_dir.max_rows, "folder: parameter rows shown (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+  inspect_cmd
+      ->add_option("--max-rows", inspect_dir.max_rows, "folder: parameter rows shown (0 = all)")
+      ->check(NonNegativeInt());
   inspect_cmd->add_option("--values", inspect.values, "show the first N elements of every tensor")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegativeInt());
   inspect_cmd->add_flag("--json", inspect.json, "print one JSON document (the value tree in ucp's lossless encoding)");
-  inspect_cmd->add_flag("--verify", inspect.verify,
-                        "read every record and tensor; check CRC-32s (zip) and sizes; exit 1 on the first problem");
-  inspect_cmd->add_option("--max-items", inspect.max_items, "entries shown per container in the text view (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+  inspect_cmd->add_flag(
+      "--verify", inspect.verify,
+      "read every record and tensor; print each zip record's size and CRC-32 and whether it "
+      "matches; exit 1 if any does not");
+  inspect_cmd
+      ->add_option(
+          "--max-items", inspect.max_items,
+          "entries shown per container, and --verify records listed, in the text view (0 = all)")
+      ->check(NonNegativeInt());
 
   ucp::cli::ConvertCommandOptions convert;
-  CLI::App* convert_cmd = app.add_subcommand(
-      "convert",
-      "Convert a DeepSpeed ZeRO-1/2/3 checkpoint (fp32, bf16, BF16_Optimizer, AutoEP) into the Universal "
-      "Checkpoint folder DeepSpeed's ds_to_universal.py writes, streaming fragments into the final files with "
-      "bounded memory. Nothing appears at OUTPUT unless the conversion completes.");
+  CLI::App* convert_cmd = app.add_subcommand("convert",
+                                             "Convert a DeepSpeed ZeRO-0/1/2/3 checkpoint (fp32, "
+                                             "bf16, BF16_Optimizer, AutoEP, native MoE; tp > 1 at "
+                                             "ZeRO-1/2) into the Universal Checkpoint folder "
+                                             "DeepSpeed's ds_to_universal.py writes (which refuses "
+                                             "ZeRO-0 and native MoE), streaming fragments into the "
+                                             "final files with bounded memory. Nothing appears at "
+                                             "OUTPUT unless the conversion completes.");
   AddConvertOptions(convert_cmd, convert, /*alias=*/false);
 
   ucp::cli::DiffCommandOptions diff;
@@ -156,12 +213,20 @@ int main(int argc, char** argv) {
       "compared is equal (within --atol).");
   diff_cmd->add_option("A", diff.a, "first checkpoint")->required();
   diff_cmd->add_option("B", diff.b, "second checkpoint")->required();
-  diff_cmd->add_option("--atol", diff.atol, "absolute tolerance (default 0: bitwise)")->check(CLI::NonNegativeNumber);
-  diff_cmd->add_option("--states", diff.states, "states to compare, e.g. fp32,exp_avg (default: all three)")
-      ->delimiter(',');
-  diff_cmd->add_option("--tag-a", diff.tag_a, "ZeRO tag of A instead of `latest`");
-  diff_cmd->add_option("--tag-b", diff.tag_b, "ZeRO tag of B instead of `latest`");
+  diff_cmd->add_option("--atol", diff.atol, "absolute tolerance (default 0: bitwise)")
+      ->check(NonNegativeFloat());
+  diff_cmd
+      ->add_option("--states", diff.states,
+                   "states to compare, e.g. fp32,exp_avg (default: all three)")
+      ->delimiter(',')
+      ->check(OneOf(ucp::cli::DiffStateNames()));
+  diff_cmd->add_option("--tag-a", diff.tag_a, "ZeRO tag of A instead of `latest`")
+      ->check(FolderName());
+  diff_cmd->add_option("--tag-b", diff.tag_b, "ZeRO tag of B instead of `latest`")
+      ->check(FolderName());
   diff_cmd->add_flag("--all", diff.all, "list equal entries too");
+  diff_cmd->add_flag("--summary", diff.summary,
+                     "print the header and the counts only, no entry lines");
   diff_cmd->add_flag("--json", diff.json, "print the report as one JSON document");
 
   ucp::cli::ReshardCommandOptions reshard;
@@ -176,17 +241,37 @@ int main(int argc, char** argv) {
       "  ucp reshard ckpt --dp 4 --zero-stage 1 --out zero1                 # ZeRO-2 -> ZeRO-1\n"
       "Load the result in DeepSpeed as an ordinary checkpoint (engine.load_checkpoint(OUT)).");
   reshard_cmd->add_option("SRC", reshard.input, "UCP folder, or ZeRO save folder / tag folder")->required();
-  reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")->required()->check(CLI::PositiveNumber);
-  reshard_cmd->add_option("--tp", reshard.tp, "target tensor-parallel size (default: keep; only the source's is written)")
-      ->check(CLI::PositiveNumber);
-  reshard_cmd->add_option("--autoep-size", reshard.autoep_size, "target AutoEP autoep_size (default: keep)")
-      ->check(CLI::PositiveNumber);
-  reshard_cmd->add_option("--zero-stage", reshard.zero_stage, "target ZeRO stage (default: keep): 1 <-> 2, or 0 -> 1|2 (required for a ZeRO-0 source); DeepSpeed cannot cross ZeRO-3");
-  reshard_cmd->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)");
-  reshard_cmd->add_option("--input-tag", reshard.input_tag, "ZeRO save folder: the tag to read instead of `latest`");
+  reshard_cmd->add_option("--dp", reshard.dp, "target data-parallel world size")
+      ->required()
+      ->check(PositiveInt());
+  reshard_cmd
+      ->add_option("--tp", reshard.tp,
+                   "target tensor-parallel size (default: keep; from a UCP also 1)")
+      ->check(PositiveInt());
+  reshard_cmd
+      ->add_option("--autoep-size", reshard.autoep_size,
+                   "target AutoEP autoep_size (default: keep)")
+      ->check(PositiveInt());
+  reshard_cmd
+      ->add_option("--zero-stage", reshard.zero_stage,
+                   "target ZeRO stage (default: keep): 1 <-> 2, or 0 -> 1|2 (required for a ZeRO-0 "
+                   "source); DeepSpeed cannot cross ZeRO-3")
+      ->check(OneOf(ucp::cli::kZeroStages));
+  reshard_cmd
+      ->add_option("--tag", reshard.tag, "output tag folder (default: global_step<global_steps>)")
+      ->check(FolderName());
+  reshard_cmd
+      ->add_option("--input-tag", reshard.input_tag,
+                   "ZeRO save folder: the tag to read instead of `latest`")
+      ->check(FolderName());
   reshard_cmd->add_option("--out", reshard.output, "output save folder (must not exist unless --force)")->required();
-  reshard_cmd->add_option("--threads", reshard.threads, "copy threads (default: all hardware threads)");
-  reshard_cmd->add_option("--memory-limit", reshard.memory_limit, "copy buffers in flight (default 256MiB)");
+  reshard_cmd
+      ->add_option("--threads", reshard.threads, "copy threads (default: all hardware threads)")
+      ->check(PositiveInt());
+  reshard_cmd
+      ->add_option("--memory-limit", reshard.memory_limit,
+                   "copy buffers in flight (default 256MiB)")
+      ->check(ByteSize());
   reshard_cmd->add_flag("--dry-run", reshard.dry_run, "print the plan; write nothing");
   reshard_cmd->add_flag("--json", reshard.json, "print the result (or the plan) as JSON");
   reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
@@ -201,13 +286,26 @@ int main(int argc, char** argv) {
       "with an index like Hugging Face; metadata records the source step and topology.");
   export_cmd->add_option("SRC", exp.input, "ZeRO save/tag folder, UCP folder or weights")->required();
   export_cmd->add_option("--out", exp.output, "folder to create")->required();
-  export_cmd->add_option("--format", exp.format, "safetensors (default), bin or hdf5");
-  export_cmd->add_option("--dtype", exp.dtype, "cast floating tensors: fp32, bf16 or fp16 (default: as stored)");
-  export_cmd->add_option("--max-shard-size", exp.max_shard_size, "e.g. 5GB (SI) or 2GiB; default: one file");
-  export_cmd->add_option("--moe-layout", exp.moe_layout, "AutoEP experts: fused (gate_up_proj/down_proj) or per-expert");
-  export_cmd->add_option("--tag", exp.tag, "ZeRO save folder: the tag to read instead of `latest`");
+  export_cmd->add_option("--format", exp.format, "safetensors (default), bin or hdf5")
+      ->check(OneOf(ucp::cli::kExportFormats));
+  export_cmd
+      ->add_option(
+          "--dtype", exp.dtype,
+          "cast floating tensors: f32, bf16 or f16 (fp32, fp16 also accepted; default: as stored)")
+      ->check(OneOf(ucp::cli::kExportDTypes));
+  export_cmd
+      ->add_option("--max-shard-size", exp.max_shard_size,
+                   "e.g. 5GB (SI) or 2GiB; default: one file")
+      ->check(ByteSize());
+  export_cmd
+      ->add_option("--moe-layout", exp.moe_layout,
+                   "AutoEP experts: fused (gate_up_proj/down_proj) or per-expert")
+      ->check(OneOf(ucp::cli::kMoeLayouts));
+  export_cmd->add_option("--tag", exp.tag, "ZeRO save folder: the tag to read instead of `latest`")
+      ->check(FolderName());
   export_cmd->add_flag("--exclude-frozen", exp.exclude_frozen, "leave out frozen parameters");
-  export_cmd->add_option("--threads", exp.threads, "copy threads (default: all hardware threads)");
+  export_cmd->add_option("--threads", exp.threads, "copy threads (default: all hardware threads)")
+      ->check(PositiveInt());
   export_cmd->add_flag("--dry-run", exp.dry_run, "print what would be written");
   export_cmd->add_flag("--json", exp.json, "print the result as JSON");
   export_cmd->add_flag("--force", exp.force, "replace an existing output folder");
@@ -221,34 +319,69 @@ int main(int argc, char** argv) {
       "instead of loading every shard; also BF16_Optimizer and AutoEP checkpoints, which zero_to_fp32.py refuses.");
   z2f_cmd->add_option("checkpoint_dir", z2f.input, "the save folder (with `latest`)")->required();
   z2f_cmd->add_option("output_dir", z2f.output, "folder for pytorch_model.bin / model.safetensors")->required();
-  z2f_cmd->add_option("-t,--tag", z2f.tag, "checkpoint tag instead of `latest`");
-  z2f_cmd->add_option("--max_shard_size", z2f.max_shard_size, "shard size (default 5GB)")->default_val("5GB");
+  z2f_cmd->add_option("-t,--tag", z2f.tag, "checkpoint tag instead of `latest`")
+      ->check(FolderName());
+  z2f_cmd->add_option("--max_shard_size", z2f.max_shard_size, "shard size (default 5GB)")
+      ->default_val("5GB")
+      ->check(ByteSize());
   z2f_cmd->add_flag("--safe_serialization", z2f.safe_serialization, "write model.safetensors instead of .bin");
   z2f_cmd->add_flag("--exclude_frozen_parameters", z2f.exclude_frozen, "leave out frozen parameters");
   z2f_cmd->add_flag("-d,--debug", z2f.debug, "accepted for compatibility; no effect");
   z2f_cmd->add_flag("--force", z2f.force, "replace an earlier output of ucp's own");
+  z2f_cmd->add_flag("--json", z2f.json, "print the result as JSON");
+  z2f_cmd->add_flag("--no-fsync", z2f.no_fsync, "skip fsync (scratch output)");
 
   ucp::cli::VerifyCommandOptions verify;
   CLI::App* verify_cmd = app.add_subcommand(
       "verify",
-      "Check a checkpoint folder without converting it: a DeepSpeed ZeRO folder (every file's CRC-32s, the rank "
-      "and expert files, steps, fragments covering every parameter exactly once, padding), a Universal Checkpoint "
-      "folder (per-parameter files, step.pt, param_shapes, manifest) or a ucp export (manifest). Names every "
-      "problem; exit 0 clean, 1 problems.");
+      "Check a checkpoint folder without converting it: a DeepSpeed ZeRO folder (every file's "
+      "CRC-32s, the rank and expert files, steps, fragments covering every parameter exactly once, "
+      "padding), a Universal Checkpoint folder (per-parameter files, step.pt, param_shapes, "
+      "manifest) or a ucp export (manifest). Names every problem; exit 0 clean, 1 problems, 3 no "
+      "problem found but some checks could not be made (listed as skipped).");
   verify_cmd->add_option("DIR", verify.path, "checkpoint folder (ZeRO save folder or tag folder, UCP folder, export)")
       ->required();
-  verify_cmd->add_option("--tag", verify.tag, "ZeRO save folder: the tag to check instead of the one `latest` names");
+  verify_cmd
+      ->add_option("--tag", verify.tag,
+                   "ZeRO save folder: the tag to check instead of the one `latest` names")
+      ->check(FolderName());
   verify_cmd->add_flag("--json", verify.json, "print the report as one JSON document");
   verify_cmd->add_flag("--no-crc", verify.no_crc, "skip reading every record for its CRC-32 (structure only)");
 
+  const bool json = WantsJson(argc, argv);
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    commands.push_back(sub->get_name());
+  if (argc < 2) {
+    ucp::cli::Fail({std::cout, std::cerr, "ucp", false},
+                   "no command given; the commands: " + absl::StrJoin(commands, ", "),
+                   ucp::cli::kExitUsage);
+    std::cerr << "Run 'ucp --help' for what each does.\n";
+    return ucp::cli::kExitUsage;
+  }
+  for (int i = 1; i < argc; ++i) {  // the first word that is not an option must name a command
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') continue;
+    if (std::find(commands.begin(), commands.end(), word) != commands.end()) break;
+    ucp::cli::Fail({std::cout, std::cerr, "ucp", json},
+                   ucp::cli::UnknownCommandMessage(word, commands), ucp::cli::kExitUsage);
+    std::cerr << "Run 'ucp --help' for the commands.\n";
+    return ucp::cli::kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    return ParseFailed(app, e, json);
   }
   if (*inspect_cmd) {
     std::error_code ec;
     if (std::filesystem::is_directory(inspect.path, ec)) {
+      if (inspect.verify) {  // checking nothing while saying nothing would look like a pass
+        return ucp::cli::Fail({std::cout, std::cerr, "inspect", inspect.json},
+                              "--verify checks one file; for a checkpoint folder run `ucp verify " +
+                                  inspect.path + "`",
+                              ucp::cli::kExitUsage);
+      }
       inspect_dir.path = inspect.path;
       inspect_dir.json = inspect.json;
       return ucp::cli::RunInspectCheckpoint(inspect_dir, std::cout, std::cerr);

@@ -52,6 +52,13 @@ void DefineDiff(py::module_& m) {
                              "equal, within_tolerance, different, shape_mismatch, missing_in_a, missing_in_b, "
                              "step_differs")
       .def_readonly("max_abs_diff", &DiffEntry::max_abs_diff)
+      .def_readonly("max_rel_diff", &DiffEntry::max_rel_diff,
+                    "max |a-b| / max(|a|, |b|) over the elements")
+      .def_readonly("num_different", &DiffEntry::num_different,
+                    "elements that differ by more than atol")
+      .def_readonly("numel", &DiffEntry::numel)
+      .def_readonly("weights_only", &DiffEntry::weights_only,
+                    "a weights-only side's stored weight compared with the other side's fp32")
       .def_readonly("detail", &DiffEntry::detail)
       .def("__repr__", [](const DiffEntry& e) {
         return absl::StrCat("<ucp.DiffEntry '", e.name, "' ", e.state, " ",
@@ -62,6 +69,9 @@ void DefineDiff(py::module_& m) {
       .def_readonly("entries", &DiffReport::entries)
       .def_readonly("params_compared", &DiffReport::params_compared)
       .def_readonly("states_compared", &DiffReport::states_compared)
+      .def_readonly("weights_only", &DiffReport::weights_only,
+                    "a side is a weights export (fp32 only compared)")
+      .def_property_readonly("counts", &DiffReport::Counts, "entries per status")
       .def_property_readonly("differences", [](const DiffReport& r) {
         std::vector<DiffEntry> out;
         for (const DiffEntry& e : r.entries) {
@@ -72,7 +82,9 @@ void DefineDiff(py::module_& m) {
         }
         return out;
       }, "the entries that are neither equal nor within tolerance")
-      .def("to_json", [](const DiffReport& r) { return JsonToPython(r.ToJson()); }, "the `ucp diff --json` document")
+      .def("to_json", [](const DiffReport& r) { return JsonToPython(r.ToJson()); },
+           "`ucp diff --json`'s report fields (docs/json.md), without the envelope (schema_version, "
+           "command, a, b, atol)")
       .def("__bool__", [](const DiffReport& r) { return !r.equal(); })
       .def("__repr__", [](const DiffReport& r) {
         return absl::StrCat("<ucp.DiffReport ", r.equal() ? "equal" : "different", ", ", r.params_compared,

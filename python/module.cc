@@ -56,10 +56,11 @@ py::list StateNames(const ParamMeta& p) {
   return names;
 }
 
-// The dtype of the fp32 (or only) state, as torch names it ("float32", "bfloat16").
+// The dtype of the fp32 (or only) state, by the one name table the CLI and its JSON use too
+// (formats/base/dtype.h: "f32", "bf16", "f16", ...).
 std::string ParamDType(const ParamMeta& p) {
   for (const auto& state : p.states) {
-    if (state.has_value()) return std::string(TorchDTypeName(state->dtype));
+    if (state.has_value()) return std::string(DTypeName(state->dtype));
   }
   return "";
 }
@@ -98,7 +99,7 @@ py::dict Topology(const Checkpoint& c) {
   d["ep"] = info.ep_size;
   d["zero_stage"] = info.zero_stage < 0 ? py::object(py::none()) : py::object(py::int_(info.zero_stage));
   d["optimizer_wrapper"] = info.optimizer_wrapper;
-  d["master_dtype"] = std::string(TorchDTypeName(info.master_dtype));
+  d["master_dtype"] = std::string(DTypeName(info.master_dtype));
   return d;
 }
 
@@ -118,7 +119,9 @@ void DefineParam(py::module_& m) {
   py::class_<ParamMeta>(m, "Param", "One parameter: its merged shape, dtype, states and how the source stores it.")
       .def_property_readonly("name", [](const ParamMeta& p) { return p.name; })
       .def_property_readonly("shape", [](const ParamMeta& p) { return ShapeTuple(p.shape); })
-      .def_property_readonly("dtype", &ParamDType, "dtype of the fp32 (master) state as torch names it")
+      .def_property_readonly("dtype", &ParamDType,
+                             "dtype of the fp32 (master) state: 'f32', 'bf16', 'f16', ... (as `ucp "
+                             "inspect` prints it)")
       .def_property_readonly("numel", [](const ParamMeta& p) { return ValueOrThrow(p.shape.NumElements()); })
       .def_property_readonly("partitioning", [](const ParamMeta& p) { return p.partitioning; })
       .def_property_readonly("role", [](const ParamMeta& p) { return RoleName(p.role); })

@@ -192,6 +192,23 @@ absl::StatusOr<std::vector<std::string>> ParamFolders(const std::string& zero,
   return declared.order;
 }
 
+// UniversalOpenOptions::partial: which declared folders are missing and which folders param_shapes
+// does not declare, in info.extra ("params_missing", "params_undeclared"), for the diff to say.
+void NotePartial(const Declared& declared, const std::vector<std::string>& names,
+                 SourceInfo& info) {
+  absl::flat_hash_set<std::string> present(names.begin(), names.end());
+  absl::flat_hash_set<std::string> listed(declared.order.begin(), declared.order.end());
+  nlohmann::json missing = nlohmann::json::array(), undeclared = nlohmann::json::array();
+  for (const std::string& n : declared.order) {
+    if (!present.contains(n)) missing.push_back(n);
+  }
+  for (const std::string& n : names) {
+    if (!listed.contains(n)) undeclared.push_back(n);
+  }
+  if (!missing.empty()) info.extra["params_missing"] = std::move(missing);
+  if (!undeclared.empty()) info.extra["params_undeclared"] = std::move(undeclared);
+}
+
 // One zero/<name>/ folder: its state files (fp32.pt required) and step.
 absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const std::string& name,
                             const Declared& declared, std::optional<double> zero3_step) {
@@ -381,9 +398,14 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
     UCP_ASSIGN_OR_RETURN(model, OpenTorch(*source, path));
     declared = ReadDeclared(*source, path, model->torch->root());
   }
-  UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, ParamFolders(zero.string(), declared));
+  Declared folders = declared;
+  if (options.partial) folders.has_param_shapes = false;  // what is there, by name
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, ParamFolders(zero.string(), folders));
+  if (options.partial && declared.has_param_shapes) {
+    NotePartial(declared, names, source->mutable_info());
+  }
   for (const std::string& name : names) {
-    UCP_RETURN_IF_ERROR(AddParamFolder(*source, zero, name, declared, zero3_step));
+    UCP_RETURN_IF_ERROR(AddParamFolder(*source, zero, name, folders, zero3_step));
   }
   if (model) UCP_RETURN_IF_ERROR(AddModelParams(*source, dir, *model, declared.frozen_names));
   return std::unique_ptr<Source>(std::move(source));

@@ -20,6 +20,11 @@ namespace ucp::store {
 struct UniversalOpenOptions {
   // Check ucp_manifest.json's file sizes (when the folder has one; DeepSpeed's own UCPs do not).
   bool check_manifest_sizes = true;
+  // The folders and state files that are there, even where the model-states file declares more
+  // or fewer (a missing zero/<param>/ or fp32.pt is then no error; info.extra lists the names as
+  // "params_missing" / "params_undeclared"): for `ucp diff`, which reports what one side lacks as
+  // missing_in_a / missing_in_b.
+  bool partial = false;
 };
 
 // `dir` is the UCP folder (a save folder's `latest_universal` is followed by SniffCheckpoint,

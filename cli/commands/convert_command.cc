@@ -1,6 +1,8 @@
 #include "cli/commands/convert_command.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
 #include "cli/commands/progress.h"
 #include "converters/pipelines/convert.h"
@@ -12,15 +14,11 @@ namespace {
 
 namespace pipelines = converters::pipelines;
 
-int Fail(std::ostream& err, const absl::Status& status) {
-  err << "error: " << status.message() << "\n";
-  return 1;
-}
-
 nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
-  return {{"output", r.output},
+  return {{"dry_run", false},
+          {"output", r.output},
           {"latest_universal", r.latest_universal},
-          {"files", r.files},
+          {"num_files", r.files},
           {"bytes", r.bytes},
           {"seconds", r.stats.seconds},
           {"threads", r.stats.threads},
@@ -34,12 +32,15 @@ nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
 }  // namespace
 
 int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& err) {
+  const CommandOutput output{out, err, "convert", o.json};
   if (o.keep_temp_folder) {
     err << "note: --keep_temp_folder has no effect: ucp streams fragments into the final files and writes no "
            "temporary folder\n";
   }
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok()) return Fail(err, memory.status());
+  if (!memory.ok()) {
+    return Fail(output, absl::StrCat("--memory-limit: ", memory.status().message()), kExitUsage);
+  }
   pipelines::ConvertOptions options;
   options.input = o.input;
   options.output = o.output;
@@ -53,15 +54,18 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
 
   if (o.dry_run) {
     absl::StatusOr<pipelines::PlannedConvert> planned = pipelines::PlanConvert(options);
-    if (!planned.ok()) return Fail(err, planned.status());
+    if (!planned.ok()) return Fail(output, planned.status());
+    WarnIfOutputExists(err, planned->output, o.force);
     if (o.json) {
-      nlohmann::json j = converters::plan::ToJson(planned->plan);
+      nlohmann::json j = JsonDocument(output.command);
+      j.update(converters::plan::ToJson(planned->plan));
+      j["dry_run"] = true;
       j["output"] = planned->output;
-      out << j.dump(1) << "\n";
+      WriteJson(out, j);
     } else {
       out << converters::plan::Summary(planned->plan) << "output:    " << planned->output << " (dry run: nothing written)\n";
     }
-    return 0;
+    return kExitOk;
   }
 
   ProgressLine progress(err, o.progress);
@@ -69,12 +73,14 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
   options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ConvertResult> result = pipelines::Convert(options);
   progress.Finish();
-  if (!result.ok()) return RunFailed(err, result.status());
+  if (!result.ok()) return RunFailed(output, result.status());
   if (result->removed_stale_partial) {
     err << "note: removed " << result->staging << ", left behind by an interrupted run\n";
   }
   if (o.json) {
-    out << ResultJson(*result).dump(1) << "\n";
+    nlohmann::json j = JsonDocument(output.command);
+    j.update(ResultJson(*result));
+    WriteJson(out, j);
   } else {
     const double rate = result->stats.seconds > 0 ? static_cast<double>(result->bytes) / result->stats.seconds : 0;
     out << "wrote " << result->output << ": " << result->files << " files, " << HumanBytes(result->bytes) << " in "
@@ -82,7 +88,7 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
         << " threads)\n";
     if (!result->latest_universal.empty()) out << "wrote " << result->latest_universal << "\n";
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace ucp::cli

@@ -1,15 +1,58 @@
 #include "cli/commands/export_command.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/option_checks.h"
 #include "cli/commands/progress.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {
+namespace {
+
+using converters::pipelines::ExportFormat;
+using converters::pipelines::MoeLayout;
+
+// The command line's choices as ExportOptions; a usage message when one is not valid.
+std::string ApplyChoices(const ExportCommandOptions& o, converters::pipelines::ExportOptions& e) {
+  if (o.zero_to_fp32) {
+    e.format = o.safe_serialization ? ExportFormat::kSafetensors : ExportFormat::kBin;
+  } else if (std::string bad = CheckOneOf(o.format, kExportFormats); !bad.empty()) {
+    return absl::StrCat("--format: ", bad);
+  } else {
+    e.format = o.format == "bin"    ? ExportFormat::kBin
+               : o.format == "hdf5" ? ExportFormat::kHdf5
+                                    : ExportFormat::kSafetensors;
+  }
+  if (!o.dtype.empty()) {
+    e.dtype = ExportDType(o.dtype);
+    if (!e.dtype) return absl::StrCat("--dtype: ", CheckOneOf(o.dtype, kExportDTypes));
+  }
+  if (std::string bad = CheckOneOf(o.moe_layout, kMoeLayouts); !bad.empty()) {
+    return absl::StrCat("--moe-layout: ", bad);
+  }
+  e.moe_layout = o.moe_layout == "per-expert" ? MoeLayout::kPerExpert : MoeLayout::kFused;
+  if (!o.max_shard_size.empty()) {
+    absl::StatusOr<uint64_t> size = ParseByteSize(o.max_shard_size);
+    if (!size.ok()) return absl::StrCat("--max-shard-size: ", size.status().message());
+    e.max_shard_size = *size;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<DType> ExportDType(absl::string_view name) {
+  if (name == "fp32") return DType::kF32;
+  if (name == "fp16") return DType::kF16;
+  if (!CheckOneOf(std::string(name), kExportDTypes).empty()) return std::nullopt;
+  return DTypeFromName(name);
+}
 
 int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& err) {
-  using converters::pipelines::ExportFormat;
+  const CommandOutput output{out, err, o.zero_to_fp32 ? "zero-to-fp32" : "export", o.json};
   converters::pipelines::ExportOptions e;
   e.input = o.input;
   e.output = o.output;
@@ -20,60 +63,35 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
   e.dry_run = o.dry_run;
   e.execute.threads = o.threads;
   e.execute.fsync = !o.no_fsync;
-  if (o.zero_to_fp32) {
-    e.format = o.safe_serialization ? ExportFormat::kSafetensors : ExportFormat::kBin;
-  } else if (o.format == "safetensors") {
-    e.format = ExportFormat::kSafetensors;
-  } else if (o.format == "bin") {
-    e.format = ExportFormat::kBin;
-  } else if (o.format == "hdf5") {
-    e.format = ExportFormat::kHdf5;
-  } else {
-    err << "error: --format must be safetensors, bin or hdf5, not '" << o.format << "'\n";
-    return 2;
-  }
-  if (o.dtype == "fp32") e.dtype = DType::kF32;
-  else if (o.dtype == "bf16") e.dtype = DType::kBF16;
-  else if (o.dtype == "fp16") e.dtype = DType::kF16;
-  else if (!o.dtype.empty()) {
-    err << "error: --dtype must be fp32, bf16 or fp16, not '" << o.dtype << "'\n";
-    return 2;
-  }
-  if (o.moe_layout == "per-expert") e.moe_layout = converters::pipelines::MoeLayout::kPerExpert;
-  else if (o.moe_layout != "fused") {
-    err << "error: --moe-layout must be fused or per-expert\n";
-    return 2;
-  }
-  if (!o.max_shard_size.empty()) {
-    absl::StatusOr<uint64_t> size = ParseByteSize(o.max_shard_size);
-    if (!size.ok()) {
-      err << "error: " << size.status().message() << "\n";
-      return 2;
-    }
-    e.max_shard_size = *size;
-  }
+  if (std::string bad = ApplyChoices(o, e); !bad.empty()) return Fail(output, bad, kExitUsage);
+  if (o.dry_run) WarnIfOutputExists(err, o.output, o.force);
   ProgressLine progress(err, o.progress && !o.dry_run);
   e.execute.progress = progress.Callback();
   e.execute.cancel = CancelFlag();
   absl::StatusOr<converters::pipelines::ExportResult> r = converters::pipelines::Export(e);
   progress.Finish();
-  if (!r.ok()) return RunFailed(err, r.status());
+  if (!r.ok()) return RunFailed(output, r.status());
   if (r->removed_stale_partial)
     err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   for (const std::string& note : r->notes) err << "note: " << note << "\n";
   for (const std::string& warning : r->warnings) err << "warning: " << warning << "\n";
   if (o.json) {
-    nlohmann::json j = {{"output", r->output}, {"files", r->files}, {"tensors", r->tensors}, {"bytes", r->bytes},
-                        {"source_kind", r->source_kind}, {"dry_run", o.dry_run}};
-    if (r->step) j["step"] = *r->step;
-    if (!o.dry_run) j["seconds"] = r->stats.seconds;
-    out << j.dump(1) << "\n";
+    nlohmann::json j = JsonDocument(output.command);
+    j.update({{"output", r->output},
+              {"files", r->files},
+              {"num_tensors", r->tensors},
+              {"bytes", r->bytes},
+              {"source_kind", r->source_kind},
+              {"dry_run", o.dry_run},
+              {"step", r->step ? nlohmann::json(*r->step) : nlohmann::json(nullptr)},
+              {"seconds", o.dry_run ? nlohmann::json(nullptr) : nlohmann::json(r->stats.seconds)}});
+    WriteJson(out, j);
   } else {
     out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, "
         << HumanBytes(r->bytes) << " from " << r->source_kind << " to " << r->output << ": "
         << absl::StrJoin(r->files, ", ") << "\n";
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace ucp::cli

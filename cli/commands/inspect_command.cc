@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/commands/command_output.h"
 #include "cli/commands/human_bytes.h"
 #include "cli/commands/tree_printer.h"
 #include "formats/base/status.h"
@@ -13,6 +14,7 @@
 #include "formats/safetensors/safetensors_reader.h"
 #include "formats/torch/torch_file.h"
 #include "formats/torch/value_json.h"
+#include "formats/zip/zip_reader.h"
 #include "nlohmann/json.hpp"
 
 namespace ucp::cli {
@@ -20,6 +22,52 @@ namespace {
 
 using Json = nlohmann::json;
 using formats::FileFormat;
+
+// One zip record as --verify checked it: its payload's CRC-32 against the central directory's.
+struct RecordCheck {
+  const formats::zip::ZipEntry* entry;
+  absl::Status status;
+};
+
+std::vector<RecordCheck> CheckRecords(const formats::zip::ZipReader& zip) {
+  std::vector<RecordCheck> rows;
+  for (const formats::zip::ZipEntry& e : zip.entries()) rows.push_back({&e, zip.VerifyCrc(e)});
+  return rows;
+}
+
+absl::Status FirstFailure(const std::vector<RecordCheck>& rows) {
+  for (const RecordCheck& r : rows) UCP_RETURN_IF_ERROR(r.status);
+  return absl::OkStatus();
+}
+
+Json RecordsJson(const std::vector<RecordCheck>& rows) {
+  Json a = Json::array();
+  for (const RecordCheck& r : rows) {
+    a.push_back({{"name", r.entry->name},
+                 {"offset", r.entry->data_offset},
+                 {"size", r.entry->size},
+                 {"crc32", absl::StrFormat("%08x", r.entry->crc32)},
+                 {"ok", r.status.ok()}});
+  }
+  return a;
+}
+
+// The table --verify promises: offset, size and CRC-32 of every record and whether it matched;
+// `max_rows` good rows at most (0 = all), every bad one.
+void PrintRecords(const std::vector<RecordCheck>& rows, int max_rows, std::ostream& out) {
+  out << "records (payload offset, size, CRC-32 from the central directory, check):\n";
+  int shown = 0, hidden = 0;
+  for (const RecordCheck& r : rows) {
+    if (r.status.ok() && max_rows > 0 && shown >= max_rows) {
+      ++hidden;
+      continue;
+    }
+    ++shown;
+    out << absl::StrFormat("  %12d %12d  %08x  %-8s %s\n", r.entry->data_offset, r.entry->size,
+                           r.entry->crc32, r.status.ok() ? "ok" : "MISMATCH", r.entry->name);
+  }
+  if (hidden > 0) out << "  ... " << hidden << " more, all ok (--max-items 0 lists every record)\n";
+}
 
 Json ValuesJson(DType dtype, const Buffer& bytes, int count) {
   Json a = Json::array();
@@ -31,7 +79,9 @@ Json ValuesJson(DType dtype, const Buffer& bytes, int count) {
 absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> source, std::ostream& out) {
   using namespace formats::torch;
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::Open(source));
-  if (o.verify) UCP_RETURN_IF_ERROR(file.Verify());
+  const std::vector<RecordCheck> records =
+      o.verify ? CheckRecords(file.zip()) : std::vector<RecordCheck>();
+  if (o.json) UCP_RETURN_IF_ERROR(FirstFailure(records));  // the error document instead
   uint64_t storage_bytes = 0;
   for (const StorageRef* s : file.storages()) storage_bytes += static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype);
   auto tensor_values = [&](const TensorRef& t) -> absl::StatusOr<Buffer> {
@@ -49,12 +99,18 @@ absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> s
       }
     });
     UCP_RETURN_IF_ERROR(error);
-    Json doc{{"file", o.path},        {"format", "torch"},
-             {"size", source->Size()}, {"archive_root", file.archive_root()},
-             {"records", file.zip().entries().size()}, {"storages", file.storages().size()},
-             {"storage_bytes", storage_bytes}, {"tree", std::move(tree)}};
-    if (o.verify) doc["verified"] = true;
-    out << doc.dump(1) << "\n";
+    Json doc = JsonDocument("inspect");
+    doc.update({{"file", o.path},
+                {"format", "torch"},
+                {"size", source->Size()},
+                {"archive_root", file.archive_root()},
+                {"num_records", file.zip().entries().size()},
+                {"num_storages", file.storages().size()},
+                {"storage_bytes", storage_bytes},
+                {"verified", o.verify},
+                {"tree", std::move(tree)}});
+    if (o.verify) doc["records"] = RecordsJson(records);
+    WriteJson(out, doc);
     return absl::OkStatus();
   }
   out << o.path << ": torch.save zip, " << HumanBytes(source->Size()) << ", " << file.zip().entries().size()
@@ -63,7 +119,11 @@ absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> s
   UCP_RETURN_IF_ERROR(printer.Print(file.root()));
   out << printer.tensor_count() << " tensors in " << file.storages().size() << " storages, "
       << HumanBytes(storage_bytes) << " of tensor data\n";
-  if (o.verify) out << "verify: OK (" << file.zip().entries().size() << " records, CRC-32 and sizes match)\n";
+  if (!o.verify) return absl::OkStatus();
+  PrintRecords(records, o.max_items, out);
+  UCP_RETURN_IF_ERROR(FirstFailure(records));
+  out << "verify: OK (" << records.size()
+      << " records: CRC-32s match, sizes and offsets consistent)\n";
   return absl::OkStatus();
 }
 
@@ -88,8 +148,14 @@ absl::Status InspectSafetensors(const InspectOptions& o, std::shared_ptr<ByteSou
   Json metadata = Json::object();
   for (const auto& [k, v] : reader.metadata()) metadata[k] = v;
   if (o.json) {
-    out << Json{{"file", o.path}, {"format", "safetensors"}, {"size", source->Size()},
-                {"metadata", metadata}, {"tensors", tensors}}.dump(1) << "\n";
+    Json doc = JsonDocument("inspect");
+    doc.update({{"file", o.path},
+                {"format", "safetensors"},
+                {"size", source->Size()},
+                {"verified", o.verify},
+                {"metadata", metadata},
+                {"tensors", tensors}});
+    WriteJson(out, doc);
     return absl::OkStatus();
   }
   out << o.path << ": safetensors, " << HumanBytes(source->Size()) << ", " << tensors.size() << " tensors\n";
@@ -126,7 +192,10 @@ absl::Status InspectHdf5(const InspectOptions& o, std::ostream& out) {
     datasets.push_back(std::move(j));
   }
   if (o.json) {
-    out << Json{{"file", o.path}, {"format", "hdf5"}, {"datasets", datasets}}.dump(1) << "\n";
+    Json doc = JsonDocument("inspect");
+    doc.update(
+        {{"file", o.path}, {"format", "hdf5"}, {"verified", o.verify}, {"datasets", datasets}});
+    WriteJson(out, doc);
     return absl::OkStatus();
   }
   out << o.path << ": HDF5, " << datasets.size() << " datasets\n";
@@ -157,12 +226,11 @@ absl::Status Inspect(const InspectOptions& o, std::ostream& out) {
 
 int RunInspect(const InspectOptions& options, std::ostream& out, std::ostream& err) {
   absl::Status status = Inspect(options, out);
-  if (status.ok()) return 0;
+  if (status.ok()) return kExitOk;
   std::string message(status.message());
   // Messages of the readers name the file already; add it where they do not.
   if (message.find(options.path) == std::string::npos) message = absl::StrCat(options.path, ": ", message);
-  err << "error: " << message << "\n";
-  return 1;
+  return Fail({out, err, "inspect", options.json}, message);
 }
 
 }  // namespace ucp::cli

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+
 namespace ucp::cli {
 namespace {
 
@@ -39,14 +41,14 @@ const std::atomic<bool>* CancelFlag() { return &cancel_flag; }
 
 int InterruptSignal() { return first_signal.load(); }
 
-int RunFailed(std::ostream& err, const absl::Status& status) {
+int RunFailed(const CommandOutput& output, const absl::Status& status) {
   const int sig = InterruptSignal();
   if (absl::IsCancelled(status) && sig != 0) {
-    err << "error: " << status.message() << " (" << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ")\n";
-    return 128 + sig;
+    return Fail(output,
+                absl::StrCat(status.message(), " (", sig == SIGINT ? "SIGINT" : "SIGTERM", ")"),
+                128 + sig);
   }
-  err << "error: " << status.message() << "\n";
-  return 1;
+  return Fail(output, status);
 }
 
 }  // namespace ucp::cli

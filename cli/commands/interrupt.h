@@ -10,6 +10,7 @@
 #include <ostream>
 
 #include "absl/status/status.h"
+#include "cli/commands/command_output.h"
 
 namespace ucp::cli {
 
@@ -20,8 +21,8 @@ const std::atomic<bool>* CancelFlag();
 // The signal that set the flag; 0 when none.
 int InterruptSignal();
 
-// Prints one "error: ..." line for a failed run and returns its exit code: 128 + the signal for a
-// run cancelled by one, else 1.
-int RunFailed(std::ostream& err, const absl::Status& status);
+// Reports a failed run (command_output.h Fail: the "error:" line, and the JSON error document
+// under --json) and returns its exit code: 128 + the signal for a run cancelled by one, else 1.
+int RunFailed(const CommandOutput& output, const absl::Status& status);
 
 }  // namespace ucp::cli

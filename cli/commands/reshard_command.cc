@@ -1,6 +1,8 @@
 #include "cli/commands/reshard_command.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
 #include "cli/commands/progress.h"
 #include "converters/pipelines/reshard.h"
@@ -13,18 +15,15 @@ namespace {
 
 namespace pipelines = converters::pipelines;
 
-// One error line; exit 2 for a usage error (an option or a target that can never work), else 1.
-int Fail(std::ostream& err, const absl::Status& status) {
-  err << "error: " << status.message() << "\n";
-  return IsUsageError(status) ? 2 : 1;
-}
-
 }  // namespace
 
 int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& err) {
+  const CommandOutput output{out, err, "reshard", o.json};
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
-  if (!memory.ok()) return Fail(err, AsUsageError(memory.status()));
-  if (o.dp < 1) return Fail(err, UsageError("--dp must be >= 1"));
+  if (!memory.ok()) {
+    return Fail(output, absl::StrCat("--memory-limit: ", memory.status().message()), kExitUsage);
+  }
+  if (o.dp < 1) return Fail(output, "--dp: expected a whole number >= 1", kExitUsage);
   pipelines::ReshardOptions options;
   options.input = o.input;
   options.output = o.output;
@@ -40,40 +39,49 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   options.execute.fsync = !o.no_fsync;
   if (o.dry_run) {
     absl::StatusOr<pipelines::PlannedReshard> planned = pipelines::PlanReshard(options);
-    if (!planned.ok()) return Fail(err, planned.status());
+    if (!planned.ok()) return Fail(output, planned.status());
+    WarnIfOutputExists(err, o.output, o.force);
     if (o.json) {
-      nlohmann::json j = converters::plan::ToJson(planned->plan);
+      nlohmann::json j = JsonDocument(output.command);
+      j.update(converters::plan::ToJson(planned->plan));
+      j["dry_run"] = true;
       j["output"] = o.output;
       j["tag"] = planned->tag;
-      out << j.dump(1) << "\n";
+      WriteJson(out, j);
     } else {
       out << converters::plan::Summary(planned->plan) << "output:    " << o.output << "/" << planned->tag
           << " (dry run: nothing written)\n";
     }
-    return 0;
+    return kExitOk;
   }
   ProgressLine progress(err, o.progress);
   options.execute.progress = progress.Callback();
   options.execute.cancel = CancelFlag();
   absl::StatusOr<pipelines::ReshardResult> r = pipelines::Reshard(options);
   progress.Finish();
-  if (!r.ok()) return IsUsageError(r.status()) ? Fail(err, r.status()) : RunFailed(err, r.status());
+  if (!r.ok()) return RunFailed(output, r.status());
   if (r->removed_stale_partial)
     err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   if (o.json) {
-    out << nlohmann::json{{"output", r->output},     {"tag", r->tag},
-                          {"files", r->files},       {"bytes", r->bytes},
-                          {"seconds", r->stats.seconds}, {"zero_stage", r->info.zero_stage},
-                          {"dp", r->info.dp_size},   {"tp", r->info.tp_size},   {"ep", r->info.ep_size}}
-               .dump(1)
-        << "\n";
+    nlohmann::json j = JsonDocument(output.command);
+    j.update({{"dry_run", false},
+              {"output", r->output},
+              {"tag", r->tag},
+              {"num_files", r->files},
+              {"bytes", r->bytes},
+              {"seconds", r->stats.seconds},
+              {"zero_stage", r->info.zero_stage},
+              {"dp", r->info.dp_size},
+              {"tp", r->info.tp_size},
+              {"ep", r->info.ep_size}});
+    WriteJson(out, j);
   } else {
     out << "wrote " << r->output << "/" << r->tag << ": " << r->files << " files, "
         << HumanBytes(r->bytes) << " in " << absl::StrFormat("%.2f", r->stats.seconds)
         << " s (ZeRO-" << r->info.zero_stage << ", dp " << r->info.dp_size << ", ep "
         << r->info.ep_size << ")\n";
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace ucp::cli

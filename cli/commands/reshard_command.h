@@ -7,7 +7,12 @@
 #include <ostream>
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 namespace ucp::cli {
+
+// The values --zero-stage takes (the planner says which changes DeepSpeed can load).
+inline constexpr absl::string_view kZeroStages[] = {"0", "1", "2", "3"};
 
 struct ReshardCommandOptions {
   std::string input;

@@ -1,6 +1,7 @@
 // `ucp verify DIR`: checks a checkpoint folder (DeepSpeed ZeRO, Universal Checkpoint, or a ucp
 // export with ucp_manifest.json) and names every problem (converters/verify/verify.h).
-// Exit codes: 0 no problem, 1 problems found (or DIR is not a checkpoint: one "error:" line).
+// Exit codes: 0 no problem, 1 problems found (or DIR is not a checkpoint: one "error:" line),
+// 3 no problem found but some checks could not be made (the report lists them as skipped).
 #pragma once
 
 #include <ostream>

@@ -165,7 +165,10 @@ std::string Summary(const Plan& plan) {
                   i.param_groups, " param groups\n");
   absl::StrAppend(&out, "params:    ", i.params, " with optimizer state");
   if (i.expert_params > 0) absl::StrAppend(&out, " (", i.expert_params, " fused expert weights)");
-  if (i.frozen_params > 0) absl::StrAppend(&out, "; ", i.frozen_params, " frozen (not in a UCP)");
+  if (i.frozen_params > 0) {
+    absl::StrAppend(&out, "; ", i.frozen_params, " frozen",
+                    i.pipeline == "zero_to_ucp" ? " (in the model states, not in zero/)" : "");
+  }
   absl::StrAppend(&out, "\noutput:    ", plan.files.size(), " files, ", Bytes(plan.TotalBytes()), "\n");
   for (const auto& [role, count] : by_role) {
     absl::StrAppendFormat(&out, "           %-16s %6d files %12s\n", FileRoleName(role), count.first,

@@ -9,14 +9,19 @@
 
 namespace ucp::converters::sources {
 
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed) {
+absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
+                                                           const OpenSourceOptions& options) {
   switch (sniffed.kind) {
     case store::SourceKind::kZero: {
       UCP_ASSIGN_OR_RETURN(auto source, ZeroSource::Open(sniffed.path));
       return std::unique_ptr<store::Source>(std::move(source));
     }
-    case store::SourceKind::kUniversal:
-      return store::OpenUniversalSource(sniffed.path);
+    case store::SourceKind::kUniversal: {
+      store::UniversalOpenOptions open;
+      open.check_manifest_sizes = !options.partial;
+      open.partial = options.partial;
+      return store::OpenUniversalSource(sniffed.path, open);
+    }
     default:
       return store::OpenWeightsSource(sniffed.path);
   }
@@ -25,7 +30,7 @@ absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoi
 absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
                                                           const OpenSourceOptions& options) {
   UCP_ASSIGN_OR_RETURN(SniffedCheckpoint sniffed, SniffCheckpoint(path, options));
-  return OpenSniffed(sniffed);
+  return OpenSniffed(sniffed, options);
 }
 
 }  // namespace ucp::converters::sources

@@ -16,12 +16,17 @@
 
 namespace ucp::converters::sources {
 
-using OpenSourceOptions = SniffOptions;
+struct OpenSourceOptions : SniffOptions {
+  // A UCP as it is (store::UniversalOpenOptions::partial, and no manifest check): `ucp diff` turns
+  // it on to report a missing parameter folder or state file as missing_in_a / missing_in_b.
+  bool partial = false;
+};
 
 // SniffCheckpoint's errors, then the chosen opener's.
 absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
                                                           const OpenSourceOptions& options = {});
 // Opens what SniffCheckpoint found.
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed);
+absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
+                                                           const OpenSourceOptions& options = {});
 
 }  // namespace ucp::converters::sources

@@ -24,32 +24,59 @@ bool IsWeightsOnly(const Source& s) {
          s.kind() == store::SourceKind::kHdf5;
 }
 
-// Max |a[i] - b[i]| over the elements, as doubles; NaN in exactly one side counts as infinity.
-double MaxAbsDiff(DType da, const Buffer& a, DType db, const Buffer& b, int64_t numel) {
+// Fills e's max_abs_diff, max_rel_diff and num_different from the elements as doubles. Equal values
+// (NaN on both sides, +0 and -0 too) count as equal; a NaN or an infinity against another value is
+// an infinite difference.
+void CompareValues(DType da, const Buffer& a, DType db, const Buffer& b, double atol,
+                   DiffEntry& e) {
   const size_t ea = DTypeSize(da), eb = DTypeSize(db);
-  double max = 0;
-  for (int64_t i = 0; i < numel; ++i) {
+  for (int64_t i = 0; i < e.numel; ++i) {
     const double x = ElementAsDouble(da, a.data() + i * ea);
     const double y = ElementAsDouble(db, b.data() + i * eb);
-    if (std::isnan(x) || std::isnan(y)) {
-      if (std::isnan(x) != std::isnan(y)) return INFINITY;
-      continue;
+    if (x == y || (std::isnan(x) && std::isnan(y))) continue;
+    double abs = INFINITY, rel = INFINITY;
+    if (std::isfinite(x) && std::isfinite(y)) {
+      abs = std::fabs(x - y);
+      rel = abs / std::max(std::fabs(x), std::fabs(y));
     }
-    const double d = std::fabs(x - y);
-    if (d > max || std::isnan(d)) max = d;
+    e.max_abs_diff = std::max(e.max_abs_diff, abs);
+    e.max_rel_diff = std::max(e.max_rel_diff, rel);
+    if (abs > atol) ++e.num_different;
   }
-  return max;
 }
 
-// One state of one parameter: bitwise equal, or the largest difference as doubles.
+// One state of one parameter: bitwise equal, or how far apart as doubles.
 DiffEntry CompareState(const std::string& name, ParamState state, DType da, const Buffer& ba, DType db,
                        const Buffer& bb, int64_t numel, double atol) {
   DiffEntry e{name, std::string(store::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
+  e.numel = numel;
   if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) return e;
-  e.max_abs_diff = MaxAbsDiff(da, ba, db, bb, numel);
+  CompareValues(da, ba, db, bb, atol, e);
   if (da != db) e.detail = absl::StrCat(DTypeName(da), " vs ", DTypeName(db));
-  e.status = e.max_abs_diff <= atol ? DiffStatus::kWithinTolerance : DiffStatus::kDifferent;
+  e.status = e.num_different == 0 ? DiffStatus::kWithinTolerance : DiffStatus::kDifferent;
   return e;
+}
+
+bool Lists(const Source& s, const char* key, const std::string& name) {
+  const nlohmann::json& extra = s.info().extra;
+  if (!extra.contains(key)) return false;
+  const nlohmann::json& names = extra[key];
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// A parameter `has` holds and `lacks` does not: what the UCP sides' model files say of it (a UCP
+// opened partial, open_source.h).
+DiffEntry Missing(const std::string& name, const Source& has, const Source& lacks,
+                  DiffStatus status) {
+  std::string detail;
+  if (Lists(has, "params_undeclared", name)) {
+    detail = absl::StrCat("zero/", name, " is not in param_shapes of ", has.info().path,
+                          "'s model states");
+  } else if (Lists(lacks, "params_missing", name)) {
+    detail = absl::StrCat("param_shapes of ", lacks.info().path, " declares it, but zero/", name,
+                          " is missing");
+  }
+  return {name, "", status, 0, detail};
 }
 
 }  // namespace
@@ -81,16 +108,37 @@ bool DiffReport::equal() const {
   return true;
 }
 
+std::map<std::string, int> DiffReport::Counts() const {
+  std::map<std::string, int> counts;
+  for (DiffStatus s : {DiffStatus::kEqual, DiffStatus::kWithinTolerance, DiffStatus::kDifferent,
+                       DiffStatus::kShapeMismatch, DiffStatus::kMissingInA, DiffStatus::kMissingInB,
+                       DiffStatus::kStepDiffers}) {
+    counts[DiffStatusName(s)] = 0;
+  }
+  for (const DiffEntry& e : entries) ++counts[DiffStatusName(e.status)];
+  return counts;
+}
+
 nlohmann::json DiffReport::ToJson() const {
   nlohmann::json out;
   out["equal"] = equal();
+  out["weights_only"] = weights_only;
   out["params_compared"] = params_compared;
   out["states_compared"] = states_compared;
+  out["counts"] = Counts();
   out["entries"] = nlohmann::json::array();
   for (const DiffEntry& e : entries) {
-    nlohmann::json j = {{"name", e.name}, {"state", e.state}, {"status", DiffStatusName(e.status)}};
-    if (e.status == DiffStatus::kWithinTolerance || e.status == DiffStatus::kDifferent)
-      j["max_abs_diff"] = e.max_abs_diff;
+    nlohmann::json j = {{"name", e.name},
+                        {"state", e.state},
+                        {"status", DiffStatusName(e.status)},
+                        {"weights_only", e.weights_only}};
+    if (e.status == DiffStatus::kWithinTolerance || e.status == DiffStatus::kDifferent) {
+      j.update({{"max_abs_diff", e.max_abs_diff},
+                {"max_rel_diff", e.max_rel_diff},
+                {"num_different", e.num_different},
+                {"numel", e.numel}});
+    }
+    if (e.status == DiffStatus::kStepDiffers) j["max_abs_diff"] = e.max_abs_diff;
     if (!e.detail.empty()) j["detail"] = e.detail;
     out["entries"].push_back(std::move(j));
   }
@@ -100,6 +148,7 @@ nlohmann::json DiffReport::ToJson() const {
 absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const DiffOptions& options) {
   DiffReport report;
   const bool weights_only = IsWeightsOnly(a) || IsWeightsOnly(b);
+  report.weights_only = weights_only;
   // Expert weights a weights export stores in another layout (expert_layouts.h): which stacked
   // parameters it has, and which of its tensors they are made of.
   const Source* export_side = IsWeightsOnly(b) && !IsWeightsOnly(a)   ? &b
@@ -132,6 +181,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     DiffEntry entry = stacked_is_a
                           ? CompareState(p.name, ParamState::kFp32, dp, bytes, e->dtype, e->bytes, numel, options.atol)
                           : CompareState(p.name, ParamState::kFp32, e->dtype, e->bytes, dp, bytes, numel, options.atol);
+    entry.weights_only = true;
     report.entries.push_back(std::move(entry));
     return absl::OkStatus();
   };
@@ -143,7 +193,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     if (export_side == &a && consumed.count(pa.name) > 0) continue;  // compared with its stacked form
     const ParamMeta* pb = b.Find(pa.name);
     if (pb == nullptr) {
-      report.entries.push_back({pa.name, "", DiffStatus::kMissingInB, 0, ""});
+      report.entries.push_back(Missing(pa.name, a, b, DiffStatus::kMissingInB));
       continue;
     }
     ++report.params_compared;
@@ -167,6 +217,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       UCP_ASSIGN_OR_RETURN(int64_t numel, pa.shape.NumElements());
       report.entries.push_back(
           CompareState(pa.name, state, pa.state(state)->dtype, ba, pb->state(state)->dtype, bb, numel, options.atol));
+      report.entries.back().weights_only = weights_only;
     }
     if (options.compare_steps && pa.step && pb->step && *pa.step != *pb->step) {
       report.entries.push_back({pa.name, "step", DiffStatus::kStepDiffers, std::fabs(*pa.step - *pb->step),
@@ -179,7 +230,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
     } else if (export_side == &b && consumed.count(pb.name) > 0) {
       continue;  // compared with its stacked form
     } else if (a.Find(pb.name) == nullptr) {
-      report.entries.push_back({pb.name, "", DiffStatus::kMissingInA, 0, ""});
+      report.entries.push_back(Missing(pb.name, b, a, DiffStatus::kMissingInA));
     }
   }
   return report;

@@ -34,8 +34,11 @@ bool CheckTorchFile(const std::string& dir, const std::string& relative, const V
 
 int VerifyManifest(const std::string& dir, VerifyReport& report) {
   absl::StatusOr<store::Manifest> manifest = store::ReadManifest(dir);
-  if (absl::IsNotFound(manifest.status())) {
-    report.notes.push_back(absl::StrCat("no ", store::kManifestFile, ": sizes and CRC-32s of the files not checked"));
+  if (absl::IsNotFound(
+          manifest.status())) {  // DeepSpeed writes none; each file's records are CRC-checked
+    report.notes.push_back(absl::StrCat("no ", store::kManifestFile,
+                                        " (DeepSpeed writes none): whole-file sizes and ",
+                                        "CRC-32s not compared with a manifest"));
     return 0;
   }
   if (!manifest.ok()) {
@@ -78,6 +81,21 @@ int VerifyManifest(const std::string& dir, VerifyReport& report) {
   return static_cast<int>(manifest->files.size());
 }
 
+void SkipUnknownFiles(const std::string& dir, const std::string& sub,
+                      const std::function<bool(const std::string&)>& known, VerifyReport& report) {
+  std::error_code ec;
+  std::vector<std::string> unknown;
+  for (const fs::directory_entry& e : fs::directory_iterator(fs::path(dir) / sub, ec)) {
+    const std::string base = e.path().filename().string();
+    if (!e.is_directory(ec) && !known(base))
+      unknown.push_back(sub.empty() ? base : sub + "/" + base);
+  }
+  std::sort(unknown.begin(), unknown.end());
+  for (const std::string& file : unknown) {
+    report.skipped.push_back({"file", file, "not a file of this checkpoint kind: not checked"});
+  }
+}
+
 }  // namespace internal_verify
 
 absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options) {
@@ -102,6 +120,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   }
   VerifyReport report;
   report.path = input.path;
+  if (!options.check_crc) report.notes.push_back("the records' CRC-32s were not read (--no-crc)");
   if (input.is_universal()) {
     report.kind = "universal";
     internal_verify::VerifyManifest(input.path, report);
@@ -111,6 +130,11 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   if (input.is_weights()) {
     report.kind = "export";
     report.files_checked += internal_verify::VerifyManifest(input.path, report);
+    if (!has_manifest) {  // nothing was checked: say so rather than pass
+      report.skipped.push_back({"manifest", "", absl::StrCat("no ", store::kManifestFile,
+                                                             ": the weights files are not checked "
+                                                             "(`ucp inspect --verify FILE` reads one)")});
+    }
     return report;
   }
   report.kind = "zero";
@@ -126,13 +150,19 @@ nlohmann::json ReportToJson(const VerifyReport& report) {
   for (const Problem& p : report.problems) {
     problems.push_back({{"check", p.check}, {"file", p.file}, {"message", p.message}});
   }
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const Skipped& s : report.skipped) {
+    skipped.push_back({{"check", s.check}, {"file", s.file}, {"reason", s.reason}});
+  }
   return {{"path", report.path},
           {"kind", report.kind},
           {"ok", report.ok()},
+          {"complete", report.complete()},
           {"files_checked", report.files_checked},
           {"params_checked", report.params_checked},
           {"notes", report.notes},
-          {"problems", problems}};
+          {"problems", problems},
+          {"skipped", skipped}};
 }
 
 std::string ReportToText(const VerifyReport& report) {
@@ -140,10 +170,18 @@ std::string ReportToText(const VerifyReport& report) {
   for (const Problem& p : report.problems) {
     absl::StrAppend(&text, p.check, ": ", p.file.empty() ? "" : absl::StrCat(p.file, ": "), p.message, "\n");
   }
+  for (const Skipped& s : report.skipped) {
+    absl::StrAppend(&text, "skipped: ", s.check, ": ",
+                    s.file.empty() ? "" : absl::StrCat(s.file, ": "), s.reason, "\n");
+  }
   for (const std::string& note : report.notes) absl::StrAppend(&text, "note: ", note, "\n");
+  std::string verdict = !report.ok()        ? absl::StrCat(report.problems.size(), " problem(s)")
+                        : report.complete() ? "OK"
+                                            : "no problem found";
+  if (!report.complete())
+    absl::StrAppend(&verdict, "; INCOMPLETE: ", report.skipped.size(), " check(s) skipped");
   absl::StrAppend(&text, report.path, " (", report.kind, "): ", report.files_checked, " files, ",
-                  report.params_checked, " parameters checked; ",
-                  report.ok() ? "OK" : absl::StrCat(report.problems.size(), " problem(s)"), "\n");
+                  report.params_checked, " parameters checked; ", verdict, "\n");
   return text;
 }
 

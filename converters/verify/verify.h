@@ -18,6 +18,11 @@
 //             nowhere, with one value
 //     model   param_shapes of the model files name exactly the zero/ folders, with matching numel;
 //             optimizer_state.pt has as many param groups as param_shapes
+//
+// A check that cannot be made is not passed silently: it is listed in `skipped` with the reason
+// (a layout the index does not read, NVMe-offloaded state, a file verify does not know, a UCP
+// whose model files have no param_shapes, a weights folder without a manifest), and the report is
+// incomplete (`ucp verify` exits 3).
 #pragma once
 
 #include <string>
@@ -34,6 +39,13 @@ struct Problem {
   std::string message;  // what is wrong, with the key or parameter name
 };
 
+// A check that could not be made, and why.
+struct Skipped {
+  std::string check;  // as Problem::check
+  std::string file;   // relative to the checked folder; empty when not about one file
+  std::string reason;
+};
+
 struct VerifyReport {
   std::string path;  // the folder checked (the tag folder for ZeRO)
   std::string kind;  // "zero", "universal" or "export"
@@ -41,8 +53,10 @@ struct VerifyReport {
   int params_checked = 0;
   std::vector<std::string> notes;  // facts that are not problems ("no ucp_manifest.json")
   std::vector<Problem> problems;
+  std::vector<Skipped> skipped;
 
   bool ok() const { return problems.empty(); }
+  bool complete() const { return skipped.empty(); }  // every check was made
 };
 
 struct VerifyOptions {
@@ -56,7 +70,8 @@ struct VerifyOptions {
 absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options = {});
 
 nlohmann::json ReportToJson(const VerifyReport& report);
-// "<check>: <file>: <message>" per problem, then a summary line.
+// "<check>: <file>: <message>" per problem, "skipped: <check>: <file>: <reason>" per check not
+// made, notes, then a summary line.
 std::string ReportToText(const VerifyReport& report);
 
 }  // namespace ucp::converters::verify

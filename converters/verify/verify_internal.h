@@ -1,6 +1,7 @@
 // The per-kind checkers behind VerifyCheckpoint (verify.h); each appends problems to `report`.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -22,6 +23,10 @@ int VerifyManifest(const std::string& dir, VerifyReport& report);
 // verify.cc: opens a torch.save file (dir/relative) and checks its CRC-32s; a "file" problem on failure.
 bool CheckTorchFile(const std::string& dir, const std::string& relative, const VerifyOptions& options,
                     VerifyReport& report);
+// verify.cc: a "skipped" entry for each regular file of dir/sub (sub "" or a relative folder) whose
+// base name `known` rejects: files no check reads are named, not passed over.
+void SkipUnknownFiles(const std::string& dir, const std::string& sub,
+                      const std::function<bool(const std::string&)>& known, VerifyReport& report);
 // A step value: an int, a float, or a 1-element tensor (torch.optim keeps a 0-dim float32 tensor);
 // nullopt for anything else.
 std::optional<double> StepValue(const formats::torch::TorchFile& file, const formats::torch::Value* v);

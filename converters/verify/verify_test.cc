@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "converters/deepspeed/deepspeed_testutil.h"
+#include "converters/pipelines/convert.h"
 #include "gtest/gtest.h"
 #include "ucp/manifest.h"
 
@@ -40,6 +41,7 @@ class CleanFixture : public ::testing::TestWithParam<std::string> {};
 TEST_P(CleanFixture, ZeroFolderHasNoProblems) {
   const VerifyReport report = Verify(fs::path(FixtureCase(GetParam())) / "checkpoint");
   EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(report.complete()) << ReportToText(report);
   EXPECT_EQ(report.kind, "zero");
   EXPECT_GT(report.files_checked, 1);
   EXPECT_GT(report.params_checked, 10);
@@ -48,6 +50,7 @@ TEST_P(CleanFixture, ZeroFolderHasNoProblems) {
 TEST_P(CleanFixture, DeepSpeedUniversalHasNoProblems) {
   const VerifyReport report = Verify(fs::path(FixtureCase(GetParam())) / "checkpoint/global_step5_universal");
   EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(report.complete()) << ReportToText(report);
   EXPECT_EQ(report.kind, "universal");
   EXPECT_GT(report.params_checked, 10);
   ASSERT_EQ(report.notes.size(), 1u);  // DeepSpeed writes no manifest
@@ -66,6 +69,7 @@ TEST(CleanTensorParallel, ZeroAndUniversalHaveNoProblems) {
     for (const char* sub : {"checkpoint", "checkpoint/global_step5_universal"}) {
       const VerifyReport report = Verify(tp / name / sub);
       EXPECT_TRUE(report.ok()) << name << "/" << sub << "\n" << ReportToText(report);
+      EXPECT_TRUE(report.complete()) << name << "/" << sub << "\n" << ReportToText(report);
     }
   }
 }
@@ -174,6 +178,84 @@ TEST(BrokenUniversal, ManifestNamesTheChangedFile) {
   const VerifyReport report = Verify(ucp);
   EXPECT_TRUE(HasProblem(report, "manifest", "zero/embed.weight/fp32.pt", "CRC-32")) << ReportToText(report);
   EXPECT_TRUE(HasProblem(report, "file", "zero/embed.weight/fp32.pt")) << ReportToText(report);
+}
+
+// True when some skipped check of `check` names `file` and its reason contains `text`.
+bool HasSkipped(const VerifyReport& report, const std::string& check, const std::string& file,
+                const std::string& text = "") {
+  for (const Skipped& s : report.skipped) {
+    if (s.check == check && s.file == file && s.reason.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Files no check reads are named as skipped (the report is incomplete), not passed over.
+TEST(Incomplete, FilesVerifyDoesNotKnowAreSkipped) {
+  ScratchDir scratch;
+  const fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  std::ofstream(tag / "notes.txt") << "x";
+  VerifyReport report = Verify(tag);
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_FALSE(report.complete());
+  EXPECT_TRUE(HasSkipped(report, "file", "notes.txt", "not checked")) << ReportToText(report);
+  EXPECT_NE(ReportToText(report).find("no problem found; INCOMPLETE: 1 check(s) skipped"), std::string::npos);
+  const nlohmann::json j = ReportToJson(report);
+  EXPECT_EQ(j["complete"], false);
+  EXPECT_EQ(j["skipped"][0]["file"], "notes.txt");
+
+  const fs::path ucp = scratch.CopyTag("s2_fp32_dp2", "checkpoint/global_step5_universal");
+  std::ofstream(ucp / "zero/embed.weight/fp16.pt") << "x";
+  std::ofstream(ucp / "zero/README") << "x";
+  std::ofstream(ucp / "extra.bin") << "x";
+  report = Verify(ucp);
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "file", "zero/embed.weight/fp16.pt")) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "file", "zero/README")) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "file", "extra.bin")) << ReportToText(report);
+  EXPECT_EQ(report.skipped.size(), 3u);
+}
+
+TEST(Incomplete, NvmeOffloadedStateIsSkippedNotAProblem) {
+  ScratchDir scratch;
+  const fs::path tag = scratch.CopyTag("s2_fp32_dp2");
+  fs::create_directories(tag / "offloaded_tensors");
+  const VerifyReport report = Verify(tag);
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "files", "", "NVMe")) << ReportToText(report);
+}
+
+// A UCP converted from ZeRO-0 has param_shapes None: the model check cannot be made (and its
+// param_groups are no problem).
+TEST(Incomplete, UniversalFromZero0HasNoParamShapes) {
+  ScratchDir scratch;
+  pipelines::ConvertOptions convert;
+  convert.input = (fs::path(FixtureCase("")).parent_path().parent_path() / "deepspeed_extra/s0_fp32_dp2/checkpoint")
+                      .string();
+  convert.output = (scratch.path() / "ucp").string();
+  convert.write_latest = false;
+  convert.execute.fsync = false;
+  ASSERT_TRUE(pipelines::Convert(convert).ok());
+  const VerifyReport report = Verify(convert.output);
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "model", "", "no param_shapes")) << ReportToText(report);
+}
+
+// zero_to_fp32.py's output has no manifest: nothing is checked, and the report says so.
+TEST(Incomplete, WeightsWithoutAManifestAreNotChecked) {
+  const VerifyReport report = Verify(fs::path(FixtureCase("s2_fp32_dp2")) / "fp32");
+  EXPECT_EQ(report.kind, "export");
+  EXPECT_TRUE(report.ok()) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "manifest", "", "weights files are not checked")) << ReportToText(report);
+}
+
+TEST(Incomplete, NoCrcIsANoteNotASkip) {
+  VerifyOptions options;
+  options.check_crc = false;
+  absl::StatusOr<VerifyReport> report =
+      VerifyCheckpoint((fs::path(FixtureCase("s2_fp32_dp2")) / "checkpoint").string(), options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok() && report->complete()) << ReportToText(*report);
+  EXPECT_EQ(report->notes, std::vector<std::string>{"the records' CRC-32s were not read (--no-crc)"});
 }
 
 // What `ucp reshard` writes: a save folder (latest + tag folder) with ucp_manifest.json at its root.

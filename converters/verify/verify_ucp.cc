@@ -131,7 +131,7 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
     const int mp_rank = file_name.has_value() ? std::max(file_name->mp_rank, 0) : 0;
     mp_seen.insert(mp_rank);
     const Value* ps = file->root().Get(keys::kParamShapes);
-    if (ps == nullptr) continue;
+    if (ps == nullptr || ps->is_none()) continue;  // ZeRO-0 saves None
     std::vector<const Value*> dicts;
     if (ps->is_dict()) dicts.push_back(ps);
     if (ps->is_sequence()) dicts.assign(ps->items().begin(), ps->items().end());
@@ -154,6 +154,20 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
     }
   }
   mp_ranks = static_cast<int>(std::max<size_t>(mp_seen.size(), 1));
+  if (shapes.empty() && !mp_seen.empty()) {  // e.g. a UCP converted from ZeRO-0
+    report.skipped.push_back(
+        {"model", "",
+         "no param_shapes in the model files: the zero/ folders are not compared "
+         "with the model"});
+  }
+}
+
+bool IsStateFile(const std::string& base) {
+  for (absl::string_view state :
+       {store::kFp32State, store::kExpAvgState, store::kExpAvgSqState, store::kStepState}) {
+    if (base == absl::StrCat(state, ".pt")) return true;
+  }
+  return false;
 }
 
 // The fp32 tensor against param_shapes: equal shapes; ZeRO-3 raw tensors are flat with the same
@@ -196,12 +210,27 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   std::optional<size_t> groups;
   int mp_ranks = 1;
   CollectParamShapes(dir, options, report, shapes, groups, mp_ranks);
+  if (mp_ranks > 1) {
+    report.notes.push_back(absl::StrCat("tp ", mp_ranks,
+                                        ": the merged fp32 tensors are compared with the per-rank "
+                                        "param_shapes by rank only"));
+  }
+  SkipUnknownFiles(
+      dir, "",
+      [](const std::string& base) {
+        return absl::EndsWith(base, keys::kModelStatesSuffix) || base == store::kManifestFile;
+      },
+      report);
+  SkipUnknownFiles(
+      dir, std::string(store::kZeroDir),
+      [](const std::string& base) { return base == store::kOptimizerStateFile; }, report);
 
   std::optional<std::pair<std::string, double>> first_step;
   int with_step = 0;
   for (const std::string& name : names) {
     ++report.params_checked;
     ParamFacts facts = CheckParamFolder(dir, name, options, report);
+    SkipUnknownFiles(dir, absl::StrCat(store::kZeroDir, "/", name), IsStateFile, report);
     with_step += facts.has_step ? 1 : 0;
     if (facts.step.has_value()) {
       if (!first_step.has_value()) {

@@ -209,10 +209,19 @@ absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, V
   UCP_ASSIGN_OR_RETURN(ds::CheckpointDir dir, ds::ResolveCheckpointDir(path, options.tag));
   report.path = dir.tag_dir;
   absl::StatusOr<std::vector<ds::ListedFile>> listed = ds::ListCheckpointFiles(dir.tag_dir);
+  if (absl::IsUnimplemented(
+          listed.status())) {  // e.g. NVMe-offloaded state: nothing can be checked
+    report.skipped.push_back({"files", "", std::string(listed.status().message())});
+    return absl::OkStatus();
+  }
   if (!listed.ok()) {
     report.problems.push_back({"files", "", std::string(listed.status().message())});
     return absl::OkStatus();
   }
+  std::set<std::string> known;
+  for (const ds::ListedFile& f : *listed) known.insert(f.basename);
+  SkipUnknownFiles(
+      dir.tag_dir, "", [&](const std::string& base) { return known.count(base) > 0; }, report);
   std::vector<OpenedFile> files;
   for (const ds::ListedFile& l : *listed) {
     OpenedFile f{&l, nullptr};
@@ -233,7 +242,9 @@ absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, V
   if (!index.ok()) {
     const std::string message(index.status().message());
     if (absl::IsUnimplemented(index.status())) {  // a layout ucp does not index: not a damaged checkpoint
-      report.notes.push_back(absl::StrCat("cross-file checks skipped: ", message));
+      report.skipped.push_back(
+          {"index", FileNamedIn(message, *listed),
+           absl::StrCat("cross-file, cover and padding checks not made: ", message)});
       return absl::OkStatus();
     }
     const std::string file = FileNamedIn(message, *listed);

@@ -1,7 +1,10 @@
 """ucp.open over every DeepSpeed fixture: the ZeRO folder (read in place), DeepSpeed's own UCP folder
 and zero_to_fp32's pytorch_model.bin, every state of every parameter against reference.npz."""
 import json
+import os
+import pathlib
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -63,7 +66,7 @@ def test_zero_metadata(case):
         assert "fp32" in p.states
         assert p.partitioning
         if p.role == "trainable":
-            assert p.dtype == "float32" and p.states == ["fp32", "exp_avg", "exp_avg_sq"]
+            assert p.dtype == "f32" and p.states == ["fp32", "exp_avg", "exp_avg_sq"]
     assert ckpt.topology["ep"] == (2 if case.startswith("autoep") else 1)
     assert ckpt.topology["zero_stage"] == int(re.search(r"(?:^|_)s(\d)_", case).group(1))
     experts = [p for p in ckpt.params if p.expert]
@@ -81,7 +84,7 @@ def test_zero_to_fp32_bin(case):
     for name, want in weights.items():
         got = ckpt.tensor(name)
         assert got.shape == want.shape
-        if ckpt[name].dtype == "bfloat16":  # s2_bf16_dp2's frozen `pos`: raw bits unless upcast
+        if ckpt[name].dtype == "bf16":  # s2_bf16_dp2's frozen `pos`: raw bits unless upcast
             assert got.dtype == np.uint16
             got = ckpt.tensor(name, upcast=True)
             assert got.dtype == np.float32
@@ -109,5 +112,21 @@ def test_diff_names_values_that_changed():
     assert ("embed.weight", "fp32") in changed
     assert all(e.status == "different" and e.max_abs_diff > 0 for e in report.differences)
     assert {e.state for e in report.entries} == {"fp32"}
+    assert all(0 < e.num_different <= e.numel and 0 < e.max_rel_diff for e in report.differences)
+    assert report.counts["different"] == len(report.differences)
+    assert not report.weights_only and not any(e.weights_only for e in report.entries)
     with pytest.raises(ValueError):
         before.diff(after, states=["momentum"])
+
+
+def test_dtypes_are_the_cli_json_names():
+    """One dtype vocabulary: Param.dtype and topology['master_dtype'] are what `ucp inspect --json` prints."""
+    binary = pathlib.Path(os.environ["UCP_BINARY_DIR"]) / "cli" / "ucp"
+    for case in ("s2_bf16_dp2", "s1_bf16opt_dp4"):
+        path = str(FIXTURES / case / "checkpoint")
+        doc = json.loads(subprocess.run([str(binary), "inspect", "--json", path], check=True, capture_output=True,
+                                        text=True).stdout)
+        ckpt = ucp.open(path)
+        assert ckpt.topology["master_dtype"] == doc["master_dtype"] == "f32"
+        assert {p.name: p.dtype for p in ckpt.params} == {p["name"]: p["dtype"] or "" for p in doc["params"]}
+        assert "bf16" in {p.dtype for p in ckpt.params} or case == "s1_bf16opt_dp4"

@@ -85,6 +85,11 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
             << cmp->tree_equal.size() << " equal as value trees (" << absl::StrJoin(cmp->tree_equal, ", ")
             << "), " << cmp->problems.size() << " differ\n";
   EXPECT_TRUE(cmp->problems.empty()) << name << ":\n  " << absl::StrJoin(cmp->problems, "\n  ");
+  // What README.md and docs/ucp.md promise: every per-parameter file byte-identical.
+  for (const std::string& f : cmp->tree_equal) {
+    EXPECT_TRUE(f.rfind("zero/", 0) != 0 || f == "zero/optimizer_state.pt")
+        << name << ": " << f << " is not byte-identical";
+  }
   if (fs::exists(FixtureCase(name) + "/checkpoint/latest_universal")) {  // deepspeed_tp kept none
     EXPECT_EQ(ReadAll(scratch.path() + "/latest_universal"),
               ReadAll(FixtureCase(name) + "/checkpoint/latest_universal"));

@@ -294,7 +294,6 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
 
 absl::StatusOr<Plan> Planner::Run() {
   Plan plan = internal_sink::NewSinkPlan(in_, t_, 3, "DeepSpeedZeroOptimizer_Stage3");
-  plan.info.frozen_params = static_cast<int>(in_.frozen.size());
   frames_.ReserveZeros(&plan);
   for (int r = 0; r < topo_.dp; ++r) {
     const RankPlace place = Place(r);

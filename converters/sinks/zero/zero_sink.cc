@@ -51,6 +51,13 @@ plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int st
   info.param_groups = static_cast<int>(in.groups.size());
   info.params = static_cast<int>(in.params.size());
   for (const SinkParam& p : in.params) info.expert_params += p.expert ? 1 : 0;
+  info.frozen_params = in.frozen_params;
+  if (info.frozen_params < 0) {
+    const Value* shapes = in.model_root != nullptr ? in.model_root->Get(keys::kFrozenParamShapes) : nullptr;
+    info.frozen_params = shapes != nullptr && shapes->is_dict()
+                             ? static_cast<int>(shapes->entries().size())
+                             : static_cast<int>(in.frozen.size());
+  }
   if (!in.params.empty()) {
     info.master_dtype = std::string(DTypeName(in.params[0].states[0].dtype));
     info.state_dtype = std::string(DTypeName(in.params[0].states[1].dtype));

@@ -159,6 +159,7 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(const Checkpo
     }
     in.groups.push_back(std::move(group));
   }
+  in.frozen_params = static_cast<int>(index.frozen_params.size());
   if (stage == 3) {
     for (const deepspeed::FrozenParam& fp : index.frozen_params)
       in.frozen.push_back(FrozenFromIndex(fp));

@@ -92,6 +92,9 @@ struct ZeroSinkInput {
   std::vector<SinkParam> params;
   std::vector<SinkGroup> groups;
   std::vector<SinkFrozen> frozen;  // ZeRO-3 sources
+  // Frozen parameters the source records (the index's; -1: count model_root's frozen_param_shapes
+  // or `frozen`), for PlanInfo: the count `ucp convert` reports for the same checkpoint.
+  int frozen_params = -1;
   // The source's layout: zero_stage 0 means whole tensors (a ZeRO-0 folder, or memory): the module
   // is rebuilt as flat-group views and the ZeRO wrapper's state is `optimizer_template` or a fresh
   // DeepSpeedZeroOptimizer's.
