@@ -13,6 +13,7 @@
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/execute/executor.h"
 #include "converters/plan/zero3_input.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 
@@ -107,8 +108,8 @@ TEST(Zero3Reshard, ChangesAutoepSize) {
   ASSERT_TRUE(in.ok()) << in.status();
   absl::StatusOr<Plan> plan = PlanZero3Reshard(*in, Zero3Target{.dp = 4, .ep = 4});
   ASSERT_TRUE(plan.ok()) << plan.status();
-  const fs::path out = fs::temp_directory_path() / ("ucp_zero3_reshard_test_" + std::to_string(::getpid()));
-  fs::create_directories(out);
+  const testutil::ScratchDir scratch;
+  const fs::path& out = scratch.path();
   std::vector<const ByteSource*> sources;
   for (const auto& f : in->files) sources.push_back(&f->zip().source());
   for (size_t i = sources.size(); i < plan->sources.size(); ++i) sources.push_back(plan->sources[i].memory.get());
@@ -152,7 +153,6 @@ TEST(Zero3Reshard, ChangesAutoepSize) {
     }
     EXPECT_EQ(Floats(*optim, osd->Get("fp32_flat_groups")->items()[expert_group]), expected);
   }
-  fs::remove_all(out);
 }
 
 }  // namespace

@@ -5,17 +5,15 @@
 #include <cstdio>
 #include <fstream>
 
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp {
 namespace {
 
-std::string TempPath(const char* name) {
-  return std::string(::testing::TempDir()) + "/" + name + std::to_string(::getpid());
-}
-
 TEST(ByteSourceTest, FileReadAtMappedAndUnmapped) {
-  std::string path = TempPath("src");
+  const testutil::ScratchDir scratch;
+  std::string path = scratch.File("src");
   { std::ofstream(path) << "hello world"; }
   for (bool map : {true, false}) {
     auto src = OpenFileSource(path, map);
@@ -50,7 +48,8 @@ TEST(ByteSourceTest, MemorySourceSlicesShareBytes) {
 
 TEST(ByteSourceTest, ReleaseRangeKeepsTheBytes) {
   // Pages dropped from a file mapping fault back in with the same bytes; memory sources ignore it.
-  const std::string path = TempPath("release");
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("release");
   std::string data(3 * 65536 + 123, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31 + 7);
   std::ofstream(path, std::ios::binary) << data;

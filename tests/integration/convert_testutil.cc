@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "formats/base/crc32.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
 #include "formats/torch/torch_writer.h"
@@ -81,11 +82,8 @@ std::string FixtureCase(const std::string& name) {
   return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed/", name);
 }
 
-ScratchDir::ScratchDir(const std::string& label) {
-  path_ = (fs::temp_directory_path() / absl::StrCat("ucp_convert_", label, "_", ::getpid())).string();
-  fs::remove_all(path_);
-  fs::create_directories(path_);
-}
+ScratchDir::ScratchDir(const std::string& label)
+    : path_(testutil::ScratchDir::Make(label).string()) {}
 
 ScratchDir::~ScratchDir() {
   std::error_code ec;
