@@ -26,7 +26,9 @@ test-asan: deps
 	cmake --build --preset asan
 	ctest --preset asan
 
-demo: build
+# Builds only what it runs (the `ucp` executable), not the tests and benchmarks.
+demo: deps configure
+	cmake --build --preset $(PRESET) --target ucp
 	@echo "== ucp inspect: a real DeepSpeed ZeRO-2 optimizer shard"
 	$(UCP) inspect fixtures/deepspeed/s2_fp32_dp2/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt
 	@echo "== ucp inspect --verify: every record's CRC32 and size"

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "cli/commands/inspect_command.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -52,7 +53,8 @@ TEST(InspectCommandTest, TorchJsonAndVerify) {
 }
 
 TEST(InspectCommandTest, ErrorsAreOneLineNamingTheFile) {
-  std::string path = std::string(::testing::TempDir()) + "/not_a_checkpoint.pt";
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("not_a_checkpoint.pt");
   std::ofstream(path) << "definitely not a zip";
   Result r = Inspect({.path = path});
   EXPECT_EQ(r.code, 1);
@@ -66,7 +68,8 @@ TEST(InspectCommandTest, ErrorsAreOneLineNamingTheFile) {
 
 TEST(InspectCommandTest, VerifyCatchesAFlippedTensorByte) {
   std::string src = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt");
-  std::string path = std::string(::testing::TempDir()) + "/flipped.pt";
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("flipped.pt");
   std::ifstream in(src, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   bytes[bytes.size() / 2] ^= 0x01;  // inside the flat fp32 buffer, well after data.pkl

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "formats/base/byte_size.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -44,7 +45,8 @@ TEST(ConvertCommandTest, ByteSizes) {
 }
 
 TEST(ConvertCommandTest, DryRunPrintsThePlanAndWritesNothing) {
-  const std::string out_dir = std::string(::testing::TempDir()) + "/dry_" + std::to_string(::getpid());
+  const testutil::ScratchDir scratch;
+  const std::string out_dir = scratch.File("dry");
   ConvertCommandOptions o;
   o.input = Tag("autoep_qwen3_s3_fp32_dp4_ep2");
   o.output = out_dir;
@@ -64,7 +66,8 @@ TEST(ConvertCommandTest, DryRunPrintsThePlanAndWritesNothing) {
 }
 
 TEST(ConvertCommandTest, ConvertsAndReportsJson) {
-  const std::string root = std::string(::testing::TempDir()) + "/conv_" + std::to_string(::getpid());
+  const testutil::ScratchDir scratch;
+  const std::string root = scratch.path().string();
   ConvertCommandOptions o;
   o.input = Tag("s2_bf16_dp2");
   o.output = root + "/global_step5_universal";
@@ -82,7 +85,6 @@ TEST(ConvertCommandTest, ConvertsAndReportsJson) {
   Result again = Convert(o);
   EXPECT_EQ(again.code, 1);
   EXPECT_EQ(again.err, "error: " + o.output + " already exists (use --force to replace it)\n");
-  fs::remove_all(root);
 }
 
 TEST(ConvertCommandTest, ErrorsAreOneLine) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -30,8 +31,8 @@ TEST(VerifyCommand, CleanFixtureExitsZero) {
 }
 
 TEST(VerifyCommand, BrokenCopyExitsOneAndNamesTheFile) {
-  const fs::path dir = fs::temp_directory_path() / ("ucp_verify_cli_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  const testutil::ScratchDir scratch;
+  const fs::path dir = scratch.path() / "global_step5";
   fs::copy(Fixture("s3_fp32_dp2/checkpoint/global_step5"), dir, fs::copy_options::recursive);
   const fs::path shard = dir / "zero_pp_rank_1_mp_rank_00_optim_states.pt";
   fs::resize_file(shard, fs::file_size(shard) - 100);
@@ -45,7 +46,6 @@ TEST(VerifyCommand, BrokenCopyExitsOneAndNamesTheFile) {
   ASSERT_GE(report["problems"].size(), 1u);
   EXPECT_EQ(report["problems"][0]["check"], "file");
   EXPECT_EQ(report["problems"][0]["file"], "zero_pp_rank_1_mp_rank_00_optim_states.pt");
-  fs::remove_all(dir);
 }
 
 TEST(VerifyCommand, MissingFolderIsOneErrorLine) {

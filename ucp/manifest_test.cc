@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "formats/base/crc32.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
@@ -17,12 +18,7 @@ namespace fs = std::filesystem;
 
 class ScratchDir {
  public:
-  ScratchDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / absl::StrCat("ucp_store_", info->name(), "_", ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
+  ScratchDir() : path_(testutil::ScratchDir::Make("")) {}
   ~ScratchDir() { fs::remove_all(path_); }
   std::string path() const { return path_.string(); }
 

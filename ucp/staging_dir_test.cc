@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
@@ -20,10 +21,7 @@ namespace fs = std::filesystem;
 class StagingDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = fs::temp_directory_path() / absl::StrCat("ucp_staging_", info->name(), "_", ::getpid());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+    root_ = testutil::ScratchDir::Make("");
   }
   void TearDown() override { fs::remove_all(root_); }
   std::string Out() const { return (root_ / "ckpt" / "global_step5_universal").string(); }

@@ -2,13 +2,12 @@
 // copies of them for the hostile tests.
 #pragma once
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed::testing {
@@ -19,30 +18,17 @@ inline std::string FixtureCase(const std::string& name) {
   return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed/", name);
 }
 
-// A fresh scratch folder, removed when the object dies.
-class ScratchDir {
+// A fresh per-test scratch folder (formats/base/scratch_dir_testutil.h), removed when the object
+// dies, that can hold copies of fixture tag folders.
+class ScratchDir : public ucp::testutil::ScratchDir {
  public:
-  ScratchDir() {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = absl::StrCat("ucp_dsindex_", info->test_suite_name(), "_", info->name(), "_", ::getpid());
-    for (char& c : name) c = c == '/' ? '_' : c;
-    path_ = std::filesystem::temp_directory_path() / name;
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
   // Copies fixtures/deepspeed/<name>/<sub> (a tag folder) to <scratch>/<tag> and returns that path.
   std::filesystem::path CopyTag(const std::string& name, const std::string& sub = "checkpoint/global_step5") {
     const std::filesystem::path from = std::filesystem::path(FixtureCase(name)) / sub;
-    const std::filesystem::path to = path_ / from.filename();
+    const std::filesystem::path to = path() / from.filename();
     std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
     return to;
   }
-
- private:
-  std::filesystem::path path_;
 };
 
 }  // namespace ucp::converters::deepspeed::testing

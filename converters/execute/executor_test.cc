@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "formats/base/crc32.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/torch/torch_writer.h"
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
@@ -28,9 +29,7 @@ using plan::Region;
 class ExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / absl::StrCat("ucp_exec_", info->name(), "_", ::getpid());
-    fs::remove_all(dir_);
+    dir_ = testutil::ScratchDir::Make("");
     fs::create_directories(dir_ / "zero" / "w");
     // Two "shards" of 1000 bytes each, bytes b -> (b * 7 + shard) mod 251.
     for (int s = 0; s < 2; ++s) {

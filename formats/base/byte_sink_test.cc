@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp {
@@ -26,15 +27,9 @@ int CountEntries(const std::string& dir) {
   return n;
 }
 
-std::string FreshDir() {
-  std::string dir = std::string(::testing::TempDir()) + "/sink" + std::to_string(::getpid());
-  std::string cmd = "rm -rf " + dir + " && mkdir -p " + dir;
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
-  return dir;
-}
-
 TEST(ByteSinkTest, CommitPublishesAtomically) {
-  std::string dir = FreshDir();
+  const testutil::ScratchDir scratch;
+  const std::string dir = scratch.path().string();
   std::string path = dir + "/out.bin";
   {
     auto sink = CreateFileSink(path);
@@ -50,7 +45,8 @@ TEST(ByteSinkTest, CommitPublishesAtomically) {
 }
 
 TEST(ByteSinkTest, DroppedSinkLeavesNothing) {
-  std::string dir = FreshDir();
+  const testutil::ScratchDir scratch;
+  const std::string dir = scratch.path().string();
   {
     auto sink = CreateFileSink(dir + "/out.bin");
     ASSERT_TRUE(sink.ok());
@@ -60,7 +56,8 @@ TEST(ByteSinkTest, DroppedSinkLeavesNothing) {
 }
 
 TEST(ByteSinkTest, NoOverwrite) {
-  std::string dir = FreshDir();
+  const testutil::ScratchDir scratch;
+  const std::string dir = scratch.path().string();
   std::string path = dir + "/out.bin";
   { std::ofstream(path) << "old"; }
   auto sink = CreateFileSink(path, {.overwrite = false, .fsync = false});

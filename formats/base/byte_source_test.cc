@@ -6,17 +6,15 @@
 #include <cstdio>
 #include <fstream>
 
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp {
 namespace {
 
-std::string TempPath(const char* name) {
-  return std::string(::testing::TempDir()) + "/" + name + std::to_string(::getpid());
-}
-
 TEST(ByteSourceTest, FileReadAtMappedAndUnmapped) {
-  std::string path = TempPath("src");
+  const testutil::ScratchDir scratch;
+  std::string path = scratch.File("src");
   { std::ofstream(path) << "hello world"; }
   for (bool map : {true, false}) {
     auto src = OpenFileSource(path, map);
@@ -44,8 +42,9 @@ TEST(ByteSourceTest, MissingFileIsNotFound) {
 // Issue 16.1: a FIFO (or a link to one) is refused by name at once; opening it for reading
 // without O_NONBLOCK would wait for a writer forever (this test would hang).
 TEST(ByteSourceTest, FifosAreRefusedWithoutBlocking) {
-  const std::string fifo = TempPath("fifo");
-  const std::string link = TempPath("link");
+  const testutil::ScratchDir scratch;
+  const std::string fifo = scratch.File("fifo");
+  const std::string link = scratch.File("link");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   ASSERT_EQ(::symlink(fifo.c_str(), link.c_str()), 0);
   for (const std::string& path : {fifo, link}) {
@@ -61,7 +60,8 @@ TEST(ByteSourceTest, FifosAreRefusedWithoutBlocking) {
 }
 
 TEST(ByteSourceTest, ReadSmallFileHonoursItsLimit) {
-  const std::string path = TempPath("small");
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("small");
   { std::ofstream(path) << "global_step5\n"; }
   absl::StatusOr<std::string> text = ReadSmallFile(path, 13);
   ASSERT_TRUE(text.ok()) << text.status();
@@ -81,7 +81,8 @@ TEST(ByteSourceTest, MemorySourceSlicesShareBytes) {
 
 TEST(ByteSourceTest, ReleaseRangeKeepsTheBytes) {
   // Pages dropped from a file mapping fault back in with the same bytes; memory sources ignore it.
-  const std::string path = TempPath("release");
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("release");
   std::string data(3 * 65536 + 123, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31 + 7);
   std::ofstream(path, std::ios::binary) << data;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/base/tensor_view.h"
 #include "gtest/gtest.h"
 
@@ -23,9 +24,7 @@ namespace ucp::formats::hdf5::testing {
 class TempDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = std::filesystem::temp_directory_path() / "ucp_hdf5_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    dir_ = ucp::testutil::ScratchDir::Make("").string();
   }
   void TearDown() override {
     EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0) << "HDF5 file objects left open";

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/safetensors/safetensors_testutil.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -164,15 +165,12 @@ TEST(SafetensorsRoundTripTest, EmptyFileHasNoTensors) {
   EXPECT_TRUE(reader->metadata().empty());
 }
 
-std::string TempPath(absl::string_view name) {
-  return absl::StrCat(::testing::TempDir(), "/safetensors_", ::getpid(), "_", name);
-}
-
 TEST(SafetensorsRoundTripTest, MappedFileReadsAreZeroCopyAndOutliveTheReader) {
   std::mt19937_64 rng(4);
   const std::vector<OwnedTensor> tensors = {RandomTensor(rng, "w", DType::kBF16, Shape{64, 3}),
                                             RandomTensor(rng, "b", DType::kU8, Shape{5})};
-  const std::string path = TempPath("mapped.safetensors");
+  const testutil::ScratchDir scratch;
+  const std::string path = scratch.File("mapped.safetensors");
   {
     auto sink = CreateFileSink(path, {.overwrite = true, .fsync = false});
     ASSERT_TRUE(sink.ok()) << sink.status();
@@ -195,7 +193,7 @@ TEST(SafetensorsRoundTripTest, MappedFileReadsAreZeroCopyAndOutliveTheReader) {
   EXPECT_EQ(BytesOf(kept, tensors[0].bytes.size()), AsString(tensors[0].bytes));
 
   // Without a mapping, reads are copies.
-  const std::string path2 = TempPath("unmapped.safetensors");
+  const std::string path2 = scratch.File("unmapped.safetensors");
   auto sink = CreateFileSink(path2, {.overwrite = true, .fsync = false});
   ASSERT_TRUE(sink.ok());
   ASSERT_TRUE(Write(**sink, testing::ToWrite(tensors)).ok());

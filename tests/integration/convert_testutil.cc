@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "formats/base/crc32.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
 #include "formats/torch/torch_writer.h"
@@ -83,13 +84,8 @@ std::string FixtureCase(const std::string& name) {
   return absl::StrCat(root != nullptr ? root : ".", "/fixtures/", in_set ? "" : "deepspeed/", name);
 }
 
-ScratchDir::ScratchDir(const std::string& label) {
-  std::string name = absl::StrCat("ucp_convert_", label, "_", ::getpid());
-  std::replace(name.begin(), name.end(), '/', '_');
-  path_ = (fs::temp_directory_path() / name).string();
-  fs::remove_all(path_);
-  fs::create_directories(path_);
-}
+ScratchDir::ScratchDir(const std::string& label)
+    : path_(testutil::ScratchDir::Make(label).string()) {}
 
 ScratchDir::~ScratchDir() {
   std::error_code ec;

@@ -35,6 +35,7 @@
 #include "absl/strings/str_join.h"
 #include "formats/base/byte_sink.h"
 #include "formats/base/byte_source.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/hdf5/h5_reader.h"
 #include "formats/hdf5/h5_writer.h"
 #include "formats/safetensors/safetensors_writer.h"
@@ -413,9 +414,7 @@ INSTANTIATE_TEST_SUITE_P(Shards, SafetensorsMutationTest, ::testing::Range<int64
 class Hdf5Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ucp_mutation_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    dir_ = testutil::ScratchDir::Make("");
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::filesystem::path dir_;
