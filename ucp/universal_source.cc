@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
 #include "ucp/manifest.h"
 #include "ucp/shard_layout.h"
 #include "ucp/ucp_layout.h"
@@ -105,9 +107,9 @@ absl::Status CheckManifestSizes(const std::string& dir) {
 
 // The model-states file a UCP keeps for MP rank 0 (and, for ZeRO-3, DP rank `dp`).
 std::string ModelFile(const std::string& dir, int dp) {
-  const fs::path zero3 = fs::path(dir) / absl::StrCat("zero_pp_rank_", dp, "_mp_rank_00_model_states.pt");
+  const fs::path zero3 = fs::path(dir) / formats::deepspeed::ZeroModelStatesFileName(dp, 0);
   if (fs::exists(zero3)) return zero3.string();
-  const fs::path zero12 = fs::path(dir) / "mp_rank_00_model_states.pt";
+  const fs::path zero12 = fs::path(dir) / formats::deepspeed::ModelStatesFileName(0);
   return dp == 0 && fs::exists(zero12) ? zero12.string() : std::string();
 }
 
@@ -371,7 +373,7 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
   if (fs::exists(optimizer)) {
     UCP_ASSIGN_OR_RETURN(OpenedFile opt, OpenTorch(*source, optimizer.string()));
     const Value& root = opt.torch->root();
-    if (auto stage = IntValue(root.Get("zero_stage"))) source->mutable_info().zero_stage = static_cast<int>(*stage);
+    if (auto stage = IntValue(root.Get(formats::deepspeed::keys::kZeroStage))) source->mutable_info().zero_stage = static_cast<int>(*stage);
     if (const Value* groups = root.Get("param_groups"); groups != nullptr && groups->is_sequence()) {
       for (const Value* g : groups->items()) {
         nlohmann::json hp = PlainJson(*g);
@@ -379,7 +381,7 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
         source->mutable_info().param_groups.push_back(std::move(hp));
       }
     }
-    if (const Value* inner = root.Get("optimizer_state_dict"); inner != nullptr) {
+    if (const Value* inner = root.Get(formats::deepspeed::keys::kOptimizerStateDict); inner != nullptr) {
       const Value* state = inner->Get("state");
       if (state != nullptr && state->is_dict() && !state->entries().empty()) {
         const Value* step = state->entries()[0].second->Get("step");

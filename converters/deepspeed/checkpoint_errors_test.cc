@@ -7,15 +7,15 @@
 #include <fstream>
 
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::FixtureCase;
-using testing::ScratchDir;
+using formats::deepspeed::testing::FixtureCase;
+using formats::deepspeed::testing::ScratchDir;
 
 constexpr const char* kShard0 = "zero_pp_rank_0_mp_rank_00_optim_states.pt";
 constexpr const char* kShard1 = "zero_pp_rank_1_mp_rank_00_optim_states.pt";

@@ -9,11 +9,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::deepspeed::kMaxCount;
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::IsSet;
+using formats::deepspeed::AsIntIn;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsZeroStage;
+using formats::deepspeed::Describe;
+using formats::deepspeed::FileKind;
+using formats::deepspeed::FileKindName;
+using formats::deepspeed::FileName;
+using formats::deepspeed::ListedFile;
+using formats::deepspeed::ListCheckpointFiles;
 namespace {
 
 struct ShardKind {
@@ -69,15 +84,11 @@ absl::StatusOr<ShardKind> DetectShard(const CheckpointFile& f) {
 }
 
 std::string ExpectedOptimName(const std::string& prefix, int dp, int mp) {
-  return absl::StrFormat("%s%s%d%s%02d%s", prefix, keys::kZeroShardPrefix, dp, keys::kMpRankInfix, mp,
-                         keys::kOptimStatesSuffix);
+  return formats::deepspeed::OptimStatesFileName(prefix, dp, mp);
 }
 std::string ExpectedModelName(bool zero3, int dp, int mp) {
-  if (zero3) {
-    return absl::StrFormat("%s%d%s%02d%s", keys::kZeroShardPrefix, dp, keys::kMpRankInfix, mp,
-                           keys::kModelStatesSuffix);
-  }
-  return absl::StrFormat("%s%02d%s", keys::kMpRankPrefix, mp, keys::kModelStatesSuffix);
+  return zero3 ? formats::deepspeed::ZeroModelStatesFileName(dp, mp)
+               : formats::deepspeed::ModelStatesFileName(mp);
 }
 
 absl::Status OpenFiles(const std::vector<ListedFile>& listed, const OpenOptions& options, CheckpointIndex* index) {

@@ -6,16 +6,25 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::deepspeed {
+using formats::torch::TensorRef;
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::IsSet;
+using formats::deepspeed::AsStr;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsShape;
+using formats::deepspeed::Describe;
+using formats::deepspeed::ResolveCheckpointDir;
 
-using internal_ds::AsDict;
-using internal_ds::Describe;
-using internal_ds::IsSet;
 
 absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper) {
   switch (wrapper) {

@@ -38,7 +38,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "converters/deepspeed/file_names.h"
+#include "formats/deepspeed/file_names.h"
 #include "formats/base/dtype.h"
 #include "formats/base/shape.h"
 #include "formats/torch/torch_file.h"
@@ -222,7 +222,7 @@ absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value
 struct CheckpointFile {
   std::string path;
   std::string basename;
-  FileName name;
+  formats::deepspeed::FileName name;
   std::shared_ptr<const TorchFile> torch;  // the parsed file (directory + pickle only)
 
   const Value& root() const { return torch->root(); }
@@ -236,7 +236,7 @@ struct OpenOptions {
 // The index. OpenCheckpoint establishes every invariant documented on the fields; treat it as
 // read-only. Value pointers stay valid as long as the index (it owns the TorchFiles).
 struct CheckpointIndex {
-  CheckpointDir dir;
+  formats::deepspeed::CheckpointDir dir;
   // dp = optimizer shards per MP rank (dp_world_size), tp * pp = mp_world_size, ep = AutoEP
   // autoep_size or native MoE ep_size (1 without), use_data_before_expert_parallelism from ds_config.
   store::Topology topology;

@@ -12,19 +12,21 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
 #include "formats/base/byte_source.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed {
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
 namespace {
 
 namespace fs = std::filesystem;
 using formats::torch::TensorRef;
 using formats::torch::ValueKind;
-using testing::FixtureCase;
+using formats::deepspeed::testing::FixtureCase;
 
 struct CaseInfo {
   const char* name;

@@ -7,17 +7,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
 #include "formats/torch/torch_writer.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed {
+using formats::torch::Value;
 namespace {
 
 namespace fs = std::filesystem;
 using formats::torch::ValueArena;
-using testing::ScratchDir;
+using formats::deepspeed::testing::ScratchDir;
 
 // Edits a parsed file's tree in place. The tree's nodes are const for readers; a test owns this
 // one and changes it before anything else reads it.

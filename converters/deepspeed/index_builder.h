@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/value_access.h"
 #include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
@@ -60,19 +60,19 @@ absl::StatusOr<std::vector<GroupShapes>> ReadParamShapes(const Value& model_root
 
 // The location of elements [start, start + numel) of a contiguous tensor in file `file`.
 // DataLoss when the range is outside the tensor.
-absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, const TensorRef& tensor, int64_t start,
+absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, const formats::torch::TensorRef& tensor, int64_t start,
                                       int64_t numel, absl::string_view what);
 
 // The fragment of DP rank `dp` that a ShardLayout piece describes, located in the rank's state
 // tensors (fp32, exp_avg, exp_avg_sq) of file `file` at the piece's partition offset.
 absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
-                                       const store::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+                                       const store::ShardPiece& piece, const formats::torch::TensorRef* const (&tensors)[kNumStates],
                                        absl::string_view param_name);
 
 // Expert fused-param name → index into index.autoep_layers.
 absl::flat_hash_map<std::string, int> ExpertParamNames(const CheckpointIndex& index);
 
-// Elements of a shape that AsShape returned (it checked the product).
+// Elements of a shape that formats::deepspeed::AsShape returned (it checked the product).
 inline int64_t ShapeNumel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape.dims()) n *= d;

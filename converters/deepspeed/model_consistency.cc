@@ -15,12 +15,16 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
 #include "ucp/source.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::AsZeroStage;
 namespace {
 
 std::optional<int64_t> IntKey(const Value& root, absl::string_view key) {

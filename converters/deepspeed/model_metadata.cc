@@ -2,12 +2,27 @@
 // universal_checkpoint_info (§5.2), frozen params (§2.1, §4.3), tied params and buffer names.
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::deepspeed::kMaxCount;
+using formats::torch::TensorRef;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::IsSet;
+using formats::deepspeed::AsIntIn;
+using formats::deepspeed::AsBool;
+using formats::deepspeed::AsNumber;
+using formats::deepspeed::AsStr;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsStrList;
+using formats::deepspeed::AsTensor;
+using formats::deepspeed::AsShape;
 namespace {
 
 absl::StatusOr<int> PositiveInt(const Value& dict, absl::string_view key, const std::string& ctx) {

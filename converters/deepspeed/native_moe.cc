@@ -12,11 +12,22 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::deepspeed::kMaxCount;
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::AsIntIn;
+using formats::deepspeed::AsBool;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsIntList;
+using formats::deepspeed::Describe;
+using formats::deepspeed::FileName;
 namespace {
 
 constexpr absl::string_view kExpertsInfix = keys::kNativeExpertsInfix;

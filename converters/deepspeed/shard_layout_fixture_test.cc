@@ -19,9 +19,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/value_access.h"
 #include "gtest/gtest.h"
 #include "ucp/shard_layout.h"
 #include "ucp/universal_source.h"
@@ -29,7 +29,7 @@
 namespace ucp::converters::deepspeed {
 namespace {
 
-namespace keys = deepspeed::keys;
+namespace keys = formats::deepspeed::keys;
 using formats::torch::TensorRef;
 using formats::torch::Value;
 using store::ShardLayout;
@@ -49,7 +49,7 @@ std::string Root(const Fixture& f) {
 }
 
 ShardLayout::Bytes TensorBytes(const formats::torch::TorchFile& file, const Value* v) {
-  absl::StatusOr<const TensorRef*> t = internal_ds::AsTensor(v, "tensor");
+  absl::StatusOr<const TensorRef*> t = formats::deepspeed::AsTensor(v, "tensor");
   EXPECT_TRUE(t.ok()) << t.status();
   if (!t.ok()) return {};
   absl::StatusOr<Buffer> b = file.TensorBytes(**t);
@@ -70,7 +70,7 @@ std::vector<const Value*> StoredStates(const Value& osd, int stage, int g) {
     fp32 = osd.Get(keys::kSinglePartitionOfFp32Groups)->items()[g];
     state = osd.Get(keys::kBaseOptimizerState)->Get(keys::kState);
   }
-  const Value* s = internal_ds::GetByInt(*state, g);
+  const Value* s = formats::deepspeed::GetByInt(*state, g);
   return {fp32, s->Get(keys::kExpAvg), s->Get(keys::kExpAvgSq)};
 }
 
@@ -83,8 +83,8 @@ void CheckFlatMetadata(const Value& osd, int g, const store::RankShard& rank,
     const auto& [k, v] = mappings->entries()[i];
     const store::ShardPiece& piece = rank.pieces[i];
     EXPECT_EQ(k->str(), index.params[fg.params[piece.param]].name);
-    absl::StatusOr<internal_ds::FragmentAddress> a =
-        internal_ds::AsFragmentAddress(v, "fragment_address");
+    absl::StatusOr<formats::deepspeed::FragmentAddress> a =
+        formats::deepspeed::AsFragmentAddress(v, "fragment_address");
     ASSERT_TRUE(a.ok()) << a.status();
     EXPECT_EQ(a->start, piece.partition_offset);
     EXPECT_EQ(a->numel, piece.numel);

@@ -22,11 +22,23 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::torch::TensorRef;
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::GetByInt;
+using formats::deepspeed::AsStr;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsStrList;
+using formats::deepspeed::AsIntList;
+using formats::deepspeed::AsTensor;
 namespace {
 
 struct Candidate {

@@ -8,16 +8,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
 #include "formats/torch/torch_writer.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed {
+using formats::torch::Value;
 namespace {
 
 namespace fs = std::filesystem;
-using testing::ScratchDir;
+using formats::deepspeed::testing::ScratchDir;
 
 std::string ExtraTag(const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");

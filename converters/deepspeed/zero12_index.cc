@@ -8,13 +8,27 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::deepspeed::kMaxCount;
+using formats::torch::TensorRef;
+using formats::torch::ValueKind;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::GetByInt;
+using formats::deepspeed::AsIntIn;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsTensor;
+using formats::deepspeed::AsFragmentAddress;
+using formats::deepspeed::Describe;
+using formats::deepspeed::FragmentAddress;
 namespace {
 
 // What one shard holds for one flat group.

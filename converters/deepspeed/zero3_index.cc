@@ -7,13 +7,27 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
+using formats::deepspeed::kMaxCount;
+using formats::torch::TensorRef;
+using formats::torch::Value;
+namespace keys = formats::deepspeed::keys;
+using formats::deepspeed::Require;
+using formats::deepspeed::GetByInt;
+using formats::deepspeed::IsSet;
+using formats::deepspeed::AsInt;
+using formats::deepspeed::AsIntIn;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsDict;
+using formats::deepspeed::AsStrList;
+using formats::deepspeed::AsIntList;
+using formats::deepspeed::AsTensor;
 namespace {
 
 struct SubGroupState {

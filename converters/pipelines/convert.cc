@@ -37,7 +37,7 @@ execute::RunOptions RunOptionsFor(const PlannedConvert& planned, const ConvertOp
 
 }  // namespace
 
-std::string DefaultOutput(const deepspeed::CheckpointDir& dir) {
+std::string DefaultOutput(const formats::deepspeed::CheckpointDir& dir) {
   const std::string root = dir.root.empty() ? ParentOf(store::NormalizeOutputPath(dir.tag_dir)) : dir.root;
   return absl::StrCat(root, "/", dir.tag, "_universal");
 }

@@ -47,7 +47,7 @@ struct ConvertResult {
 };
 
 // <save folder>/<tag>_universal, the name DeepSpeed's examples use.
-std::string DefaultOutput(const deepspeed::CheckpointDir& dir);
+std::string DefaultOutput(const formats::deepspeed::CheckpointDir& dir);
 
 // Opens and plans; touches nothing at the output. Errors from OpenCheckpoint and PlanZeroToUcp
 // (each names its file), InvalidArgument when the output overlaps the input (ucp/output_guard.h).

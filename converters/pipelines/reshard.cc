@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/execute/run_plan.h"
 #include "converters/sinks/zero_folder_sink.h"
 #include "converters/sources/sniff.h"
@@ -24,7 +24,7 @@ using formats::torch::ValueKind;
 
 // global_step<global_steps> of the model-states tree, DeepSpeed's default tag.
 std::string DefaultTag(const Value* model_root) {
-  const Value* v = model_root != nullptr ? model_root->Get(deepspeed::keys::kGlobalSteps) : nullptr;
+  const Value* v = model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kGlobalSteps) : nullptr;
   if (v != nullptr && v->is(ValueKind::kInt)) return absl::StrCat("global_step", v->int_value());
   return "global_step0";
 }
@@ -38,9 +38,9 @@ absl::Status CheckTag(const std::string& tag) {
 }
 
 bool UseDataBeforeExpertParallelism(const Value* model_root) {
-  const Value* c = model_root != nullptr ? model_root->Get(deepspeed::keys::kDsConfig) : nullptr;
+  const Value* c = model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kDsConfig) : nullptr;
   const Value* v =
-      c != nullptr && c->is_dict() ? c->Get(deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
+      c != nullptr && c->is_dict() ? c->Get(formats::deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
   return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
 }
 

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/plan/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
@@ -18,8 +18,8 @@
 namespace ucp::converters::plan::internal_plan {
 namespace {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using deepspeed::CheckpointFile;
 using deepspeed::CheckpointIndex;
 using formats::torch::ValueKind;
@@ -211,8 +211,8 @@ absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, cons
   }
   // ZeRO-3: every non-expert model-states file, each with its own AutoEP metadata.
   for (int fi = 0; fi < static_cast<int>(index.files.size()); ++fi) {
-    const deepspeed::FileKind kind = index.files[fi].name.kind;
-    if (kind != deepspeed::FileKind::kZeroModelStates && kind != deepspeed::FileKind::kModelStates) continue;
+    const formats::deepspeed::FileKind kind = index.files[fi].name.kind;
+    if (kind != formats::deepspeed::FileKind::kZeroModelStates && kind != formats::deepspeed::FileKind::kModelStates) continue;
     if (!autoep) {
       plan->files.push_back(CopyOfFile(index, fi, FileRole::kModelCopy));
       continue;

@@ -3,14 +3,14 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/value_access.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::plan {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using formats::torch::ValueKind;
 
 Value* CopyDict(ValueArena& arena, const Value& src) {
@@ -69,7 +69,7 @@ const Value* TorchSize(ValueArena& arena, const Shape& shape) {
 absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
                                                       const absl::flat_hash_map<std::string, ExpertShape>& experts,
                                                       int64_t ep, absl::string_view what) {
-  namespace ids = deepspeed::internal_ds;
+  namespace ids = formats::deepspeed;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
   Value* out = arena.List();
   for (const Value* g : groups) {

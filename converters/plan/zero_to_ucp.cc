@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/merged_state_file.h"
 #include "converters/plan/zero_to_ucp_internal.h"
@@ -18,7 +18,7 @@
 namespace ucp::converters::plan {
 namespace {
 
-namespace keys = deepspeed::keys;
+namespace keys = formats::deepspeed::keys;
 using deepspeed::CheckpointIndex;
 using deepspeed::Fragment;
 using deepspeed::Parameter;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
@@ -17,7 +17,7 @@ namespace ucp::converters::plan {
 namespace {
 
 namespace fs = std::filesystem;
-using deepspeed::testing::FixtureCase;
+using formats::deepspeed::testing::FixtureCase;
 
 const char* const kCases[] = {"s1_fp32_dp2",        "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2",
                               "s2_fp32_dp4",        "s2_bf16_dp2", "s3_fp32_dp2",    "s3_fp32_dp4",

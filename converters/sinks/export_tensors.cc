@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/expert_names.h"
+#include "formats/deepspeed/expert_names.h"
 #include "converters/sources/expert_layouts.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
@@ -109,8 +109,8 @@ absl::StatusOr<ExportTensor> Collector::Tensor(const ParamMeta& p, bool to_float
 // Native MoE: '<prefix>.deepspeed_experts.<local>.<rest>' stacks the EP ranks' local experts;
 // written per global expert E = ep_rank * n_local + local, as a model without EP names them.
 absl::Status Collector::AddNativeExpert(const ParamMeta& p, const ExportTensor& t) {
-  const std::optional<deepspeed::NativeExpertName> native =
-      deepspeed::ParseNativeExpertName(p.name);
+  const std::optional<formats::deepspeed::NativeExpertName> native =
+      formats::deepspeed::ParseNativeExpertName(p.name);
   if (!native)
     return absl::DataLossError(
         absl::StrCat(src_.info().path, ": '", p.name, "' has no local expert id"));
@@ -119,7 +119,7 @@ absl::Status Collector::AddNativeExpert(const ParamMeta& p, const ExportTensor& 
   for (int64_t r = 0; r < ep; ++r) {
     tensors_.push_back(SliceDim0(
         t, r, ep,
-        deepspeed::NativeExpertParamName(native->prefix, r * n_local + native->id, native->rest)));
+        formats::deepspeed::NativeExpertParamName(native->prefix, r * n_local + native->id, native->rest)));
   }
   return absl::OkStatus();
 }
@@ -158,10 +158,10 @@ absl::Status Collector::AddFusedPart(const std::string& prefix, const std::strin
 
 // AutoEP fused experts (<prefix>.w1/w2/w3, [E, ...]) in the HF layout, or one tensor per expert.
 absl::Status Collector::AddExpert(const ParamMeta& p, ExportTensor t) {
-  if (deepspeed::HasNativeExpertInfix(p.name) && t.shape.rank() >= 1) return AddNativeExpert(p, t);
+  if (formats::deepspeed::HasNativeExpertInfix(p.name) && t.shape.rank() >= 1) return AddNativeExpert(p, t);
   std::string prefix, leaf;
   const bool autoep =
-      deepspeed::ParseAutoepExpertName(p.name, &prefix, &leaf) && t.shape.rank() == 3;
+      formats::deepspeed::ParseAutoepExpertName(p.name, &prefix, &leaf) && t.shape.rank() == 3;
   if (!autoep || o_.zero_to_fp32) {
     tensors_.push_back(std::move(t));
     return absl::OkStatus();

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/expert_names.h"
+#include "formats/deepspeed/expert_names.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::sources {
@@ -29,7 +29,7 @@ std::map<std::string, int> NativeLocalExperts(const Source& stacked) {
   std::map<std::string, int> out;
   for (const ParamMeta& p : stacked.params()) {
     if (!p.expert) continue;
-    if (auto native = deepspeed::ParseNativeExpertName(p.name)) {
+    if (auto native = formats::deepspeed::ParseNativeExpertName(p.name)) {
       out[native->prefix] = std::max(out[native->prefix], native->id + 1);
     }
   }
@@ -59,19 +59,19 @@ absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const Source& weig
     return weights.StateBytes(*p, ParamState::kFp32);
   };
 
-  if (auto native = deepspeed::ParseNativeExpertName(expert.name)) {
+  if (auto native = formats::deepspeed::ParseNativeExpertName(expert.name)) {
     auto it = native_local.find(native->prefix);
     if (it == native_local.end()) return std::nullopt;
     for (int64_t r = 0; r < rows; ++r) {
       absl::StatusOr<Buffer> t = take(
-          deepspeed::NativeExpertParamName(native->prefix, r * it->second + native->id, native->rest), Shape(row_dims));
+          formats::deepspeed::NativeExpertParamName(native->prefix, r * it->second + native->id, native->rest), Shape(row_dims));
       if (absl::IsNotFound(t.status())) return std::nullopt;
       UCP_RETURN_IF_ERROR(t.status());
       bytes.insert(bytes.end(), t->data(), t->data() + t->size());
     }
   } else {
     std::string base, leaf;
-    if (!deepspeed::ParseAutoepExpertName(expert.name, &base, &leaf) || shape.rank() != 3) return std::nullopt;
+    if (!formats::deepspeed::ParseAutoepExpertName(expert.name, &base, &leaf) || shape.rank() != 3) return std::nullopt;
     // One tensor per expert: <base>.<i>.<leaf>.
     if (weights.Find(absl::StrCat(base, ".0.", leaf)) != nullptr) {
       for (int64_t i = 0; i < rows; ++i) {

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/file_names.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
 #include "formats/base/status.h"
 #include "ucp/ucp_layout.h"
 #include "ucp/weights_source.h"
@@ -36,8 +36,8 @@ absl::Status NotRegular(const fs::path& path) {
 }
 
 absl::StatusOr<SniffedCheckpoint> Zero(const fs::path& dir, std::string why) {
-  UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointDir resolved,
-                       deepspeed::ResolveCheckpointDir(dir.string(), ""));
+  UCP_ASSIGN_OR_RETURN(formats::deepspeed::CheckpointDir resolved,
+                       formats::deepspeed::ResolveCheckpointDir(dir.string(), ""));
   return SniffedCheckpoint{SourceKind::kZero, resolved.tag_dir, resolved.root, resolved.tag,
                            std::move(why)};
 }
@@ -54,7 +54,7 @@ bool HasZeroDir(const fs::path& dir) {
 // Rule 5: the UCP folder latest_universal names.
 absl::StatusOr<SniffedCheckpoint> ViaLatestUniversal(const fs::path& dir) {
   const fs::path file = dir / std::string(store::kLatestUniversalFile);
-  UCP_ASSIGN_OR_RETURN(std::string tag, deepspeed::ReadTagFile(file.string()));
+  UCP_ASSIGN_OR_RETURN(std::string tag, formats::deepspeed::ReadTagFile(file.string()));
   if (!HasZeroDir(dir / tag)) {
     return absl::NotFoundError(
         absl::StrCat(file.string(), " names '", tag, "', but ", (dir / tag).string(),
@@ -86,7 +86,7 @@ absl::Status NotACheckpoint(const fs::path& dir) {
 }
 
 absl::StatusOr<SniffedCheckpoint> SniffFile(const fs::path& path) {
-  if (deepspeed::ParseFileName(path.filename().string()).has_value()) {
+  if (formats::deepspeed::ParseFileName(path.filename().string()).has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path.string(), " is one file of a DeepSpeed checkpoint; pass its ", "folder ",
                      path.parent_path().string()));
@@ -99,7 +99,7 @@ absl::StatusOr<SniffedCheckpoint> SniffFolder(const fs::path& dir, const SniffOp
   if (HasZeroDir(dir)) {
     return Universal(dir, dir.parent_path().string(), "a Universal Checkpoint folder (zero/)");
   }
-  const fs::path latest = dir / std::string(deepspeed::keys::kLatestFile);
+  const fs::path latest = dir / std::string(formats::deepspeed::keys::kLatestFile);
   const fs::path latest_universal = dir / std::string(store::kLatestUniversalFile);
   const EntryType latest_type = TypeOf(latest);
   const EntryType universal_type = TypeOf(latest_universal);
@@ -112,11 +112,11 @@ absl::StatusOr<SniffedCheckpoint> SniffFolder(const fs::path& dir, const SniffOp
   if (latest_type == EntryType::kFile &&
       (universal_type == EntryType::kMissing || !options.prefer_universal)) {
     UCP_ASSIGN_OR_RETURN(SniffedCheckpoint zero, Zero(dir, ""));
-    zero.why = absl::StrCat(deepspeed::keys::kLatestFile, " names ", zero.tag);
+    zero.why = absl::StrCat(formats::deepspeed::keys::kLatestFile, " names ", zero.tag);
     return zero;
   }
   if (universal_type == EntryType::kFile) return ViaLatestUniversal(dir);
-  if (deepspeed::HasCheckpointFiles(dir.string())) return Zero(dir, "a DeepSpeed tag folder");
+  if (formats::deepspeed::HasCheckpointFiles(dir.string())) return Zero(dir, "a DeepSpeed tag folder");
   absl::StatusOr<std::vector<std::string>> weights = store::WeightsFiles(dir.string());
   if (absl::IsNotFound(weights.status())) return NotACheckpoint(dir);  // no weights file in it
   UCP_RETURN_IF_ERROR(weights.status());
@@ -145,7 +145,7 @@ absl::StatusOr<SniffedCheckpoint> SniffCheckpoint(const std::string& path,
   }
   if (options.tag.empty()) return SniffFolder(p, options);
   const std::string& tag = options.tag;
-  UCP_RETURN_IF_ERROR(deepspeed::CheckTagName(tag, "tag"));
+  UCP_RETURN_IF_ERROR(formats::deepspeed::CheckTagName(tag, "tag"));
   fs::path dir = p / tag;
   if (TypeOf(dir) != EntryType::kFolder) {
     if (p.filename() != tag) {
@@ -156,7 +156,7 @@ absl::StatusOr<SniffedCheckpoint> SniffCheckpoint(const std::string& path,
   if (HasZeroDir(dir)) {
     return Universal(dir, dir.parent_path().string(), absl::StrCat("tag ", tag, " (zero/ inside)"));
   }
-  if (!deepspeed::HasCheckpointFiles(dir.string())) {
+  if (!formats::deepspeed::HasCheckpointFiles(dir.string())) {
     return absl::NotFoundError(
         absl::StrCat("tag folder ", dir.string(),
                      " holds no DeepSpeed checkpoint files and no Universal Checkpoint"));

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <string>
 
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -16,8 +16,8 @@ namespace ucp::converters::sources {
 namespace {
 
 namespace fs = std::filesystem;
-using deepspeed::testing::FixtureCase;
-using deepspeed::testing::ScratchDir;
+using formats::deepspeed::testing::FixtureCase;
+using formats::deepspeed::testing::ScratchDir;
 using store::SourceKind;
 using ::testing::HasSubstr;
 

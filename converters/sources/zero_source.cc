@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/merged_state_file.h"
 #include "formats/base/status.h"
@@ -15,7 +15,7 @@
 namespace ucp::converters::sources {
 namespace {
 
-namespace keys = deepspeed::keys;
+namespace keys = formats::deepspeed::keys;
 using deepspeed::CheckpointIndex;
 using deepspeed::Fragment;
 using deepspeed::Parameter;

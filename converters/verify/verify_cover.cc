@@ -12,6 +12,7 @@ namespace ucp::converters::verify::internal_verify {
 namespace {
 
 namespace ds = ::ucp::converters::deepspeed;
+namespace dsf = ::ucp::formats::deepspeed;
 
 const std::string& FileOf(const ds::CheckpointIndex& index, int file) {
   static const std::string kUnknown;

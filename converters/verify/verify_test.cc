@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/pipelines/convert.h"
 #include "gtest/gtest.h"
 #include "ucp/manifest.h"
@@ -15,8 +15,8 @@ namespace ucp::converters::verify {
 namespace {
 
 namespace fs = std::filesystem;
-using deepspeed::testing::FixtureCase;
-using deepspeed::testing::ScratchDir;
+using formats::deepspeed::testing::FixtureCase;
+using formats::deepspeed::testing::ScratchDir;
 
 constexpr const char* kShard0 = "zero_pp_rank_0_mp_rank_00_optim_states.pt";
 constexpr const char* kShard1 = "zero_pp_rank_1_mp_rank_00_optim_states.pt";

@@ -12,9 +12,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/file_names.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/verify/verify_internal.h"
 #include "ucp/ucp_layout.h"
 
@@ -23,7 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace ds = ::ucp::converters::deepspeed;
-namespace keys = ::ucp::converters::deepspeed::keys;
+namespace dsf = ::ucp::formats::deepspeed;
+namespace keys = ::ucp::formats::deepspeed::keys;
 using formats::torch::TorchFile;
 using formats::torch::Value;
 using formats::torch::ValueKind;
@@ -127,7 +128,7 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
   for (const std::string& base : model_files) {
     std::optional<TorchFile> file = OpenChecked(dir, base, options, report);
     if (!file.has_value()) continue;
-    const std::optional<ds::FileName> file_name = ds::ParseFileName(base);
+    const std::optional<dsf::FileName> file_name = dsf::ParseFileName(base);
     const int mp_rank = file_name.has_value() ? std::max(file_name->mp_rank, 0) : 0;
     mp_seen.insert(mp_rank);
     const Value* ps = file->root().Get(keys::kParamShapes);
@@ -140,7 +141,7 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
       if (d == nullptr || !d->is_dict()) continue;
       for (const auto& [k, v] : d->entries()) {
         if (k == nullptr || !k->is(ValueKind::kStr)) continue;
-        absl::StatusOr<Shape> shape = ds::internal_ds::AsShape(v, k->str());
+        absl::StatusOr<Shape> shape = dsf::AsShape(v, k->str());
         if (!shape.ok()) {
           report.problems.push_back({"model", base, std::string(shape.status().message())});
         } else if (auto it = shapes.find(k->str()); it == shapes.end()) {

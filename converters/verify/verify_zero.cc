@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/file_names.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/verify/verify_internal.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
@@ -25,12 +25,13 @@ namespace ucp::converters::verify::internal_verify {
 namespace {
 
 namespace ds = ::ucp::converters::deepspeed;
-namespace keys = ::ucp::converters::deepspeed::keys;
+namespace dsf = ::ucp::formats::deepspeed;
+namespace keys = ::ucp::formats::deepspeed::keys;
 using formats::torch::TorchFile;
 using formats::torch::Value;
 
 struct OpenedFile {
-  const ds::ListedFile* listed = nullptr;
+  const dsf::ListedFile* listed = nullptr;
   std::shared_ptr<TorchFile> torch;  // null when the file failed to open
 };
 
@@ -47,7 +48,8 @@ std::optional<double> OptimizerStep(const TorchFile& file) {
 }
 
 std::string RankFileName(const std::string& prefix, int dp, int mp, absl::string_view suffix) {
-  return absl::StrFormat("%s%s%d_mp_rank_%02d%s", prefix, keys::kZeroShardPrefix, dp, mp, suffix);
+  return suffix == keys::kOptimStatesSuffix ? dsf::OptimStatesFileName(prefix, dp, mp)
+                                            : dsf::ZeroModelStatesFileName(dp, mp);
 }
 
 // Every (dp, mp) rank file dp_world_size × mp_world_size implies, and the expert grid.
@@ -55,7 +57,7 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
   int dp_world = 0, mp_world = 1;
   for (const OpenedFile& f : files) {
     const auto kind = f.listed->name.kind;
-    if (f.torch == nullptr || (kind != ds::FileKind::kModelStates && kind != ds::FileKind::kZeroModelStates)) continue;
+    if (f.torch == nullptr || (kind != dsf::FileKind::kModelStates && kind != dsf::FileKind::kZeroModelStates)) continue;
     const Value* dp = f.torch->root().Get(keys::kDpWorldSize);
     const Value* mp = f.torch->root().Get(keys::kMpWorldSize);
     if (dp != nullptr && dp->is(formats::torch::ValueKind::kInt)) dp_world = static_cast<int>(dp->int_value());
@@ -72,15 +74,15 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
   std::map<int, std::set<std::pair<int, int>>> experts;  // layer → {(expert, mp)}
   int max_expert = -1;
   for (const OpenedFile& f : files) {
-    const ds::FileName& n = f.listed->name;
-    if (n.kind == ds::FileKind::kOptimStates) {
+    const dsf::FileName& n = f.listed->name;
+    if (n.kind == dsf::FileKind::kOptimStates) {
       optim.insert({n.dp_rank, n.mp_rank});
       prefix = n.shard_prefix;
-    } else if (n.kind == ds::FileKind::kZeroModelStates) {
+    } else if (n.kind == dsf::FileKind::kZeroModelStates) {
       zero_model.insert({n.dp_rank, n.mp_rank});
-    } else if (n.kind == ds::FileKind::kModelStates) {
+    } else if (n.kind == dsf::FileKind::kModelStates) {
       model.insert(n.mp_rank);
-    } else if (n.kind == ds::FileKind::kExpertModelStates) {
+    } else if (n.kind == dsf::FileKind::kExpertModelStates) {
       experts[n.layer].insert({n.expert, n.mp_rank});
       max_expert = std::max(max_expert, n.expert);
     }
@@ -107,7 +109,7 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
   if (zero_model.empty()) {
     for (int mp = 0; mp < mp_world; ++mp) {
       if (model.count(mp) == 0) {
-        report.problems.push_back({"files", absl::StrFormat("mp_rank_%02d_model_states.pt", mp),
+        report.problems.push_back({"files", dsf::ModelStatesFileName(mp),
                                    absl::StrCat("missing: model states of mp rank ", mp, " (of ", mp_world, ")")});
       }
     }
@@ -134,8 +136,8 @@ void CheckSteps(const std::vector<OpenedFile>& files, VerifyReport& report) {
   for (const OpenedFile& f : files) {
     if (f.torch == nullptr) continue;
     const auto kind = f.listed->name.kind;
-    if (kind == ds::FileKind::kModelStates || kind == ds::FileKind::kZeroModelStates ||
-        kind == ds::FileKind::kExpertModelStates) {
+    if (kind == dsf::FileKind::kModelStates || kind == dsf::FileKind::kZeroModelStates ||
+        kind == dsf::FileKind::kExpertModelStates) {
       const Value* v = f.torch->root().Get(keys::kGlobalSteps);
       if (v == nullptr || !v->is(formats::torch::ValueKind::kInt)) continue;
       const double step = static_cast<double>(v->int_value());
@@ -147,7 +149,7 @@ void CheckSteps(const std::vector<OpenedFile>& files, VerifyReport& report) {
                                    absl::StrCat("global_steps ", step, ", but ", first_model->listed->basename,
                                                 " has ", *model_step, " (a file from another save?)")});
       }
-    } else if (kind == ds::FileKind::kOptimStates) {
+    } else if (kind == dsf::FileKind::kOptimStates) {
       const std::optional<double> step = OptimizerStep(*f.torch);
       if (!step.has_value()) continue;
       if (first_optim == nullptr) {
@@ -163,10 +165,10 @@ void CheckSteps(const std::vector<OpenedFile>& files, VerifyReport& report) {
 }
 
 // The first listed base name the message mentions (OpenCheckpoint names the file at fault).
-std::string FileNamedIn(absl::string_view message, const std::vector<ds::ListedFile>& listed) {
+std::string FileNamedIn(absl::string_view message, const std::vector<dsf::ListedFile>& listed) {
   std::string best;
   size_t best_pos = std::string::npos;
-  for (const ds::ListedFile& f : listed) {
+  for (const dsf::ListedFile& f : listed) {
     const size_t pos = message.find(f.basename);
     // A longer name at the same position wins ("bf16_zero_pp..." over "zero_pp...").
     if (pos != absl::string_view::npos && (pos < best_pos || (pos == best_pos && f.basename.size() > best.size()))) {
@@ -206,9 +208,9 @@ std::optional<double> StepValue(const TorchFile& file, const Value* v) {
 }
 
 absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, VerifyReport& report) {
-  UCP_ASSIGN_OR_RETURN(ds::CheckpointDir dir, ds::ResolveCheckpointDir(path, options.tag));
+  UCP_ASSIGN_OR_RETURN(dsf::CheckpointDir dir, dsf::ResolveCheckpointDir(path, options.tag));
   report.path = dir.tag_dir;
-  absl::StatusOr<std::vector<ds::ListedFile>> listed = ds::ListCheckpointFiles(dir.tag_dir);
+  absl::StatusOr<std::vector<dsf::ListedFile>> listed = dsf::ListCheckpointFiles(dir.tag_dir);
   if (absl::IsUnimplemented(
           listed.status())) {  // e.g. NVMe-offloaded state: nothing can be checked
     report.skipped.push_back({"files", "", std::string(listed.status().message())});
@@ -219,11 +221,11 @@ absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, V
     return absl::OkStatus();
   }
   std::set<std::string> known;
-  for (const ds::ListedFile& f : *listed) known.insert(f.basename);
+  for (const dsf::ListedFile& f : *listed) known.insert(f.basename);
   SkipUnknownFiles(
       dir.tag_dir, "", [&](const std::string& base) { return known.count(base) > 0; }, report);
   std::vector<OpenedFile> files;
-  for (const ds::ListedFile& l : *listed) {
+  for (const dsf::ListedFile& l : *listed) {
     OpenedFile f{&l, nullptr};
     ++report.files_checked;
     absl::StatusOr<TorchFile> torch = TorchFile::OpenPath(l.path);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/pipelines/convert.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
@@ -20,7 +20,7 @@
 namespace ucp::testing {
 namespace {
 
-using converters::deepspeed::internal_ds::GetByInt;
+using formats::deepspeed::GetByInt;
 using converters::pipelines::Convert;
 using converters::pipelines::ConvertOptions;
 using formats::torch::TensorRef;

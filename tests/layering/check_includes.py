@@ -100,20 +100,11 @@ DEEPSPEED_NAMES_FORBIDDEN = {u for u, layer in LAYERS.items()
                              if layer in ("L0", "L1", "L2") and u != "formats/deepspeed"}
 TEST_SUFFIXES = ("_test.cc", "_testutil.h", "_testutil.cc", "_fuzz.cc")
 
-# ---- TEMPORARY allow-list (issue 15) ----------------------------------------------------------
-# Violations that exist today and are fixed by the folder move of DeepSpeed naming into
-# formats/deepspeed (issue 15, item 4), after which ucp/ may use its constants.
-# (file, included path or DeepSpeed name) -> why. An entry that no longer matches a violation is
-# itself an error, so this list can only shrink: empty it after the move.
-_UNIVERSAL_SOURCE_WHY = ("ucp/universal_source.cc reads the model-states and optimizer files "
-                         "DeepSpeed keeps in a UCP; the key header is L3 until formats/deepspeed")
-TEMPORARY_ALLOWED = {
-    ("ucp/universal_source.cc", "zero_pp_rank_"): _UNIVERSAL_SOURCE_WHY,
-    ("ucp/universal_source.cc", "mp_rank_"): _UNIVERSAL_SOURCE_WHY,
-    ("ucp/universal_source.cc", "_model_states"): _UNIVERSAL_SOURCE_WHY,
-    ("ucp/universal_source.cc", "zero_stage"): _UNIVERSAL_SOURCE_WHY,
-    ("ucp/universal_source.cc", "optimizer_state_dict"): _UNIVERSAL_SOURCE_WHY,
-}
+# ---- TEMPORARY allow-list --------------------------------------------------------------------
+# (file, included path or DeepSpeed name) -> why, for a violation that is being fixed. An entry
+# that no longer matches a violation is itself an error, so this list can only shrink. Empty since
+# DeepSpeed's names moved to formats/deepspeed (issue 15).
+TEMPORARY_ALLOWED = {}
 # ---------------------------------------------------------------------------------------------
 
 SOURCE_EXTENSIONS = (".h", ".hh", ".hpp", ".cc", ".cpp", ".cxx", ".cu", ".cuh")
@@ -244,7 +235,7 @@ def check_file(root, rel_path):
             for name in sorted(set(DEEPSPEED_NAMES.findall(literal))):
                 yield number, "DeepSpeed name", (
                     f'{unit}/ ({LAYERS[unit]}) spells "{name}"; DeepSpeed file and key names live '
-                    "in formats/deepspeed (today converters/deepspeed/deepspeed_keys.h)"), name
+                    "in formats/deepspeed (today formats/deepspeed/deepspeed_keys.h)"), name
 
 
 def main(argv):
@@ -272,7 +263,7 @@ def main(argv):
     for line in violations:
         print(line)
     summary = (f"{files} files checked, {len(violations)} layering violations, "
-               f"{allowed} temporarily allowed (issue 15: TEMPORARY_ALLOWED)")
+               f"{allowed} temporarily allowed (TEMPORARY_ALLOWED)")
     print(summary, file=sys.stderr)
     return 1 if violations else 0
 

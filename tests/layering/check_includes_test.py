@@ -64,7 +64,7 @@ def test_copy_is_clean(tree):
 @pytest.mark.parametrize("rel, include, rule", [
     ("formats/base/status.h", '#include "converters/plan/plan.h"', "upward include"),
     ("formats/torch/torch_file.cc", '#include "ucp/source.h"', "upward include"),
-    ("ucp/source.h", '#include "converters/deepspeed/deepspeed_keys.h"', "upward include"),
+    ("ucp/source.h", '#include "converters/deepspeed/checkpoint_index.h"', "upward include"),
     ("converters/plan/plan.cc", '#include "cli/commands/inspect_command.h"', "upward include"),
     ("formats/safetensors/safetensors_reader.cc", '#include "formats/torch/torch_file.h"',
      "sideways include"),

@@ -6,19 +6,19 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/expert_names.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/expert_names.h"
 
 namespace ucp::converters::sinks {
 
-namespace keys = deepspeed::keys;
+namespace keys = formats::deepspeed::keys;
 
 std::string NativeMoeLayer::LocalName(int local, absl::string_view rest) const {
-  return deepspeed::NativeExpertParamName(prefix, local, rest);
+  return formats::deepspeed::NativeExpertParamName(prefix, local, rest);
 }
 
 std::string NativeMoeLayer::GlobalName(int global, absl::string_view rest) const {
-  return deepspeed::NativeExpertParamName(prefix, global, rest);
+  return formats::deepspeed::NativeExpertParamName(prefix, global, rest);
 }
 
 absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<std::string>& expert_names,
@@ -29,11 +29,11 @@ absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<st
   std::vector<std::vector<std::string>> flat_rests;
   std::vector<absl::flat_hash_map<int, int>> per_local;
   for (const std::string& name : expert_names) {
-    if (!deepspeed::HasNativeExpertInfix(name)) {
+    if (!formats::deepspeed::HasNativeExpertInfix(name)) {
       return absl::DataLossError(absl::StrCat(what, ": expert parameter '", name, "' is not named '...",
                                               keys::kNativeExpertsInfix, "<id>.<name>'"));
     }
-    const std::optional<deepspeed::NativeExpertName> native = deepspeed::ParseNativeExpertName(name);
+    const std::optional<formats::deepspeed::NativeExpertName> native = formats::deepspeed::ParseNativeExpertName(name);
     if (!native) return absl::DataLossError(absl::StrCat(what, ": '", name, "' has no local expert id"));
     const std::string& prefix = native->prefix;
     const int local = native->id;

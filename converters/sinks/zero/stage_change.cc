@@ -5,14 +5,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::sinks {
 namespace {
 
-namespace keys = deepspeed::keys;
+namespace keys = formats::deepspeed::keys;
 using formats::torch::TensorRef;
 using formats::torch::Value;
 using formats::torch::ValueArena;

@@ -10,9 +10,10 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/expert_names.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/expert_names.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/sinks/zero/zero_sink_input.h"
 #include "formats/base/status.h"
 #include "ucp/shard_layout.h"
@@ -22,8 +23,8 @@ namespace ucp::converters::sinks {
 namespace {
 
 namespace fs = std::filesystem;
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using deepspeed::StateKind;
 using formats::torch::TensorRef;
 using formats::torch::TorchFile;
@@ -31,11 +32,7 @@ using formats::torch::ValueKind;
 using internal_sink::AddTorchFile;
 using internal_sink::TensorRun;
 
-constexpr char kModel12[] = "mp_rank_00_model_states.pt";
-
-std::string Zero3ModelFile(int dp) {
-  return absl::StrCat("zero_pp_rank_", dp, "_mp_rank_00_model_states.pt");
-}
+std::string Zero3ModelFile(int dp) { return formats::deepspeed::ZeroModelStatesFileName(dp, 0); }
 
 absl::StatusOr<std::shared_ptr<const TorchFile>> Open(const std::string& path, ZeroSinkInput* in) {
   std::error_code ec;
@@ -175,7 +172,7 @@ absl::Status ReadParams(const fs::path& dir, const std::string& model_path,
       p.expert = e != experts.end();
       p.num_experts = p.expert ? e->second : 0;
       const bool native =
-          !in->native_moe_num_experts.empty() && deepspeed::HasNativeExpertInfix(p.name);
+          !in->native_moe_num_experts.empty() && formats::deepspeed::HasNativeExpertInfix(p.name);
       if (p.expert && (p.shape.rank() == 0 || p.shape.dim(0) * in->topology.ep != p.num_experts)) {
         return absl::DataLossError(absl::StrCat(gwhat, "['", p.name, "']: shape ",
                                                 p.shape.ToString(), " is not EP-local for ",
@@ -251,14 +248,14 @@ absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* i
   std::error_code ec;
   const bool zero3 = fs::exists(dir / Zero3ModelFile(0), ec);
   if (!zero3) {
-    for (int t = 0; fs::exists(dir / absl::StrFormat("mp_rank_%02d_model_states.pt", t), ec); ++t) {
-      mp_paths->push_back((dir / absl::StrFormat("mp_rank_%02d_model_states.pt", t)).string());
+    for (int t = 0; fs::exists(dir / formats::deepspeed::ModelStatesFileName(t), ec); ++t) {
+      mp_paths->push_back((dir / formats::deepspeed::ModelStatesFileName(t)).string());
       UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> model, Open(mp_paths->back(), in));
       UCP_ASSIGN_OR_RETURN(const Value* root, ids::AsDict(&model->root(), mp_paths->back()));
       mp_roots->push_back(root);
     }
     if (mp_roots->empty())
-      return absl::NotFoundError(absl::StrCat((dir / kModel12).string(), ": missing"));
+      return absl::NotFoundError(absl::StrCat((dir / formats::deepspeed::ModelStatesFileName(0)).string(), ": missing"));
     in->model_root = (*mp_roots)[0];
     in->topology.tp = static_cast<int>(mp_roots->size());
     if (const Value* dp = in->model_root->Get(keys::kDpWorldSize); dp != nullptr) {
@@ -296,8 +293,8 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::stri
   in.origin = ucp_dir;
   const fs::path dir(ucp_dir);
   std::error_code ec;
-  if (!fs::exists(dir / kModel12, ec) && !fs::exists(dir / Zero3ModelFile(0), ec)) {
-    return absl::NotFoundError(absl::StrCat(ucp_dir, ": no ", kModel12, " (ZeRO-1/2) or ",
+  if (!fs::exists(dir / formats::deepspeed::ModelStatesFileName(0), ec) && !fs::exists(dir / Zero3ModelFile(0), ec)) {
+    return absl::NotFoundError(absl::StrCat(ucp_dir, ": no ", formats::deepspeed::ModelStatesFileName(0), " (ZeRO-1/2) or ",
                                             Zero3ModelFile(0), " (ZeRO-3)"));
   }
   std::vector<const Value*> mp_roots;

@@ -9,8 +9,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/zero_sink_input.h"
@@ -20,8 +20,8 @@
 namespace ucp::converters::sinks::internal_sink {
 namespace {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 
 // name → shape of one model-states file's param_shapes (every group).
 absl::StatusOr<absl::flat_hash_map<std::string, Shape>> ParamShapes(const Value& root,

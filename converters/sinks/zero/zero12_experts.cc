@@ -6,8 +6,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/native_moe_experts.h"
 #include "converters/sinks/zero/zero12_writer.h"
@@ -16,8 +17,8 @@
 
 namespace ucp::converters::sinks::internal_zero12 {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using plan::CopyOp;
 using plan::ExpertShape;
 using plan::FileRole;
@@ -123,8 +124,7 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* row, ExpertRow(p, at, p.shape, plan));
         arena_.SetItem(root, layer.GlobalName(e, rest), row);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(absl::StrCat("layer_", l, "_expert_", e,
-                                                                  "_mp_rank_00_model_states.pt"),
+      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(l, e, 0),
                                                      FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
@@ -167,8 +167,7 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
         arena_.SetItem(root, absl::StrCat(name, ".", e), t);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(absl::StrCat("layer_", layer_id, "_expert_", e,
-                                                                  "_mp_rank_00_model_states.pt"),
+      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(layer_id, e, 0),
                                                      FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }

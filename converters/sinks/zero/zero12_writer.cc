@@ -12,8 +12,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/stage_change.h"
 #include "converters/sinks/zero/zero_writers.h"
@@ -25,8 +26,8 @@
 namespace ucp::converters::sinks {
 namespace internal_zero12 {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using plan::CopyDict;
 using plan::CopyOp;
 using plan::FileRole;
@@ -281,7 +282,7 @@ absl::StatusOr<Plan> Planner::Run() {
   UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot());
   model_out_ = model;
   UCP_ASSIGN_OR_RETURN(PlanFile mf,
-                       frames_.Frame(absl::StrFormat("mp_rank_%02d_model_states.pt", in_.mp_rank),
+                       frames_.Frame(formats::deepspeed::ModelStatesFileName(in_.mp_rank),
                                      FileRole::kModelRewrite, *model));
   plan.files.push_back(std::move(mf));
   UCP_RETURN_IF_ERROR(ExpertFiles(&plan));

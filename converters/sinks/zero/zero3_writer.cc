@@ -17,8 +17,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/plan/storage_frames.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/zero_writers.h"
@@ -30,8 +31,8 @@
 namespace ucp::converters::sinks {
 namespace {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using formats::torch::StorageRef;
 using formats::torch::TensorRef;
 using formats::torch::Value;
@@ -300,7 +301,7 @@ absl::StatusOr<Plan> Planner::Run() {
     UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot(place));
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(place));
     UCP_ASSIGN_OR_RETURN(
-        PlanFile mf, frames_.Frame(absl::StrCat("zero_pp_rank_", r, "_mp_rank_00_model_states.pt"),
+        PlanFile mf, frames_.Frame(formats::deepspeed::ZeroModelStatesFileName(r, 0),
                                    FileRole::kModelRewrite, *model));
     UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(internal_sink::OptimizerFileName(in_, t_, r),
                                                     FileRole::kOptimizerState, *optim));

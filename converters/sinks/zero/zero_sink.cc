@@ -6,8 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "converters/deepspeed/deepspeed_keys.h"
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "converters/sinks/zero/stage_change.h"
 #include "converters/sinks/zero/zero_writers.h"
 #include "formats/base/status.h"
@@ -15,8 +16,8 @@
 
 namespace ucp::converters::sinks {
 
-namespace keys = deepspeed::keys;
-namespace ids = deepspeed::internal_ds;
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
 using formats::torch::ValueKind;
 using plan::Piece;
 
@@ -34,8 +35,7 @@ std::string OptimizerFileName(const ZeroSinkInput& in, const ZeroTarget& target,
     const Value* en = b != nullptr && b->is_dict() ? b->Get("enabled") : nullptr;
     bf16 = bf16 || (en != nullptr && en->is(ValueKind::kBool) && en->bool_value());
   }
-  return absl::StrFormat("%szero_pp_rank_%d_mp_rank_%02d_optim_states.pt", bf16 ? "bf16_" : "",
-                         rank, in.mp_rank);
+  return formats::deepspeed::OptimStatesFileName(bf16 ? "bf16_" : "", rank, in.mp_rank);
 }
 
 plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int stage,

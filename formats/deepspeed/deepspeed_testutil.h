@@ -10,7 +10,7 @@
 #include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
-namespace ucp::converters::deepspeed::testing {
+namespace ucp::formats::deepspeed::testing {
 
 // fixtures/deepspeed/<case>; UCP_SOURCE_DIR is set by ucp_test.
 inline std::string FixtureCase(const std::string& name) {
@@ -31,4 +31,4 @@ class ScratchDir : public ucp::testutil::ScratchDir {
   }
 };
 
-}  // namespace ucp::converters::deepspeed::testing
+}  // namespace ucp::formats::deepspeed::testing

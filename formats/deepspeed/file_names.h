@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace ucp::converters::deepspeed {
+namespace ucp::formats::deepspeed {
 
 enum class FileKind : uint8_t {
   kModelStates,              // mp_rank_{MP}_model_states.pt (ZeRO 0/1/2, BF16_Optimizer)
@@ -39,6 +39,16 @@ struct FileName {
 // Classifies a base name; nullopt when it matches none of the patterns. Rank numbers are decimal
 // digits (leading zeros allowed, at most 7 digits).
 std::optional<FileName> ParseFileName(absl::string_view basename);
+
+// The names DeepSpeed gives its files (ParseFileName's inverse); ranks are not checked here.
+// mp_rank_<MP:02>_model_states.pt (ZeRO 0/1/2, BF16_Optimizer).
+std::string ModelStatesFileName(int mp_rank);
+// zero_pp_rank_<DP>_mp_rank_<MP:02>_model_states.pt (ZeRO-3, one per rank).
+std::string ZeroModelStatesFileName(int dp_rank, int mp_rank);
+// <prefix>zero_pp_rank_<DP>_mp_rank_<MP:02>_optim_states.pt; prefix "", "bf16_" or "fp16_".
+std::string OptimStatesFileName(absl::string_view prefix, int dp_rank, int mp_rank);
+// layer_<L>_expert_<E>_mp_rank_<MP:02>_model_states.pt (native MoE and AutoEP at ZeRO 0/1/2).
+std::string ExpertModelStatesFileName(int layer, int expert, int mp_rank);
 
 // InvalidArgument "<source>: '<tag>' is not a valid tag" unless `tag` is one folder name (not
 // empty, ".", "..", no '/' or NUL).
@@ -77,4 +87,4 @@ struct ListedFile {
 // Unimplemented.
 absl::StatusOr<std::vector<ListedFile>> ListCheckpointFiles(const std::string& tag_dir);
 
-}  // namespace ucp::converters::deepspeed
+}  // namespace ucp::formats::deepspeed

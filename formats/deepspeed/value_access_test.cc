@@ -1,8 +1,8 @@
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/value_access.h"
 
 #include "gtest/gtest.h"
 
-namespace ucp::converters::deepspeed::internal_ds {
+namespace ucp::formats::deepspeed {
 namespace {
 
 using formats::torch::ValueArena;
@@ -88,4 +88,4 @@ TEST_F(ValueAccessTest, IntKeysAndKinds) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::deepspeed::internal_ds
+}  // namespace ucp::formats::deepspeed

@@ -1,10 +1,10 @@
-#include "converters/deepspeed/value_access.h"
+#include "formats/deepspeed/value_access.h"
 
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/base/status.h"
 
-namespace ucp::converters::deepspeed::internal_ds {
+namespace ucp::formats::deepspeed {
 namespace {
 
 absl::Status WrongKind(const Value* v, absl::string_view expected, absl::string_view what) {
@@ -197,4 +197,4 @@ std::string Describe(const Value* v) {
   }
 }
 
-}  // namespace ucp::converters::deepspeed::internal_ds
+}  // namespace ucp::formats::deepspeed

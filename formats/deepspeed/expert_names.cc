@@ -1,11 +1,11 @@
-#include "converters/deepspeed/expert_names.h"
+#include "formats/deepspeed/expert_names.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
-namespace ucp::converters::deepspeed {
+namespace ucp::formats::deepspeed {
 
 std::optional<NativeExpertName> ParseNativeExpertName(absl::string_view name) {
   const size_t at = name.find(keys::kNativeExpertsInfix);
@@ -38,4 +38,4 @@ bool ParseAutoepExpertName(absl::string_view name, std::string* base, std::strin
   return true;
 }
 
-}  // namespace ucp::converters::deepspeed
+}  // namespace ucp::formats::deepspeed

@@ -1,12 +1,12 @@
-#include "converters/deepspeed/file_names.h"
+#include "formats/deepspeed/file_names.h"
 
 #include <filesystem>
 #include <fstream>
 
-#include "converters/deepspeed/deepspeed_testutil.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "gtest/gtest.h"
 
-namespace ucp::converters::deepspeed {
+namespace ucp::formats::deepspeed {
 namespace {
 
 TEST(ParseFileName, OptimizerShards) {
@@ -101,4 +101,4 @@ TEST(ResolveCheckpointDir, LatestTagAndTagFolder) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::deepspeed
+}  // namespace ucp::formats::deepspeed

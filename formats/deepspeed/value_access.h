@@ -13,7 +13,7 @@
 #include "formats/base/shape.h"
 #include "formats/torch/pickle_value.h"
 
-namespace ucp::converters::deepspeed::internal_ds {
+namespace ucp::formats::deepspeed {
 
 using formats::torch::TensorRef;
 using formats::torch::Value;
@@ -60,4 +60,4 @@ absl::StatusOr<FragmentAddress> AsFragmentAddress(const Value* v, absl::string_v
 // A short rendering for error messages ("5", "'adam'", "tensor f32 [3]", "dict").
 std::string Describe(const Value* v);
 
-}  // namespace ucp::converters::deepspeed::internal_ds
+}  // namespace ucp::formats::deepspeed

@@ -1,4 +1,4 @@
-#include "converters/deepspeed/file_names.h"
+#include "formats/deepspeed/file_names.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -8,12 +8,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "converters/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/base/byte_source.h"
 #include "formats/base/status.h"
 
-namespace ucp::converters::deepspeed {
+namespace ucp::formats::deepspeed {
 namespace {
 
 namespace fs = std::filesystem;
@@ -116,6 +117,25 @@ absl::Status NoCheckpointError(const fs::path& dir) {
 }
 
 }  // namespace
+
+std::string ModelStatesFileName(int mp_rank) {
+  return absl::StrFormat("%s%02d%s", keys::kMpRankPrefix, mp_rank, keys::kModelStatesSuffix);
+}
+
+std::string ZeroModelStatesFileName(int dp_rank, int mp_rank) {
+  return absl::StrFormat("%s%d%s%02d%s", keys::kZeroShardPrefix, dp_rank, keys::kMpRankInfix,
+                         mp_rank, keys::kModelStatesSuffix);
+}
+
+std::string OptimStatesFileName(absl::string_view prefix, int dp_rank, int mp_rank) {
+  return absl::StrFormat("%s%s%d%s%02d%s", prefix, keys::kZeroShardPrefix, dp_rank,
+                         keys::kMpRankInfix, mp_rank, keys::kOptimStatesSuffix);
+}
+
+std::string ExpertModelStatesFileName(int layer, int expert, int mp_rank) {
+  return absl::StrFormat("layer_%d_expert_%d%s%02d%s", layer, expert, keys::kMpRankInfix, mp_rank,
+                         keys::kModelStatesSuffix);
+}
 
 absl::string_view FileKindName(FileKind kind) {
   switch (kind) {
@@ -234,4 +254,4 @@ absl::StatusOr<std::vector<ListedFile>> ListCheckpointFiles(const std::string& t
   return files;
 }
 
-}  // namespace ucp::converters::deepspeed
+}  // namespace ucp::formats::deepspeed

@@ -10,7 +10,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace ucp::converters::deepspeed {
+namespace ucp::formats::deepspeed {
 
 struct NativeExpertName {
   std::string prefix;  // the name before ".deepspeed_experts."
@@ -29,4 +29,4 @@ std::string NativeExpertParamName(absl::string_view prefix, int64_t id, absl::st
 // For "<base>.w1|w2|w3" with <base> ending in ".experts": sets *base and *leaf.
 bool ParseAutoepExpertName(absl::string_view name, std::string* base, std::string* leaf);
 
-}  // namespace ucp::converters::deepspeed
+}  // namespace ucp::formats::deepspeed

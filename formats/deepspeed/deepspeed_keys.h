@@ -6,7 +6,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace ucp::converters::deepspeed::keys {
+namespace ucp::formats::deepspeed::keys {
 
 // --- Save root (§1.1) --------------------------------------------------------------------------
 inline constexpr absl::string_view kLatestFile = "latest";
@@ -167,4 +167,4 @@ inline constexpr absl::string_view kUcpAutoepMetadataFields[] = {kMoeLayerId,   
 // universal_checkpoint_info that --inject_missing_state supplies when a model file has none.
 inline constexpr double kUniversalCheckpointVersionValue = 0.4;
 
-}  // namespace ucp::converters::deepspeed::keys
+}  // namespace ucp::formats::deepspeed::keys
