@@ -30,11 +30,11 @@ constexpr int64_t kDpRank = 0;
 constexpr int64_t kStep = 1000;
 
 void Partition(Group& g) {
-  store::GroupSpec spec{store::PartitionKind::kFlat, {}};
+  ucp::GroupSpec spec{ucp::PartitionKind::kFlat, {}};
   for (const Param& p : g.params) spec.numels.push_back(p.numel);
-  store::Topology topology;
+  ucp::Topology topology;
   topology.dp = kDpSize;
-  const store::RankShard shard = store::ShardLayout(std::move(spec), topology).Shard(kDpRank);
+  const ucp::RankShard shard = ucp::ShardLayout(std::move(spec), topology).Shard(kDpRank);
   g.partition = shard.size;
   g.padding = shard.padding;
 }

@@ -25,14 +25,14 @@ py::object JsonToPython(const nlohmann::json& value) {
 
 }  // namespace
 
-DiffReport Diff(const store::Source& a, const store::Source& b, const std::vector<std::string>& states, double atol,
+DiffReport Diff(const ucp::Source& a, const ucp::Source& b, const std::vector<std::string>& states, double atol,
                 bool compare_steps) {
   converters::sources::DiffOptions options;
   options.atol = atol;
   options.compare_steps = compare_steps;
   options.states.clear();
   for (const std::string& name : states) {
-    const std::optional<store::ParamState> state = store::ParamStateFromName(name);
+    const std::optional<ucp::ParamState> state = ucp::ParamStateFromName(name);
     if (!state.has_value()) throw py::value_error(absl::StrCat("unknown state '", name, "' (fp32, exp_avg, exp_avg_sq)"));
     options.states.push_back(*state);
   }

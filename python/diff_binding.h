@@ -13,7 +13,7 @@ namespace ucp::python {
 void DefineDiff(pybind11::module_& m);
 
 // ValueError for an unknown state name; the readers' errors mapped by status_exceptions.h.
-converters::sources::DiffReport Diff(const store::Source& a, const store::Source& b,
+converters::sources::DiffReport Diff(const ucp::Source& a, const ucp::Source& b,
                                      const std::vector<std::string>& states, double atol, bool compare_steps);
 
 }  // namespace ucp::python

@@ -20,9 +20,9 @@ namespace ucp::python {
 namespace {
 
 namespace py = pybind11;
-using store::ParamMeta;
-using store::ParamState;
-using store::Source;
+using ucp::ParamMeta;
+using ucp::ParamState;
+using ucp::Source;
 
 // A Python-side handle; params and arrays keep it (and so the source's mapped files) alive.
 struct Checkpoint {
@@ -39,19 +39,19 @@ py::tuple ShapeTuple(const Shape& shape) {
   return t;
 }
 
-const char* RoleName(store::ParamRole role) {
+const char* RoleName(ucp::ParamRole role) {
   switch (role) {
-    case store::ParamRole::kTrainable: return "trainable";
-    case store::ParamRole::kFrozen: return "frozen";
-    case store::ParamRole::kBuffer: return "buffer";
+    case ucp::ParamRole::kTrainable: return "trainable";
+    case ucp::ParamRole::kFrozen: return "frozen";
+    case ucp::ParamRole::kBuffer: return "buffer";
   }
   return "?";
 }
 
 py::list StateNames(const ParamMeta& p) {
   py::list names;
-  for (int s = 0; s < store::kNumParamStates; ++s) {
-    if (p.states[s].has_value()) names.append(std::string(store::ParamStateName(static_cast<ParamState>(s))));
+  for (int s = 0; s < ucp::kNumParamStates; ++s) {
+    if (p.states[s].has_value()) names.append(std::string(ucp::ParamStateName(static_cast<ParamState>(s))));
   }
   return names;
 }
@@ -73,7 +73,7 @@ const ParamMeta& FindParam(const Checkpoint& c, const std::string& name) {
 
 py::array Tensor(const Checkpoint& c, const std::string& name, const std::string& state_name, bool upcast) {
   const ParamMeta& param = FindParam(c, name);
-  const std::optional<ParamState> state = store::ParamStateFromName(state_name);
+  const std::optional<ParamState> state = ucp::ParamStateFromName(state_name);
   if (!state.has_value()) {
     throw py::value_error(absl::StrCat("unknown state '", state_name, "' (fp32, exp_avg, exp_avg_sq)"));
   }
@@ -91,7 +91,7 @@ py::array Tensor(const Checkpoint& c, const std::string& name, const std::string
 }
 
 py::dict Topology(const Checkpoint& c) {
-  const store::SourceInfo& info = c.source->info();
+  const ucp::SourceInfo& info = c.source->info();
   py::dict d;
   d["dp"] = info.dp_size;
   d["tp"] = info.tp_size;

@@ -19,7 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -148,4 +148,4 @@ absl::Status VerifyDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace ucp::store {
+namespace ucp {
 
 inline constexpr int kManifestVersion = 1;
 inline constexpr absl::string_view kManifestFormat = "ucp-manifest";
@@ -49,4 +49,4 @@ absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir);
 // Size and CRC-32 of one file, read in bounded chunks.
 absl::StatusOr<ManifestEntry> HashFile(const std::string& dir, const std::string& relative_path);
 
-}  // namespace ucp::store
+}  // namespace ucp

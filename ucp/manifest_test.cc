@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -81,4 +81,4 @@ TEST(ManifestTest, VerifyDirectoryFindsChangedMissingAndExtraFiles) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

@@ -10,7 +10,7 @@
 #include "ucp/manifest.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -141,4 +141,4 @@ absl::Status CheckOutput(const std::string& out, const OutputCheck& check) {
   return CheckReplaceable(out);
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 
-namespace ucp::store {
+namespace ucp {
 
 struct OutputCheck {
   std::vector<std::string> inputs = {};  // files and folders the run reads
@@ -38,4 +38,4 @@ absl::Status CheckOverlap(const std::string& out, const OutputCheck& check);
 // True when `out` exists and is an empty folder (taken over without --force).
 bool IsEmptyFolder(const std::string& out);
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-namespace ucp::store {
+namespace ucp {
 
 int64_t RankShard::SavedPadding(bool bf16_optimizer) const {
   if (!bf16_optimizer) return padding;
@@ -100,4 +100,4 @@ std::vector<ShardLayout::Bytes> ShardLayout::Merge(const std::vector<Bytes>& par
   return out;
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -25,7 +25,7 @@
 
 #include "ucp/topology.h"
 
-namespace ucp::store {
+namespace ucp {
 
 enum class PartitionKind : uint8_t {
   kFlat,      // ZeRO-1/2 and BF16_Optimizer
@@ -104,4 +104,4 @@ class ShardLayout {
   int64_t partition_size_ = 0;
 };
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -8,7 +8,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 Topology Dp(int dp, int ep = 1, bool data_first = false) {
@@ -128,4 +128,4 @@ TEST(ShardLayoutTest, MergeOfSplitIsIdentityOverRandomLayouts) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

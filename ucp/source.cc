@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 
-namespace ucp::store {
+namespace ucp {
 
 absl::string_view SourceKindName(SourceKind kind) {
   switch (kind) {
@@ -176,4 +176,4 @@ absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const 
   return absl::DataLossError(absl::StrCat(file.name(), ": expected a number or a one-element tensor"));
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -31,7 +31,7 @@
 #include "formats/torch/torch_file.h"
 #include "nlohmann/json.hpp"
 
-namespace ucp::store {
+namespace ucp {
 
 enum class SourceKind : uint8_t {
   kZero,         // DeepSpeed ZeRO-0/1/2/3 tag folder (read in place)
@@ -149,4 +149,4 @@ nlohmann::json PlainJson(const formats::torch::Value& value);
 // The value of a 0-dim (or one-element) tensor, an int or a float, as a double. DataLoss otherwise.
 absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const formats::torch::Value& value);
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -17,7 +17,7 @@
 #include "ucp/output_guard.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -216,4 +216,4 @@ absl::Status WriteLatestUniversal(const std::string& out_in, bool fsync) {
   return sink->Commit();
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -25,7 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "ucp/manifest.h"
 
-namespace ucp::store {
+namespace ucp {
 
 inline constexpr absl::string_view kPartialSuffix = ".partial";
 inline constexpr absl::string_view kPartialMarker = ".ucp-partial";
@@ -85,4 +85,4 @@ absl::Status WriteLatestUniversal(const std::string& out, bool fsync = true);
 // `out` without trailing slashes ("a/b/" → "a/b"); "/" stays "/".
 std::string NormalizeOutputPath(absl::string_view out);
 
-}  // namespace ucp::store
+}  // namespace ucp

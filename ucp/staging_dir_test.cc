@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -190,4 +190,4 @@ TEST_F(StagingDirTest, OutputOverlappingAnInputIsRefusedEvenWithForce) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

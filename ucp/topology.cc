@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ucp::store {
+namespace ucp {
 
 absl::Status Topology::Validate(int64_t world_size) const {
   const std::pair<const char*, int> sizes[] = {
@@ -88,4 +88,4 @@ int Topology::GlobalRank(int pp_rank, int dp_rank, int tp_rank) const {
   return (pp_rank * dp + dp_rank) * tp + tp_rank;
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

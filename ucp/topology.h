@@ -27,7 +27,7 @@
 
 #include "absl/status/status.h"
 
-namespace ucp::store {
+namespace ucp {
 
 // Where a DP rank sits in expert parallelism.
 struct EpPlace {
@@ -83,4 +83,4 @@ struct Topology {
   friend bool operator==(const Topology&, const Topology&) = default;
 };
 
-}  // namespace ucp::store
+}  // namespace ucp

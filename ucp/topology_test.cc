@@ -4,7 +4,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 Topology Make(int dp, int tp, int pp, int ep, int sp, bool data_first = false) {
@@ -97,4 +97,4 @@ TEST(TopologyTest, ValidateNamesTheNumbers) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

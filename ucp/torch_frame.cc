@@ -9,7 +9,7 @@
 #include "formats/torch/pickle_writer.h"
 #include "formats/zip/zip_writer.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 // A ByteSink that keeps what the ZipWriter writes, except while `skipping`: payload bytes only
@@ -144,4 +144,4 @@ absl::StatusOr<std::vector<FramePiece>> RenderTorchFrame(const TorchFrame& frame
   return pieces;
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -23,7 +23,7 @@
 #include "absl/types/span.h"
 #include "formats/torch/pickle_value.h"
 
-namespace ucp::store {
+namespace ucp {
 
 struct TorchFrame {
   struct Storage {
@@ -59,4 +59,4 @@ absl::StatusOr<TorchFrame> FrameTorchFile(std::string archive_root, const format
 absl::StatusOr<std::vector<FramePiece>> RenderTorchFrame(const TorchFrame& frame,
                                                          absl::Span<const uint32_t> storage_crcs);
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 using formats::torch::TensorRef;
@@ -131,4 +131,4 @@ TEST(TorchFrameTest, PayloadsAreAlignedAndLargeSizesNeedNoMemory) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

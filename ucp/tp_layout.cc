@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 int64_t Product(absl::Span<const int64_t> dims) {
@@ -236,4 +236,4 @@ std::vector<std::vector<uint8_t>> SplitBytes(const TpLayout& layout, absl::Span<
   return ranks;
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -23,7 +23,7 @@
 #include "absl/types/span.h"
 #include "formats/base/shape.h"
 
-namespace ucp::store {
+namespace ucp {
 
 enum class TpMergeKind : uint8_t {
   kConcat,      // pieces concatenated along `dim` (widths: one or more sub-parameters)
@@ -83,4 +83,4 @@ std::vector<uint8_t> MergeBytes(const TpLayout& layout, const std::vector<std::v
 std::vector<std::vector<uint8_t>> SplitBytes(const TpLayout& layout, absl::Span<const uint8_t> merged,
                                              size_t elem_size);
 
-}  // namespace ucp::store
+}  // namespace ucp

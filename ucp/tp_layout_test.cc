@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 using ::testing::ElementsAre;
@@ -177,4 +177,4 @@ TEST(TpLayoutTest, SplitAndMergeAreExactInversesOnRandomLayouts) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 
-namespace ucp::store {
+namespace ucp {
 
 using formats::torch::TensorRef;
 
@@ -83,4 +83,4 @@ absl::StatusOr<ParamStateTree> BuildParamStateTree(ValueArena& arena, const Para
   return absl::InternalError("unknown ParamFileForm");
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -23,7 +23,7 @@
 #include "formats/base/shape.h"
 #include "formats/torch/pickle_value.h"
 
-namespace ucp::store {
+namespace ucp {
 
 using formats::torch::StorageRef;
 using formats::torch::Value;
@@ -90,4 +90,4 @@ struct ParamStateTree {
 // shape has more elements than the storage, or a negative dimension.
 absl::StatusOr<ParamStateTree> BuildParamStateTree(ValueArena& arena, const ParamStateSpec& spec);
 
-}  // namespace ucp::store
+}  // namespace ucp

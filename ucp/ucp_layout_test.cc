@@ -3,7 +3,7 @@
 #include "formats/torch/value_json.h"
 #include "gtest/gtest.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 TEST(UcpLayoutTest, ParamNamesThatEscapeAreRejected) {
@@ -70,4 +70,4 @@ TEST(UcpLayoutTest, DictFormsKeepDeepSpeedsKeyOrder) {
 }
 
 }  // namespace
-}  // namespace ucp::store
+}  // namespace ucp

@@ -16,7 +16,7 @@
 #include "ucp/shard_layout.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -413,4 +413,4 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
   return std::unique_ptr<Source>(std::move(source));
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

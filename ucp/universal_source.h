@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "ucp/source.h"
 
-namespace ucp::store {
+namespace ucp {
 
 struct UniversalOpenOptions {
   // Check ucp_manifest.json's file sizes (when the folder has one; DeepSpeed's own UCPs do not).
@@ -35,4 +35,4 @@ struct UniversalOpenOptions {
 absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
                                                             const UniversalOpenOptions& options = {});
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -13,7 +13,7 @@
 #include "formats/safetensors/safetensors_reader.h"
 #include "formats/torch/torch_file.h"
 
-namespace ucp::store {
+namespace ucp {
 namespace {
 
 namespace fs = std::filesystem;
@@ -187,4 +187,4 @@ absl::StatusOr<std::unique_ptr<Source>> OpenWeightsSource(const std::string& pat
   return std::unique_ptr<Source>(std::move(source));
 }
 
-}  // namespace ucp::store
+}  // namespace ucp

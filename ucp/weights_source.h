@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "ucp/source.h"
 
-namespace ucp::store {
+namespace ucp {
 
 // NotFound for a missing path or a folder without a recognised weights file; InvalidArgument for
 // a file of another format; the readers' DataLoss errors naming the file (an index naming a
@@ -33,4 +33,4 @@ absl::StatusOr<std::vector<std::string>> WeightsFiles(const std::string& path);
 // format or a file that is not a regular file; Unimplemented for a legacy torch.save file.
 absl::StatusOr<SourceKind> WeightsKind(const std::string& file);
 
-}  // namespace ucp::store
+}  // namespace ucp

@@ -18,10 +18,10 @@ namespace {
 
 using converters::sources::OpenSource;
 using converters::sources::OpenSourceOptions;
-using store::ParamMeta;
-using store::ParamRole;
-using store::ParamState;
-using store::Source;
+using ucp::ParamMeta;
+using ucp::ParamRole;
+using ucp::ParamState;
+using ucp::Source;
 
 const char* RoleName(ParamRole role) {
   switch (role) {
@@ -42,17 +42,17 @@ std::string Flags(const ParamMeta& p) {
 
 std::vector<std::string> States(const ParamMeta& p) {
   std::vector<std::string> s;
-  for (int i = 0; i < store::kNumParamStates; ++i) {
-    if (p.states[i]) s.push_back(std::string(store::ParamStateName(static_cast<ParamState>(i))));
+  for (int i = 0; i < ucp::kNumParamStates; ++i) {
+    if (p.states[i]) s.push_back(std::string(ucp::ParamStateName(static_cast<ParamState>(i))));
   }
   return s;
 }
 
 nlohmann::json InfoJson(const Source& s) {
-  const store::SourceInfo& i = s.info();
+  const ucp::SourceInfo& i = s.info();
   nlohmann::json j = JsonDocument("inspect");
   j.update(
-      {{"kind", std::string(store::SourceKindName(s.kind()))},
+      {{"kind", std::string(ucp::SourceKindName(s.kind()))},
        {"path", i.path},
        {"tag", i.tag},
        {"step", i.step ? nlohmann::json(*i.step) : nlohmann::json(nullptr)},
@@ -68,7 +68,7 @@ nlohmann::json InfoJson(const Source& s) {
 absl::StatusOr<std::vector<ParamState>> ParseStates(const std::vector<std::string>& names) {
   std::vector<ParamState> out;
   for (const std::string& n : names) {
-    std::optional<ParamState> s = store::ParamStateFromName(n);
+    std::optional<ParamState> s = ucp::ParamStateFromName(n);
     if (!s)
       return absl::InvalidArgumentError(
           absl::StrCat("--states: ", CheckOneOf(n, DiffStateNames())));
@@ -81,8 +81,8 @@ absl::StatusOr<std::vector<ParamState>> ParseStates(const std::vector<std::strin
 
 std::vector<absl::string_view> DiffStateNames() {
   std::vector<absl::string_view> names;
-  for (int i = 0; i < store::kNumParamStates; ++i)
-    names.push_back(store::ParamStateName(static_cast<ParamState>(i)));
+  for (int i = 0; i < ucp::kNumParamStates; ++i)
+    names.push_back(ucp::ParamStateName(static_cast<ParamState>(i)));
   return names;
 }
 
@@ -93,7 +93,7 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
   absl::StatusOr<std::unique_ptr<Source>> opened = OpenSource(options.path, open);
   if (!opened.ok()) return Fail({out, err, "inspect", options.json}, opened.status());
   const Source& s = **opened;
-  uint64_t bytes[store::kNumParamStates] = {0, 0, 0};
+  uint64_t bytes[ucp::kNumParamStates] = {0, 0, 0};
   int counts[3] = {0, 0, 0};
   int tied = 0, experts = 0;
   int64_t trainable_numel = 0;
@@ -102,7 +102,7 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
     ++counts[static_cast<int>(p.role)];
     if (p.expert) ++experts;
     if (p.role == ParamRole::kTrainable) trainable_numel += p.shape.NumElements().value_or(0);
-    for (int i = 0; i < store::kNumParamStates; ++i) bytes[i] += store::StateNumBytes(p, static_cast<ParamState>(i));
+    for (int i = 0; i < ucp::kNumParamStates; ++i) bytes[i] += ucp::StateNumBytes(p, static_cast<ParamState>(i));
   }
   if (options.json) {
     nlohmann::json j = InfoJson(s);
@@ -129,13 +129,13 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
     WriteJson(out, j);
     return kExitOk;
   }
-  const store::SourceInfo& i = s.info();
-  out << "kind:        " << store::SourceKindName(s.kind());
+  const ucp::SourceInfo& i = s.info();
+  out << "kind:        " << ucp::SourceKindName(s.kind());
   if (i.zero_stage >= 0) out << " (ZeRO-" << i.zero_stage << (i.optimizer_wrapper.empty() ? "" : ", ") << i.optimizer_wrapper << ")";
   out << "\npath:        " << i.path << "\n";
   if (!i.tag.empty()) out << "tag:         " << i.tag << "\n";
   if (i.step) out << "step:        " << *i.step << "\n";
-  if (s.kind() == store::SourceKind::kZero || s.kind() == store::SourceKind::kUniversal) {
+  if (s.kind() == ucp::SourceKind::kZero || s.kind() == ucp::SourceKind::kUniversal) {
     out << "topology:    dp " << i.dp_size << ", tp " << i.tp_size << ", pp " << i.pp_size << ", ep " << i.ep_size << "\n";
   }
   if (!i.param_groups.empty()) {
@@ -174,9 +174,9 @@ using converters::sources::DiffStatus;
 
 std::string SideLine(const char* label, const Source& s, const std::string& path) {
   const bool weights =
-      s.kind() != store::SourceKind::kZero && s.kind() != store::SourceKind::kUniversal;
+      s.kind() != ucp::SourceKind::kZero && s.kind() != ucp::SourceKind::kUniversal;
   return absl::StrCat(
-      label, ": ", store::SourceKindName(s.kind()), " ", path,
+      label, ": ", ucp::SourceKindName(s.kind()), " ", path,
       weights ? " (weights only: its tensors are compared with the other side's fp32)" : "", "\n");
 }
 
@@ -235,8 +235,8 @@ int RunDiff(const DiffCommandOptions& options, std::ostream& out, std::ostream& 
   if (options.json) {
     nlohmann::json j = JsonDocument(output.command);
     j.update(report->ToJson());
-    j["a"] = {{"path", options.a}, {"kind", std::string(store::SourceKindName((*a)->kind()))}};
-    j["b"] = {{"path", options.b}, {"kind", std::string(store::SourceKindName((*b)->kind()))}};
+    j["a"] = {{"path", options.a}, {"kind", std::string(ucp::SourceKindName((*a)->kind()))}};
+    j["b"] = {{"path", options.b}, {"kind", std::string(ucp::SourceKindName((*b)->kind()))}};
     j["atol"] = options.atol;
     WriteJson(out, j);
     return code;

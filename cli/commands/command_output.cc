@@ -35,9 +35,9 @@ void WarnIfOutputExists(std::ostream& err, const std::string& output, bool force
   if (output.empty() || !std::filesystem::exists(std::filesystem::symlink_status(output, ec))) {
     return;
   }
-  if (store::IsEmptyFolder(output)) return;  // taken over, as a run would
+  if (ucp::IsEmptyFolder(output)) return;  // taken over, as a run would
   // The output guard's answers without its overlap part (the planners checked that already).
-  const absl::Status forced = store::CheckOutput(output, {.force = true});
+  const absl::Status forced = ucp::CheckOutput(output, {.force = true});
   err << "warning: " << output << " exists: ";
   if (!forced.ok()) {
     err << "the run would refuse it, with or without --force: " << forced.message() << "\n";

@@ -152,7 +152,7 @@ absl::StatusOr<std::map<std::pair<int, int>, int>> RankMap(const CheckpointIndex
 // World sizes from the first model file, checked against the ranks the file names carry.
 absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
                       CheckpointIndex* index) {
-  store::Topology& t = index->topology;
+  ucp::Topology& t = index->topology;
   const CheckpointFile& model0 = index->files[model.begin()->second];
   UCP_ASSIGN_OR_RETURN(int64_t dp_world, OptionalInt(model0, keys::kDpWorldSize));
   UCP_ASSIGN_OR_RETURN(int64_t mp_world, OptionalInt(model0, keys::kMpWorldSize));
@@ -179,7 +179,7 @@ absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std
 
 absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
                       const std::string& prefix, CheckpointIndex* index) {
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   const ZeroKind& zk = index->kind;
   const bool zero3 = zk.zero_stage == 3;
   for (int mp = 0; mp < t.mp(); ++mp) {
@@ -218,7 +218,7 @@ absl::Status CheckModelFilesAgree(CheckpointIndex* index) {
       }
     }
   }
-  store::Topology& t = index->topology;
+  ucp::Topology& t = index->topology;
   // SizeGrid set tp = mp_world_size, pp = 1; checkpoint_parallel_dimensions may split it.
   if (const Value* dims = first.root().Get(keys::kCheckpointParallelDimensions); IsSet(dims)) {
     const std::string ctx = absl::StrCat(first.path, ": ", keys::kCheckpointParallelDimensions);

@@ -156,8 +156,8 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   return loc;
 }
 
-absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
-                                       const store::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const ucp::RankShard& rank,
+                                       const ucp::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
                                        absl::string_view param_name) {
   Fragment f;
   f.dp_rank = dp;

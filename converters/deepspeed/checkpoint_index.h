@@ -239,7 +239,7 @@ struct CheckpointIndex {
   formats::deepspeed::CheckpointDir dir;
   // dp = optimizer shards per MP rank (dp_world_size), tp * pp = mp_world_size, ep = AutoEP
   // autoep_size or native MoE ep_size (1 without), use_data_before_expert_parallelism from ds_config.
-  store::Topology topology;
+  ucp::Topology topology;
   ZeroKind kind;
   std::vector<CheckpointFile> files;  // sorted by base name
   // File indices. optim_files: [mp_rank * dp_size + dp_rank]. model_files: [mp_rank] (ZeRO-1/2) or

@@ -156,7 +156,7 @@ TEST_P(FixtureTest, TopologyAndFiles) {
   const CaseInfo& c = GetParam();
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase(c.name) + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   const ZeroKind& zk = index->kind;
   EXPECT_EQ(index->dir.tag, "global_step5");
   EXPECT_EQ(zk.zero_stage, c.stage);
@@ -376,11 +376,11 @@ TEST(IndexDetails, ZeroThreeSubGroupsAndSteps) {
 TEST(IndexDetails, AutoEpZeroTwoExperts) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   EXPECT_FALSE(t.use_data_before_expert_parallelism);
   EXPECT_EQ(t.PlaceOnEp(1).ep_rank, 1);
   EXPECT_EQ(t.PlaceOnEp(1).edp_rank, 0);
-  EXPECT_EQ(t.DpRank(store::EpPlace{1, 1}), 3);
+  EXPECT_EQ(t.DpRank(ucp::EpPlace{1, 1}), 3);
   ASSERT_EQ(index->autoep_layers.size(), 2u);
   EXPECT_EQ(index->autoep_layers[1].expert_key_prefix, "model.layers.1.mlp.experts");
   EXPECT_EQ(index->autoep_layers[1].checkpoint_format, "per_expert_files");

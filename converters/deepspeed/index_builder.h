@@ -65,8 +65,8 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
 
 // The fragment of DP rank `dp` that a ShardLayout piece describes, located in the rank's state
 // tensors (fp32, exp_avg, exp_avg_sq) of file `file` at the piece's partition offset.
-absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const store::RankShard& rank,
-                                       const store::ShardPiece& piece, const formats::torch::TensorRef* const (&tensors)[kNumStates],
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const ucp::RankShard& rank,
+                                       const ucp::ShardPiece& piece, const formats::torch::TensorRef* const (&tensors)[kNumStates],
                                        absl::string_view param_name);
 
 // Expert fused-param name → index into index.autoep_layers.

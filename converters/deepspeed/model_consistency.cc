@@ -76,7 +76,7 @@ absl::Status CheckStep(const CheckpointIndex& index) {
   if (index.flat_groups.empty()) return absl::OkStatus();
   const FlatGroupRank& rank = index.flat_groups[0].ranks[0];
   if (rank.step == nullptr || rank.step_file < 0) return absl::OkStatus();
-  absl::StatusOr<double> step = store::ScalarValue(*index.files[rank.step_file].torch, *rank.step);
+  absl::StatusOr<double> step = ucp::ScalarValue(*index.files[rank.step_file].torch, *rank.step);
   // A step DeepSpeed would not write: the shards' own checks say so.
   if (!step.ok()) return absl::OkStatus();
   const CheckpointFile& model = index.model_file();

@@ -78,7 +78,7 @@ absl::StatusOr<AutoEpLayer> ReadLayer(const Value* entry, const std::string& ctx
 }
 
 // The §4.4 rules for a partition-native (ZeRO-3) entry of the file of DP rank `dp`.
-absl::Status CheckZero3Layer(const AutoEpLayer& l, const store::Topology& t, int dp, const std::string& ctx) {
+absl::Status CheckZero3Layer(const AutoEpLayer& l, const ucp::Topology& t, int dp, const std::string& ctx) {
   if (l.checkpoint_format != keys::kFormatZero3Partitioned ||
       l.checkpoint_format_version != keys::kZero3PartitionedFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(ctx, ": AutoEP checkpoint_format '", l.checkpoint_format,
@@ -132,7 +132,7 @@ absl::StatusOr<bool> UseDataBeforeExpertParallelism(const CheckpointFile& f) {
 }
 
 absl::Status SetEpTopology(CheckpointIndex* index) {
-  store::Topology& t = index->topology;
+  ucp::Topology& t = index->topology;
   const CheckpointFile& model = index->model_file();
   t.ep = index->autoep_layers[0].ep_size;
   if (t.tp != 1) {
@@ -166,7 +166,7 @@ absl::Status ReadAutoEp(CheckpointIndex* index) {
     return absl::OkStatus();
   }
   UCP_RETURN_IF_ERROR(SetEpTopology(index));
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   const ZeroKind& zk = index->kind;
   for (const AutoEpLayer& l : index->autoep_layers) {
     if (zk.zero_stage != 3 && l.checkpoint_format == keys::kFormatZero3Partitioned) {
@@ -259,7 +259,7 @@ absl::Status AddFrozenPieces(const CheckpointIndex& index, int file, int mp, int
   UCP_ASSIGN_OR_RETURN(int64_t numel, p->shape.NumElements());
   int64_t offset = 0, count = numel, expected = numel;
   if (index.kind.zero_stage == 3) {  // each rank's padded partition (§4.3)
-    const store::PerParamPiece piece = store::PerParamShard(numel, index.topology.dp, dp);
+    const ucp::PerParamPiece piece = ucp::PerParamShard(numel, index.topology.dp, dp);
     expected = piece.partition;
     offset = piece.offset;
     count = piece.valid;
@@ -280,7 +280,7 @@ absl::Status ReadFrozenParams(CheckpointIndex* index) {
   if (shapes == nullptr || shapes->is_none()) return absl::OkStatus();
   const std::string ctx = absl::StrCat(model.path, ": ", keys::kFrozenParamShapes);
   UCP_ASSIGN_OR_RETURN(const Value* d, AsDict(shapes, ctx));
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   const bool zero3 = index->kind.zero_stage == 3;
   for (const auto& [k, v] : d->entries()) {
     FrozenParam p;

@@ -69,7 +69,7 @@ absl::StatusOr<int> ExpertDpSize(const CheckpointIndex& index) {
 }  // namespace
 
 absl::Status ReadNativeMoe(CheckpointIndex* index) {
-  store::Topology& t = index->topology;
+  ucp::Topology& t = index->topology;
   ZeroKind& zk = index->kind;
   const CheckpointFile& model = index->model_file();
   const std::string ctx = absl::StrCat(model.path, ": ", keys::kNumExperts);

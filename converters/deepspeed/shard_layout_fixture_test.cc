@@ -1,4 +1,4 @@
-// ucp::store::ShardLayout (ucp/shard_layout.h) against what DeepSpeed itself stored in every real
+// ucp::ShardLayout (ucp/shard_layout.h) against what DeepSpeed itself stored in every real
 // fixture: for each optimizer param group (ZeRO-1/2) or sub-group (ZeRO-3) and each DP rank,
 //   * Split of DeepSpeed's own UCP tensors (the merged fp32 / exp_avg / exp_avg_sq, AutoEP experts
 //     as [num_experts, ...]) reproduces the rank's stored partitions element for element: ZeRO-1/2
@@ -32,7 +32,7 @@ namespace {
 namespace keys = formats::deepspeed::keys;
 using formats::torch::TensorRef;
 using formats::torch::Value;
-using store::ShardLayout;
+using ucp::ShardLayout;
 
 struct Fixture {
   std::string set;  // fixtures/<set>
@@ -75,13 +75,13 @@ std::vector<const Value*> StoredStates(const Value& osd, int stage, int g) {
 }
 
 // ZeRO-1/2: the stored mappings, paddings and counts of group g on one rank, against the layout.
-void CheckFlatMetadata(const Value& osd, int g, const store::RankShard& rank,
+void CheckFlatMetadata(const Value& osd, int g, const ucp::RankShard& rank,
                        const CheckpointIndex& index, const FlatGroup& fg) {
   const Value* mappings = osd.Get(keys::kParamSliceMappings)->items()[g];
   ASSERT_EQ(mappings->entries().size(), rank.pieces.size());
   for (size_t i = 0; i < rank.pieces.size(); ++i) {
     const auto& [k, v] = mappings->entries()[i];
-    const store::ShardPiece& piece = rank.pieces[i];
+    const ucp::ShardPiece& piece = rank.pieces[i];
     EXPECT_EQ(k->str(), index.params[fg.params[piece.param]].name);
     absl::StatusOr<formats::deepspeed::FragmentAddress> a =
         formats::deepspeed::AsFragmentAddress(v, "fragment_address");
@@ -102,18 +102,18 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
   ASSERT_TRUE(index.ok()) << index.status();
   const int stage = index->kind.zero_stage;
   ASSERT_GE(stage, 1);
-  std::unique_ptr<store::Source> ucp;
+  std::unique_ptr<ucp::Source> ucp;
   if (fx.has_ucp) {
-    absl::StatusOr<std::unique_ptr<store::Source>> opened =
-        store::OpenUniversalSource(Root(fx) + "/global_step5_universal");
+    absl::StatusOr<std::unique_ptr<ucp::Source>> opened =
+        ucp::OpenUniversalSource(Root(fx) + "/global_step5_universal");
     ASSERT_TRUE(opened.ok()) << opened.status();
     ucp = *std::move(opened);
   }
   int64_t compared_bytes = 0;
   for (const FlatGroup& fg : index->flat_groups) {
     SCOPED_TRACE(absl::StrCat("group ", fg.index));
-    store::GroupSpec spec{
-        stage == 3 ? store::PartitionKind::kPerParam : store::PartitionKind::kFlat, {}, fg.expert};
+    ucp::GroupSpec spec{
+        stage == 3 ? ucp::PartitionKind::kPerParam : ucp::PartitionKind::kFlat, {}, fg.expert};
     for (int pi : fg.params) spec.numels.push_back(index->params[pi].numel());
     const ShardLayout layout(spec, index->topology);
     // Split of the UCP's merged tensors, per state.
@@ -122,9 +122,9 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
       for (int s = 0; s < kNumStates; ++s) {
         std::vector<ShardLayout::Bytes> merged;
         for (int pi : fg.params) {
-          const store::ParamMeta* meta = ucp->Find(index->params[pi].name);
+          const ucp::ParamMeta* meta = ucp->Find(index->params[pi].name);
           ASSERT_NE(meta, nullptr) << index->params[pi].name;
-          absl::StatusOr<Buffer> b = ucp->StateBytes(*meta, static_cast<store::ParamState>(s));
+          absl::StatusOr<Buffer> b = ucp->StateBytes(*meta, static_cast<ucp::ParamState>(s));
           ASSERT_TRUE(b.ok()) << b.status();
           const auto* p = reinterpret_cast<const uint8_t*>(b->data());
           merged.emplace_back(p, p + b->size());
@@ -136,7 +136,7 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
       SCOPED_TRACE(absl::StrCat("dp rank ", dp));
       const CheckpointFile& file = index->optim_file(dp);
       const Value& osd = *file.root().Get(keys::kOptimizerStateDict);
-      const store::RankShard rank = layout.Shard(dp);
+      const ucp::RankShard rank = layout.Shard(dp);
       if (stage != 3) CheckFlatMetadata(osd, fg.index, rank, *index, fg);
       const std::vector<const Value*> stored = StoredStates(osd, stage, fg.index);
       for (int s = 0; s < kNumStates; ++s) {
@@ -147,7 +147,7 @@ TEST_P(ShardLayoutFixtureTest, SplitReproducesEveryStoredPartition) {
                     (s == 0 && stored_numel == rank.size - rank.padding))
             << "state " << s << ": " << stored_numel << " elements, layout " << rank.size;
         if (ucp == nullptr) continue;
-        for (const store::ShardPiece& piece : rank.pieces) {
+        for (const ucp::ShardPiece& piece : rank.pieces) {
           const size_t at = piece.partition_offset * 4, n = piece.numel * 4;
           ASSERT_LE(at + n, bytes.size());
           EXPECT_EQ(std::memcmp(bytes.data() + at, split[s][dp].data() + at, n), 0)

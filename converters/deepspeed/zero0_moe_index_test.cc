@@ -35,7 +35,7 @@ std::string TensorBytes(const CheckpointIndex& index, const Value* v) {
 TEST(Zero0Index, NamesTheOptimizersParamsFromTheModule) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(ExtraTag("s0_fp32_dp2"));
   ASSERT_TRUE(index.ok()) << index.status();
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   const ZeroKind& zk = index->kind;
   EXPECT_EQ(zk.zero_stage, 0);
   EXPECT_EQ(zk.wrapper, OptimizerWrapper::kTorchOptimizer);
@@ -125,7 +125,7 @@ TEST(Zero0Index, MissingModelFileIsNotFound) {
 TEST(NativeMoeIndex, ExpertParamsStackTheirEpRanks) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(ExtraTag("moe_s2_fp32_dp4_ep2"));
   ASSERT_TRUE(index.ok()) << index.status();
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   EXPECT_EQ(t.ep, 2);
   EXPECT_EQ(t.edp(), 2);
   EXPECT_EQ(index->native_moe_num_experts, std::vector<int>({4}));

@@ -157,7 +157,7 @@ absl::Status CheckDtypes(const ShardGroup& sg, const std::string& ctx, const Zer
 
 // The rank's paddings and master-partition length, checked against the layout; its step, checked
 // against the other ranks'.
-absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, const store::RankShard& rank,
+absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, const ucp::RankShard& rank,
                         CheckpointIndex* index) {
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
@@ -182,15 +182,15 @@ absl::Status RecordRank(const Shard& shard, int mp, int dp, int g, const store::
 
 // The fragments of group g on one shard: param_slice_mappings must list exactly the layout's
 // pieces of the rank, in order.
-absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, const store::ShardLayout& layout,
+absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, const ucp::ShardLayout& layout,
                              CheckpointIndex* index) {
   FlatGroup& fg = index->flat_groups[g];
   const ShardGroup& sg = shard.groups[g];
   const std::string ctx = absl::StrCat(FileContext(*index, shard.file), ": ", keys::kParamSliceMappings, "[", g, "]");
-  const store::RankShard rank = layout.Shard(dp);
+  const ucp::RankShard rank = layout.Shard(dp);
   auto entries = sg.mappings->entries();
   size_t next_entry = 0;
-  for (const store::ShardPiece& piece : rank.pieces) {
+  for (const ucp::ShardPiece& piece : rank.pieces) {
     Parameter& p = index->params[fg.params[piece.param]];
     if (next_entry >= entries.size() || !entries[next_entry].first->is(ValueKind::kStr) ||
         entries[next_entry].first->str() != p.name) {
@@ -218,10 +218,10 @@ absl::Status IndexShardGroup(const Shard& shard, int mp, int dp, int g, const st
 }
 
 absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, CheckpointIndex* index) {
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   FlatGroup& fg = index->flat_groups[g];
   const int64_t expected_w = fg.expert ? t.edp() : t.dp;
-  store::GroupSpec spec{store::PartitionKind::kFlat, {}, fg.expert};
+  ucp::GroupSpec spec{ucp::PartitionKind::kFlat, {}, fg.expert};
   int64_t total = 0;
   for (int pi : fg.params) {
     spec.numels.push_back(ShapeNumel(index->params[pi].slices[mp].shape));
@@ -232,7 +232,7 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
     return absl::DataLossError(absl::StrCat(index->model_file(mp).path, ": ", keys::kParamShapes, "[", g, "] holds ",
                                             total, " elements"));
   }
-  const store::ShardLayout layout(std::move(spec), t);
+  const ucp::ShardLayout layout(std::move(spec), t);
   for (const Shard& shard : shards) {
     const ShardGroup& sg = shard.groups[g];
     const std::string ctx = absl::StrCat(FileContext(*index, shard.file), ": ", keys::kOptimizerStateDict);
@@ -258,7 +258,7 @@ absl::Status IndexGroup(const std::vector<Shard>& shards, int mp, int g, Checkpo
 }  // namespace
 
 absl::Status IndexZero12(CheckpointIndex* index) {
-  const store::Topology& t = index->topology;
+  const ucp::Topology& t = index->topology;
   for (int mp = 0; mp < t.mp(); ++mp) {
     const CheckpointFile& model = index->model_file(mp);
     absl::StatusOr<std::vector<GroupShapes>> shapes = ReadParamShapes(model.root());

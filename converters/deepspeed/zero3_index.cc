@@ -156,7 +156,7 @@ absl::Status CreateGroups(const std::vector<GroupShapes>& shapes, const Shard& s
 
 // (W, r) of sub-group s on DP rank dp, checked against the topology (§4.4).
 absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s, int dp, int64_t* w, int64_t* r) {
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const FlatGroup& fg = index.flat_groups[s];
   const Value* pg = shard.subs[s].partition_group;
   *w = fg.expert ? t.edp() : t.dp;
@@ -179,7 +179,7 @@ absl::Status PartitionOf(const CheckpointIndex& index, const Shard& shard, int s
   UCP_ASSIGN_OR_RETURN(std::vector<int64_t> members, AsIntList(ranks, absl::StrCat(ctx, ".", keys::kPartitionRanks)));
   std::vector<int64_t> expected;
   for (int64_t i = 0; i < *w; ++i) {
-    expected.push_back(fg.expert ? t.DpRank(store::EpPlace{t.PlaceOnEp(dp).ep_rank, static_cast<int>(i)}) : i);
+    expected.push_back(fg.expert ? t.DpRank(ucp::EpPlace{t.PlaceOnEp(dp).ep_rank, static_cast<int>(i)}) : i);
   }
   if (sub_id != s || saved_w != *w || saved_r != *r || members != expected) {
     return absl::FailedPreconditionError(absl::StrCat(ctx, ": sub_group ", sub_id, ", partition rank ", saved_r, " of ",
@@ -194,10 +194,10 @@ absl::Status IndexSubGroup(const Shard& shard, int mp, int dp, int s, Checkpoint
   const SubGroupState& sub = shard.subs[s];
   int64_t w = 0, r = 0;
   UCP_RETURN_IF_ERROR(PartitionOf(*index, shard, s, dp, &w, &r));
-  store::GroupSpec spec{store::PartitionKind::kPerParam, {}, fg.expert};
+  ucp::GroupSpec spec{ucp::PartitionKind::kPerParam, {}, fg.expert};
   for (int pi : fg.params) spec.numels.push_back(ShapeNumel(index->params[pi].slices[mp].shape));
-  const store::RankShard rank = store::ShardLayout(std::move(spec), index->topology).Shard(dp);
-  for (const store::ShardPiece& piece : rank.pieces) {
+  const ucp::RankShard rank = ucp::ShardLayout(std::move(spec), index->topology).Shard(dp);
+  for (const ucp::ShardPiece& piece : rank.pieces) {
     Parameter& p = index->params[fg.params[piece.param]];
     const TensorRef* tensors[kNumStates] = {sub.fp32, sub.exp_avg, sub.exp_avg_sq};
     UCP_ASSIGN_OR_RETURN(Fragment f, PieceFragment(*index, shard.file, dp, rank, piece, tensors, p.name));
@@ -242,7 +242,7 @@ absl::Status CheckSameShapes(const CheckpointIndex& index, int mp, const std::ve
 }  // namespace
 
 absl::Status IndexZero3(CheckpointIndex* index) {
-  store::Topology& t = index->topology;
+  ucp::Topology& t = index->topology;
   ZeroKind& zk = index->kind;
   for (int mp = 0; mp < t.mp(); ++mp) {
     const CheckpointFile& model = index->model_file(mp, 0);

@@ -150,7 +150,7 @@ class Executor {
   std::vector<Chunk> chunks_;
   std::vector<uint32_t> crcs_;  // per chunk
   std::vector<FileState> states_;
-  std::vector<store::ManifestEntry> entries_;
+  std::vector<ucp::ManifestEntry> entries_;
 
   std::atomic<bool> failed_{false};
   std::mutex error_mu_;
@@ -301,8 +301,8 @@ absl::Status Executor::Finalize(size_t f) {
     parts.emplace_back(pf.regions[r].offset, pf.regions[r].size, region_crcs[r]);
   }
   if (pf.frame) {
-    UCP_ASSIGN_OR_RETURN(std::vector<store::FramePiece> pieces, store::RenderTorchFrame(*pf.frame, region_crcs));
-    for (const store::FramePiece& p : pieces) {
+    UCP_ASSIGN_OR_RETURN(std::vector<ucp::FramePiece> pieces, ucp::RenderTorchFrame(*pf.frame, region_crcs));
+    for (const ucp::FramePiece& p : pieces) {
       const absl::Span<const std::byte> bytes(reinterpret_cast<const std::byte*>(p.bytes.data()), p.bytes.size());
       UCP_RETURN_IF_ERROR(st.out->WriteAt(p.offset, bytes));
       parts.emplace_back(p.offset, p.bytes.size(), Crc32(bytes));
@@ -323,7 +323,7 @@ absl::Status Executor::Finalize(size_t f) {
     UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
     st.out.reset();
   }
-  entries_[f] = store::ManifestEntry{pf.path, pf.size, crc};
+  entries_[f] = ucp::ManifestEntry{pf.path, pf.size, crc};
   ++files_done_;
   Report(false);
   return absl::OkStatus();
@@ -344,7 +344,7 @@ absl::Status Executor::Write(size_t f) {
   UCP_RETURN_IF_ERROR(pf.writer(context));
   if (Cancelled()) return absl::CancelledError("interrupted");
   if (options_.fsync) UCP_RETURN_IF_ERROR(FsyncFile(path));
-  UCP_ASSIGN_OR_RETURN(entries_[f], store::HashFile(dir_, pf.path));
+  UCP_ASSIGN_OR_RETURN(entries_[f], ucp::HashFile(dir_, pf.path));
   // The writer's estimate becomes the file's real size, in both counters (the total first, so
   // that a concurrent report never sees more done than in total).
   bytes_total_ += entries_[f].size;

@@ -77,7 +77,7 @@ struct ExecuteStats {
 };
 
 struct ExecuteResult {
-  std::vector<store::ManifestEntry> files;  // one per plan file: path, size, CRC-32 of the whole file
+  std::vector<ucp::ManifestEntry> files;  // one per plan file: path, size, CRC-32 of the whole file
   ExecuteStats stats;
 };
 

@@ -53,13 +53,13 @@ class ExecutorTest : public ::testing::Test {
   Plan MakePlan(std::string* expected_param) {
     Plan p;
     p.sources = {{"shard0.pt", 1000}, {"shard1.pt", 1000}};
-    store::ParamStateSpec spec;
+    ucp::ParamStateSpec spec;
     spec.shape = Shape({100});
     spec.storage_numel = 100;
     formats::torch::ValueArena arena;
-    absl::StatusOr<store::ParamStateTree> tree = store::BuildParamStateTree(arena, spec);
+    absl::StatusOr<ucp::ParamStateTree> tree = ucp::BuildParamStateTree(arena, spec);
     EXPECT_TRUE(tree.ok());
-    absl::StatusOr<store::TorchFrame> frame = store::FrameTorchFile("fp32", *tree->root, nullptr);
+    absl::StatusOr<ucp::TorchFrame> frame = ucp::FrameTorchFile("fp32", *tree->root, nullptr);
     EXPECT_TRUE(frame.ok());
     const uint64_t at = frame->storages[0].payload_offset;
     PlanFile f;
@@ -110,7 +110,7 @@ TEST_F(ExecutorTest, WritesTorchWriterBytesUnderATinyMemoryBudget) {
     EXPECT_EQ(r->stats.bytes_copied, 1400u);
     EXPECT_GE(reports, 1);
     ASSERT_EQ(r->files.size(), 2u);
-    EXPECT_EQ(r->files[0], (store::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
+    EXPECT_EQ(r->files[0], (ucp::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
     EXPECT_EQ(r->files[1].crc32, Crc32(shards_[1]));
     // The last report counts every byte of every file: what the verbs' final line says.
     EXPECT_EQ(last.bytes_done, expected.size() + 1000);
@@ -166,7 +166,7 @@ TEST_F(ExecutorTest, WriterFilesAreWrittenAndListed) {
   const std::string want = shards_[1] + std::string(100, '\0');
   EXPECT_EQ(Read("zero/w/lib.bin"), want);
   ASSERT_EQ(r->files.size(), 1u);
-  EXPECT_EQ(r->files[0], (store::ManifestEntry{"zero/w/lib.bin", 1100, Crc32(want)}));
+  EXPECT_EQ(r->files[0], (ucp::ManifestEntry{"zero/w/lib.bin", 1100, Crc32(want)}));
   EXPECT_EQ(last.bytes_done, 1100u);
   EXPECT_EQ(last.bytes_total, 1100u);
   plan.files[0].regions.push_back(Region{0, 1, {CopyOp{0, 0, 1, 0}}});

@@ -29,14 +29,14 @@ std::vector<std::string> Inputs(const plan::Plan& plan, const RunOptions& option
 }  // namespace
 
 absl::Status CheckOverlap(const plan::Plan& plan, const RunOptions& options) {
-  return store::CheckOverlap(
-      store::NormalizeOutputPath(options.output),
+  return ucp::CheckOverlap(
+      ucp::NormalizeOutputPath(options.output),
       {.inputs = Inputs(plan, options), .save_folders = options.save_folders});
 }
 
 absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
                                   const RunOptions& options) {
-  const std::string output = store::NormalizeOutputPath(options.output);
+  const std::string output = ucp::NormalizeOutputPath(options.output);
   if (output.empty()) return absl::InvalidArgumentError("no output folder given");
   std::vector<const ByteSource*> sources;
   for (size_t i = 0; i < plan.sources.size(); ++i) {
@@ -49,12 +49,12 @@ absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteS
     sources.push_back(s);
   }
   if (IsCancelled(options.execute)) return Interrupted(output);
-  const store::StagingOptions staging_options{.force = options.force,
+  const ucp::StagingOptions staging_options{.force = options.force,
                                               .fsync = options.execute.fsync,
                                               .inputs = Inputs(plan, options),
                                               .save_folders = options.save_folders};
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::StagingDirectory> staging,
-                       store::StagingDirectory::Create(output, staging_options));
+  UCP_ASSIGN_OR_RETURN(std::unique_ptr<ucp::StagingDirectory> staging,
+                       ucp::StagingDirectory::Create(output, staging_options));
   UCP_RETURN_IF_ERROR(staging->MakeDirs(plan.Directories()));
   absl::StatusOr<ExecuteResult> executed =
       ExecutePlan(plan, sources, staging->path(), options.execute);
@@ -67,8 +67,8 @@ absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteS
   result.staging = staging->path();
   result.removed_stale_partial = staging->removed_stale();
   result.stats = executed->stats;
-  for (const store::ManifestEntry& e : executed->files) result.bytes += e.size;
-  store::Manifest manifest;
+  for (const ucp::ManifestEntry& e : executed->files) result.bytes += e.size;
+  ucp::Manifest manifest;
   manifest.files = std::move(executed->files);
   UCP_RETURN_IF_ERROR(staging->Commit(manifest));
   result.files = std::move(manifest.files);

@@ -65,9 +65,9 @@ TEST_F(RunPlanTest, WritesTheFilesAndTheManifestAtomically) {
   EXPECT_EQ(r->output, out);
   EXPECT_EQ(r->bytes, 103u);
   EXPECT_EQ(r->files.size(), 2u);
-  EXPECT_EQ(r->staging, store::StagingPathFor(out));
+  EXPECT_EQ(r->staging, ucp::StagingPathFor(out));
   EXPECT_FALSE(fs::exists(r->staging));
-  EXPECT_TRUE(store::VerifyDirectory(out).ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(out).ok());
   // Again: exists; forced: ucp's own output is replaced.
   EXPECT_EQ(RunPlan(plan_, Files(), Options(out)).status().code(),
             absl::StatusCode::kAlreadyExists);
@@ -103,7 +103,7 @@ TEST_F(RunPlanTest, CancelledRunLeavesNothing) {
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
   EXPECT_EQ(s.message(), "interrupted; nothing was written at " + out);
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 }
 
 TEST_F(RunPlanTest, ASourceWithoutBytesIsInternal) {

@@ -38,7 +38,7 @@ execute::RunOptions RunOptionsFor(const PlannedConvert& planned, const ConvertOp
 }  // namespace
 
 std::string DefaultOutput(const formats::deepspeed::CheckpointDir& dir) {
-  const std::string root = dir.root.empty() ? ParentOf(store::NormalizeOutputPath(dir.tag_dir)) : dir.root;
+  const std::string root = dir.root.empty() ? ParentOf(ucp::NormalizeOutputPath(dir.tag_dir)) : dir.root;
   return absl::StrCat(root, "/", dir.tag, "_universal");
 }
 
@@ -55,11 +55,11 @@ absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
   }
   if (input.is_weights()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(options.input, ": ", store::SourceKindName(input.kind), " weights (",
+        absl::StrCat(options.input, ": ", ucp::SourceKindName(input.kind), " weights (",
                      input.why, "), not a DeepSpeed ZeRO checkpoint"));
   }
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
-  std::string output = options.output.empty() ? DefaultOutput(index.dir) : store::NormalizeOutputPath(options.output);
+  std::string output = options.output.empty() ? DefaultOutput(index.dir) : ucp::NormalizeOutputPath(options.output);
   UCP_ASSIGN_OR_RETURN(plan::Plan plan, sinks::UcpFolderSink(options.plan).Plan(index));
   PlannedConvert planned{std::move(index), std::move(plan), std::move(output)};
   // Refused here already, so that a dry run says so too.
@@ -83,8 +83,8 @@ absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, cons
   result.bytes = written.bytes;
   result.stats = written.stats;
   if (options.write_latest) {
-    UCP_RETURN_IF_ERROR(store::WriteLatestUniversal(planned.output, options.execute.fsync));
-    result.latest_universal = absl::StrCat(ParentOf(planned.output), "/", store::kLatestUniversalFile);
+    UCP_RETURN_IF_ERROR(ucp::WriteLatestUniversal(planned.output, options.execute.fsync));
+    result.latest_universal = absl::StrCat(ParentOf(planned.output), "/", ucp::kLatestUniversalFile);
   }
   return result;
 }

@@ -16,10 +16,10 @@ absl::StatusOr<ExportResult> Export(const ExportOptions& options) {
   if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
   sources::OpenSourceOptions open;
   open.tag = options.tag;
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<store::Source> source,
+  UCP_ASSIGN_OR_RETURN(std::unique_ptr<ucp::Source> source,
                        sources::OpenSource(options.input, open));
   const sinks::WeightsTarget& target = options;
-  std::unique_ptr<sinks::Sink<store::Source>> sink;
+  std::unique_ptr<sinks::Sink<ucp::Source>> sink;
   if (options.format == ExportFormat::kHdf5) {
     sink = std::make_unique<sinks::Hdf5Sink>(target);
   } else {
@@ -27,11 +27,11 @@ absl::StatusOr<ExportResult> Export(const ExportOptions& options) {
   }
   UCP_ASSIGN_OR_RETURN(plan::Plan plan, sink->Plan(*source));
   ExportResult result;
-  result.output = store::NormalizeOutputPath(options.output);
+  result.output = ucp::NormalizeOutputPath(options.output);
   for (const plan::PlanFile& f : plan.files) result.files.push_back(f.path);
   result.tensors = static_cast<size_t>(plan.info.params);
   result.bytes = plan.TotalBytes();
-  result.source_kind = std::string(store::SourceKindName(source->kind()));
+  result.source_kind = std::string(ucp::SourceKindName(source->kind()));
   result.step = source->info().step;
   result.notes = plan.info.notes;
   result.warnings = plan.info.warnings;

@@ -83,7 +83,7 @@ absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions
   UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(o.input, sniff));
   if (input.is_weights()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(o.input, ": ", store::SourceKindName(input.kind), " weights (", input.why,
+        absl::StrCat(o.input, ": ", ucp::SourceKindName(input.kind), " weights (", input.why,
                      ") hold no optimizer state; reshard reads a DeepSpeed ZeRO checkpoint or a "
                      "Universal Checkpoint"));
   }

@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<int64_t>> Ints(const Value* v, const std::string& wha
 }  // namespace
 
 absl::Status MergeRules::SubParamCut(const std::string& name, const SubParams& sub, const Pattern& pattern,
-                                     absl::Span<const Shape> rank_shapes, store::TpCut* cut, std::vector<Shape>* views,
+                                     absl::Span<const Shape> rank_shapes, ucp::TpCut* cut, std::vector<Shape>* views,
                                      ParamKeys* keys) const {
   const int tp = static_cast<int>(rank_shapes.size());
   const std::string what = absl::StrCat(keys::kUniversalCheckpointInfo, ".", keys::kParameterWithSubParams, " '",
@@ -217,7 +217,7 @@ absl::Status MergeRules::SubParamCut(const std::string& name, const SubParams& s
     }
     views->push_back(std::move(view));
   }
-  cut->kind = store::TpMergeKind::kConcat;
+  cut->kind = ucp::TpMergeKind::kConcat;
   cut->dim = static_cast<int>(pd);
   cut->widths = std::move(widths);
   keys->sub_param_patterns = sub.patterns_value;
@@ -242,23 +242,23 @@ absl::StatusOr<ParamKeys> MergeRules::ForParam(const std::string& name, absl::Sp
     }
   }
   ParamKeys k;
-  store::TpCut cut;
+  ucp::TpCut cut;
   std::vector<Shape> views(rank_shapes.begin(), rank_shapes.end());
   UCP_ASSIGN_OR_RETURN(const Pattern* replicated, Match(replicated_, name, keys::kTpReplicatedParameterPatterns));
   const Pattern* average = nullptr;
   const Pattern* two_sub = nullptr;
   if (replicated != nullptr) {
-    cut.kind = store::TpMergeKind::kReplicated;
+    cut.kind = ucp::TpMergeKind::kReplicated;
   } else {
     UCP_ASSIGN_OR_RETURN(average, Match(average_, name, keys::kParameterToAveragePatterns));
   }
-  if (average != nullptr) cut.kind = store::TpMergeKind::kAverage;
+  if (average != nullptr) cut.kind = ucp::TpMergeKind::kAverage;
   if (replicated == nullptr && average == nullptr) {
     UCP_ASSIGN_OR_RETURN(two_sub, Match(two_sub_params_, name, keys::kParameterWith2SubParamsCatDim0));
     if (two_sub != nullptr) {
       k.cat_dim = 0;
       k.n_sub_params = 2;
-      absl::StatusOr<std::vector<std::vector<int64_t>>> widths = store::TwoSubParamWidths(rank_shapes);
+      absl::StatusOr<std::vector<std::vector<int64_t>>> widths = ucp::TwoSubParamWidths(rank_shapes);
       if (!widths.ok()) return Refuse(name, widths.status().message());
       cut.widths = *std::move(widths);
     } else if (sub != nullptr) {
@@ -287,7 +287,7 @@ absl::StatusOr<ParamKeys> MergeRules::ForParam(const std::string& name, absl::Sp
     cut.view_rows = *original_vocab_size_;
     k.vocab_tensor = true;
   }
-  absl::StatusOr<store::TpLayout> layout = store::Merge(views, cut);
+  absl::StatusOr<ucp::TpLayout> layout = ucp::Merge(views, cut);
   if (!layout.ok()) return Refuse(name, layout.status().message());
   k.layout = *std::move(layout);
   k.shape = k.layout.view;

@@ -39,7 +39,7 @@ struct ParamKeys {
   std::optional<int64_t> n_sub_params;
   bool vocab_tensor = false;
   Shape shape;  // the view's shape (vocabulary: the first original_vocab_size rows)
-  store::TpLayout layout;  // slices → merged tensor; layout.view == shape, layout.merged = its storage
+  ucp::TpLayout layout;  // slices → merged tensor; layout.view == shape, layout.merged = its storage
   // Sub-parameter patterns: the fields of the SubparamShape to write (DeepSpeed re-saves the
   // parameter_with_sub_params entry, the shape normalised for legacy counts).
   const formats::torch::Value* sub_param_patterns = nullptr;
@@ -84,7 +84,7 @@ class MergeRules {
   };
   // The sub-parameter cut of a matched parameter (§5.2.1), filling the SubparamShape fields.
   absl::Status SubParamCut(const std::string& name, const SubParams& sub, const Pattern& pattern,
-                           absl::Span<const Shape> rank_shapes, store::TpCut* cut, std::vector<Shape>* views,
+                           absl::Span<const Shape> rank_shapes, ucp::TpCut* cut, std::vector<Shape>* views,
                            ParamKeys* keys) const;
 
   PatternList replicated_, average_, two_sub_params_, row_parallel_, vocabulary_;

@@ -97,10 +97,10 @@ TEST(MergeRulesTest, TpSlicesMergeByRule) {
   const std::vector<Shape> norm = {Shape({8}), Shape({8})};
   k = rules->ForParam("final.bias", norm);
   ASSERT_TRUE(k.ok());
-  EXPECT_EQ(k->layout.cut.kind, store::TpMergeKind::kAverage);
+  EXPECT_EQ(k->layout.cut.kind, ucp::TpMergeKind::kAverage);
   k = rules->ForParam("layers.0.input_layernorm.weight", norm);
   ASSERT_TRUE(k.ok());
-  EXPECT_EQ(k->layout.cut.kind, store::TpMergeKind::kReplicated);
+  EXPECT_EQ(k->layout.cut.kind, ucp::TpMergeKind::kReplicated);
   const std::vector<Shape> unequal = {Shape({8}), Shape({4})};
   EXPECT_EQ(rules->ForParam("final.bias", unequal).status().code(), absl::StatusCode::kFailedPrecondition);
 }
@@ -132,9 +132,9 @@ TEST(MergeRulesTest, LegacySubParamCountIsNormalised) {
   EXPECT_FALSE(k->cat_dim.has_value());
   EXPECT_EQ(k->legacy_sub_param_sizes, (std::vector<int64_t>{4, 4, 4}));
   EXPECT_EQ(k->shape, Shape({12, 4}));
-  EXPECT_THAT(k->layout.runs, ::testing::ElementsAre(store::TpRun{0, 0, 0, 8}, store::TpRun{1, 0, 8, 8},
-                                                     store::TpRun{0, 8, 16, 8}, store::TpRun{1, 8, 24, 8},
-                                                     store::TpRun{0, 16, 32, 8}, store::TpRun{1, 16, 40, 8}));
+  EXPECT_THAT(k->layout.runs, ::testing::ElementsAre(ucp::TpRun{0, 0, 0, 8}, ucp::TpRun{1, 0, 8, 8},
+                                                     ucp::TpRun{0, 8, 16, 8}, ucp::TpRun{1, 8, 24, 8},
+                                                     ucp::TpRun{0, 16, 32, 8}, ucp::TpRun{1, 16, 40, 8}));
   EXPECT_TRUE(rules->Unused().empty());
 }
 

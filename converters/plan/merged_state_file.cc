@@ -76,7 +76,7 @@ absl::Status CheckTiling(const CheckpointIndex& index, const Parameter& p, int m
 }
 
 // CopyOps moving `run` of its slice's state to the merged tensor at the region's start.
-void AddRunOps(const Parameter& p, StateKind state, const store::TpRun& run, uint64_t elem, Region* region) {
+void AddRunOps(const Parameter& p, StateKind state, const ucp::TpRun& run, uint64_t elem, Region* region) {
   for (const TpRunPiece& piece : TpRunPieces(p, state, run, elem)) {
     region->ops.push_back(
         CopyOp{piece.file, piece.file_offset, piece.bytes,
@@ -159,7 +159,7 @@ absl::StatusOr<int> AddMeanSource(const CheckpointIndex& index, const Parameter&
 
 }  // namespace
 
-std::vector<TpRunPiece> TpRunPieces(const Parameter& p, StateKind state, const store::TpRun& run,
+std::vector<TpRunPiece> TpRunPieces(const Parameter& p, StateKind state, const ucp::TpRun& run,
                                     uint64_t elem) {
   std::vector<TpRunPiece> out;
   for (const Fragment& f : p.slices[run.rank].fragments) {
@@ -188,27 +188,27 @@ absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const CheckpointIndex& ind
 
 // zero/<param>/<state>.pt of a ZeRO-1/2 dense parameter: its TP slices merged as `keys` say.
 absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Parameter& p, StateKind state,
-                                         store::ParamStateSpec spec, const ParamKeys& keys, ValueArena& arena,
+                                         ucp::ParamStateSpec spec, const ParamKeys& keys, ValueArena& arena,
                                          Plan* plan) {
   const int tp = static_cast<int>(p.slices.size());
-  const std::string path = store::ParamStatePath(p.name, deepspeed::StateName(state));
-  const store::TpMergeKind kind = keys.layout.cut.kind;
+  const std::string path = ucp::ParamStatePath(p.name, deepspeed::StateName(state));
+  const ucp::TpMergeKind kind = keys.layout.cut.kind;
   // Replicated: DeepSpeed keeps slice 0's tensor (and its requires_grad).
-  UCP_RETURN_IF_ERROR(StateDtype(index, p, state, kind == store::TpMergeKind::kReplicated ? 1 : tp, path,
+  UCP_RETURN_IF_ERROR(StateDtype(index, p, state, kind == ucp::TpMergeKind::kReplicated ? 1 : tp, path,
                                  &spec.dtype, &spec.requires_grad));
   for (int mp = 0; mp < tp; ++mp) UCP_RETURN_IF_ERROR(CheckTiling(index, p, mp));
-  UCP_ASSIGN_OR_RETURN(store::ParamStateTree tree, store::BuildParamStateTree(arena, spec));
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), *tree.root, nullptr));
+  UCP_ASSIGN_OR_RETURN(ucp::ParamStateTree tree, ucp::BuildParamStateTree(arena, spec));
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame, ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
   const uint64_t elem = DTypeSize(spec.dtype);
   Region region{frame.storages[0].payload_offset, frame.storages[0].size, {}};
-  if (kind == store::TpMergeKind::kAverage) {
+  if (kind == ucp::TpMergeKind::kAverage) {
     UCP_ASSIGN_OR_RETURN(int source, AddMeanSource(index, p, state, spec.dtype, path, plan));
     if (region.size > 0) region.ops.push_back(CopyOp{source, 0, region.size, region.offset});
   } else {
-    if (kind == store::TpMergeKind::kReplicated && tp > 1) {
+    if (kind == ucp::TpMergeKind::kReplicated && tp > 1) {
       UCP_RETURN_IF_ERROR(CheckReplicated(index, p, state, spec.dtype, tp));
     }
-    for (const store::TpRun& run : keys.layout.runs) AddRunOps(p, state, run, elem, &region);
+    for (const ucp::TpRun& run : keys.layout.runs) AddRunOps(p, state, run, elem, &region);
   }
   PlanFile file;
   file.path = path;
@@ -220,9 +220,9 @@ absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Par
 }
 
 // The dict spec of a ZeRO-1/2 dense parameter (dtype and requires_grad are set per state).
-store::ParamStateSpec DictSpec(const ParamKeys& k, ValueArena& arena) {
-  store::ParamStateSpec spec;
-  spec.form = store::ParamFileForm::kDict;
+ucp::ParamStateSpec DictSpec(const ParamKeys& k, ValueArena& arena) {
+  ucp::ParamStateSpec spec;
+  spec.form = ucp::ParamFileForm::kDict;
   spec.shape = k.shape;
   spec.storage_numel = Numel(k.layout.merged);
   spec.cat_dim = k.cat_dim;

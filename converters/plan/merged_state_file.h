@@ -20,7 +20,7 @@ namespace ucp::converters::plan::internal_plan {
 
 // The dict form of the parameter's files (dtype and requires_grad are set per state), with the
 // SubparamShape object built in `arena` for sub-parameter patterns.
-store::ParamStateSpec DictSpec(const ParamKeys& keys, formats::torch::ValueArena& arena);
+ucp::ParamStateSpec DictSpec(const ParamKeys& keys, formats::torch::ValueArena& arena);
 
 // One contiguous piece of a TP run (ucp/tp_layout.h) in the checkpoint's files: `bytes` bytes at
 // `file_offset` of index file `file`, landing at element `merged_offset` of the merged tensor.
@@ -33,7 +33,7 @@ struct TpRunPiece {
 // The pieces of the slice's fragments that `run` moves, in merged order (elem: the state's
 // element size). Used by the UCP writer (CopyOps) and the ZeRO Source (byte runs) alike.
 std::vector<TpRunPiece> TpRunPieces(const deepspeed::Parameter& p, deepspeed::StateKind state,
-                                    const store::TpRun& run, uint64_t elem);
+                                    const ucp::TpRun& run, uint64_t elem);
 // An averaged parameter's merged `state`: sum(slices) / tp exactly as DeepSpeed's merge_tp_slices
 // computes it in the state's dtype (f32 or f64; Unimplemented otherwise). Reads the slices.
 absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const deepspeed::CheckpointIndex& index,
@@ -44,7 +44,7 @@ absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const deepspeed::Checkpoin
 // parameter: FailedPrecondition (replicated slices that differ, mixed dtypes), DataLoss (fragments
 // that do not tile a slice), Unimplemented (averaging states that are not f32/f64).
 absl::StatusOr<PlanFile> MergedStateFile(const deepspeed::CheckpointIndex& index, const deepspeed::Parameter& p,
-                                         deepspeed::StateKind state, store::ParamStateSpec spec, const ParamKeys& keys,
+                                         deepspeed::StateKind state, ucp::ParamStateSpec spec, const ParamKeys& keys,
                                          formats::torch::ValueArena& arena, Plan* plan);
 
 }  // namespace ucp::converters::plan::internal_plan

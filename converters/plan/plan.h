@@ -71,7 +71,7 @@ struct PlanFile {
   uint64_t size = 0;
   // Torch files: the frame, with regions[i] filling frame->storages[i]. Copies: no frame and one
   // region covering the whole file. Written files: `writer`, no frame, no regions.
-  std::optional<store::TorchFrame> frame;
+  std::optional<ucp::TorchFrame> frame;
   std::vector<Region> regions;
   FileWriter writer = nullptr;
 };

@@ -51,7 +51,7 @@ TEST(PlanTest, BrokenPlansAreInternalErrors) {
 TEST(PlanTest, FramedFilesNeedOneRegionPerStorage) {
   Plan p;
   p.sources.push_back({"shard.pt", 100});
-  absl::StatusOr<store::TorchFrame> frame = store::LayoutTorchFrame("fp32", "\x80\x02N.", {8});
+  absl::StatusOr<ucp::TorchFrame> frame = ucp::LayoutTorchFrame("fp32", "\x80\x02N.", {8});
   ASSERT_TRUE(frame.ok());
   PlanFile f;
   f.path = "fp32.pt";

@@ -185,7 +185,7 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
     }
   }
   SetOrReplace(arena, out, keys::kParamGroups, param_groups);
-  absl::StatusOr<PlanFile> f = FileFromTree(store::OptimizerStatePath(), FileRole::kOptimizerState, *out, locator);
+  absl::StatusOr<PlanFile> f = FileFromTree(ucp::OptimizerStatePath(), FileRole::kOptimizerState, *out, locator);
   if (!f.ok()) return WithContext(f.status(), index.optim_file(0).path);
   return f;
 }

@@ -18,7 +18,7 @@ absl::Status AddStorageRuns(const formats::torch::TorchFile& file, int file_inde
                             StorageRuns* out) {
   for (const StorageRef* s : file.storages()) {
     UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file.StorageEntry(*s));
-    (*out)[s] = store::ByteRun{file_index, entry->data_offset, entry->size};
+    (*out)[s] = ucp::ByteRun{file_index, entry->data_offset, entry->size};
   }
   return absl::OkStatus();
 }
@@ -27,7 +27,7 @@ absl::Status SliceRuns(const TensorRuns& runs, uint64_t begin, uint64_t length,
                        absl::string_view origin, absl::string_view what, std::vector<Piece>* out) {
   uint64_t pos = 0;
   const uint64_t end = begin + length;
-  for (const store::ByteRun& run : runs.runs) {
+  for (const ucp::ByteRun& run : runs.runs) {
     if (pos >= end) break;
     const uint64_t lo = std::max(pos, begin), hi = std::min(pos + run.size, end);
     if (lo < hi) out->push_back(Piece{run.file, run.offset + (lo - pos), hi - lo});
@@ -72,14 +72,14 @@ const Value* StorageFrames::NewTensor(DType dtype, int64_t numel, int64_t storag
 absl::StatusOr<PlanFile> StorageFrames::Frame(std::string path, FileRole role,
                                               const Value& root) const {
   std::vector<const StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame,
-                       store::FrameTorchFile(store::ArchiveRootFor(path), root, &storages));
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame,
+                       ucp::FrameTorchFile(ucp::ArchiveRootFor(path), root, &storages));
   PlanFile f;
   f.path = std::move(path);
   f.role = role;
   f.size = frame.file_size;
   for (size_t i = 0; i < storages.size(); ++i) {
-    const store::TorchFrame::Storage& s = frame.storages[i];
+    const ucp::TorchFrame::Storage& s = frame.storages[i];
     Region r{s.payload_offset, s.size, {}};
     if (auto it = new_storages_.find(storages[i]); it != new_storages_.end()) {
       uint64_t at = s.payload_offset;

@@ -22,7 +22,7 @@
 namespace ucp::converters::plan {
 
 // Where storages of opened torch files lie: plan source (file index), offset, size of the record.
-using StorageRuns = absl::flat_hash_map<const formats::torch::StorageRef*, store::ByteRun>;
+using StorageRuns = absl::flat_hash_map<const formats::torch::StorageRef*, ucp::ByteRun>;
 // Adds every storage of `file`'s tree as a run of plan source `file_index`.
 absl::Status AddStorageRuns(const formats::torch::TorchFile& file, int file_index,
                             StorageRuns* out);
@@ -30,7 +30,7 @@ absl::Status AddStorageRuns(const formats::torch::TorchFile& file, int file_inde
 // The row-major bytes of one tensor as runs of plan sources.
 struct TensorRuns {
   DType dtype = DType::kF32;
-  std::vector<store::ByteRun> runs;
+  std::vector<ucp::ByteRun> runs;
 };
 
 // A piece of a new storage's payload: `length` bytes of plan source `source` at `source_offset`,

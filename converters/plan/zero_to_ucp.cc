@@ -31,7 +31,7 @@ using internal_plan::DictSpec;
 using internal_plan::MergedStateFile;
 
 PlanInfo Describe(const CheckpointIndex& index) {
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const deepspeed::ZeroKind& zk = index.kind;
   PlanInfo i;
   i.pipeline = "zero_to_ucp";
@@ -75,18 +75,18 @@ absl::Status CheckUniversalInfo(const CheckpointIndex& index, const ZeroToUcpOpt
 
 // The form, shape and dict keys of a parameter's three state files (dtype and requires_grad are
 // set per state).
-absl::StatusOr<store::ParamStateSpec> SpecFor(const CheckpointIndex& index, const Parameter& p, MergeRules* rules) {
-  store::ParamStateSpec spec;
+absl::StatusOr<ucp::ParamStateSpec> SpecFor(const CheckpointIndex& index, const Parameter& p, MergeRules* rules) {
+  ucp::ParamStateSpec spec;
   if (p.is_expert()) {
-    spec.form = store::ParamFileForm::kExpertDict;
+    spec.form = ucp::ParamFileForm::kExpertDict;
     spec.shape = p.merged_shape();
     spec.ep_num_experts = p.expert->num_experts;
   } else if (index.kind.zero_stage == 3) {
-    spec.form = store::ParamFileForm::kRawTensor;
+    spec.form = ucp::ParamFileForm::kRawTensor;
     spec.shape = Shape({p.numel()});
   } else {
     UCP_ASSIGN_OR_RETURN(ParamKeys k, rules->ForParam(p.name, p.shape));
-    spec.form = store::ParamFileForm::kDict;
+    spec.form = ucp::ParamFileForm::kDict;
     spec.shape = k.shape;
     spec.cat_dim = k.cat_dim;
     spec.n_sub_params = k.n_sub_params;
@@ -98,9 +98,9 @@ absl::StatusOr<store::ParamStateSpec> SpecFor(const CheckpointIndex& index, cons
 
 // zero/<param>/<state>.pt: a new storage whose payload is the fragments, in merged order.
 absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Parameter& p, StateKind state,
-                                        store::ParamStateSpec spec, ValueArena& arena) {
+                                        ucp::ParamStateSpec spec, ValueArena& arena) {
   const std::vector<Fragment>& fragments = p.slices[0].fragments;
-  const std::string path = store::ParamStatePath(p.name, deepspeed::StateName(state));
+  const std::string path = ucp::ParamStatePath(p.name, deepspeed::StateName(state));
   std::optional<DType> dtype;
   bool requires_grad = false;
   for (const Fragment& f : fragments) {
@@ -124,8 +124,8 @@ absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Para
   }
   spec.dtype = *dtype;
   spec.requires_grad = requires_grad;
-  UCP_ASSIGN_OR_RETURN(store::ParamStateTree tree, store::BuildParamStateTree(arena, spec));
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame, store::FrameTorchFile(store::ArchiveRootFor(path), *tree.root, nullptr));
+  UCP_ASSIGN_OR_RETURN(ucp::ParamStateTree tree, ucp::BuildParamStateTree(arena, spec));
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame, ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
   const uint64_t elem = DTypeSize(*dtype);
   Region region{frame.storages[0].payload_offset, frame.storages[0].size, {}};
   int64_t expected = 0;
@@ -156,19 +156,19 @@ absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Para
 
 absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, MergeRules* rules,
                            const StorageLocator& locator, ValueArena& arena, Plan* plan) {
-  absl::Status name_ok = store::ValidateParamName(p.name);
+  absl::Status name_ok = ucp::ValidateParamName(p.name);
   if (!name_ok.ok()) return WithContext(name_ok, index.model_file().path);
   if (!p.is_expert() && index.kind.zero_stage <= 2) {
     std::vector<Shape> rank_shapes;
     for (const deepspeed::ParamSlice& slice : p.slices) rank_shapes.push_back(slice.shape);
     UCP_ASSIGN_OR_RETURN(ParamKeys k, rules->ForParam(p.name, rank_shapes));
-    const store::ParamStateSpec spec = DictSpec(k, arena);
+    const ucp::ParamStateSpec spec = DictSpec(k, arena);
     for (StateKind s : deepspeed::kAllStates) {
       UCP_ASSIGN_OR_RETURN(PlanFile f, MergedStateFile(index, p, s, spec, k, arena, plan));
       plan->files.push_back(std::move(f));
     }
   } else {
-    UCP_ASSIGN_OR_RETURN(store::ParamStateSpec spec, SpecFor(index, p, rules));
+    UCP_ASSIGN_OR_RETURN(ucp::ParamStateSpec spec, SpecFor(index, p, rules));
     for (StateKind s : deepspeed::kAllStates) {
       UCP_ASSIGN_OR_RETURN(PlanFile f, ParamStateFile(index, p, s, spec, arena));
       plan->files.push_back(std::move(f));
@@ -177,7 +177,7 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
   if (index.kind.zero_stage <= 2) {
     const deepspeed::FlatGroup& group = index.flat_groups[p.flat_group];
     if (const formats::torch::Value* step = group.step(); step != nullptr) {
-      absl::StatusOr<PlanFile> f = internal_plan::FileFromTree(store::ParamStatePath(p.name, store::kStepState),
+      absl::StatusOr<PlanFile> f = internal_plan::FileFromTree(ucp::ParamStatePath(p.name, ucp::kStepState),
                                                                FileRole::kStep, *step, locator);
       if (!f.ok()) return WithContext(f.status(), index.files[group.ranks[0].step_file].path);
       plan->files.push_back(*std::move(f));
@@ -189,7 +189,7 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
 }  // namespace
 
 absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcpOptions& options) {
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const deepspeed::ZeroKind& zk = index.kind;
   if (t.tp != t.mp() || (t.tp != 1 && zk.zero_stage == 3)) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp,

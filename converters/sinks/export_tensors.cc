@@ -14,9 +14,9 @@
 namespace ucp::converters::sinks {
 namespace {
 
-using store::ParamMeta;
-using store::ParamRole;
-using store::ParamState;
+using ucp::ParamMeta;
+using ucp::ParamRole;
+using ucp::ParamState;
 
 std::vector<Piece> Slice(const std::vector<Piece>& pieces, uint64_t offset, uint64_t length) {
   std::vector<Piece> out;
@@ -43,7 +43,7 @@ ExportTensor SliceDim0(const ExportTensor& t, int64_t i, int64_t count, std::str
 
 class Collector {
  public:
-  Collector(const store::Source& source, const WeightsTarget& target) : src_(source), o_(target) {
+  Collector(const ucp::Source& source, const WeightsTarget& target) : src_(source), o_(target) {
     for (const auto& f : src_.files())
       out_.sources.push_back(plan::PlanSource{f->name(), f->Size(), nullptr});
   }
@@ -60,7 +60,7 @@ class Collector {
   absl::Status AddFusedPart(const std::string& prefix, const std::string& leaf, ExportTensor t);
   absl::Status AddAliases();
 
-  const store::Source& src_;
+  const ucp::Source& src_;
   const WeightsTarget& o_;
   ExportTensors out_;
   std::vector<ExportTensor>& tensors_ = out_.tensors;
@@ -80,11 +80,11 @@ absl::StatusOr<ExportTensor> Collector::Tensor(const ParamMeta& p, bool to_float
   if (o_.dtype && IsCastableFloat(state->dtype)) target = *o_.dtype;
   UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
   if (target == state->dtype && (!state->runs.empty() || numel == 0)) {
-    for (const store::ByteRun& r : state->runs) t.pieces.push_back(Piece{r.file, r.offset, r.size});
+    for (const ucp::ByteRun& r : state->runs) t.pieces.push_back(Piece{r.file, r.offset, r.size});
   } else if (numel > 0) {
     // The input bytes: the runs in the source's files, or the value the source computes.
     std::vector<CastInputRun> input;
-    for (const store::ByteRun& r : state->runs)
+    for (const ucp::ByteRun& r : state->runs)
       input.push_back(CastInputRun{src_.files()[r.file], r.offset, r.size});
     if (state->runs.empty()) {
       UCP_ASSIGN_OR_RETURN(Buffer bytes, src_.StateBytes(p, ParamState::kFp32));
@@ -227,7 +227,7 @@ absl::StatusOr<ExportTensors> Collector::Run() {
 
 }  // namespace
 
-absl::StatusOr<ExportTensors> CollectExportTensors(const store::Source& source,
+absl::StatusOr<ExportTensors> CollectExportTensors(const ucp::Source& source,
                                                    const WeightsTarget& target) {
   return Collector(source, target).Run();
 }

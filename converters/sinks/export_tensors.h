@@ -62,7 +62,7 @@ struct ExportTensors {
 
 // InvalidArgument for an unfusable AutoEP pair or nothing to export; NotFound for a parameter
 // without a weight; the Source's read errors for computed bytes.
-absl::StatusOr<ExportTensors> CollectExportTensors(const store::Source& source,
+absl::StatusOr<ExportTensors> CollectExportTensors(const ucp::Source& source,
                                                    const WeightsTarget& target);
 
 }  // namespace ucp::converters::sinks

@@ -6,8 +6,8 @@
 //   sink              input                          output
 //   UcpFolderSink     deepspeed::CheckpointIndex     a UCP folder in DeepSpeed's layout
 //   ZeroFolderSink    ZeroSinkInput                  a ZeRO tag folder at a target topology
-//   WeightsSink       store::Source                  safetensors or torch .bin shards (+ index)
-//   Hdf5Sink          store::Source                  one HDF5 file (written by a FileWriter)
+//   WeightsSink       ucp::Source                  safetensors or torch .bin shards (+ index)
+//   Hdf5Sink          ucp::Source                  one HDF5 file (written by a FileWriter)
 //
 // The input type is a template parameter because the sinks read different things: the UCP sink
 // the ZeRO index, the ZeRO sink the non-tensor trees DeepSpeed writes, the weights sinks any

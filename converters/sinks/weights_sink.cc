@@ -24,7 +24,7 @@ using formats::torch::ValueArena;
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 // The plan every weights file is cut from: the collected tensors' sources, and the info.
-plan::Plan StartPlan(const store::Source& source, ExportTensors& collected) {
+plan::Plan StartPlan(const ucp::Source& source, ExportTensors& collected) {
   plan::Plan plan;
   plan.sources = std::move(collected.sources);
   plan.info.pipeline = "export";
@@ -42,11 +42,11 @@ int AddMemory(plan::Plan& plan, const std::string& text, std::string what) {
   return static_cast<int>(plan.sources.size()) - 1;
 }
 
-Metadata SafetensorsMetadata(const store::Source& src, bool zero_to_fp32) {
+Metadata SafetensorsMetadata(const ucp::Source& src, bool zero_to_fp32) {
   Metadata metadata = {{"format", "pt"}};
   if (zero_to_fp32) return metadata;
-  const store::SourceInfo& i = src.info();
-  metadata.emplace_back("ucp_source_kind", std::string(store::SourceKindName(src.kind())));
+  const ucp::SourceInfo& i = src.info();
+  metadata.emplace_back("ucp_source_kind", std::string(ucp::SourceKindName(src.kind())));
   if (i.step) metadata.emplace_back("ucp_step", absl::StrCat(*i.step));
   metadata.emplace_back("ucp_topology",
                         absl::StrFormat("zero_stage=%d dp=%d tp=%d pp=%d ep=%d", i.zero_stage,
@@ -133,8 +133,8 @@ absl::Status PlanBin(const std::vector<ExportTensor>& tensors, const std::vector
     arena.SetItem(root, t.name, v);
   }
   std::vector<const formats::torch::StorageRef*> storages;
-  UCP_ASSIGN_OR_RETURN(store::TorchFrame frame,
-                       store::FrameTorchFile(store::ArchiveRootFor(file->path), *root, &storages));
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame,
+                       ucp::FrameTorchFile(ucp::ArchiveRootFor(file->path), *root, &storages));
   file->size = frame.file_size;
   for (size_t k = 0; k < storages.size(); ++k) {
     plan::Region region{frame.storages[k].payload_offset, frame.storages[k].size, {}};
@@ -188,7 +188,7 @@ absl::string_view WeightsSink::name() const {
   return target_.format == WeightsFormat::kBin ? "bin" : "safetensors";
 }
 
-absl::StatusOr<plan::Plan> WeightsSink::Plan(const store::Source& source) const {
+absl::StatusOr<plan::Plan> WeightsSink::Plan(const ucp::Source& source) const {
   if (target_.format == WeightsFormat::kHdf5)
     return absl::InvalidArgumentError("WeightsSink: use Hdf5Sink for HDF5");
   UCP_ASSIGN_OR_RETURN(ExportTensors collected, CollectExportTensors(source, target_));
@@ -219,13 +219,13 @@ absl::StatusOr<plan::Plan> WeightsSink::Plan(const store::Source& source) const 
   return plan;
 }
 
-absl::StatusOr<plan::Plan> Hdf5Sink::Plan(const store::Source& source) const {
+absl::StatusOr<plan::Plan> Hdf5Sink::Plan(const ucp::Source& source) const {
   UCP_ASSIGN_OR_RETURN(ExportTensors collected, CollectExportTensors(source, target_));
   auto tensors = std::make_shared<const std::vector<ExportTensor>>(std::move(collected.tensors));
   plan::Plan plan = StartPlan(source, collected);
   plan.info.params = static_cast<int>(tensors->size());
-  const store::SourceInfo& i = source.info();
-  const std::string kind(store::SourceKindName(source.kind()));
+  const ucp::SourceInfo& i = source.info();
+  const std::string kind(ucp::SourceKindName(source.kind()));
   const std::optional<int64_t> step = i.step;
   const std::vector<int64_t> topology = {i.zero_stage, i.dp_size, i.tp_size, i.pp_size, i.ep_size};
   plan::PlanFile file;

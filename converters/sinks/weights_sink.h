@@ -17,21 +17,21 @@
 
 namespace ucp::converters::sinks {
 
-class WeightsSink final : public Sink<store::Source> {
+class WeightsSink final : public Sink<ucp::Source> {
  public:
   explicit WeightsSink(WeightsTarget target) : target_(std::move(target)) {}
   absl::string_view name() const override;
-  absl::StatusOr<plan::Plan> Plan(const store::Source& source) const override;
+  absl::StatusOr<plan::Plan> Plan(const ucp::Source& source) const override;
 
  private:
   WeightsTarget target_;
 };
 
-class Hdf5Sink final : public Sink<store::Source> {
+class Hdf5Sink final : public Sink<ucp::Source> {
  public:
   explicit Hdf5Sink(WeightsTarget target) : target_(std::move(target)) {}
   absl::string_view name() const override { return "hdf5"; }
-  absl::StatusOr<plan::Plan> Plan(const store::Source& source) const override;
+  absl::StatusOr<plan::Plan> Plan(const ucp::Source& source) const override;
 
  private:
   WeightsTarget target_;

@@ -11,9 +11,9 @@
 namespace ucp::converters::sources {
 namespace {
 
-using store::ParamMeta;
-using store::ParamState;
-using store::Source;
+using ucp::ParamMeta;
+using ucp::ParamState;
+using ucp::Source;
 
 // Appends rows [row_begin, row_begin + rows) of `t` (viewed as [n, row_bytes]) to `out`.
 absl::Status AppendRows(const Buffer& t, uint64_t row_bytes, uint64_t row_begin, uint64_t rows,

@@ -24,14 +24,14 @@ struct AssembledExpert {
 };
 
 // Native MoE layer prefix -> local experts per EP rank, from a stacked source's parameter names.
-std::map<std::string, int> NativeLocalExperts(const store::Source& stacked);
+std::map<std::string, int> NativeLocalExperts(const ucp::Source& stacked);
 
 // `expert` (a stacked expert parameter of another source) assembled from `weights`' tensors in one
 // of the export layouts; nullopt when `weights` has none of them for it. With `read` false only
 // `names` and `dtype` are filled (nothing is read). Errors: a reader's, or InvalidArgument when the
 // export's tensors do not fit the expected shape.
-absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const store::Source& weights,
-                                                              const store::ParamMeta& expert,
+absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const ucp::Source& weights,
+                                                              const ucp::ParamMeta& expert,
                                                               const std::map<std::string, int>& native_local,
                                                               bool read = true);
 

@@ -9,25 +9,25 @@
 
 namespace ucp::converters::sources {
 
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
+absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
                                                            const OpenSourceOptions& options) {
   switch (sniffed.kind) {
-    case store::SourceKind::kZero: {
+    case ucp::SourceKind::kZero: {
       UCP_ASSIGN_OR_RETURN(auto source, ZeroSource::Open(sniffed.path));
-      return std::unique_ptr<store::Source>(std::move(source));
+      return std::unique_ptr<ucp::Source>(std::move(source));
     }
-    case store::SourceKind::kUniversal: {
-      store::UniversalOpenOptions open;
+    case ucp::SourceKind::kUniversal: {
+      ucp::UniversalOpenOptions open;
       open.check_manifest_sizes = !options.partial;
       open.partial = options.partial;
-      return store::OpenUniversalSource(sniffed.path, open);
+      return ucp::OpenUniversalSource(sniffed.path, open);
     }
     default:
-      return store::OpenWeightsSource(sniffed.path);
+      return ucp::OpenWeightsSource(sniffed.path);
   }
 }
 
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
+absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSource(const std::string& path,
                                                           const OpenSourceOptions& options) {
   UCP_ASSIGN_OR_RETURN(SniffedCheckpoint sniffed, SniffCheckpoint(path, options));
   return OpenSniffed(sniffed, options);

@@ -17,16 +17,16 @@
 namespace ucp::converters::sources {
 
 struct OpenSourceOptions : SniffOptions {
-  // A UCP as it is (store::UniversalOpenOptions::partial, and no manifest check): `ucp diff` turns
+  // A UCP as it is (ucp::UniversalOpenOptions::partial, and no manifest check): `ucp diff` turns
   // it on to report a missing parameter folder or state file as missing_in_a / missing_in_b.
   bool partial = false;
 };
 
 // SniffCheckpoint's errors, then the chosen opener's.
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSource(const std::string& path,
+absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSource(const std::string& path,
                                                           const OpenSourceOptions& options = {});
 // Opens what SniffCheckpoint found.
-absl::StatusOr<std::unique_ptr<store::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
+absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
                                                            const OpenSourceOptions& options = {});
 
 }  // namespace ucp::converters::sources

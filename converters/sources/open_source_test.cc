@@ -16,10 +16,10 @@ namespace ucp::converters::sources {
 namespace {
 
 namespace fs = std::filesystem;
-using store::ParamRole;
-using store::ParamState;
-using store::Source;
-using store::SourceKind;
+using ucp::ParamRole;
+using ucp::ParamState;
+using ucp::Source;
+using ucp::SourceKind;
 
 std::string Fixtures() { return std::string(std::getenv("UCP_SOURCE_DIR")) + "/fixtures"; }
 std::string FixtureDir() { return Fixtures() + "/deepspeed"; }
@@ -50,8 +50,8 @@ std::unique_ptr<Source> MustOpen(const std::string& path, OpenSourceOptions opti
   return s.ok() ? std::move(*s) : nullptr;
 }
 
-std::vector<std::byte> Bytes(const Source& s, const store::ParamMeta& p, ParamState state) {
-  std::vector<std::byte> out(store::StateNumBytes(p, state));
+std::vector<std::byte> Bytes(const Source& s, const ucp::ParamMeta& p, ParamState state) {
+  std::vector<std::byte> out(ucp::StateNumBytes(p, state));
   absl::Status st = s.ReadState(p, state, absl::MakeSpan(out));
   EXPECT_TRUE(st.ok()) << st;
   return out;
@@ -60,17 +60,17 @@ std::vector<std::byte> Bytes(const Source& s, const store::ParamMeta& p, ParamSt
 // Every parameter of `b` (of the compared roles) is in `a` with equal shape, dtype and bytes.
 void ExpectSameStates(const Source& a, const Source& b, const std::string& what, bool weights_only = false) {
   int compared = 0;
-  for (const store::ParamMeta& pb : b.params()) {
-    const store::ParamMeta* pa = a.Find(pb.name);
+  for (const ucp::ParamMeta& pb : b.params()) {
+    const ucp::ParamMeta* pa = a.Find(pb.name);
     ASSERT_NE(pa, nullptr) << what << ": " << pb.name << " missing";
     EXPECT_EQ(pa->shape, pb.shape) << what << ": " << pb.name;
-    for (int s = 0; s < store::kNumParamStates; ++s) {
+    for (int s = 0; s < ucp::kNumParamStates; ++s) {
       const auto state = static_cast<ParamState>(s);
       if (!pb.has_state(state) || (weights_only && state != ParamState::kFp32)) continue;
-      ASSERT_TRUE(pa->has_state(state)) << what << ": " << pb.name << " " << store::ParamStateName(state);
+      ASSERT_TRUE(pa->has_state(state)) << what << ": " << pb.name << " " << ucp::ParamStateName(state);
       EXPECT_EQ(pa->state(state)->dtype, pb.state(state)->dtype) << what << ": " << pb.name;
       EXPECT_TRUE(Bytes(a, *pa, state) == Bytes(b, pb, state))
-          << what << ": " << pb.name << " " << store::ParamStateName(state) << " differs";
+          << what << ": " << pb.name << " " << ucp::ParamStateName(state) << " differs";
       ++compared;
     }
   }

@@ -17,7 +17,7 @@ namespace ucp::converters::sources {
 namespace {
 
 namespace fs = std::filesystem;
-using store::SourceKind;
+using ucp::SourceKind;
 
 enum class EntryType { kMissing, kFile, kFolder, kOther };
 
@@ -48,20 +48,20 @@ SniffedCheckpoint Universal(const fs::path& dir, std::string root, std::string w
 }
 
 bool HasZeroDir(const fs::path& dir) {
-  return TypeOf(dir / std::string(store::kZeroDir)) == EntryType::kFolder;
+  return TypeOf(dir / std::string(ucp::kZeroDir)) == EntryType::kFolder;
 }
 
 // Rule 5: the UCP folder latest_universal names.
 absl::StatusOr<SniffedCheckpoint> ViaLatestUniversal(const fs::path& dir) {
-  const fs::path file = dir / std::string(store::kLatestUniversalFile);
+  const fs::path file = dir / std::string(ucp::kLatestUniversalFile);
   UCP_ASSIGN_OR_RETURN(std::string tag, formats::deepspeed::ReadTagFile(file.string()));
   if (!HasZeroDir(dir / tag)) {
     return absl::NotFoundError(
         absl::StrCat(file.string(), " names '", tag, "', but ", (dir / tag).string(),
-                     " is not a Universal Checkpoint folder (no ", store::kZeroDir, "/)"));
+                     " is not a Universal Checkpoint folder (no ", ucp::kZeroDir, "/)"));
   }
   return Universal(dir / tag, dir.string(),
-                   absl::StrCat(store::kLatestUniversalFile, " names ", tag));
+                   absl::StrCat(ucp::kLatestUniversalFile, " names ", tag));
 }
 
 absl::Status NotACheckpoint(const fs::path& dir) {
@@ -91,7 +91,7 @@ absl::StatusOr<SniffedCheckpoint> SniffFile(const fs::path& path) {
         absl::StrCat(path.string(), " is one file of a DeepSpeed checkpoint; pass its ", "folder ",
                      path.parent_path().string()));
   }
-  UCP_ASSIGN_OR_RETURN(SourceKind kind, store::WeightsKind(path.string()));
+  UCP_ASSIGN_OR_RETURN(SourceKind kind, ucp::WeightsKind(path.string()));
   return SniffedCheckpoint{kind, path.string(), "", "", "a weights file"};
 }
 
@@ -100,7 +100,7 @@ absl::StatusOr<SniffedCheckpoint> SniffFolder(const fs::path& dir, const SniffOp
     return Universal(dir, dir.parent_path().string(), "a Universal Checkpoint folder (zero/)");
   }
   const fs::path latest = dir / std::string(formats::deepspeed::keys::kLatestFile);
-  const fs::path latest_universal = dir / std::string(store::kLatestUniversalFile);
+  const fs::path latest_universal = dir / std::string(ucp::kLatestUniversalFile);
   const EntryType latest_type = TypeOf(latest);
   const EntryType universal_type = TypeOf(latest_universal);
   if (latest_type == EntryType::kOther || latest_type == EntryType::kFolder) {
@@ -117,10 +117,10 @@ absl::StatusOr<SniffedCheckpoint> SniffFolder(const fs::path& dir, const SniffOp
   }
   if (universal_type == EntryType::kFile) return ViaLatestUniversal(dir);
   if (formats::deepspeed::HasCheckpointFiles(dir.string())) return Zero(dir, "a DeepSpeed tag folder");
-  absl::StatusOr<std::vector<std::string>> weights = store::WeightsFiles(dir.string());
+  absl::StatusOr<std::vector<std::string>> weights = ucp::WeightsFiles(dir.string());
   if (absl::IsNotFound(weights.status())) return NotACheckpoint(dir);  // no weights file in it
   UCP_RETURN_IF_ERROR(weights.status());
-  UCP_ASSIGN_OR_RETURN(SourceKind kind, store::WeightsKind(weights->front()));
+  UCP_ASSIGN_OR_RETURN(SourceKind kind, ucp::WeightsKind(weights->front()));
   return SniffedCheckpoint{kind, dir.string(), "", "", "a weights folder"};
 }
 

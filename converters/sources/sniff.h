@@ -30,15 +30,15 @@ struct SniffOptions {
 };
 
 struct SniffedCheckpoint {
-  store::SourceKind kind = store::SourceKind::kZero;
+  ucp::SourceKind kind = ucp::SourceKind::kZero;
   // zero: the tag folder; universal: the UCP folder (zero/ inside); weights: the path given.
   std::string path;
   std::string root;  // zero / universal: the save folder holding the tag folder ("" if unknown)
   std::string tag;   // zero / universal: the tag folder's name
   std::string why;   // for humans: "latest names global_step5", "zero/ inside", ...
 
-  bool is_zero() const { return kind == store::SourceKind::kZero; }
-  bool is_universal() const { return kind == store::SourceKind::kUniversal; }
+  bool is_zero() const { return kind == ucp::SourceKind::kZero; }
+  bool is_universal() const { return kind == ucp::SourceKind::kUniversal; }
   bool is_weights() const { return !is_zero() && !is_universal(); }
 };
 

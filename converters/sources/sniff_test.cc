@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using formats::deepspeed::testing::FixtureCase;
 using formats::deepspeed::testing::ScratchDir;
-using store::SourceKind;
+using ucp::SourceKind;
 using ::testing::HasSubstr;
 
 const std::string kCase = "s2_fp32_dp2";

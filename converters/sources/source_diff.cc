@@ -15,13 +15,13 @@
 namespace ucp::converters::sources {
 namespace {
 
-using store::ParamMeta;
-using store::ParamState;
-using store::Source;
+using ucp::ParamMeta;
+using ucp::ParamState;
+using ucp::Source;
 
 bool IsWeightsOnly(const Source& s) {
-  return s.kind() == store::SourceKind::kSafetensors || s.kind() == store::SourceKind::kTorchWeights ||
-         s.kind() == store::SourceKind::kHdf5;
+  return s.kind() == ucp::SourceKind::kSafetensors || s.kind() == ucp::SourceKind::kTorchWeights ||
+         s.kind() == ucp::SourceKind::kHdf5;
 }
 
 // Fills e's max_abs_diff, max_rel_diff and num_different from the elements as doubles. Equal values
@@ -48,7 +48,7 @@ void CompareValues(DType da, const Buffer& a, DType db, const Buffer& b, double 
 // One state of one parameter: bitwise equal, or how far apart as doubles.
 DiffEntry CompareState(const std::string& name, ParamState state, DType da, const Buffer& ba, DType db,
                        const Buffer& bb, int64_t numel, double atol) {
-  DiffEntry e{name, std::string(store::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
+  DiffEntry e{name, std::string(ucp::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
   e.numel = numel;
   if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) return e;
   CompareValues(da, ba, db, bb, atol, e);
@@ -206,7 +206,7 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       if (weights_only && state != ParamState::kFp32) continue;
       if (!pa.has_state(state) || !pb->has_state(state)) {
         if (pa.has_state(state) != pb->has_state(state) && !weights_only && pa.role == pb->role) {
-          report.entries.push_back({pa.name, std::string(store::ParamStateName(state)),
+          report.entries.push_back({pa.name, std::string(ucp::ParamStateName(state)),
                                     pa.has_state(state) ? DiffStatus::kMissingInB : DiffStatus::kMissingInA, 0, ""});
         }
         continue;

@@ -45,8 +45,8 @@ struct DiffEntry {
 
 struct DiffOptions {
   double atol = 0;                // tolerance for kWithinTolerance
-  std::vector<store::ParamState> states = {store::ParamState::kFp32, store::ParamState::kExpAvg,
-                                           store::ParamState::kExpAvgSq};
+  std::vector<ucp::ParamState> states = {ucp::ParamState::kFp32, ucp::ParamState::kExpAvg,
+                                           ucp::ParamState::kExpAvgSq};
   bool compare_steps = true;
 };
 
@@ -64,6 +64,6 @@ struct DiffReport {
 };
 
 // Errors: reading a state fails (the reader's error naming its file).
-absl::StatusOr<DiffReport> DiffSources(const store::Source& a, const store::Source& b, const DiffOptions& options = {});
+absl::StatusOr<DiffReport> DiffSources(const ucp::Source& a, const ucp::Source& b, const DiffOptions& options = {});
 
 }  // namespace ucp::converters::sources

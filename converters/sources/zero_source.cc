@@ -24,11 +24,11 @@ using deepspeed::ZeroKind;
 using formats::torch::Value;
 using plan::internal_plan::MergeRules;
 using plan::internal_plan::ParamKeys;
-using store::ByteRun;
-using store::ParamMeta;
-using store::ParamRole;
-using store::ParamState;
-using store::StateMeta;
+using ucp::ByteRun;
+using ucp::ParamMeta;
+using ucp::ParamRole;
+using ucp::ParamState;
+using ucp::StateMeta;
 
 ParamState ToParamState(StateKind s) {
   switch (s) {
@@ -61,11 +61,11 @@ DType StateDType(const ZeroKind& zk, StateKind s) {
 // How a TP parameter is merged, for humans.
 std::string TpText(const ParamKeys& k, int tp) {
   switch (k.layout.cut.kind) {
-    case store::TpMergeKind::kReplicated:
+    case ucp::TpMergeKind::kReplicated:
       return absl::StrCat("tp ", tp, " replicated (mp rank 0)");
-    case store::TpMergeKind::kAverage:
+    case ucp::TpMergeKind::kAverage:
       return absl::StrCat("tp ", tp, " averaged");
-    case store::TpMergeKind::kConcat:
+    case ucp::TpMergeKind::kConcat:
       break;
   }
   std::string text = k.is_sub_params()
@@ -78,7 +78,7 @@ std::string TpText(const ParamKeys& k, int tp) {
 
 std::string Partitioning(const CheckpointIndex& index, const Parameter& p,
                          const std::string& tp_text) {
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const ZeroKind& zk = index.kind;
   std::string text = zk.zero_stage == 0 ? "whole (zero0)" : absl::StrCat("zero", zk.zero_stage);
   if (zk.zero_stage >= 1) {
@@ -158,11 +158,11 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
       }
     }
     if (!present) continue;
-    if (k.layout.cut.kind != store::TpMergeKind::kAverage) {
+    if (k.layout.cut.kind != ucp::TpMergeKind::kAverage) {
       const uint64_t elem = DTypeSize(state.dtype);
       const uint64_t limit = static_cast<uint64_t>(view_numel) * elem;
       uint64_t at = 0;
-      for (const store::TpRun& run : k.layout.runs) {
+      for (const ucp::TpRun& run : k.layout.runs) {
         for (const plan::internal_plan::TpRunPiece& piece :
              plan::internal_plan::TpRunPieces(p, s, run, elem)) {
           if (static_cast<uint64_t>(piece.merged_offset) * elem != at) {
@@ -188,13 +188,13 @@ absl::Status AddTpRuns(const CheckpointIndex& index, const Parameter& p, const P
 
 }  // namespace
 
-ZeroSource::ZeroSource(store::SourceInfo info, CheckpointIndex index)
-    : Source(store::SourceKind::kZero, std::move(info)), index_(std::move(index)) {}
+ZeroSource::ZeroSource(ucp::SourceInfo info, CheckpointIndex index)
+    : Source(ucp::SourceKind::kZero, std::move(info)), index_(std::move(index)) {}
 
 absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(
     const std::string& dir, const deepspeed::OpenOptions& options) {
   UCP_ASSIGN_OR_RETURN(CheckpointIndex index, deepspeed::OpenCheckpoint(dir, options));
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const ZeroKind& zk = index.kind;
   if (t.tp > 1 && zk.zero_stage == 3) {
     return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir,
@@ -206,7 +206,7 @@ absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(
                                                       " but no ", keys::kUniversalCheckpointInfo,
                                                       ": how the TP slices merge is unknown"));
   }
-  store::SourceInfo info;
+  ucp::SourceInfo info;
   info.path = index.dir.tag_dir;
   info.tag = index.dir.tag;
   info.zero_stage = zk.zero_stage;
@@ -223,7 +223,7 @@ absl::StatusOr<std::unique_ptr<ZeroSource>> ZeroSource::Open(
 
 absl::Status ZeroSource::Build() {
   const CheckpointIndex& index = index_;
-  store::SourceInfo& info = mutable_info();
+  ucp::SourceInfo& info = mutable_info();
   for (const deepspeed::CheckpointFile& f : index.files) AddFile(f.torch->zip().shared_source());
   const deepspeed::CheckpointFile& model = index.model_file(0, 0);
   if (const Value* steps = model.root().Get(keys::kGlobalSteps);
@@ -232,7 +232,7 @@ absl::Status ZeroSource::Build() {
   }
   for (const deepspeed::ParamGroup& g : index.param_groups) {
     nlohmann::json hp =
-        g.hyperparameters ? store::PlainJson(*g.hyperparameters) : nlohmann::json::object();
+        g.hyperparameters ? ucp::PlainJson(*g.hyperparameters) : nlohmann::json::object();
     if (hp.is_object()) hp.erase("params");
     info.param_groups.push_back(std::move(hp));
   }
@@ -249,7 +249,7 @@ absl::Status ZeroSource::Build() {
 // Trainable parameters, in flat-group order.
 absl::Status ZeroSource::AddTrainable() {
   const CheckpointIndex& index = index_;
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const ZeroKind& zk = index.kind;
   std::optional<MergeRules> rules;
   if (t.tp > 1) {
@@ -269,7 +269,7 @@ absl::Status ZeroSource::AddTrainable() {
       const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
       if (const Value* step = g.step(); step != nullptr) {
         absl::StatusOr<double> v =
-            store::ScalarValue(*index.files[g.ranks[0].step_file].torch, *step);
+            ucp::ScalarValue(*index.files[g.ranks[0].step_file].torch, *step);
         if (v.ok()) meta.step = *v;
       }
     }
@@ -281,7 +281,7 @@ absl::Status ZeroSource::AddTrainable() {
       meta.shape = k->shape;
       meta.partitioning = Partitioning(index, p, TpText(*k, t.tp));
       UCP_RETURN_IF_ERROR(AddTpRuns(index, p, *k, meta));
-      if (k->layout.cut.kind == store::TpMergeKind::kAverage) averaged_.insert(p.name);
+      if (k->layout.cut.kind == ucp::TpMergeKind::kAverage) averaged_.insert(p.name);
     } else {
       meta.partitioning = Partitioning(index, p, "");
       UCP_RETURN_IF_ERROR(AddFragmentRuns(index, p, meta));
@@ -335,7 +335,7 @@ absl::Status ZeroSource::AddFrozenBuffersAndAliases() {
     meta.shape = v->tensor().shape;
     meta.role = ParamRole::kBuffer;
     meta.partitioning = "buffer, model states";
-    absl::StatusOr<StateMeta> state = store::TensorState(*model.torch, v->tensor(), model_index);
+    absl::StatusOr<StateMeta> state = ucp::TensorState(*model.torch, v->tensor(), model_index);
     if (!state.ok()) return WithContext(state.status(), absl::StrCat("buffer '", name, "'"));
     meta.states[0] = std::move(*state);
     if (Find(name) == nullptr) UCP_RETURN_IF_ERROR(AddParam(std::move(meta)));
@@ -361,7 +361,7 @@ absl::Status ZeroSource::ReadState(const ParamMeta& param, ParamState state,
   const std::optional<StateMeta>& meta = param.state(state);
   if (!meta) {
     return absl::NotFoundError(absl::StrCat(info().path, ": parameter '", param.name, "' has no ",
-                                            store::ParamStateName(state)));
+                                            ucp::ParamStateName(state)));
   }
   const Parameter* p = index_.FindParam(stored);
   if (p == nullptr) {

@@ -24,7 +24,7 @@
 
 namespace ucp::converters::sources {
 
-class ZeroSource : public store::Source {
+class ZeroSource : public ucp::Source {
  public:
   const deepspeed::CheckpointIndex& index() const { return index_; }
 
@@ -35,11 +35,11 @@ class ZeroSource : public store::Source {
       const std::string& dir, const deepspeed::OpenOptions& options = {});
 
   // Averaged TP parameters: the mean of the slices (computed); the rest: Source::ReadState.
-  absl::Status ReadState(const store::ParamMeta& param, store::ParamState state,
+  absl::Status ReadState(const ucp::ParamMeta& param, ucp::ParamState state,
                          absl::Span<std::byte> dest) const override;
 
  private:
-  ZeroSource(store::SourceInfo info, deepspeed::CheckpointIndex index);
+  ZeroSource(ucp::SourceInfo info, deepspeed::CheckpointIndex index);
   absl::Status Build();
   absl::Status AddTrainable();
   absl::Status AddFrozenBuffersAndAliases();

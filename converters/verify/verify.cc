@@ -33,25 +33,25 @@ bool CheckTorchFile(const std::string& dir, const std::string& relative, const V
 }
 
 int VerifyManifest(const std::string& dir, VerifyReport& report) {
-  absl::StatusOr<store::Manifest> manifest = store::ReadManifest(dir);
+  absl::StatusOr<ucp::Manifest> manifest = ucp::ReadManifest(dir);
   if (absl::IsNotFound(
           manifest.status())) {  // DeepSpeed writes none; each file's records are CRC-checked
-    report.notes.push_back(absl::StrCat("no ", store::kManifestFile,
+    report.notes.push_back(absl::StrCat("no ", ucp::kManifestFile,
                                         " (DeepSpeed writes none): whole-file sizes and ",
                                         "CRC-32s not compared with a manifest"));
     return 0;
   }
   if (!manifest.ok()) {
-    report.problems.push_back({"manifest", std::string(store::kManifestFile), std::string(manifest.status().message())});
+    report.problems.push_back({"manifest", std::string(ucp::kManifestFile), std::string(manifest.status().message())});
     return 0;
   }
-  absl::StatusOr<std::vector<std::string>> present = store::ListFiles(dir);
+  absl::StatusOr<std::vector<std::string>> present = ucp::ListFiles(dir);
   if (!present.ok()) {
     report.problems.push_back({"manifest", "", std::string(present.status().message())});
     return 0;
   }
   std::vector<std::string> listed;
-  for (const store::ManifestEntry& entry : manifest->files) {
+  for (const ucp::ManifestEntry& entry : manifest->files) {
     listed.push_back(entry.path);
     std::error_code ec;
     const fs::path file = fs::path(dir) / entry.path;
@@ -59,7 +59,7 @@ int VerifyManifest(const std::string& dir, VerifyReport& report) {
       report.problems.push_back({"manifest", entry.path, "listed in the manifest but missing"});
       continue;
     }
-    absl::StatusOr<store::ManifestEntry> actual = store::HashFile(dir, entry.path);
+    absl::StatusOr<ucp::ManifestEntry> actual = ucp::HashFile(dir, entry.path);
     if (!actual.ok()) {
       report.problems.push_back({"manifest", entry.path, std::string(actual.status().message())});
     } else if (actual->size != entry.size) {
@@ -73,7 +73,7 @@ int VerifyManifest(const std::string& dir, VerifyReport& report) {
   }
   std::sort(listed.begin(), listed.end());
   for (const std::string& path : *present) {
-    if (path == store::kManifestFile) continue;
+    if (path == ucp::kManifestFile) continue;
     if (!std::binary_search(listed.begin(), listed.end(), path)) {
       report.problems.push_back({"manifest", path, "not listed in the manifest"});
     }
@@ -106,10 +106,10 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   // What ucp wrote has a manifest: a UCP folder, an export folder, a reshard's save folder. An
   // export whose weights files are gone is still checked against its manifest.
   const bool has_manifest =
-      fs::is_regular_file(fs::path(path) / std::string(store::kManifestFile), ec);
+      fs::is_regular_file(fs::path(path) / std::string(ucp::kManifestFile), ec);
   if (!sniffed.ok() && has_manifest && options.tag.empty() &&
       absl::IsInvalidArgument(sniffed.status())) {
-    sniffed = sources::SniffedCheckpoint{store::SourceKind::kSafetensors, path, "", "",
+    sniffed = sources::SniffedCheckpoint{ucp::SourceKind::kSafetensors, path, "", "",
                                          "a folder with a manifest"};
   }
   UCP_RETURN_IF_ERROR(sniffed.status());
@@ -131,7 +131,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
     report.kind = "export";
     report.files_checked += internal_verify::VerifyManifest(input.path, report);
     if (!has_manifest) {  // nothing was checked: say so rather than pass
-      report.skipped.push_back({"manifest", "", absl::StrCat("no ", store::kManifestFile,
+      report.skipped.push_back({"manifest", "", absl::StrCat("no ", ucp::kManifestFile,
                                                              ": the weights files are not checked "
                                                              "(`ucp inspect --verify FILE` reads one)")});
     }

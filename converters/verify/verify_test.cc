@@ -158,15 +158,15 @@ TEST(BrokenUniversal, StepOfAnotherSave) {
 TEST(BrokenUniversal, ManifestNamesTheChangedFile) {
   ScratchDir scratch;
   const fs::path ucp = scratch.CopyTag("s3_fp32_dp2", "checkpoint/global_step5_universal");
-  store::Manifest manifest;
-  absl::StatusOr<std::vector<std::string>> files = store::ListFiles(ucp.string());
+  ucp::Manifest manifest;
+  absl::StatusOr<std::vector<std::string>> files = ucp::ListFiles(ucp.string());
   ASSERT_TRUE(files.ok()) << files.status();
   for (const std::string& file : *files) {
-    absl::StatusOr<store::ManifestEntry> entry = store::HashFile(ucp.string(), file);
+    absl::StatusOr<ucp::ManifestEntry> entry = ucp::HashFile(ucp.string(), file);
     ASSERT_TRUE(entry.ok()) << entry.status();
     manifest.files.push_back(*entry);
   }
-  std::ofstream(ucp / "ucp_manifest.json") << store::ManifestToJson(manifest);
+  std::ofstream(ucp / "ucp_manifest.json") << ucp::ManifestToJson(manifest);
   EXPECT_TRUE(Verify(ucp).ok()) << ReportToText(Verify(ucp));
 
   const fs::path fp32 = ucp / "zero/embed.weight/fp32.pt";
@@ -266,15 +266,15 @@ TEST(ReshardOutput, IsCheckedAsZeroAndAgainstItsManifest) {
   fs::copy(fs::path(FixtureCase("s2_fp32_dp4")) / "reshard_dp2/checkpoint/global_step5", out / "global_step5",
            fs::copy_options::recursive);
   std::ofstream(out / "latest") << "global_step5";
-  store::Manifest manifest;
-  absl::StatusOr<std::vector<std::string>> files = store::ListFiles(out.string());
+  ucp::Manifest manifest;
+  absl::StatusOr<std::vector<std::string>> files = ucp::ListFiles(out.string());
   ASSERT_TRUE(files.ok()) << files.status();
   for (const std::string& file : *files) {
-    absl::StatusOr<store::ManifestEntry> entry = store::HashFile(out.string(), file);
+    absl::StatusOr<ucp::ManifestEntry> entry = ucp::HashFile(out.string(), file);
     ASSERT_TRUE(entry.ok()) << entry.status();
     manifest.files.push_back(*entry);
   }
-  std::ofstream(out / "ucp_manifest.json") << store::ManifestToJson(manifest);
+  std::ofstream(out / "ucp_manifest.json") << ucp::ManifestToJson(manifest);
   VerifyReport report = Verify(out);
   EXPECT_TRUE(report.ok()) << ReportToText(report);
   EXPECT_EQ(report.kind, "zero");

@@ -42,8 +42,8 @@ std::optional<StateTensor> ParamTensor(const TorchFile& file) {
   StateTensor t;
   const Value* tensor = &root;
   if (root.is_dict()) {
-    tensor = root.Get(store::kParamKey);
-    const Value* expert = root.Get(store::kIsExpertParamKey);
+    tensor = root.Get(ucp::kParamKey);
+    const Value* expert = root.Get(ucp::kIsExpertParamKey);
     t.expert = expert != nullptr && expert->is(ValueKind::kBool) && expert->bool_value();
   } else {
     t.raw = true;
@@ -73,8 +73,8 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
   ParamFacts facts;
   std::optional<StateTensor> first;
   std::string first_state;
-  for (absl::string_view state : {store::kFp32State, store::kExpAvgState, store::kExpAvgSqState}) {
-    const std::string relative = store::ParamStatePath(name, state);
+  for (absl::string_view state : {ucp::kFp32State, ucp::kExpAvgState, ucp::kExpAvgSqState}) {
+    const std::string relative = ucp::ParamStatePath(name, state);
     std::error_code ec;
     if (!fs::exists(fs::path(dir) / relative, ec)) {
       report.problems.push_back({"param", relative, absl::StrCat(name, ": no ", state, ".pt")});
@@ -88,7 +88,7 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
       report.problems.push_back({"param", relative, "holds neither a tensor nor a dict with a 'param' tensor"});
       continue;
     }
-    if (state == store::kFp32State) facts.fp32 = tensor;
+    if (state == ucp::kFp32State) facts.fp32 = tensor;
     if (!first.has_value()) {
       first = tensor;
       first_state = std::string(state);
@@ -98,7 +98,7 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
                                               first_state, " has ", first->shape.ToString())});
     }
   }
-  const std::string step_path = store::ParamStatePath(name, store::kStepState);
+  const std::string step_path = ucp::ParamStatePath(name, ucp::kStepState);
   std::error_code ec;
   if (fs::exists(fs::path(dir) / step_path, ec)) {
     facts.has_step = true;
@@ -165,7 +165,7 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
 
 bool IsStateFile(const std::string& base) {
   for (absl::string_view state :
-       {store::kFp32State, store::kExpAvgState, store::kExpAvgSqState, store::kStepState}) {
+       {ucp::kFp32State, ucp::kExpAvgState, ucp::kExpAvgSqState, ucp::kStepState}) {
     if (base == absl::StrCat(state, ".pt")) return true;
   }
   return false;
@@ -176,7 +176,7 @@ bool IsStateFile(const std::string& base) {
 // tensor is the TP merge of the slices param_shapes describe: only the rank is compared.
 void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const Shape& shape, int mp_ranks,
                        VerifyReport& report) {
-  const std::string relative = store::ParamStatePath(name, store::kFp32State);
+  const std::string relative = ucp::ParamStatePath(name, ucp::kFp32State);
   absl::StatusOr<int64_t> want = shape.NumElements();
   absl::StatusOr<int64_t> have = fp32.shape.NumElements();
   if (!want.ok() || !have.ok()) return;
@@ -194,7 +194,7 @@ void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const S
 }  // namespace
 
 void VerifyUniversal(const std::string& dir, const VerifyOptions& options, VerifyReport& report) {
-  const fs::path zero = fs::path(dir) / std::string(store::kZeroDir);
+  const fs::path zero = fs::path(dir) / std::string(ucp::kZeroDir);
   std::error_code ec;
   std::vector<std::string> names;
   for (const fs::directory_entry& e : fs::directory_iterator(zero, ec)) {
@@ -202,10 +202,10 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   }
   std::sort(names.begin(), names.end());
   std::optional<TorchFile> optimizer_state;
-  if (!fs::is_regular_file(zero / std::string(store::kOptimizerStateFile), ec)) {
-    report.problems.push_back({"files", store::OptimizerStatePath(), "missing"});
+  if (!fs::is_regular_file(zero / std::string(ucp::kOptimizerStateFile), ec)) {
+    report.problems.push_back({"files", ucp::OptimizerStatePath(), "missing"});
   } else {
-    optimizer_state = OpenChecked(dir, store::OptimizerStatePath(), options, report);
+    optimizer_state = OpenChecked(dir, ucp::OptimizerStatePath(), options, report);
   }
   std::map<std::string, Shape> shapes;
   std::optional<size_t> groups;
@@ -219,25 +219,25 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   SkipUnknownFiles(
       dir, "",
       [](const std::string& base) {
-        return absl::EndsWith(base, keys::kModelStatesSuffix) || base == store::kManifestFile;
+        return absl::EndsWith(base, keys::kModelStatesSuffix) || base == ucp::kManifestFile;
       },
       report);
   SkipUnknownFiles(
-      dir, std::string(store::kZeroDir),
-      [](const std::string& base) { return base == store::kOptimizerStateFile; }, report);
+      dir, std::string(ucp::kZeroDir),
+      [](const std::string& base) { return base == ucp::kOptimizerStateFile; }, report);
 
   std::optional<std::pair<std::string, double>> first_step;
   int with_step = 0;
   for (const std::string& name : names) {
     ++report.params_checked;
     ParamFacts facts = CheckParamFolder(dir, name, options, report);
-    SkipUnknownFiles(dir, absl::StrCat(store::kZeroDir, "/", name), IsStateFile, report);
+    SkipUnknownFiles(dir, absl::StrCat(ucp::kZeroDir, "/", name), IsStateFile, report);
     with_step += facts.has_step ? 1 : 0;
     if (facts.step.has_value()) {
       if (!first_step.has_value()) {
         first_step = {name, *facts.step};
       } else if (*facts.step != first_step->second) {
-        report.problems.push_back({"param", store::ParamStatePath(name, store::kStepState),
+        report.problems.push_back({"param", ucp::ParamStatePath(name, ucp::kStepState),
                                    absl::StrCat("step ", *facts.step, ", but ", first_step->first, " has ",
                                                 first_step->second)});
       }
@@ -245,7 +245,7 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
     auto it = shapes.find(name);
     if (it == shapes.end()) {
       if (!shapes.empty()) {
-        report.problems.push_back({"model", absl::StrCat(store::kZeroDir, "/", name),
+        report.problems.push_back({"model", absl::StrCat(ucp::kZeroDir, "/", name),
                                    "a parameter folder that no param_shapes of the model files names"});
       }
     } else if (facts.fp32.has_value()) {
@@ -254,8 +254,8 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   }
   if (with_step > 0 && with_step < static_cast<int>(names.size())) {
     for (const std::string& name : names) {
-      if (!fs::is_regular_file(fs::path(dir) / store::ParamStatePath(name, store::kStepState), ec)) {
-        report.problems.push_back({"param", store::ParamStatePath(name, store::kStepState),
+      if (!fs::is_regular_file(fs::path(dir) / ucp::ParamStatePath(name, ucp::kStepState), ec)) {
+        report.problems.push_back({"param", ucp::ParamStatePath(name, ucp::kStepState),
                                    absl::StrCat("missing, while ", with_step, " other parameters have one")});
       }
     }
@@ -263,14 +263,14 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   const std::set<std::string> folders(names.begin(), names.end());
   for (const auto& [name, shape] : shapes) {
     if (!folders.count(name)) {
-      report.problems.push_back({"model", absl::StrCat(store::kZeroDir, "/", name),
+      report.problems.push_back({"model", absl::StrCat(ucp::kZeroDir, "/", name),
                                  "named in param_shapes of the model files, but there is no such folder"});
     }
   }
   if (optimizer_state.has_value() && groups.has_value()) {
     const Value* pg = optimizer_state->root().Get(keys::kParamGroups);
     if (pg != nullptr && pg->is_sequence() && pg->items().size() != *groups) {
-      report.problems.push_back({"model", store::OptimizerStatePath(),
+      report.problems.push_back({"model", ucp::OptimizerStatePath(),
                                  absl::StrCat(pg->items().size(), " param_groups, but the model files have ", *groups,
                                               " param_shapes groups")});
     }

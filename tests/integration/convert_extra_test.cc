@@ -41,7 +41,7 @@ std::string ConvertCase(const std::string& name, const ScratchDir& scratch) {
   o.execute.fsync = false;
   auto r = Convert(o);
   EXPECT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(store::VerifyDirectory(o.output).ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(o.output).ok());
   return o.output;
 }
 

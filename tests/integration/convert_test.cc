@@ -79,7 +79,7 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
   absl::StatusOr<ConvertResult> r = Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
   ASSERT_TRUE(r.ok()) << r.status();
   const std::string theirs = FixtureCase(name) + "/checkpoint/global_step5_universal";
-  absl::StatusOr<FolderComparison> cmp = CompareFolders(out, theirs, std::string(store::kManifestFile));
+  absl::StatusOr<FolderComparison> cmp = CompareFolders(out, theirs, std::string(ucp::kManifestFile));
   ASSERT_TRUE(cmp.ok()) << cmp.status();
   std::cout << "[ convert  ] " << name << ": " << cmp->identical.size() << " files byte-identical, "
             << cmp->tree_equal.size() << " equal as value trees (" << absl::StrJoin(cmp->tree_equal, ", ")
@@ -94,8 +94,8 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
     EXPECT_EQ(ReadAll(scratch.path() + "/latest_universal"),
               ReadAll(FixtureCase(name) + "/checkpoint/latest_universal"));
   }
-  EXPECT_TRUE(store::VerifyDirectory(out).ok());
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_TRUE(ucp::VerifyDirectory(out).ok());
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 
   // A second run refuses to overwrite, unless forced.
   absl::StatusOr<ConvertResult> again = Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
@@ -105,7 +105,7 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
   forced.execute.threads = 1;
   forced.execute.memory_limit = 4096;  // many small chunks: the CRCs combine the same way
   ASSERT_TRUE(Convert(forced).ok());
-  EXPECT_TRUE(store::VerifyDirectory(out).ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(out).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertFixtureTest, ::testing::ValuesIn(kCases));
@@ -138,7 +138,7 @@ TEST(ConvertFailureTest, TruncatedShardLeavesNoOutput) {
   EXPECT_NE(r.status().message().find("zero_pp_rank_1_mp_rank_00_optim_states.pt"), std::string::npos)
       << r.status();
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
   EXPECT_FALSE(fs::exists(scratch.path() + "/latest_universal"));
 }
 
@@ -149,7 +149,7 @@ TEST(ConvertFailureTest, FailureAfterStagingLeavesNoOutput) {
   o.execute.memory_limit = 0;  // rejected by the executor, after the staging folder was made
   EXPECT_EQ(Convert(o).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 }
 
 TEST(ConvertFailureTest, OutputMayNotBeTheInput) {
@@ -180,7 +180,7 @@ TEST(ConvertCliTest, BadInputIsOneErrorLineAndNoOutput) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   EXPECT_NE(err.find("zero_pp_rank_0_mp_rank_00_optim_states.pt"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(scratch.path() + "/out"));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(scratch.path() + "/out")));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(scratch.path() + "/out")));
 }
 
 TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
@@ -196,7 +196,7 @@ TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
       << err;
   EXPECT_NE(err.find("--keep_temp_folder has no effect"), std::string::npos) << err;
   EXPECT_NE(out.find("wrote " + out_dir), std::string::npos) << out;
-  EXPECT_TRUE(store::VerifyDirectory(out_dir).ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(out_dir).ok());
   // --dry-run --json prints the plan and writes nothing.
   ASSERT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --dry-run --json ", FixtureCase("s1_fp32_dp2"),
                                "/checkpoint ", scratch.path(), "/dry"),
@@ -220,7 +220,7 @@ TEST(ConvertCliTest, ConvertTakesDsToUniversalFolderFlags) {
                   scratch.path(), &out, &err),
             0)
       << err;
-  EXPECT_TRUE(store::VerifyDirectory(out_dir).ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(out_dir).ok());
   // Exactly one spelling of each, and an input is required.
   EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert ", in, " --input_folder ", in),
                   scratch.path(), &out, &err),
@@ -250,16 +250,16 @@ TEST(ConvertKillTest, KilledRunLeavesNoOutputAndTheNextRunCleansUp) {
   ASSERT_TRUE(paused) << "the run never reached its 40th chunk: "
                       << ReadAll(scratch.path() + "/stderr.txt");
   EXPECT_FALSE(fs::exists(out)) << "a killed run left " << out;
-  const std::string staging = store::StagingPathFor(out);
-  EXPECT_TRUE(fs::exists(staging + "/" + std::string(store::kPartialMarker)));
-  EXPECT_FALSE(fs::exists(staging + "/" + std::string(store::kManifestFile)));
+  const std::string staging = ucp::StagingPathFor(out);
+  EXPECT_TRUE(fs::exists(staging + "/" + std::string(ucp::kPartialMarker)));
+  EXPECT_FALSE(fs::exists(staging + "/" + std::string(ucp::kManifestFile)));
 
   ConvertOptions o = Options(tag, out);
   absl::StatusOr<ConvertResult> r = Convert(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->removed_stale_partial);
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
-  EXPECT_TRUE(store::VerifyDirectory(out).ok());
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
+  EXPECT_TRUE(ucp::VerifyDirectory(out).ok());
   EXPECT_GT(r->bytes, uint64_t{100} << 20);
 
   // The big files hold exactly the fragments (multi-chunk copies, combined CRCs).

@@ -145,8 +145,8 @@ std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b, co
 
 absl::StatusOr<FolderComparison> CompareFolders(const std::string& ours, const std::string& theirs,
                                                 const std::string& ignore) {
-  UCP_ASSIGN_OR_RETURN(std::vector<std::string> mine, store::ListFiles(ours));
-  UCP_ASSIGN_OR_RETURN(std::vector<std::string> expected, store::ListFiles(theirs));
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> mine, ucp::ListFiles(ours));
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> expected, ucp::ListFiles(theirs));
   FolderComparison out;
   const std::set<std::string> mine_set(mine.begin(), mine.end());
   const std::set<std::string> expected_set(expected.begin(), expected.end());
@@ -231,7 +231,7 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
     Value* new_fp32 = arena.List();
     for (size_t s = 0; s < group_numels.size(); ++s) {
       int64_t flat = 0;
-      for (int64_t n : group_numels[s]) flat += store::PerParamShard(n, world, 0).partition;
+      for (int64_t n : group_numels[s]) flat += ucp::PerParamShard(n, world, 0).partition;
       const uint32_t seed = static_cast<uint32_t>(rank * 100 + s * 10);
       ValueArena::Append(new_fp32, NewFlatTensor(arena, fp32->items()[s]->tensor(), flat, seed));
       const Value* sub = state->entries()[s].second;

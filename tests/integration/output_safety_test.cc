@@ -44,7 +44,7 @@ std::map<std::string, std::pair<uint64_t, uint32_t>> TreeDigest(const std::strin
       out[rel + "/"] = {0, 0};
       continue;
     }
-    absl::StatusOr<store::ManifestEntry> h = store::HashFile(dir, rel);
+    absl::StatusOr<ucp::ManifestEntry> h = ucp::HashFile(dir, rel);
     out[rel] =
         h.ok() ? std::make_pair(h->size, h->crc32) : std::make_pair(uint64_t{0}, uint32_t{0});
   }
@@ -133,7 +133,7 @@ TEST_P(OutputGuardTest, OverlapIsRefusedAndTheInputIsUntouched) {
   EXPECT_NE(stderr_text.find("refused with or without --force"), std::string::npos) << stderr_text;
   EXPECT_EQ(std::count(stderr_text.begin(), stderr_text.end(), '\n'), 1) << stderr_text;
   EXPECT_EQ(TreeDigest(ck.save()), before) << "the input changed";
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 }
 
 std::vector<GuardCase> AllCases() {
@@ -159,7 +159,7 @@ TEST(OutputGuardTest, BesideTheTagFolderIsWhereOutputsGo) {
       << err;
   EXPECT_EQ(ck.Run({"export", ck.save(), "--out", ck.save() + "/hf", "--no-fsync"}, &out, &err), 0)
       << err;
-  EXPECT_TRUE(store::VerifyDirectory(ck.save() + "/hf").ok());
+  EXPECT_TRUE(ucp::VerifyDirectory(ck.save() + "/hf").ok());
 }
 
 TEST(OutputGuardTest, ForceReplacesOnlyUcpsOwnOutput) {
@@ -220,7 +220,7 @@ TEST_P(SignalTest, InterruptedRunLeavesNothingAndSaysSo) {
       << stderr_text;
   EXPECT_EQ(std::count(stderr_text.begin(), stderr_text.end(), '\n'), 1) << stderr_text;
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(out)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 }
 
 std::vector<std::pair<SignalCase, int>> SignalCases() {

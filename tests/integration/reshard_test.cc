@@ -443,7 +443,7 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
   EXPECT_FALSE(fs::exists(o.output));
-  EXPECT_FALSE(fs::exists(store::StagingPathFor(o.output)));
+  EXPECT_FALSE(fs::exists(ucp::StagingPathFor(o.output)));
 }
 
 TEST(ReshardCommandTest, DryRunWritesNothingAndErrorsAreOneLine) {

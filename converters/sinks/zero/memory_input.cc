@@ -85,14 +85,14 @@ struct Builder {
   MemoryCheckpointSource* source;
 
   // A run of a new segment (callback bytes of `param`'s `which`, `dtype` elements of its shape).
-  absl::StatusOr<store::ByteRun> AddTensor(int param, MemoryTensor which, DType dtype) {
+  absl::StatusOr<ucp::ByteRun> AddTensor(int param, MemoryTensor which, DType dtype) {
     UCP_ASSIGN_OR_RETURN(uint64_t size, ck.params[param].shape.NumBytes(dtype));
     Segment s;
     s.size = size;
     s.param = param;
     s.which = which;
     const uint64_t at = source->Add(std::move(s));
-    return store::ByteRun{0, at, size};
+    return ucp::ByteRun{0, at, size};
   }
 };
 
@@ -151,7 +151,7 @@ absl::StatusOr<Value*> BuildModule(Builder& b, const Value* skeleton_module) {
     by_name[ck.params[i].name] = static_cast<int>(i);
     const MemoryParam& p = ck.params[i];
     if (p.role == MemoryParamRole::kTied) continue;
-    UCP_ASSIGN_OR_RETURN(store::ByteRun run,
+    UCP_ASSIGN_OR_RETURN(ucp::ByteRun run,
                          b.AddTensor(static_cast<int>(i), MemoryTensor::kWeight, p.weight_dtype));
     UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
     const StorageRef* storage =
@@ -212,7 +212,7 @@ absl::Status BuildParams(Builder& b) {
                                     MemoryTensor::kExpAvgSq};
       for (int s = 0; s < deepspeed::kNumStates; ++s) {
         const DType dtype = s == 0 ? ck.master_dtype : ck.state_dtype;
-        UCP_ASSIGN_OR_RETURN(store::ByteRun run, b.AddTensor(pi, which[s], dtype));
+        UCP_ASSIGN_OR_RETURN(ucp::ByteRun run, b.AddTensor(pi, which[s], dtype));
         p.states[s].dtype = dtype;
         if (run.size > 0) p.states[s].runs.push_back(run);
       }
@@ -257,7 +257,7 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
     s.size = bytes.size();
     s.buffer = bytes;
     const uint64_t at = source->Add(std::move(s));
-    in.storage_runs[storage] = store::ByteRun{0, at, bytes.size()};
+    in.storage_runs[storage] = ucp::ByteRun{0, at, bytes.size()};
   }
   UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, root, "model_states"));
   UCP_RETURN_IF_ERROR(CheckTensorsHaveBytes(in, ck.optimizer_scalars, "optimizer_scalars"));

@@ -67,18 +67,18 @@ absl::Status NativeMoeNumExperts(const Value& root, const std::string& model_pat
 absl::Status NativeExpertRows(const TorchFile& fp32, const std::string& path, int* seen_ep,
                               ZeroSinkInput* in) {
   UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(&fp32.root(), path));
-  const Value* is_expert = d->Get(store::kIsExpertParamKey);
-  const Value* rows = d->Get(store::kEpNumExpertsKey);
+  const Value* is_expert = d->Get(ucp::kIsExpertParamKey);
+  const Value* rows = d->Get(ucp::kEpNumExpertsKey);
   if (is_expert == nullptr || !is_expert->is(ValueKind::kBool) || !is_expert->bool_value() ||
       rows == nullptr) {
     return absl::DataLossError(absl::StrCat(path, ": a native MoE expert parameter without '",
-                                            store::kIsExpertParamKey, "': True and '",
-                                            store::kEpNumExpertsKey, "'"));
+                                            ucp::kIsExpertParamKey, "': True and '",
+                                            ucp::kEpNumExpertsKey, "'"));
   }
   UCP_ASSIGN_OR_RETURN(int64_t ep, ids::AsIntIn(rows, 1, 1 << 20,
-                                                absl::StrCat(path, ": ", store::kEpNumExpertsKey)));
+                                                absl::StrCat(path, ": ", ucp::kEpNumExpertsKey)));
   if (*seen_ep != 0 && *seen_ep != ep) {
-    return absl::DataLossError(absl::StrCat(path, ": ", store::kEpNumExpertsKey, " ", ep,
+    return absl::DataLossError(absl::StrCat(path, ": ", ucp::kEpNumExpertsKey, " ", ep,
                                             ", other experts have ", *seen_ep));
   }
   *seen_ep = static_cast<int>(ep);
@@ -92,7 +92,7 @@ absl::Status ReadStates(const fs::path& dir, int64_t merged, int* native_ep, Sin
                         ZeroSinkInput* in) {
   for (StateKind st : deepspeed::kAllStates) {
     const std::string path =
-        (dir / store::ParamStatePath(p->name, deepspeed::StateName(st))).string();
+        (dir / ucp::ParamStatePath(p->name, deepspeed::StateName(st))).string();
     UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> f, Open(path, in));
     if (native_ep != nullptr && st == StateKind::kFp32) {
       UCP_RETURN_IF_ERROR(NativeExpertRows(*f, path, native_ep, in));
@@ -101,7 +101,7 @@ absl::Status ReadStates(const fs::path& dir, int64_t merged, int* native_ep, Sin
     }
     const Value* tv = &f->root();
     if (tv->is_dict()) {
-      UCP_ASSIGN_OR_RETURN(tv, ids::Require(*tv, store::kParamKey, path));
+      UCP_ASSIGN_OR_RETURN(tv, ids::Require(*tv, ucp::kParamKey, path));
     }
     UCP_ASSIGN_OR_RETURN(const TensorRef* t, ids::AsTensor(tv, path));
     if (t->NumElements() != merged) {
@@ -110,7 +110,7 @@ absl::Status ReadStates(const fs::path& dir, int64_t merged, int* native_ep, Sin
     }
     TensorRuns& runs = p->states[static_cast<int>(st)];
     runs.dtype = t->dtype;
-    UCP_ASSIGN_OR_RETURN(store::ByteRun run, TensorRun(*in, *t, merged, path));
+    UCP_ASSIGN_OR_RETURN(ucp::ByteRun run, TensorRun(*in, *t, merged, path));
     if (run.size > 0) runs.runs.push_back(run);
   }
   return absl::OkStatus();
@@ -162,7 +162,7 @@ absl::Status ReadParams(const fs::path& dir, const std::string& model_path,
     for (const auto& [k, v] : gd->entries()) {
       SinkParam p;
       UCP_ASSIGN_OR_RETURN(p.name, ids::AsStr(k, gwhat));
-      UCP_RETURN_IF_ERROR(store::ValidateParamName(p.name));
+      UCP_RETURN_IF_ERROR(ucp::ValidateParamName(p.name));
       if (!seen.insert(p.name).second)
         return absl::DataLossError(absl::StrCat(gwhat, ": duplicate '", p.name, "'"));
       UCP_ASSIGN_OR_RETURN(p.shape, ids::AsShape(v, absl::StrCat(gwhat, "['", p.name, "']")));
@@ -187,7 +187,7 @@ absl::Status ReadParams(const fs::path& dir, const std::string& model_path,
       const int64_t merged = p.expert && !native ? numel * in->topology.ep : numel;
       UCP_RETURN_IF_ERROR(ReadStates(dir, merged, native ? &native_ep : nullptr, &p, in));
       if (!zero3 && group.params.empty()) {
-        const std::string step_path = (dir / store::ParamStatePath(p.name, "step")).string();
+        const std::string step_path = (dir / ucp::ParamStatePath(p.name, "step")).string();
         std::error_code ec;
         if (fs::exists(step_path, ec)) {
           UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> f, Open(step_path, in));
@@ -216,7 +216,7 @@ absl::Status ReadZero3Frozen(const std::vector<const Value*>& roots,
     UCP_ASSIGN_OR_RETURN(f.shape, ids::AsShape(v, absl::StrCat(what, "['", f.name, "']")));
     UCP_ASSIGN_OR_RETURN(const int64_t numel, f.shape.NumElements());
     for (int r = 0; r < world; ++r) {
-      const store::PerParamPiece piece = store::PerParamShard(numel, world, r);
+      const ucp::PerParamPiece piece = ucp::PerParamShard(numel, world, r);
       const std::string w =
           absl::StrCat(paths[r], ": ", keys::kFrozenParamFragments, "['", f.name, "']");
       UCP_ASSIGN_OR_RETURN(const Value* frags,
@@ -229,7 +229,7 @@ absl::Status ReadZero3Frozen(const std::vector<const Value*>& roots,
             absl::StrCat(w, ": ", t->NumElements(), " elements, expected ", piece.partition));
       }
       f.bytes.dtype = t->dtype;
-      UCP_ASSIGN_OR_RETURN(store::ByteRun run, TensorRun(*in, *t, piece.valid, w));
+      UCP_ASSIGN_OR_RETURN(ucp::ByteRun run, TensorRun(*in, *t, piece.valid, w));
       if (run.size > 0) f.bytes.runs.push_back(run);
     }
     in->frozen.push_back(std::move(f));
@@ -300,7 +300,7 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::stri
   std::vector<const Value*> mp_roots;
   std::vector<std::string> mp_paths;
   UCP_ASSIGN_OR_RETURN(std::string model_path, ReadModelFiles(dir, &in, &mp_roots, &mp_paths));
-  const std::string opt_path = (dir / store::OptimizerStatePath()).string();
+  const std::string opt_path = (dir / ucp::OptimizerStatePath()).string();
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<const TorchFile> opt, Open(opt_path, &in));
   UCP_ASSIGN_OR_RETURN(in.optimizer_template, ids::AsDict(&opt->root(), opt_path));
   const bool zero3_files = fs::exists(dir / Zero3ModelFile(0), ec);

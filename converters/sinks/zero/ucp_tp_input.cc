@@ -41,23 +41,23 @@ absl::StatusOr<absl::flat_hash_map<std::string, Shape>> ParamShapes(const Value&
 }
 
 // TP rank `rank`'s slice of one state of a merged parameter, as runs of the merged runs.
-absl::StatusOr<TensorRuns> SliceRuns(const TensorRuns& merged, const store::TpLayout& layout,
+absl::StatusOr<TensorRuns> SliceRuns(const TensorRuns& merged, const ucp::TpLayout& layout,
                                      int rank, absl::string_view origin, absl::string_view what) {
   const uint64_t elem = DTypeSize(merged.dtype);
-  std::vector<store::TpRun> runs;
-  if (layout.cut.kind == store::TpMergeKind::kConcat) {
-    for (const store::TpRun& r : layout.runs) {
+  std::vector<ucp::TpRun> runs;
+  if (layout.cut.kind == ucp::TpMergeKind::kConcat) {
+    for (const ucp::TpRun& r : layout.runs) {
       if (r.rank == rank) runs.push_back(r);
     }
-    std::sort(runs.begin(), runs.end(), [](const store::TpRun& a, const store::TpRun& b) {
+    std::sort(runs.begin(), runs.end(), [](const ucp::TpRun& a, const ucp::TpRun& b) {
       return a.rank_offset < b.rank_offset;
     });
   } else {  // replicated, or averaged (the UCP holds the mean): every rank loads the whole tensor
     const int64_t numel = layout.view.NumElements().value_or(0);
-    runs.push_back(store::TpRun{rank, 0, 0, numel});
+    runs.push_back(ucp::TpRun{rank, 0, 0, numel});
   }
   std::vector<plan::Piece> pieces;
-  for (const store::TpRun& r : runs) {
+  for (const ucp::TpRun& r : runs) {
     UCP_RETURN_IF_ERROR(plan::SliceRuns(merged, static_cast<uint64_t>(r.merged_offset) * elem,
                                         static_cast<uint64_t>(r.numel) * elem, origin, what,
                                         &pieces));
@@ -65,7 +65,7 @@ absl::StatusOr<TensorRuns> SliceRuns(const TensorRuns& merged, const store::TpLa
   TensorRuns out;
   out.dtype = merged.dtype;
   for (const plan::Piece& p : pieces)
-    out.runs.push_back(store::ByteRun{p.source, p.source_offset, p.length});
+    out.runs.push_back(ucp::ByteRun{p.source, p.source_offset, p.length});
   return out;
 }
 
@@ -163,7 +163,7 @@ absl::StatusOr<ZeroSinkInput> MergeTpRanks(ZeroSinkInput merged,
       continue;
     }
     std::vector<CastInputRun> input;
-    for (const store::ByteRun& r : master.runs)
+    for (const ucp::ByteRun& r : master.runs)
       input.push_back(CastInputRun{merged.sources[r.file], r.offset, r.size});
     UCP_ASSIGN_OR_RETURN(
         std::shared_ptr<ByteSource> cast,
@@ -172,7 +172,7 @@ absl::StatusOr<ZeroSinkInput> MergeTpRanks(ZeroSinkInput merged,
     const uint64_t size = cast->Size();
     merged.sources.push_back(std::move(cast));
     p.weight =
-        TensorRuns{dtype, {store::ByteRun{static_cast<int>(merged.sources.size()) - 1, 0, size}}};
+        TensorRuns{dtype, {ucp::ByteRun{static_cast<int>(merged.sources.size()) - 1, 0, size}}};
   }
   return merged;
 }

@@ -81,7 +81,7 @@ absl::Status Planner::Zero0FlatModule(Value* root) {
   Value* out = CopyDict(arena_, *module);
   absl::flat_hash_map<std::string, TensorRef> views;
   for (size_t g = 0; g < in_.groups.size(); ++g) {
-    const store::ShardLayout& l = layouts_[g];
+    const ucp::ShardLayout& l = layouts_[g];
     std::vector<Piece> pieces;
     int64_t at = 0;
     DType dtype = DType::kF32;
@@ -151,8 +151,8 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
   Value* counts = arena_.List();
   Value* mappings = arena_.List();
   for (int g = 0; g < num_groups; ++g) {
-    const store::ShardLayout& l = layouts_[g];
-    const store::RankShard shard = l.Shard(rank);
+    const ucp::ShardLayout& l = layouts_[g];
+    const ucp::RankShard shard = l.Shard(rank);
     Value* s = arena_.Dict();
     if (in_.groups[g].step != nullptr) arena_.SetItem(s, keys::kStep, in_.groups[g].step);
     UCP_ASSIGN_OR_RETURN(const Value* avg, Partition(g, 1, rank, shard.size, false));
@@ -177,7 +177,7 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(int rank) {
     ValueArena::Append(paddings, arena_.Int(shard.SavedPadding(bf16_optimizer_)));
     ValueArena::Append(counts, arena_.Int(shard.world));
     Value* m = arena_.OrderedDict();
-    for (const store::ShardPiece& f : shard.pieces) {
+    for (const ucp::ShardPiece& f : shard.pieces) {
       arena_.SetItem(m, in_.params[in_.groups[g].params[f.param]].name,
                      FragmentAddress(f.numel, f.partition_offset));
     }
@@ -269,7 +269,7 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
 absl::StatusOr<Plan> Planner::Run() {
   for (size_t g = 0; g < in_.groups.size(); ++g) {
     layouts_.push_back(
-        internal_sink::TargetLayout(in_, t_, static_cast<int>(g), store::PartitionKind::kFlat));
+        internal_sink::TargetLayout(in_, t_, static_cast<int>(g), ucp::PartitionKind::kFlat));
   }
   Plan plan = internal_sink::NewSinkPlan(
       in_, t_, stage_, bf16_optimizer_ ? "BF16_Optimizer" : "DeepSpeedZeroOptimizer");

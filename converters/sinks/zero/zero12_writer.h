@@ -79,14 +79,14 @@ class Planner {
 
   const ZeroSinkInput& in_;
   const ZeroTarget& t_;
-  const store::Topology& topo_;
+  const ucp::Topology& topo_;
   const int ep_, edp_;
   const int stage_;                   // target ZeRO stage (1 or 2)
   const bool bf16_optimizer_;         // target wrapper is BF16_Optimizer (ZeRO-1 only)
   const Value* model_out_ = nullptr;  // the target's model-states root (ModelRoot)
   const Value* optimizer_template_ =
       nullptr;  // the optimizer's scalar keys (in_'s, or ZeRO-0's fresh ones)
-  std::vector<store::ShardLayout> layouts_;  // per group, at the target
+  std::vector<ucp::ShardLayout> layouts_;  // per group, at the target
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
   const Value* fragment_cls_ = nullptr;

@@ -63,7 +63,7 @@ class Planner {
 
  private:
   RankPlace Place(int r) const {
-    const store::EpPlace p = topo_.PlaceOnEp(r);
+    const ucp::EpPlace p = topo_.PlaceOnEp(r);
     return RankPlace{r, p.ep_rank, p.edp_rank};
   }
   absl::Status SliceRuns(const TensorRuns& runs, uint64_t begin, uint64_t length,
@@ -90,7 +90,7 @@ class Planner {
 
   const ZeroSinkInput& in_;
   const ZeroTarget& t_;
-  const store::Topology& topo_;
+  const ucp::Topology& topo_;
   const int ep_, edp_;
   ValueArena arena_;
   StorageFrames frames_{&arena_, &in_.storage_runs, &in_.origin};
@@ -98,8 +98,8 @@ class Planner {
 
 absl::StatusOr<const Value*> Planner::SubGroupPartition(int s, int state, const RankPlace& place,
                                                         bool requires_grad) {
-  const store::ShardLayout layout =
-      internal_sink::TargetLayout(in_, t_, s, store::PartitionKind::kPerParam);
+  const ucp::ShardLayout layout =
+      internal_sink::TargetLayout(in_, t_, s, ucp::PartitionKind::kPerParam);
   DType dtype = DType::kF32;
   UCP_ASSIGN_OR_RETURN(std::vector<Piece> pieces,
                        internal_sink::PartitionPieces(in_, layout, s, state, place.rank, &dtype));
@@ -134,8 +134,8 @@ absl::StatusOr<const Value*> Planner::ModelRoot(const RankPlace& place) {
     Value* frags = v->is(ValueKind::kOrderedDict) ? arena_.OrderedDict() : arena_.Dict();
     for (const SinkFrozen& f : in_.frozen) {
       const uint64_t elem = DTypeSize(f.bytes.dtype);
-      const store::PerParamPiece piece =
-          store::PerParamShard(f.shape.NumElements().value_or(0), topo_.dp, place.rank);
+      const ucp::PerParamPiece piece =
+          ucp::PerParamShard(f.shape.NumElements().value_or(0), topo_.dp, place.rank);
       std::vector<Piece> pieces;
       if (piece.valid > 0) {
         UCP_RETURN_IF_ERROR(SliceRuns(f.bytes, static_cast<uint64_t>(piece.offset) * elem,

@@ -76,15 +76,15 @@ int64_t TargetNumel(const ZeroSinkInput& in, const SinkParam& p, const ZeroTarge
   return p.expert ? numel * in.topology.ep / target.topology.ep : numel;
 }
 
-store::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
-                                store::PartitionKind kind) {
-  store::GroupSpec spec{kind, {}, in.groups[g].expert};
+ucp::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
+                                ucp::PartitionKind kind) {
+  ucp::GroupSpec spec{kind, {}, in.groups[g].expert};
   for (int pi : in.groups[g].params) spec.numels.push_back(TargetNumel(in, in.params[pi], target));
-  return store::ShardLayout(std::move(spec), target.topology);
+  return ucp::ShardLayout(std::move(spec), target.topology);
 }
 
 absl::StatusOr<std::vector<Piece>> PartitionPieces(const ZeroSinkInput& in,
-                                                   const store::ShardLayout& layout, int g,
+                                                   const ucp::ShardLayout& layout, int g,
                                                    int state, int rank, DType* dtype) {
   const SinkGroup& group = in.groups[g];
   for (size_t i = 0; i < group.params.size(); ++i) {
@@ -99,7 +99,7 @@ absl::StatusOr<std::vector<Piece>> PartitionPieces(const ZeroSinkInput& in,
   const uint64_t elem = DTypeSize(*dtype);
   std::vector<Piece> pieces;
   int64_t at = 0;
-  for (const store::ShardPiece& f : layout.Shard(rank).pieces) {
+  for (const ucp::ShardPiece& f : layout.Shard(rank).pieces) {
     const SinkParam& p = in.params[group.params[f.param]];
     if (f.partition_offset > at)
       pieces.push_back(Piece{-1, 0, static_cast<uint64_t>(f.partition_offset - at) * elem});
@@ -152,7 +152,7 @@ absl::Status CheckSubGroupCut(const ZeroSinkInput& in, const ZeroTarget& t) {
       for (int p : sg.params) {
         const int world = sg.expert ? t.topology.edp() : t.topology.dp;
         parts.push_back(
-            store::PerParamShard(internal_sink::TargetNumel(in, in.params[p], t), world, 0)
+            ucp::PerParamShard(internal_sink::TargetNumel(in, in.params[p], t), world, 0)
                 .partition);
       }
       old_cut.push_back(parts.size());
@@ -232,7 +232,7 @@ absl::Status CheckPlanSize(const ZeroSinkInput& in, const ZeroTarget& t, int sta
 }
 
 absl::StatusOr<int> CheckTarget(const ZeroSinkInput& in, const ZeroTarget& t) {
-  const store::Topology& topo = t.topology;
+  const ucp::Topology& topo = t.topology;
   if (topo.tp != 1 || topo.pp != 1 || topo.sp != 1) {
     return absl::InvalidArgumentError(absl::StrCat("target ", topo.ToString(), ", sp ", topo.sp,
                                                    ": the ZeRO sink writes tp = pp = sp = 1"));

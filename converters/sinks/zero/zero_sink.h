@@ -36,7 +36,7 @@ inline constexpr uint64_t kMaxSinkMetadataBytes = uint64_t{2} << 30;
 struct ZeroTarget {
   // dp, ep (AutoEP autoep_size; native MoE: the source's, fixed by the model) and
   // use_data_before_expert_parallelism (§7.1); tp, pp, sp 1.
-  store::Topology topology;
+  ucp::Topology topology;
   int zero_stage = -1;  // -1 keeps the source's; 1 <-> 2 and 0 -> 1|2 changes (stage_change.h)
   std::string tag;      // target tag folder name; empty: global_step<global_steps>
   // Written as ds_config into every file; null keeps the source's. Must outlive the plan's use.

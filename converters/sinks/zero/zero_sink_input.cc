@@ -34,7 +34,7 @@ absl::StatusOr<int> AddTorchFile(std::shared_ptr<const TorchFile> file, ZeroSink
   return fi;
 }
 
-absl::StatusOr<store::ByteRun> TensorRun(const ZeroSinkInput& in, const TensorRef& t, int64_t numel,
+absl::StatusOr<ucp::ByteRun> TensorRun(const ZeroSinkInput& in, const TensorRef& t, int64_t numel,
                                          absl::string_view what) {
   if (!t.IsContiguous() || numel < 0 || numel > t.NumElements()) {
     return absl::DataLossError(absl::StrCat(what, ": expected a contiguous tensor of at least ",
@@ -50,7 +50,7 @@ absl::StatusOr<store::ByteRun> TensorRun(const ZeroSinkInput& in, const TensorRe
     return absl::DataLossError(
         absl::StrCat(what, ": tensor runs past its storage record (", it->second.size, " bytes)"));
   }
-  return store::ByteRun{it->second.file, it->second.offset + begin, size};
+  return ucp::ByteRun{it->second.file, it->second.offset + begin, size};
 }
 
 absl::StatusOr<absl::flat_hash_map<std::string, int>> AutoEpExperts(const Value& root,
@@ -102,7 +102,7 @@ SinkParam ParamFromIndex(const deepspeed::Parameter& p, int mp, const deepspeed:
       if (f->numel == 0) continue;
       const deepspeed::TensorLocation& loc = f->state(s);
       runs.dtype = loc.dtype;
-      runs.runs.push_back(store::ByteRun{loc.file, loc.file_offset, loc.num_bytes()});
+      runs.runs.push_back(ucp::ByteRun{loc.file, loc.file_offset, loc.num_bytes()});
     }
   }
   return z;
@@ -118,7 +118,7 @@ SinkFrozen FrozenFromIndex(const deepspeed::FrozenParam& fp) {
   for (const auto& piece : pieces) {
     f.bytes.dtype = piece.location.dtype;
     if (piece.location.numel > 0) {
-      f.bytes.runs.push_back(store::ByteRun{piece.location.file, piece.location.file_offset,
+      f.bytes.runs.push_back(ucp::ByteRun{piece.location.file, piece.location.file_offset,
                                             piece.location.num_bytes()});
     }
   }
@@ -128,7 +128,7 @@ SinkFrozen FrozenFromIndex(const deepspeed::FrozenParam& fp) {
 }  // namespace
 
 absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromIndex(const CheckpointIndex& index) {
-  const store::Topology& t = index.topology;
+  const ucp::Topology& t = index.topology;
   const int stage = index.kind.zero_stage;
   if (t.pp != 1 || (t.tp != 1 && (stage == 0 || stage == 3))) {
     return absl::UnimplementedError(

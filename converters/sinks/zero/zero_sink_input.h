@@ -79,7 +79,7 @@ struct ZeroSinkInput {
   // and optimizer template; sources, groups and hyper-parameters are the same in every one.
   int mp_rank = 0;
   std::string origin;  // the folder read (or the memory checkpoint's name), for messages
-  // Plan source i is sources[i]; store::ByteRun::file indexes it. storage_runs locates every
+  // Plan source i is sources[i]; ucp::ByteRun::file indexes it. storage_runs locates every
   // storage of the trees below (model_root's module, steps, ...).
   std::vector<std::shared_ptr<const ByteSource>> sources;
   // The first num_file_sources sources are files read from disk (plan sources with a path, which
@@ -104,7 +104,7 @@ struct ZeroSinkInput {
   // shared_params (from `shared_params`).
   bool module_per_tensor = false;
   bool bf16_optimizer = false;  // BF16_Optimizer (§3.6; writes it again at a ZeRO-1 target)
-  store::Topology topology;     // dp and ep (AutoEP autoep_size / native MoE ep_size) of the source
+  ucp::Topology topology;     // dp and ep (AutoEP autoep_size / native MoE ep_size) of the source
 
   // Native DeepSpeed MoE (§2.5; docs/reshard.md "Native MoE"): the model file's num_experts per MoE
   // layer (empty otherwise); from a ZeRO folder also its layer_*_expert_* files as (basename,
@@ -147,7 +147,7 @@ namespace internal_sink {
 absl::StatusOr<int> AddTorchFile(std::shared_ptr<const formats::torch::TorchFile> file,
                                  ZeroSinkInput* in);
 // The first `numel` elements of a contiguous tensor of a file added with AddTorchFile, as a run.
-absl::StatusOr<store::ByteRun> TensorRun(const ZeroSinkInput& in,
+absl::StatusOr<ucp::ByteRun> TensorRun(const ZeroSinkInput& in,
                                          const formats::torch::TensorRef& t, int64_t numel,
                                          absl::string_view what);
 // name → num_experts of every AutoEP fused expert weight of a model-states root (ds_autoep_layers,
@@ -160,7 +160,7 @@ absl::StatusOr<absl::flat_hash_map<std::string, int>> AutoEpExperts(const Value&
 // of its mp_rank_XX files and their universal_checkpoint_info), and the per-TP-rank inputs of a
 // merged one.
 struct TpCuts {
-  absl::flat_hash_map<std::string, store::TpLayout> layouts;
+  absl::flat_hash_map<std::string, ucp::TpLayout> layouts;
   absl::flat_hash_map<std::string, Shape> merged_shapes;
 };
 absl::StatusOr<TpCuts> TpCutsOf(const std::vector<const Value*>& roots,

@@ -37,14 +37,14 @@ plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int st
 int64_t TargetNumel(const ZeroSinkInput& in, const SinkParam& p, const ZeroTarget& target);
 
 // Group g of the input cut at the target (kFlat: ZeRO-1/2; kPerParam: ZeRO-3).
-store::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
-                                store::PartitionKind kind);
+ucp::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
+                                ucp::PartitionKind kind);
 
 // DP rank `rank`'s partition of group g for state `state` (0 fp32, 1 exp_avg, 2 exp_avg_sq): the
 // input's runs of its pieces, zeros in the padding (DeepSpeed's load starts from a zero buffer,
 // §6.4). Sets *dtype to the state's dtype; FailedPrecondition when the group mixes dtypes.
 absl::StatusOr<std::vector<plan::Piece>> PartitionPieces(const ZeroSinkInput& in,
-                                                         const store::ShardLayout& layout, int g,
+                                                         const ucp::ShardLayout& layout, int g,
                                                          int state, int rank, DType* dtype);
 
 }  // namespace ucp::converters::sinks::internal_sink
