@@ -14,7 +14,7 @@
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/execute/executor.h"
 #include "converters/plan/plan.h"
-#include "converters/plan/zero_to_ucp.h"
+#include "converters/sinks/ucp/zero_to_ucp.h"
 
 namespace ucp::converters::pipelines {
 
@@ -22,7 +22,7 @@ struct ConvertOptions {
   std::string input;   // a save folder (its `latest` names the tag) or a tag folder
   std::string output;  // the UCP folder; empty: <save folder>/<tag>_universal
   std::string tag;     // the tag folder to read under `input` instead of `latest`
-  plan::ZeroToUcpOptions plan;
+  sinks::ZeroToUcpOptions plan;
   execute::ExecuteOptions execute;
   bool force = false;         // replace an existing output folder
   bool write_latest = true;   // write <parent of output>/latest_universal

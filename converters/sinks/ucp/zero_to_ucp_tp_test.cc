@@ -9,11 +9,17 @@
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/deepspeed/gather.h"
-#include "converters/plan/zero_to_ucp.h"
+#include "converters/sinks/ucp/zero_to_ucp.h"
 #include "gtest/gtest.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace {
+using plan::CopyOp;
+using plan::FileRole;
+using plan::PlanFile;
+using plan::PlanSource;
+using plan::Region;
+using plan::Plan;
 
 namespace fs = std::filesystem;
 using deepspeed::CheckpointIndex;
@@ -174,4 +180,4 @@ TEST(PlanZeroToUcpTpTest, LegacySubParamSizesMustDivideByTp) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

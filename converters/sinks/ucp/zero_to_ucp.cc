@@ -1,4 +1,4 @@
-#include "converters/plan/zero_to_ucp.h"
+#include "converters/sinks/ucp/zero_to_ucp.h"
 
 #include <optional>
 #include <string>
@@ -10,13 +10,12 @@
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/merged_state_file.h"
-#include "converters/plan/zero_to_ucp_internal.h"
+#include "converters/sinks/ucp/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::converters::plan {
-namespace {
+namespace ucp::converters::sinks {
 
 namespace keys = formats::deepspeed::keys;
 using deepspeed::CheckpointIndex;
@@ -24,11 +23,21 @@ using deepspeed::Fragment;
 using deepspeed::Parameter;
 using deepspeed::StateKind;
 using formats::torch::ValueArena;
-using internal_plan::MergeRules;
-using internal_plan::ParamKeys;
-using internal_plan::StorageLocator;
-using internal_plan::DictSpec;
-using internal_plan::MergedStateFile;
+using internal_ucp_sink::StorageLocator;
+using plan::CopyOp;
+using plan::FileRole;
+using plan::Plan;
+using plan::PlanFile;
+using plan::PlanInfo;
+using plan::PlanSource;
+using plan::Region;
+using plan::ValidatePlan;
+using plan::internal_plan::DictSpec;
+using plan::internal_plan::MergedStateFile;
+using plan::internal_plan::MergeRules;
+using plan::internal_plan::ParamKeys;
+
+namespace {
 
 PlanInfo Describe(const CheckpointIndex& index) {
   const ucp::Topology& t = index.topology;
@@ -177,7 +186,7 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
   if (index.kind.zero_stage <= 2) {
     const deepspeed::FlatGroup& group = index.flat_groups[p.flat_group];
     if (const formats::torch::Value* step = group.step(); step != nullptr) {
-      absl::StatusOr<PlanFile> f = internal_plan::FileFromTree(ucp::ParamStatePath(p.name, ucp::kStepState),
+      absl::StatusOr<PlanFile> f = internal_ucp_sink::FileFromTree(ucp::ParamStatePath(p.name, ucp::kStepState),
                                                                FileRole::kStep, *step, locator);
       if (!f.ok()) return WithContext(f.status(), index.files[group.ranks[0].step_file].path);
       plan->files.push_back(*std::move(f));
@@ -229,11 +238,11 @@ absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcp
     }
     if (!unused.empty()) plan.info.notes.push_back(absl::StrCat("unused patterns ", list, " (--no_strict)"));
   }
-  UCP_ASSIGN_OR_RETURN(PlanFile optimizer_state, internal_plan::OptimizerStateFile(index, arena, locator));
+  UCP_ASSIGN_OR_RETURN(PlanFile optimizer_state, internal_ucp_sink::OptimizerStateFile(index, arena, locator));
   plan.files.push_back(std::move(optimizer_state));
-  UCP_RETURN_IF_ERROR(internal_plan::AddModelFiles(index, arena, locator, &plan));
+  UCP_RETURN_IF_ERROR(internal_ucp_sink::AddModelFiles(index, arena, locator, &plan));
   UCP_RETURN_IF_ERROR(ValidatePlan(plan));
   return plan;
 }
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -12,7 +12,7 @@
 #include "converters/plan/storage_frames.h"
 #include "formats/torch/pickle_value.h"
 
-namespace ucp::converters::plan::internal_plan {
+namespace ucp::converters::sinks::internal_ucp_sink {
 
 using formats::torch::StorageRef;
 using formats::torch::Value;
@@ -22,27 +22,27 @@ using formats::torch::ValueArena;
 class StorageLocator {
  public:
   static absl::StatusOr<StorageLocator> Build(const deepspeed::CheckpointIndex& index);
-  const StorageRuns& runs() const { return runs_; }
+  const plan::StorageRuns& runs() const { return runs_; }
   const std::string& origin() const { return origin_; }
 
  private:
-  StorageRuns runs_;
+  plan::StorageRuns runs_;
   std::string origin_;
 };
 
 // A torch file holding `root`, whose storages are copied whole from the checkpoint's records
 // (what torch.save writes after torch.load of the same tree). InvalidArgument for a storage that
 // belongs to none of the files, DataLoss for a record whose size is not the pickle's.
-absl::StatusOr<PlanFile> FileFromTree(std::string path, FileRole role, const Value& root,
+absl::StatusOr<plan::PlanFile> FileFromTree(std::string path, plan::FileRole role, const Value& root,
                                       const StorageLocator& locator);
 // A byte copy of checkpoint file `file`.
-PlanFile CopyOfFile(const deepspeed::CheckpointIndex& index, int file, FileRole role);
+plan::PlanFile CopyOfFile(const deepspeed::CheckpointIndex& index, int file, plan::FileRole role);
 
 // zero/optimizer_state.pt (§5.3), ZeRO-1/2 or ZeRO-3 form.
-absl::StatusOr<PlanFile> OptimizerStateFile(const deepspeed::CheckpointIndex& index, ValueArena& arena,
+absl::StatusOr<plan::PlanFile> OptimizerStateFile(const deepspeed::CheckpointIndex& index, ValueArena& arena,
                                             const StorageLocator& locator);
 // The model-states files: copies, or AutoEP rewrites (§5.4). Appends to plan->files.
 absl::Status AddModelFiles(const deepspeed::CheckpointIndex& index, ValueArena& arena,
-                           const StorageLocator& locator, Plan* plan);
+                           const StorageLocator& locator, plan::Plan* plan);
 
-}  // namespace ucp::converters::plan::internal_plan
+}  // namespace ucp::converters::sinks::internal_ucp_sink

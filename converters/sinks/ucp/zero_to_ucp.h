@@ -16,7 +16,7 @@
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/plan/plan.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 
 // ds_to_universal.py's flags that change the output.
 struct ZeroToUcpOptions {
@@ -24,7 +24,7 @@ struct ZeroToUcpOptions {
   bool inject_missing_state = false;  // --inject_missing_state (ZeRO-1/2 without universal_checkpoint_info)
 };
 
-// Plan::sources are the index's files, in index order (source i = index.files[i]).
+// plan::Plan::sources are the index's files, in index order (source i = index.files[i]).
 // Errors (each names the file or parameter):
 //   FailedPrecondition  ZeRO-1/2 without universal_checkpoint_info (and no inject), AutoTP
 //                       patterns marked unsupported, unused patterns in strict mode, non-fp32
@@ -32,6 +32,6 @@ struct ZeroToUcpOptions {
 //   InvalidArgument     a parameter name that would escape the output folder, a bad pattern
 //   Unimplemented       ZeRO-3 with tensor parallelism (tp > 1), averaging non-f32/f64 TP slices
 //   DataLoss            fragments that do not tile their parameter
-absl::StatusOr<Plan> PlanZeroToUcp(const deepspeed::CheckpointIndex& index, const ZeroToUcpOptions& options = {});
+absl::StatusOr<plan::Plan> PlanZeroToUcp(const deepspeed::CheckpointIndex& index, const ZeroToUcpOptions& options = {});
 
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -1,7 +1,7 @@
 // Planner tests: plans are computed from the index (zip directories and pickles) and checked
 // without executing a single copy: file set, sizes and pickles against DeepSpeed's own UCP, op
 // tiling, and the planner's refusals on edited indexes.
-#include "converters/plan/zero_to_ucp.h"
+#include "converters/sinks/ucp/zero_to_ucp.h"
 
 #include <filesystem>
 #include <set>
@@ -13,8 +13,17 @@
 #include "gtest/gtest.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::converters::plan {
+namespace ucp::converters::sinks {
 namespace {
+using plan::CopyOp;
+using plan::FileRole;
+using plan::PlanFile;
+using plan::PlanSource;
+using plan::Region;
+using plan::Plan;
+using plan::Summary;
+using plan::ToJson;
+using plan::ValidatePlan;
 
 namespace fs = std::filesystem;
 using formats::deepspeed::testing::FixtureCase;
@@ -152,4 +161,4 @@ TEST(PlanZeroToUcpTest, SummaryAndJsonDescribeTheCheckpoint) {
 }
 
 }  // namespace
-}  // namespace ucp::converters::plan
+}  // namespace ucp::converters::sinks

@@ -8,14 +8,26 @@
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
-#include "converters/plan/zero_to_ucp_internal.h"
+#include "converters/sinks/ucp/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
 #include "formats/torch/value_json.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
-namespace ucp::converters::plan::internal_plan {
+namespace ucp::converters::sinks::internal_ucp_sink {
+
+using plan::AddStorageRuns;
+using plan::CopyDict;
+using plan::CopyOp;
+using plan::FileRole;
+using plan::IsKey;
+using plan::Plan;
+using plan::PlanFile;
+using plan::Region;
+using plan::SetOrReplace;
+using plan::StorageFrames;
+
 namespace {
 
 namespace keys = formats::deepspeed::keys;
@@ -225,4 +237,4 @@ absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, cons
   return absl::OkStatus();
 }
 
-}  // namespace ucp::converters::plan::internal_plan
+}  // namespace ucp::converters::sinks::internal_ucp_sink
