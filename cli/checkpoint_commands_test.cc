@@ -9,6 +9,7 @@
 
 #include "cli/commands/convert_command.h"
 #include "gmock/gmock.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -165,9 +166,8 @@ TEST(Diff, WeightsOnlyEntriesAreLabelled) {
 // A file missing from a UCP that ucp wrote (its manifest lists it) is an entry, not an abort.
 TEST(Diff, FileMissingFromAUcpIsMissingInB) {
   namespace fs = std::filesystem;
-  const fs::path tmp =
-      fs::path(::testing::TempDir()) / ("ucp_diff_missing_" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
+  const testutil::ScratchDir scratch;
+  const fs::path& tmp = scratch.path();
   ConvertCommandOptions c;
   c.input = Case("s2_fp32_dp2/checkpoint/global_step5");
   c.output = (tmp / "ucp").string();
@@ -186,7 +186,6 @@ TEST(Diff, FileMissingFromAUcpIsMissingInB) {
   EXPECT_THAT(out.str(), HasSubstr("  missing_in_b  ln_f.bias  (param_shapes of " + o.b +
                                    " declares it, but zero/ln_f.bias is missing)\n"));
   EXPECT_THAT(out.str(), HasSubstr("2 missing_in_b"));
-  fs::remove_all(tmp);
 }
 
 TEST(InspectCheckpoint, JsonStatesAreAListAndDtypesUseTheOneVocabulary) {

@@ -17,6 +17,7 @@
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
 #include "gmock/gmock.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -33,19 +34,10 @@ std::string Case(const std::string& rel) {
 // A scratch folder per test.
 class JsonSchema : public ::testing::Test {
  protected:
-  void SetUp() override {
-    tmp_ = fs::path(::testing::TempDir()) /
-           ("ucp_json_" +
-            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
-            std::to_string(::getpid()));
-    fs::remove_all(tmp_);
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string Tmp(const std::string& name) const { return (tmp_ / name).string(); }
+  std::string Tmp(const std::string& name) const { return scratch_.File(name); }
 
  private:
-  fs::path tmp_;
+  testutil::ScratchDir scratch_;
 };
 
 // Runs `run(out, err)` and parses stdout as one JSON document; `code` is the expected exit code.

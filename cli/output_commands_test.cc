@@ -14,6 +14,7 @@
 #include "cli/commands/convert_command.h"
 #include "cli/commands/export_command.h"
 #include "cli/commands/reshard_command.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::cli {
@@ -28,14 +29,8 @@ std::string Checkpoint(const std::string& name) {
 
 class OutputCommandsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        absl::StrCat(::testing::TempDir(), "/ucp_output_commands_", info->name(), "_", ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { dir_ = scratch_.path().string(); }
+  testutil::ScratchDir scratch_;
   std::string dir_;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -36,8 +37,8 @@ std::string Slurp(const fs::path& path) {
 
 // Runs UCP_BIN with `args`; stdout and stderr go through files of a per-test folder.
 Outcome Ucp(const std::vector<std::string>& args) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("ucp_bin_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const ucp::testutil::ScratchDir scratch("io");
+  const fs::path& dir = scratch.path();
   const fs::path out = dir / "out", err = dir / "err";
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -68,16 +69,10 @@ std::string Fixture(const std::string& rel) {
 
 class TempDir {
  public:
-  TempDir()
-      : path_(fs::path(::testing::TempDir()) / ("ucp_bin_case_" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  std::string operator/(const std::string& name) const { return scratch_.File(name); }
 
  private:
-  fs::path path_;
+  ucp::testutil::ScratchDir scratch_{"case"};
 };
 
 // Every bad value of every kind of option: exit 2 exactly, one short "error:" line naming the

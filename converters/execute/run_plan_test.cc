@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 #include "ucp/manifest.h"
 #include "ucp/staging_dir.h"
@@ -20,9 +21,7 @@ namespace fs = std::filesystem;
 class RunPlanTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / absl::StrCat("ucp_run_plan_", info->name(), "_", ::getpid());
-    fs::remove_all(dir_);
+    dir_ = scratch_.path();
     fs::create_directories(dir_ / "ckpt" / "global_step5");
     input_ = (dir_ / "ckpt" / "global_step5" / "shard.pt").string();
     std::ofstream(input_, std::ios::binary) << std::string(100, 'x');
@@ -41,7 +40,6 @@ class RunPlanTest : public ::testing::Test {
     computed.regions = {plan::Region{0, 3, {plan::CopyOp{1, 0, 3, 0}}}};
     plan_.files = {copy, computed};
   }
-  void TearDown() override { fs::remove_all(dir_); }
   RunOptions Options(const std::string& out) const {
     RunOptions o;
     o.output = out;
@@ -52,6 +50,7 @@ class RunPlanTest : public ::testing::Test {
   }
   std::vector<const ByteSource*> Files() const { return {source_.get()}; }
 
+  testutil::ScratchDir scratch_;
   fs::path dir_;
   std::string input_;
   std::shared_ptr<ByteSource> source_;

@@ -15,6 +15,7 @@
 #include "converters/execute/executor.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::sinks {
@@ -186,9 +187,8 @@ TEST(ZeroSink, ChangesAutoepSize) {
   ASSERT_TRUE(in.ok()) << in.status();
   absl::StatusOr<Plan> plan = PlanZeroSink(*in, At(*in, 4, 4));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  const fs::path out = fs::temp_directory_path() /
-                       ("ucp_zero_sink_test_ChangesAutoepSize_" + std::to_string(::getpid()));
-  fs::create_directories(out);
+  const testutil::ScratchDir scratch;
+  const fs::path& out = scratch.path();
   std::vector<const ByteSource*> sources;  // the input's files, then the plan's own bytes
   for (size_t i = 0; i < plan->sources.size(); ++i) {
     sources.push_back(static_cast<int>(i) < in->num_file_sources ? in->sources[i].get()
@@ -235,7 +235,6 @@ TEST(ZeroSink, ChangesAutoepSize) {
     }
     EXPECT_EQ(Floats(*optim, osd->Get("fp32_flat_groups")->items()[expert_group]), expected);
   }
-  fs::remove_all(out);
 }
 
 }  // namespace
