@@ -45,19 +45,31 @@ std::vector<Group> PlanGroups() {
   const int64_t h = kHidden;
   const double base_lr = 3e-4;
   std::vector<Group> groups;
-  groups.push_back({"embedding", base_lr * std::pow(0.9, kLayers), 0.1,
+  groups.push_back({"embedding",
+                    base_lr * std::pow(0.9, kLayers),
+                    0.1,
                     {{"tok_embeddings.weight", kVocab * h}}});
   for (int l = 0; l < kLayers; ++l) {
     const std::string p = absl::StrCat("layers.", l, ".");
     const double lr = base_lr * std::pow(0.9, kLayers - 1 - l);
-    groups.push_back({absl::StrCat(p, "decay"), lr, 0.1,
-                      {{p + "attention.wqkv.weight", 3 * h * h}, {p + "attention.wo.weight", h * h},
-                       {p + "feed_forward.w1.weight", 4 * h * h}, {p + "feed_forward.w2.weight", 4 * h * h}}});
-    groups.push_back({absl::StrCat(p, "no_decay"), lr, 0.0,
-                      {{p + "attention_norm.weight", h}, {p + "attention_norm.bias", h},
-                       {p + "attention.wqkv.bias", 3 * h}, {p + "attention.wo.bias", h},
-                       {p + "ffn_norm.weight", h}, {p + "ffn_norm.bias", h},
-                       {p + "feed_forward.w1.bias", 4 * h}, {p + "feed_forward.w2.bias", h}}});
+    groups.push_back({absl::StrCat(p, "decay"),
+                      lr,
+                      0.1,
+                      {{p + "attention.wqkv.weight", 3 * h * h},
+                       {p + "attention.wo.weight", h * h},
+                       {p + "feed_forward.w1.weight", 4 * h * h},
+                       {p + "feed_forward.w2.weight", 4 * h * h}}});
+    groups.push_back({absl::StrCat(p, "no_decay"),
+                      lr,
+                      0.0,
+                      {{p + "attention_norm.weight", h},
+                       {p + "attention_norm.bias", h},
+                       {p + "attention.wqkv.bias", 3 * h},
+                       {p + "attention.wo.bias", h},
+                       {p + "ffn_norm.weight", h},
+                       {p + "ffn_norm.bias", h},
+                       {p + "feed_forward.w1.bias", 4 * h},
+                       {p + "feed_forward.w2.bias", h}}});
   }
   groups.push_back({"final_norm", base_lr, 0.0, {{"norm.weight", h}, {"norm.bias", h}}});
   for (Group& g : groups) Partition(g);
@@ -80,7 +92,8 @@ Buffer RandomF32(int64_t n, uint64_t seed) {
     z ^= z >> 31;
     out[i] = static_cast<float>(static_cast<int32_t>(z)) * 0x1p-38f;
   }
-  return Buffer(std::move(owner), reinterpret_cast<const std::byte*>(out), static_cast<size_t>(n) * 4);
+  return Buffer(std::move(owner), reinterpret_cast<const std::byte*>(out),
+                static_cast<size_t>(n) * 4);
 }
 
 class ShardBuilder {
@@ -89,8 +102,8 @@ class ShardBuilder {
 
   const Value* Build(const std::vector<Group>& groups) {
     Value* osd = a_.Dict();
-    Value* scaler = a_.Object(a_.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a_.Tuple(),
-                              Value::Construction::kNewObj);
+    Value* scaler = a_.Object(a_.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+                              a_.Tuple(), Value::Construction::kNewObj);
     ValueArena::SetState(scaler, Dict({{"cur_scale", a_.Float(1.0)}, {"dynamic", a_.Bool(false)}}));
     a_.SetItem(osd, "loss_scaler", scaler);
     a_.SetItem(osd, "dynamic_loss_scale", a_.Bool(false));
@@ -104,41 +117,50 @@ class ShardBuilder {
     Value* mappings = a_.List();
     for (size_t g = 0; g < groups.size(); ++g) {
       const Group& group = groups[g];
-      const Value* per_group = Dict({{"step", StepTensor()},
-                                     {"exp_avg", VectorTensor(group.partition, group.partition, false)},
-                                     {"exp_avg_sq", VectorTensor(group.partition, group.partition, false)}});
+      const Value* per_group =
+          Dict({{"step", StepTensor()},
+                {"exp_avg", VectorTensor(group.partition, group.partition, false)},
+                {"exp_avg_sq", VectorTensor(group.partition, group.partition, false)}});
       ValueArena::SetItem(state, a_.Int(static_cast<int64_t>(g)), per_group);
       ValueArena::Append(param_groups, ParamGroup(group, static_cast<int64_t>(g)));
       // Padding-stripped view on the full partition (§2.2).
-      ValueArena::Append(fp32_groups, VectorTensor(group.partition, group.partition - group.padding, true));
+      ValueArena::Append(fp32_groups,
+                         VectorTensor(group.partition, group.partition - group.padding, true));
       ValueArena::Append(paddings, a_.Int(group.padding));
       ValueArena::Append(counts, a_.Int(kDpSize));
       ValueArena::Append(mappings, SliceMappings(group));
     }
-    a_.SetItem(osd, "base_optimizer_state", Dict({{"state", state}, {"param_groups", param_groups}}));
+    a_.SetItem(osd, "base_optimizer_state",
+               Dict({{"state", state}, {"param_groups", param_groups}}));
     a_.SetItem(osd, "single_partition_of_fp32_groups", fp32_groups);
-    Value* stage_args = a_.Tuple({a_.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"), a_.Str("gradients")});
-    a_.SetItem(osd, "zero_stage", a_.Object(a_.Global("__builtin__", "getattr"), stage_args,
-                                             Value::Construction::kReduce));
+    Value* stage_args = a_.Tuple(
+        {a_.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"), a_.Str("gradients")});
+    a_.SetItem(
+        osd, "zero_stage",
+        a_.Object(a_.Global("__builtin__", "getattr"), stage_args, Value::Construction::kReduce));
     a_.SetItem(osd, "group_paddings", paddings);
     a_.SetItem(osd, "partition_count", counts);
     a_.SetItem(osd, "ds_version", a_.Str("0.14.4"));
     a_.SetItem(osd, "param_slice_mappings", mappings);
-    return Dict({{"optimizer_state_dict", osd}, {"ds_config", DsConfig()}, {"ds_version", a_.Str("0.14.4")}});
+    return Dict({{"optimizer_state_dict", osd},
+                 {"ds_config", DsConfig()},
+                 {"ds_version", a_.Str("0.14.4")}});
   }
 
  private:
   // torch.optim's per-group `step`: a 0-dim fp32 tensor on a 1-element storage.
   const Value* StepTensor() {
     const float step = static_cast<float>(kStep);
-    Buffer bytes = Buffer::CopyOf(absl::Span<const std::byte>(reinterpret_cast<const std::byte*>(&step), 4));
-    return Tensor(a_.NewStorage({"", DType::kF32, "cpu", 1, false, std::move(bytes)}), Shape{}, false);
+    Buffer bytes =
+        Buffer::CopyOf(absl::Span<const std::byte>(reinterpret_cast<const std::byte*>(&step), 4));
+    return Tensor(a_.NewStorage({"", DType::kF32, "cpu", 1, false, std::move(bytes)}), Shape{},
+                  false);
   }
 
   // A 1-D fp32 tensor of the first `numel` elements of a new storage of `storage_numel`.
   const Value* VectorTensor(int64_t storage_numel, int64_t numel, bool requires_grad) {
-    StorageRef* s =
-        a_.NewStorage({"", DType::kF32, "cpu", storage_numel, false, RandomF32(storage_numel, ++seed_)});
+    StorageRef* s = a_.NewStorage(
+        {"", DType::kF32, "cpu", storage_numel, false, RandomF32(storage_numel, ++seed_)});
     return Tensor(s, Shape{numel}, requires_grad);
   }
 
@@ -160,11 +182,18 @@ class ShardBuilder {
   }
 
   const Value* ParamGroup(const Group& group, int64_t index) {
-    return Dict({{"lr", a_.Float(group.lr)}, {"betas", a_.List({a_.Float(0.9), a_.Float(0.95)})},
-                 {"eps", a_.Float(1e-8)}, {"weight_decay", a_.Float(group.weight_decay)},
-                 {"amsgrad", a_.Bool(false)}, {"foreach", a_.None()}, {"maximize", a_.Bool(false)},
-                 {"capturable", a_.Bool(false)}, {"differentiable", a_.Bool(false)}, {"fused", a_.None()},
-                 {"name", a_.Str(group.name)}, {"params", a_.List({a_.Int(index)})}});
+    return Dict({{"lr", a_.Float(group.lr)},
+                 {"betas", a_.List({a_.Float(0.9), a_.Float(0.95)})},
+                 {"eps", a_.Float(1e-8)},
+                 {"weight_decay", a_.Float(group.weight_decay)},
+                 {"amsgrad", a_.Bool(false)},
+                 {"foreach", a_.None()},
+                 {"maximize", a_.Bool(false)},
+                 {"capturable", a_.Bool(false)},
+                 {"differentiable", a_.Bool(false)},
+                 {"fused", a_.None()},
+                 {"name", a_.Str(group.name)},
+                 {"params", a_.List({a_.Int(index)})}});
   }
 
   // OrderedDict name → fragment_address(numel, start) for the params overlapping this rank (§3.3).
@@ -177,8 +206,8 @@ class ShardBuilder {
       const int64_t fs = std::max(lp_start, ps);
       const int64_t fe = std::min(lp_start + p.numel, pe);
       if (fs < fe) {
-        Value* addr = a_.Object(a_.Global("deepspeed.utils.tensor_fragment", "fragment_address"), a_.Tuple(),
-                                Value::Construction::kNewObj);
+        Value* addr = a_.Object(a_.Global("deepspeed.utils.tensor_fragment", "fragment_address"),
+                                a_.Tuple(), Value::Construction::kNewObj);
         ValueArena::SetState(addr, Dict({{"numel", a_.Int(fe - fs)}, {"start", a_.Int(fs - ps)}}));
         a_.SetItem(od, p.name, addr);
       }
@@ -193,13 +222,18 @@ class ShardBuilder {
                                                 {"betas", a_.List({a_.Float(0.9), a_.Float(0.95)})},
                                                 {"eps", a_.Float(1e-8)},
                                                 {"weight_decay", a_.Float(0.1)}})}});
-    const Value* zero = Dict({{"stage", a_.Int(2)}, {"overlap_comm", a_.Bool(true)},
+    const Value* zero = Dict({{"stage", a_.Int(2)},
+                              {"overlap_comm", a_.Bool(true)},
                               {"contiguous_gradients", a_.Bool(true)},
                               {"reduce_bucket_size", a_.Int(500000000)},
                               {"allgather_bucket_size", a_.Int(500000000)}});
-    return Dict({{"train_batch_size", a_.Int(512)}, {"train_micro_batch_size_per_gpu", a_.Int(8)},
-                 {"gradient_accumulation_steps", a_.Int(16)}, {"gradient_clipping", a_.Float(1.0)},
-                 {"steps_per_print", a_.Int(100)}, {"optimizer", adamw}, {"zero_optimization", zero},
+    return Dict({{"train_batch_size", a_.Int(512)},
+                 {"train_micro_batch_size_per_gpu", a_.Int(8)},
+                 {"gradient_accumulation_steps", a_.Int(16)},
+                 {"gradient_clipping", a_.Float(1.0)},
+                 {"steps_per_print", a_.Int(100)},
+                 {"optimizer", adamw},
+                 {"zero_optimization", zero},
                  {"wall_clock_breakdown", a_.Bool(false)}});
   }
 

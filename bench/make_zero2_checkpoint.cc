@@ -12,11 +12,13 @@
 //   OUT/global_step1/mp_rank_00_model_states.pt          module weights as views into each group's
 //                                                        flat buffer (one storage per group, with
 //                                                        its alignment padding), param_shapes,
-//                                                        frozen_param_shapes/fragments, shared_params
+//                                                        frozen_param_shapes/fragments,
+//                                                        shared_params
 //   OUT/global_step1/zero_pp_rank_R_mp_rank_00_optim_states.pt   per rank R < dp: per group a 0-dim
-//                                                        step, exp_avg, exp_avg_sq (full partition),
-//                                                        the padding-stripped fp32 partition,
-//                                                        group_paddings, param_slice_mappings
+//                                                        step, exp_avg, exp_avg_sq (full
+//                                                        partition), the padding-stripped fp32
+//                                                        partition, group_paddings,
+//                                                        param_slice_mappings
 // With the default size (D = 1024, V = 32000, 16 blocks) the model has exactly the baseline's
 // 200,705,280 trainable + 16,384 frozen parameters (~3.2 GB of files). `--params N` picks the
 // multiple-of-4 width D whose model is closest to N trainable parameters (V = 125 D / 4, 16
@@ -98,8 +100,9 @@ Model PlanModel(int64_t d) {
   m.module_order = {"pos", "head_bias", "embed.weight"};
   for (int b = 0; b < kBlocks; ++b) {
     const std::string p = absl::StrCat("blocks.", b, ".");
-    for (const Param& q : {Param{p + "ln.weight", {d}}, Param{p + "ln.bias", {d}}, Param{p + "fc1.weight", {f, d}},
-                           Param{p + "fc1.bias", {f}}, Param{p + "fc2.weight", {d, f}}, Param{p + "fc2.bias", {d}}}) {
+    for (const Param& q : {Param{p + "ln.weight", {d}}, Param{p + "ln.bias", {d}},
+                           Param{p + "fc1.weight", {f, d}}, Param{p + "fc1.bias", {f}},
+                           Param{p + "fc2.weight", {d, f}}, Param{p + "fc2.bias", {d}}}) {
       (q.shape.size() >= 2 ? decay : no_decay).params.push_back(q);
       m.module_order.push_back(q.name);
     }
@@ -133,8 +136,8 @@ namespace sinks = ::ucp::converters::sinks;
 
 // One tensor the sink asks for: `which` of module parameter `param`.
 struct Stream {
-  uint64_t seed = 0;   // ValueAt stream
-  int64_t begin = 0;   // element of the stream at the tensor's first element
+  uint64_t seed = 0;    // ValueAt stream
+  int64_t begin = 0;    // element of the stream at the tensor's first element
   bool nonneg = false;  // exp_avg_sq
 };
 
@@ -146,7 +149,8 @@ class CheckpointBuilder {
   sinks::MemoryCheckpoint Build() {
     sinks::MemoryCheckpoint ck;
     ck.name = "<make_zero2_checkpoint>";
-    absl::flat_hash_map<std::string, std::pair<int, int64_t>> trainable;  // name -> (group, lp start)
+    absl::flat_hash_map<std::string, std::pair<int, int64_t>>
+        trainable;  // name -> (group, lp start)
     for (size_t g = 0; g < m_.groups.size(); ++g) {
       int64_t lp = 0;
       for (const Param& p : m_.groups[g].params) {
@@ -173,7 +177,8 @@ class CheckpointBuilder {
         const uint64_t seed = m_.groups[g].seed;
         p.group = g;
         p.shape = Shape(Find(name).shape);
-        streams = {Stream{seed, lp}, Stream{seed, lp}, Stream{seed + 100, lp}, Stream{seed + 200, lp, true}};
+        streams = {Stream{seed, lp}, Stream{seed, lp}, Stream{seed + 100, lp},
+                   Stream{seed + 200, lp, true}};
       }
       ck.params.push_back(std::move(p));
       streams_.push_back(streams);
@@ -187,7 +192,8 @@ class CheckpointBuilder {
     }
     ck.model_states = ModelStates();
     ck.optimizer_scalars = OptimizerScalars();
-    ck.read = [this](int param, sinks::MemoryTensor which, uint64_t offset, absl::Span<std::byte> out) {
+    ck.read = [this](int param, sinks::MemoryTensor which, uint64_t offset,
+                     absl::Span<std::byte> out) {
       return Read(streams_[param][static_cast<int>(which)], offset, out);
     };
     return ck;
@@ -211,7 +217,9 @@ class CheckpointBuilder {
       const float x = ValueAt(s.seed, static_cast<uint64_t>(s.begin) + i);
       values[i - first] = s.nonneg ? std::fabs(x) : x;
     }
-    std::memcpy(out.data(), reinterpret_cast<const std::byte*>(values.data()) + (offset - first * 4), out.size());
+    std::memcpy(out.data(),
+                reinterpret_cast<const std::byte*>(values.data()) + (offset - first * 4),
+                out.size());
     return absl::OkStatus();
   }
 
@@ -235,7 +243,8 @@ class CheckpointBuilder {
     Value* metadata = a_->OrderedDict();
     std::vector<std::string> modules = {"", "embed", "blocks"};
     for (int b = 0; b < kBlocks; ++b) {
-      for (const char* sub : {"", ".ln", ".fc1", ".fc2"}) modules.push_back(absl::StrCat("blocks.", b, sub));
+      for (const char* sub : {"", ".ln", ".fc1", ".fc2"})
+        modules.push_back(absl::StrCat("blocks.", b, sub));
     }
     for (const char* n : {"ln_f", "head"}) modules.push_back(n);
     for (const std::string& n : modules) a_->SetItem(metadata, n, Dict({{"version", a_->Int(1)}}));
@@ -256,7 +265,8 @@ class CheckpointBuilder {
                  {"global_samples", a_->Int(kGlobalBatch)},
                  {"dp_world_size", a_->Int(dp_)},
                  {"mp_world_size", a_->Int(1)},
-                 {"checkpoint_parallel_dimensions", Dict({{"pp_degree", a_->Int(1)}, {"tp_degree", a_->Int(1)}})},
+                 {"checkpoint_parallel_dimensions",
+                  Dict({{"pp_degree", a_->Int(1)}, {"tp_degree", a_->Int(1)}})},
                  {"ds_config", DsConfig()},
                  {"ds_version", a_->Str(kVersion)},
                  {"universal_checkpoint_info", a_->Dict()},
@@ -264,9 +274,10 @@ class CheckpointBuilder {
   }
 
   const Value* OptimizerScalars() {
-    Value* scaler = a_->Object(a_->Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a_->Tuple(),
-                               Value::Construction::kNewObj);
-    ValueArena::SetState(scaler, Dict({{"cur_scale", a_->Float(1.0)}, {"dynamic", a_->Bool(false)}}));
+    Value* scaler = a_->Object(a_->Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+                               a_->Tuple(), Value::Construction::kNewObj);
+    ValueArena::SetState(scaler,
+                         Dict({{"cur_scale", a_->Float(1.0)}, {"dynamic", a_->Bool(false)}}));
     return Dict({{"loss_scaler", scaler},
                  {"dynamic_loss_scale", a_->Bool(false)},
                  {"overflow", a_->Bool(false)},
@@ -283,34 +294,51 @@ class CheckpointBuilder {
   const Value* Betas() { return a_->List({a_->Float(0.9), a_->Float(0.95)}); }
 
   const Value* ParamGroup(const Group& g, int64_t index) {
-    return Dict({{"weight_decay", a_->Float(g.weight_decay)}, {"name", a_->Str(g.name)},
-                 {"lr", a_->Float(0.01 / 3)}, {"betas", Betas()}, {"eps", a_->Float(1e-8)},
-                 {"amsgrad", a_->Bool(false)}, {"foreach", a_->None()}, {"maximize", a_->Bool(false)},
-                 {"capturable", a_->Bool(false)}, {"params", a_->List({a_->Int(index)})}});
+    return Dict({{"weight_decay", a_->Float(g.weight_decay)},
+                 {"name", a_->Str(g.name)},
+                 {"lr", a_->Float(0.01 / 3)},
+                 {"betas", Betas()},
+                 {"eps", a_->Float(1e-8)},
+                 {"amsgrad", a_->Bool(false)},
+                 {"foreach", a_->None()},
+                 {"maximize", a_->Bool(false)},
+                 {"capturable", a_->Bool(false)},
+                 {"params", a_->List({a_->Int(index)})}});
   }
 
   // ds_case.py's ds_config for --variant big (baseline.md).
   const Value* DsConfig() {
     const Value* adamw = Dict({{"type", a_->Str("AdamW")},
-                               {"params", Dict({{"lr", a_->Float(0.01)}, {"betas", Betas()}, {"eps", a_->Float(1e-8)},
-                                                {"weight_decay", a_->Float(0.05)}, {"torch_adam", a_->Bool(true)}})}});
+                               {"params", Dict({{"lr", a_->Float(0.01)},
+                                                {"betas", Betas()},
+                                                {"eps", a_->Float(1e-8)},
+                                                {"weight_decay", a_->Float(0.05)},
+                                                {"torch_adam", a_->Bool(true)}})}});
     const Value* sched = Dict({{"type", a_->Str("WarmupLR")},
-                               {"params", Dict({{"warmup_min_lr", a_->Float(0.0)}, {"warmup_max_lr", a_->Float(0.01)},
+                               {"params", Dict({{"warmup_min_lr", a_->Float(0.0)},
+                                                {"warmup_max_lr", a_->Float(0.01)},
                                                 {"warmup_num_steps", a_->Int(3)},
                                                 {"warmup_type", a_->Str("linear")}})}});
-    const Value* zero = Dict({{"stage", a_->Int(2)}, {"reduce_bucket_size", a_->Int(50000000)},
+    const Value* zero = Dict({{"stage", a_->Int(2)},
+                              {"reduce_bucket_size", a_->Int(50000000)},
                               {"allgather_bucket_size", a_->Int(50000000)}});
     return Dict({{"train_batch_size", a_->Int(kGlobalBatch)},
-                 {"train_micro_batch_size_per_gpu", a_->Int(kGlobalBatch / dp_ > 0 ? kGlobalBatch / dp_ : 1)},
-                 {"gradient_accumulation_steps", a_->Int(1)}, {"steps_per_print", a_->Int(1000000)},
-                 {"gradient_clipping", a_->Float(1.0)}, {"optimizer", adamw}, {"scheduler", sched},
-                 {"zero_optimization", zero}, {"wall_clock_breakdown", a_->Bool(false)}});
+                 {"train_micro_batch_size_per_gpu",
+                  a_->Int(kGlobalBatch / dp_ > 0 ? kGlobalBatch / dp_ : 1)},
+                 {"gradient_accumulation_steps", a_->Int(1)},
+                 {"steps_per_print", a_->Int(1000000)},
+                 {"gradient_clipping", a_->Float(1.0)},
+                 {"optimizer", adamw},
+                 {"scheduler", sched},
+                 {"zero_optimization", zero},
+                 {"wall_clock_breakdown", a_->Bool(false)}});
   }
 
   const Model& m_;
   const int dp_;
   std::shared_ptr<ValueArena> a_ = std::make_shared<ValueArena>();
-  std::vector<std::array<Stream, 4>> streams_;  // per MemoryParam: weight, fp32, exp_avg, exp_avg_sq
+  std::vector<std::array<Stream, 4>>
+      streams_;  // per MemoryParam: weight, fp32, exp_avg, exp_avg_sq
 
  public:
   std::shared_ptr<const ValueArena> arena() const { return a_; }
@@ -361,7 +389,9 @@ int Main(int argc, char** argv) {
   if (params > 0) {
     int64_t best = 4;
     for (int64_t d = 4; d <= 16384; d += 4) {
-      if (std::llabs(Trainable(PlanModel(d)) - params) < std::llabs(Trainable(PlanModel(best)) - params)) best = d;
+      if (std::llabs(Trainable(PlanModel(d)) - params) <
+          std::llabs(Trainable(PlanModel(best)) - params))
+        best = d;
       if (Trainable(PlanModel(d)) > params) break;
     }
     width = best;

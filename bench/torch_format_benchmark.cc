@@ -70,8 +70,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -124,8 +124,9 @@ absl::Status CheckExisting(const std::string& path) {
   uint64_t bytes = 0;
   for (const StorageRef* s : file.storages()) bytes += static_cast<uint64_t>(s->numel) * 4;
   if (file.storages().size() != 4 * groups.size() || bytes != want_bytes) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " holds ", file.storages().size(), " storages of ",
-                                                      bytes, " bytes, not the benchmark's shard"));
+    return absl::FailedPreconditionError(absl::StrCat(path, " holds ", file.storages().size(),
+                                                      " storages of ", bytes,
+                                                      " bytes, not the benchmark's shard"));
   }
   return absl::OkStatus();
 }
@@ -138,7 +139,8 @@ absl::Status PrepareFile() {
   if (!flags.regenerate) {
     absl::Status existing = CheckExisting(path);
     if (existing.ok()) return existing;
-    std::fprintf(stderr, "generating %s (%s)\n", path.c_str(), std::string(existing.message()).c_str());
+    std::fprintf(stderr, "generating %s (%s)\n", path.c_str(),
+                 std::string(existing.message()).c_str());
   }
   return ft::SaveTorchFile(path, *InMemoryShard().root);
 }
@@ -172,7 +174,8 @@ double ResidentPercent(const std::string& path) {
   std::vector<unsigned char> vec((size + page - 1) / page);
   double pct = -1;
   if (::mincore(p, size, vec.data()) == 0) {
-    const auto resident = std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; });
+    const auto resident =
+        std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; });
     pct = 100.0 * static_cast<double>(resident) / static_cast<double>(vec.size());
   }
   ::munmap(p, size);
@@ -219,12 +222,13 @@ uint64_t TensorByteCount(const TensorRef& t) {
 
 // Copies `t` into `out` (exactly its bytes): pread from the record for contiguous tensors on an
 // unmapped source; TensorBytes (zero-copy slice of the mapping, or a gather) + memcpy otherwise.
-absl::Status ReadTensorInto(const ft::TorchFile& file, const TensorRef& t, absl::Span<std::byte> out) {
+absl::Status ReadTensorInto(const ft::TorchFile& file, const TensorRef& t,
+                            absl::Span<std::byte> out) {
   if (out.empty()) return absl::OkStatus();
   if (!file.zip().source().Map() && t.IsContiguous()) {
     UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* e, file.StorageEntry(*t.storage));
-    return file.zip().source().ReadAt(e->data_offset + static_cast<uint64_t>(t.storage_offset) * DTypeSize(t.dtype),
-                                      out);
+    return file.zip().source().ReadAt(
+        e->data_offset + static_cast<uint64_t>(t.storage_offset) * DTypeSize(t.dtype), out);
   }
   UCP_ASSIGN_OR_RETURN(Buffer bytes, file.TensorBytes(t));
   std::memcpy(out.data(), bytes.data(), out.size());
@@ -232,9 +236,11 @@ absl::Status ReadTensorInto(const ft::TorchFile& file, const TensorRef& t, absl:
 }
 
 void SetRate(benchmark::State& state, uint64_t bytes_per_iteration) {
-  const double total = static_cast<double>(bytes_per_iteration) * static_cast<double>(state.iterations());
+  const double total =
+      static_cast<double>(bytes_per_iteration) * static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(total));
-  state.counters["GB"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);  // shown as GB=x/s
+  state.counters["GB"] =
+      benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);  // shown as GB=x/s
 }
 
 // ---- Benchmarks. --------------------------------------------------------------------------------

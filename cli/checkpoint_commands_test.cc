@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "cli/commands/convert_command.h"
-#include "gmock/gmock.h"
 #include "formats/base/scratch_dir_testutil.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -29,7 +29,8 @@ TEST(InspectCheckpoint, ZeroFolderSummaryAndJson) {
   ASSERT_EQ(RunInspectCheckpoint(o, out, err), 0) << err.str();
   EXPECT_THAT(out.str(), HasSubstr("kind:        zero (ZeRO-2, DeepSpeedZeroOptimizer)"));
   EXPECT_THAT(out.str(), HasSubstr("topology:    dp 4, tp 1, pp 1, ep 1"));
-  EXPECT_THAT(out.str(), HasSubstr("16 trainable (7205 elements), 1 frozen, 0 buffers, 1 tied aliases"));
+  EXPECT_THAT(out.str(),
+              HasSubstr("16 trainable (7205 elements), 1 frozen, 0 buffers, 1 tied aliases"));
   o.json = true;
   std::ostringstream jout;
   ASSERT_EQ(RunInspectCheckpoint(o, jout, err), 0);
@@ -65,7 +66,8 @@ TEST(InspectCheckpoint, NotACheckpointIsOneErrorLine) {
 }
 
 TEST(Diff, ZeroFolderEqualsItsUcpAndReshardGolden) {
-  for (const char* other : {"s2_fp32_dp4/checkpoint/global_step5_universal", "s2_fp32_dp4/reshard_dp2/checkpoint"}) {
+  for (const char* other :
+       {"s2_fp32_dp4/checkpoint/global_step5_universal", "s2_fp32_dp4/reshard_dp2/checkpoint"}) {
     std::ostringstream out, err;
     DiffCommandOptions o;
     o.a = Case("s2_fp32_dp4/checkpoint/global_step5");

@@ -27,8 +27,9 @@ Result Inspect(InspectOptions o) {
 }
 
 TEST(InspectCommandTest, TorchTreeText) {
-  Result r = Inspect({.path = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"),
-                      .values = 2});
+  Result r = Inspect(
+      {.path = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"),
+       .values = 2});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("torch.save zip"), std::string::npos);
   EXPECT_NE(r.out.find("  module: OrderedDict (18 keys)"), std::string::npos) << r.out;
@@ -39,8 +40,12 @@ TEST(InspectCommandTest, TorchTreeText) {
 }
 
 TEST(InspectCommandTest, TorchJsonAndVerify) {
-  Result r = Inspect({.path = Fixture("deepspeed/s1_bf16opt_dp4/checkpoint/global_step5/mp_rank_00_model_states.pt"),
-                      .values = 3, .json = true, .verify = true});
+  Result r =
+      Inspect({.path = Fixture(
+                   "deepspeed/s1_bf16opt_dp4/checkpoint/global_step5/mp_rank_00_model_states.pt"),
+               .values = 3,
+               .json = true,
+               .verify = true});
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["format"], "torch");
@@ -67,7 +72,8 @@ TEST(InspectCommandTest, ErrorsAreOneLineNamingTheFile) {
 }
 
 TEST(InspectCommandTest, VerifyCatchesAFlippedTensorByte) {
-  std::string src = Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt");
+  std::string src =
+      Fixture("deepspeed/s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt");
   const testutil::ScratchDir scratch;
   const std::string path = scratch.File("flipped.pt");
   std::ifstream in(src, std::ios::binary);

@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 std::string Tag(const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/fixtures/deepspeed/" + name + "/checkpoint/global_step5";
+  return std::string(root ? root : ".") + "/fixtures/deepspeed/" + name +
+         "/checkpoint/global_step5";
 }
 
 struct Result {

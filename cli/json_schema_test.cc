@@ -16,8 +16,8 @@
 #include "cli/commands/inspect_command.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/verify_command.h"
-#include "gmock/gmock.h"
 #include "formats/base/scratch_dir_testutil.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

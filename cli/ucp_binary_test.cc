@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "gmock/gmock.h"
 #include "formats/base/scratch_dir_testutil.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

@@ -1,4 +1,5 @@
-// `ucp verify` through RunVerify: exit codes, text and JSON output over a fixture and a broken copy.
+// `ucp verify` through RunVerify: exit codes, text and JSON output over a fixture and a broken
+// copy.
 #include "cli/commands/verify_command.h"
 
 #include <unistd.h>

@@ -11,7 +11,8 @@ namespace ucp::formats {
 namespace {
 
 bool HasPrefix(absl::Span<const std::byte> head, uint64_t offset, absl::string_view magic) {
-  return head.size() >= offset + magic.size() && std::memcmp(head.data() + offset, magic.data(), magic.size()) == 0;
+  return head.size() >= offset + magic.size() &&
+         std::memcmp(head.data() + offset, magic.data(), magic.size()) == 0;
 }
 
 // HDF5 superblock signature, at 0 or at a user-block boundary (512, 1024, 2048, ...).
@@ -27,8 +28,10 @@ bool LooksLikeHdf5(absl::Span<const std::byte> head) {
 
 const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
-      {FileFormat::kTorchZip, "torch", "torch.save zip container (DeepSpeed .pt, pytorch_model.bin)", ".pt .bin .pth"},
-      {FileFormat::kTorchLegacy, "torch-legacy", "torch.save legacy (non-zip) pickle stream", ".pt"},
+      {FileFormat::kTorchZip, "torch",
+       "torch.save zip container (DeepSpeed .pt, pytorch_model.bin)", ".pt .bin .pth"},
+      {FileFormat::kTorchLegacy, "torch-legacy", "torch.save legacy (non-zip) pickle stream",
+       ".pt"},
       {FileFormat::kSafetensors, "safetensors", "Hugging Face safetensors", ".safetensors"},
       {FileFormat::kHdf5, "hdf5", "HDF5 file (ucp's zstd-compressed UCP store)", ".h5 .hdf5"},
   };
@@ -46,9 +49,11 @@ absl::StatusOr<FileFormat> Sniff(const ByteSource& source) {
   const uint64_t n = std::min<uint64_t>(source.Size(), 1032);
   UCP_ASSIGN_OR_RETURN(Buffer head, source.ReadBuffer(0, n));
   if (HasPrefix(head.span(), 0, "PK\x03\x04")) return FileFormat::kTorchZip;
-  if (HasPrefix(head.span(), 0, absl::string_view("\x80\x02\x8a\x0a", 4))) return FileFormat::kTorchLegacy;
+  if (HasPrefix(head.span(), 0, absl::string_view("\x80\x02\x8a\x0a", 4)))
+    return FileFormat::kTorchLegacy;
   if (LooksLikeHdf5(head.span())) return FileFormat::kHdf5;
-  if (safetensors::LooksLikeSafetensors(head.span().subspan(0, std::min<size_t>(head.size(), 16)), source.Size())) {
+  if (safetensors::LooksLikeSafetensors(head.span().subspan(0, std::min<size_t>(head.size(), 16)),
+                                        source.Size())) {
     return FileFormat::kSafetensors;
   }
   return absl::InvalidArgumentError(absl::StrCat(

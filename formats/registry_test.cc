@@ -15,14 +15,18 @@ FileFormat SniffBytes(absl::string_view bytes) {
 
 TEST(RegistryTest, SniffsByContent) {
   EXPECT_EQ(SniffBytes("PK\x03\x04rest"), FileFormat::kTorchZip);
-  EXPECT_EQ(SniffBytes(absl::string_view("\x80\x02\x8a\x0a" "xx", 6)), FileFormat::kTorchLegacy);
+  EXPECT_EQ(SniffBytes(absl::string_view("\x80\x02\x8a\x0a"
+                                         "xx",
+                                         6)),
+            FileFormat::kTorchLegacy);
   EXPECT_EQ(SniffBytes(absl::string_view("\x89HDF\r\n\x1a\n....", 12)), FileFormat::kHdf5);
   std::string st = std::string("\x02\x00\x00\x00\x00\x00\x00\x00", 8) + "{}";
   EXPECT_EQ(SniffBytes(st), FileFormat::kSafetensors);
   auto bad = Sniff(*MemorySource(Buffer::CopyOf(absl::string_view("hello world")), "notes.txt"));
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("notes.txt"), std::string::npos);
-  EXPECT_EQ(Sniff(*MemorySource(Buffer(), "empty")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Sniff(*MemorySource(Buffer(), "empty")).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RegistryTest, EveryFormatIsListedOnce) {

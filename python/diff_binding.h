@@ -1,4 +1,5 @@
-// Checkpoint.diff over DiffSources (converters/sources/source_diff.h): ucp.DiffReport, ucp.DiffEntry.
+// Checkpoint.diff over DiffSources (converters/sources/source_diff.h): ucp.DiffReport,
+// ucp.DiffEntry.
 #pragma once
 
 #include <string>
@@ -14,6 +15,7 @@ void DefineDiff(pybind11::module_& m);
 
 // ValueError for an unknown state name; the readers' errors mapped by status_exceptions.h.
 converters::sources::DiffReport Diff(const ucp::Source& a, const ucp::Source& b,
-                                     const std::vector<std::string>& states, double atol, bool compare_steps);
+                                     const std::vector<std::string>& states, double atol,
+                                     bool compare_steps);
 
 }  // namespace ucp::python

@@ -51,7 +51,8 @@ const char* RoleName(ucp::ParamRole role) {
 py::list StateNames(const ParamMeta& p) {
   py::list names;
   for (int s = 0; s < ucp::kNumParamStates; ++s) {
-    if (p.states[s].has_value()) names.append(std::string(ucp::ParamStateName(static_cast<ParamState>(s))));
+    if (p.states[s].has_value())
+      names.append(std::string(ucp::ParamStateName(static_cast<ParamState>(s))));
   }
   return names;
 }
@@ -67,19 +68,23 @@ std::string ParamDType(const ParamMeta& p) {
 
 const ParamMeta& FindParam(const Checkpoint& c, const std::string& name) {
   const ParamMeta* p = c.source->Find(name);
-  if (p == nullptr) throw py::key_error(absl::StrCat(c.source->info().path, ": no parameter '", name, "'"));
+  if (p == nullptr)
+    throw py::key_error(absl::StrCat(c.source->info().path, ": no parameter '", name, "'"));
   return *p;
 }
 
-py::array Tensor(const Checkpoint& c, const std::string& name, const std::string& state_name, bool upcast) {
+py::array Tensor(const Checkpoint& c, const std::string& name, const std::string& state_name,
+                 bool upcast) {
   const ParamMeta& param = FindParam(c, name);
   const std::optional<ParamState> state = ucp::ParamStateFromName(state_name);
   if (!state.has_value()) {
-    throw py::value_error(absl::StrCat("unknown state '", state_name, "' (fp32, exp_avg, exp_avg_sq)"));
+    throw py::value_error(
+        absl::StrCat("unknown state '", state_name, "' (fp32, exp_avg, exp_avg_sq)"));
   }
   const auto& meta = param.state(*state);
   if (!meta.has_value()) {
-    throw py::key_error(absl::StrCat(c.source->info().path, ": parameter '", name, "' has no ", state_name, " state"));
+    throw py::key_error(absl::StrCat(c.source->info().path, ": parameter '", name, "' has no ",
+                                     state_name, " state"));
   }
   absl::StatusOr<Buffer> bytes;
   {
@@ -97,7 +102,8 @@ py::dict Topology(const Checkpoint& c) {
   d["tp"] = info.tp_size;
   d["pp"] = info.pp_size;
   d["ep"] = info.ep_size;
-  d["zero_stage"] = info.zero_stage < 0 ? py::object(py::none()) : py::object(py::int_(info.zero_stage));
+  d["zero_stage"] =
+      info.zero_stage < 0 ? py::object(py::none()) : py::object(py::int_(info.zero_stage));
   d["optimizer_wrapper"] = info.optimizer_wrapper;
   d["master_dtype"] = std::string(DTypeName(info.master_dtype));
   return d;
@@ -116,40 +122,51 @@ Checkpoint Open(const std::string& path, const std::string& tag, bool prefer_uni
 }
 
 void DefineParam(py::module_& m) {
-  py::class_<ParamMeta>(m, "Param", "One parameter: its merged shape, dtype, states and how the source stores it.")
+  py::class_<ParamMeta>(
+      m, "Param", "One parameter: its merged shape, dtype, states and how the source stores it.")
       .def_property_readonly("name", [](const ParamMeta& p) { return p.name; })
       .def_property_readonly("shape", [](const ParamMeta& p) { return ShapeTuple(p.shape); })
       .def_property_readonly("dtype", &ParamDType,
                              "dtype of the fp32 (master) state: 'f32', 'bf16', 'f16', ... (as `ucp "
                              "inspect` prints it)")
-      .def_property_readonly("numel", [](const ParamMeta& p) { return ValueOrThrow(p.shape.NumElements()); })
+      .def_property_readonly("numel",
+                             [](const ParamMeta& p) { return ValueOrThrow(p.shape.NumElements()); })
       .def_property_readonly("partitioning", [](const ParamMeta& p) { return p.partitioning; })
       .def_property_readonly("role", [](const ParamMeta& p) { return RoleName(p.role); })
       .def_property_readonly("param_group", [](const ParamMeta& p) { return p.param_group; })
       .def_property_readonly("expert", [](const ParamMeta& p) { return p.expert; })
       .def_property_readonly("num_experts", [](const ParamMeta& p) { return p.num_experts; })
-      .def_property_readonly("tied_to", [](const ParamMeta& p) {
-        return p.tied_to.empty() ? py::object(py::none()) : py::object(py::str(p.tied_to));
-      })
+      .def_property_readonly("tied_to",
+                             [](const ParamMeta& p) {
+                               return p.tied_to.empty() ? py::object(py::none())
+                                                        : py::object(py::str(p.tied_to));
+                             })
       .def_property_readonly("step", [](const ParamMeta& p) { return p.step; })
-      .def_property_readonly("states", &StateNames, "state names present: 'fp32', 'exp_avg', 'exp_avg_sq'")
+      .def_property_readonly("states", &StateNames,
+                             "state names present: 'fp32', 'exp_avg', 'exp_avg_sq'")
       .def("__repr__", [](const ParamMeta& p) {
-        return absl::StrCat("<ucp.Param '", p.name, "' ", p.shape.ToString(), " ", ParamDType(p), " ",
-                            p.partitioning, ">");
+        return absl::StrCat("<ucp.Param '", p.name, "' ", p.shape.ToString(), " ", ParamDType(p),
+                            " ", p.partitioning, ">");
       });
 }
 
 void DefineCheckpoint(py::module_& m) {
-  py::class_<Checkpoint>(m, "Checkpoint",
-                         "A checkpoint opened with ucp.open(): a DeepSpeed ZeRO folder (read in place), a Universal "
-                         "Checkpoint folder, safetensors, pytorch_model.bin or HDF5.")
-      .def_property_readonly("kind", [](const Checkpoint& c) { return std::string(SourceKindName(c.source->kind())); })
+  py::class_<Checkpoint>(
+      m, "Checkpoint",
+      "A checkpoint opened with ucp.open(): a DeepSpeed ZeRO folder (read in place), a Universal "
+      "Checkpoint folder, safetensors, pytorch_model.bin or HDF5.")
+      .def_property_readonly(
+          "kind", [](const Checkpoint& c) { return std::string(SourceKindName(c.source->kind())); })
       .def_property_readonly("path", [](const Checkpoint& c) { return c.source->info().path; })
       .def_property_readonly("tag", [](const Checkpoint& c) { return c.source->info().tag; })
       .def_property_readonly("step", [](const Checkpoint& c) { return c.source->info().step; })
-      .def_property_readonly("topology", &Topology, "dp, tp, pp, ep, zero_stage, optimizer_wrapper, master_dtype")
-      .def_property_readonly("param_groups", [](const Checkpoint& c) { return JsonToPython(c.source->info().param_groups); })
-      .def_property_readonly("extra", [](const Checkpoint& c) { return JsonToPython(c.source->info().extra); })
+      .def_property_readonly("topology", &Topology,
+                             "dp, tp, pp, ep, zero_stage, optimizer_wrapper, master_dtype")
+      .def_property_readonly(
+          "param_groups",
+          [](const Checkpoint& c) { return JsonToPython(c.source->info().param_groups); })
+      .def_property_readonly(
+          "extra", [](const Checkpoint& c) { return JsonToPython(c.source->info().extra); })
       .def_property_readonly(
           "params",
           [](const Checkpoint& c) {
@@ -158,28 +175,36 @@ void DefineCheckpoint(py::module_& m) {
             return params;
           },
           py::return_value_policy::reference_internal, "every parameter, in the source's order")
-      .def("names", [](const Checkpoint& c) {
-        std::vector<std::string> names;
-        for (const ParamMeta& p : c.source->params()) names.push_back(p.name);
-        return names;
-      })
+      .def("names",
+           [](const Checkpoint& c) {
+             std::vector<std::string> names;
+             for (const ParamMeta& p : c.source->params()) names.push_back(p.name);
+             return names;
+           })
       .def("__len__", [](const Checkpoint& c) { return c.source->params().size(); })
-      .def("__contains__", [](const Checkpoint& c, const std::string& name) { return c.source->Find(name) != nullptr; })
+      .def("__contains__", [](const Checkpoint& c,
+                              const std::string& name) { return c.source->Find(name) != nullptr; })
       .def("__getitem__", &FindParam, py::return_value_policy::reference_internal)
       .def("tensor", &Tensor, py::arg("name"), py::arg("state") = "fp32", py::arg("upcast") = false,
-           "The whole (merged) tensor of one state as a read-only numpy array: zero-copy when its bytes are one "
-           "contiguous run of a mapped file. bf16 comes as uint16 bit patterns unless upcast=True (float32).")
+           "The whole (merged) tensor of one state as a read-only numpy array: zero-copy when its "
+           "bytes are one "
+           "contiguous run of a mapped file. bf16 comes as uint16 bit patterns unless upcast=True "
+           "(float32).")
       .def(
           "diff",
-          [](const Checkpoint& c, const Checkpoint& other, const std::vector<std::string>& states, double atol,
-             bool compare_steps) { return Diff(*c.source, *other.source, states, atol, compare_steps); },
-          py::arg("other"), py::arg("states") = std::vector<std::string>{"fp32", "exp_avg", "exp_avg_sq"},
+          [](const Checkpoint& c, const Checkpoint& other, const std::vector<std::string>& states,
+             double atol, bool compare_steps) {
+            return Diff(*c.source, *other.source, states, atol, compare_steps);
+          },
+          py::arg("other"),
+          py::arg("states") = std::vector<std::string>{"fp32", "exp_avg", "exp_avg_sq"},
           py::arg("atol") = 0.0, py::arg("compare_steps") = true,
-          "Compares with another checkpoint of any kind, parameter by parameter and state by state (states both "
+          "Compares with another checkpoint of any kind, parameter by parameter and state by state "
+          "(states both "
           "sides have), as `ucp diff`. Returns a ucp.DiffReport (truthy when they differ).")
       .def("__repr__", [](const Checkpoint& c) {
-        return absl::StrCat("<ucp.Checkpoint ", SourceKindName(c.source->kind()), " '", c.source->info().path,
-                            "', ", c.source->params().size(), " params>");
+        return absl::StrCat("<ucp.Checkpoint ", SourceKindName(c.source->kind()), " '",
+                            c.source->info().path, "', ", c.source->params().size(), " params>");
       });
 }
 
@@ -192,8 +217,10 @@ PYBIND11_MODULE(_ucp, m) {
   DefineDiff(m);
   DefineCheckpoint(m);
   m.def("open", &Open, py::arg("path"), py::arg("tag") = "", py::arg("prefer_universal") = false,
-        "Opens a checkpoint: a DeepSpeed save or tag folder, a UCP folder, a .safetensors / .bin / .h5 file or "
-        "folder. tag: the ZeRO tag instead of `latest`'s; prefer_universal: a save folder with both `latest` "
+        "Opens a checkpoint: a DeepSpeed save or tag folder, a UCP folder, a .safetensors / .bin / "
+        ".h5 file or "
+        "folder. tag: the ZeRO tag instead of `latest`'s; prefer_universal: a save folder with "
+        "both `latest` "
         "and `latest_universal` opens the UCP. FileNotFoundError, ValueError, NotImplementedError, "
         "ucp.CorruptCheckpointError.");
 }

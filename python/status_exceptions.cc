@@ -10,11 +10,12 @@ PyObject* corrupt_checkpoint_error = nullptr;  // owned by the module once added
 }  // namespace
 
 void RegisterExceptions(pybind11::module_& m) {
-  corrupt_checkpoint_error = PyErr_NewExceptionWithDoc(
-      "ucp.CorruptCheckpointError",
-      "A checkpoint file is damaged or hostile: truncated, a CRC-32 or size mismatch, fragments that do not "
-      "tile their parameter. A subclass of ValueError.",
-      PyExc_ValueError, nullptr);
+  corrupt_checkpoint_error =
+      PyErr_NewExceptionWithDoc("ucp.CorruptCheckpointError",
+                                "A checkpoint file is damaged or hostile: truncated, a CRC-32 or "
+                                "size mismatch, fragments that do not "
+                                "tile their parameter. A subclass of ValueError.",
+                                PyExc_ValueError, nullptr);
   if (corrupt_checkpoint_error == nullptr) throw pybind11::error_already_set();
   m.add_object("CorruptCheckpointError", pybind11::handle(corrupt_checkpoint_error));
 }

@@ -25,7 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 
 bool SafeRelativePath(absl::string_view path) {
-  if (path.empty() || path.front() == '/' || path.find('\0') != absl::string_view::npos) return false;
+  if (path.empty() || path.front() == '/' || path.find('\0') != absl::string_view::npos)
+    return false;
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part.empty() || part == "." || part == "..") return false;
   }
@@ -41,13 +42,16 @@ absl::Status Bad(absl::string_view what) {
 std::string ManifestToJson(Manifest manifest) {
   std::sort(manifest.files.begin(), manifest.files.end(),
             [](const ManifestEntry& a, const ManifestEntry& b) { return a.path < b.path; });
-  nlohmann::json head = {{"format", kManifestFormat}, {"version", manifest.version}, {"generator", manifest.generator}};
+  nlohmann::json head = {{"format", kManifestFormat},
+                         {"version", manifest.version},
+                         {"generator", manifest.generator}};
   std::string out = head.dump();
   out.pop_back();  // '}'
   out += ",\n \"files\": [";
   for (size_t i = 0; i < manifest.files.size(); ++i) {
     const ManifestEntry& e = manifest.files[i];
-    nlohmann::json entry = {{"path", e.path}, {"size", e.size}, {"crc32", absl::StrFormat("%08x", e.crc32)}};
+    nlohmann::json entry = {
+        {"path", e.path}, {"size", e.size}, {"crc32", absl::StrFormat("%08x", e.crc32)}};
     absl::StrAppend(&out, i == 0 ? "\n  " : ",\n  ", entry.dump());
   }
   out += "\n ]\n}\n";
@@ -55,14 +59,17 @@ std::string ManifestToJson(Manifest manifest) {
 }
 
 absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
-  nlohmann::json doc = nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+  nlohmann::json doc =
+      nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) return Bad("not a JSON object");
   if (doc.value("format", "") != kManifestFormat) return Bad("\"format\" is not \"ucp-manifest\"");
-  if (!doc.contains("version") || !doc["version"].is_number_integer()) return Bad("no integer \"version\"");
+  if (!doc.contains("version") || !doc["version"].is_number_integer())
+    return Bad("no integer \"version\"");
   Manifest m;
   m.version = doc["version"].get<int>();
   if (m.version != kManifestVersion) return Bad(absl::StrCat("unsupported version ", m.version));
-  if (doc.contains("generator") && doc["generator"].is_string()) m.generator = doc["generator"].get<std::string>();
+  if (doc.contains("generator") && doc["generator"].is_string())
+    m.generator = doc["generator"].get<std::string>();
   if (!doc.contains("files") || !doc["files"].is_array()) return Bad("no \"files\" list");
   absl::flat_hash_set<std::string> seen;
   for (const nlohmann::json& f : doc["files"]) {
@@ -75,7 +82,8 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
     e.size = f["size"].get<uint64_t>();
     uint32_t crc = 0;
     const std::string hex = f["crc32"].get<std::string>();
-    if (hex.size() != 8 || !absl::SimpleHexAtoi(hex, &crc)) return Bad(absl::StrCat("bad crc32 of ", e.path));
+    if (hex.size() != 8 || !absl::SimpleHexAtoi(hex, &crc))
+      return Bad(absl::StrCat("bad crc32 of ", e.path));
     e.crc32 = crc;
     if (!SafeRelativePath(e.path)) return Bad(absl::StrCat("unsafe path '", e.path, "'"));
     if (!seen.insert(e.path).second) return Bad(absl::StrCat("'", e.path, "' listed twice"));
@@ -139,10 +147,12 @@ absl::Status VerifyDirectory(const std::string& dir) {
   }
   for (const ManifestEntry& want : manifest.files) {
     absl::StatusOr<ManifestEntry> got = HashFile(dir, want.path);
-    if (!got.ok()) return absl::DataLossError(absl::StrCat(dir, "/", want.path, ": ", got.status().message()));
+    if (!got.ok())
+      return absl::DataLossError(absl::StrCat(dir, "/", want.path, ": ", got.status().message()));
     if (got->size != want.size || got->crc32 != want.crc32) {
-      return absl::DataLossError(absl::StrFormat("%s/%s: %d bytes, CRC-32 %08x; the manifest says %d bytes, %08x",
-                                                 dir, want.path, got->size, got->crc32, want.size, want.crc32));
+      return absl::DataLossError(
+          absl::StrFormat("%s/%s: %d bytes, CRC-32 %08x; the manifest says %d bytes, %08x", dir,
+                          want.path, got->size, got->crc32, want.size, want.crc32));
     }
   }
   return absl::OkStatus();

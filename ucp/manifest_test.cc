@@ -44,11 +44,13 @@ TEST(ManifestTest, JsonRoundTripSortsEntries) {
 }
 
 TEST(ManifestTest, HostileManifestsAreDataLoss) {
-  for (const char* bad : {"", "[]", R"({"format":"x","version":1,"files":[]})",
-                          R"({"format":"ucp-manifest","version":2,"files":[]})",
-                          R"({"format":"ucp-manifest","version":1,"files":[{"path":"../x","size":1,"crc32":"00000000"}]})",
-                          R"({"format":"ucp-manifest","version":1,"files":[{"path":"a","size":1,"crc32":"zz"}]})",
-                          R"({"format":"ucp-manifest","version":1,"files":[{"path":"a","size":1,"crc32":"00000000"},
+  for (
+      const char* bad :
+      {"", "[]", R"({"format":"x","version":1,"files":[]})",
+       R"({"format":"ucp-manifest","version":2,"files":[]})",
+       R"({"format":"ucp-manifest","version":1,"files":[{"path":"../x","size":1,"crc32":"00000000"}]})",
+       R"({"format":"ucp-manifest","version":1,"files":[{"path":"a","size":1,"crc32":"zz"}]})",
+       R"({"format":"ucp-manifest","version":1,"files":[{"path":"a","size":1,"crc32":"00000000"},
                                 {"path":"a","size":1,"crc32":"00000000"}]})"}) {
     EXPECT_EQ(ParseManifest(bad).status().code(), absl::StatusCode::kDataLoss) << bad;
   }

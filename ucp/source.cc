@@ -48,7 +48,8 @@ const ParamMeta* Source::Find(absl::string_view name) const {
 
 absl::Status Source::AddParam(ParamMeta param) {
   if (by_name_.contains(param.name)) {
-    return absl::InvalidArgumentError(absl::StrCat(info_.path, ": parameter '", param.name, "' listed twice"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(info_.path, ": parameter '", param.name, "' listed twice"));
   }
   by_name_.emplace(param.name, params_.size());
   params_.push_back(std::move(param));
@@ -60,28 +61,32 @@ int Source::AddFile(std::shared_ptr<const ByteSource> file) {
   return static_cast<int>(files_.size()) - 1;
 }
 
-absl::Status Source::ReadState(const ParamMeta& param, ParamState state, absl::Span<std::byte> dest) const {
+absl::Status Source::ReadState(const ParamMeta& param, ParamState state,
+                               absl::Span<std::byte> dest) const {
   const auto& meta = param.state(state);
   if (!meta) {
-    return absl::NotFoundError(
-        absl::StrCat(info_.path, ": parameter '", param.name, "' has no ", ParamStateName(state), " state"));
+    return absl::NotFoundError(absl::StrCat(info_.path, ": parameter '", param.name, "' has no ",
+                                            ParamStateName(state), " state"));
   }
   UCP_ASSIGN_OR_RETURN(int64_t expected, param.shape.NumBytes(meta->dtype));
   if (dest.size() != static_cast<uint64_t>(expected)) {
-    return absl::InvalidArgumentError(absl::StrCat("ReadState(", param.name, "): destination holds ", dest.size(),
+    return absl::InvalidArgumentError(absl::StrCat("ReadState(", param.name,
+                                                   "): destination holds ", dest.size(),
                                                    " bytes, the tensor ", expected));
   }
   uint64_t at = 0;
   for (const ByteRun& run : meta->runs) {
-    if (run.file < 0 || run.file >= static_cast<int>(files_.size()) || run.size > dest.size() - at) {
-      return absl::InternalError(absl::StrCat(info_.path, ": parameter '", param.name, "': bad byte run"));
+    if (run.file < 0 || run.file >= static_cast<int>(files_.size()) ||
+        run.size > dest.size() - at) {
+      return absl::InternalError(
+          absl::StrCat(info_.path, ": parameter '", param.name, "': bad byte run"));
     }
     UCP_RETURN_IF_ERROR(files_[run.file]->ReadAt(run.offset, dest.subspan(at, run.size)));
     at += run.size;
   }
   if (at != dest.size()) {
-    return absl::InternalError(absl::StrCat(info_.path, ": parameter '", param.name, "': runs cover ", at, " of ",
-                                            dest.size(), " bytes"));
+    return absl::InternalError(absl::StrCat(info_.path, ": parameter '", param.name,
+                                            "': runs cover ", at, " of ", dest.size(), " bytes"));
   }
   return absl::OkStatus();
 }
@@ -91,7 +96,8 @@ absl::StatusOr<Buffer> Source::StateBytes(const ParamMeta& param, ParamState sta
   if (meta && meta->runs.size() == 1) {
     const ByteRun& run = meta->runs[0];
     UCP_ASSIGN_OR_RETURN(int64_t expected, param.shape.NumBytes(meta->dtype));
-    if (run.size == static_cast<uint64_t>(expected) && run.file >= 0 && run.file < static_cast<int>(files_.size())) {
+    if (run.size == static_cast<uint64_t>(expected) && run.file >= 0 &&
+        run.file < static_cast<int>(files_.size())) {
       return files_[run.file]->ReadBuffer(run.offset, run.size);
     }
   }
@@ -104,10 +110,11 @@ absl::StatusOr<Buffer> Source::StateBytes(const ParamMeta& param, ParamState sta
   return Buffer::FromVector(std::move(bytes));
 }
 
-absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
-                                  int file_index) {
+absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file,
+                                  const formats::torch::TensorRef& tensor, int file_index) {
   if (!tensor.IsContiguous()) {
-    return absl::UnimplementedError(absl::StrCat(file.name(), ": a non-contiguous tensor view (storage ",
+    return absl::UnimplementedError(absl::StrCat(file.name(),
+                                                 ": a non-contiguous tensor view (storage ",
                                                  tensor.storage->key, ") is not a byte run"));
   }
   UCP_ASSIGN_OR_RETURN(const formats::zip::ZipEntry* entry, file.StorageEntry(*tensor.storage));
@@ -121,8 +128,8 @@ absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const f
   return ByteRun{file_index, entry->data_offset + begin, size};
 }
 
-absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
-                                      int file_index) {
+absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file,
+                                      const formats::torch::TensorRef& tensor, int file_index) {
   StateMeta meta;
   meta.dtype = tensor.dtype;
   UCP_ASSIGN_OR_RETURN(ByteRun run, TensorRun(file, tensor, file_index));
@@ -159,21 +166,25 @@ nlohmann::json PlainJson(const formats::torch::Value& v) {
       return absl::StrCat("tensor ", DTypeName(v.tensor().dtype), " ", v.tensor().shape.ToString());
     case ValueKind::kGlobal: return absl::StrCat(v.module(), ".", v.name());
     case ValueKind::kObject:
-      if (v.cls() != nullptr && v.cls()->is(ValueKind::kGlobal)) return absl::StrCat(v.cls()->module(), ".", v.cls()->name());
+      if (v.cls() != nullptr && v.cls()->is(ValueKind::kGlobal))
+        return absl::StrCat(v.cls()->module(), ".", v.cls()->name());
       return "object";
     default: return "?";
   }
 }
 
-absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const formats::torch::Value& value) {
+absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file,
+                                   const formats::torch::Value& value) {
   using formats::torch::ValueKind;
-  if (value.is(ValueKind::kInt) || value.is(ValueKind::kBool)) return static_cast<double>(value.int_value());
+  if (value.is(ValueKind::kInt) || value.is(ValueKind::kBool))
+    return static_cast<double>(value.int_value());
   if (value.is(ValueKind::kFloat)) return value.float_value();
   if (value.is(ValueKind::kTensor) && value.tensor().NumElements() == 1) {
     UCP_ASSIGN_OR_RETURN(Buffer bytes, file.TensorBytes(value.tensor()));
     return ElementAsDouble(value.tensor().dtype, bytes.data());
   }
-  return absl::DataLossError(absl::StrCat(file.name(), ": expected a number or a one-element tensor"));
+  return absl::DataLossError(
+      absl::StrCat(file.name(), ": expected a number or a one-element tensor"));
 }
 
 }  // namespace ucp

@@ -34,20 +34,22 @@
 namespace ucp {
 
 enum class SourceKind : uint8_t {
-  kZero,         // DeepSpeed ZeRO-0/1/2/3 tag folder (read in place)
-  kUniversal,    // UCP folder (zero/<param>/*.pt), DeepSpeed's layout
-  kSafetensors,  // one .safetensors file or a folder of shards with model.safetensors.index.json
-  kTorchWeights, // pytorch_model.bin (a flat state_dict), or a folder of .bin shards + index
-  kHdf5,         // ucp's HDF5 export / UCP file
+  kZero,          // DeepSpeed ZeRO-0/1/2/3 tag folder (read in place)
+  kUniversal,     // UCP folder (zero/<param>/*.pt), DeepSpeed's layout
+  kSafetensors,   // one .safetensors file or a folder of shards with model.safetensors.index.json
+  kTorchWeights,  // pytorch_model.bin (a flat state_dict), or a folder of .bin shards + index
+  kHdf5,          // ucp's HDF5 export / UCP file
 };
-absl::string_view SourceKindName(SourceKind kind);  // "zero", "universal", "safetensors", "bin", "hdf5"
+absl::string_view SourceKindName(
+    SourceKind kind);  // "zero", "universal", "safetensors", "bin", "hdf5"
 
 // The states of a parameter. Weights-only sources have only kFp32 (the stored weight, whatever
 // its dtype); frozen parameters and buffers too.
 enum class ParamState : uint8_t { kFp32, kExpAvg, kExpAvgSq };
 inline constexpr int kNumParamStates = 3;
-absl::string_view ParamStateName(ParamState state);                      // "fp32", "exp_avg", "exp_avg_sq"
-std::optional<ParamState> ParamStateFromName(absl::string_view name);    // also accepts "weight" → kFp32
+absl::string_view ParamStateName(ParamState state);  // "fp32", "exp_avg", "exp_avg_sq"
+std::optional<ParamState> ParamStateFromName(
+    absl::string_view name);  // also accepts "weight" → kFp32
 
 // A contiguous byte range of one of the source's files.
 struct ByteRun {
@@ -73,12 +75,13 @@ struct ParamMeta {
   std::string name;
   Shape shape;  // the merged, topology-independent shape (AutoEP experts: [num_experts, ...])
   ParamRole role = ParamRole::kTrainable;
-  int param_group = -1;          // optimizer param group; -1 when unknown / not trainable
-  bool expert = false;           // an expert weight (AutoEP fused or native MoE)
-  int num_experts = 0;           // for experts
-  std::string tied_to;           // non-empty: an alias of that parameter (shares its states)
-  std::string partitioning;      // how the source stores it, for humans: "zero2 flat dp4", "zero3 dp4 P=13", "whole"
-  std::optional<double> step;    // the optimizer step of its group, where recorded
+  int param_group = -1;        // optimizer param group; -1 when unknown / not trainable
+  bool expert = false;         // an expert weight (AutoEP fused or native MoE)
+  int num_experts = 0;         // for experts
+  std::string tied_to;         // non-empty: an alias of that parameter (shares its states)
+  std::string partitioning;    // how the source stores it, for humans: "zero2 flat dp4", "zero3 dp4
+                               // P=13", "whole"
+  std::optional<double> step;  // the optimizer step of its group, where recorded
   std::array<std::optional<StateMeta>, kNumParamStates> states;  // indexed by ParamState
 
   const std::optional<StateMeta>& state(ParamState s) const { return states[static_cast<int>(s)]; }
@@ -87,15 +90,17 @@ struct ParamMeta {
 
 // What is known about the checkpoint as a whole (all optional by kind).
 struct SourceInfo {
-  std::string path;              // what was opened (the tag folder for ZeRO)
-  std::string tag;               // ZeRO / UCP: the tag folder name
-  std::optional<int64_t> step;   // global training step (global_steps / iteration)
-  int zero_stage = -1;           // ZeRO: 0..3; -1 when not a ZeRO checkpoint
-  std::string optimizer_wrapper; // ZeRO: "DeepSpeedZeroOptimizer", "BF16_Optimizer", ...
+  std::string path;               // what was opened (the tag folder for ZeRO)
+  std::string tag;                // ZeRO / UCP: the tag folder name
+  std::optional<int64_t> step;    // global training step (global_steps / iteration)
+  int zero_stage = -1;            // ZeRO: 0..3; -1 when not a ZeRO checkpoint
+  std::string optimizer_wrapper;  // ZeRO: "DeepSpeedZeroOptimizer", "BF16_Optimizer", ...
   int dp_size = 1, tp_size = 1, pp_size = 1, ep_size = 1;
   DType master_dtype = DType::kF32;
-  nlohmann::json param_groups = nlohmann::json::array();  // hyper-parameters per group (lr, betas, ...)
-  nlohmann::json extra = nlohmann::json::object();        // kind-specific facts (AutoEP layers, metadata, ...)
+  nlohmann::json param_groups =
+      nlohmann::json::array();  // hyper-parameters per group (lr, betas, ...)
+  nlohmann::json extra =
+      nlohmann::json::object();  // kind-specific facts (AutoEP layers, metadata, ...)
 };
 
 class Source {
@@ -112,7 +117,8 @@ class Source {
   // Copies the whole merged tensor of `state` into `dest` (exactly numel * dtype size bytes).
   // NotFound if the parameter has no such state; InvalidArgument for a wrong dest size; the
   // file's read errors (DataLoss on short files).
-  virtual absl::Status ReadState(const ParamMeta& param, ParamState state, absl::Span<std::byte> dest) const;
+  virtual absl::Status ReadState(const ParamMeta& param, ParamState state,
+                                 absl::Span<std::byte> dest) const;
   // The state's bytes: zero-copy when they are one run of a mapped file, else a heap copy.
   absl::StatusOr<Buffer> StateBytes(const ParamMeta& param, ParamState state) const;
 
@@ -137,16 +143,17 @@ uint64_t StateNumBytes(const ParamMeta& param, ParamState state);
 // The bytes of a tensor of a torch.save file as one run of the file (`file_index` is the file's
 // index in the Source). Unimplemented for a non-contiguous view; DataLoss when the view runs past
 // its storage record.
-absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
-                                  int file_index);
+absl::StatusOr<ByteRun> TensorRun(const formats::torch::TorchFile& file,
+                                  const formats::torch::TensorRef& tensor, int file_index);
 // A tensor's contents as a StateMeta (dtype + one run).
-absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file, const formats::torch::TensorRef& tensor,
-                                      int file_index);
+absl::StatusOr<StateMeta> TensorState(const formats::torch::TorchFile& file,
+                                      const formats::torch::TensorRef& tensor, int file_index);
 // A pickled value as plain JSON for humans and scripts (hyper-parameters): str-keyed dicts →
 // objects, tuples/lists → arrays, None → null, tensors → "tensor <dtype> <shape>", other objects →
 // "<module.name>". Not lossless (formats/torch/value_json.h is).
 nlohmann::json PlainJson(const formats::torch::Value& value);
 // The value of a 0-dim (or one-element) tensor, an int or a float, as a double. DataLoss otherwise.
-absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file, const formats::torch::Value& value);
+absl::StatusOr<double> ScalarValue(const formats::torch::TorchFile& file,
+                                   const formats::torch::Value& value);
 
 }  // namespace ucp

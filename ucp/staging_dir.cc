@@ -63,7 +63,8 @@ absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(partial, ec))) return absl::OkStatus();
   if (!fs::is_directory(fs::symlink_status(partial, ec))) {
-    return absl::FailedPreconditionError(absl::StrCat(partial, " exists and is not a folder; remove it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(partial, " exists and is not a folder; remove it"));
   }
   const std::string marker = absl::StrCat(partial, "/", kPartialMarker);
   int fd = ::open(marker.c_str(), O_RDONLY | O_CLOEXEC);
@@ -75,8 +76,8 @@ absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
           absl::StrCat(partial, ": another ucp process is writing this output now"));
     }
   } else if (!fs::is_empty(partial, ec)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(partial, " exists and was not made by ucp (no ", kPartialMarker, "); remove it"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        partial, " exists and was not made by ucp (no ", kPartialMarker, "); remove it"));
   }
   fs::remove_all(partial, ec);
   if (ec) return FsError(ec, absl::StrCat("removing the stale ", partial));
@@ -98,8 +99,8 @@ std::string NormalizeOutputPath(absl::string_view out) {
   return std::string(out);
 }
 
-absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(const std::string& out_in,
-                                                                          const StagingOptions& options) {
+absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(
+    const std::string& out_in, const StagingOptions& options) {
   const std::string out = NormalizeOutputPath(out_in);
   if (out.empty() || out == "/" || out == "." || out == "..") {
     return absl::InvalidArgumentError(absl::StrCat("bad output folder '", out_in, "'"));
@@ -113,7 +114,8 @@ absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(const
   const std::string partial = StagingPathFor(out);
   bool removed = false;
   UCP_RETURN_IF_ERROR(ClearStalePartial(partial, &removed));
-  if (::mkdir(partial.c_str(), 0755) != 0) return ErrnoToStatus(errno, absl::StrCat("creating ", partial));
+  if (::mkdir(partial.c_str(), 0755) != 0)
+    return ErrnoToStatus(errno, absl::StrCat("creating ", partial));
   const std::string marker = absl::StrCat(partial, "/", kPartialMarker);
   int fd = ::open(marker.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -159,19 +161,23 @@ absl::Status StagingDirectory::SyncDirs() {
   if (!options_.fsync) return absl::OkStatus();
   absl::btree_set<std::string> all;  // every folder made below the staging root, with its parents
   for (const std::string& rel : dirs_) {
-    for (std::string d = rel; !d.empty() && d != "."; d = d.find('/') == std::string::npos ? "" : ParentOf(d)) {
+    for (std::string d = rel; !d.empty() && d != ".";
+         d = d.find('/') == std::string::npos ? "" : ParentOf(d)) {
       all.insert(d);
     }
   }
-  for (const std::string& rel : all) UCP_RETURN_IF_ERROR(FsyncPath(absl::StrCat(partial_, "/", rel)));
+  for (const std::string& rel : all)
+    UCP_RETURN_IF_ERROR(FsyncPath(absl::StrCat(partial_, "/", rel)));
   return FsyncPath(partial_);
 }
 
 absl::Status StagingDirectory::Commit(const Manifest& manifest) {
-  if (committed_ || lock_fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(partial_, ": committed twice"));
+  if (committed_ || lock_fd_ < 0)
+    return absl::FailedPreconditionError(absl::StrCat(partial_, ": committed twice"));
   {
-    UCP_ASSIGN_OR_RETURN(std::unique_ptr<ByteSink> sink,
-                         CreateFileSink(absl::StrCat(partial_, "/", kManifestFile), {.fsync = options_.fsync}));
+    UCP_ASSIGN_OR_RETURN(
+        std::unique_ptr<ByteSink> sink,
+        CreateFileSink(absl::StrCat(partial_, "/", kManifestFile), {.fsync = options_.fsync}));
     UCP_RETURN_IF_ERROR(sink->Append(ManifestToJson(manifest)));
     UCP_RETURN_IF_ERROR(sink->Commit());
   }

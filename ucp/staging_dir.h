@@ -44,8 +44,8 @@ class StagingDirectory {
  public:
   // Runs CheckOutput (its errors), then creates the staging folder (and the parents of `out`).
   // FailedPrecondition for a foreign or busy staging folder; I/O errors.
-  static absl::StatusOr<std::unique_ptr<StagingDirectory>> Create(const std::string& out,
-                                                                  const StagingOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<StagingDirectory>> Create(
+      const std::string& out, const StagingOptions& options = {});
   ~StagingDirectory();
   StagingDirectory(const StagingDirectory&) = delete;
   StagingDirectory& operator=(const StagingDirectory&) = delete;

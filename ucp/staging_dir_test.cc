@@ -20,9 +20,7 @@ namespace fs = std::filesystem;
 
 class StagingDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = testutil::ScratchDir::Make("");
-  }
+  void SetUp() override { root_ = testutil::ScratchDir::Make(""); }
   void TearDown() override { fs::remove_all(root_); }
   std::string Out() const { return (root_ / "ckpt" / "global_step5_universal").string(); }
   std::string Partial() const { return StagingPathFor(Out()); }
@@ -37,7 +35,8 @@ class StagingDirTest : public ::testing::Test {
 };
 
 TEST_F(StagingDirTest, NothingAppearsAtTheOutputUntilCommit) {
-  absl::StatusOr<std::unique_ptr<StagingDirectory>> dir = StagingDirectory::Create(Out() + "/", {.fsync = false});
+  absl::StatusOr<std::unique_ptr<StagingDirectory>> dir =
+      StagingDirectory::Create(Out() + "/", {.fsync = false});
   ASSERT_TRUE(dir.ok()) << dir.status();
   EXPECT_EQ((*dir)->path(), Partial());
   ASSERT_TRUE((*dir)->MakeDirs({"zero/embed.weight"}).ok());
@@ -56,7 +55,8 @@ TEST_F(StagingDirTest, NothingAppearsAtTheOutputUntilCommit) {
 
 TEST_F(StagingDirTest, DroppingWithoutCommitRemovesEverything) {
   {
-    absl::StatusOr<std::unique_ptr<StagingDirectory>> dir = StagingDirectory::Create(Out(), {.fsync = false});
+    absl::StatusOr<std::unique_ptr<StagingDirectory>> dir =
+        StagingDirectory::Create(Out(), {.fsync = false});
     ASSERT_TRUE(dir.ok());
     ASSERT_TRUE((*dir)->MakeDirs({"zero/a"}).ok());
   }
@@ -87,25 +87,30 @@ TEST_F(StagingDirTest, StalePartialOfADeadRunIsRemoved) {
   std::ofstream(Partial() + "/" + std::string(kPartialMarker))
       << "ucp staging folder of process 1\n";
   std::ofstream(Partial() + "/zero/x/fp32.pt") << "half";
-  absl::StatusOr<std::unique_ptr<StagingDirectory>> dir = StagingDirectory::Create(Out(), {.fsync = false});
+  absl::StatusOr<std::unique_ptr<StagingDirectory>> dir =
+      StagingDirectory::Create(Out(), {.fsync = false});
   ASSERT_TRUE(dir.ok()) << dir.status();
   EXPECT_TRUE((*dir)->removed_stale());
   EXPECT_FALSE(fs::exists(Partial() + "/zero/x/fp32.pt"));
 }
 
 TEST_F(StagingDirTest, BusyOrForeignPartialIsRefused) {
-  absl::StatusOr<std::unique_ptr<StagingDirectory>> first = StagingDirectory::Create(Out(), {.fsync = false});
+  absl::StatusOr<std::unique_ptr<StagingDirectory>> first =
+      StagingDirectory::Create(Out(), {.fsync = false});
   ASSERT_TRUE(first.ok());
-  absl::StatusOr<std::unique_ptr<StagingDirectory>> second = StagingDirectory::Create(Out(), {.fsync = false});
+  absl::StatusOr<std::unique_ptr<StagingDirectory>> second =
+      StagingDirectory::Create(Out(), {.fsync = false});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(second.status().message().find("another ucp process"), std::string::npos) << second.status();
+  EXPECT_NE(second.status().message().find("another ucp process"), std::string::npos)
+      << second.status();
   EXPECT_TRUE(
       fs::exists(Partial() + "/" + std::string(kPartialMarker)));  // the first one's is intact
   first->reset();
 
   fs::create_directories(Partial());
   std::ofstream(Partial() + "/precious.txt") << "not ucp's";
-  absl::StatusOr<std::unique_ptr<StagingDirectory>> third = StagingDirectory::Create(Out(), {.fsync = false});
+  absl::StatusOr<std::unique_ptr<StagingDirectory>> third =
+      StagingDirectory::Create(Out(), {.fsync = false});
   EXPECT_EQ(third.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(fs::exists(Partial() + "/precious.txt"));
 }

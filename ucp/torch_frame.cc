@@ -60,15 +60,17 @@ absl::Span<const std::byte> AsBytes(absl::string_view s) {
 std::vector<size_t> KeyOrder(size_t n) {
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [](size_t a, size_t b) { return absl::StrCat(a) < absl::StrCat(b); });
+  std::sort(order.begin(), order.end(),
+            [](size_t a, size_t b) { return absl::StrCat(a) < absl::StrCat(b); });
   return order;
 }
 
 // Runs the ZipWriter over a FrameSink. The record CRC is the ZipWriter's running combine of the
 // pieces' CRCs: every piece but the last declares CRC 0 (combine(0, 0, n) = 0), the last declares
 // the payload's CRC (combine(0, c, n) = c), so the record ends up with exactly `crcs[i]`.
-absl::Status Frame(const std::string& root, const std::string& pickle, absl::Span<const uint64_t> sizes,
-                   absl::Span<const uint32_t> crcs, std::vector<uint64_t>* payload_offsets, uint64_t* file_size,
+absl::Status Frame(const std::string& root, const std::string& pickle,
+                   absl::Span<const uint64_t> sizes, absl::Span<const uint32_t> crcs,
+                   std::vector<uint64_t>* payload_offsets, uint64_t* file_size,
                    std::vector<FramePiece>* pieces) {
   FrameSink sink;
   formats::zip::ZipWriter zip(&sink);
@@ -97,29 +99,34 @@ absl::Status Frame(const std::string& root, const std::string& pickle, absl::Spa
 
 absl::StatusOr<TorchFrame> LayoutTorchFrame(std::string archive_root, std::string pickle,
                                             std::vector<uint64_t> storage_sizes) {
-  if (archive_root.empty() || archive_root.size() > 4096 || archive_root.find('/') != std::string::npos) {
+  if (archive_root.empty() || archive_root.size() > 4096 ||
+      archive_root.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("bad torch archive root '", archive_root, "'"));
   }
   TorchFrame frame;
   std::vector<uint32_t> zero_crcs(storage_sizes.size(), 0);
   std::vector<uint64_t> offsets;
-  UCP_RETURN_IF_ERROR(Frame(archive_root, pickle, storage_sizes, zero_crcs, &offsets, &frame.file_size, nullptr));
+  UCP_RETURN_IF_ERROR(
+      Frame(archive_root, pickle, storage_sizes, zero_crcs, &offsets, &frame.file_size, nullptr));
   frame.storages.resize(storage_sizes.size());
   for (size_t i = 0; i < storage_sizes.size(); ++i) {
-    frame.storages[i] = TorchFrame::Storage{absl::StrCat(archive_root, "/data/", i), storage_sizes[i], offsets[i]};
+    frame.storages[i] =
+        TorchFrame::Storage{absl::StrCat(archive_root, "/data/", i), storage_sizes[i], offsets[i]};
   }
   frame.archive_root = std::move(archive_root);
   frame.pickle = std::move(pickle);
   return frame;
 }
 
-absl::StatusOr<TorchFrame> FrameTorchFile(std::string archive_root, const formats::torch::Value& root,
-                                          std::vector<const formats::torch::StorageRef*>* storages) {
+absl::StatusOr<TorchFrame> FrameTorchFile(
+    std::string archive_root, const formats::torch::Value& root,
+    std::vector<const formats::torch::StorageRef*>* storages) {
   UCP_ASSIGN_OR_RETURN(formats::torch::PickledTree pickled, formats::torch::WritePickle(root));
   std::vector<uint64_t> sizes;
   sizes.reserve(pickled.storages.size());
   for (const formats::torch::StorageRef* s : pickled.storages) {
-    if (s->numel < 0) return absl::InvalidArgumentError(absl::StrCat("storage ", s->key, ": negative numel"));
+    if (s->numel < 0)
+      return absl::InvalidArgumentError(absl::StrCat("storage ", s->key, ": negative numel"));
     sizes.push_back(static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype));
   }
   if (storages != nullptr) *storages = pickled.storages;
@@ -129,17 +136,19 @@ absl::StatusOr<TorchFrame> FrameTorchFile(std::string archive_root, const format
 absl::StatusOr<std::vector<FramePiece>> RenderTorchFrame(const TorchFrame& frame,
                                                          absl::Span<const uint32_t> storage_crcs) {
   if (storage_crcs.size() != frame.storages.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(frame.archive_root, ": ", storage_crcs.size(), " CRCs for ",
-                                                   frame.storages.size(), " storages"));
+    return absl::InvalidArgumentError(absl::StrCat(frame.archive_root, ": ", storage_crcs.size(),
+                                                   " CRCs for ", frame.storages.size(),
+                                                   " storages"));
   }
   std::vector<uint64_t> sizes, offsets;
   for (const TorchFrame::Storage& s : frame.storages) sizes.push_back(s.size);
   uint64_t file_size = 0;
   std::vector<FramePiece> pieces;
-  UCP_RETURN_IF_ERROR(Frame(frame.archive_root, frame.pickle, sizes, storage_crcs, &offsets, &file_size, &pieces));
+  UCP_RETURN_IF_ERROR(
+      Frame(frame.archive_root, frame.pickle, sizes, storage_crcs, &offsets, &file_size, &pieces));
   if (file_size != frame.file_size) {
-    return absl::InternalError(absl::StrCat(frame.archive_root, ": frame size changed from ", frame.file_size,
-                                            " to ", file_size));
+    return absl::InternalError(absl::StrCat(frame.archive_root, ": frame size changed from ",
+                                            frame.file_size, " to ", file_size));
   }
   return pieces;
 }

@@ -50,7 +50,8 @@ absl::StatusOr<TorchFrame> LayoutTorchFrame(std::string archive_root, std::strin
 
 // A frame for the value tree `root` (pickled with WritePickle), plus the tree's storages in key
 // order; each payload is numel × element size of its StorageRef. `storages` may be null.
-absl::StatusOr<TorchFrame> FrameTorchFile(std::string archive_root, const formats::torch::Value& root,
+absl::StatusOr<TorchFrame> FrameTorchFile(std::string archive_root,
+                                          const formats::torch::Value& root,
                                           std::vector<const formats::torch::StorageRef*>* storages);
 
 // The non-payload bytes, in offset order, for payload CRC-32s `storage_crcs` (one per storage, in

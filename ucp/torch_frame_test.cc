@@ -83,8 +83,9 @@ TEST(TorchFrameTest, FramePlusPayloadsEqualsTheTorchWriter) {
 }
 
 TEST(TorchFrameTest, ParamStateFileIsByteIdenticalToDeepSpeeds) {
-  for (const char* rel : {"s1_fp32_dp2/checkpoint/global_step5_universal/zero/embed.weight/fp32.pt",
-                          "s3_fp32_dp2/checkpoint/global_step5_universal/zero/embed.weight/exp_avg.pt"}) {
+  for (const char* rel :
+       {"s1_fp32_dp2/checkpoint/global_step5_universal/zero/embed.weight/fp32.pt",
+        "s3_fp32_dp2/checkpoint/global_step5_universal/zero/embed.weight/exp_avg.pt"}) {
     absl::StatusOr<TorchFile> original = TorchFile::OpenPath(Fixture(rel));
     ASSERT_TRUE(original.ok()) << original.status();
     const Value& root = original->root();
@@ -103,9 +104,12 @@ TEST(TorchFrameTest, ParamStateFileIsByteIdenticalToDeepSpeeds) {
     ASSERT_TRUE(frame.ok()) << frame.status();
     absl::StatusOr<Buffer> payload = original->StorageBytes(*t.storage);
     ASSERT_TRUE(payload.ok());
-    absl::StatusOr<Buffer> whole = original->zip().source().ReadBuffer(0, original->zip().source().Size());
+    absl::StatusOr<Buffer> whole =
+        original->zip().source().ReadBuffer(0, original->zip().source().Size());
     ASSERT_TRUE(whole.ok());
-    EXPECT_EQ(Assemble(*frame, {std::string(payload->AsStringView())}), std::string(whole->AsStringView())) << rel;
+    EXPECT_EQ(Assemble(*frame, {std::string(payload->AsStringView())}),
+              std::string(whole->AsStringView()))
+        << rel;
   }
 }
 
@@ -123,7 +127,8 @@ TEST(TorchFrameTest, PayloadsAreAlignedAndLargeSizesNeedNoMemory) {
   ASSERT_TRUE(frame.ok()) << frame.status();
   for (const TorchFrame::Storage& s : frame->storages) EXPECT_EQ(s.payload_offset % 64, 0u);
   EXPECT_GT(frame->file_size, (uint64_t{5} << 30) + 3);
-  absl::StatusOr<std::vector<FramePiece>> pieces = RenderTorchFrame(*frame, {0x12345678u, 0x9abcdef0u});
+  absl::StatusOr<std::vector<FramePiece>> pieces =
+      RenderTorchFrame(*frame, {0x12345678u, 0x9abcdef0u});
   ASSERT_TRUE(pieces.ok());
   uint64_t fixed = 0;
   for (const FramePiece& p : *pieces) fixed += p.bytes.size();

@@ -1,7 +1,7 @@
 // TpLayout: a pure description of how a tensor-parallel (TP) parameter is cut into per-rank slices
 // and merged back (deepspeed-formats.md §5.1, §5.2, §5.2.1, §6.4), as element runs between each
-// rank's row-major slice and the row-major merged tensor. No bytes are touched here: converters turn
-// runs into copy operations, tests apply them to buffers (MergeBytes / SplitBytes).
+// rank's row-major slice and the row-major merged tensor. No bytes are touched here: converters
+// turn runs into copy operations, tests apply them to buffers (MergeBytes / SplitBytes).
 //
 // Every cut that moves bytes is "concatenate pieces along one dimension `dim`": the merged tensor
 // is, along `dim`, sub-parameter 0 of rank 0, of rank 1, ..., then sub-parameter 1 of rank 0, ...;
@@ -52,10 +52,10 @@ struct TpRun {
 };
 
 struct TpLayout {
-  TpCut cut;                     // widths filled in
-  Shape merged;                  // the merged tensor (its storage, for vocabulary)
-  Shape view;                    // what the UCP file's tensor shows: merged, or its first view_rows rows
-  std::vector<Shape> ranks;      // each rank's slice
+  TpCut cut;     // widths filled in
+  Shape merged;  // the merged tensor (its storage, for vocabulary)
+  Shape view;    // what the UCP file's tensor shows: merged, or its first view_rows rows
+  std::vector<Shape> ranks;  // each rank's slice
   // kConcat: runs tile the merged tensor in merged order, adjacent runs fused. kReplicated and
   // kAverage: one run covering rank 0's slice.
   std::vector<TpRun> runs;
@@ -65,11 +65,13 @@ struct TpLayout {
 std::vector<int64_t> ChunkWidths(int64_t n, int parts);
 // parameter_with_2_sub_params_cat_dim_0: each slice's torch.chunk(2, dim 0) halves as widths.
 // FailedPrecondition when a slice has fewer than 2 rows (torch.chunk would give one chunk).
-absl::StatusOr<std::vector<std::vector<int64_t>>> TwoSubParamWidths(absl::Span<const Shape> rank_shapes);
+absl::StatusOr<std::vector<std::vector<int64_t>>> TwoSubParamWidths(
+    absl::Span<const Shape> rank_shapes);
 
 // The layout that merges slices of these shapes (what a checkpoint's param_shapes say).
 // InvalidArgument when the shapes cannot be merged by `cut`: no ranks, different ranks, shapes that
-// differ outside `dim` (or at all, for replicated/average), widths that do not sum to a rank's size.
+// differ outside `dim` (or at all, for replicated/average), widths that do not sum to a rank's
+// size.
 absl::StatusOr<TpLayout> Merge(absl::Span<const Shape> rank_shapes, const TpCut& cut);
 
 // The layout that cuts a tensor of shape `full` over `tp` ranks; Merge of its rank shapes with
@@ -78,9 +80,9 @@ absl::StatusOr<TpLayout> Split(const Shape& full, const TpCut& cut, int tp);
 
 // Reference byte movers for tests and small tensors: rank slices (row-major, elem_size bytes per
 // element) into the merged tensor and back. The sizes must match the layout.
-std::vector<uint8_t> MergeBytes(const TpLayout& layout, const std::vector<std::vector<uint8_t>>& ranks,
-                                size_t elem_size);
-std::vector<std::vector<uint8_t>> SplitBytes(const TpLayout& layout, absl::Span<const uint8_t> merged,
-                                             size_t elem_size);
+std::vector<uint8_t> MergeBytes(const TpLayout& layout,
+                                const std::vector<std::vector<uint8_t>>& ranks, size_t elem_size);
+std::vector<std::vector<uint8_t>> SplitBytes(const TpLayout& layout,
+                                             absl::Span<const uint8_t> merged, size_t elem_size);
 
 }  // namespace ucp

@@ -32,7 +32,8 @@ TEST(TpLayoutTest, RowParallelInterleavesRows) {
   auto l = Merge({Shape({2, 3}), Shape({2, 3})}, cut);
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->merged, Shape({2, 6}));
-  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 3}, TpRun{1, 0, 3, 3}, TpRun{0, 3, 6, 3}, TpRun{1, 3, 9, 3}));
+  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 3}, TpRun{1, 0, 3, 3}, TpRun{0, 3, 6, 3},
+                                   TpRun{1, 3, 9, 3}));
 }
 
 TEST(TpLayoutTest, TwoSubParamsTakeFirstHalvesThenSecond) {
@@ -44,7 +45,8 @@ TEST(TpLayoutTest, TwoSubParamsTakeFirstHalvesThenSecond) {
   auto l = Merge(ranks, cut);
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->merged, Shape({8, 2}));
-  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 4}, TpRun{1, 0, 4, 4}, TpRun{0, 4, 8, 4}, TpRun{1, 4, 12, 4}));
+  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 4}, TpRun{1, 0, 4, 4}, TpRun{0, 4, 8, 4},
+                                   TpRun{1, 4, 12, 4}));
   EXPECT_FALSE(TwoSubParamWidths({Shape({1, 2})}).ok());
 }
 
@@ -54,8 +56,8 @@ TEST(TpLayoutTest, UnevenSubParamWidths) {
   auto l = Merge({Shape({7, 2}), Shape({5, 2})}, cut);
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->merged, Shape({12, 2}));
-  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 6}, TpRun{1, 0, 6, 6}, TpRun{0, 6, 12, 4}, TpRun{1, 6, 16, 2},
-                                   TpRun{0, 10, 18, 4}, TpRun{1, 8, 22, 2}));
+  EXPECT_THAT(l->runs, ElementsAre(TpRun{0, 0, 0, 6}, TpRun{1, 0, 6, 6}, TpRun{0, 6, 12, 4},
+                                   TpRun{1, 6, 16, 2}, TpRun{0, 10, 18, 4}, TpRun{1, 8, 22, 2}));
 }
 
 TEST(TpLayoutTest, VocabularyViewKeepsTheStorage) {
@@ -99,7 +101,8 @@ TEST(TpLayoutTest, RejectsMismatchedSlices) {
 }
 
 // Where merged element `i` comes from, by coordinates (independent of the run arithmetic).
-std::pair<int, int64_t> Source(const Shape& merged, const TpCut& cut, const std::vector<Shape>& ranks, int64_t i) {
+std::pair<int, int64_t> Source(const Shape& merged, const TpCut& cut,
+                               const std::vector<Shape>& ranks, int64_t i) {
   std::vector<int64_t> idx(merged.rank());
   for (int d = merged.rank() - 1; d >= 0; --d) {
     idx[d] = i % merged.dim(d);

@@ -61,7 +61,8 @@ std::string ArchiveRootFor(absl::string_view relative_path);
 enum class ParamFileForm : uint8_t {
   kRawTensor,   // ZeRO-3 with tp = 1: the 1-D tensor itself
   kDict,        // ZeRO-1/2: {['cat_dim'], ['param_n_sub_params'], ['vocab_tensor'], 'param'}
-  kExpertDict,  // AutoEP experts: {'param', 'cat_dim': 0, 'is_expert_param': True, 'ep_num_experts'}
+  kExpertDict,  // AutoEP experts: {'param', 'cat_dim': 0, 'is_expert_param': True,
+                // 'ep_num_experts'}
 };
 
 struct ParamStateSpec {

@@ -8,9 +8,10 @@ namespace {
 
 TEST(UcpLayoutTest, ParamNamesThatEscapeAreRejected) {
   EXPECT_TRUE(ValidateParamName("model.layers.0.mlp.experts.w1").ok());
-  for (absl::string_view bad : {absl::string_view(""), absl::string_view("."), absl::string_view(".."),
-                                absl::string_view("a/b"), absl::string_view("/etc"), absl::string_view("a\\b"),
-                                absl::string_view("a\0b", 3)}) {
+  for (absl::string_view bad :
+       {absl::string_view(""), absl::string_view("."), absl::string_view(".."),
+        absl::string_view("a/b"), absl::string_view("/etc"), absl::string_view("a\\b"),
+        absl::string_view("a\0b", 3)}) {
     EXPECT_EQ(ValidateParamName(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }

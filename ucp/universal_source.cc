@@ -55,10 +55,12 @@ std::optional<int64_t> IntValue(const Value* v) {
   return std::nullopt;
 }
 
-// torch.Size((d0, d1, ...)) as pickled (an object whose argument is a tuple), or a plain tuple/list.
+// torch.Size((d0, d1, ...)) as pickled (an object whose argument is a tuple), or a plain
+// tuple/list.
 std::optional<Shape> ShapeFromValue(const Value* v) {
   if (v == nullptr) return std::nullopt;
-  if (v->is(ValueKind::kObject) && v->args() != nullptr && v->args()->items().size() == 1) v = v->args()->items()[0];
+  if (v->is(ValueKind::kObject) && v->args() != nullptr && v->args()->items().size() == 1)
+    v = v->args()->items()[0];
   if (!v->is_sequence()) return std::nullopt;
   std::vector<int64_t> dims;
   for (const Value* d : v->items()) {
@@ -81,11 +83,13 @@ absl::StatusOr<StateFile> ReadStateFile(const TorchFile& file) {
   const Value* t = &root;
   if (root.is_dict()) {
     t = root.Get(kParamKey);
-    if (const Value* e = root.Get(kIsExpertParamKey); e != nullptr && e->is(ValueKind::kBool)) out.expert = e->bool_value();
+    if (const Value* e = root.Get(kIsExpertParamKey); e != nullptr && e->is(ValueKind::kBool))
+      out.expert = e->bool_value();
     if (auto n = IntValue(root.Get(kEpNumExpertsKey))) out.ep_num_experts = *n;
   }
   if (t == nullptr || !t->is(ValueKind::kTensor)) {
-    return absl::DataLossError(absl::StrCat(file.name(), ": neither a tensor nor a dict with a 'param' tensor"));
+    return absl::DataLossError(
+        absl::StrCat(file.name(), ": neither a tensor nor a dict with a 'param' tensor"));
   }
   out.tensor = &t->tensor();
   return out;
@@ -97,9 +101,12 @@ absl::Status CheckManifestSizes(const std::string& dir) {
   for (const ManifestEntry& e : manifest.files) {
     std::error_code ec;
     const uint64_t size = fs::file_size(fs::path(dir) / e.path, ec);
-    if (ec) return absl::DataLossError(absl::StrCat(dir, ": ", e.path, " is listed in ", kManifestFile, " but missing"));
+    if (ec)
+      return absl::DataLossError(
+          absl::StrCat(dir, ": ", e.path, " is listed in ", kManifestFile, " but missing"));
     if (size != e.size) {
-      return absl::DataLossError(absl::StrCat(dir, "/", e.path, ": ", size, " bytes, but ", kManifestFile, " says ", e.size));
+      return absl::DataLossError(absl::StrCat(dir, "/", e.path, ": ", size, " bytes, but ",
+                                              kManifestFile, " says ", e.size));
     }
   }
   return absl::OkStatus();
@@ -268,8 +275,8 @@ absl::Status AddParamFolder(UniversalSource& source, const fs::path& zero, const
   return source.AddParam(std::move(meta));
 }
 
-absl::Status AddModelParams(UniversalSource& source, const std::string& dir, const OpenedFile& model,
-                            const std::vector<std::string>& frozen_names) {
+absl::Status AddModelParams(UniversalSource& source, const std::string& dir,
+                            const OpenedFile& model, const std::vector<std::string>& frozen_names) {
   const Value& root = model.torch->root();
   const Value* module = root.Get("module");
   const int64_t dp = IntValue(root.Get("dp_world_size")).value_or(1);
@@ -299,17 +306,20 @@ absl::Status AddModelParams(UniversalSource& source, const std::string& dir, con
     StateMeta state;
     for (int64_t d = 0; d < dp; ++d) {
       const std::string path = ModelFile(dir, static_cast<int>(d));
-      if (path.empty()) return absl::NotFoundError(absl::StrCat(dir, ": no model-states file for dp rank ", d));
+      if (path.empty())
+        return absl::NotFoundError(absl::StrCat(dir, ": no model-states file for dp rank ", d));
       UCP_ASSIGN_OR_RETURN(OpenedFile rank, OpenTorch(source, path));
       const Value* frags = rank.torch->root().Get("frozen_param_fragments");
       const Value* frag = frags != nullptr ? frags->Get(name) : nullptr;
       if (frag == nullptr || !frag->is(ValueKind::kTensor)) {
-        return absl::DataLossError(absl::StrCat(path, ": frozen_param_fragments has no tensor '", name, "'"));
+        return absl::DataLossError(
+            absl::StrCat(path, ": frozen_param_fragments has no tensor '", name, "'"));
       }
       UCP_ASSIGN_OR_RETURN(ByteRun run, TensorRun(*rank.torch, frag->tensor(), rank.index));
       const int64_t take = PerParamShard(numel, static_cast<int>(dp), static_cast<int>(d)).valid;
       const uint64_t bytes = static_cast<uint64_t>(take) * DTypeSize(frag->tensor().dtype);
-      if (bytes > run.size) return absl::DataLossError(absl::StrCat(path, ": fragment of '", name, "' is short"));
+      if (bytes > run.size)
+        return absl::DataLossError(absl::StrCat(path, ": fragment of '", name, "' is short"));
       state.dtype = frag->tensor().dtype;
       if (bytes > 0) state.runs.push_back(ByteRun{run.file, run.offset, bytes});
     }
@@ -373,15 +383,18 @@ absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& d
   if (fs::exists(optimizer)) {
     UCP_ASSIGN_OR_RETURN(OpenedFile opt, OpenTorch(*source, optimizer.string()));
     const Value& root = opt.torch->root();
-    if (auto stage = IntValue(root.Get(formats::deepspeed::keys::kZeroStage))) source->mutable_info().zero_stage = static_cast<int>(*stage);
-    if (const Value* groups = root.Get("param_groups"); groups != nullptr && groups->is_sequence()) {
+    if (auto stage = IntValue(root.Get(formats::deepspeed::keys::kZeroStage)))
+      source->mutable_info().zero_stage = static_cast<int>(*stage);
+    if (const Value* groups = root.Get("param_groups");
+        groups != nullptr && groups->is_sequence()) {
       for (const Value* g : groups->items()) {
         nlohmann::json hp = PlainJson(*g);
         if (hp.is_object()) hp.erase("params");
         source->mutable_info().param_groups.push_back(std::move(hp));
       }
     }
-    if (const Value* inner = root.Get(formats::deepspeed::keys::kOptimizerStateDict); inner != nullptr) {
+    if (const Value* inner = root.Get(formats::deepspeed::keys::kOptimizerStateDict);
+        inner != nullptr) {
       const Value* state = inner->Get("state");
       if (state != nullptr && state->is_dict() && !state->entries().empty()) {
         const Value* step = state->entries()[0].second->Get("step");

@@ -32,7 +32,7 @@ struct UniversalOpenOptions {
 // NotFound (no zero/ folder), DataLoss (a state file that is not a tensor or dict with 'param',
 // shapes that disagree across states, a manifest size mismatch), and the readers' errors, each
 // naming its file.
-absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(const std::string& dir,
-                                                            const UniversalOpenOptions& options = {});
+absl::StatusOr<std::unique_ptr<Source>> OpenUniversalSource(
+    const std::string& dir, const UniversalOpenOptions& options = {});
 
 }  // namespace ucp

@@ -29,15 +29,18 @@ class WeightsSource : public Source {
   using Source::mutable_info;
 
   // HDF5 datasets are decoded by libhdf5; the rest are byte runs.
-  absl::Status ReadState(const ParamMeta& param, ParamState state, absl::Span<std::byte> dest) const override {
-    if (auto it = h5_dataset_.find(param.name); it != h5_dataset_.end() && state == ParamState::kFp32) {
+  absl::Status ReadState(const ParamMeta& param, ParamState state,
+                         absl::Span<std::byte> dest) const override {
+    if (auto it = h5_dataset_.find(param.name);
+        it != h5_dataset_.end() && state == ParamState::kFp32) {
       return h5_[it->second.first]->ReadInto(it->second.second, dest);
     }
     return Source::ReadState(param, state, dest);
   }
 
   std::vector<std::unique_ptr<formats::hdf5::H5Reader>> h5_;
-  absl::flat_hash_map<std::string, std::pair<size_t, std::string>> h5_dataset_;  // name → (reader, dataset)
+  absl::flat_hash_map<std::string, std::pair<size_t, std::string>>
+      h5_dataset_;  // name → (reader, dataset)
 };
 
 ParamMeta WeightParam(std::string name, Shape shape, StateMeta state, absl::string_view where) {
@@ -53,7 +56,8 @@ ParamMeta WeightParam(std::string name, Shape shape, StateMeta state, absl::stri
 absl::Status AddSafetensors(WeightsSource& source, std::shared_ptr<const ByteSource> file) {
   UCP_ASSIGN_OR_RETURN(auto reader, formats::safetensors::SafetensorsReader::Open(file));
   const int index = source.AddFile(file);
-  const std::string where = absl::StrCat("safetensors ", fs::path(file->name()).filename().string());
+  const std::string where =
+      absl::StrCat("safetensors ", fs::path(file->name()).filename().string());
   for (const formats::safetensors::TensorInfo& t : reader.tensors()) {
     StateMeta state;
     state.dtype = t.dtype;
@@ -69,7 +73,8 @@ absl::Status AddTorchStateDict(WeightsSource& source, std::shared_ptr<const Byte
   UCP_ASSIGN_OR_RETURN(TorchFile torch, TorchFile::Open(file));
   const Value& root = torch.root();
   if (!root.is_dict()) {
-    return absl::InvalidArgumentError(absl::StrCat(file->name(), ": not a state_dict (a dict of name → tensor)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file->name(), ": not a state_dict (a dict of name → tensor)"));
   }
   const int index = source.AddFile(file);
   const std::string where = absl::StrCat("torch ", fs::path(file->name()).filename().string());
@@ -77,7 +82,8 @@ absl::Status AddTorchStateDict(WeightsSource& source, std::shared_ptr<const Byte
     if (!k->is(ValueKind::kStr) || !v->is(ValueKind::kTensor)) continue;
     absl::StatusOr<StateMeta> state = TensorState(torch, v->tensor(), index);
     if (!state.ok()) return WithContext(state.status(), absl::StrCat("tensor '", k->str(), "'"));
-    UCP_RETURN_IF_ERROR(source.AddParam(WeightParam(k->str(), v->tensor().shape, std::move(*state), where)));
+    UCP_RETURN_IF_ERROR(
+        source.AddParam(WeightParam(k->str(), v->tensor().shape, std::move(*state), where)));
   }
   return absl::OkStatus();
 }
@@ -92,12 +98,14 @@ absl::Status AddHdf5(WeightsSource& source, const std::string& path) {
     StateMeta state;
     state.dtype = d.dtype;
     source.h5_dataset_[name] = {r, d.path};
-    UCP_RETURN_IF_ERROR(source.AddParam(WeightParam(std::move(name), d.shape, std::move(state), where)));
+    UCP_RETURN_IF_ERROR(
+        source.AddParam(WeightParam(std::move(name), d.shape, std::move(state), where)));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<formats::FileFormat> SniffPath(const std::string& path, std::shared_ptr<const ByteSource>* opened) {
+absl::StatusOr<formats::FileFormat> SniffPath(const std::string& path,
+                                              std::shared_ptr<const ByteSource>* opened) {
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> file, OpenFileSource(path));
   UCP_ASSIGN_OR_RETURN(formats::FileFormat format, formats::Sniff(*file));
   *opened = std::move(file);
@@ -111,7 +119,9 @@ absl::Status AddFile(WeightsSource& source, const std::string& path) {
     case formats::FileFormat::kSafetensors: return AddSafetensors(source, std::move(file));
     case formats::FileFormat::kTorchZip: return AddTorchStateDict(source, std::move(file));
     case formats::FileFormat::kHdf5: return AddHdf5(source, path);
-    default: return absl::UnimplementedError(absl::StrCat(path, ": a legacy torch.save file is not supported"));
+    default:
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": a legacy torch.save file is not supported"));
   }
 }
 
@@ -120,14 +130,18 @@ absl::StatusOr<std::vector<std::string>> IndexShards(const fs::path& index_path)
   UCP_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path.string(), uint64_t{1} << 30));
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object() || !doc.contains("weight_map") || !doc["weight_map"].is_object()) {
-    return absl::DataLossError(absl::StrCat(index_path.string(), ": not a JSON object with a weight_map"));
+    return absl::DataLossError(
+        absl::StrCat(index_path.string(), ": not a JSON object with a weight_map"));
   }
   std::vector<std::string> shards;
   for (const auto& [name, shard] : doc["weight_map"].items()) {
-    if (!shard.is_string()) return absl::DataLossError(absl::StrCat(index_path.string(), ": weight_map[", name, "] is not a string"));
+    if (!shard.is_string())
+      return absl::DataLossError(
+          absl::StrCat(index_path.string(), ": weight_map[", name, "] is not a string"));
     const std::string s = shard.get<std::string>();
     if (s.empty() || s.find('/') != std::string::npos || s == "..") {
-      return absl::DataLossError(absl::StrCat(index_path.string(), ": shard name '", s, "' is not a file name"));
+      return absl::DataLossError(
+          absl::StrCat(index_path.string(), ": shard name '", s, "' is not a file name"));
     }
     if (std::find(shards.begin(), shards.end(), s) == shards.end()) shards.push_back(s);
   }
@@ -135,14 +149,17 @@ absl::StatusOr<std::vector<std::string>> IndexShards(const fs::path& index_path)
   return shards;
 }
 
-constexpr const char* kIndexFiles[] = {"model.safetensors.index.json", "pytorch_model.bin.index.json"};
-constexpr const char* kSingleFiles[] = {"model.safetensors", "pytorch_model.bin", "model.h5", "model.hdf5"};
+constexpr const char* kIndexFiles[] = {"model.safetensors.index.json",
+                                       "pytorch_model.bin.index.json"};
+constexpr const char* kSingleFiles[] = {"model.safetensors", "pytorch_model.bin", "model.h5",
+                                        "model.hdf5"};
 
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> WeightsFiles(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
+  if (!fs::exists(path, ec))
+    return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
   if (!fs::is_directory(path, ec)) return std::vector<std::string>{path};
   for (const char* f : kIndexFiles) {
     if (!fs::exists(fs::path(path) / f, ec)) continue;
@@ -164,12 +181,9 @@ absl::StatusOr<SourceKind> WeightsKind(const std::string& file) {
   std::shared_ptr<const ByteSource> opened;
   UCP_ASSIGN_OR_RETURN(formats::FileFormat format, SniffPath(file, &opened));
   switch (format) {
-    case formats::FileFormat::kSafetensors:
-      return SourceKind::kSafetensors;
-    case formats::FileFormat::kHdf5:
-      return SourceKind::kHdf5;
-    case formats::FileFormat::kTorchZip:
-      return SourceKind::kTorchWeights;
+    case formats::FileFormat::kSafetensors: return SourceKind::kSafetensors;
+    case formats::FileFormat::kHdf5: return SourceKind::kHdf5;
+    case formats::FileFormat::kTorchZip: return SourceKind::kTorchWeights;
     default:
       return absl::UnimplementedError(
           absl::StrCat(file, ": a legacy torch.save file is not supported"));

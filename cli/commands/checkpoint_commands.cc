@@ -86,7 +86,8 @@ std::vector<absl::string_view> DiffStateNames() {
   return names;
 }
 
-int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out, std::ostream& err) {
+int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out,
+                         std::ostream& err) {
   OpenSourceOptions open;
   open.tag = options.tag;
   open.prefer_universal = options.universal;
@@ -98,11 +99,15 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
   int tied = 0, experts = 0;
   int64_t trainable_numel = 0;
   for (const ParamMeta& p : s.params()) {
-    if (!p.tied_to.empty()) { ++tied; continue; }
+    if (!p.tied_to.empty()) {
+      ++tied;
+      continue;
+    }
     ++counts[static_cast<int>(p.role)];
     if (p.expert) ++experts;
     if (p.role == ParamRole::kTrainable) trainable_numel += p.shape.NumElements().value_or(0);
-    for (int i = 0; i < ucp::kNumParamStates; ++i) bytes[i] += ucp::StateNumBytes(p, static_cast<ParamState>(i));
+    for (int i = 0; i < ucp::kNumParamStates; ++i)
+      bytes[i] += ucp::StateNumBytes(p, static_cast<ParamState>(i));
   }
   if (options.json) {
     nlohmann::json j = InfoJson(s);
@@ -123,31 +128,40 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
       if (p.step) pj["step"] = *p.step;
       j["params"].push_back(std::move(pj));
     }
-    j["totals"] = {{"trainable", counts[0]}, {"frozen", counts[1]}, {"buffers", counts[2]}, {"tied", tied},
-                   {"experts", experts}, {"trainable_numel", trainable_numel}, {"fp32_bytes", bytes[0]},
-                   {"exp_avg_bytes", bytes[1]}, {"exp_avg_sq_bytes", bytes[2]}};
+    j["totals"] = {
+        {"trainable", counts[0]}, {"frozen", counts[1]},       {"buffers", counts[2]},
+        {"tied", tied},           {"experts", experts},        {"trainable_numel", trainable_numel},
+        {"fp32_bytes", bytes[0]}, {"exp_avg_bytes", bytes[1]}, {"exp_avg_sq_bytes", bytes[2]}};
     WriteJson(out, j);
     return kExitOk;
   }
   const ucp::SourceInfo& i = s.info();
   out << "kind:        " << ucp::SourceKindName(s.kind());
-  if (i.zero_stage >= 0) out << " (ZeRO-" << i.zero_stage << (i.optimizer_wrapper.empty() ? "" : ", ") << i.optimizer_wrapper << ")";
+  if (i.zero_stage >= 0)
+    out << " (ZeRO-" << i.zero_stage << (i.optimizer_wrapper.empty() ? "" : ", ")
+        << i.optimizer_wrapper << ")";
   out << "\npath:        " << i.path << "\n";
   if (!i.tag.empty()) out << "tag:         " << i.tag << "\n";
   if (i.step) out << "step:        " << *i.step << "\n";
   if (s.kind() == ucp::SourceKind::kZero || s.kind() == ucp::SourceKind::kUniversal) {
-    out << "topology:    dp " << i.dp_size << ", tp " << i.tp_size << ", pp " << i.pp_size << ", ep " << i.ep_size << "\n";
+    out << "topology:    dp " << i.dp_size << ", tp " << i.tp_size << ", pp " << i.pp_size
+        << ", ep " << i.ep_size << "\n";
   }
   if (!i.param_groups.empty()) {
     out << "param groups: " << i.param_groups.size() << "\n";
-    for (size_t g = 0; g < i.param_groups.size(); ++g) out << "  [" << g << "] " << i.param_groups[g].dump() << "\n";
+    for (size_t g = 0; g < i.param_groups.size(); ++g)
+      out << "  [" << g << "] " << i.param_groups[g].dump() << "\n";
   }
-  out << "parameters:  " << counts[0] << " trainable (" << trainable_numel << " elements), " << counts[1]
-      << " frozen, " << counts[2] << " buffers, " << tied << " tied aliases, " << experts << " expert tensors\n";
+  out << "parameters:  " << counts[0] << " trainable (" << trainable_numel << " elements), "
+      << counts[1] << " frozen, " << counts[2] << " buffers, " << tied << " tied aliases, "
+      << experts << " expert tensors\n";
   size_t w = 4;
   for (const ParamMeta& p : s.params()) w = std::max(w, p.name.size());
-  out << "\n  " << std::left << std::setw(static_cast<int>(w)) << "name" << "  " << std::setw(16) << "shape" << "  "
-      << std::setw(5) << "dtype" << "  " << std::setw(22) << "states" << "  partitioning\n";
+  out << "\n  " << std::left << std::setw(static_cast<int>(w)) << "name"
+      << "  " << std::setw(16) << "shape"
+      << "  " << std::setw(5) << "dtype"
+      << "  " << std::setw(22) << "states"
+      << "  partitioning\n";
   int rows = 0;
   for (const ParamMeta& p : s.params()) {
     if (options.max_rows > 0 && rows++ >= options.max_rows) {
@@ -161,8 +175,8 @@ int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& 
         << absl::StrJoin(States(p), "+") << "  " << p.partitioning
         << (flags.empty() ? "" : "  [" + flags + "]") << "\n";
   }
-  out << "\nsizes:       fp32 " << HumanBytes(bytes[0]) << ", exp_avg " << HumanBytes(bytes[1]) << ", exp_avg_sq "
-      << HumanBytes(bytes[2]) << "\n";
+  out << "\nsizes:       fp32 " << HumanBytes(bytes[0]) << ", exp_avg " << HumanBytes(bytes[1])
+      << ", exp_avg_sq " << HumanBytes(bytes[2]) << "\n";
   return 0;
 }
 

@@ -20,7 +20,8 @@ struct InspectCheckpointOptions {
   int max_rows = 0;        // parameter rows shown (0 = all)
 };
 // 0 ok, 1 error (one "error: ..." line on `err`; under --json also {"error": ...} on `out`).
-int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out, std::ostream& err);
+int RunInspectCheckpoint(const InspectCheckpointOptions& options, std::ostream& out,
+                         std::ostream& err);
 
 struct DiffCommandOptions {
   std::string a, b;

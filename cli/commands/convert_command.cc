@@ -34,7 +34,8 @@ nlohmann::json ResultJson(const pipelines::ConvertResult& r) {
 int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& err) {
   const CommandOutput output{out, err, "convert", o.json};
   if (o.keep_temp_folder) {
-    err << "note: --keep_temp_folder has no effect: ucp streams fragments into the final files and writes no "
+    err << "note: --keep_temp_folder has no effect: ucp streams fragments into the final files and "
+           "writes no "
            "temporary folder\n";
   }
   absl::StatusOr<uint64_t> memory = ParseByteSize(o.memory_limit);
@@ -63,7 +64,8 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
       j["output"] = planned->output;
       WriteJson(out, j);
     } else {
-      out << converters::plan::Summary(planned->plan) << "output:    " << planned->output << " (dry run: nothing written)\n";
+      out << converters::plan::Summary(planned->plan) << "output:    " << planned->output
+          << " (dry run: nothing written)\n";
     }
     return kExitOk;
   }
@@ -82,10 +84,11 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
     j.update(ResultJson(*result));
     WriteJson(out, j);
   } else {
-    const double rate = result->stats.seconds > 0 ? static_cast<double>(result->bytes) / result->stats.seconds : 0;
-    out << "wrote " << result->output << ": " << result->files << " files, " << HumanBytes(result->bytes) << " in "
-        << absl::StrFormat("%.2f", result->stats.seconds) << " s (" << HumanBytes(rate) << "/s, " << result->stats.threads
-        << " threads)\n";
+    const double rate =
+        result->stats.seconds > 0 ? static_cast<double>(result->bytes) / result->stats.seconds : 0;
+    out << "wrote " << result->output << ": " << result->files << " files, "
+        << HumanBytes(result->bytes) << " in " << absl::StrFormat("%.2f", result->stats.seconds)
+        << " s (" << HumanBytes(rate) << "/s, " << result->stats.threads << " threads)\n";
     if (!result->latest_universal.empty()) out << "wrote " << result->latest_universal << "\n";
   }
   return kExitOk;

@@ -18,7 +18,7 @@ struct ConvertCommandOptions {
   std::string input;   // save folder or tag folder (ds_to_universal: --input_folder)
   std::string output;  // UCP folder (--output_folder); empty: <save folder>/<tag>_universal
   std::string tag;
-  int threads = 0;                   // 0: --num_extract_workers when given, else every hardware thread
+  int threads = 0;  // 0: --num_extract_workers when given, else every hardware thread
   std::string memory_limit = "256MiB";
   bool dry_run = false;
   bool json = false;
@@ -28,8 +28,8 @@ struct ConvertCommandOptions {
   bool keep_temp_folder = false;  // accepted for ds_to_universal compatibility; no effect
   int num_extract_workers = 0;    // ds_to_universal's worker counts; used only as a thread count
   int num_merge_workers = 0;
-  bool no_fsync = false;          // skip fsync (scratch output, tests)
-  bool progress = false;          // draw a progress line on `err` (main sets it when stderr is a TTY)
+  bool no_fsync = false;  // skip fsync (scratch output, tests)
+  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
 // Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).

@@ -25,14 +25,14 @@ std::optional<DType> ExportDType(absl::string_view name);
 struct ExportCommandOptions {
   std::string input, output, tag;
   std::string format = "safetensors";  // safetensors | bin | hdf5
-  std::string dtype;                    // "", fp32, bf16, fp16
-  std::string max_shard_size;           // "" = one file
-  std::string moe_layout = "fused";     // fused | per-expert
+  std::string dtype;                   // "", fp32, bf16, fp16
+  std::string max_shard_size;          // "" = one file
+  std::string moe_layout = "fused";    // fused | per-expert
   bool exclude_frozen = false;
   bool zero_to_fp32 = false;
-  bool safe_serialization = false;      // zero-to-fp32: safetensors instead of .bin
+  bool safe_serialization = false;  // zero-to-fp32: safetensors instead of .bin
   bool json = false, dry_run = false, force = false, no_fsync = false;
-  bool debug = false;                   // zero-to-fp32 -d: accepted, no effect
+  bool debug = false;  // zero-to-fp32 -d: accepted, no effect
   int threads = 0;
   bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };

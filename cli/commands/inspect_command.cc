@@ -72,18 +72,21 @@ void PrintRecords(const std::vector<RecordCheck>& rows, int max_rows, std::ostre
 Json ValuesJson(DType dtype, const Buffer& bytes, int count) {
   Json a = Json::array();
   const int64_t n = std::min<int64_t>(count, bytes.size() / DTypeSize(dtype));
-  for (int64_t i = 0; i < n; ++i) a.push_back(ElementAsDouble(dtype, bytes.data() + i * DTypeSize(dtype)));
+  for (int64_t i = 0; i < n; ++i)
+    a.push_back(ElementAsDouble(dtype, bytes.data() + i * DTypeSize(dtype)));
   return a;
 }
 
-absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> source, std::ostream& out) {
+absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> source,
+                          std::ostream& out) {
   using namespace formats::torch;
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::Open(source));
   const std::vector<RecordCheck> records =
       o.verify ? CheckRecords(file.zip()) : std::vector<RecordCheck>();
   if (o.json) UCP_RETURN_IF_ERROR(FirstFailure(records));  // the error document instead
   uint64_t storage_bytes = 0;
-  for (const StorageRef* s : file.storages()) storage_bytes += static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype);
+  for (const StorageRef* s : file.storages())
+    storage_bytes += static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype);
   auto tensor_values = [&](const TensorRef& t) -> absl::StatusOr<Buffer> {
     if (o.values <= 0 && !o.verify) return Buffer();
     return file.TensorBytes(t);
@@ -113,8 +116,8 @@ absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> s
     WriteJson(out, doc);
     return absl::OkStatus();
   }
-  out << o.path << ": torch.save zip, " << HumanBytes(source->Size()) << ", " << file.zip().entries().size()
-      << " records, archive root '" << file.archive_root() << "'\n";
+  out << o.path << ": torch.save zip, " << HumanBytes(source->Size()) << ", "
+      << file.zip().entries().size() << " records, archive root '" << file.archive_root() << "'\n";
   TreePrinter printer(out, o.max_items, o.values, tensor_values);
   UCP_RETURN_IF_ERROR(printer.Print(file.root()));
   out << printer.tensor_count() << " tensors in " << file.storages().size() << " storages, "
@@ -127,13 +130,15 @@ absl::Status InspectTorch(const InspectOptions& o, std::shared_ptr<ByteSource> s
   return absl::OkStatus();
 }
 
-absl::Status InspectSafetensors(const InspectOptions& o, std::shared_ptr<ByteSource> source, std::ostream& out) {
+absl::Status InspectSafetensors(const InspectOptions& o, std::shared_ptr<ByteSource> source,
+                                std::ostream& out) {
   using formats::safetensors::SafetensorsReader;
   using formats::safetensors::TensorInfo;
   UCP_ASSIGN_OR_RETURN(SafetensorsReader reader, SafetensorsReader::Open(source));
   Json tensors = Json::array();
   for (const TensorInfo& t : reader.tensors()) {
-    Json j{{"name", t.name}, {"dtype", DTypeName(t.dtype)},
+    Json j{{"name", t.name},
+           {"dtype", DTypeName(t.dtype)},
            {"shape", std::vector<int64_t>(t.shape.dims().begin(), t.shape.dims().end())},
            {"data_offsets", {t.begin, t.end}}};
     if (o.values > 0 || o.verify) {
@@ -158,11 +163,13 @@ absl::Status InspectSafetensors(const InspectOptions& o, std::shared_ptr<ByteSou
     WriteJson(out, doc);
     return absl::OkStatus();
   }
-  out << o.path << ": safetensors, " << HumanBytes(source->Size()) << ", " << tensors.size() << " tensors\n";
+  out << o.path << ": safetensors, " << HumanBytes(source->Size()) << ", " << tensors.size()
+      << " tensors\n";
   for (const auto& [k, v] : reader.metadata()) out << "  __metadata__." << k << " = " << v << "\n";
   for (const Json& t : tensors) {
     out << "  " << t["name"].get<std::string>() << ": " << t["dtype"].get<std::string>() << " "
-        << t["shape"].dump() << (t.contains("values") ? absl::StrCat(" ", t["values"].dump()) : "") << "\n";
+        << t["shape"].dump() << (t.contains("values") ? absl::StrCat(" ", t["values"].dump()) : "")
+        << "\n";
   }
   if (o.verify) out << "verify: OK (every tensor read; sizes match the header)\n";
   return absl::OkStatus();
@@ -178,7 +185,8 @@ absl::Status InspectHdf5(const InspectOptions& o, std::ostream& out) {
   UCP_ASSIGN_OR_RETURN(H5Reader reader, H5Reader::Open(o.path));
   Json datasets = Json::array();
   for (const DatasetInfo& d : reader.datasets()) {
-    Json j{{"path", d.path}, {"dtype", DTypeName(d.dtype)},
+    Json j{{"path", d.path},
+           {"dtype", DTypeName(d.dtype)},
            {"shape", std::vector<int64_t>(d.shape.dims().begin(), d.shape.dims().end())}};
     Json attrs = Json::object();
     UCP_ASSIGN_OR_RETURN(formats::hdf5::AttrList attributes, reader.Attributes(d.path));
@@ -187,7 +195,8 @@ absl::Status InspectHdf5(const InspectOptions& o, std::ostream& out) {
     if (o.values > 0 || o.verify) {
       UCP_ASSIGN_OR_RETURN(SharedTensor data, reader.Read(d.path));
       UCP_ASSIGN_OR_RETURN(int64_t nbytes, d.shape.NumBytes(d.dtype));
-      if (o.values > 0) j["values"] = ValuesJson(d.dtype, Buffer(data.owner, data.view.data, nbytes), o.values);
+      if (o.values > 0)
+        j["values"] = ValuesJson(d.dtype, Buffer(data.owner, data.view.data, nbytes), o.values);
     }
     datasets.push_back(std::move(j));
   }
@@ -200,8 +209,9 @@ absl::Status InspectHdf5(const InspectOptions& o, std::ostream& out) {
   }
   out << o.path << ": HDF5, " << datasets.size() << " datasets\n";
   for (const Json& d : datasets) {
-    out << "  " << d["path"].get<std::string>() << ": " << d["dtype"].get<std::string>() << " " << d["shape"].dump()
-        << (d.contains("values") ? absl::StrCat(" ", d["values"].dump()) : "") << "\n";
+    out << "  " << d["path"].get<std::string>() << ": " << d["dtype"].get<std::string>() << " "
+        << d["shape"].dump() << (d.contains("values") ? absl::StrCat(" ", d["values"].dump()) : "")
+        << "\n";
   }
   if (o.verify) out << "verify: OK (every dataset read and decompressed)\n";
   return absl::OkStatus();
@@ -214,10 +224,8 @@ absl::Status Inspect(const InspectOptions& o, std::ostream& out) {
     case FileFormat::kTorchZip:
     case FileFormat::kTorchLegacy:  // TorchFile::Open explains that legacy files are not read
       return InspectTorch(o, std::move(source), out);
-    case FileFormat::kSafetensors:
-      return InspectSafetensors(o, std::move(source), out);
-    case FileFormat::kHdf5:
-      return InspectHdf5(o, out);
+    case FileFormat::kSafetensors: return InspectSafetensors(o, std::move(source), out);
+    case FileFormat::kHdf5: return InspectHdf5(o, out);
   }
   return absl::InternalError("unhandled format");
 }
@@ -229,7 +237,8 @@ int RunInspect(const InspectOptions& options, std::ostream& out, std::ostream& e
   if (status.ok()) return kExitOk;
   std::string message(status.message());
   // Messages of the readers name the file already; add it where they do not.
-  if (message.find(options.path) == std::string::npos) message = absl::StrCat(options.path, ": ", message);
+  if (message.find(options.path) == std::string::npos)
+    message = absl::StrCat(options.path, ": ", message);
   return Fail({out, err, "inspect", options.json}, message);
 }
 

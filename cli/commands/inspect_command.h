@@ -11,10 +11,10 @@ namespace ucp::cli {
 
 struct InspectOptions {
   std::string path;
-  int values = 0;       // elements shown per tensor
+  int values = 0;  // elements shown per tensor
   bool json = false;
   bool verify = false;
-  int max_items = 50;   // entries shown per container in the text view (0 = all)
+  int max_items = 50;  // entries shown per container in the text view (0 = all)
 };
 
 // Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).

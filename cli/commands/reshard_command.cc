@@ -49,8 +49,8 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
       j["tag"] = planned->tag;
       WriteJson(out, j);
     } else {
-      out << converters::plan::Summary(planned->plan) << "output:    " << o.output << "/" << planned->tag
-          << " (dry run: nothing written)\n";
+      out << converters::plan::Summary(planned->plan) << "output:    " << o.output << "/"
+          << planned->tag << " (dry run: nothing written)\n";
     }
     return kExitOk;
   }

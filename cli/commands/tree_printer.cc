@@ -23,7 +23,8 @@ std::string Shortest(double d) {
 // Elements print in their own precision: an f32 0.1 shows as 0.1, not 0.10000000149011612.
 std::string ElementText(DType dtype, const std::byte* p) {
   double d = ElementAsDouble(dtype, p);
-  if (DTypeLayout(dtype).kind != NumericLayout::Kind::kFloat || dtype == DType::kF64) return Shortest(d);
+  if (DTypeLayout(dtype).kind != NumericLayout::Kind::kFloat || dtype == DType::kF64)
+    return Shortest(d);
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, static_cast<float>(d));
   return std::string(buf, r.ptr);
@@ -40,10 +41,8 @@ bool IsScalar(const Value& v) {
     case ValueKind::kFloat:
     case ValueKind::kStr:
     case ValueKind::kBytes:
-    case ValueKind::kGlobal:
-      return true;
-    default:
-      return false;
+    case ValueKind::kGlobal: return true;
+    default: return false;
   }
 }
 
@@ -69,7 +68,8 @@ absl::StatusOr<std::string> TreePrinter::TensorText(const TensorRef& t) {
     UCP_ASSIGN_OR_RETURN(Buffer bytes, tensor_bytes_(t));
     std::vector<std::string> shown;
     const int64_t n = std::min<int64_t>(values_, t.NumElements());
-    for (int64_t i = 0; i < n; ++i) shown.push_back(ElementText(t.dtype, bytes.data() + i * DTypeSize(t.dtype)));
+    for (int64_t i = 0; i < n; ++i)
+      shown.push_back(ElementText(t.dtype, bytes.data() + i * DTypeSize(t.dtype)));
     absl::StrAppend(&s, " = [", absl::StrJoin(shown, ", "), n < t.NumElements() ? ", ...]" : "]");
   } else if (values_ == 0 && tensor_bytes_) {
     UCP_RETURN_IF_ERROR(tensor_bytes_(t).status());  // --verify reads every tensor
@@ -117,7 +117,8 @@ absl::Status TreePrinter::Line(const Value& v, int indent, const std::string& la
   std::string pad(indent * 2, ' ');
   std::string head = label.empty() ? pad : absl::StrCat(pad, label, ": ");
   const bool sequence = v.is_sequence() || v.is(ValueKind::kSet) || v.is(ValueKind::kFrozenSet);
-  if (IsScalar(v) || v.is(ValueKind::kTensor) || v.is(ValueKind::kStorage) || (sequence && IsFlat(v))) {
+  if (IsScalar(v) || v.is(ValueKind::kTensor) || v.is(ValueKind::kStorage) ||
+      (sequence && IsFlat(v))) {
     UCP_ASSIGN_OR_RETURN(std::string text, Inline(v));
     out_ << head << text << "\n";
     return absl::OkStatus();
@@ -126,7 +127,8 @@ absl::Status TreePrinter::Line(const Value& v, int indent, const std::string& la
     // torch.Size([61, 24]) and enums read best inline; other objects list their state below.
     std::string args;
     const Value* a = v.args();
-    if (v.IsGlobal("torch", "Size") && a != nullptr && a->items().size() == 1 && IsFlat(*a->items()[0])) {
+    if (v.IsGlobal("torch", "Size") && a != nullptr && a->items().size() == 1 &&
+        IsFlat(*a->items()[0])) {
       std::vector<std::string> dims;
       for (const Value* d : a->items()[0]->items()) {
         UCP_ASSIGN_OR_RETURN(std::string text, Inline(*d));
@@ -135,7 +137,8 @@ absl::Status TreePrinter::Line(const Value& v, int indent, const std::string& la
       args = absl::StrCat("([", absl::StrJoin(dims, ", "), "])");
     } else if (a != nullptr && IsFlat(*a)) {
       UCP_ASSIGN_OR_RETURN(args, Inline(*a));
-      if (a->items().size() == 1) args = absl::StrCat(args.substr(0, args.size() - 2), ")");  // (x,) → (x)
+      if (a->items().size() == 1)
+        args = absl::StrCat(args.substr(0, args.size() - 2), ")");  // (x,) → (x)
     }
     out_ << head << Qualname(*v.cls()) << args << "\n";
     if (v.state() != nullptr) UCP_RETURN_IF_ERROR(Line(*v.state(), indent + 1, "state"));
@@ -143,11 +146,12 @@ absl::Status TreePrinter::Line(const Value& v, int indent, const std::string& la
   }
   int shown = 0;
   if (v.is_dict()) {
-    out_ << head << (v.is(ValueKind::kOrderedDict) ? "OrderedDict" : "dict") << " (" << v.entries().size()
-         << (v.entries().size() == 1 ? " key)" : " keys)") << "\n";
+    out_ << head << (v.is(ValueKind::kOrderedDict) ? "OrderedDict" : "dict") << " ("
+         << v.entries().size() << (v.entries().size() == 1 ? " key)" : " keys)") << "\n";
     for (const auto& [k, val] : v.entries()) {
       if (max_items_ > 0 && shown++ >= max_items_) {
-        out_ << pad << "  ... " << v.entries().size() - max_items_ << " more (--max-items 0 shows all)\n";
+        out_ << pad << "  ... " << v.entries().size() - max_items_
+             << " more (--max-items 0 shows all)\n";
         break;
       }
       UCP_ASSIGN_OR_RETURN(std::string key, Inline(*k));
@@ -157,10 +161,12 @@ absl::Status TreePrinter::Line(const Value& v, int indent, const std::string& la
     if (v.state() != nullptr) UCP_RETURN_IF_ERROR(Line(*v.state(), indent + 1, "(attributes)"));
     return absl::OkStatus();
   }
-  out_ << head << formats::torch::ValueKindName(v.kind()) << " (" << v.items().size() << " items)\n";
+  out_ << head << formats::torch::ValueKindName(v.kind()) << " (" << v.items().size()
+       << " items)\n";
   for (size_t i = 0; i < v.items().size(); ++i) {
     if (max_items_ > 0 && shown++ >= max_items_) {
-      out_ << pad << "  ... " << v.items().size() - max_items_ << " more (--max-items 0 shows all)\n";
+      out_ << pad << "  ... " << v.items().size() - max_items_
+           << " more (--max-items 0 shows all)\n";
       break;
     }
     UCP_RETURN_IF_ERROR(Line(*v.items()[i], indent + 1, absl::StrCat("[", i, "]")));

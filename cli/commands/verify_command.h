@@ -11,9 +11,9 @@ namespace ucp::cli {
 
 struct VerifyCommandOptions {
   std::string path;
-  std::string tag;       // ZeRO save folder: the tag to check instead of `latest`'s
-  bool json = false;     // one JSON document on `out` (also when problems are found)
-  bool no_crc = false;   // skip reading every record for its CRC-32 (structure only)
+  std::string tag;      // ZeRO save folder: the tag to check instead of `latest`'s
+  bool json = false;    // one JSON document on `out` (also when problems are found)
+  bool no_crc = false;  // skip reading every record for its CRC-32 (structure only)
 };
 
 int RunVerify(const VerifyCommandOptions& options, std::ostream& out, std::ostream& err);

@@ -1,6 +1,6 @@
 // Hostile and broken checkpoint folders: scratch copies of the fixtures with a shard deleted,
-// replaced by one of another run, renamed, truncated, or joined by files the index does not support.
-// Every error must say what is wrong and name the file.
+// replaced by one of another run, renamed, truncated, or joined by files the index does not
+// support. Every error must say what is wrong and name the file.
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -30,12 +30,14 @@ void Replace(const fs::path& target, const fs::path& source) {
 }
 
 // Expects OpenCheckpoint(dir) to fail with `code` and a message containing every `parts` entry.
-void ExpectError(const fs::path& dir, absl::StatusCode code, std::initializer_list<std::string> parts) {
+void ExpectError(const fs::path& dir, absl::StatusCode code,
+                 std::initializer_list<std::string> parts) {
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(dir.string());
   ASSERT_FALSE(index.ok());
   EXPECT_EQ(index.status().code(), code) << index.status();
   for (const std::string& part : parts) {
-    EXPECT_NE(index.status().message().find(part), std::string::npos) << "'" << part << "' not in: " << index.status();
+    EXPECT_NE(index.status().message().find(part), std::string::npos)
+        << "'" << part << "' not in: " << index.status();
   }
 }
 
@@ -43,7 +45,8 @@ TEST(MissingFiles, ShardOfAMiddleRank) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s1_fp32_dp4");
   fs::remove(tag / "zero_pp_rank_2_mp_rank_00_optim_states.pt");
-  ExpectError(tag, absl::StatusCode::kNotFound, {"zero_pp_rank_2_mp_rank_00_optim_states.pt", "dp rank 2 (of 4)"});
+  ExpectError(tag, absl::StatusCode::kNotFound,
+              {"zero_pp_rank_2_mp_rank_00_optim_states.pt", "dp rank 2 (of 4)"});
 }
 
 TEST(MissingFiles, ShardOfTheLastRank) {
@@ -51,7 +54,8 @@ TEST(MissingFiles, ShardOfTheLastRank) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s2_fp32_dp4");
   fs::remove(tag / "zero_pp_rank_3_mp_rank_00_optim_states.pt");
-  ExpectError(tag, absl::StatusCode::kNotFound, {"zero_pp_rank_3_mp_rank_00_optim_states.pt", "dp rank 3 (of 4)"});
+  ExpectError(tag, absl::StatusCode::kNotFound,
+              {"zero_pp_rank_3_mp_rank_00_optim_states.pt", "dp rank 3 (of 4)"});
 }
 
 TEST(MissingFiles, Bf16Shard) {
@@ -88,7 +92,8 @@ TEST(MixedShards, ShardOfALargerWorld) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   Replace(tag / kShard1, CaseFile("s1_fp32_dp4", kShard1));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {kShard1, "partition_count[0] is 4, expected 2"});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {kShard1, "partition_count[0] is 4, expected 2"});
 }
 
 TEST(MixedShards, ExtraRank) {
@@ -104,7 +109,8 @@ TEST(MixedShards, ShardOfAnotherStage) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   Replace(tag / kShard1, CaseFile("s2_fp32_dp2", kShard1));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"mixed optimizer shards", kShard1, "ZeRO-2"});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"mixed optimizer shards", kShard1, "ZeRO-2"});
 }
 
 TEST(MixedShards, ShardOfAnotherModel) {
@@ -128,7 +134,8 @@ TEST(MixedShards, ShardOfALaterStep) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   Replace(tag / kShard1, CaseFile("s1_fp32_dp4", kShard1, "resume_dp2/checkpoint/global_step8"));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"disagree on the step of param group 0", kShard1});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"disagree on the step of param group 0", kShard1});
 }
 
 TEST(MixedShards, ZeroThreeModelStatesOfAnotherTag) {
@@ -136,7 +143,8 @@ TEST(MixedShards, ZeroThreeModelStatesOfAnotherTag) {
   fs::path tag = scratch.CopyTag("s3_fp32_dp2");
   const char* model1 = "zero_pp_rank_1_mp_rank_00_model_states.pt";
   Replace(tag / model1, CaseFile("s3_fp32_dp4", model1, "resume_dp2/checkpoint/global_step8"));
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"mixed checkpoint", model1, "global_steps"});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"mixed checkpoint", model1, "global_steps"});
 }
 
 TEST(MixedShards, ZeroThreeShardOfALargerWorld) {
@@ -157,7 +165,8 @@ TEST(MixedShards, AutoEpZeroThreeRanksSwapped) {
     fs::rename(b, a);
     fs::rename(tag / "tmp", b);
   }
-  ExpectError(tag, absl::StatusCode::kFailedPrecondition, {"zero_pp_rank_1_mp_rank_00_model_states.pt", "ep_rank"});
+  ExpectError(tag, absl::StatusCode::kFailedPrecondition,
+              {"zero_pp_rank_1_mp_rank_00_model_states.pt", "ep_rank"});
 }
 
 TEST(MixedShards, MixedShardPrefixes) {
@@ -262,10 +271,12 @@ TEST(CorruptFiles, FifoNamedLikeAShard) {
 TEST(CorruptFiles, NotAZipFile) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s3_fp32_dp2");
-  std::ofstream(tag / "zero_pp_rank_1_mp_rank_00_model_states.pt", std::ios::trunc) << "not a torch file";
+  std::ofstream(tag / "zero_pp_rank_1_mp_rank_00_model_states.pt", std::ios::trunc)
+      << "not a torch file";
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(tag.string());
   ASSERT_FALSE(index.ok());
-  EXPECT_NE(index.status().message().find("zero_pp_rank_1_mp_rank_00_model_states.pt"), std::string::npos)
+  EXPECT_NE(index.status().message().find("zero_pp_rank_1_mp_rank_00_model_states.pt"),
+            std::string::npos)
       << index.status();
 }
 
@@ -287,7 +298,8 @@ TEST(Unsupported, PipelineLayerFiles) {
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s1_fp32_dp2");
   fs::copy_file(tag / "mp_rank_00_model_states.pt", tag / "layer_01-model_00-model_states.pt");
-  ExpectError(tag, absl::StatusCode::kUnimplemented, {"layer_01-model_00-model_states.pt", "pipeline"});
+  ExpectError(tag, absl::StatusCode::kUnimplemented,
+              {"layer_01-model_00-model_states.pt", "pipeline"});
 }
 
 TEST(Unsupported, NvmeOffload) {
@@ -301,8 +313,9 @@ TEST(Unsupported, ExpertFilesWithoutAutoEpMetadata) {
   // Expert files next to a model file without ds_autoep_layers: native DeepSpeed MoE.
   ScratchDir scratch;
   fs::path tag = scratch.CopyTag("s2_fp32_dp2");
-  fs::copy_file(CaseFile("autoep_mixtral_s2_fp32_dp4_ep2", "layer_0_expert_0_mp_rank_00_model_states.pt"),
-                tag / "layer_0_expert_0_mp_rank_00_model_states.pt");
+  fs::copy_file(
+      CaseFile("autoep_mixtral_s2_fp32_dp4_ep2", "layer_0_expert_0_mp_rank_00_model_states.pt"),
+      tag / "layer_0_expert_0_mp_rank_00_model_states.pt");
   ExpectError(tag, absl::StatusCode::kUnimplemented, {"native DeepSpeed MoE"});
 }
 
@@ -313,7 +326,8 @@ TEST(Directories, RootWithoutLatest) {
 }
 
 TEST(Directories, Missing) {
-  ExpectError("/nonexistent/ucp/checkpoint", absl::StatusCode::kNotFound, {"/nonexistent/ucp/checkpoint"});
+  ExpectError("/nonexistent/ucp/checkpoint", absl::StatusCode::kNotFound,
+              {"/nonexistent/ucp/checkpoint"});
 }
 
 }  // namespace

@@ -9,26 +9,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 using formats::deepspeed::kMaxCount;
-using formats::torch::ValueKind;
 using formats::torch::Value;
+using formats::torch::ValueKind;
 namespace keys = formats::deepspeed::keys;
-using formats::deepspeed::Require;
-using formats::deepspeed::IsSet;
-using formats::deepspeed::AsIntIn;
 using formats::deepspeed::AsDict;
+using formats::deepspeed::AsIntIn;
 using formats::deepspeed::AsZeroStage;
 using formats::deepspeed::Describe;
 using formats::deepspeed::FileKind;
 using formats::deepspeed::FileKindName;
 using formats::deepspeed::FileName;
-using formats::deepspeed::ListedFile;
+using formats::deepspeed::IsSet;
 using formats::deepspeed::ListCheckpointFiles;
+using formats::deepspeed::ListedFile;
+using formats::deepspeed::Require;
 namespace {
 
 struct ShardKind {
@@ -40,15 +40,15 @@ absl::Status RejectUnsupportedKinds(const std::vector<ListedFile>& files) {
   for (const ListedFile& f : files) {
     switch (f.name.kind) {
       case FileKind::kPipelineLayer:
-        return absl::UnimplementedError(
-            absl::StrCat(f.path, ": pipeline-parallel checkpoints (layer files) are not supported"));
+        return absl::UnimplementedError(absl::StrCat(
+            f.path, ": pipeline-parallel checkpoints (layer files) are not supported"));
       case FileKind::kExpertOptimStates:
-        return absl::UnimplementedError(
-            absl::StrCat(f.path, ": MoE optimizer states without ZeRO (expp_rank files) are not supported"));
+        return absl::UnimplementedError(absl::StrCat(
+            f.path, ": MoE optimizer states without ZeRO (expp_rank files) are not supported"));
       case FileKind::kLegacyExpertModelStates:
-        return absl::UnimplementedError(absl::StrCat(f.path, ": legacy native-MoE expert files are not supported"));
-      default:
-        break;
+        return absl::UnimplementedError(
+            absl::StrCat(f.path, ": legacy native-MoE expert files are not supported"));
+      default: break;
     }
   }
   return absl::OkStatus();
@@ -58,29 +58,36 @@ absl::Status RejectUnsupportedKinds(const std::vector<ListedFile>& files) {
 absl::StatusOr<ShardKind> DetectShard(const CheckpointFile& f) {
   const std::string ctx = f.path;
   UCP_ASSIGN_OR_RETURN(const Value* osd_value, Require(f.root(), keys::kOptimizerStateDict, ctx));
-  UCP_ASSIGN_OR_RETURN(const Value* osd, AsDict(osd_value, absl::StrCat(ctx, ": ", keys::kOptimizerStateDict)));
+  UCP_ASSIGN_OR_RETURN(const Value* osd,
+                       AsDict(osd_value, absl::StrCat(ctx, ": ", keys::kOptimizerStateDict)));
   const std::string osd_ctx = absl::StrCat(ctx, ": ", keys::kOptimizerStateDict);
   ShardKind kind;
   if (const Value* stage = osd->Get(keys::kZeroStage); stage != nullptr) {
-    UCP_ASSIGN_OR_RETURN(kind.stage, AsZeroStage(stage, absl::StrCat(osd_ctx, ".", keys::kZeroStage)));
+    UCP_ASSIGN_OR_RETURN(kind.stage,
+                         AsZeroStage(stage, absl::StrCat(osd_ctx, ".", keys::kZeroStage)));
     if (kind.stage == 3 && osd->Get(keys::kFp32FlatGroups) != nullptr) {
       kind.wrapper = OptimizerWrapper::kZeroStage3;
       return kind;
     }
-    if ((kind.stage == 1 || kind.stage == 2) && osd->Get(keys::kSinglePartitionOfFp32Groups) != nullptr) {
+    if ((kind.stage == 1 || kind.stage == 2) &&
+        osd->Get(keys::kSinglePartitionOfFp32Groups) != nullptr) {
       kind.wrapper = OptimizerWrapper::kZeroOptimizer;
       return kind;
     }
-  } else if (osd->Get(keys::kLossScaler) == nullptr && osd->Get(keys::kSinglePartitionOfFp32Groups) != nullptr &&
+  } else if (osd->Get(keys::kLossScaler) == nullptr &&
+             osd->Get(keys::kSinglePartitionOfFp32Groups) != nullptr &&
              osd->Get(keys::kBaseOptimizerState) != nullptr) {
-    kind.wrapper = OptimizerWrapper::kBf16Optimizer;  // no zero_stage: DeepSpeed treats it as stage 1
+    kind.wrapper =
+        OptimizerWrapper::kBf16Optimizer;  // no zero_stage: DeepSpeed treats it as stage 1
     return kind;
   }
   std::vector<std::string> names;
-  for (const auto& [k, v] : osd->entries()) names.push_back(k->is(ValueKind::kStr) ? k->str() : "?");
-  return absl::UnimplementedError(absl::StrCat(osd_ctx, ": unknown optimizer layout (zero_stage ",
-                                               osd->Get(keys::kZeroStage) ? absl::StrCat(kind.stage) : "absent",
-                                               ", keys: ", absl::StrJoin(names, ", "), ")"));
+  for (const auto& [k, v] : osd->entries())
+    names.push_back(k->is(ValueKind::kStr) ? k->str() : "?");
+  return absl::UnimplementedError(
+      absl::StrCat(osd_ctx, ": unknown optimizer layout (zero_stage ",
+                   osd->Get(keys::kZeroStage) ? absl::StrCat(kind.stage) : "absent",
+                   ", keys: ", absl::StrJoin(names, ", "), ")"));
 }
 
 std::string ExpectedOptimName(const std::string& prefix, int dp, int mp) {
@@ -91,15 +98,17 @@ std::string ExpectedModelName(bool zero3, int dp, int mp) {
                : formats::deepspeed::ModelStatesFileName(mp);
 }
 
-absl::Status OpenFiles(const std::vector<ListedFile>& listed, const OpenOptions& options, CheckpointIndex* index) {
+absl::Status OpenFiles(const std::vector<ListedFile>& listed, const OpenOptions& options,
+                       CheckpointIndex* index) {
   for (const ListedFile& l : listed) {
     UCP_ASSIGN_OR_RETURN(TorchFile tf, TorchFile::OpenPath(l.path, options.read));
     if (!tf.root().is_dict()) {
-      return absl::DataLossError(
-          absl::StrCat(l.path, ": top level is a ", formats::torch::ValueKindName(tf.root().kind()), ", not a dict"));
+      return absl::DataLossError(absl::StrCat(l.path, ": top level is a ",
+                                              formats::torch::ValueKindName(tf.root().kind()),
+                                              ", not a dict"));
     }
-    index->files.push_back(
-        CheckpointFile{l.path, l.basename, l.name, std::make_shared<const TorchFile>(std::move(tf))});
+    index->files.push_back(CheckpointFile{l.path, l.basename, l.name,
+                                          std::make_shared<const TorchFile>(std::move(tf))});
   }
   return absl::OkStatus();
 }
@@ -115,10 +124,10 @@ absl::Status DetectStage(CheckpointIndex* index) {
       first = i;
       first_kind = kind;
     } else if (kind.stage != first_kind.stage || kind.wrapper != first_kind.wrapper) {
-      return absl::FailedPreconditionError(absl::StrCat("mixed optimizer shards: ", index->files[i].path, " is ZeRO-",
-                                                        kind.stage, " ", OptimizerWrapperName(kind.wrapper), ", ",
-                                                        index->files[first].path, " is ZeRO-", first_kind.stage, " ",
-                                                        OptimizerWrapperName(first_kind.wrapper)));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "mixed optimizer shards: ", index->files[i].path, " is ZeRO-", kind.stage, " ",
+          OptimizerWrapperName(kind.wrapper), ", ", index->files[first].path, " is ZeRO-",
+          first_kind.stage, " ", OptimizerWrapperName(first_kind.wrapper)));
     }
   }
   index->kind.zero_stage = first_kind.stage;
@@ -134,24 +143,25 @@ absl::StatusOr<int64_t> OptionalInt(const CheckpointFile& f, absl::string_view k
 }
 
 // (mp, dp) → file index for the files of one kind. FailedPrecondition on duplicates.
-absl::StatusOr<std::map<std::pair<int, int>, int>> RankMap(const CheckpointIndex& index, FileKind kind) {
+absl::StatusOr<std::map<std::pair<int, int>, int>> RankMap(const CheckpointIndex& index,
+                                                           FileKind kind) {
   std::map<std::pair<int, int>, int> out;
   for (int i = 0; i < static_cast<int>(index.files.size()); ++i) {
     const FileName& n = index.files[i].name;
     if (n.kind != kind) continue;
     auto [it, inserted] = out.emplace(std::make_pair(n.mp_rank, std::max(n.dp_rank, 0)), i);
     if (!inserted) {
-      return absl::FailedPreconditionError(absl::StrCat("two files for mp rank ", n.mp_rank, ", dp rank ", n.dp_rank,
-                                                        ": ", index.files[it->second].path, " and ",
-                                                        index.files[i].path));
+      return absl::FailedPreconditionError(
+          absl::StrCat("two files for mp rank ", n.mp_rank, ", dp rank ", n.dp_rank, ": ",
+                       index.files[it->second].path, " and ", index.files[i].path));
     }
   }
   return out;
 }
 
 // World sizes from the first model file, checked against the ranks the file names carry.
-absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
-                      CheckpointIndex* index) {
+absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim,
+                      const std::map<std::pair<int, int>, int>& model, CheckpointIndex* index) {
   ucp::Topology& t = index->topology;
   const CheckpointFile& model0 = index->files[model.begin()->second];
   UCP_ASSIGN_OR_RETURN(int64_t dp_world, OptionalInt(model0, keys::kDpWorldSize));
@@ -163,22 +173,25 @@ absl::Status SizeGrid(const std::map<std::pair<int, int>, int>& optim, const std
   }
   for (const auto& [rank, file] : model) max_mp = std::max(max_mp, rank.first);
   t.dp = dp_world > 0 ? static_cast<int>(dp_world) : max_dp + 1;
-  t.tp = mp_world > 0 ? static_cast<int>(mp_world) : max_mp + 1;  // CheckModelFilesAgree splits off pp
+  t.tp =
+      mp_world > 0 ? static_cast<int>(mp_world) : max_mp + 1;  // CheckModelFilesAgree splits off pp
   t.pp = 1;
   for (const auto* ranks : {&optim, &model}) {
     for (const auto& [rank, file] : *ranks) {
       if (rank.second >= t.dp || rank.first >= t.mp()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            index->files[file].path, ": rank beyond the world size recorded in ", model0.path, " (dp_world_size ",
-            t.dp, ", mp_world_size ", t.mp(), "); is it a file of another checkpoint?"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(index->files[file].path, ": rank beyond the world size recorded in ",
+                         model0.path, " (dp_world_size ", t.dp, ", mp_world_size ", t.mp(),
+                         "); is it a file of another checkpoint?"));
       }
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim, const std::map<std::pair<int, int>, int>& model,
-                      const std::string& prefix, CheckpointIndex* index) {
+absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim,
+                      const std::map<std::pair<int, int>, int>& model, const std::string& prefix,
+                      CheckpointIndex* index) {
   const ucp::Topology& t = index->topology;
   const ZeroKind& zk = index->kind;
   const bool zero3 = zk.zero_stage == 3;
@@ -186,17 +199,17 @@ absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim, const std
     for (int dp = 0; dp < t.dp; ++dp) {
       auto it = optim.find({mp, dp});
       if (it == optim.end()) {
-        return absl::NotFoundError(absl::StrCat("missing ZeRO optimizer shard of dp rank ", dp, " (of ", t.dp,
-                                                "), mp rank ", mp, ": ", index->dir.tag_dir, "/",
-                                                ExpectedOptimName(prefix, dp, mp)));
+        return absl::NotFoundError(absl::StrCat(
+            "missing ZeRO optimizer shard of dp rank ", dp, " (of ", t.dp, "), mp rank ", mp, ": ",
+            index->dir.tag_dir, "/", ExpectedOptimName(prefix, dp, mp)));
       }
       index->optim_files.push_back(it->second);
       if (!zero3 && dp > 0) continue;
       auto m = model.find({mp, dp});
       if (m == model.end()) {
-        return absl::NotFoundError(absl::StrCat("missing model states of mp rank ", mp,
-                                                zero3 ? absl::StrCat(", dp rank ", dp) : "", ": ", index->dir.tag_dir,
-                                                "/", ExpectedModelName(zero3, dp, mp)));
+        return absl::NotFoundError(absl::StrCat(
+            "missing model states of mp rank ", mp, zero3 ? absl::StrCat(", dp rank ", dp) : "",
+            ": ", index->dir.tag_dir, "/", ExpectedModelName(zero3, dp, mp)));
       }
       index->model_files.push_back(m->second);
     }
@@ -212,9 +225,11 @@ absl::Status CheckModelFilesAgree(CheckpointIndex* index) {
     for (absl::string_view key : {keys::kDpWorldSize, keys::kMpWorldSize, keys::kGlobalSteps}) {
       const Value* a = first.root().Get(key);
       const Value* b = f.root().Get(key);
-      if ((a == nullptr) != (b == nullptr) || (a && (a->kind() != b->kind() || a->int_value() != b->int_value()))) {
-        return absl::FailedPreconditionError(absl::StrCat("mixed checkpoint: ", f.path, " has ", key, " ", Describe(b),
-                                                          ", ", first.path, " has ", Describe(a)));
+      if ((a == nullptr) != (b == nullptr) ||
+          (a && (a->kind() != b->kind() || a->int_value() != b->int_value()))) {
+        return absl::FailedPreconditionError(absl::StrCat("mixed checkpoint: ", f.path, " has ",
+                                                          key, " ", Describe(b), ", ", first.path,
+                                                          " has ", Describe(a)));
       }
     }
   }
@@ -222,10 +237,10 @@ absl::Status CheckModelFilesAgree(CheckpointIndex* index) {
   // SizeGrid set tp = mp_world_size, pp = 1; checkpoint_parallel_dimensions may split it.
   if (const Value* dims = first.root().Get(keys::kCheckpointParallelDimensions); IsSet(dims)) {
     const std::string ctx = absl::StrCat(first.path, ": ", keys::kCheckpointParallelDimensions);
-    UCP_ASSIGN_OR_RETURN(int64_t tp,
-                         AsIntIn(dims->Get(keys::kTpDegree), 1, kMaxCount, absl::StrCat(ctx, ".", keys::kTpDegree)));
-    UCP_ASSIGN_OR_RETURN(int64_t pp,
-                         AsIntIn(dims->Get(keys::kPpDegree), 1, kMaxCount, absl::StrCat(ctx, ".", keys::kPpDegree)));
+    UCP_ASSIGN_OR_RETURN(int64_t tp, AsIntIn(dims->Get(keys::kTpDegree), 1, kMaxCount,
+                                             absl::StrCat(ctx, ".", keys::kTpDegree)));
+    UCP_ASSIGN_OR_RETURN(int64_t pp, AsIntIn(dims->Get(keys::kPpDegree), 1, kMaxCount,
+                                             absl::StrCat(ctx, ".", keys::kPpDegree)));
     if (tp * pp != t.mp()) {
       return absl::FailedPreconditionError(
           absl::StrCat(ctx, ": tp_degree ", tp, " x pp_degree ", pp, " != mp_world_size ", t.mp()));
@@ -250,9 +265,11 @@ absl::Status CheckVersionsAgree(const CheckpointIndex& index) {
     if (reference == nullptr) {
       reference = v;
       reference_file = &f;
-    } else if (!v->is(ValueKind::kStr) || !reference->is(ValueKind::kStr) || v->str() != reference->str()) {
-      return absl::FailedPreconditionError(absl::StrCat("mixed checkpoint: ", f.path, " has ds_version ", Describe(v),
-                                                        ", ", reference_file->path, " has ", Describe(reference)));
+    } else if (!v->is(ValueKind::kStr) || !reference->is(ValueKind::kStr) ||
+               v->str() != reference->str()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("mixed checkpoint: ", f.path, " has ds_version ", Describe(v), ", ",
+                       reference_file->path, " has ", Describe(reference)));
     }
   }
   return absl::OkStatus();
@@ -280,8 +297,9 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
   index->kind.wrapper = OptimizerWrapper::kTorchOptimizer;
   for (const CheckpointFile& f : index->files) {
     if (f.name.kind == FileKind::kZeroModelStates || f.name.kind == FileKind::kExpertModelStates) {
-      return absl::UnimplementedError(absl::StrCat(f.path, ": a ", FileKindName(f.name.kind),
-                                                   " file in a checkpoint without ZeRO optimizer shards"));
+      return absl::UnimplementedError(
+          absl::StrCat(f.path, ": a ", FileKindName(f.name.kind),
+                       " file in a checkpoint without ZeRO optimizer shards"));
     }
   }
   UCP_ASSIGN_OR_RETURN(auto model, RankMap(*index, FileKind::kModelStates));
@@ -289,7 +307,8 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
   for (int mp = 0; mp < index->topology.mp(); ++mp) {
     auto m = model.find({mp, 0});
     if (m == model.end()) {
-      return absl::NotFoundError(absl::StrCat("missing model states of mp rank ", mp, ": ", index->dir.tag_dir, "/",
+      return absl::NotFoundError(absl::StrCat("missing model states of mp rank ", mp, ": ",
+                                              index->dir.tag_dir, "/",
                                               ExpectedModelName(false, 0, mp)));
     }
     index->model_files.push_back(m->second);
@@ -309,13 +328,16 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
 absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(std::vector<ListedFile> listed, ListCheckpointFiles(index->dir.tag_dir));
   UCP_RETURN_IF_ERROR(RejectUnsupportedKinds(listed));
-  const bool any_optim = std::any_of(listed.begin(), listed.end(),
-                                     [](const ListedFile& l) { return l.name.kind == FileKind::kOptimStates; });
+  const bool any_optim = std::any_of(listed.begin(), listed.end(), [](const ListedFile& l) {
+    return l.name.kind == FileKind::kOptimStates;
+  });
   if (!any_optim) {
-    const bool any_model = std::any_of(listed.begin(), listed.end(),
-                                       [](const ListedFile& l) { return l.name.kind == FileKind::kModelStates; });
+    const bool any_model = std::any_of(listed.begin(), listed.end(), [](const ListedFile& l) {
+      return l.name.kind == FileKind::kModelStates;
+    });
     if (any_model) return LoadZero0Files(listed, options, index);
-    return absl::NotFoundError(absl::StrCat(index->dir.tag_dir, ": no ZeRO optimizer shards (*_optim_states.pt)"));
+    return absl::NotFoundError(
+        absl::StrCat(index->dir.tag_dir, ": no ZeRO optimizer shards (*_optim_states.pt)"));
   }
   UCP_ASSIGN_OR_RETURN(std::string prefix, ShardPrefix(listed));
   UCP_RETURN_IF_ERROR(OpenFiles(listed, options, index));
@@ -325,15 +347,16 @@ absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
   const FileKind wrong_kind = zero3 ? FileKind::kModelStates : FileKind::kZeroModelStates;
   for (const CheckpointFile& f : index->files) {
     if (f.name.kind == wrong_kind) {
-      return absl::FailedPreconditionError(absl::StrCat(f.path, ": a ", FileKindName(wrong_kind), " file in a ZeRO-",
-                                                        index->kind.zero_stage, " checkpoint"));
+      return absl::FailedPreconditionError(absl::StrCat(f.path, ": a ", FileKindName(wrong_kind),
+                                                        " file in a ZeRO-", index->kind.zero_stage,
+                                                        " checkpoint"));
     }
   }
   UCP_ASSIGN_OR_RETURN(auto optim, RankMap(*index, FileKind::kOptimStates));
   UCP_ASSIGN_OR_RETURN(auto model, RankMap(*index, model_kind));
   if (model.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat(index->dir.tag_dir, ": no model states file (", ExpectedModelName(zero3, 0, 0), ")"));
+    return absl::NotFoundError(absl::StrCat(index->dir.tag_dir, ": no model states file (",
+                                            ExpectedModelName(zero3, 0, 0), ")"));
   }
   UCP_RETURN_IF_ERROR(SizeGrid(optim, model, index));
   UCP_RETURN_IF_ERROR(FillGrid(optim, model, prefix, index));

@@ -6,48 +6,40 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/checked_math.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::converters::deepspeed {
 using formats::torch::TensorRef;
-using formats::torch::ValueKind;
 using formats::torch::Value;
+using formats::torch::ValueKind;
 namespace keys = formats::deepspeed::keys;
-using formats::deepspeed::Require;
-using formats::deepspeed::IsSet;
-using formats::deepspeed::AsStr;
-using formats::deepspeed::AsSequence;
 using formats::deepspeed::AsDict;
+using formats::deepspeed::AsSequence;
 using formats::deepspeed::AsShape;
+using formats::deepspeed::AsStr;
 using formats::deepspeed::Describe;
+using formats::deepspeed::IsSet;
+using formats::deepspeed::Require;
 using formats::deepspeed::ResolveCheckpointDir;
-
 
 absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper) {
   switch (wrapper) {
-    case OptimizerWrapper::kZeroOptimizer:
-      return "DeepSpeedZeroOptimizer";
-    case OptimizerWrapper::kBf16Optimizer:
-      return "BF16_Optimizer";
-    case OptimizerWrapper::kZeroStage3:
-      return "DeepSpeedZeroOptimizer_Stage3";
-    case OptimizerWrapper::kTorchOptimizer:
-      return "torch optimizer (no ZeRO)";
+    case OptimizerWrapper::kZeroOptimizer: return "DeepSpeedZeroOptimizer";
+    case OptimizerWrapper::kBf16Optimizer: return "BF16_Optimizer";
+    case OptimizerWrapper::kZeroStage3: return "DeepSpeedZeroOptimizer_Stage3";
+    case OptimizerWrapper::kTorchOptimizer: return "torch optimizer (no ZeRO)";
   }
   return "?";
 }
 
 absl::string_view StateName(StateKind state) {
   switch (state) {
-    case StateKind::kFp32:
-      return keys::kUcpFp32;
-    case StateKind::kExpAvg:
-      return keys::kUcpExpAvg;
-    case StateKind::kExpAvgSq:
-      return keys::kUcpExpAvgSq;
+    case StateKind::kFp32: return keys::kUcpFp32;
+    case StateKind::kExpAvg: return keys::kUcpExpAvg;
+    case StateKind::kExpAvgSq: return keys::kUcpExpAvgSq;
   }
   return "?";
 }
@@ -105,7 +97,8 @@ namespace internal_ds {
 std::string FileContext(const CheckpointIndex& index, int file) { return index.files[file].path; }
 
 absl::StatusOr<std::vector<GroupShapes>> ReadParamShapes(const Value& model_root) {
-  UCP_ASSIGN_OR_RETURN(const Value* list, Require(model_root, keys::kParamShapes, keys::kParamShapes));
+  UCP_ASSIGN_OR_RETURN(const Value* list,
+                       Require(model_root, keys::kParamShapes, keys::kParamShapes));
   UCP_ASSIGN_OR_RETURN(auto groups, AsSequence(list, keys::kParamShapes));
   std::vector<GroupShapes> out;
   absl::flat_hash_set<std::string> seen;
@@ -126,14 +119,16 @@ absl::StatusOr<std::vector<GroupShapes>> ReadParamShapes(const Value& model_root
   return out;
 }
 
-absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, const TensorRef& tensor, int64_t start,
-                                      int64_t numel, absl::string_view what) {
+absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file,
+                                      const TensorRef& tensor, int64_t start, int64_t numel,
+                                      absl::string_view what) {
   const std::string ctx = absl::StrCat(FileContext(index, file), ": ", what);
-  if (!tensor.IsContiguous()) return absl::DataLossError(absl::StrCat(ctx, ": not a contiguous tensor"));
+  if (!tensor.IsContiguous())
+    return absl::DataLossError(absl::StrCat(ctx, ": not a contiguous tensor"));
   const int64_t n = tensor.NumElements();
   if (start < 0 || numel < 0 || start > n || numel > n - start) {
-    return absl::DataLossError(
-        absl::StrCat(ctx, ": elements [", start, ", ", start + numel, ") lie outside the tensor's ", n));
+    return absl::DataLossError(absl::StrCat(ctx, ": elements [", start, ", ", start + numel,
+                                            ") lie outside the tensor's ", n));
   }
   const TorchFile& tf = *index.files[file].torch;
   TensorLocation loc;
@@ -156,8 +151,9 @@ absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, co
   return loc;
 }
 
-absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const ucp::RankShard& rank,
-                                       const ucp::ShardPiece& piece, const TensorRef* const (&tensors)[kNumStates],
+absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp,
+                                       const ucp::RankShard& rank, const ucp::ShardPiece& piece,
+                                       const TensorRef* const (&tensors)[kNumStates],
                                        absl::string_view param_name) {
   Fragment f;
   f.dp_rank = dp;
@@ -167,8 +163,9 @@ absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, i
   f.merged_offset = piece.merged_offset;
   f.numel = piece.numel;
   for (int s = 0; s < kNumStates; ++s) {
-    UCP_ASSIGN_OR_RETURN(f.states[s], Locate(index, file, *tensors[s], piece.partition_offset, piece.numel,
-                                             absl::StrCat(StateName(kAllStates[s]), " of '", param_name, "'")));
+    UCP_ASSIGN_OR_RETURN(f.states[s],
+                         Locate(index, file, *tensors[s], piece.partition_offset, piece.numel,
+                                absl::StrCat(StateName(kAllStates[s]), " of '", param_name, "'")));
   }
   return f;
 }
@@ -192,8 +189,9 @@ absl::StatusOr<int64_t> AddCount(int64_t a, int64_t b, absl::string_view what) {
 }
 
 absl::StatusOr<Parameter> NewParam(const CheckpointIndex& index,
-                                   const absl::flat_hash_map<std::string, int>& expert_names, const std::string& name,
-                                   const Shape& shape, int param_group, int flat_group) {
+                                   const absl::flat_hash_map<std::string, int>& expert_names,
+                                   const std::string& name, const Shape& shape, int param_group,
+                                   int flat_group) {
   Parameter p;
   p.name = name;
   p.shape = shape;
@@ -216,7 +214,8 @@ absl::Status AddSlices(int mp, const std::vector<GroupShapes>& shapes, Checkpoin
   const std::string& path = index->model_file(mp).path;
   if (shapes.size() != index->flat_groups.size()) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": ", shapes.size(), " flat groups, ",
-                                                      index->model_file().path, " has ", index->flat_groups.size()));
+                                                      index->model_file().path, " has ",
+                                                      index->flat_groups.size()));
   }
   for (size_t g = 0; g < shapes.size(); ++g) {
     const FlatGroup& fg = index->flat_groups[g];
@@ -227,9 +226,9 @@ absl::Status AddSlices(int mp, const std::vector<GroupShapes>& shapes, Checkpoin
     for (size_t i = 0; i < shapes[g].size(); ++i) {
       Parameter& p = index->params[fg.params[i]];
       if (shapes[g][i].first != p.name) {
-        return absl::FailedPreconditionError(absl::StrCat(path, ": ", keys::kParamShapes, "[", g, "] lists '",
-                                                          shapes[g][i].first, "' where mp rank 0 lists '", p.name,
-                                                          "'"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(path, ": ", keys::kParamShapes, "[", g, "] lists '", shapes[g][i].first,
+                         "' where mp rank 0 lists '", p.name, "'"));
       }
       p.slices.push_back(ParamSlice{mp, shapes[g][i].second, {}});
     }
@@ -250,17 +249,18 @@ absl::StatusOr<std::string> ScalarBytes(const CheckpointIndex& index, int file, 
 }
 
 std::string ScalarText(const Value* v, const std::string& bytes) {
-  return absl::StrCat(ElementAsDouble(v->tensor().dtype, reinterpret_cast<const std::byte*>(bytes.data())));
+  return absl::StrCat(
+      ElementAsDouble(v->tensor().dtype, reinterpret_cast<const std::byte*>(bytes.data())));
 }
 
 }  // namespace
 
-absl::Status CheckSameStep(const CheckpointIndex& index, int file, const Value* step, int reference_file,
-                           const Value* reference, absl::string_view what) {
+absl::Status CheckSameStep(const CheckpointIndex& index, int file, const Value* step,
+                           int reference_file, const Value* reference, absl::string_view what) {
   auto mismatch = [&]() {
-    return absl::FailedPreconditionError(absl::StrCat("ranks disagree on ", what, ": ", FileContext(index, file),
-                                                      " has ", Describe(step), ", ", FileContext(index, reference_file),
-                                                      " has ", Describe(reference)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ranks disagree on ", what, ": ", FileContext(index, file), " has ", Describe(step), ", ",
+        FileContext(index, reference_file), " has ", Describe(reference)));
   };
   if ((step == nullptr) != (reference == nullptr)) return mismatch();
   if (step == nullptr) return absl::OkStatus();
@@ -271,20 +271,23 @@ absl::Status CheckSameStep(const CheckpointIndex& index, int file, const Value* 
     case ValueKind::kFloat:
       return step->float_value() == reference->float_value() ? absl::OkStatus() : mismatch();
     case ValueKind::kTensor: {
-      if (step->tensor().dtype != reference->tensor().dtype || !(step->tensor().shape == reference->tensor().shape)) {
+      if (step->tensor().dtype != reference->tensor().dtype ||
+          !(step->tensor().shape == reference->tensor().shape)) {
         return mismatch();
       }
       UCP_ASSIGN_OR_RETURN(std::string a, ScalarBytes(index, file, step));
       UCP_ASSIGN_OR_RETURN(std::string b, ScalarBytes(index, reference_file, reference));
       if (a != b) {
         return absl::FailedPreconditionError(
-            absl::StrCat("ranks disagree on ", what, ": ", FileContext(index, file), " has ", ScalarText(step, a), ", ",
-                         FileContext(index, reference_file), " has ", ScalarText(reference, b)));
+            absl::StrCat("ranks disagree on ", what, ": ", FileContext(index, file), " has ",
+                         ScalarText(step, a), ", ", FileContext(index, reference_file), " has ",
+                         ScalarText(reference, b)));
       }
       return absl::OkStatus();
     }
     default:
-      return absl::DataLossError(absl::StrCat(FileContext(index, file), ": ", what, " is a ", Describe(step)));
+      return absl::DataLossError(
+          absl::StrCat(FileContext(index, file), ": ", what, " is a ", Describe(step)));
   }
 }
 
@@ -295,8 +298,8 @@ absl::Status CheckConfig(const CheckpointIndex& index) {
   const CheckpointFile& model = index.model_file();
   for (const CheckpointFile& f : index.files) {
     if (IsSet(f.root().Get(keys::kFolding))) {
-      return absl::UnimplementedError(
-          absl::StrCat(f.path, ": folded AutoEP+AutoTP checkpoints ('", keys::kFolding, "') are not supported"));
+      return absl::UnimplementedError(absl::StrCat(f.path, ": folded AutoEP+AutoTP checkpoints ('",
+                                                   keys::kFolding, "') are not supported"));
     }
   }
   const Value* config = model.root().Get(keys::kDsConfig);
@@ -304,13 +307,15 @@ absl::Status CheckConfig(const CheckpointIndex& index) {
   if (zero == nullptr || !zero->is_dict()) return absl::OkStatus();
   const Value* round_robin = zero->Get(keys::kRoundRobinGradients);
   if (round_robin != nullptr && round_robin->is(ValueKind::kBool) && round_robin->bool_value()) {
-    return absl::UnimplementedError(absl::StrCat(model.path, ": ", keys::kDsConfig, ".", keys::kZeroOptimization, ".",
-                                                 keys::kRoundRobinGradients,
-                                                 " is set; its param_slice_mappings do not describe the flat layout"));
+    return absl::UnimplementedError(
+        absl::StrCat(model.path, ": ", keys::kDsConfig, ".", keys::kZeroOptimization, ".",
+                     keys::kRoundRobinGradients,
+                     " is set; its param_slice_mappings do not describe the flat layout"));
   }
   const Value* mics = zero->Get(keys::kMicsShardSize);
   if (mics != nullptr && mics->is(ValueKind::kInt) && mics->int_value() > 0) {
-    return absl::UnimplementedError(absl::StrCat(model.path, ": MiCS (zero_optimization.", keys::kMicsShardSize,
+    return absl::UnimplementedError(absl::StrCat(model.path, ": MiCS (zero_optimization.",
+                                                 keys::kMicsShardSize,
                                                  ") checkpoints are not supported"));
   }
   return absl::OkStatus();
@@ -320,8 +325,9 @@ absl::Status CheckConfig(const CheckpointIndex& index) {
 absl::Status CheckTiling(const CheckpointIndex& index, Parameter& p) {
   const int ep_count = p.is_expert() ? index.topology.ep : 1;
   for (ParamSlice& slice : p.slices) {
-    std::sort(slice.fragments.begin(), slice.fragments.end(),
-              [](const Fragment& a, const Fragment& b) { return a.merged_offset < b.merged_offset; });
+    std::sort(
+        slice.fragments.begin(), slice.fragments.end(),
+        [](const Fragment& a, const Fragment& b) { return a.merged_offset < b.merged_offset; });
     int64_t local = 1;
     for (int64_t d : slice.shape.dims()) local *= d;
     size_t i = 0;
@@ -330,16 +336,18 @@ absl::Status CheckTiling(const CheckpointIndex& index, Parameter& p) {
       for (; i < slice.fragments.size() && slice.fragments[i].ep_rank == ep; ++i) {
         const Fragment& f = slice.fragments[i];
         if (f.offset != next) {
-          return absl::DataLossError(
-              absl::StrCat("parameter '", p.name, "' (mp rank ", slice.mp_rank, ", ep rank ", ep,
-                           "): the fragment of dp rank ", f.dp_rank, " starts at element ", f.offset, ", expected ",
-                           next, next < f.offset ? " (a rank's piece is missing)" : " (overlapping fragments)"));
+          return absl::DataLossError(absl::StrCat(
+              "parameter '", p.name, "' (mp rank ", slice.mp_rank, ", ep rank ", ep,
+              "): the fragment of dp rank ", f.dp_rank, " starts at element ", f.offset,
+              ", expected ", next,
+              next < f.offset ? " (a rank's piece is missing)" : " (overlapping fragments)"));
         }
         next += f.numel;
       }
       if (next != local) {
-        return absl::DataLossError(absl::StrCat("parameter '", p.name, "' (mp rank ", slice.mp_rank, ", ep rank ", ep,
-                                                "): fragments cover ", next, " of ", local, " elements"));
+        return absl::DataLossError(absl::StrCat("parameter '", p.name, "' (mp rank ", slice.mp_rank,
+                                                ", ep rank ", ep, "): fragments cover ", next,
+                                                " of ", local, " elements"));
       }
     }
   }
@@ -353,7 +361,8 @@ absl::Status FinishParams(CheckpointIndex* index) {
       return absl::DataLossError(absl::StrCat("parameter '", p.name, "' appears in two groups"));
     }
     if (static_cast<int>(p.slices.size()) != index->topology.mp()) {
-      return absl::FailedPreconditionError(absl::StrCat("parameter '", p.name, "' is on ", p.slices.size(), " of ",
+      return absl::FailedPreconditionError(absl::StrCat("parameter '", p.name, "' is on ",
+                                                        p.slices.size(), " of ",
                                                         index->topology.mp(), " mp ranks"));
     }
     UCP_RETURN_IF_ERROR(CheckTiling(*index, p));

@@ -38,9 +38,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "formats/deepspeed/file_names.h"
 #include "formats/base/dtype.h"
 #include "formats/base/shape.h"
+#include "formats/deepspeed/file_names.h"
 #include "formats/torch/torch_file.h"
 #include "ucp/topology.h"
 
@@ -51,16 +51,18 @@ using formats::torch::Value;
 
 // Which DeepSpeed optimizer wrapper wrote the shards (§1.3).
 enum class OptimizerWrapper : uint8_t {
-  kZeroOptimizer,  // DeepSpeedZeroOptimizer, ZeRO stage 1 or 2
-  kBf16Optimizer,  // BF16_Optimizer: no zero_stage / loss_scaler keys, fp32 partitions unstripped
-  kZeroStage3,     // DeepSpeedZeroOptimizer_Stage3
-  kTorchOptimizer,  // no ZeRO (stage 0): the torch optimizer's state_dict inside the model-states file
+  kZeroOptimizer,   // DeepSpeedZeroOptimizer, ZeRO stage 1 or 2
+  kBf16Optimizer,   // BF16_Optimizer: no zero_stage / loss_scaler keys, fp32 partitions unstripped
+  kZeroStage3,      // DeepSpeedZeroOptimizer_Stage3
+  kTorchOptimizer,  // no ZeRO (stage 0): the torch optimizer's state_dict inside the model-states
+                    // file
 };
 absl::string_view OptimizerWrapperName(OptimizerWrapper wrapper);
 
 // What kind of ZeRO checkpoint it is, besides its topology (index.topology, ucp/topology.h).
 struct ZeroKind {
-  int zero_stage = 1;  // 0, 1, 2 or 3 (BF16_Optimizer: 1; 0: no optimizer shards, see zero0_index.cc)
+  int zero_stage =
+      1;  // 0, 1, 2 or 3 (BF16_Optimizer: 1; 0: no optimizer shards, see zero0_index.cc)
   OptimizerWrapper wrapper = OptimizerWrapper::kZeroOptimizer;
   DType master_dtype = DType::kF32;  // the "fp32" master partitions (and UCP fp32.pt)
   DType state_dtype = DType::kF32;   // exp_avg / exp_avg_sq
@@ -69,7 +71,8 @@ struct ZeroKind {
 // The optimizer states the index locates; the names are the UCP file stems.
 enum class StateKind : uint8_t { kFp32, kExpAvg, kExpAvgSq };
 inline constexpr int kNumStates = 3;
-inline constexpr StateKind kAllStates[kNumStates] = {StateKind::kFp32, StateKind::kExpAvg, StateKind::kExpAvgSq};
+inline constexpr StateKind kAllStates[kNumStates] = {StateKind::kFp32, StateKind::kExpAvg,
+                                                     StateKind::kExpAvgSq};
 absl::string_view StateName(StateKind state);  // "fp32", "exp_avg", "exp_avg_sq"
 
 // A run of `numel` contiguous elements inside one storage record of one file.
@@ -88,10 +91,11 @@ struct TensorLocation {
 // The part of one parameter that one DP rank holds, with its location in each state.
 struct Fragment {
   int dp_rank = 0;
-  int ep_rank = 0;            // AutoEP experts: the EP rank whose local tensor this is; else 0
-  int partition_rank = 0;     // rank inside the partition group: dp_rank, or the expert-DP rank
-  int64_t offset = 0;         // first element in the flattened (EP-local) parameter
-  int64_t merged_offset = 0;  // first element in the flattened merged tensor: ep_rank * local numel + offset
+  int ep_rank = 0;         // AutoEP experts: the EP rank whose local tensor this is; else 0
+  int partition_rank = 0;  // rank inside the partition group: dp_rank, or the expert-DP rank
+  int64_t offset = 0;      // first element in the flattened (EP-local) parameter
+  int64_t merged_offset =
+      0;  // first element in the flattened merged tensor: ep_rank * local numel + offset
   int64_t numel = 0;
   std::array<TensorLocation, kNumStates> states;  // indexed by StateKind
 
@@ -119,9 +123,9 @@ struct ExpertInfo {
 
 struct Parameter {
   std::string name;
-  Shape shape;                       // param_shapes on MP rank 0 (EP-local for AutoEP experts)
-  int param_group = 0;               // torch optimizer param group (hyper-parameters)
-  int flat_group = 0;                // ZeRO-1/2: == param_group; ZeRO-3: the sub-group (param_shapes index)
+  Shape shape;          // param_shapes on MP rank 0 (EP-local for AutoEP experts)
+  int param_group = 0;  // torch optimizer param group (hyper-parameters)
+  int flat_group = 0;   // ZeRO-1/2: == param_group; ZeRO-3: the sub-group (param_shapes index)
   std::optional<ExpertInfo> expert;  // set for AutoEP fused expert weights
   std::vector<ParamSlice> slices;    // one per MP rank, in MP rank order
 
@@ -137,9 +141,11 @@ struct FlatGroupRank {
   int dp_rank = 0;
   int64_t partition_numel = 0;  // elements of exp_avg (padding included)
   int64_t padding = 0;          // padding elements inside the partition (computed from the layout)
-  int64_t saved_padding = 0;    // ZeRO-1/2: group_paddings[g] as saved (BF16_Optimizer: total on last rank)
-  const Value* step = nullptr;  // base optimizer state `step` (int or 0-dim tensor); nullptr if none
-  int step_file = -1;           // file holding `step`
+  int64_t saved_padding =
+      0;  // ZeRO-1/2: group_paddings[g] as saved (BF16_Optimizer: total on last rank)
+  const Value* step =
+      nullptr;         // base optimizer state `step` (int or 0-dim tensor); nullptr if none
+  int step_file = -1;  // file holding `step`
 };
 
 // ZeRO-1/2: one optimizer param group's flat buffer. ZeRO-3: one sub-group.
@@ -217,7 +223,8 @@ struct UniversalCheckpointInfo {
 
 // The universal_checkpoint_info of a model-states root (absent: an empty one). DataLoss naming
 // `path` for malformed lists. The Value pointers point into `model_root`.
-absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root, absl::string_view path);
+absl::StatusOr<UniversalCheckpointInfo> ParseUniversalCheckpointInfo(const Value& model_root,
+                                                                     absl::string_view path);
 
 struct CheckpointFile {
   std::string path;
@@ -238,7 +245,8 @@ struct OpenOptions {
 struct CheckpointIndex {
   formats::deepspeed::CheckpointDir dir;
   // dp = optimizer shards per MP rank (dp_world_size), tp * pp = mp_world_size, ep = AutoEP
-  // autoep_size or native MoE ep_size (1 without), use_data_before_expert_parallelism from ds_config.
+  // autoep_size or native MoE ep_size (1 without), use_data_before_expert_parallelism from
+  // ds_config.
   ucp::Topology topology;
   ZeroKind kind;
   std::vector<CheckpointFile> files;  // sorted by base name
@@ -256,7 +264,8 @@ struct CheckpointIndex {
   std::vector<std::pair<std::string, std::string>> shared_params;  // alias → stored name
   std::vector<std::string> buffer_names;
   std::vector<AutoEpLayer> autoep_layers;
-  std::vector<int> native_moe_num_experts;  // native MoE: the model file's num_experts, per MoE layer
+  std::vector<int>
+      native_moe_num_experts;  // native MoE: the model file's num_experts, per MoE layer
   UniversalCheckpointInfo universal_checkpoint_info;
   absl::flat_hash_map<std::string, int> param_by_name;
 
@@ -265,7 +274,8 @@ struct CheckpointIndex {
   // The model-states file of an MP rank (ZeRO-3: of that MP rank's DP rank `dp_rank`).
   const CheckpointFile& model_file(int mp_rank = 0, int dp_rank = 0) const;
   // The (dp 0, mp 0) shard's optimizer_state_dict: loss scaler, clip_grad, param_groups, ...
-  // ZeRO-0: the model file's `optimizer` (a torch optimizer state_dict), as is base_optimizer_state().
+  // ZeRO-0: the model file's `optimizer` (a torch optimizer state_dict), as is
+  // base_optimizer_state().
   const Value& optimizer_state_dict() const;
   // The torch optimizer state_dict inside it: base_optimizer_state (ZeRO-1/2, BF16_Optimizer) or
   // optimizer_state_dict.optimizer_state_dict (ZeRO-3).
@@ -280,6 +290,7 @@ struct CheckpointIndex {
 //   DataLoss            corrupt or hostile files (truncated zip, wrong kinds, fragments that do not
 //                       tile their parameter or run outside their partition)
 //   Unimplemented       a layout listed in the header comment
-absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir, const OpenOptions& options = {});
+absl::StatusOr<CheckpointIndex> OpenCheckpoint(const std::string& dir,
+                                               const OpenOptions& options = {});
 
 }  // namespace ucp::converters::deepspeed

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
 #include "formats/base/byte_source.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::deepspeed {
@@ -24,9 +24,9 @@ namespace keys = formats::deepspeed::keys;
 namespace {
 
 namespace fs = std::filesystem;
+using formats::deepspeed::testing::FixtureCase;
 using formats::torch::TensorRef;
 using formats::torch::ValueKind;
-using formats::deepspeed::testing::FixtureCase;
 
 struct CaseInfo {
   const char* name;
@@ -57,7 +57,9 @@ const CaseInfo kCases[] = {
 
 std::string CaseName(const ::testing::TestParamInfo<CaseInfo>& info) { return info.param.name; }
 
-std::string UcpDir(const std::string& name) { return FixtureCase(name) + "/checkpoint/global_step5_universal/zero"; }
+std::string UcpDir(const std::string& name) {
+  return FixtureCase(name) + "/checkpoint/global_step5_universal/zero";
+}
 
 // The tensor a UCP state file holds: dict['param'] (ZeRO-1/2, experts) or the raw tensor (ZeRO-3).
 const TensorRef* UcpTensor(const TorchFile& f) {
@@ -103,7 +105,8 @@ void ExpectGatherMatchesUcp(const CheckpointIndex& index, const std::string& ucp
       ASSERT_TRUE(want.ok()) << want.status();
       absl::StatusOr<Buffer> got = GatherState(index, p, state);
       ASSERT_TRUE(got.ok()) << got.status();
-      EXPECT_EQ(tensor->dtype, state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype);
+      EXPECT_EQ(tensor->dtype,
+                state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype);
       EXPECT_TRUE(SameBytes(*got, *want)) << p.name << " " << StateName(state) << ": bytes differ";
     }
   }
@@ -121,7 +124,8 @@ void ExpectStepsMatchUcp(const CheckpointIndex& index, const std::string& ucp_ca
     ASSERT_NE(step, nullptr);
     ASSERT_EQ(step->kind(), golden->root().kind());
     if (step->is(ValueKind::kTensor)) {
-      absl::StatusOr<Buffer> got = index.files[group.ranks[0].step_file].torch->TensorBytes(step->tensor());
+      absl::StatusOr<Buffer> got =
+          index.files[group.ranks[0].step_file].torch->TensorBytes(step->tensor());
       absl::StatusOr<Buffer> want = golden->TensorBytes(golden->root().tensor());
       ASSERT_TRUE(got.ok() && want.ok());
       EXPECT_TRUE(SameBytes(*got, *want));
@@ -199,7 +203,8 @@ TEST_P(FixtureTest, GatherMatchesDeepSpeedUcp) {
 }
 
 TEST_P(FixtureTest, FileOffsetsPointAtTheSameBytes) {
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase(GetParam().name) + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase(GetParam().name) + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   ExpectFileOffsetsAgree(*index);
 }
@@ -260,7 +265,8 @@ class ReshardTest : public ::testing::TestWithParam<ReshardInfo> {};
 
 TEST_P(ReshardTest, GatherMatchesTheSourceUcp) {
   const ReshardInfo& r = GetParam();
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(absl::StrCat(FixtureCase(r.name), "/", r.dir, "/checkpoint"));
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(absl::StrCat(FixtureCase(r.name), "/", r.dir, "/checkpoint"));
   ASSERT_TRUE(index.ok()) << index.status();
   EXPECT_EQ(index->topology.dp, r.dp);
   EXPECT_EQ(index->topology.ep, r.ep);
@@ -279,7 +285,8 @@ INSTANTIATE_TEST_SUITE_P(Goldens, ReshardTest, ::testing::ValuesIn(kReshards), R
 TEST(IndexDetails, ZeroOneFragmentsFollowParamSliceMappings) {
   // s1_fp32_dp2 rank 1 holds blocks.0.fc2.weight from element 612 on (§3.4; ucp inspect shows
   // numel 732, start 0 in param_slice_mappings[0]).
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("s1_fp32_dp2") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("s1_fp32_dp2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   const Parameter* p = index->FindParam("blocks.0.fc2.weight");
   ASSERT_NE(p, nullptr);
@@ -294,7 +301,8 @@ TEST(IndexDetails, ZeroOneFragmentsFollowParamSliceMappings) {
   EXPECT_EQ(second.state(StateKind::kExpAvg).numel, 732);
   // Tied head.weight is stored once; the frozen positional table is not in the optimizer.
   ASSERT_EQ(index->shared_params.size(), 1u);
-  EXPECT_EQ(index->shared_params[0], std::make_pair(std::string("head.weight"), std::string("embed.weight")));
+  EXPECT_EQ(index->shared_params[0],
+            std::make_pair(std::string("head.weight"), std::string("embed.weight")));
   EXPECT_EQ(index->FindParam("head.weight"), nullptr);
   EXPECT_TRUE(index->frozen_params.empty());  // stage 1 saves no frozen_param_shapes
   // Rank 1's second group partition ends in 3 padding elements: fp32 is stripped, exp_avg is not.
@@ -307,7 +315,8 @@ TEST(IndexDetails, ZeroOneFragmentsFollowParamSliceMappings) {
 TEST(IndexDetails, FragmentsHonourStorageOffsets) {
   // The padding-stripped fp32 partition of s2_bf16_dp2 rank 1 group 1 is a view; every location
   // must lie inside its record.
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("s2_bf16_dp2") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("s2_bf16_dp2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   for (const Parameter& p : index->params) {
     for (const Fragment& f : p.slices[0].fragments) {
@@ -323,7 +332,8 @@ TEST(IndexDetails, FragmentsHonourStorageOffsets) {
 }
 
 TEST(IndexDetails, Bf16OptimizerPaddingIsRecordedOnTheLastRank) {
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("s1_bf16opt_dp4") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("s1_bf16opt_dp4") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   const FlatGroup& g = index->flat_groups[1];
   ASSERT_EQ(g.ranks.size(), 4u);
@@ -353,11 +363,13 @@ TEST(IndexDetails, FrozenParams) {
     next += piece.location.numel;
   }
   EXPECT_EQ(next, 8 * 24);
-  for (const FrozenParam::Piece& piece : pos.pieces) EXPECT_TRUE(ReadLocation(*s3, piece.location).ok());
+  for (const FrozenParam::Piece& piece : pos.pieces)
+    EXPECT_TRUE(ReadLocation(*s3, piece.location).ok());
 }
 
 TEST(IndexDetails, ZeroThreeSubGroupsAndSteps) {
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("s3_fp32_dp2") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("s3_fp32_dp2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   ASSERT_EQ(index->flat_groups.size(), 2u);
   ASSERT_EQ(index->param_groups.size(), 2u);
@@ -374,7 +386,8 @@ TEST(IndexDetails, ZeroThreeSubGroupsAndSteps) {
 }
 
 TEST(IndexDetails, AutoEpZeroTwoExperts) {
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   const ucp::Topology& t = index->topology;
   EXPECT_FALSE(t.use_data_before_expert_parallelism);
@@ -406,7 +419,8 @@ TEST(IndexDetails, AutoEpZeroTwoExperts) {
 }
 
 TEST(IndexDetails, AutoEpZeroThreeExperts) {
-  absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(FixtureCase("autoep_qwen3_s3_fp32_dp4_ep2") + "/checkpoint");
+  absl::StatusOr<CheckpointIndex> index =
+      OpenCheckpoint(FixtureCase("autoep_qwen3_s3_fp32_dp4_ep2") + "/checkpoint");
   ASSERT_TRUE(index.ok()) << index.status();
   ASSERT_EQ(index->flat_groups.size(), 2u);
   const FlatGroup& experts = index->flat_groups[1];

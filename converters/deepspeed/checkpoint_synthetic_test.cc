@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "formats/torch/torch_writer.h"
 #include "gtest/gtest.h"
 
@@ -17,8 +17,8 @@ using formats::torch::Value;
 namespace {
 
 namespace fs = std::filesystem;
-using formats::torch::ValueArena;
 using formats::deepspeed::testing::ScratchDir;
+using formats::torch::ValueArena;
 
 // Edits a parsed file's tree in place. The tree's nodes are const for readers; a test owns this
 // one and changes it before anything else reads it.
@@ -37,7 +37,8 @@ void Rewrite(const fs::path& src, const fs::path& dst, const Edit& edit) {
 void Set(ValueArena& arena, const Value& dict, absl::string_view key, const Value* value) {
   Value& d = const_cast<Value&>(dict);
   for (size_t i = 0; i < d.entries().size(); ++i) {
-    if (d.entries()[i].first->is(formats::torch::ValueKind::kStr) && d.entries()[i].first->str() == key) {
+    if (d.entries()[i].first->is(formats::torch::ValueKind::kStr) &&
+        d.entries()[i].first->str() == key) {
       ValueArena::ReplaceValue(&d, i, value);
       return;
     }
@@ -118,7 +119,8 @@ TEST(TensorParallel, MissingShardOfTheSecondMpRank) {
   fs::remove(tag / "zero_pp_rank_1_mp_rank_01_optim_states.pt");
   absl::StatusOr<CheckpointIndex> index = OpenCheckpoint(tag.string());
   EXPECT_EQ(index.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(index.status().message().find("zero_pp_rank_1_mp_rank_01_optim_states.pt"), std::string::npos)
+  EXPECT_NE(index.status().message().find("zero_pp_rank_1_mp_rank_01_optim_states.pt"),
+            std::string::npos)
       << index.status();
 }
 
@@ -128,7 +130,8 @@ absl::Status OpenEdited(const std::string& name, bool zero3, const Edit& edit) {
   const fs::path tag = scratch.CopyTag(name);
   for (const auto& entry : fs::directory_iterator(tag)) {
     const std::string base = entry.path().filename().string();
-    if (base.find("_model_states.pt") == std::string::npos || base.rfind("layer_", 0) == 0) continue;
+    if (base.find("_model_states.pt") == std::string::npos || base.rfind("layer_", 0) == 0)
+      continue;
     if (zero3 != (base.rfind("zero_pp_rank_", 0) == 0)) continue;
     Rewrite(entry.path(), entry.path(), edit);
   }
@@ -140,15 +143,17 @@ TEST(RefusedLayouts, TpDegreeThatDoesNotMatchTheFiles) {
     Set(arena, *root.Get("checkpoint_parallel_dimensions"), "tp_degree", arena.Int(2));
   });
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_NE(st.message().find("tp_degree 2 x pp_degree 1 != mp_world_size 1"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("tp_degree 2 x pp_degree 1 != mp_world_size 1"), std::string::npos)
+      << st;
 }
 
 TEST(RefusedLayouts, PipelineParallel) {
   ScratchDir scratch;
-  const fs::path tag = MakeTwoMpRanks(scratch, "s1_fp32_dp2", false, [](ValueArena& arena, Value& root) {
-    Set(arena, root, "mp_world_size", arena.Int(2));
-    Set(arena, *root.Get("checkpoint_parallel_dimensions"), "pp_degree", arena.Int(2));
-  });
+  const fs::path tag =
+      MakeTwoMpRanks(scratch, "s1_fp32_dp2", false, [](ValueArena& arena, Value& root) {
+        Set(arena, root, "mp_world_size", arena.Int(2));
+        Set(arena, *root.Get("checkpoint_parallel_dimensions"), "pp_degree", arena.Int(2));
+      });
   absl::Status st = OpenCheckpoint(tag.string()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
   EXPECT_NE(st.message().find("pipeline parallelism (pp_degree 2)"), std::string::npos) << st;
@@ -156,7 +161,8 @@ TEST(RefusedLayouts, PipelineParallel) {
 
 TEST(RefusedLayouts, RoundRobinGradients) {
   absl::Status st = OpenEdited("s2_fp32_dp2", false, [](ValueArena& arena, Value& root) {
-    Set(arena, *root.Get("ds_config")->Get("zero_optimization"), "round_robin_gradients", arena.Bool(true));
+    Set(arena, *root.Get("ds_config")->Get("zero_optimization"), "round_robin_gradients",
+        arena.Bool(true));
   });
   EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
   EXPECT_NE(st.message().find("round_robin_gradients"), std::string::npos) << st;
@@ -183,19 +189,21 @@ TEST(RefusedLayouts, Folding) {
 TEST(RefusedLayouts, FlippedExpertDataParallelOrder) {
   // With use_data_before_expert_parallelism, dp rank 1 would be expert-DP rank 1 of EP rank 0; its
   // param_slice_mappings say otherwise.
-  absl::Status st = OpenEdited("autoep_mixtral_s2_fp32_dp4_ep2", false, [](ValueArena& arena, Value& root) {
-    Set(arena, *root.Get("ds_config"), "use_data_before_expert_parallelism", arena.Bool(true));
-  });
+  absl::Status st =
+      OpenEdited("autoep_mixtral_s2_fp32_dp4_ep2", false, [](ValueArena& arena, Value& root) {
+        Set(arena, *root.Get("ds_config"), "use_data_before_expert_parallelism", arena.Bool(true));
+      });
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("param_slice_mappings[1]"), std::string::npos) << st;
 }
 
 TEST(RefusedLayouts, ExpertShapeWithoutLocalExperts) {
-  absl::Status st = OpenEdited("autoep_mixtral_s2_fp32_dp4_ep2", false, [](ValueArena& arena, Value& root) {
-    const Value& layer = *root.Get("ds_autoep_layers")->items()[0];
-    Set(arena, layer, "num_local_experts", arena.Int(1));
-    Set(arena, layer, "num_experts", arena.Int(2));
-  });
+  absl::Status st =
+      OpenEdited("autoep_mixtral_s2_fp32_dp4_ep2", false, [](ValueArena& arena, Value& root) {
+        const Value& layer = *root.Get("ds_autoep_layers")->items()[0];
+        Set(arena, layer, "num_local_experts", arena.Int(1));
+        Set(arena, layer, "num_experts", arena.Int(2));
+      });
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("local experts in dim 0"), std::string::npos) << st;
 }

@@ -15,7 +15,7 @@ absl::StatusOr<Buffer> ReadLocation(const CheckpointIndex& index, const TensorLo
 // One MP slice of `param`'s `state` as flat row-major bytes in merged order: for AutoEP experts
 // every EP rank's local tensor in EP order, i.e. the [num_experts, ...] tensor of the UCP file.
 // DataLoss when fragments disagree on dtype.
-absl::StatusOr<Buffer> GatherState(const CheckpointIndex& index, const Parameter& param, StateKind state,
-                                   int mp_rank = 0);
+absl::StatusOr<Buffer> GatherState(const CheckpointIndex& index, const Parameter& param,
+                                   StateKind state, int mp_rank = 0);
 
 }  // namespace ucp::converters::deepspeed

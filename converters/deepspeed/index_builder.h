@@ -60,14 +60,16 @@ absl::StatusOr<std::vector<GroupShapes>> ReadParamShapes(const Value& model_root
 
 // The location of elements [start, start + numel) of a contiguous tensor in file `file`.
 // DataLoss when the range is outside the tensor.
-absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file, const formats::torch::TensorRef& tensor, int64_t start,
+absl::StatusOr<TensorLocation> Locate(const CheckpointIndex& index, int file,
+                                      const formats::torch::TensorRef& tensor, int64_t start,
                                       int64_t numel, absl::string_view what);
 
 // The fragment of DP rank `dp` that a ShardLayout piece describes, located in the rank's state
 // tensors (fp32, exp_avg, exp_avg_sq) of file `file` at the piece's partition offset.
-absl::StatusOr<Fragment> PieceFragment(const CheckpointIndex& index, int file, int dp, const ucp::RankShard& rank,
-                                       const ucp::ShardPiece& piece, const formats::torch::TensorRef* const (&tensors)[kNumStates],
-                                       absl::string_view param_name);
+absl::StatusOr<Fragment> PieceFragment(
+    const CheckpointIndex& index, int file, int dp, const ucp::RankShard& rank,
+    const ucp::ShardPiece& piece, const formats::torch::TensorRef* const (&tensors)[kNumStates],
+    absl::string_view param_name);
 
 // Expert fused-param name → index into index.autoep_layers.
 absl::flat_hash_map<std::string, int> ExpertParamNames(const CheckpointIndex& index);
@@ -85,8 +87,9 @@ absl::StatusOr<int64_t> AddCount(int64_t a, int64_t b, absl::string_view what);
 // A parameter of MP rank 0 (no slices yet). AutoEP experts (named in `expert_names`) must have
 // num_local_experts in dim 0 and a merged [num_experts, ...] shape within kMaxTensorElements.
 absl::StatusOr<Parameter> NewParam(const CheckpointIndex& index,
-                                   const absl::flat_hash_map<std::string, int>& expert_names, const std::string& name,
-                                   const Shape& shape, int param_group, int flat_group);
+                                   const absl::flat_hash_map<std::string, int>& expert_names,
+                                   const std::string& name, const Shape& shape, int param_group,
+                                   int flat_group);
 
 // MP rank mp > 0: its param_shapes must list the same names per flat group as MP rank 0; appends
 // a slice (with that rank's shape) to each parameter.
@@ -94,8 +97,8 @@ absl::Status AddSlices(int mp, const std::vector<GroupShapes>& shapes, Checkpoin
 
 // FailedPrecondition unless `step` equals `reference` (same kind; ints/floats by value, 0-dim
 // tensors by dtype and element bytes, which are read: they are a few bytes).
-absl::Status CheckSameStep(const CheckpointIndex& index, int file, const Value* step, int reference_file,
-                           const Value* reference, absl::string_view what);
+absl::Status CheckSameStep(const CheckpointIndex& index, int file, const Value* step,
+                           int reference_file, const Value* reference, absl::string_view what);
 
 // "path: " context for errors about file `file`.
 std::string FileContext(const CheckpointIndex& index, int file);

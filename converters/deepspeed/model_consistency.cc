@@ -15,14 +15,14 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "ucp/source.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
-using formats::torch::ValueKind;
 using formats::torch::Value;
+using formats::torch::ValueKind;
 namespace keys = formats::deepspeed::keys;
 using formats::deepspeed::AsZeroStage;
 namespace {

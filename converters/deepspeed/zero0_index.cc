@@ -22,23 +22,23 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/deepspeed/index_builder.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::converters::deepspeed::internal_ds {
 using formats::torch::TensorRef;
-using formats::torch::ValueKind;
 using formats::torch::Value;
+using formats::torch::ValueKind;
 namespace keys = formats::deepspeed::keys;
-using formats::deepspeed::Require;
-using formats::deepspeed::GetByInt;
-using formats::deepspeed::AsStr;
-using formats::deepspeed::AsSequence;
 using formats::deepspeed::AsDict;
-using formats::deepspeed::AsStrList;
 using formats::deepspeed::AsIntList;
+using formats::deepspeed::AsSequence;
+using formats::deepspeed::AsStr;
+using formats::deepspeed::AsStrList;
 using formats::deepspeed::AsTensor;
+using formats::deepspeed::GetByInt;
+using formats::deepspeed::Require;
 namespace {
 
 struct Candidate {
@@ -73,7 +73,8 @@ absl::StatusOr<std::vector<Candidate>> ReadCandidates(const CheckpointFile& mode
     UCP_ASSIGN_OR_RETURN(std::string name, AsStr(k, absl::StrCat(ctx, " key")));
     if (std::find(buffers.begin(), buffers.end(), name) != buffers.end()) continue;
     UCP_ASSIGN_OR_RETURN(const TensorRef* t, AsTensor(v, absl::StrCat(ctx, "['", name, "']")));
-    auto key = std::make_tuple(static_cast<const void*>(t->storage), t->storage_offset, ShapeKey(t->shape));
+    auto key = std::make_tuple(static_cast<const void*>(t->storage), t->storage_offset,
+                               ShapeKey(t->shape));
     auto [it, inserted] = seen.emplace(key, name);
     if (!inserted) continue;  // a tied alias: the optimizer holds the tensor once
     out.push_back(Candidate{std::move(name), t, -1});
@@ -88,21 +89,25 @@ std::vector<std::pair<std::string, std::string>> TiedAliases(const Value& module
   for (const auto& [k, v] : module.entries()) {
     if (!k->is(ValueKind::kStr) || !v->is(ValueKind::kTensor)) continue;
     const TensorRef& t = v->tensor();
-    auto key = std::make_tuple(static_cast<const void*>(t.storage), t.storage_offset, ShapeKey(t.shape));
+    auto key =
+        std::make_tuple(static_cast<const void*>(t.storage), t.storage_offset, ShapeKey(t.shape));
     auto [it, inserted] = seen.emplace(key, k->str());
     if (!inserted) out.emplace_back(k->str(), it->second);
   }
   return out;
 }
 
-absl::StatusOr<std::vector<OptParam>> ReadOptParams(const CheckpointFile& model, const Value& optimizer,
+absl::StatusOr<std::vector<OptParam>> ReadOptParams(const CheckpointFile& model,
+                                                    const Value& optimizer,
                                                     std::vector<const Value*>* groups_out) {
   const std::string ctx = absl::StrCat(model.path, ": ", keys::kOptimizer);
   UCP_ASSIGN_OR_RETURN(const Value* state, Require(optimizer, keys::kState, ctx));
   UCP_RETURN_IF_ERROR(AsDict(state, absl::StrCat(ctx, ".", keys::kState)).status());
   UCP_ASSIGN_OR_RETURN(const Value* groups_v, Require(optimizer, keys::kParamGroups, ctx));
-  UCP_ASSIGN_OR_RETURN(auto groups, AsSequence(groups_v, absl::StrCat(ctx, ".", keys::kParamGroups)));
-  if (groups.empty()) return absl::DataLossError(absl::StrCat(ctx, ".", keys::kParamGroups, ": empty"));
+  UCP_ASSIGN_OR_RETURN(auto groups,
+                       AsSequence(groups_v, absl::StrCat(ctx, ".", keys::kParamGroups)));
+  if (groups.empty())
+    return absl::DataLossError(absl::StrCat(ctx, ".", keys::kParamGroups, ": empty"));
   std::vector<OptParam> out;
   std::vector<int64_t> seen;
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -110,10 +115,12 @@ absl::StatusOr<std::vector<OptParam>> ReadOptParams(const CheckpointFile& model,
     UCP_ASSIGN_OR_RETURN(const Value* group, AsDict(groups[g], gctx));
     groups_out->push_back(group);
     UCP_ASSIGN_OR_RETURN(const Value* params_v, Require(*group, keys::kParams, gctx));
-    UCP_ASSIGN_OR_RETURN(std::vector<int64_t> params, AsIntList(params_v, absl::StrCat(gctx, ".", keys::kParams)));
+    UCP_ASSIGN_OR_RETURN(std::vector<int64_t> params,
+                         AsIntList(params_v, absl::StrCat(gctx, ".", keys::kParams)));
     for (int64_t i : params) {
       if (i < 0 || std::find(seen.begin(), seen.end(), i) != seen.end()) {
-        return absl::DataLossError(absl::StrCat(gctx, ".", keys::kParams, ": bad or repeated index ", i));
+        return absl::DataLossError(
+            absl::StrCat(gctx, ".", keys::kParams, ": bad or repeated index ", i));
       }
       seen.push_back(i);
       const std::string sctx = absl::StrCat(ctx, ".", keys::kState, "[", i, "]");
@@ -122,12 +129,13 @@ absl::StatusOr<std::vector<OptParam>> ReadOptParams(const CheckpointFile& model,
       p.index = i;
       p.state = GetByInt(*state, i);
       if (p.state == nullptr || !p.state->is_dict()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(sctx, ": missing (a parameter the optimizer never stepped has no shape to match by)"));
+        return absl::FailedPreconditionError(absl::StrCat(
+            sctx, ": missing (a parameter the optimizer never stepped has no shape to match by)"));
       }
-      UCP_ASSIGN_OR_RETURN(p.exp_avg, AsTensor(p.state->Get(keys::kExpAvg), absl::StrCat(sctx, ".", keys::kExpAvg)));
-      UCP_ASSIGN_OR_RETURN(p.exp_avg_sq,
-                           AsTensor(p.state->Get(keys::kExpAvgSq), absl::StrCat(sctx, ".", keys::kExpAvgSq)));
+      UCP_ASSIGN_OR_RETURN(
+          p.exp_avg, AsTensor(p.state->Get(keys::kExpAvg), absl::StrCat(sctx, ".", keys::kExpAvg)));
+      UCP_ASSIGN_OR_RETURN(p.exp_avg_sq, AsTensor(p.state->Get(keys::kExpAvgSq),
+                                                  absl::StrCat(sctx, ".", keys::kExpAvgSq)));
       if (!(p.exp_avg->shape == p.exp_avg_sq->shape)) {
         return absl::DataLossError(absl::StrCat(sctx, ": exp_avg and exp_avg_sq shapes differ"));
       }
@@ -139,7 +147,8 @@ absl::StatusOr<std::vector<OptParam>> ReadOptParams(const CheckpointFile& model,
 }
 
 // Optimizer param i ↔ candidate, per shape, in order (see the header comment).
-absl::StatusOr<std::vector<int>> MatchNames(const std::string& path, const std::vector<OptParam>& params,
+absl::StatusOr<std::vector<int>> MatchNames(const std::string& path,
+                                            const std::vector<OptParam>& params,
                                             const std::vector<Candidate>& candidates) {
   std::map<std::string, std::vector<int>> cand_by_shape, param_by_shape;
   for (int c = 0; c < static_cast<int>(candidates.size()); ++c) {
@@ -154,24 +163,75 @@ absl::StatusOr<std::vector<int>> MatchNames(const std::string& path, const std::
     bool one_group = true;
     for (int i : ps) one_group = one_group && params[i].group == params[ps[0]].group;
     if (cs.size() != ps.size() || !one_group) {
-      return absl::UnimplementedError(absl::StrCat(
-          path, ": cannot tell which module tensors the optimizer's ", ps.size(), " parameter(s) of shape ", shape,
-          " are: the module has ", cs.size(), " non-buffer tensor(s) of that shape",
-          one_group ? "" : " and the optimizer spreads them over several param groups",
-          " (ZeRO-0 files do not record parameter names)"));
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": cannot tell which module tensors the optimizer's ", ps.size(),
+                       " parameter(s) of shape ", shape, " are: the module has ", cs.size(),
+                       " non-buffer tensor(s) of that shape",
+                       one_group ? "" : " and the optimizer spreads them over several param groups",
+                       " (ZeRO-0 files do not record parameter names)"));
     }
     // Order inside the group: params in optimizer order ↔ candidates in module order.
     for (size_t j = 0; j < ps.size(); ++j) match[ps[j]] = cs[j];
   }
   for (size_t i = 1; i < params.size(); ++i) {
     if (params[i].group == params[i - 1].group && match[i] < match[i - 1]) {
-      return absl::UnimplementedError(absl::StrCat(path, ": the optimizer's param group ", params[i].group,
-                                                   " lists '", candidates[match[i]].name, "' after '",
-                                                   candidates[match[i - 1]].name,
-                                                   "', not in module order; cannot name its parameters"));
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": the optimizer's param group ", params[i].group, " lists '",
+                       candidates[match[i]].name, "' after '", candidates[match[i - 1]].name,
+                       "', not in module order; cannot name its parameters"));
     }
   }
   return match;
+}
+
+// FP16_UnfusedOptimizer's fp32 master weights `fp32_groups[g][j]`, one per parameter in
+// param-group order, checked against the groups and the exp_avg shapes.
+absl::StatusOr<std::vector<const TensorRef*>> ReadMasterWeights(
+    const CheckpointFile& model, const Value& masters, const std::vector<OptParam>& params,
+    const std::vector<const Value*>& groups) {
+  std::vector<const TensorRef*> master_of(params.size(), nullptr);
+  const std::string mctx = absl::StrCat(model.path, ": ", keys::kOptimizer, ".", keys::kFp32Groups);
+  if (masters.items().size() != groups.size()) {
+    return absl::DataLossError(absl::StrCat(mctx, ": ", masters.items().size(),
+                                            " groups, param_groups has ", groups.size()));
+  }
+  size_t i = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    UCP_ASSIGN_OR_RETURN(auto list,
+                         AsSequence(masters.items()[g], absl::StrCat(mctx, "[", g, "]")));
+    for (size_t j = 0; j < list.size(); ++j, ++i) {
+      const std::string what = absl::StrCat(mctx, "[", g, "][", j, "]");
+      if (i >= params.size() || params[i].group != static_cast<int>(g)) {
+        return absl::DataLossError(
+            absl::StrCat(what, ": more master weights than the group's params"));
+      }
+      UCP_ASSIGN_OR_RETURN(master_of[i], AsTensor(list[j], what));
+      if (!(master_of[i]->shape == params[i].exp_avg->shape)) {
+        return absl::DataLossError(absl::StrCat(what, ": shape ", master_of[i]->shape.ToString(),
+                                                " differs from its exp_avg"));
+      }
+    }
+  }
+  if (i != params.size())
+    return absl::DataLossError(absl::StrCat(mctx, ": fewer master weights than params"));
+  return master_of;
+}
+
+// The module tensors no optimizer state names: frozen parameters, whole in the model file.
+absl::Status AddFrozenParams(CheckpointIndex* index, int model_file,
+                             const std::vector<Candidate>& candidates) {
+  for (const Candidate& c : candidates) {
+    if (c.assigned >= 0) continue;
+    FrozenParam fp;
+    fp.name = c.name;
+    fp.shape = c.tensor->shape;
+    UCP_ASSIGN_OR_RETURN(TensorLocation loc,
+                         Locate(*index, model_file, *c.tensor, 0, ShapeNumel(fp.shape),
+                                absl::StrCat(keys::kModule, "['", c.name, "']")));
+    fp.pieces.push_back(FrozenParam::Piece{0, 0, 0, std::move(loc)});
+    index->frozen_params.push_back(std::move(fp));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -182,8 +242,9 @@ absl::Status IndexZero0(CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(const Value* optimizer, Require(model.root(), keys::kOptimizer, model.path));
   if (optimizer->is_none()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(model.path, ": '", keys::kOptimizer, "' is None: a ZeRO-0 checkpoint saved without optimizer "
-                                                           "state has nothing to convert"));
+        absl::StrCat(model.path, ": '", keys::kOptimizer,
+                     "' is None: a ZeRO-0 checkpoint saved without optimizer "
+                     "state has nothing to convert"));
   }
   UCP_RETURN_IF_ERROR(AsDict(optimizer, absl::StrCat(model.path, ": ", keys::kOptimizer)).status());
   // FP16_UnfusedOptimizer (bf16 ZeRO-0, §2.4): the torch state is nested and the fp32 master
@@ -193,8 +254,9 @@ absl::Status IndexZero0(CheckpointIndex* index) {
   if (const Value* inner = optimizer->Get(keys::kOptimizerStateDict); inner != nullptr) {
     if (masters == nullptr || !masters->is_sequence()) {
       return absl::UnimplementedError(absl::StrCat(model.path, ": ", keys::kOptimizer, " wraps ",
-                                                   keys::kOptimizerStateDict, " without per-parameter ",
-                                                   keys::kFp32Groups, " (FP16_Optimizer's flat groups are not "
+                                                   keys::kOptimizerStateDict,
+                                                   " without per-parameter ", keys::kFp32Groups,
+                                                   " (FP16_Optimizer's flat groups are not "
                                                    "supported)"));
     }
     torch_state = inner;
@@ -205,33 +267,15 @@ absl::Status IndexZero0(CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(std::vector<OptParam> params, ReadOptParams(model, *torch_state, &groups));
   std::vector<const TensorRef*> master_of(params.size(), nullptr);
   if (masters != nullptr) {
-    const std::string mctx = absl::StrCat(model.path, ": ", keys::kOptimizer, ".", keys::kFp32Groups);
-    if (masters->items().size() != groups.size()) {
-      return absl::DataLossError(absl::StrCat(mctx, ": ", masters->items().size(), " groups, param_groups has ",
-                                              groups.size()));
-    }
-    size_t i = 0;
-    for (size_t g = 0; g < groups.size(); ++g) {
-      UCP_ASSIGN_OR_RETURN(auto list, AsSequence(masters->items()[g], absl::StrCat(mctx, "[", g, "]")));
-      for (size_t j = 0; j < list.size(); ++j, ++i) {
-        const std::string what = absl::StrCat(mctx, "[", g, "][", j, "]");
-        if (i >= params.size() || params[i].group != static_cast<int>(g)) {
-          return absl::DataLossError(absl::StrCat(what, ": more master weights than the group's params"));
-        }
-        UCP_ASSIGN_OR_RETURN(master_of[i], AsTensor(list[j], what));
-        if (!(master_of[i]->shape == params[i].exp_avg->shape)) {
-          return absl::DataLossError(absl::StrCat(what, ": shape ", master_of[i]->shape.ToString(),
-                                                  " differs from its exp_avg"));
-        }
-      }
-    }
-    if (i != params.size()) return absl::DataLossError(absl::StrCat(mctx, ": fewer master weights than params"));
+    UCP_ASSIGN_OR_RETURN(master_of, ReadMasterWeights(model, *masters, params, groups));
   }
   UCP_ASSIGN_OR_RETURN(std::vector<Candidate> candidates, ReadCandidates(model));
   UCP_ASSIGN_OR_RETURN(std::vector<int> match, MatchNames(model.path, params, candidates));
 
   ZeroKind& zk = index->kind;
-  auto master = [&](size_t i) { return master_of[i] != nullptr ? master_of[i] : candidates[match[i]].tensor; };
+  auto master = [&](size_t i) {
+    return master_of[i] != nullptr ? master_of[i] : candidates[match[i]].tensor;
+  };
   zk.master_dtype = params.empty() ? DType::kF32 : master(0)->dtype;
   zk.state_dtype = params.empty() ? DType::kF32 : params[0].exp_avg->dtype;
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -249,7 +293,8 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     const std::string what = absl::StrCat(octx, "[", op.index, "] ('", c.name, "')");
     if (master(i)->dtype != zk.master_dtype || op.exp_avg->dtype != zk.state_dtype ||
         op.exp_avg_sq->dtype != zk.state_dtype) {
-      return absl::DataLossError(absl::StrCat(model.path, ": ", what, ": dtypes differ from the other parameters"));
+      return absl::DataLossError(
+          absl::StrCat(model.path, ": ", what, ": dtypes differ from the other parameters"));
     }
     FlatGroup& fg = index->flat_groups[op.group];
     Parameter p;
@@ -259,9 +304,11 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     const int64_t numel = ShapeNumel(p.shape);
     Fragment f;
     f.numel = numel;
-    const std::string master_what = master_of[i] != nullptr ? absl::StrCat(what, " master weight")
-                                                            : absl::StrCat(keys::kModule, "['", c.name, "']");
-    UCP_ASSIGN_OR_RETURN(f.states[0], Locate(*index, model_file, *master(i), 0, numel, master_what));
+    const std::string master_what = master_of[i] != nullptr
+                                        ? absl::StrCat(what, " master weight")
+                                        : absl::StrCat(keys::kModule, "['", c.name, "']");
+    UCP_ASSIGN_OR_RETURN(f.states[0],
+                         Locate(*index, model_file, *master(i), 0, numel, master_what));
     UCP_ASSIGN_OR_RETURN(f.states[1], Locate(*index, model_file, *op.exp_avg, 0, numel,
                                              absl::StrCat(what, ".", keys::kExpAvg)));
     UCP_ASSIGN_OR_RETURN(f.states[2], Locate(*index, model_file, *op.exp_avg_sq, 0, numel,
@@ -272,25 +319,18 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     if (fg.ranks.empty()) {
       fg.ranks.push_back(FlatGroupRank{0, 0, 0, 0, 0, op.step, model_file});
     } else {
-      UCP_RETURN_IF_ERROR(CheckSameStep(*index, model_file, op.step, model_file, fg.ranks[0].step,
-                                        absl::StrCat("the step of param group ", op.group, " (", what, ")")));
+      UCP_RETURN_IF_ERROR(
+          CheckSameStep(*index, model_file, op.step, model_file, fg.ranks[0].step,
+                        absl::StrCat("the step of param group ", op.group, " (", what, ")")));
     }
-    UCP_ASSIGN_OR_RETURN(fg.ranks[0].partition_numel,
-                         AddCount(fg.ranks[0].partition_numel, numel, absl::StrCat(model.path, ": ", what)));
+    UCP_ASSIGN_OR_RETURN(
+        fg.ranks[0].partition_numel,
+        AddCount(fg.ranks[0].partition_numel, numel, absl::StrCat(model.path, ": ", what)));
     c.assigned = static_cast<int>(index->params.size());
     fg.params.push_back(c.assigned);
     index->params.push_back(std::move(p));
   }
-  for (const Candidate& c : candidates) {
-    if (c.assigned >= 0) continue;
-    FrozenParam fp;
-    fp.name = c.name;
-    fp.shape = c.tensor->shape;
-    UCP_ASSIGN_OR_RETURN(TensorLocation loc, Locate(*index, model_file, *c.tensor, 0, ShapeNumel(fp.shape),
-                                                    absl::StrCat(keys::kModule, "['", c.name, "']")));
-    fp.pieces.push_back(FrozenParam::Piece{0, 0, 0, std::move(loc)});
-    index->frozen_params.push_back(std::move(fp));
-  }
+  UCP_RETURN_IF_ERROR(AddFrozenParams(index, model_file, candidates));
   index->shared_params = TiedAliases(*model.root().Get(keys::kModule));
   return absl::OkStatus();
 }

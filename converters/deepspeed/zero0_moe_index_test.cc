@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/deepspeed/gather.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "formats/torch/torch_writer.h"
 #include "gtest/gtest.h"
 
@@ -22,7 +22,8 @@ using formats::deepspeed::testing::ScratchDir;
 
 std::string ExtraTag(const std::string& name) {
   const char* root = std::getenv("UCP_SOURCE_DIR");
-  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed_extra/", name, "/checkpoint/global_step5");
+  return absl::StrCat(root != nullptr ? root : ".", "/fixtures/deepspeed_extra/", name,
+                      "/checkpoint/global_step5");
 }
 
 std::string TensorBytes(const CheckpointIndex& index, const Value* v) {
@@ -49,7 +50,8 @@ TEST(Zero0Index, NamesTheOptimizersParamsFromTheModule) {
   ASSERT_EQ(index->frozen_params.size(), 1u);
   EXPECT_EQ(index->frozen_params[0].name, "pos");
   ASSERT_EQ(index->shared_params.size(), 1u);
-  EXPECT_EQ(index->shared_params[0], std::make_pair(std::string("head.weight"), std::string("embed.weight")));
+  EXPECT_EQ(index->shared_params[0],
+            std::make_pair(std::string("head.weight"), std::string("embed.weight")));
   const Value& module = *index->model_file().root().Get("module");
   for (const Parameter& p : index->params) {
     ASSERT_EQ(p.slices.size(), 1u);
@@ -72,7 +74,8 @@ TEST(Zero0Index, Bf16MastersComeFromTheWrapper) {
   const Value* masters = index->model_file().root().Get("optimizer")->Get("fp32_groups");
   absl::StatusOr<Buffer> fp32 = GatherState(*index, index->params[0], StateKind::kFp32);
   ASSERT_TRUE(fp32.ok()) << fp32.status();
-  EXPECT_EQ(std::string(fp32->AsStringView()), TensorBytes(*index, masters->items()[0]->items()[0]));
+  EXPECT_EQ(std::string(fp32->AsStringView()),
+            TensorBytes(*index, masters->items()[0]->items()[0]));
 }
 
 // Opens a copy of s0_fp32_dp2 whose optimizer param_groups list `groups` (optimizer indices).
@@ -90,7 +93,8 @@ absl::Status OpenWithGroups(const std::vector<std::vector<int>>& groups) {
     for (int i : groups[g]) formats::torch::ValueArena::Append(list, arena.Int(i));
     Value& group = const_cast<Value&>(*pg->items()[g]);
     for (size_t e = 0; e < group.entries().size(); ++e) {
-      if (group.entries()[e].first->str() == "params") formats::torch::ValueArena::ReplaceValue(&group, e, list);
+      if (group.entries()[e].first->str() == "params")
+        formats::torch::ValueArena::ReplaceValue(&group, e, list);
     }
   }
   absl::Status saved = formats::torch::SaveTorchFile(model + ".new", file->root(), file->BytesFn());
@@ -142,7 +146,8 @@ TEST(NativeMoeIndex, ExpertParamsStackTheirEpRanks) {
     for (const Fragment& f : p.slices[0].fragments) EXPECT_EQ(f.ep_rank, f.dp_rank % 2) << p.name;
   }
   EXPECT_EQ(experts, 8);
-  const Parameter* p = index->FindParam("blocks.1.moe.deepspeed_moe.experts.deepspeed_experts.1.0.weight");
+  const Parameter* p =
+      index->FindParam("blocks.1.moe.deepspeed_moe.experts.deepspeed_experts.1.0.weight");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->merged_shape().ToString(), Shape({2, 44, 20}).ToString());
 }
@@ -154,7 +159,8 @@ TEST(NativeMoeIndex, MissingExpertFileIsNamed) {
   fs::remove(tag / "layer_0_expert_3_mp_rank_00_model_states.pt");
   absl::Status st = OpenCheckpoint(tag.string()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
-  EXPECT_NE(st.message().find("layer_0_expert_3_mp_rank_00_model_states.pt"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("layer_0_expert_3_mp_rank_00_model_states.pt"), std::string::npos)
+      << st;
 }
 
 TEST(NativeMoeIndex, ShardOfAnotherEpRankIsCaught) {
@@ -162,7 +168,8 @@ TEST(NativeMoeIndex, ShardOfAnotherEpRankIsCaught) {
   const fs::path tag = scratch.path() / "global_step5";
   fs::copy(ExtraTag("moe_s2_fp32_dp4_ep2"), tag);
   // dp rank 1 (EP rank 1) replaced by dp rank 2 (EP rank 0): its mappings sit at the wrong offsets.
-  fs::copy_file(tag / "zero_pp_rank_2_mp_rank_00_optim_states.pt", tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+  fs::copy_file(tag / "zero_pp_rank_2_mp_rank_00_optim_states.pt",
+                tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt",
                 fs::copy_options::overwrite_existing);
   absl::Status st = OpenCheckpoint(tag.string()).status();
   EXPECT_FALSE(st.ok());

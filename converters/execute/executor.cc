@@ -74,7 +74,8 @@ class OutputFile {
   absl::Status WriteAt(uint64_t offset, absl::Span<const std::byte> bytes) const {
     size_t done = 0;
     while (done < bytes.size()) {
-      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+      ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                           static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoToStatus(errno, absl::StrCat("writing ", path_));
       done += static_cast<size_t>(n);
@@ -121,8 +122,14 @@ class Executor {
  public:
   Executor(const Plan& plan, absl::Span<const ByteSource* const> sources, std::string dir,
            const ExecuteOptions& options, int threads, uint64_t chunk_bytes)
-      : plan_(plan), sources_(sources), dir_(std::move(dir)), options_(options), threads_(threads),
-        chunk_bytes_(chunk_bytes), states_(plan.files.size()), entries_(plan.files.size()) {}
+      : plan_(plan),
+        sources_(sources),
+        dir_(std::move(dir)),
+        options_(options),
+        threads_(threads),
+        chunk_bytes_(chunk_bytes),
+        states_(plan.files.size()),
+        entries_(plan.files.size()) {}
 
   absl::StatusOr<ExecuteResult> Run();
 
@@ -231,7 +238,8 @@ absl::Status Executor::EnsureOpen(size_t f) {
   FileState& st = states_[f];
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.out != nullptr) return absl::OkStatus();
-  UCP_ASSIGN_OR_RETURN(st.out, OutputFile::Create(absl::StrCat(dir_, "/", plan_.files[f].path), plan_.files[f].size));
+  UCP_ASSIGN_OR_RETURN(st.out, OutputFile::Create(absl::StrCat(dir_, "/", plan_.files[f].path),
+                                                  plan_.files[f].size));
   return absl::OkStatus();
 }
 
@@ -246,17 +254,20 @@ absl::Status Executor::CopyChunk(const Chunk& chunk, uint32_t* crc) {
   }
   const CopyOp& op = plan_.files[chunk.file].regions[chunk.region].ops[chunk.op];
   const ByteSource* source = sources_[op.source];
-  if (source == nullptr) return absl::InternalError(absl::StrCat("no source for ", plan_.sources[op.source].path));
+  if (source == nullptr)
+    return absl::InternalError(absl::StrCat("no source for ", plan_.sources[op.source].path));
   const absl::Span<std::byte> bytes(buffer.get(), chunk.length);
   absl::Status read = source->ReadAt(op.source_offset + chunk.offset, bytes);
   if (!read.ok()) {
     const absl::StatusCode code =
         read.code() == absl::StatusCode::kOutOfRange ? absl::StatusCode::kDataLoss : read.code();
-    return absl::Status(code, absl::StrCat(plan_.sources[op.source].path, ": reading ", chunk.length, " bytes at ",
-                                           op.source_offset + chunk.offset, " for ", plan_.files[chunk.file].path,
-                                           ": ", read.message()));
+    return absl::Status(
+        code, absl::StrCat(plan_.sources[op.source].path, ": reading ", chunk.length, " bytes at ",
+                           op.source_offset + chunk.offset, " for ", plan_.files[chunk.file].path,
+                           ": ", read.message()));
   }
-  source->ReleaseRange(op.source_offset + chunk.offset, chunk.length);  // keeps RSS near the buffers
+  source->ReleaseRange(op.source_offset + chunk.offset,
+                       chunk.length);  // keeps RSS near the buffers
   *crc = Crc32(bytes);
   UCP_RETURN_IF_ERROR(EnsureOpen(chunk.file));
   return states_[chunk.file].out->WriteAt(op.dest_offset + chunk.offset, bytes);
@@ -301,9 +312,11 @@ absl::Status Executor::Finalize(size_t f) {
     parts.emplace_back(pf.regions[r].offset, pf.regions[r].size, region_crcs[r]);
   }
   if (pf.frame) {
-    UCP_ASSIGN_OR_RETURN(std::vector<ucp::FramePiece> pieces, ucp::RenderTorchFrame(*pf.frame, region_crcs));
+    UCP_ASSIGN_OR_RETURN(std::vector<ucp::FramePiece> pieces,
+                         ucp::RenderTorchFrame(*pf.frame, region_crcs));
     for (const ucp::FramePiece& p : pieces) {
-      const absl::Span<const std::byte> bytes(reinterpret_cast<const std::byte*>(p.bytes.data()), p.bytes.size());
+      const absl::Span<const std::byte> bytes(reinterpret_cast<const std::byte*>(p.bytes.data()),
+                                              p.bytes.size());
       UCP_RETURN_IF_ERROR(st.out->WriteAt(p.offset, bytes));
       parts.emplace_back(p.offset, p.bytes.size(), Crc32(bytes));
       bytes_done_ += p.bytes.size();
@@ -314,11 +327,13 @@ absl::Status Executor::Finalize(size_t f) {
   uint64_t at = 0;
   for (const auto& [offset, length, part_crc] : parts) {
     if (length == 0) continue;  // an empty storage sits inside a frame piece
-    if (offset != at) return absl::InternalError(absl::StrCat(pf.path, ": nothing planned at byte ", at));
+    if (offset != at)
+      return absl::InternalError(absl::StrCat(pf.path, ": nothing planned at byte ", at));
     crc = Crc32Combine(crc, part_crc, length);
     at += length;
   }
-  if (at != pf.size) return absl::InternalError(absl::StrCat(pf.path, ": planned bytes end at ", at));
+  if (at != pf.size)
+    return absl::InternalError(absl::StrCat(pf.path, ": planned bytes end at ", at));
   if (!options_.fsync || !Defer(st.out)) {
     UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
     st.out.reset();
@@ -377,7 +392,8 @@ absl::StatusOr<ExecuteResult> Executor::Run() {
       for (size_t o = 0; o < pf.regions[r].ops.size(); ++o) {
         const uint64_t length = pf.regions[r].ops[o].length;
         for (uint64_t at = 0; at < length; at += chunk_bytes_) {
-          chunks_.push_back(Chunk{static_cast<uint32_t>(f), static_cast<uint32_t>(r), static_cast<uint32_t>(o), at,
+          chunks_.push_back(Chunk{static_cast<uint32_t>(f), static_cast<uint32_t>(r),
+                                  static_cast<uint32_t>(o), at,
                                   std::min(chunk_bytes_, length - at)});
         }
       }
@@ -406,13 +422,15 @@ absl::StatusOr<ExecuteResult> Executor::Run() {
   result.stats.chunk_bytes = chunk_bytes_;
   result.stats.peak_buffer_bytes = peak_.load();
   result.stats.bytes_copied = bytes_copied_.load();
-  result.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.stats.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 
 }  // namespace
 
-absl::StatusOr<ExecuteResult> ExecutePlan(const Plan& plan, absl::Span<const ByteSource* const> sources,
+absl::StatusOr<ExecuteResult> ExecutePlan(const Plan& plan,
+                                          absl::Span<const ByteSource* const> sources,
                                           const std::string& dir, const ExecuteOptions& options) {
   if (options.memory_limit == 0) return absl::InvalidArgumentError("memory limit must be positive");
   if (sources.size() != plan.sources.size()) {
@@ -420,9 +438,11 @@ absl::StatusOr<ExecuteResult> ExecutePlan(const Plan& plan, absl::Span<const Byt
                                                    plan.sources.size(), " sources"));
   }
   UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
-  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(threads, 1);
-  threads = static_cast<int>(std::min<uint64_t>(threads, std::max<uint64_t>(1, options.memory_limit / kMinChunkBytes)));
+  threads = static_cast<int>(
+      std::min<uint64_t>(threads, std::max<uint64_t>(1, options.memory_limit / kMinChunkBytes)));
   const uint64_t chunk = std::clamp<uint64_t>(options.memory_limit / threads, 1, kMaxChunkBytes);
   Executor executor(plan, sources, dir, options, threads, chunk);
   return executor.Run();

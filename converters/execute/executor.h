@@ -60,9 +60,10 @@ struct ExecuteProgress {
 };
 
 struct ExecuteOptions {
-  int threads = 0;                              // <= 0: the machine's hardware threads
-  uint64_t memory_limit = kDefaultMemoryLimit;  // bytes of copy buffers in flight, all threads together
-  bool fsync = true;                            // every file fsynced before ExecutePlan returns
+  int threads = 0;  // <= 0: the machine's hardware threads
+  uint64_t memory_limit =
+      kDefaultMemoryLimit;  // bytes of copy buffers in flight, all threads together
+  bool fsync = true;        // every file fsynced before ExecutePlan returns
   // Called at most every 100 ms and once at the end, never concurrently, from worker threads.
   std::function<void(const ExecuteProgress&)> progress = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // set: stop between chunks, return Cancelled
@@ -86,7 +87,9 @@ struct ExecuteResult {
 // file name; DataLoss when a source is shorter than planned), InvalidArgument for a zero
 // memory_limit or a source count that does not match the plan, Internal for a plan that fails
 // ValidatePlan, Cancelled when options.cancel was set.
-absl::StatusOr<ExecuteResult> ExecutePlan(const plan::Plan& plan, absl::Span<const ByteSource* const> sources,
-                                          const std::string& dir, const ExecuteOptions& options = {});
+absl::StatusOr<ExecuteResult> ExecutePlan(const plan::Plan& plan,
+                                          absl::Span<const ByteSource* const> sources,
+                                          const std::string& dir,
+                                          const ExecuteOptions& options = {});
 
 }  // namespace ucp::converters::execute

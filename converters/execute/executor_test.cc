@@ -79,7 +79,8 @@ class ExecutorTest : public ::testing::Test {
     storage->bytes = Buffer::CopyOf(shards_[0].substr(100, 200) + shards_[1].substr(0, 200));
     MemorySink sink;
     EXPECT_TRUE(formats::torch::WriteTorchFile(sink, *tree->root, {"fp32"}).ok());
-    *expected_param = std::string(reinterpret_cast<const char*>(sink.bytes().data()), sink.bytes().size());
+    *expected_param =
+        std::string(reinterpret_cast<const char*>(sink.bytes().data()), sink.bytes().size());
     return p;
   }
 
@@ -110,7 +111,8 @@ TEST_F(ExecutorTest, WritesTorchWriterBytesUnderATinyMemoryBudget) {
     EXPECT_EQ(r->stats.bytes_copied, 1400u);
     EXPECT_GE(reports, 1);
     ASSERT_EQ(r->files.size(), 2u);
-    EXPECT_EQ(r->files[0], (ucp::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
+    EXPECT_EQ(r->files[0],
+              (ucp::ManifestEntry{"zero/w/fp32.pt", expected.size(), Crc32(expected)}));
     EXPECT_EQ(r->files[1].crc32, Crc32(shards_[1]));
     // The last report counts every byte of every file: what the verbs' final line says.
     EXPECT_EQ(last.bytes_done, expected.size() + 1000);
@@ -205,15 +207,18 @@ TEST_F(ExecutorTest, TestHookPausesMidWriteUntilCancelled) {
 TEST_F(ExecutorTest, ShortSourceIsDataLossNamingIt) {
   std::string expected;
   Plan plan = MakePlan(&expected);
-  std::shared_ptr<ByteSource> short_shard = MemorySource(Buffer::CopyOf(shards_[1].substr(0, 900)), "shard1.pt");
+  std::shared_ptr<ByteSource> short_shard =
+      MemorySource(Buffer::CopyOf(shards_[1].substr(0, 900)), "shard1.pt");
   std::vector<const ByteSource*> sources = {sources_[0].get(), short_shard.get()};
-  absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, sources, dir_.string(), {.threads = 2, .fsync = false});
+  absl::StatusOr<ExecuteResult> r =
+      ExecutePlan(plan, sources, dir_.string(), {.threads = 2, .fsync = false});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
   EXPECT_NE(r.status().message().find("shard1.pt"), std::string::npos) << r.status();
 }
 
 size_t OpenDescriptors() {
-  return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
+  return static_cast<size_t>(
+      std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
 }
 
 // With fsync, written files stay open until one parallel fsync at the end, up to half the soft
@@ -238,7 +243,8 @@ TEST_F(ExecutorTest, FsyncsManyFilesAndClosesThem) {
     lowered.rlim_cur = soft;  // 256 + 80: 104 may stay open, the other 16 are fsynced at once
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
     const size_t open_before = OpenDescriptors();
-    absl::StatusOr<ExecuteResult> r = ExecutePlan(plan, Sources(), dir_.string(), {.threads = 2, .fsync = true});
+    absl::StatusOr<ExecuteResult> r =
+        ExecutePlan(plan, Sources(), dir_.string(), {.threads = 2, .fsync = true});
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(OpenDescriptors(), open_before) << soft;
@@ -259,7 +265,8 @@ TEST_F(ExecutorTest, RejectsBadRequests) {
   EXPECT_EQ(ExecutePlan(plan, {sources_[0].get()}, dir_.string()).status().code(),
             absl::StatusCode::kInvalidArgument);
   plan.files[1].regions[0].ops[0].length = 999;  // leaves a hole
-  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string()).status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(ExecutePlan(plan, Sources(), dir_.string()).status().code(),
+            absl::StatusCode::kInternal);
 }
 
 }  // namespace

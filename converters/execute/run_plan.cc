@@ -29,9 +29,8 @@ std::vector<std::string> Inputs(const plan::Plan& plan, const RunOptions& option
 }  // namespace
 
 absl::Status CheckOverlap(const plan::Plan& plan, const RunOptions& options) {
-  return ucp::CheckOverlap(
-      ucp::NormalizeOutputPath(options.output),
-      {.inputs = Inputs(plan, options), .save_folders = options.save_folders});
+  return ucp::CheckOverlap(ucp::NormalizeOutputPath(options.output),
+                           {.inputs = Inputs(plan, options), .save_folders = options.save_folders});
 }
 
 absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
@@ -50,9 +49,9 @@ absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteS
   }
   if (IsCancelled(options.execute)) return Interrupted(output);
   const ucp::StagingOptions staging_options{.force = options.force,
-                                              .fsync = options.execute.fsync,
-                                              .inputs = Inputs(plan, options),
-                                              .save_folders = options.save_folders};
+                                            .fsync = options.execute.fsync,
+                                            .inputs = Inputs(plan, options),
+                                            .save_folders = options.save_folders};
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<ucp::StagingDirectory> staging,
                        ucp::StagingDirectory::Create(output, staging_options));
   UCP_RETURN_IF_ERROR(staging->MakeDirs(plan.Directories()));

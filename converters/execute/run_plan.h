@@ -35,11 +35,11 @@ struct RunOptions {
 };
 
 struct RunResult {
-  std::string output;                       // as written (trailing slashes dropped)
-  std::string staging;                      // the staging folder it went through (gone now)
-  bool removed_stale_partial = false;       // a dead run's staging folder was removed first
+  std::string output;                     // as written (trailing slashes dropped)
+  std::string staging;                    // the staging folder it went through (gone now)
+  bool removed_stale_partial = false;     // a dead run's staging folder was removed first
   std::vector<ucp::ManifestEntry> files;  // the manifest's entries
-  uint64_t bytes = 0;                       // sum of the files' sizes (the manifest excluded)
+  uint64_t bytes = 0;                     // sum of the files' sizes (the manifest excluded)
   ExecuteStats stats;
 };
 

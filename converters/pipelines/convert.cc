@@ -38,7 +38,8 @@ execute::RunOptions RunOptionsFor(const PlannedConvert& planned, const ConvertOp
 }  // namespace
 
 std::string DefaultOutput(const formats::deepspeed::CheckpointDir& dir) {
-  const std::string root = dir.root.empty() ? ParentOf(ucp::NormalizeOutputPath(dir.tag_dir)) : dir.root;
+  const std::string root =
+      dir.root.empty() ? ParentOf(ucp::NormalizeOutputPath(dir.tag_dir)) : dir.root;
   return absl::StrCat(root, "/", dir.tag, "_universal");
 }
 
@@ -55,11 +56,12 @@ absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
   }
   if (input.is_weights()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(options.input, ": ", ucp::SourceKindName(input.kind), " weights (",
-                     input.why, "), not a DeepSpeed ZeRO checkpoint"));
+        absl::StrCat(options.input, ": ", ucp::SourceKindName(input.kind), " weights (", input.why,
+                     "), not a DeepSpeed ZeRO checkpoint"));
   }
   UCP_ASSIGN_OR_RETURN(deepspeed::CheckpointIndex index, deepspeed::OpenCheckpoint(input.path));
-  std::string output = options.output.empty() ? DefaultOutput(index.dir) : ucp::NormalizeOutputPath(options.output);
+  std::string output =
+      options.output.empty() ? DefaultOutput(index.dir) : ucp::NormalizeOutputPath(options.output);
   UCP_ASSIGN_OR_RETURN(plan::Plan plan, sinks::UcpFolderSink(options.plan).Plan(index));
   PlannedConvert planned{std::move(index), std::move(plan), std::move(output)};
   // Refused here already, so that a dry run says so too.
@@ -67,7 +69,8 @@ absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options) {
   return planned;
 }
 
-absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, const ConvertOptions& options) {
+absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned,
+                                             const ConvertOptions& options) {
   // The plan's first sources are the index's files; the rest are bytes the planner computed.
   std::vector<const ByteSource*> files;
   for (const deepspeed::CheckpointFile& f : planned.index.files)
@@ -84,7 +87,8 @@ absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, cons
   result.stats = written.stats;
   if (options.write_latest) {
     UCP_RETURN_IF_ERROR(ucp::WriteLatestUniversal(planned.output, options.execute.fsync));
-    result.latest_universal = absl::StrCat(ParentOf(planned.output), "/", ucp::kLatestUniversalFile);
+    result.latest_universal =
+        absl::StrCat(ParentOf(planned.output), "/", ucp::kLatestUniversalFile);
   }
   return result;
 }

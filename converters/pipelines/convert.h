@@ -24,8 +24,8 @@ struct ConvertOptions {
   std::string tag;     // the tag folder to read under `input` instead of `latest`
   sinks::ZeroToUcpOptions plan;
   execute::ExecuteOptions execute;
-  bool force = false;         // replace an existing output folder
-  bool write_latest = true;   // write <parent of output>/latest_universal
+  bool force = false;        // replace an existing output folder
+  bool write_latest = true;  // write <parent of output>/latest_universal
 };
 
 // A planned conversion. The plan's sources are the index's files, so both travel together.
@@ -59,6 +59,7 @@ absl::StatusOr<PlannedConvert> PlanConvert(const ConvertOptions& options);
 absl::StatusOr<ConvertResult> Convert(const ConvertOptions& options);
 
 // Runs an existing plan (as Convert does after planning).
-absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned, const ConvertOptions& options);
+absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned,
+                                             const ConvertOptions& options);
 
 }  // namespace ucp::converters::pipelines

@@ -35,7 +35,7 @@ struct ExportResult {
   std::string output;
   std::string staging;                 // the staging folder it went through (gone now)
   bool removed_stale_partial = false;  // a dead run's staging folder was removed first
-  std::vector<std::string> files;  // relative names, shards in order (+ index json)
+  std::vector<std::string> files;      // relative names, shards in order (+ index json)
   size_t tensors = 0;
   uint64_t bytes = 0;  // written: the files' sizes; dry run: the plan's (HDF5: tensor payloads)
   execute::ExecuteStats stats;

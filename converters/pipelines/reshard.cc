@@ -8,11 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/deepspeed/checkpoint_index.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/execute/run_plan.h"
 #include "converters/sinks/zero_folder_sink.h"
 #include "converters/sources/sniff.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::pipelines {
@@ -24,7 +24,8 @@ using formats::torch::ValueKind;
 
 // global_step<global_steps> of the model-states tree, DeepSpeed's default tag.
 std::string DefaultTag(const Value* model_root) {
-  const Value* v = model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kGlobalSteps) : nullptr;
+  const Value* v =
+      model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kGlobalSteps) : nullptr;
   if (v != nullptr && v->is(ValueKind::kInt)) return absl::StrCat("global_step", v->int_value());
   return "global_step0";
 }
@@ -38,9 +39,11 @@ absl::Status CheckTag(const std::string& tag) {
 }
 
 bool UseDataBeforeExpertParallelism(const Value* model_root) {
-  const Value* c = model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kDsConfig) : nullptr;
-  const Value* v =
-      c != nullptr && c->is_dict() ? c->Get(formats::deepspeed::keys::kUseDataBeforeExpertParallelism) : nullptr;
+  const Value* c =
+      model_root != nullptr ? model_root->Get(formats::deepspeed::keys::kDsConfig) : nullptr;
+  const Value* v = c != nullptr && c->is_dict()
+                       ? c->Get(formats::deepspeed::keys::kUseDataBeforeExpertParallelism)
+                       : nullptr;
   return v != nullptr && v->is(ValueKind::kBool) && v->bool_value();
 }
 
@@ -77,7 +80,8 @@ absl::Status FinishPlan(const std::string& tag, plan::Plan* p) {
 
 // One input per TP rank of the checkpoint, from a UCP folder or a ZeRO folder as SniffCheckpoint
 // decides; `read` gets the folder read (the UCP folder, or the ZeRO tag folder).
-absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o, std::string* read) {
+absl::StatusOr<std::vector<sinks::ZeroSinkInput>> OpenInput(const ReshardOptions& o,
+                                                            std::string* read) {
   sources::SniffOptions sniff;
   sniff.tag = o.input_tag;
   UCP_ASSIGN_OR_RETURN(sources::SniffedCheckpoint input, sources::SniffCheckpoint(o.input, sniff));
@@ -103,13 +107,14 @@ absl::StatusOr<Planned> PlanAny(const ReshardOptions& o) {
   Planned out;
   std::string read;
   UCP_ASSIGN_OR_RETURN(out.inputs, OpenInput(o, &read));
-  UCP_ASSIGN_OR_RETURN(out.planned, PlanZeroCheckpoint(out.inputs, ResolveTarget(o, out.inputs[0])));
+  UCP_ASSIGN_OR_RETURN(out.planned,
+                       PlanZeroCheckpoint(out.inputs, ResolveTarget(o, out.inputs[0])));
   out.planned.inputs = {read};
   return out;
 }
 
-execute::RunOptions RunOptionsFor(const PlannedReshard& planned, const std::string& output, bool force,
-                                  const std::vector<std::string>& save_folders,
+execute::RunOptions RunOptionsFor(const PlannedReshard& planned, const std::string& output,
+                                  bool force, const std::vector<std::string>& save_folders,
                                   const execute::ExecuteOptions& execute) {
   execute::RunOptions run;
   run.output = output;
@@ -165,16 +170,19 @@ absl::StatusOr<PlannedReshard> PlanReshard(const ReshardOptions& options) {
 absl::StatusOr<ReshardResult> Reshard(const ReshardOptions& options) {
   if (options.output.empty()) return absl::InvalidArgumentError("no output folder given");
   UCP_ASSIGN_OR_RETURN(Planned p, PlanAny(options));
-  return Write(p.planned, p.inputs[0],
-               RunOptionsFor(p.planned, options.output, options.force, {options.input}, options.execute));
+  return Write(
+      p.planned, p.inputs[0],
+      RunOptionsFor(p.planned, options.output, options.force, {options.input}, options.execute));
 }
 
 absl::StatusOr<ReshardResult> SaveZeroCheckpoint(const sinks::ZeroSinkInput& input,
                                                  const sinks::ZeroTarget& target,
                                                  const std::string& output,
-                                                 const execute::ExecuteOptions& execute, bool force) {
+                                                 const execute::ExecuteOptions& execute,
+                                                 bool force) {
   if (output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(PlannedReshard planned, PlanZeroCheckpoint(absl::MakeConstSpan(&input, 1), target));
+  UCP_ASSIGN_OR_RETURN(PlannedReshard planned,
+                       PlanZeroCheckpoint(absl::MakeConstSpan(&input, 1), target));
   if (input.kind != sinks::SinkInputKind::kMemory) planned.inputs = {input.origin};
   return Write(planned, input, RunOptionsFor(planned, output, force, {}, execute));
 }

@@ -39,13 +39,15 @@ struct ParamKeys {
   std::optional<int64_t> n_sub_params;
   bool vocab_tensor = false;
   Shape shape;  // the view's shape (vocabulary: the first original_vocab_size rows)
-  ucp::TpLayout layout;  // slices → merged tensor; layout.view == shape, layout.merged = its storage
+  ucp::TpLayout
+      layout;  // slices → merged tensor; layout.view == shape, layout.merged = its storage
   // Sub-parameter patterns: the fields of the SubparamShape to write (DeepSpeed re-saves the
   // parameter_with_sub_params entry, the shape normalised for legacy counts).
   const formats::torch::Value* sub_param_patterns = nullptr;
   const formats::torch::Value* sub_param_shape = nullptr;
   int64_t sub_param_partition_dim = 0;
-  std::optional<std::vector<int64_t>> legacy_sub_param_sizes;  // replaces shape[partition_dim] when set
+  std::optional<std::vector<int64_t>>
+      legacy_sub_param_sizes;  // replaces shape[partition_dim] when set
   bool is_sub_params() const { return sub_param_patterns != nullptr; }
 };
 
@@ -74,7 +76,8 @@ class MergeRules {
   using PatternList = std::vector<std::shared_ptr<const Pattern>>;
   static absl::StatusOr<PatternList> Compile(const std::vector<std::string>& patterns);
   // The one pattern of `list` matching `name` (marked used), nullptr if none.
-  absl::StatusOr<const Pattern*> Match(const PatternList& list, const std::string& name, absl::string_view what);
+  absl::StatusOr<const Pattern*> Match(const PatternList& list, const std::string& name,
+                                       absl::string_view what);
 
   struct SubParams {  // one parameter_with_sub_params entry
     PatternList patterns;
@@ -84,8 +87,8 @@ class MergeRules {
   };
   // The sub-parameter cut of a matched parameter (§5.2.1), filling the SubparamShape fields.
   absl::Status SubParamCut(const std::string& name, const SubParams& sub, const Pattern& pattern,
-                           absl::Span<const Shape> rank_shapes, ucp::TpCut* cut, std::vector<Shape>* views,
-                           ParamKeys* keys) const;
+                           absl::Span<const Shape> rank_shapes, ucp::TpCut* cut,
+                           std::vector<Shape>* views, ParamKeys* keys) const;
 
   PatternList replicated_, average_, two_sub_params_, row_parallel_, vocabulary_;
   std::vector<SubParams> sub_params_;

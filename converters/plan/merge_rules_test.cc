@@ -41,7 +41,8 @@ TEST(MergeRulesTest, EvaluatesListsInDeepSpeedsOrder) {
 
   // The row-parallel layernorm pattern was never consulted for a replicated name: unused, like
   // DeepSpeed's lazy if/elif chain.
-  EXPECT_EQ(rules->Unused(), (std::vector<std::string>{R"(.*input_layernorm\.weight$)", R"(never\.matches)"}));
+  EXPECT_EQ(rules->Unused(),
+            (std::vector<std::string>{R"(.*input_layernorm\.weight$)", R"(never\.matches)"}));
 }
 
 TEST(MergeRulesTest, PatternsAreAnchoredAtTheStartOnly) {
@@ -49,7 +50,7 @@ TEST(MergeRulesTest, PatternsAreAnchoredAtTheStartOnly) {
   u.row_parallel_patterns = {R"(dense)"};
   absl::StatusOr<MergeRules> rules = MergeRules::Create(u);
   ASSERT_TRUE(rules.ok());
-  EXPECT_EQ(rules->ForParam("dense.weight", Shape({2, 2}))->cat_dim, 1);   // re.match: prefix
+  EXPECT_EQ(rules->ForParam("dense.weight", Shape({2, 2}))->cat_dim, 1);    // re.match: prefix
   EXPECT_EQ(rules->ForParam("x.dense.weight", Shape({2, 2}))->cat_dim, 0);  // not a search
 }
 
@@ -58,18 +59,21 @@ TEST(MergeRulesTest, Errors) {
   u.average_patterns = {"a.*", "ab.*"};
   absl::StatusOr<MergeRules> rules = MergeRules::Create(u);
   ASSERT_TRUE(rules.ok());
-  EXPECT_EQ(rules->ForParam("abc", Shape({2})).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rules->ForParam("abc", Shape({2})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   u.average_patterns = {};
   u.vocabulary_patterns = {"emb"};  // and no original_vocab_size
   rules = MergeRules::Create(u);
   ASSERT_TRUE(rules.ok());
-  EXPECT_EQ(rules->ForParam("emb", Shape({4, 2})).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rules->ForParam("emb", Shape({4, 2})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 
   u = {};
   u.tp_replicated_patterns = {"x", "x.*"};
   rules = MergeRules::Create(u);
   ASSERT_TRUE(rules.ok());
-  EXPECT_EQ(rules->ForParam("xy", Shape({2})).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rules->ForParam("xy", Shape({2})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 
   u = {};
   u.row_parallel_patterns = {"(unclosed"};
@@ -102,14 +106,16 @@ TEST(MergeRulesTest, TpSlicesMergeByRule) {
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(k->layout.cut.kind, ucp::TpMergeKind::kReplicated);
   const std::vector<Shape> unequal = {Shape({8}), Shape({4})};
-  EXPECT_EQ(rules->ForParam("final.bias", unequal).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rules->ForParam("final.bias", unequal).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // parameter_with_sub_params: [{'patterns': [p], 'shape': [shape_entry, -1], 'partition_dim': 0}].
 struct SubParamsInfo {
   formats::torch::ValueArena arena;
   deepspeed::UniversalCheckpointInfo info;
-  SubParamsInfo(const formats::torch::Value* entry, double version, const formats::torch::Value* widths) {
+  SubParamsInfo(const formats::torch::Value* entry, double version,
+                const formats::torch::Value* widths) {
     formats::torch::Value* spec = arena.Dict();
     arena.SetItem(spec, "patterns", arena.List({arena.Str("qkv")}));
     arena.SetItem(spec, "shape", arena.List({entry, arena.Int(-1)}));
@@ -132,17 +138,19 @@ TEST(MergeRulesTest, LegacySubParamCountIsNormalised) {
   EXPECT_FALSE(k->cat_dim.has_value());
   EXPECT_EQ(k->legacy_sub_param_sizes, (std::vector<int64_t>{4, 4, 4}));
   EXPECT_EQ(k->shape, Shape({12, 4}));
-  EXPECT_THAT(k->layout.runs, ::testing::ElementsAre(ucp::TpRun{0, 0, 0, 8}, ucp::TpRun{1, 0, 8, 8},
-                                                     ucp::TpRun{0, 8, 16, 8}, ucp::TpRun{1, 8, 24, 8},
-                                                     ucp::TpRun{0, 16, 32, 8}, ucp::TpRun{1, 16, 40, 8}));
+  EXPECT_THAT(k->layout.runs,
+              ::testing::ElementsAre(ucp::TpRun{0, 0, 0, 8}, ucp::TpRun{1, 0, 8, 8},
+                                     ucp::TpRun{0, 8, 16, 8}, ucp::TpRun{1, 8, 24, 8},
+                                     ucp::TpRun{0, 16, 32, 8}, ucp::TpRun{1, 16, 40, 8}));
   EXPECT_TRUE(rules->Unused().empty());
 }
 
 TEST(MergeRulesTest, SubParamWidthsFromVersion04) {
   formats::torch::ValueArena a;
   formats::torch::Value* widths = a.Dict();
-  a.SetItem(widths, "qkv", a.List({a.List({a.Int(3), a.Int(3)}), a.List({a.Int(2), a.Int(1)}),
-                                    a.List({a.Int(2), a.Int(1)})}));
+  a.SetItem(widths, "qkv",
+            a.List({a.List({a.Int(3), a.Int(3)}), a.List({a.Int(2), a.Int(1)}),
+                    a.List({a.Int(2), a.Int(1)})}));
   SubParamsInfo s(a.Tuple({a.Int(6), a.Int(3), a.Int(3)}), 0.4, widths);
   absl::StatusOr<MergeRules> rules = MergeRules::Create(s.info);
   ASSERT_TRUE(rules.ok()) << rules.status();

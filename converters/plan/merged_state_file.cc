@@ -31,52 +31,28 @@ constexpr char kSubparamShapeClass[] = "SubparamShape";
 // Shapes reach the planner checked by OpenCheckpoint.
 int64_t Numel(const Shape& s) { return s.NumElements().value_or(0); }
 
-// The dtype and requires_grad of a state over the fragments of the given slices.
-absl::Status StateDtype(const CheckpointIndex& index, const Parameter& p, StateKind state, int num_slices,
-                        const std::string& path, DType* dtype, bool* requires_grad) {
-  std::optional<DType> found;
-  *requires_grad = false;
-  for (int mp = 0; mp < num_slices; ++mp) {
-    for (const Fragment& f : p.slices[mp].fragments) {
-      const deepspeed::TensorLocation& loc = f.state(state);
-      if (found && *found != loc.dtype) {
-        return absl::FailedPreconditionError(absl::StrCat(index.files[loc.file].path, ": ", path, ": fragments of '",
-                                                          p.name, "' mix ", DTypeName(*found), " and ",
-                                                          DTypeName(loc.dtype)));
-      }
-      found = loc.dtype;
-      *requires_grad = *requires_grad || loc.requires_grad;
-    }
-  }
-  if (!found) {  // an empty parameter: DeepSpeed's flat fp32 partitions require grad, moments do not
-    found = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
-    *requires_grad = state == StateKind::kFp32;
-  }
-  *dtype = *found;
-  return absl::OkStatus();
-}
-
 // DataLoss unless the slice's fragments tile [0, numel) in order.
 absl::Status CheckTiling(const CheckpointIndex& index, const Parameter& p, int mp) {
   int64_t expected = 0;
   for (const Fragment& f : p.slices[mp].fragments) {
     if (f.numel == 0) continue;
     if (f.offset != expected) {
-      return absl::DataLossError(absl::StrCat(index.files[f.states[0].file].path, ": fragment of '", p.name,
-                                              "' (mp rank ", mp, ") at element ", f.offset,
+      return absl::DataLossError(absl::StrCat(index.files[f.states[0].file].path, ": fragment of '",
+                                              p.name, "' (mp rank ", mp, ") at element ", f.offset,
                                               " leaves a gap or overlap at ", expected));
     }
     expected += f.numel;
   }
   if (expected != Numel(p.slices[mp].shape)) {
-    return absl::DataLossError(absl::StrCat("fragments of '", p.name, "' (mp rank ", mp, ") hold ", expected,
-                                            " elements of ", Numel(p.slices[mp].shape)));
+    return absl::DataLossError(absl::StrCat("fragments of '", p.name, "' (mp rank ", mp, ") hold ",
+                                            expected, " elements of ", Numel(p.slices[mp].shape)));
   }
   return absl::OkStatus();
 }
 
 // CopyOps moving `run` of its slice's state to the merged tensor at the region's start.
-void AddRunOps(const Parameter& p, StateKind state, const ucp::TpRun& run, uint64_t elem, Region* region) {
+void AddRunOps(const Parameter& p, StateKind state, const ucp::TpRun& run, uint64_t elem,
+               Region* region) {
   for (const TpRunPiece& piece : TpRunPieces(p, state, run, elem)) {
     region->ops.push_back(
         CopyOp{piece.file, piece.file_offset, piece.bytes,
@@ -116,30 +92,32 @@ bool ValuesEqual(const Buffer& a, const Buffer& b) {
   return true;
 }
 
-absl::StatusOr<std::vector<Buffer>> ReadSlices(const CheckpointIndex& index, const Parameter& p, StateKind state,
-                                               int tp) {
+absl::StatusOr<std::vector<Buffer>> ReadSlices(const CheckpointIndex& index, const Parameter& p,
+                                               StateKind state, int tp) {
   std::vector<Buffer> out;
   for (int mp = 0; mp < tp; ++mp) {
     UCP_ASSIGN_OR_RETURN(Buffer b, deepspeed::GatherState(index, p, state, mp));
     if (!out.empty() && b.size() != out.front().size()) {
-      return absl::FailedPreconditionError(absl::StrCat("TP slices of '", p.name, "' have different sizes"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("TP slices of '", p.name, "' have different sizes"));
     }
     out.push_back(std::move(b));
   }
   return out;
 }
 
-absl::Status CheckReplicated(const CheckpointIndex& index, const Parameter& p, StateKind state, DType dtype,
-                             int tp) {
+absl::Status CheckReplicated(const CheckpointIndex& index, const Parameter& p, StateKind state,
+                             DType dtype, int tp) {
   UCP_ASSIGN_OR_RETURN(std::vector<Buffer> slices, ReadSlices(index, p, state, tp));
   for (int mp = 1; mp < tp; ++mp) {
-    const bool equal = dtype == DType::kF32   ? ValuesEqual<float>(slices[0], slices[mp])
-                       : dtype == DType::kF64 ? ValuesEqual<double>(slices[0], slices[mp])
-                                              : slices[0].AsStringView() == slices[mp].AsStringView();
+    const bool equal = dtype == DType::kF32 ? ValuesEqual<float>(slices[0], slices[mp])
+                       : dtype == DType::kF64
+                           ? ValuesEqual<double>(slices[0], slices[mp])
+                           : slices[0].AsStringView() == slices[mp].AsStringView();
     if (!equal) {
-      return absl::FailedPreconditionError(absl::StrCat(index.model_file(mp).path, ": tp-replicated parameter '",
-                                                        p.name, "' differs from mp rank 0 in ",
-                                                        deepspeed::StateName(state)));
+      return absl::FailedPreconditionError(
+          absl::StrCat(index.model_file(mp).path, ": tp-replicated parameter '", p.name,
+                       "' differs from mp rank 0 in ", deepspeed::StateName(state)));
     }
   }
   return absl::OkStatus();
@@ -158,6 +136,32 @@ absl::StatusOr<int> AddMeanSource(const CheckpointIndex& index, const Parameter&
 }
 
 }  // namespace
+
+absl::Status StateDtype(const CheckpointIndex& index, const Parameter& p, StateKind state,
+                        int num_slices, const std::string& path, DType* dtype,
+                        bool* requires_grad) {
+  std::optional<DType> found;
+  *requires_grad = false;
+  for (int mp = 0; mp < num_slices; ++mp) {
+    for (const Fragment& f : p.slices[mp].fragments) {
+      const deepspeed::TensorLocation& loc = f.state(state);
+      if (found && *found != loc.dtype) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(index.files[loc.file].path, ": ", path, ": fragments of '", p.name,
+                         "' mix ", DTypeName(*found), " and ", DTypeName(loc.dtype)));
+      }
+      found = loc.dtype;
+      *requires_grad = *requires_grad || loc.requires_grad;
+    }
+  }
+  if (!found) {  // an empty parameter: DeepSpeed's flat fp32 partitions require grad, moments do
+                 // not
+    found = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
+    *requires_grad = state == StateKind::kFp32;
+  }
+  *dtype = *found;
+  return absl::OkStatus();
+}
 
 std::vector<TpRunPiece> TpRunPieces(const Parameter& p, StateKind state, const ucp::TpRun& run,
                                     uint64_t elem) {
@@ -187,18 +191,19 @@ absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const CheckpointIndex& ind
 }
 
 // zero/<param>/<state>.pt of a ZeRO-1/2 dense parameter: its TP slices merged as `keys` say.
-absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Parameter& p, StateKind state,
-                                         ucp::ParamStateSpec spec, const ParamKeys& keys, ValueArena& arena,
-                                         Plan* plan) {
+absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Parameter& p,
+                                         StateKind state, ucp::ParamStateSpec spec,
+                                         const ParamKeys& keys, ValueArena& arena, Plan* plan) {
   const int tp = static_cast<int>(p.slices.size());
   const std::string path = ucp::ParamStatePath(p.name, deepspeed::StateName(state));
   const ucp::TpMergeKind kind = keys.layout.cut.kind;
   // Replicated: DeepSpeed keeps slice 0's tensor (and its requires_grad).
-  UCP_RETURN_IF_ERROR(StateDtype(index, p, state, kind == ucp::TpMergeKind::kReplicated ? 1 : tp, path,
-                                 &spec.dtype, &spec.requires_grad));
+  UCP_RETURN_IF_ERROR(StateDtype(index, p, state, kind == ucp::TpMergeKind::kReplicated ? 1 : tp,
+                                 path, &spec.dtype, &spec.requires_grad));
   for (int mp = 0; mp < tp; ++mp) UCP_RETURN_IF_ERROR(CheckTiling(index, p, mp));
   UCP_ASSIGN_OR_RETURN(ucp::ParamStateTree tree, ucp::BuildParamStateTree(arena, spec));
-  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame, ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame,
+                       ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
   const uint64_t elem = DTypeSize(spec.dtype);
   Region region{frame.storages[0].payload_offset, frame.storages[0].size, {}};
   if (kind == ucp::TpMergeKind::kAverage) {
@@ -235,7 +240,8 @@ ucp::ParamStateSpec DictSpec(const ParamKeys& k, ValueArena& arena) {
       std::vector<const Value*> sizes, items;
       for (int64_t s : *k.legacy_sub_param_sizes) sizes.push_back(arena.Int(s));
       for (size_t d = 0; d < shape->items().size(); ++d) {
-        items.push_back(static_cast<int64_t>(d) == k.sub_param_partition_dim ? arena.Tuple(sizes) : shape->items()[d]);
+        items.push_back(static_cast<int64_t>(d) == k.sub_param_partition_dim ? arena.Tuple(sizes)
+                                                                             : shape->items()[d]);
       }
       shape = arena.Tuple(items);
     }

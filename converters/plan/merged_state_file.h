@@ -40,11 +40,19 @@ absl::StatusOr<std::vector<std::byte>> MeanOfTpSlices(const deepspeed::Checkpoin
                                                       const deepspeed::Parameter& p,
                                                       deepspeed::StateKind state, DType dtype);
 
+// The dtype and requires_grad of `state` over the fragments of p's first `num_slices` slices
+// (FailedPrecondition naming `path` when they mix dtypes); an empty parameter gets the index's
+// master / state dtype, requires_grad for fp32 only, as DeepSpeed's flat partitions.
+absl::Status StateDtype(const deepspeed::CheckpointIndex& index, const deepspeed::Parameter& p,
+                        deepspeed::StateKind state, int num_slices, const std::string& path,
+                        DType* dtype, bool* requires_grad);
+
 // zero/<param>/<state>.pt. Averages append their computed bytes to plan->sources. Errors name the
 // parameter: FailedPrecondition (replicated slices that differ, mixed dtypes), DataLoss (fragments
 // that do not tile a slice), Unimplemented (averaging states that are not f32/f64).
-absl::StatusOr<PlanFile> MergedStateFile(const deepspeed::CheckpointIndex& index, const deepspeed::Parameter& p,
-                                         deepspeed::StateKind state, ucp::ParamStateSpec spec, const ParamKeys& keys,
+absl::StatusOr<PlanFile> MergedStateFile(const deepspeed::CheckpointIndex& index,
+                                         const deepspeed::Parameter& p, deepspeed::StateKind state,
+                                         ucp::ParamStateSpec spec, const ParamKeys& keys,
                                          formats::torch::ValueArena& arena, Plan* plan);
 
 }  // namespace ucp::converters::plan::internal_plan

@@ -21,7 +21,8 @@ absl::Status Broken(const PlanFile& f, absl::string_view what) {
 }
 
 bool SafePath(absl::string_view path) {
-  if (path.empty() || path.front() == '/' || path.find('\0') != absl::string_view::npos) return false;
+  if (path.empty() || path.front() == '/' || path.find('\0') != absl::string_view::npos)
+    return false;
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part.empty() || part == "." || part == "..") return false;
   }
@@ -32,14 +33,17 @@ absl::Status ValidateRegion(const Plan& plan, const PlanFile& f, const Region& r
   if (!RangeInside(r.offset, r.size, f.size)) return Broken(f, "region outside the file");
   uint64_t at = r.offset;
   for (const CopyOp& op : r.ops) {
-    if (op.source < 0 || op.source >= static_cast<int>(plan.sources.size())) return Broken(f, "bad source index");
-    if (op.dest_offset != at || op.length == 0) return Broken(f, absl::StrCat("ops do not tile the region at ", at));
+    if (op.source < 0 || op.source >= static_cast<int>(plan.sources.size()))
+      return Broken(f, "bad source index");
+    if (op.dest_offset != at || op.length == 0)
+      return Broken(f, absl::StrCat("ops do not tile the region at ", at));
     if (!RangeInside(op.source_offset, op.length, plan.sources[op.source].size)) {
       return Broken(f, absl::StrCat("op reads outside ", plan.sources[op.source].path));
     }
     at += op.length;
   }
-  if (at != r.offset + r.size) return Broken(f, absl::StrCat("ops cover ", at - r.offset, " of ", r.size, " bytes"));
+  if (at != r.offset + r.size)
+    return Broken(f, absl::StrCat("ops cover ", at - r.offset, " of ", r.size, " bytes"));
   return absl::OkStatus();
 }
 
@@ -84,7 +88,8 @@ size_t Plan::NumOps() const {
 std::vector<std::string> Plan::Directories() const {
   absl::btree_set<std::string> dirs;
   for (const PlanFile& f : files) {
-    for (size_t slash = f.path.find('/'); slash != std::string::npos; slash = f.path.find('/', slash + 1)) {
+    for (size_t slash = f.path.find('/'); slash != std::string::npos;
+         slash = f.path.find('/', slash + 1)) {
       dirs.insert(f.path.substr(0, slash));
     }
   }
@@ -96,9 +101,11 @@ absl::Status AppendPlan(Plan from, size_t shared, Plan* into) {
     return absl::InternalError("AppendPlan: fewer sources than shared");
   }
   for (size_t i = 0; i < shared; ++i) {
-    if (from.sources[i].path != into->sources[i].path || from.sources[i].memory != into->sources[i].memory) {
-      return absl::InternalError(absl::StrCat("AppendPlan: source ", i, " differs (", from.sources[i].path,
-                                              ", ", into->sources[i].path, ")"));
+    if (from.sources[i].path != into->sources[i].path ||
+        from.sources[i].memory != into->sources[i].memory) {
+      return absl::InternalError(absl::StrCat("AppendPlan: source ", i, " differs (",
+                                              from.sources[i].path, ", ", into->sources[i].path,
+                                              ")"));
     }
   }
   std::vector<int> renumber(from.sources.size());
@@ -127,7 +134,8 @@ absl::Status ValidatePlan(const Plan& plan) {
     }
     if (f.frame) {
       if (f.frame->file_size != f.size) return Broken(f, "frame size differs from the file size");
-      if (f.frame->storages.size() != f.regions.size()) return Broken(f, "one region per storage expected");
+      if (f.frame->storages.size() != f.regions.size())
+        return Broken(f, "one region per storage expected");
       for (size_t i = 0; i < f.regions.size(); ++i) {
         if (f.regions[i].offset != f.frame->storages[i].payload_offset ||
             f.regions[i].size != f.frame->storages[i].size) {
@@ -144,7 +152,8 @@ absl::Status ValidatePlan(const Plan& plan) {
     }
     std::sort(spans.begin(), spans.end());
     for (size_t i = 1; i < spans.size(); ++i) {
-      if (spans[i - 1].first + spans[i - 1].second > spans[i].first) return Broken(f, "regions overlap");
+      if (spans[i - 1].first + spans[i - 1].second > spans[i].first)
+        return Broken(f, "regions overlap");
     }
   }
   return absl::OkStatus();
@@ -158,21 +167,23 @@ std::string Summary(const Plan& plan) {
     by_role[f.role].second += f.size;
   }
   std::string out = absl::StrCat("input:     ", i.input, "\n");
-  absl::StrAppend(&out, "detected:  ZeRO-", i.zero_stage, " (", i.wrapper, "), dp=", i.dp_size, " tp=", i.tp_size,
-                  " pp=", i.pp_size);
-  if (i.autoep_layers > 0) absl::StrAppend(&out, ", AutoEP ep=", i.ep_size, " (", i.autoep_layers, " layers)");
-  absl::StrAppend(&out, "\n           master ", i.master_dtype, ", optimizer states ", i.state_dtype, ", ",
-                  i.param_groups, " param groups\n");
+  absl::StrAppend(&out, "detected:  ZeRO-", i.zero_stage, " (", i.wrapper, "), dp=", i.dp_size,
+                  " tp=", i.tp_size, " pp=", i.pp_size);
+  if (i.autoep_layers > 0)
+    absl::StrAppend(&out, ", AutoEP ep=", i.ep_size, " (", i.autoep_layers, " layers)");
+  absl::StrAppend(&out, "\n           master ", i.master_dtype, ", optimizer states ",
+                  i.state_dtype, ", ", i.param_groups, " param groups\n");
   absl::StrAppend(&out, "params:    ", i.params, " with optimizer state");
   if (i.expert_params > 0) absl::StrAppend(&out, " (", i.expert_params, " fused expert weights)");
   if (i.frozen_params > 0) {
     absl::StrAppend(&out, "; ", i.frozen_params, " frozen",
                     i.pipeline == "zero_to_ucp" ? " (in the model states, not in zero/)" : "");
   }
-  absl::StrAppend(&out, "\noutput:    ", plan.files.size(), " files, ", Bytes(plan.TotalBytes()), "\n");
+  absl::StrAppend(&out, "\noutput:    ", plan.files.size(), " files, ", Bytes(plan.TotalBytes()),
+                  "\n");
   for (const auto& [role, count] : by_role) {
-    absl::StrAppendFormat(&out, "           %-16s %6d files %12s\n", FileRoleName(role), count.first,
-                          Bytes(count.second));
+    absl::StrAppendFormat(&out, "           %-16s %6d files %12s\n", FileRoleName(role),
+                          count.first, Bytes(count.second));
   }
   absl::flat_hash_set<int> used;
   for (const PlanFile& f : plan.files) {
@@ -182,9 +193,10 @@ std::string Summary(const Plan& plan) {
   }
   size_t computed = 0;  // TP averages the planner computed (PlanSource::memory)
   for (int s : used) computed += plan.sources[s].memory != nullptr ? 1 : 0;
-  absl::StrAppend(&out, "copies:    ", Bytes(plan.CopyBytes()), " in ", plan.NumOps(), " ranges from ",
-                  used.size() - computed, " source files",
-                  computed > 0 ? absl::StrCat(" and ", computed, " computed TP averages") : "", "\n");
+  absl::StrAppend(&out, "copies:    ", Bytes(plan.CopyBytes()), " in ", plan.NumOps(),
+                  " ranges from ", used.size() - computed, " source files",
+                  computed > 0 ? absl::StrCat(" and ", computed, " computed TP averages") : "",
+                  "\n");
   for (const std::string& note : i.notes) absl::StrAppend(&out, "note:      ", note, "\n");
   for (const std::string& w : i.warnings) absl::StrAppend(&out, "warning:   ", w, "\n");
   return out;
@@ -218,23 +230,23 @@ nlohmann::json ToJson(const Plan& plan, bool with_ops) {
       nlohmann::json region = {{"offset", r.offset}, {"size", r.size}, {"num_ops", r.ops.size()}};
       if (with_ops) {
         nlohmann::json ops = nlohmann::json::array();
-        for (const CopyOp& op : r.ops) ops.push_back({op.source, op.source_offset, op.length, op.dest_offset});
+        for (const CopyOp& op : r.ops)
+          ops.push_back({op.source, op.source_offset, op.length, op.dest_offset});
         region["ops"] = std::move(ops);  // [source, source_offset, length, dest_offset]
       }
       regions.push_back(std::move(region));
     }
-    nlohmann::json file = {{"path", f.path}, {"role", FileRoleName(f.role)}, {"size", f.size},
+    nlohmann::json file = {{"path", f.path},
+                           {"role", FileRoleName(f.role)},
+                           {"size", f.size},
                            {"regions", std::move(regions)}};
     if (f.frame) file["pickle_bytes"] = f.frame->pickle.size();
     if (f.writer) file["written_by_library"] = true;
     files.push_back(std::move(file));
   }
-  return {{"info", std::move(info)},
-          {"sources", std::move(sources)},
-          {"files", std::move(files)},
-          {"total_bytes", plan.TotalBytes()},
-          {"copy_bytes", plan.CopyBytes()},
-          {"num_ops", plan.NumOps()}};
+  return {{"info", std::move(info)},        {"sources", std::move(sources)},
+          {"files", std::move(files)},      {"total_bytes", plan.TotalBytes()},
+          {"copy_bytes", plan.CopyBytes()}, {"num_ops", plan.NumOps()}};
 }
 
 }  // namespace ucp::converters::plan

@@ -96,8 +96,8 @@ struct PlanInfo {
   int params = 0;
   int expert_params = 0;
   int autoep_layers = 0;
-  int frozen_params = 0;  // not part of a UCP (no optimizer state)
-  std::vector<std::string> notes;  // e.g. patterns that matched no parameter with --no_strict
+  int frozen_params = 0;              // not part of a UCP (no optimizer state)
+  std::vector<std::string> notes;     // e.g. patterns that matched no parameter with --no_strict
   std::vector<std::string> warnings;  // e.g. an exported tensor larger than --max-shard-size
 };
 

@@ -3,9 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/value_access.h"
-#include "formats/base/status.h"
 
 namespace ucp::converters::plan {
 
@@ -16,7 +16,8 @@ using formats::torch::ValueKind;
 Value* CopyDict(ValueArena& arena, const Value& src) {
   Value* out = src.is(ValueKind::kOrderedDict) ? arena.OrderedDict() : arena.Dict();
   for (const auto& [k, v] : src.entries()) ValueArena::SetItem(out, k, v);
-  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr) ValueArena::SetState(out, src.state());
+  if (src.is(ValueKind::kOrderedDict) && src.state() != nullptr)
+    ValueArena::SetState(out, src.state());
   return out;
 }
 
@@ -31,10 +32,13 @@ void SetOrReplace(ValueArena& arena, Value* dict, absl::string_view key, const V
   arena.SetItem(dict, key, value);
 }
 
-bool IsKey(const Value* k, absl::string_view key) { return k->is(ValueKind::kStr) && k->str() == key; }
+bool IsKey(const Value* k, absl::string_view key) {
+  return k->is(ValueKind::kStr) && k->str() == key;
+}
 
-absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep, int64_t edp,
-                                                 int64_t ep_rank, int64_t edp_rank, absl::string_view what) {
+absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep,
+                                                 int64_t edp, int64_t ep_rank, int64_t edp_rank,
+                                                 absl::string_view what) {
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
   Value* out = arena.List();
   for (const Value* item : items) {
@@ -42,8 +46,8 @@ absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value*
     UCP_ASSIGN_OR_RETURN(const Value* nv, ids::Require(*d, keys::kNumExperts, what));
     UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(nv, 1, int64_t{1} << 30, what));
     if (num_experts % ep != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": num_experts ", num_experts,
-                                                     " is not divisible by the target autoep_size ", ep));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": num_experts ", num_experts, " is not divisible by the target autoep_size ", ep));
     }
     const int64_t local = num_experts / ep;
     Value* layer = CopyDict(arena, *d);
@@ -63,12 +67,14 @@ absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value*
 const Value* TorchSize(ValueArena& arena, const Shape& shape) {
   std::vector<const Value*> dims;
   for (int d = 0; d < shape.rank(); ++d) dims.push_back(arena.Int(shape.dim(d)));
-  return arena.Object(arena.Global("torch", "Size"), arena.Tuple({arena.Tuple(dims)}), Value::Construction::kReduce);
+  return arena.Object(arena.Global("torch", "Size"), arena.Tuple({arena.Tuple(dims)}),
+                      Value::Construction::kReduce);
 }
 
-absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
-                                                      const absl::flat_hash_map<std::string, ExpertShape>& experts,
-                                                      int64_t ep, absl::string_view what) {
+absl::StatusOr<const Value*> RewriteExpertParamShapes(
+    ValueArena& arena, const Value* shapes,
+    const absl::flat_hash_map<std::string, ExpertShape>& experts, int64_t ep,
+    absl::string_view what) {
   namespace ids = formats::deepspeed;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> groups, ids::AsSequence(shapes, what));
   Value* out = arena.List();
@@ -81,7 +87,8 @@ absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const V
       if (it == experts.end()) continue;
       std::vector<const Value*> dims;
       dims.push_back(arena.Int(it->second.num_experts / ep));
-      for (int d = 1; d < it->second.shape.rank(); ++d) dims.push_back(arena.Int(it->second.shape.dim(d)));
+      for (int d = 1; d < it->second.shape.rank(); ++d)
+        dims.push_back(arena.Int(it->second.shape.dim(d)));
       const Value* tuple = arena.Tuple(dims);
       const Value* nv = tuple;
       if (v->is(formats::torch::ValueKind::kList)) nv = arena.List(dims);

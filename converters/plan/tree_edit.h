@@ -28,8 +28,9 @@ bool IsKey(const Value* k, absl::string_view key);
 // autoep_size `ep`, expert-DP size `edp` topology saves it: num_local_experts, ep_size,
 // ep_group_name, the ranks and the rank's global expert range rewritten; other keys kept.
 // InvalidArgument (naming `what`) when a layer's num_experts is not divisible by `ep`.
-absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep, int64_t edp,
-                                                 int64_t ep_rank, int64_t edp_rank, absl::string_view what);
+absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value* layers, int64_t ep,
+                                                 int64_t edp, int64_t ep_rank, int64_t edp_rank,
+                                                 absl::string_view what);
 
 // torch.Size(dims) as torch pickles it: REDUCE of torch.Size on a tuple of ints.
 const Value* TorchSize(ValueArena& arena, const Shape& shape);
@@ -42,8 +43,9 @@ struct ExpertShape {
 // param_shapes (a list, one dict name → shape per group; torch.Size, tuple or list) with every
 // entry named in `experts` EP-local at autoep_size `ep`: dim 0 = num_experts / ep, pickled in the
 // form the entry had. Other entries are kept (the same nodes).
-absl::StatusOr<const Value*> RewriteExpertParamShapes(ValueArena& arena, const Value* shapes,
-                                                      const absl::flat_hash_map<std::string, ExpertShape>& experts,
-                                                      int64_t ep, absl::string_view what);
+absl::StatusOr<const Value*> RewriteExpertParamShapes(
+    ValueArena& arena, const Value* shapes,
+    const absl::flat_hash_map<std::string, ExpertShape>& experts, int64_t ep,
+    absl::string_view what);
 
 }  // namespace ucp::converters::plan

@@ -6,10 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/expert_names.h"
 #include "converters/sources/expert_layouts.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/expert_names.h"
 
 namespace ucp::converters::sinks {
 namespace {
@@ -117,9 +117,9 @@ absl::Status Collector::AddNativeExpert(const ParamMeta& p, const ExportTensor& 
   const int64_t ep = t.shape.dim(0);
   const int n_local = native_local_[native->prefix];
   for (int64_t r = 0; r < ep; ++r) {
-    tensors_.push_back(SliceDim0(
-        t, r, ep,
-        formats::deepspeed::NativeExpertParamName(native->prefix, r * n_local + native->id, native->rest)));
+    tensors_.push_back(SliceDim0(t, r, ep,
+                                 formats::deepspeed::NativeExpertParamName(
+                                     native->prefix, r * n_local + native->id, native->rest)));
   }
   return absl::OkStatus();
 }
@@ -158,7 +158,8 @@ absl::Status Collector::AddFusedPart(const std::string& prefix, const std::strin
 
 // AutoEP fused experts (<prefix>.w1/w2/w3, [E, ...]) in the HF layout, or one tensor per expert.
 absl::Status Collector::AddExpert(const ParamMeta& p, ExportTensor t) {
-  if (formats::deepspeed::HasNativeExpertInfix(p.name) && t.shape.rank() >= 1) return AddNativeExpert(p, t);
+  if (formats::deepspeed::HasNativeExpertInfix(p.name) && t.shape.rank() >= 1)
+    return AddNativeExpert(p, t);
   std::string prefix, leaf;
   const bool autoep =
       formats::deepspeed::ParseAutoepExpertName(p.name, &prefix, &leaf) && t.shape.rank() == 3;

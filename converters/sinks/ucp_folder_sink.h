@@ -3,8 +3,8 @@
 #pragma once
 
 #include "converters/deepspeed/checkpoint_index.h"
-#include "converters/sinks/ucp/zero_to_ucp.h"
 #include "converters/sinks/sink.h"
+#include "converters/sinks/ucp/zero_to_ucp.h"
 
 namespace ucp::converters::sinks {
 

@@ -30,9 +30,8 @@ std::map<std::string, int> NativeLocalExperts(const ucp::Source& stacked);
 // of the export layouts; nullopt when `weights` has none of them for it. With `read` false only
 // `names` and `dtype` are filled (nothing is read). Errors: a reader's, or InvalidArgument when the
 // export's tensors do not fit the expected shape.
-absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(const ucp::Source& weights,
-                                                              const ucp::ParamMeta& expert,
-                                                              const std::map<std::string, int>& native_local,
-                                                              bool read = true);
+absl::StatusOr<std::optional<AssembledExpert>> AssembleExpert(
+    const ucp::Source& weights, const ucp::ParamMeta& expert,
+    const std::map<std::string, int>& native_local, bool read = true);
 
 }  // namespace ucp::converters::sources

@@ -10,7 +10,7 @@
 namespace ucp::converters::sources {
 
 absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
-                                                           const OpenSourceOptions& options) {
+                                                         const OpenSourceOptions& options) {
   switch (sniffed.kind) {
     case ucp::SourceKind::kZero: {
       UCP_ASSIGN_OR_RETURN(auto source, ZeroSource::Open(sniffed.path));
@@ -22,13 +22,12 @@ absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSniffed(const SniffedCheckpoint
       open.partial = options.partial;
       return ucp::OpenUniversalSource(sniffed.path, open);
     }
-    default:
-      return ucp::OpenWeightsSource(sniffed.path);
+    default: return ucp::OpenWeightsSource(sniffed.path);
   }
 }
 
 absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSource(const std::string& path,
-                                                          const OpenSourceOptions& options) {
+                                                        const OpenSourceOptions& options) {
   UCP_ASSIGN_OR_RETURN(SniffedCheckpoint sniffed, SniffCheckpoint(path, options));
   return OpenSniffed(sniffed, options);
 }

@@ -24,9 +24,9 @@ struct OpenSourceOptions : SniffOptions {
 
 // SniffCheckpoint's errors, then the chosen opener's.
 absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSource(const std::string& path,
-                                                          const OpenSourceOptions& options = {});
+                                                        const OpenSourceOptions& options = {});
 // Opens what SniffCheckpoint found.
 absl::StatusOr<std::unique_ptr<ucp::Source>> OpenSniffed(const SniffedCheckpoint& sniffed,
-                                                           const OpenSourceOptions& options = {});
+                                                         const OpenSourceOptions& options = {});
 
 }  // namespace ucp::converters::sources

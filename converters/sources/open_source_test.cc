@@ -58,7 +58,8 @@ std::vector<std::byte> Bytes(const Source& s, const ucp::ParamMeta& p, ParamStat
 }
 
 // Every parameter of `b` (of the compared roles) is in `a` with equal shape, dtype and bytes.
-void ExpectSameStates(const Source& a, const Source& b, const std::string& what, bool weights_only = false) {
+void ExpectSameStates(const Source& a, const Source& b, const std::string& what,
+                      bool weights_only = false) {
   int compared = 0;
   for (const ucp::ParamMeta& pb : b.params()) {
     const ucp::ParamMeta* pa = a.Find(pb.name);
@@ -67,7 +68,8 @@ void ExpectSameStates(const Source& a, const Source& b, const std::string& what,
     for (int s = 0; s < ucp::kNumParamStates; ++s) {
       const auto state = static_cast<ParamState>(s);
       if (!pb.has_state(state) || (weights_only && state != ParamState::kFp32)) continue;
-      ASSERT_TRUE(pa->has_state(state)) << what << ": " << pb.name << " " << ucp::ParamStateName(state);
+      ASSERT_TRUE(pa->has_state(state))
+          << what << ": " << pb.name << " " << ucp::ParamStateName(state);
       EXPECT_EQ(pa->state(state)->dtype, pb.state(state)->dtype) << what << ": " << pb.name;
       EXPECT_TRUE(Bytes(a, *pa, state) == Bytes(b, pb, state))
           << what << ": " << pb.name << " " << ucp::ParamStateName(state) << " differs";
@@ -122,7 +124,8 @@ TEST_P(SourcesOverFixtures, SaveFolderOpensTheLatestTag) {
 
 TEST_P(SourcesOverFixtures, ZeroToFp32OutputEqualsTheMasterWeights) {
   const std::string bin = CaseDir(GetParam()) + "/fp32/pytorch_model.bin";
-  if (!fs::exists(bin)) GTEST_SKIP() << "zero_to_fp32 failed on this case (recorded in its manifest)";
+  if (!fs::exists(bin))
+    GTEST_SKIP() << "zero_to_fp32 failed on this case (recorded in its manifest)";
   auto weights = MustOpen(bin);
   auto zero = MustOpen(CaseDir(GetParam()) + "/checkpoint/global_step5");
   ASSERT_TRUE(weights && zero);

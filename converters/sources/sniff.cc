@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/file_names.h"
-#include "formats/base/status.h"
 #include "ucp/ucp_layout.h"
 #include "ucp/weights_source.h"
 
@@ -116,7 +116,8 @@ absl::StatusOr<SniffedCheckpoint> SniffFolder(const fs::path& dir, const SniffOp
     return zero;
   }
   if (universal_type == EntryType::kFile) return ViaLatestUniversal(dir);
-  if (formats::deepspeed::HasCheckpointFiles(dir.string())) return Zero(dir, "a DeepSpeed tag folder");
+  if (formats::deepspeed::HasCheckpointFiles(dir.string()))
+    return Zero(dir, "a DeepSpeed tag folder");
   absl::StatusOr<std::vector<std::string>> weights = ucp::WeightsFiles(dir.string());
   if (absl::IsNotFound(weights.status())) return NotACheckpoint(dir);  // no weights file in it
   UCP_RETURN_IF_ERROR(weights.status());
@@ -132,16 +133,14 @@ absl::StatusOr<SniffedCheckpoint> SniffCheckpoint(const std::string& path,
   switch (TypeOf(p)) {
     case EntryType::kMissing:
       return absl::NotFoundError(absl::StrCat(path, ": no such file or folder"));
-    case EntryType::kOther:
-      return NotRegular(p);
+    case EntryType::kOther: return NotRegular(p);
     case EntryType::kFile:
       if (!options.tag.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat(path, ": a file; a tag selects a folder of a save folder"));
       }
       return SniffFile(p);
-    case EntryType::kFolder:
-      break;
+    case EntryType::kFolder: break;
   }
   if (options.tag.empty()) return SniffFolder(p, options);
   const std::string& tag = options.tag;

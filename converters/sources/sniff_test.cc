@@ -18,8 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using formats::deepspeed::testing::FixtureCase;
 using formats::deepspeed::testing::ScratchDir;
-using ucp::SourceKind;
 using ::testing::HasSubstr;
+using ucp::SourceKind;
 
 const std::string kCase = "s2_fp32_dp2";
 

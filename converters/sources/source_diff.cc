@@ -46,11 +46,12 @@ void CompareValues(DType da, const Buffer& a, DType db, const Buffer& b, double 
 }
 
 // One state of one parameter: bitwise equal, or how far apart as doubles.
-DiffEntry CompareState(const std::string& name, ParamState state, DType da, const Buffer& ba, DType db,
-                       const Buffer& bb, int64_t numel, double atol) {
+DiffEntry CompareState(const std::string& name, ParamState state, DType da, const Buffer& ba,
+                       DType db, const Buffer& bb, int64_t numel, double atol) {
   DiffEntry e{name, std::string(ucp::ParamStateName(state)), DiffStatus::kEqual, 0, ""};
   e.numel = numel;
-  if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) return e;
+  if (da == db && ba.size() == bb.size() && std::memcmp(ba.data(), bb.data(), ba.size()) == 0)
+    return e;
   CompareValues(da, ba, db, bb, atol, e);
   if (da != db) e.detail = absl::StrCat(DTypeName(da), " vs ", DTypeName(db));
   e.status = e.num_different == 0 ? DiffStatus::kWithinTolerance : DiffStatus::kDifferent;
@@ -83,20 +84,13 @@ DiffEntry Missing(const std::string& name, const Source& has, const Source& lack
 
 const char* DiffStatusName(DiffStatus status) {
   switch (status) {
-    case DiffStatus::kEqual:
-      return "equal";
-    case DiffStatus::kWithinTolerance:
-      return "within_tolerance";
-    case DiffStatus::kDifferent:
-      return "different";
-    case DiffStatus::kShapeMismatch:
-      return "shape_mismatch";
-    case DiffStatus::kMissingInA:
-      return "missing_in_a";
-    case DiffStatus::kMissingInB:
-      return "missing_in_b";
-    case DiffStatus::kStepDiffers:
-      return "step_differs";
+    case DiffStatus::kEqual: return "equal";
+    case DiffStatus::kWithinTolerance: return "within_tolerance";
+    case DiffStatus::kDifferent: return "different";
+    case DiffStatus::kShapeMismatch: return "shape_mismatch";
+    case DiffStatus::kMissingInA: return "missing_in_a";
+    case DiffStatus::kMissingInB: return "missing_in_b";
+    case DiffStatus::kStepDiffers: return "step_differs";
   }
   return "?";
 }
@@ -145,7 +139,8 @@ nlohmann::json DiffReport::ToJson() const {
   return out;
 }
 
-absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const DiffOptions& options) {
+absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b,
+                                       const DiffOptions& options) {
   DiffReport report;
   const bool weights_only = IsWeightsOnly(a) || IsWeightsOnly(b);
   report.weights_only = weights_only;
@@ -157,14 +152,18 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
   const Source* stacked_side = export_side == &b ? &a : export_side == &a ? &b : nullptr;
   std::map<std::string, int> native_local;
   std::set<std::string> assembled, consumed;
-  const bool fp32 = std::find(options.states.begin(), options.states.end(), ParamState::kFp32) != options.states.end();
+  const bool fp32 = std::find(options.states.begin(), options.states.end(), ParamState::kFp32) !=
+                    options.states.end();
   if (export_side != nullptr && fp32) {
     native_local = NativeLocalExperts(*stacked_side);
     for (const ParamMeta& p : stacked_side->params()) {
       if (!p.expert) continue;
       // A native expert's stacked name is also global expert <local>'s name in the export.
-      if (const ParamMeta* same = export_side->Find(p.name); same != nullptr && same->shape == p.shape) continue;
-      UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e, AssembleExpert(*export_side, p, native_local, false));
+      if (const ParamMeta* same = export_side->Find(p.name);
+          same != nullptr && same->shape == p.shape)
+        continue;
+      UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e,
+                           AssembleExpert(*export_side, p, native_local, false));
       if (!e) continue;
       assembled.insert(p.name);
       consumed.insert(e->names.begin(), e->names.end());
@@ -172,15 +171,17 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
   }
   // Compares stacked expert `p` with its assembled form; `stacked_is_a` orders the two sides.
   auto compare_assembled = [&](const ParamMeta& p, bool stacked_is_a) -> absl::Status {
-    UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e, AssembleExpert(*export_side, p, native_local, true));
+    UCP_ASSIGN_OR_RETURN(std::optional<AssembledExpert> e,
+                         AssembleExpert(*export_side, p, native_local, true));
     UCP_ASSIGN_OR_RETURN(Buffer bytes, stacked_side->StateBytes(p, ParamState::kFp32));
     UCP_ASSIGN_OR_RETURN(int64_t numel, p.shape.NumElements());
     const DType dp = p.state(ParamState::kFp32)->dtype;
     ++report.params_compared;
     ++report.states_compared;
-    DiffEntry entry = stacked_is_a
-                          ? CompareState(p.name, ParamState::kFp32, dp, bytes, e->dtype, e->bytes, numel, options.atol)
-                          : CompareState(p.name, ParamState::kFp32, e->dtype, e->bytes, dp, bytes, numel, options.atol);
+    DiffEntry entry = stacked_is_a ? CompareState(p.name, ParamState::kFp32, dp, bytes, e->dtype,
+                                                  e->bytes, numel, options.atol)
+                                   : CompareState(p.name, ParamState::kFp32, e->dtype, e->bytes, dp,
+                                                  bytes, numel, options.atol);
     entry.weights_only = true;
     report.entries.push_back(std::move(entry));
     return absl::OkStatus();
@@ -190,7 +191,8 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       UCP_RETURN_IF_ERROR(compare_assembled(pa, true));
       continue;
     }
-    if (export_side == &a && consumed.count(pa.name) > 0) continue;  // compared with its stacked form
+    if (export_side == &a && consumed.count(pa.name) > 0)
+      continue;  // compared with its stacked form
     const ParamMeta* pb = b.Find(pa.name);
     if (pb == nullptr) {
       report.entries.push_back(Missing(pa.name, a, b, DiffStatus::kMissingInB));
@@ -206,8 +208,9 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       if (weights_only && state != ParamState::kFp32) continue;
       if (!pa.has_state(state) || !pb->has_state(state)) {
         if (pa.has_state(state) != pb->has_state(state) && !weights_only && pa.role == pb->role) {
-          report.entries.push_back({pa.name, std::string(ucp::ParamStateName(state)),
-                                    pa.has_state(state) ? DiffStatus::kMissingInB : DiffStatus::kMissingInA, 0, ""});
+          report.entries.push_back(
+              {pa.name, std::string(ucp::ParamStateName(state)),
+               pa.has_state(state) ? DiffStatus::kMissingInB : DiffStatus::kMissingInA, 0, ""});
         }
         continue;
       }
@@ -215,12 +218,13 @@ absl::StatusOr<DiffReport> DiffSources(const Source& a, const Source& b, const D
       UCP_ASSIGN_OR_RETURN(Buffer ba, a.StateBytes(pa, state));
       UCP_ASSIGN_OR_RETURN(Buffer bb, b.StateBytes(*pb, state));
       UCP_ASSIGN_OR_RETURN(int64_t numel, pa.shape.NumElements());
-      report.entries.push_back(
-          CompareState(pa.name, state, pa.state(state)->dtype, ba, pb->state(state)->dtype, bb, numel, options.atol));
+      report.entries.push_back(CompareState(pa.name, state, pa.state(state)->dtype, ba,
+                                            pb->state(state)->dtype, bb, numel, options.atol));
       report.entries.back().weights_only = weights_only;
     }
     if (options.compare_steps && pa.step && pb->step && *pa.step != *pb->step) {
-      report.entries.push_back({pa.name, "step", DiffStatus::kStepDiffers, std::fabs(*pa.step - *pb->step),
+      report.entries.push_back({pa.name, "step", DiffStatus::kStepDiffers,
+                                std::fabs(*pa.step - *pb->step),
                                 absl::StrCat(*pa.step, " vs ", *pb->step)});
     }
   }

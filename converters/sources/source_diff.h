@@ -19,13 +19,13 @@
 namespace ucp::converters::sources {
 
 enum class DiffStatus : uint8_t {
-  kEqual,          // bitwise equal (same dtype and shape)
-  kWithinTolerance,// max |a - b| <= atol, not bitwise equal
-  kDifferent,      // max |a - b| > atol
+  kEqual,            // bitwise equal (same dtype and shape)
+  kWithinTolerance,  // max |a - b| <= atol, not bitwise equal
+  kDifferent,        // max |a - b| > atol
   kShapeMismatch,
   kMissingInA,
   kMissingInB,
-  kStepDiffers,    // the optimizer step recorded for the parameter differs
+  kStepDiffers,  // the optimizer step recorded for the parameter differs
 };
 const char* DiffStatusName(DiffStatus status);
 
@@ -44,9 +44,9 @@ struct DiffEntry {
 };
 
 struct DiffOptions {
-  double atol = 0;                // tolerance for kWithinTolerance
+  double atol = 0;  // tolerance for kWithinTolerance
   std::vector<ucp::ParamState> states = {ucp::ParamState::kFp32, ucp::ParamState::kExpAvg,
-                                           ucp::ParamState::kExpAvgSq};
+                                         ucp::ParamState::kExpAvgSq};
   bool compare_steps = true;
 };
 
@@ -55,7 +55,7 @@ struct DiffReport {
   int params_compared = 0;
   int states_compared = 0;
   bool weights_only = false;  // a side is a weights export: only fp32 (its weights) compared
-  bool equal() const;  // every entry kEqual or kWithinTolerance
+  bool equal() const;         // every entry kEqual or kWithinTolerance
   // Entries per status, by DiffStatusName ("equal": 40, "different": 2, ...; zeros included).
   std::map<std::string, int> Counts() const;
   // {"equal", "weights_only", "params_compared", "states_compared", "counts", "entries"}
@@ -64,6 +64,7 @@ struct DiffReport {
 };
 
 // Errors: reading a state fails (the reader's error naming its file).
-absl::StatusOr<DiffReport> DiffSources(const ucp::Source& a, const ucp::Source& b, const DiffOptions& options = {});
+absl::StatusOr<DiffReport> DiffSources(const ucp::Source& a, const ucp::Source& b,
+                                       const DiffOptions& options = {});
 
 }  // namespace ucp::converters::sources

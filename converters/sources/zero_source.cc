@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/merged_state_file.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::converters::sources {
 namespace {
@@ -32,24 +32,18 @@ using ucp::StateMeta;
 
 ParamState ToParamState(StateKind s) {
   switch (s) {
-    case StateKind::kFp32:
-      return ParamState::kFp32;
-    case StateKind::kExpAvg:
-      return ParamState::kExpAvg;
-    case StateKind::kExpAvgSq:
-      return ParamState::kExpAvgSq;
+    case StateKind::kFp32: return ParamState::kFp32;
+    case StateKind::kExpAvg: return ParamState::kExpAvg;
+    case StateKind::kExpAvgSq: return ParamState::kExpAvgSq;
   }
   return ParamState::kFp32;
 }
 
 StateKind ToStateKind(ParamState s) {
   switch (s) {
-    case ParamState::kFp32:
-      return StateKind::kFp32;
-    case ParamState::kExpAvg:
-      return StateKind::kExpAvg;
-    case ParamState::kExpAvgSq:
-      return StateKind::kExpAvgSq;
+    case ParamState::kFp32: return StateKind::kFp32;
+    case ParamState::kExpAvg: return StateKind::kExpAvg;
+    case ParamState::kExpAvgSq: return StateKind::kExpAvgSq;
   }
   return StateKind::kFp32;
 }
@@ -61,12 +55,9 @@ DType StateDType(const ZeroKind& zk, StateKind s) {
 // How a TP parameter is merged, for humans.
 std::string TpText(const ParamKeys& k, int tp) {
   switch (k.layout.cut.kind) {
-    case ucp::TpMergeKind::kReplicated:
-      return absl::StrCat("tp ", tp, " replicated (mp rank 0)");
-    case ucp::TpMergeKind::kAverage:
-      return absl::StrCat("tp ", tp, " averaged");
-    case ucp::TpMergeKind::kConcat:
-      break;
+    case ucp::TpMergeKind::kReplicated: return absl::StrCat("tp ", tp, " replicated (mp rank 0)");
+    case ucp::TpMergeKind::kAverage: return absl::StrCat("tp ", tp, " averaged");
+    case ucp::TpMergeKind::kConcat: break;
   }
   std::string text = k.is_sub_params()
                          ? absl::StrCat("tp ", tp, " sub-parameters")

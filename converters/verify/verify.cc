@@ -20,8 +20,8 @@ namespace fs = std::filesystem;
 
 namespace internal_verify {
 
-bool CheckTorchFile(const std::string& dir, const std::string& relative, const VerifyOptions& options,
-                    VerifyReport& report) {
+bool CheckTorchFile(const std::string& dir, const std::string& relative,
+                    const VerifyOptions& options, VerifyReport& report) {
   ++report.files_checked;
   absl::StatusOr<formats::torch::TorchFile> file =
       formats::torch::TorchFile::OpenPath((fs::path(dir) / relative).string());
@@ -42,7 +42,8 @@ int VerifyManifest(const std::string& dir, VerifyReport& report) {
     return 0;
   }
   if (!manifest.ok()) {
-    report.problems.push_back({"manifest", std::string(ucp::kManifestFile), std::string(manifest.status().message())});
+    report.problems.push_back(
+        {"manifest", std::string(ucp::kManifestFile), std::string(manifest.status().message())});
     return 0;
   }
   absl::StatusOr<std::vector<std::string>> present = ucp::ListFiles(dir);
@@ -63,12 +64,14 @@ int VerifyManifest(const std::string& dir, VerifyReport& report) {
     if (!actual.ok()) {
       report.problems.push_back({"manifest", entry.path, std::string(actual.status().message())});
     } else if (actual->size != entry.size) {
-      report.problems.push_back({"manifest", entry.path,
-                                 absl::StrCat("size ", actual->size, " bytes, the manifest says ", entry.size)});
+      report.problems.push_back(
+          {"manifest", entry.path,
+           absl::StrCat("size ", actual->size, " bytes, the manifest says ", entry.size)});
     } else if (actual->crc32 != entry.crc32) {
-      report.problems.push_back({"manifest", entry.path,
-                                 absl::StrCat("CRC-32 ", absl::Hex(actual->crc32, absl::kZeroPad8),
-                                              ", the manifest says ", absl::Hex(entry.crc32, absl::kZeroPad8))});
+      report.problems.push_back(
+          {"manifest", entry.path,
+           absl::StrCat("CRC-32 ", absl::Hex(actual->crc32, absl::kZeroPad8),
+                        ", the manifest says ", absl::Hex(entry.crc32, absl::kZeroPad8))});
     }
   }
   std::sort(listed.begin(), listed.end());
@@ -98,7 +101,8 @@ void SkipUnknownFiles(const std::string& dir, const std::string& sub,
 
 }  // namespace internal_verify
 
-absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options) {
+absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path,
+                                              const VerifyOptions& options) {
   std::error_code ec;
   sources::SniffOptions sniff;
   sniff.tag = options.tag;
@@ -115,8 +119,9 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
   UCP_RETURN_IF_ERROR(sniffed.status());
   const sources::SniffedCheckpoint& input = *sniffed;
   if (!fs::is_directory(input.path, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a folder (ucp verify checks checkpoint folders; use `ucp inspect --verify FILE`)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": not a folder (ucp verify checks checkpoint folders; use `ucp inspect --verify FILE`)"));
   }
   VerifyReport report;
   report.path = input.path;
@@ -131,9 +136,10 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const Ver
     report.kind = "export";
     report.files_checked += internal_verify::VerifyManifest(input.path, report);
     if (!has_manifest) {  // nothing was checked: say so rather than pass
-      report.skipped.push_back({"manifest", "", absl::StrCat("no ", ucp::kManifestFile,
-                                                             ": the weights files are not checked "
-                                                             "(`ucp inspect --verify FILE` reads one)")});
+      report.skipped.push_back({"manifest", "",
+                                absl::StrCat("no ", ucp::kManifestFile,
+                                             ": the weights files are not checked "
+                                             "(`ucp inspect --verify FILE` reads one)")});
     }
     return report;
   }
@@ -168,7 +174,8 @@ nlohmann::json ReportToJson(const VerifyReport& report) {
 std::string ReportToText(const VerifyReport& report) {
   std::string text;
   for (const Problem& p : report.problems) {
-    absl::StrAppend(&text, p.check, ": ", p.file.empty() ? "" : absl::StrCat(p.file, ": "), p.message, "\n");
+    absl::StrAppend(&text, p.check, ": ", p.file.empty() ? "" : absl::StrCat(p.file, ": "),
+                    p.message, "\n");
   }
   for (const Skipped& s : report.skipped) {
     absl::StrAppend(&text, "skipped: ", s.check, ": ",

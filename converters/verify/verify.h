@@ -2,19 +2,21 @@
 // just the first (`ucp verify`). What is checked depends on what the folder is:
 //
 //   DeepSpeed ZeRO tag folder (or its save root)
-//     file    every recognised file opens as a torch.save zip and its records' CRC-32s and sizes match
-//     files   the rank files dp_world_size implies exist (each missing one named), expert files form
+//     file    every recognised file opens as a torch.save zip and its records' CRC-32s and sizes
+//     match files   the rank files dp_world_size implies exist (each missing one named), expert
+//     files form
 //             a full layer × expert grid
 //     step    model files agree on global_steps, optimizer shards on their optimizer step
 //     index   OpenCheckpoint's invariants (converters/deepspeed/checkpoint_index.h): world sizes,
-//             stages, param sets and shapes agree across files, fragments lie inside their partitions
-//             (a layout OpenCheckpoint does not support, Unimplemented, is a note, not a problem)
+//             stages, param sets and shapes agree across files, fragments lie inside their
+//             partitions (a layout OpenCheckpoint does not support, Unimplemented, is a note, not a
+//             problem)
 //     cover   every parameter's fragments cover its numel exactly once (per EP rank for experts)
 //     padding each rank's partition is its fragments plus the padding the layout implies
 //   Universal Checkpoint folder (zero/<param>/*.pt) and ucp exports with a manifest
-//     manifest every file ucp_manifest.json lists exists with its size and CRC-32; no unlisted files
-//     file    every .pt opens and its CRC-32s match
-//     param   each parameter has fp32 / exp_avg / exp_avg_sq of one shape, and step.pt everywhere or
+//     manifest every file ucp_manifest.json lists exists with its size and CRC-32; no unlisted
+//     files file    every .pt opens and its CRC-32s match param   each parameter has fp32 / exp_avg
+//     / exp_avg_sq of one shape, and step.pt everywhere or
 //             nowhere, with one value
 //     model   param_shapes of the model files name exactly the zero/ folders, with matching numel;
 //             optimizer_state.pt has as many param groups as param_shapes
@@ -34,8 +36,9 @@
 namespace ucp::converters::verify {
 
 struct Problem {
-  std::string check;    // "file", "files", "step", "index", "cover", "padding", "manifest", "param", "model"
-  std::string file;     // path relative to the checked folder; empty when no single file is at fault
+  std::string
+      check;  // "file", "files", "step", "index", "cover", "padding", "manifest", "param", "model"
+  std::string file;  // path relative to the checked folder; empty when no single file is at fault
   std::string message;  // what is wrong, with the key or parameter name
 };
 
@@ -60,14 +63,15 @@ struct VerifyReport {
 };
 
 struct VerifyOptions {
-  std::string tag;       // ZeRO save root: the tag folder to check instead of the one `latest` names
+  std::string tag;  // ZeRO save root: the tag folder to check instead of the one `latest` names
   bool check_crc = true;  // read every record of every file and check its CRC-32
 };
 
 // Checks `path`. Problems found in the checkpoint are in the report; the status is an error only
 // when `path` is not a checkpoint ucp recognises (NotFound: missing, or no checkpoint files;
 // InvalidArgument: a bad tag).
-absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path, const VerifyOptions& options = {});
+absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& path,
+                                              const VerifyOptions& options = {});
 
 nlohmann::json ReportToJson(const VerifyReport& report);
 // "<check>: <file>: <message>" per problem, "skipped: <check>: <file>: <reason>" per check not

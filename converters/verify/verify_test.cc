@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "formats/deepspeed/deepspeed_testutil.h"
 #include "converters/pipelines/convert.h"
+#include "formats/deepspeed/deepspeed_testutil.h"
 #include "gtest/gtest.h"
 #include "ucp/manifest.h"
 
@@ -31,7 +31,8 @@ VerifyReport Verify(const fs::path& dir) {
 bool HasProblem(const VerifyReport& report, const std::string& check, const std::string& file,
                 const std::string& text = "") {
   for (const Problem& p : report.problems) {
-    if (p.check == check && p.file == file && p.message.find(text) != std::string::npos) return true;
+    if (p.check == check && p.file == file && p.message.find(text) != std::string::npos)
+      return true;
   }
   return false;
 }
@@ -48,7 +49,8 @@ TEST_P(CleanFixture, ZeroFolderHasNoProblems) {
 }
 
 TEST_P(CleanFixture, DeepSpeedUniversalHasNoProblems) {
-  const VerifyReport report = Verify(fs::path(FixtureCase(GetParam())) / "checkpoint/global_step5_universal");
+  const VerifyReport report =
+      Verify(fs::path(FixtureCase(GetParam())) / "checkpoint/global_step5_universal");
   EXPECT_TRUE(report.ok()) << ReportToText(report);
   EXPECT_TRUE(report.complete()) << ReportToText(report);
   EXPECT_EQ(report.kind, "universal");
@@ -57,9 +59,11 @@ TEST_P(CleanFixture, DeepSpeedUniversalHasNoProblems) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CleanFixture,
-                         ::testing::Values("s1_fp32_dp2", "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2", "s2_fp32_dp4",
-                                           "s2_bf16_dp2", "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4",
-                                           "autoep_mixtral_s2_fp32_dp4_ep2", "autoep_qwen3_s3_fp32_dp4_ep2", "s3_bf16_dp1",
+                         ::testing::Values("s1_fp32_dp2", "s1_fp32_dp4", "s1_bf16opt_dp4",
+                                           "s2_fp32_dp2", "s2_fp32_dp4", "s2_bf16_dp2",
+                                           "s3_fp32_dp2", "s3_fp32_dp4", "s3_fp32_1group_dp4",
+                                           "autoep_mixtral_s2_fp32_dp4_ep2",
+                                           "autoep_qwen3_s3_fp32_dp4_ep2", "s3_bf16_dp1",
                                            "s3_bf16_dp2", "s3_bf16_dp4", "s1_bf16_dp2"));
 
 // Tensor-parallel (mp_rank_00/01) checkpoints and their UCP: param_shapes hold TP slices.
@@ -77,8 +81,9 @@ TEST(CleanTensorParallel, ZeroAndUniversalHaveNoProblems) {
 TEST(BrokenZero, ShardFromAnotherStep) {
   ScratchDir scratch;
   const fs::path tag = scratch.CopyTag("s1_fp32_dp2");
-  fs::copy_file(fs::path(FixtureCase("s1_fp32_dp4")) / "resume_dp2/checkpoint/global_step8" / kShard1, tag / kShard1,
-                fs::copy_options::overwrite_existing);
+  fs::copy_file(
+      fs::path(FixtureCase("s1_fp32_dp4")) / "resume_dp2/checkpoint/global_step8" / kShard1,
+      tag / kShard1, fs::copy_options::overwrite_existing);
   const VerifyReport report = Verify(tag);
   EXPECT_TRUE(HasProblem(report, "step", kShard1, "optimizer step 8")) << ReportToText(report);
   EXPECT_TRUE(HasProblem(report, "index", kShard1, "step")) << ReportToText(report);
@@ -102,7 +107,8 @@ TEST(BrokenZero, TruncatedFileAndMissingRankBothNamed) {
   fs::remove(tag / "zero_pp_rank_3_mp_rank_00_optim_states.pt");
   const VerifyReport report = Verify(tag);
   EXPECT_TRUE(HasProblem(report, "file", kShard1)) << ReportToText(report);
-  EXPECT_TRUE(HasProblem(report, "files", "zero_pp_rank_3_mp_rank_00_optim_states.pt", "dp rank 3 (of 4)"))
+  EXPECT_TRUE(
+      HasProblem(report, "files", "zero_pp_rank_3_mp_rank_00_optim_states.pt", "dp rank 3 (of 4)"))
       << ReportToText(report);
 }
 
@@ -123,13 +129,15 @@ TEST(BrokenZero, MissingExpertFile) {
   const fs::path tag = scratch.CopyTag("autoep_mixtral_s2_fp32_dp4_ep2");
   fs::remove(tag / "layer_1_expert_2_mp_rank_00_model_states.pt");
   const VerifyReport report = Verify(tag);
-  EXPECT_TRUE(HasProblem(report, "files", "layer_1_expert_2_mp_rank_00_model_states.pt", "expert 2 of MoE layer 1"))
+  EXPECT_TRUE(HasProblem(report, "files", "layer_1_expert_2_mp_rank_00_model_states.pt",
+                         "expert 2 of MoE layer 1"))
       << ReportToText(report);
 }
 
 TEST(BrokenZero, NotACheckpointIsAnError) {
   ScratchDir scratch;
-  EXPECT_EQ(VerifyCheckpoint((scratch.path() / "nothing").string()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(VerifyCheckpoint((scratch.path() / "nothing").string()).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_FALSE(VerifyCheckpoint(scratch.path().string()).ok());  // an empty folder
 }
 
@@ -137,20 +145,25 @@ TEST(BrokenUniversal, MissingStateShapeMismatchAndExtraFolder) {
   ScratchDir scratch;
   const fs::path ucp = scratch.CopyTag("s2_fp32_dp2", "checkpoint/global_step5_universal");
   fs::remove(ucp / "zero/blocks.0.fc1.weight/exp_avg.pt");
-  fs::copy_file(ucp / "zero/blocks.0.fc1.bias/fp32.pt", ucp / "zero/blocks.0.fc2.weight/exp_avg_sq.pt",
+  fs::copy_file(ucp / "zero/blocks.0.fc1.bias/fp32.pt",
+                ucp / "zero/blocks.0.fc2.weight/exp_avg_sq.pt",
                 fs::copy_options::overwrite_existing);
   fs::remove_all(ucp / "zero/ln_f.bias");
   const VerifyReport report = Verify(ucp);
-  EXPECT_TRUE(HasProblem(report, "param", "zero/blocks.0.fc1.weight/exp_avg.pt", "no exp_avg.pt")) << ReportToText(report);
-  EXPECT_TRUE(HasProblem(report, "param", "zero/blocks.0.fc2.weight/exp_avg_sq.pt", "shape")) << ReportToText(report);
-  EXPECT_TRUE(HasProblem(report, "model", "zero/ln_f.bias", "no such folder")) << ReportToText(report);
+  EXPECT_TRUE(HasProblem(report, "param", "zero/blocks.0.fc1.weight/exp_avg.pt", "no exp_avg.pt"))
+      << ReportToText(report);
+  EXPECT_TRUE(HasProblem(report, "param", "zero/blocks.0.fc2.weight/exp_avg_sq.pt", "shape"))
+      << ReportToText(report);
+  EXPECT_TRUE(HasProblem(report, "model", "zero/ln_f.bias", "no such folder"))
+      << ReportToText(report);
 }
 
 TEST(BrokenUniversal, StepOfAnotherSave) {
   ScratchDir scratch;
   const fs::path ucp = scratch.CopyTag("s2_fp32_dp2", "checkpoint/global_step5_universal");
-  fs::copy_file(fs::path(FixtureCase("s2_fp32_dp4")) / "resume_dp2/checkpoint/global_step8" / kShard0,
-                ucp / "zero/embed.weight/step.pt", fs::copy_options::overwrite_existing);
+  fs::copy_file(
+      fs::path(FixtureCase("s2_fp32_dp4")) / "resume_dp2/checkpoint/global_step8" / kShard0,
+      ucp / "zero/embed.weight/step.pt", fs::copy_options::overwrite_existing);
   const VerifyReport report = Verify(ucp);
   EXPECT_TRUE(HasProblem(report, "param", "zero/embed.weight/step.pt")) << ReportToText(report);
 }
@@ -176,7 +189,8 @@ TEST(BrokenUniversal, ManifestNamesTheChangedFile) {
     f.put('\x5a');
   }
   const VerifyReport report = Verify(ucp);
-  EXPECT_TRUE(HasProblem(report, "manifest", "zero/embed.weight/fp32.pt", "CRC-32")) << ReportToText(report);
+  EXPECT_TRUE(HasProblem(report, "manifest", "zero/embed.weight/fp32.pt", "CRC-32"))
+      << ReportToText(report);
   EXPECT_TRUE(HasProblem(report, "file", "zero/embed.weight/fp32.pt")) << ReportToText(report);
 }
 
@@ -198,7 +212,8 @@ TEST(Incomplete, FilesVerifyDoesNotKnowAreSkipped) {
   EXPECT_TRUE(report.ok()) << ReportToText(report);
   EXPECT_FALSE(report.complete());
   EXPECT_TRUE(HasSkipped(report, "file", "notes.txt", "not checked")) << ReportToText(report);
-  EXPECT_NE(ReportToText(report).find("no problem found; INCOMPLETE: 1 check(s) skipped"), std::string::npos);
+  EXPECT_NE(ReportToText(report).find("no problem found; INCOMPLETE: 1 check(s) skipped"),
+            std::string::npos);
   const nlohmann::json j = ReportToJson(report);
   EXPECT_EQ(j["complete"], false);
   EXPECT_EQ(j["skipped"][0]["file"], "notes.txt");
@@ -229,7 +244,8 @@ TEST(Incomplete, NvmeOffloadedStateIsSkippedNotAProblem) {
 TEST(Incomplete, UniversalFromZero0HasNoParamShapes) {
   ScratchDir scratch;
   pipelines::ConvertOptions convert;
-  convert.input = (fs::path(FixtureCase("")).parent_path().parent_path() / "deepspeed_extra/s0_fp32_dp2/checkpoint")
+  convert.input = (fs::path(FixtureCase("")).parent_path().parent_path() /
+                   "deepspeed_extra/s0_fp32_dp2/checkpoint")
                       .string();
   convert.output = (scratch.path() / "ucp").string();
   convert.write_latest = false;
@@ -245,7 +261,8 @@ TEST(Incomplete, WeightsWithoutAManifestAreNotChecked) {
   const VerifyReport report = Verify(fs::path(FixtureCase("s2_fp32_dp2")) / "fp32");
   EXPECT_EQ(report.kind, "export");
   EXPECT_TRUE(report.ok()) << ReportToText(report);
-  EXPECT_TRUE(HasSkipped(report, "manifest", "", "weights files are not checked")) << ReportToText(report);
+  EXPECT_TRUE(HasSkipped(report, "manifest", "", "weights files are not checked"))
+      << ReportToText(report);
 }
 
 TEST(Incomplete, NoCrcIsANoteNotASkip) {
@@ -255,16 +272,18 @@ TEST(Incomplete, NoCrcIsANoteNotASkip) {
       VerifyCheckpoint((fs::path(FixtureCase("s2_fp32_dp2")) / "checkpoint").string(), options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->ok() && report->complete()) << ReportToText(*report);
-  EXPECT_EQ(report->notes, std::vector<std::string>{"the records' CRC-32s were not read (--no-crc)"});
+  EXPECT_EQ(report->notes,
+            std::vector<std::string>{"the records' CRC-32s were not read (--no-crc)"});
 }
 
-// What `ucp reshard` writes: a save folder (latest + tag folder) with ucp_manifest.json at its root.
+// What `ucp reshard` writes: a save folder (latest + tag folder) with ucp_manifest.json at its
+// root.
 TEST(ReshardOutput, IsCheckedAsZeroAndAgainstItsManifest) {
   ScratchDir scratch;
   const fs::path out = scratch.path() / "resharded";
   fs::create_directories(out);
-  fs::copy(fs::path(FixtureCase("s2_fp32_dp4")) / "reshard_dp2/checkpoint/global_step5", out / "global_step5",
-           fs::copy_options::recursive);
+  fs::copy(fs::path(FixtureCase("s2_fp32_dp4")) / "reshard_dp2/checkpoint/global_step5",
+           out / "global_step5", fs::copy_options::recursive);
   std::ofstream(out / "latest") << "global_step5";
   ucp::Manifest manifest;
   absl::StatusOr<std::vector<std::string>> files = ucp::ListFiles(out.string());
@@ -288,7 +307,8 @@ TEST(ReshardOutput, IsCheckedAsZeroAndAgainstItsManifest) {
     f.put('\x5a');
   }
   report = Verify(out);
-  EXPECT_TRUE(HasProblem(report, "manifest", std::string("global_step5/") + kShard1, "CRC-32")) << ReportToText(report);
+  EXPECT_TRUE(HasProblem(report, "manifest", std::string("global_step5/") + kShard1, "CRC-32"))
+      << ReportToText(report);
 }
 
 TEST(Manifest, EveryDifferenceNamed) {

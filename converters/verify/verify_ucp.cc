@@ -1,8 +1,8 @@
-// Checks of a Universal Checkpoint folder in DeepSpeed's layout (deepspeed-formats.md §5; verify.h):
-// every zero/<param>/ folder has fp32 / exp_avg / exp_avg_sq of one shape and step.pt where the
-// other parameters have one, with one value; the model files' param_shapes name exactly the zero/
-// folders, with matching element counts; optimizer_state.pt has one param group per param_shapes
-// group.
+// Checks of a Universal Checkpoint folder in DeepSpeed's layout (deepspeed-formats.md §5;
+// verify.h): every zero/<param>/ folder has fp32 / exp_avg / exp_avg_sq of one shape and step.pt
+// where the other parameters have one, with one value; the model files' param_shapes name exactly
+// the zero/ folders, with matching element counts; optimizer_state.pt has one param group per
+// param_shapes group.
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -12,10 +12,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "converters/verify/verify_internal.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/file_names.h"
 #include "formats/deepspeed/value_access.h"
-#include "converters/verify/verify_internal.h"
 #include "ucp/ucp_layout.h"
 
 namespace ucp::converters::verify::internal_verify {
@@ -68,8 +68,8 @@ struct ParamFacts {
   bool has_step = false;
 };
 
-ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, const VerifyOptions& options,
-                            VerifyReport& report) {
+ParamFacts CheckParamFolder(const std::string& dir, const std::string& name,
+                            const VerifyOptions& options, VerifyReport& report) {
   ParamFacts facts;
   std::optional<StateTensor> first;
   std::string first_state;
@@ -85,7 +85,8 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
     if (!file.has_value()) continue;
     std::optional<StateTensor> tensor = ParamTensor(*file);
     if (!tensor.has_value()) {
-      report.problems.push_back({"param", relative, "holds neither a tensor nor a dict with a 'param' tensor"});
+      report.problems.push_back(
+          {"param", relative, "holds neither a tensor nor a dict with a 'param' tensor"});
       continue;
     }
     if (state == ucp::kFp32State) facts.fp32 = tensor;
@@ -93,9 +94,10 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
       first = tensor;
       first_state = std::string(state);
     } else if (tensor->shape != first->shape) {
-      report.problems.push_back({"param", relative,
-                                 absl::StrCat(name, ": ", state, " has shape ", tensor->shape.ToString(), ", ",
-                                              first_state, " has ", first->shape.ToString())});
+      report.problems.push_back(
+          {"param", relative,
+           absl::StrCat(name, ": ", state, " has shape ", tensor->shape.ToString(), ", ",
+                        first_state, " has ", first->shape.ToString())});
     }
   }
   const std::string step_path = ucp::ParamStatePath(name, ucp::kStepState);
@@ -105,7 +107,8 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
     if (std::optional<TorchFile> file = OpenChecked(dir, step_path, options, report)) {
       facts.step = StepValue(*file, &file->root());
       if (!facts.step.has_value()) {
-        report.problems.push_back({"param", step_path, "not a step value (an int, a float or a 1-element tensor)"});
+        report.problems.push_back(
+            {"param", step_path, "not a step value (an int, a float or a 1-element tensor)"});
       }
     }
   }
@@ -115,16 +118,19 @@ ParamFacts CheckParamFolder(const std::string& dir, const std::string& name, con
 // name → shape from the param_shapes of every top-level model file (MP rank 0's where TP slices
 // differ); also the group count and the number of MP ranks.
 void CollectParamShapes(const std::string& dir, const VerifyOptions& options, VerifyReport& report,
-                        std::map<std::string, Shape>& shapes, std::optional<size_t>& groups, int& mp_ranks) {
+                        std::map<std::string, Shape>& shapes, std::optional<size_t>& groups,
+                        int& mp_ranks) {
   std::set<int> mp_seen;
   std::error_code ec;
   std::vector<std::string> model_files;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string base = e.path().filename().string();
-    if (e.is_regular_file() && absl::EndsWith(base, keys::kModelStatesSuffix)) model_files.push_back(base);
+    if (e.is_regular_file() && absl::EndsWith(base, keys::kModelStatesSuffix))
+      model_files.push_back(base);
   }
   std::sort(model_files.begin(), model_files.end());
-  if (model_files.empty()) report.problems.push_back({"model", "", "no *_model_states.pt file in the folder"});
+  if (model_files.empty())
+    report.problems.push_back({"model", "", "no *_model_states.pt file in the folder"});
   for (const std::string& base : model_files) {
     std::optional<TorchFile> file = OpenChecked(dir, base, options, report);
     if (!file.has_value()) continue;
@@ -147,9 +153,10 @@ void CollectParamShapes(const std::string& dir, const VerifyOptions& options, Ve
         } else if (auto it = shapes.find(k->str()); it == shapes.end()) {
           shapes[k->str()] = *shape;
         } else if (it->second != *shape && mp_rank == 0) {  // TP slices (mp rank > 0) may differ
-          report.problems.push_back({"model", base,
-                                     absl::StrCat("param_shapes[", k->str(), "] is ", shape->ToString(),
-                                                  ", another model file says ", it->second.ToString())});
+          report.problems.push_back(
+              {"model", base,
+               absl::StrCat("param_shapes[", k->str(), "] is ", shape->ToString(),
+                            ", another model file says ", it->second.ToString())});
         }
       }
     }
@@ -174,8 +181,8 @@ bool IsStateFile(const std::string& base) {
 // The fp32 tensor against param_shapes: equal shapes; ZeRO-3 raw tensors are flat with the same
 // numel; AutoEP experts hold every expert, a multiple of the EP-local numel. With tp > 1 the UCP
 // tensor is the TP merge of the slices param_shapes describe: only the rank is compared.
-void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const Shape& shape, int mp_ranks,
-                       VerifyReport& report) {
+void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const Shape& shape,
+                       int mp_ranks, VerifyReport& report) {
   const std::string relative = ucp::ParamStatePath(name, ucp::kFp32State);
   absl::StatusOr<int64_t> want = shape.NumElements();
   absl::StatusOr<int64_t> have = fp32.shape.NumElements();
@@ -185,9 +192,10 @@ void CheckAgainstModel(const std::string& name, const StateTensor& fp32, const S
   if (fp32.expert) ok = *want > 0 && *have % *want == 0;
   if (mp_ranks > 1) ok = fp32.raw || fp32.shape.rank() == shape.rank();
   if (!ok) {
-    report.problems.push_back({"model", relative,
-                               absl::StrCat(name, ": fp32 has shape ", fp32.shape.ToString(),
-                                            ", param_shapes in the model file say ", shape.ToString())});
+    report.problems.push_back(
+        {"model", relative,
+         absl::StrCat(name, ": fp32 has shape ", fp32.shape.ToString(),
+                      ", param_shapes in the model file say ", shape.ToString())});
   }
 }
 
@@ -238,15 +246,16 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
         first_step = {name, *facts.step};
       } else if (*facts.step != first_step->second) {
         report.problems.push_back({"param", ucp::ParamStatePath(name, ucp::kStepState),
-                                   absl::StrCat("step ", *facts.step, ", but ", first_step->first, " has ",
-                                                first_step->second)});
+                                   absl::StrCat("step ", *facts.step, ", but ", first_step->first,
+                                                " has ", first_step->second)});
       }
     }
     auto it = shapes.find(name);
     if (it == shapes.end()) {
       if (!shapes.empty()) {
-        report.problems.push_back({"model", absl::StrCat(ucp::kZeroDir, "/", name),
-                                   "a parameter folder that no param_shapes of the model files names"});
+        report.problems.push_back(
+            {"model", absl::StrCat(ucp::kZeroDir, "/", name),
+             "a parameter folder that no param_shapes of the model files names"});
       }
     } else if (facts.fp32.has_value()) {
       CheckAgainstModel(name, *facts.fp32, it->second, mp_ranks, report);
@@ -255,24 +264,27 @@ void VerifyUniversal(const std::string& dir, const VerifyOptions& options, Verif
   if (with_step > 0 && with_step < static_cast<int>(names.size())) {
     for (const std::string& name : names) {
       if (!fs::is_regular_file(fs::path(dir) / ucp::ParamStatePath(name, ucp::kStepState), ec)) {
-        report.problems.push_back({"param", ucp::ParamStatePath(name, ucp::kStepState),
-                                   absl::StrCat("missing, while ", with_step, " other parameters have one")});
+        report.problems.push_back(
+            {"param", ucp::ParamStatePath(name, ucp::kStepState),
+             absl::StrCat("missing, while ", with_step, " other parameters have one")});
       }
     }
   }
   const std::set<std::string> folders(names.begin(), names.end());
   for (const auto& [name, shape] : shapes) {
     if (!folders.count(name)) {
-      report.problems.push_back({"model", absl::StrCat(ucp::kZeroDir, "/", name),
-                                 "named in param_shapes of the model files, but there is no such folder"});
+      report.problems.push_back(
+          {"model", absl::StrCat(ucp::kZeroDir, "/", name),
+           "named in param_shapes of the model files, but there is no such folder"});
     }
   }
   if (optimizer_state.has_value() && groups.has_value()) {
     const Value* pg = optimizer_state->root().Get(keys::kParamGroups);
     if (pg != nullptr && pg->is_sequence() && pg->items().size() != *groups) {
-      report.problems.push_back({"model", ucp::OptimizerStatePath(),
-                                 absl::StrCat(pg->items().size(), " param_groups, but the model files have ", *groups,
-                                              " param_shapes groups")});
+      report.problems.push_back(
+          {"model", ucp::OptimizerStatePath(),
+           absl::StrCat(pg->items().size(), " param_groups, but the model files have ", *groups,
+                        " param_shapes groups")});
     }
   }
 }

@@ -14,11 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "converters/deepspeed/checkpoint_index.h"
+#include "converters/verify/verify_internal.h"
+#include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/file_names.h"
 #include "formats/deepspeed/value_access.h"
-#include "converters/verify/verify_internal.h"
-#include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
 
 namespace ucp::converters::verify::internal_verify {
@@ -39,7 +39,7 @@ struct OpenedFile {
 std::optional<double> OptimizerStep(const TorchFile& file) {
   const Value* osd = file.root().Get(keys::kOptimizerStateDict);
   if (osd == nullptr) return std::nullopt;
-  const Value* base = osd->Get(keys::kBaseOptimizerState);        // ZeRO-1/2, BF16_Optimizer
+  const Value* base = osd->Get(keys::kBaseOptimizerState);          // ZeRO-1/2, BF16_Optimizer
   if (base == nullptr) base = osd->Get(keys::kOptimizerStateDict);  // ZeRO-3
   const Value* state = base == nullptr ? nullptr : base->Get(keys::kState);
   if (state == nullptr || !state->is_dict() || state->entries().empty()) return std::nullopt;
@@ -57,14 +57,19 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
   int dp_world = 0, mp_world = 1;
   for (const OpenedFile& f : files) {
     const auto kind = f.listed->name.kind;
-    if (f.torch == nullptr || (kind != dsf::FileKind::kModelStates && kind != dsf::FileKind::kZeroModelStates)) continue;
+    if (f.torch == nullptr ||
+        (kind != dsf::FileKind::kModelStates && kind != dsf::FileKind::kZeroModelStates))
+      continue;
     const Value* dp = f.torch->root().Get(keys::kDpWorldSize);
     const Value* mp = f.torch->root().Get(keys::kMpWorldSize);
-    if (dp != nullptr && dp->is(formats::torch::ValueKind::kInt)) dp_world = static_cast<int>(dp->int_value());
-    if (mp != nullptr && mp->is(formats::torch::ValueKind::kInt)) mp_world = static_cast<int>(mp->int_value());
+    if (dp != nullptr && dp->is(formats::torch::ValueKind::kInt))
+      dp_world = static_cast<int>(dp->int_value());
+    if (mp != nullptr && mp->is(formats::torch::ValueKind::kInt))
+      mp_world = static_cast<int>(mp->int_value());
     break;
   }
-  if (dp_world > (1 << 20) || mp_world <= 0 || mp_world > (1 << 20)) return;  // the index reports it
+  if (dp_world > (1 << 20) || mp_world <= 0 || mp_world > (1 << 20))
+    return;             // the index reports it
   if (dp_world <= 0) {  // no readable model file: at least find gaps below the highest rank
     for (const OpenedFile& f : files) dp_world = std::max(dp_world, f.listed->name.dp_rank + 1);
   }
@@ -88,8 +93,9 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
     }
     const int dp = n.dp_rank;
     if (dp >= dp_world) {
-      report.problems.push_back({"files", f.listed->basename,
-                                 absl::StrCat("dp rank ", dp, " but the model files say dp_world_size ", dp_world)});
+      report.problems.push_back(
+          {"files", f.listed->basename,
+           absl::StrCat("dp rank ", dp, " but the model files say dp_world_size ", dp_world)});
     }
   }
   const auto expect_grid = [&](const std::set<std::pair<int, int>>& have, absl::string_view suffix,
@@ -99,8 +105,8 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
       for (int dp = 0; dp < dp_world; ++dp) {
         if (have.count({dp, mp}) != 0) continue;
         report.problems.push_back({"files", RankFileName(pre, dp, mp, suffix),
-                                   absl::StrCat("missing: dp rank ", dp, " (of ", dp_world, "), mp rank ", mp,
-                                                " (of ", mp_world, ")")});
+                                   absl::StrCat("missing: dp rank ", dp, " (of ", dp_world,
+                                                "), mp rank ", mp, " (of ", mp_world, ")")});
       }
     }
   };
@@ -109,8 +115,9 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
   if (zero_model.empty()) {
     for (int mp = 0; mp < mp_world; ++mp) {
       if (model.count(mp) == 0) {
-        report.problems.push_back({"files", dsf::ModelStatesFileName(mp),
-                                   absl::StrCat("missing: model states of mp rank ", mp, " (of ", mp_world, ")")});
+        report.problems.push_back(
+            {"files", dsf::ModelStatesFileName(mp),
+             absl::StrCat("missing: model states of mp rank ", mp, " (of ", mp_world, ")")});
       }
     }
   }
@@ -119,9 +126,10 @@ void CheckFileSet(const std::vector<OpenedFile>& files, VerifyReport& report) {
       for (int mp = 0; mp < mp_world; ++mp) {
         if (have.count({e, mp}) != 0) continue;
         report.problems.push_back(
-            {"files", absl::StrFormat("layer_%d_expert_%d_mp_rank_%02d_model_states.pt", layer, e, mp),
-             absl::StrCat("missing: expert ", e, " of MoE layer ", layer, " (other layers have ", max_expert + 1,
-                          " experts)")});
+            {"files",
+             absl::StrFormat("layer_%d_expert_%d_mp_rank_%02d_model_states.pt", layer, e, mp),
+             absl::StrCat("missing: expert ", e, " of MoE layer ", layer, " (other layers have ",
+                          max_expert + 1, " experts)")});
       }
     }
   }
@@ -145,9 +153,10 @@ void CheckSteps(const std::vector<OpenedFile>& files, VerifyReport& report) {
         first_model = &f;
         model_step = step;
       } else if (step != *model_step) {
-        report.problems.push_back({"step", f.listed->basename,
-                                   absl::StrCat("global_steps ", step, ", but ", first_model->listed->basename,
-                                                " has ", *model_step, " (a file from another save?)")});
+        report.problems.push_back(
+            {"step", f.listed->basename,
+             absl::StrCat("global_steps ", step, ", but ", first_model->listed->basename, " has ",
+                          *model_step, " (a file from another save?)")});
       }
     } else if (kind == dsf::FileKind::kOptimStates) {
       const std::optional<double> step = OptimizerStep(*f.torch);
@@ -156,9 +165,10 @@ void CheckSteps(const std::vector<OpenedFile>& files, VerifyReport& report) {
         first_optim = &f;
         optim_step = step;
       } else if (*step != *optim_step) {
-        report.problems.push_back({"step", f.listed->basename,
-                                   absl::StrCat("optimizer step ", *step, ", but ", first_optim->listed->basename,
-                                                " has ", *optim_step, " (a shard from another save?)")});
+        report.problems.push_back(
+            {"step", f.listed->basename,
+             absl::StrCat("optimizer step ", *step, ", but ", first_optim->listed->basename,
+                          " has ", *optim_step, " (a shard from another save?)")});
       }
     }
   }
@@ -171,7 +181,8 @@ std::string FileNamedIn(absl::string_view message, const std::vector<dsf::Listed
   for (const dsf::ListedFile& f : listed) {
     const size_t pos = message.find(f.basename);
     // A longer name at the same position wins ("bf16_zero_pp..." over "zero_pp...").
-    if (pos != absl::string_view::npos && (pos < best_pos || (pos == best_pos && f.basename.size() > best.size()))) {
+    if (pos != absl::string_view::npos &&
+        (pos < best_pos || (pos == best_pos && f.basename.size() > best.size()))) {
       best = f.basename;
       best_pos = pos;
     }
@@ -185,7 +196,8 @@ std::optional<double> StepValue(const TorchFile& file, const Value* v) {
   if (v == nullptr) return std::nullopt;
   if (v->is(formats::torch::ValueKind::kInt)) return static_cast<double>(v->int_value());
   if (v->is(formats::torch::ValueKind::kFloat)) return v->float_value();
-  if (!v->is(formats::torch::ValueKind::kTensor) || v->tensor().NumElements() != 1) return std::nullopt;
+  if (!v->is(formats::torch::ValueKind::kTensor) || v->tensor().NumElements() != 1)
+    return std::nullopt;
   absl::StatusOr<Buffer> bytes = file.TensorBytes(v->tensor());
   if (!bytes.ok()) return std::nullopt;
   const DType dtype = v->tensor().dtype;
@@ -207,7 +219,8 @@ std::optional<double> StepValue(const TorchFile& file, const Value* v) {
   return std::nullopt;
 }
 
-absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, VerifyReport& report) {
+absl::Status VerifyZero(const std::string& path, const VerifyOptions& options,
+                        VerifyReport& report) {
   UCP_ASSIGN_OR_RETURN(dsf::CheckpointDir dir, dsf::ResolveCheckpointDir(path, options.tag));
   report.path = dir.tag_dir;
   absl::StatusOr<std::vector<dsf::ListedFile>> listed = dsf::ListCheckpointFiles(dir.tag_dir);
@@ -243,7 +256,8 @@ absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, V
   absl::StatusOr<ds::CheckpointIndex> index = ds::OpenCheckpoint(dir.tag_dir);
   if (!index.ok()) {
     const std::string message(index.status().message());
-    if (absl::IsUnimplemented(index.status())) {  // a layout ucp does not index: not a damaged checkpoint
+    if (absl::IsUnimplemented(
+            index.status())) {  // a layout ucp does not index: not a damaged checkpoint
       report.skipped.push_back(
           {"index", FileNamedIn(message, *listed),
            absl::StrCat("cross-file, cover and padding checks not made: ", message)});
@@ -251,8 +265,9 @@ absl::Status VerifyZero(const std::string& path, const VerifyOptions& options, V
     }
     const std::string file = FileNamedIn(message, *listed);
     // A file that does not open was named above; the index stops at the same error.
-    const bool named = std::any_of(report.problems.begin(), report.problems.end(),
-                                   [&](const Problem& p) { return p.check == "file" && p.file == file; });
+    const bool named =
+        std::any_of(report.problems.begin(), report.problems.end(),
+                    [&](const Problem& p) { return p.check == "file" && p.file == file; });
     if (!named || file.empty()) report.problems.push_back({"index", file, message});
     return absl::OkStatus();
   }

@@ -24,7 +24,8 @@ Buffer Buffer::CopyOf(absl::string_view bytes) {
 }
 
 Buffer Buffer::Slice(size_t offset, size_t length) const {
-  UCP_CHECK(RangeInside(offset, length, size_)) << "slice " << offset << "+" << length << " of " << size_;
+  UCP_CHECK(RangeInside(offset, length, size_))
+      << "slice " << offset << "+" << length << " of " << size_;
   return Buffer(owner_, data_ + offset, length);
 }
 

@@ -5,11 +5,9 @@
 
 #include <cstddef>
 #include <memory>
-
-#include "absl/strings/string_view.h"
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace ucp {
@@ -29,9 +27,7 @@ class Buffer {
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   absl::Span<const std::byte> span() const { return {data_, size_}; }
-  absl::string_view AsStringView() const {
-    return {reinterpret_cast<const char*>(data_), size_};
-  }
+  absl::string_view AsStringView() const { return {reinterpret_cast<const char*>(data_), size_}; }
   const std::shared_ptr<const void>& owner() const { return owner_; }
 
   // Zero-copy sub-range. The caller guarantees offset + length <= size() (UCP_CHECK).

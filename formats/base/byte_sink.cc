@@ -22,7 +22,8 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-absl::Status WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset, const std::string& name) {
+absl::Status WriteAll(int fd, const std::byte* data, size_t size, uint64_t offset,
+                      const std::string& name) {
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(offset + done));
@@ -46,7 +47,8 @@ class FileSink final : public ByteSink {
 
   absl::Status Append(absl::Span<const std::byte> bytes) override { return WriteAt(size_, bytes); }
   absl::Status WriteAt(uint64_t offset, absl::Span<const std::byte> bytes) override {
-    if (committed_) return absl::FailedPreconditionError(absl::StrCat(path_, ": write after commit"));
+    if (committed_)
+      return absl::FailedPreconditionError(absl::StrCat(path_, ": write after commit"));
     UCP_RETURN_IF_ERROR(WriteAll(fd_, bytes.data(), bytes.size(), offset, temp_));
     if (offset + bytes.size() > size_) size_ = offset + bytes.size();
     return absl::OkStatus();
@@ -56,7 +58,8 @@ class FileSink final : public ByteSink {
 
   absl::Status Commit() override {
     if (committed_) return absl::FailedPreconditionError(absl::StrCat(path_, ": committed twice"));
-    if (options_.fsync && ::fsync(fd_) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", temp_));
+    if (options_.fsync && ::fsync(fd_) != 0)
+      return ErrnoToStatus(errno, absl::StrCat("fsync ", temp_));
     if (::close(fd_) != 0) {
       fd_ = -1;
       return ErrnoToStatus(errno, absl::StrCat("closing ", temp_));
@@ -64,7 +67,8 @@ class FileSink final : public ByteSink {
     fd_ = -1;
     if (!options_.overwrite) {
       // link() fails with EEXIST instead of replacing, which makes the no-overwrite check atomic.
-      if (::link(temp_.c_str(), path_.c_str()) != 0) return ErrnoToStatus(errno, absl::StrCat("creating ", path_));
+      if (::link(temp_.c_str(), path_.c_str()) != 0)
+        return ErrnoToStatus(errno, absl::StrCat("creating ", path_));
       ::unlink(temp_.c_str());
     } else if (::rename(temp_.c_str(), path_.c_str()) != 0) {
       return ErrnoToStatus(errno, absl::StrCat("renaming ", temp_, " to ", path_));
@@ -93,14 +97,17 @@ std::atomic<uint64_t> temp_counter{0};
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ByteSink>> CreateFileSink(const std::string& path, FileSinkOptions options) {
+absl::StatusOr<std::unique_ptr<ByteSink>> CreateFileSink(const std::string& path,
+                                                         FileSinkOptions options) {
   std::string temp = absl::StrCat(path, ".tmp-", ::getpid(), "-", temp_counter.fetch_add(1));
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("creating ", temp));
   return std::unique_ptr<ByteSink>(new FileSink(path, std::move(temp), fd, options));
 }
 
-absl::Status MemorySink::Append(absl::Span<const std::byte> bytes) { return WriteAt(bytes_.size(), bytes); }
+absl::Status MemorySink::Append(absl::Span<const std::byte> bytes) {
+  return WriteAt(bytes_.size(), bytes);
+}
 
 absl::Status MemorySink::WriteAt(uint64_t offset, absl::Span<const std::byte> bytes) {
   if (committed_) return absl::FailedPreconditionError(absl::StrCat(name_, ": write after commit"));

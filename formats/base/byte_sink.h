@@ -5,13 +5,12 @@
 #pragma once
 
 #include <cstdint>
-
-#include "absl/strings/string_view.h"
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace ucp {

@@ -35,8 +35,8 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text, bool allow_zero) 
   const bool ok = !number.empty() && absl::SimpleAtod(number, &value) && value == value &&
                   (allow_zero ? value >= 0 : value > 0) && value * factor < 1.8e19;
   if (!ok || (!allow_zero && value * factor < 1.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad size '", text, "' (bytes, or with a unit: 256MiB, 1.5GiB, 5GB = 5e9, 64k = 65536)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad size '", text, "' (bytes, or with a unit: 256MiB, 1.5GiB, 5GB = 5e9, 64k = 65536)"));
   }
   return static_cast<uint64_t>(value * factor);
 }

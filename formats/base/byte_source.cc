@@ -22,7 +22,8 @@ absl::Status RangeError(const ByteSource& src, uint64_t offset, uint64_t length)
 
 class FileSource final : public ByteSource {
  public:
-  FileSource(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  FileSource(std::string path, int fd, uint64_t size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
   ~FileSource() override {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -35,7 +36,7 @@ class FileSource final : public ByteSource {
     if (!mapping_ || !RangeInside(offset, length, size_)) return;
     static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const uintptr_t base = reinterpret_cast<uintptr_t>(mapping_->data());  // page-aligned (mmap)
-    const uintptr_t begin = (base + offset + page - 1) / page * page;      // whole pages inside only
+    const uintptr_t begin = (base + offset + page - 1) / page * page;  // whole pages inside only
     const uintptr_t end = (base + offset + length) / page * page;
     // A read-only shared file mapping: MADV_DONTNEED only unmaps, the file's bytes are unchanged.
     if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
@@ -49,7 +50,8 @@ class FileSource final : public ByteSource {
     }
     size_t done = 0;
     while (done < out.size()) {
-      ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      ssize_t n =
+          ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoToStatus(errno, absl::StrCat("reading ", path_));
@@ -65,7 +67,8 @@ class FileSource final : public ByteSource {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) return ErrnoToStatus(errno, absl::StrCat("mapping ", path_));
     uint64_t size = size_;
-    std::shared_ptr<const void> owner(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+    std::shared_ptr<const void> owner(
+        p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
     mapping_ = Buffer(std::move(owner), static_cast<const std::byte*>(p), size_);
     // The mapping keeps the file; closing the descriptor lets an index hold thousands of shards
     // open without raising `ulimit -n`.
@@ -83,12 +86,14 @@ class FileSource final : public ByteSource {
 
 class MemoryByteSource final : public ByteSource {
  public:
-  MemoryByteSource(Buffer bytes, std::string name) : bytes_(std::move(bytes)), name_(std::move(name)) {}
+  MemoryByteSource(Buffer bytes, std::string name)
+      : bytes_(std::move(bytes)), name_(std::move(name)) {}
   uint64_t Size() const override { return bytes_.size(); }
   const std::string& name() const override { return name_; }
   std::optional<Buffer> Map() const override { return bytes_; }
   absl::Status ReadAt(uint64_t offset, absl::Span<std::byte> out) const override {
-    if (!RangeInside(offset, out.size(), bytes_.size())) return RangeError(*this, offset, out.size());
+    if (!RangeInside(offset, out.size(), bytes_.size()))
+      return RangeError(*this, offset, out.size());
     if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
     return absl::OkStatus();
   }

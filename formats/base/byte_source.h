@@ -38,7 +38,8 @@ class ByteSource {
 // Map() returns it; empty files are never mapped. NotFound / PermissionDenied / Unavailable;
 // InvalidArgument "<path>: not a regular file" for anything else after following links (a FIFO,
 // a socket, a device, a folder): never blocks, a FIFO is opened O_NONBLOCK and refused.
-absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path, bool map = true);
+absl::StatusOr<std::shared_ptr<ByteSource>> OpenFileSource(const std::string& path,
+                                                           bool map = true);
 
 // A read-only descriptor of the regular file `path` (O_CLOEXEC, blocking reads), with its size:
 // what OpenFileSource and every other reader of input files open through, with its errors.

@@ -91,11 +91,14 @@ TEST(ByteSourceTest, ReleaseRangeKeepsTheBytes) {
   std::shared_ptr<ByteSource> memory = MemorySource(Buffer::CopyOf(data));
   for (const ByteSource* src : {file->get(), memory.get()}) {
     std::string out(data.size(), '\0');
-    ASSERT_TRUE(src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(out.data()), out.size())).ok());
+    ASSERT_TRUE(
+        src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(out.data()), out.size())).ok());
     src->ReleaseRange(100, data.size() - 200);
     src->ReleaseRange(0, data.size() + 1);  // out of range: ignored
     std::string again(data.size(), '\0');
-    ASSERT_TRUE(src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(again.data()), again.size())).ok());
+    ASSERT_TRUE(
+        src->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(again.data()), again.size()))
+            .ok());
     EXPECT_EQ(again, data);
   }
   std::remove(path.c_str());

@@ -15,7 +15,7 @@ uint16_t FloatToBf16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
   if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
-  return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);                 // round to nearest even
+  return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);  // round to nearest even
 }
 
 uint16_t FloatToHalf(float f) {
@@ -60,7 +60,8 @@ class CastSource final : public ByteSource {
       cast.resize(n * eout);
       CastElements(from_, in.data(), to_, cast.data(), static_cast<int64_t>(n));
       // Copy the part of [e*eout, (e+n)*eout) that overlaps the request.
-      const uint64_t lo = std::max(offset, e * eout), hi = std::min(offset + out.size(), (e + n) * eout);
+      const uint64_t lo = std::max(offset, e * eout),
+                     hi = std::min(offset + out.size(), (e + n) * eout);
       std::memcpy(out.data() + (lo - offset), cast.data() + (lo - e * eout), hi - lo);
     }
     return absl::OkStatus();
@@ -81,7 +82,8 @@ class CastSource final : public ByteSource {
       }
       at += r.size;
     }
-    if (done != out.size()) return absl::InternalError(absl::StrCat(name_, ": input runs end early"));
+    if (done != out.size())
+      return absl::InternalError(absl::StrCat(name_, ": input runs end early"));
     return absl::OkStatus();
   }
 
@@ -93,7 +95,9 @@ class CastSource final : public ByteSource {
 
 }  // namespace
 
-bool IsCastableFloat(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16 || d == DType::kF64; }
+bool IsCastableFloat(DType d) {
+  return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16 || d == DType::kF64;
+}
 
 void CastElements(DType from, const std::byte* in, DType to, std::byte* out, int64_t n) {
   const size_t ein = DTypeSize(from), eout = DTypeSize(to);
@@ -112,19 +116,23 @@ void CastElements(DType from, const std::byte* in, DType to, std::byte* out, int
   }
 }
 
-absl::StatusOr<std::shared_ptr<ByteSource>> CastingSource(std::vector<CastInputRun> runs, DType from, DType to,
-                                                          int64_t numel, std::string name) {
-  if (!IsCastableFloat(from) || !(to == DType::kF32 || to == DType::kBF16 || to == DType::kF16) || numel < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": no cast from ", DTypeName(from), " to ", DTypeName(to)));
+absl::StatusOr<std::shared_ptr<ByteSource>> CastingSource(std::vector<CastInputRun> runs,
+                                                          DType from, DType to, int64_t numel,
+                                                          std::string name) {
+  if (!IsCastableFloat(from) || !(to == DType::kF32 || to == DType::kBF16 || to == DType::kF16) ||
+      numel < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": no cast from ", DTypeName(from), " to ", DTypeName(to)));
   }
   uint64_t total = 0;
   for (const CastInputRun& r : runs) {
-    if (r.source == nullptr) return absl::InvalidArgumentError(absl::StrCat(name, ": input run without a source"));
+    if (r.source == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat(name, ": input run without a source"));
     total += r.size;
   }
   if (total != static_cast<uint64_t>(numel) * DTypeSize(from)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": input runs hold ", total, " bytes, ", numel, " ",
-                                                   DTypeName(from), " elements need ",
+    return absl::InvalidArgumentError(absl::StrCat(name, ": input runs hold ", total, " bytes, ",
+                                                   numel, " ", DTypeName(from), " elements need ",
                                                    static_cast<uint64_t>(numel) * DTypeSize(from)));
   }
   return std::make_shared<CastSource>(std::move(runs), from, to, numel, std::move(name));

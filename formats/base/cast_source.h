@@ -28,7 +28,8 @@ struct CastInputRun {
 
 // `numel` elements of dtype `from`, the concatenation of `runs`, read as dtype `to`. The runs must
 // add up to numel * DTypeSize(from) bytes (InvalidArgument otherwise).
-absl::StatusOr<std::shared_ptr<ByteSource>> CastingSource(std::vector<CastInputRun> runs, DType from, DType to,
-                                                          int64_t numel, std::string name);
+absl::StatusOr<std::shared_ptr<ByteSource>> CastingSource(std::vector<CastInputRun> runs,
+                                                          DType from, DType to, int64_t numel,
+                                                          std::string name);
 
 }  // namespace ucp

@@ -45,8 +45,9 @@ TEST(CastingSourceTest, EveryRangeEqualsTheWholeCast) {
   padded.insert(padded.end(), bytes.begin(), bytes.end());
   auto a = MemorySource(Buffer::FromVector(std::vector<std::byte>(padded)));
   auto b = MemorySource(Buffer::FromVector(std::vector<std::byte>(bytes)));
-  absl::StatusOr<std::shared_ptr<ByteSource>> src = CastingSource(
-      {{a, 8, 1204}, {b, 1204, 1600}, {a, 8 + 2804, 4000 - 2804}}, DType::kF32, DType::kBF16, n, "<t>");
+  absl::StatusOr<std::shared_ptr<ByteSource>> src =
+      CastingSource({{a, 8, 1204}, {b, 1204, 1600}, {a, 8 + 2804, 4000 - 2804}}, DType::kF32,
+                    DType::kBF16, n, "<t>");
   ASSERT_TRUE(src.ok()) << src.status();
   ASSERT_EQ((*src)->Size(), static_cast<uint64_t>(n * 2));
   std::uniform_int_distribution<uint64_t> pos(0, n * 2);

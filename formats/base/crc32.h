@@ -5,8 +5,6 @@
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
-#include "absl/strings/string_view.h"
-
 #include "absl/types/span.h"
 
 namespace ucp {

@@ -40,12 +40,13 @@ TEST(DTypeTest, ElementAsDouble) {
     for (int x : b) v.push_back(static_cast<std::byte>(x));
     return v;
   };
-  EXPECT_EQ(ElementAsDouble(DType::kBF16, bytes({0x80, 0x3F}).data()), 1.0);      // 0x3F80
-  EXPECT_EQ(ElementAsDouble(DType::kBF16, bytes({0xC0, 0xC0}).data()), -6.0);     // 0xC0C0
-  EXPECT_EQ(ElementAsDouble(DType::kF16, bytes({0x00, 0x3C}).data()), 1.0);       // 0x3C00
-  EXPECT_EQ(ElementAsDouble(DType::kF16, bytes({0x01, 0x00}).data()), std::ldexp(1.0, -24));  // subnormal
+  EXPECT_EQ(ElementAsDouble(DType::kBF16, bytes({0x80, 0x3F}).data()), 1.0);   // 0x3F80
+  EXPECT_EQ(ElementAsDouble(DType::kBF16, bytes({0xC0, 0xC0}).data()), -6.0);  // 0xC0C0
+  EXPECT_EQ(ElementAsDouble(DType::kF16, bytes({0x00, 0x3C}).data()), 1.0);    // 0x3C00
+  EXPECT_EQ(ElementAsDouble(DType::kF16, bytes({0x01, 0x00}).data()),
+            std::ldexp(1.0, -24));  // subnormal
   EXPECT_TRUE(std::isinf(ElementAsDouble(DType::kF16, bytes({0x00, 0x7C}).data())));
-  EXPECT_EQ(ElementAsDouble(DType::kF8E4M3, bytes({0x7E}).data()), 448.0);        // max finite
+  EXPECT_EQ(ElementAsDouble(DType::kF8E4M3, bytes({0x7E}).data()), 448.0);  // max finite
   EXPECT_TRUE(std::isnan(ElementAsDouble(DType::kF8E4M3, bytes({0x7F}).data())));
   EXPECT_EQ(ElementAsDouble(DType::kF8E5M2, bytes({0x3C}).data()), 1.0);
   EXPECT_EQ(ElementAsDouble(DType::kI16, bytes({0xFE, 0xFF}).data()), -2.0);

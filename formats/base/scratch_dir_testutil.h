@@ -47,7 +47,8 @@ class ScratchDir {
       c = keep ? c : '_';  // parameterized names hold '/'
     }
     name.resize(std::min<size_t>(name.size(), 120));  // under NAME_MAX with the suffix
-    std::string pattern = (std::filesystem::path(::testing::TempDir()) / (name + "_XXXXXX")).string();
+    std::string pattern =
+        (std::filesystem::path(::testing::TempDir()) / (name + "_XXXXXX")).string();
     if (::mkdtemp(pattern.data()) == nullptr) {
       std::fprintf(stderr, "ScratchDir: cannot create %s\n", pattern.c_str());
       std::abort();

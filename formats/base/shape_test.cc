@@ -21,7 +21,8 @@ TEST(ShapeTest, HostileDims) {
   EXPECT_EQ(Shape({int64_t{1} << 40, int64_t{1} << 40}).NumElements().status().code(),
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(Shape({INT64_MAX, 2}).NumElements().status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(Shape(std::vector<int64_t>(100, 1)).NumElements().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(Shape(std::vector<int64_t>(100, 1)).NumElements().status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -17,7 +17,8 @@ constexpr absl::string_view kUsagePayload = "ucp/usage-error";
 absl::Status WithContext(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
   return out;
 }
 
@@ -32,26 +33,23 @@ absl::Status AsUsageError(const absl::Status& status) {
   return out;
 }
 
-bool IsUsageError(const absl::Status& status) { return status.GetPayload(kUsagePayload).has_value(); }
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsagePayload).has_value();
+}
 
 absl::Status ErrnoToStatus(int errno_value, absl::string_view what) {
   std::string message = absl::StrCat(what, ": ", std::strerror(errno_value));
   switch (errno_value) {
     case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(message);
-    case EEXIST:
-      return absl::AlreadyExistsError(message);
+    case ENOTDIR: return absl::NotFoundError(message);
+    case EEXIST: return absl::AlreadyExistsError(message);
     case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
+    case EPERM: return absl::PermissionDeniedError(message);
     case ENOSPC:
     case EDQUOT:
     case ENOMEM:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::UnavailableError(message);
+    case EFBIG: return absl::ResourceExhaustedError(message);
+    default: return absl::UnavailableError(message);
   }
 }
 

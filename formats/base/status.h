@@ -8,26 +8,26 @@
 
 #include <sstream>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 #define UCP_INTERNAL_CONCAT2(a, b) a##b
 #define UCP_INTERNAL_CONCAT(a, b) UCP_INTERNAL_CONCAT2(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define UCP_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::absl::Status _ucp_status = (expr);           \
-    if (!_ucp_status.ok()) return _ucp_status;     \
+#define UCP_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status _ucp_status = (expr);       \
+    if (!_ucp_status.ok()) return _ucp_status; \
   } while (0)
 
 // Like UCP_RETURN_IF_ERROR, prefixing the message with `context` ("file x: key y").
-#define UCP_RETURN_IF_ERROR_CTX(expr, context)                                 \
-  do {                                                                         \
-    ::absl::Status _ucp_status = (expr);                                       \
+#define UCP_RETURN_IF_ERROR_CTX(expr, context)                                \
+  do {                                                                        \
+    ::absl::Status _ucp_status = (expr);                                      \
     if (!_ucp_status.ok()) return ::ucp::WithContext(_ucp_status, (context)); \
   } while (0)
 

@@ -67,7 +67,8 @@ inline constexpr absl::string_view kZeroOptimization = "zero_optimization";
 inline constexpr absl::string_view kRoundRobinGradients = "round_robin_gradients";
 inline constexpr absl::string_view kElasticCheckpoint = "elastic_checkpoint";
 inline constexpr absl::string_view kMicsShardSize = "mics_shard_size";
-inline constexpr absl::string_view kUseDataBeforeExpertParallelism = "use_data_before_expert_parallelism";
+inline constexpr absl::string_view kUseDataBeforeExpertParallelism =
+    "use_data_before_expert_parallelism";
 
 // --- ZeRO optimizer shard keys (§2.2, §2.3, §3.6) ----------------------------------------------
 inline constexpr absl::string_view kOptimizerStateDict = "optimizer_state_dict";
@@ -82,7 +83,8 @@ inline constexpr absl::string_view kGroupPaddings = "group_paddings";
 inline constexpr absl::string_view kPartitionCount = "partition_count";
 inline constexpr absl::string_view kParamSliceMappings = "param_slice_mappings";
 inline constexpr absl::string_view kFp32FlatGroups = "fp32_flat_groups";
-inline constexpr absl::string_view kFp32Groups = "fp32_groups";  // FP16_UnfusedOptimizer (bf16 ZeRO-0)
+inline constexpr absl::string_view kFp32Groups =
+    "fp32_groups";  // FP16_UnfusedOptimizer (bf16 ZeRO-0)
 inline constexpr absl::string_view kDsZeroPartitionGroups = "ds_zero_partition_groups";
 // torch optimizer state_dict().
 inline constexpr absl::string_view kState = "state";
@@ -123,15 +125,20 @@ inline constexpr absl::string_view kAutoepFusedWeights[] = {"w1", "w2", "w3"};
 
 // --- universal_checkpoint_info (§5.2) ----------------------------------------------------------
 inline constexpr absl::string_view kUniversalCheckpointVersion = "universal_checkpoint_version";
-inline constexpr absl::string_view kTpReplicatedParameterPatterns = "tp_replicated_parameter_patterns";
+inline constexpr absl::string_view kTpReplicatedParameterPatterns =
+    "tp_replicated_parameter_patterns";
 inline constexpr absl::string_view kParameterToAveragePatterns = "parameter_to_average_patterns";
-inline constexpr absl::string_view kParameterWithRowParallelismPatterns = "parameter_with_row_parallelism_patterns";
+inline constexpr absl::string_view kParameterWithRowParallelismPatterns =
+    "parameter_with_row_parallelism_patterns";
 inline constexpr absl::string_view kVocabularyParameterPatterns = "vocabulary_parameter_patterns";
-inline constexpr absl::string_view kPipelineReplicatedParameterPatterns = "pipeline_replicated_parameter_patterns";
-inline constexpr absl::string_view kParameterWith2SubParamsCatDim0 = "parameter_with_2_sub_params_cat_dim_0";
+inline constexpr absl::string_view kPipelineReplicatedParameterPatterns =
+    "pipeline_replicated_parameter_patterns";
+inline constexpr absl::string_view kParameterWith2SubParamsCatDim0 =
+    "parameter_with_2_sub_params_cat_dim_0";
 inline constexpr absl::string_view kParameterWithSubParams = "parameter_with_sub_params";
 inline constexpr absl::string_view kSubParamShardWidths = "sub_param_shard_widths";
-inline constexpr absl::string_view kAutotpUnsupportedParameterPatterns = "autotp_unsupported_parameter_patterns";
+inline constexpr absl::string_view kAutotpUnsupportedParameterPatterns =
+    "autotp_unsupported_parameter_patterns";
 inline constexpr absl::string_view kOriginalVocabSize = "original_vocab_size";
 inline constexpr absl::string_view kExpertParameterPatterns = "expert_parameter_patterns";
 
@@ -139,7 +146,8 @@ inline constexpr absl::string_view kExpertParameterPatterns = "expert_parameter_
 inline constexpr absl::string_view kZeroConfigModule = "deepspeed.runtime.zero.config";
 inline constexpr absl::string_view kZeroStageEnum = "ZeroStageEnum";
 // ZeroStageEnum member names, indexed by value (max_stage is an alias of weights).
-inline constexpr absl::string_view kZeroStageNames[] = {"disabled", "optimizer_states", "gradients", "weights"};
+inline constexpr absl::string_view kZeroStageNames[] = {"disabled", "optimizer_states", "gradients",
+                                                        "weights"};
 inline constexpr absl::string_view kZeroStageMaxAlias = "max_stage";
 inline constexpr absl::string_view kTensorFragmentModule = "deepspeed.utils.tensor_fragment";
 inline constexpr absl::string_view kFragmentAddress = "fragment_address";
@@ -157,13 +165,14 @@ inline constexpr absl::string_view kUcpExpAvg = "exp_avg";
 inline constexpr absl::string_view kUcpExpAvgSq = "exp_avg_sq";
 inline constexpr absl::string_view kUcpStep = "step";
 // expert_parameter_patterns that ds_to_universal writes into rewritten AutoEP model files (§5.4):
-// ZeRO-1/2 without, ZeRO-3 with the leading ".*" (two spellings of one rule, as DeepSpeed has them).
+// ZeRO-1/2 without, ZeRO-3 with the leading ".*" (two spellings of one rule, as DeepSpeed has
+// them).
 inline constexpr absl::string_view kUcpExpertPatternZero12 = "\\.experts\\.w[123]$";
 inline constexpr absl::string_view kUcpExpertPatternZero3 = ".*\\.experts\\.w[123]$";
 // ds_to_universal's "lightweight" ZeRO-1/2 AutoEP layer metadata keeps these fields, in this order
 // (deepspeed_checkpoint.py AUTOEP_METADATA_FIELDS).
-inline constexpr absl::string_view kUcpAutoepMetadataFields[] = {kMoeLayerId,    kModulePath,      kExpertKeyPrefix,
-                                                                 kNumExperts,    kNumLocalExperts, kEpSize};
+inline constexpr absl::string_view kUcpAutoepMetadataFields[] = {
+    kMoeLayerId, kModulePath, kExpertKeyPrefix, kNumExperts, kNumLocalExperts, kEpSize};
 // universal_checkpoint_info that --inject_missing_state supplies when a model file has none.
 inline constexpr double kUniversalCheckpointVersionValue = 0.4;
 

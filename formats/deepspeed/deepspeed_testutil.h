@@ -23,7 +23,8 @@ inline std::string FixtureCase(const std::string& name) {
 class ScratchDir : public ucp::testutil::ScratchDir {
  public:
   // Copies fixtures/deepspeed/<name>/<sub> (a tag folder) to <scratch>/<tag> and returns that path.
-  std::filesystem::path CopyTag(const std::string& name, const std::string& sub = "checkpoint/global_step5") {
+  std::filesystem::path CopyTag(const std::string& name,
+                                const std::string& sub = "checkpoint/global_step5") {
     const std::filesystem::path from = std::filesystem::path(FixtureCase(name)) / sub;
     const std::filesystem::path to = path() / from.filename();
     std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);

@@ -13,8 +13,8 @@ std::optional<NativeExpertName> ParseNativeExpertName(absl::string_view name) {
   const absl::string_view tail = name.substr(at + keys::kNativeExpertsInfix.size());
   const size_t dot = tail.find('.');
   NativeExpertName out;
-  if (dot == absl::string_view::npos || dot + 1 >= tail.size() || !absl::SimpleAtoi(tail.substr(0, dot), &out.id) ||
-      out.id < 0) {
+  if (dot == absl::string_view::npos || dot + 1 >= tail.size() ||
+      !absl::SimpleAtoi(tail.substr(0, dot), &out.id) || out.id < 0) {
     return std::nullopt;
   }
   out.prefix = std::string(name.substr(0, at));
@@ -22,7 +22,9 @@ std::optional<NativeExpertName> ParseNativeExpertName(absl::string_view name) {
   return out;
 }
 
-bool HasNativeExpertInfix(absl::string_view name) { return absl::StrContains(name, keys::kNativeExpertsInfix); }
+bool HasNativeExpertInfix(absl::string_view name) {
+  return absl::StrContains(name, keys::kNativeExpertsInfix);
+}
 
 std::string NativeExpertParamName(absl::string_view prefix, int64_t id, absl::string_view rest) {
   return absl::StrCat(prefix, keys::kNativeExpertsInfix, id, ".", rest);

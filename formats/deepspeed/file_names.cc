@@ -7,12 +7,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/base/byte_source.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::formats::deepspeed {
 namespace {
@@ -36,7 +36,8 @@ bool ConsumeNumber(absl::string_view* s, int* out) {
 
 // "{A}<infix>{B}" with nothing left over.
 bool ParsePair(absl::string_view s, absl::string_view infix, int* a, int* b) {
-  return ConsumeNumber(&s, a) && absl::ConsumePrefix(&s, infix) && ConsumeNumber(&s, b) && s.empty();
+  return ConsumeNumber(&s, a) && absl::ConsumePrefix(&s, infix) && ConsumeNumber(&s, b) &&
+         s.empty();
 }
 
 std::optional<FileName> ParseModelStates(absl::string_view s) {
@@ -69,9 +70,11 @@ std::optional<FileName> ParseModelStates(absl::string_view s) {
 std::optional<FileName> ParsePipelineLayer(absl::string_view s) {
   FileName f;
   f.kind = FileKind::kPipelineLayer;
-  if (!absl::ConsumePrefix(&s, keys::kLayerPrefix) || !ConsumeNumber(&s, &f.layer)) return std::nullopt;
+  if (!absl::ConsumePrefix(&s, keys::kLayerPrefix) || !ConsumeNumber(&s, &f.layer))
+    return std::nullopt;
   if (s.empty()) return f;
-  if (absl::ConsumePrefix(&s, keys::kPipelineModelInfix) && ConsumeNumber(&s, &f.tp_rank) && s.empty()) {
+  if (absl::ConsumePrefix(&s, keys::kPipelineModelInfix) && ConsumeNumber(&s, &f.tp_rank) &&
+      s.empty()) {
     return f;
   }
   return std::nullopt;
@@ -86,7 +89,8 @@ std::optional<FileName> ParseOptimStates(absl::string_view s, bool legacy) {
     return std::nullopt;
   }
   f.kind = FileKind::kOptimStates;
-  for (absl::string_view prefix : {keys::kBf16ZeroShardPrefix, keys::kFp16ZeroShardPrefix, keys::kZeroShardPrefix}) {
+  for (absl::string_view prefix :
+       {keys::kBf16ZeroShardPrefix, keys::kFp16ZeroShardPrefix, keys::kZeroShardPrefix}) {
     absl::string_view rest = s;
     if (!absl::ConsumePrefix(&rest, prefix)) continue;
     f.shard_prefix = std::string(prefix.substr(0, prefix.size() - keys::kZeroShardPrefix.size()));
@@ -97,7 +101,8 @@ std::optional<FileName> ParseOptimStates(absl::string_view s, bool legacy) {
 }
 
 bool LooksLikeCheckpointFile(absl::string_view name) {
-  return absl::EndsWith(name, keys::kModelStatesSuffix) || absl::EndsWith(name, keys::kOptimStatesSuffixLegacy) ||
+  return absl::EndsWith(name, keys::kModelStatesSuffix) ||
+         absl::EndsWith(name, keys::kOptimStatesSuffixLegacy) ||
          absl::EndsWith(name, keys::kPipelineModelStatesSuffix);
 }
 
@@ -111,9 +116,10 @@ absl::Status NoCheckpointError(const fs::path& dir) {
   }
   std::sort(tags.begin(), tags.end());
   if (tags.size() > kMaxListedTags) tags.resize(kMaxListedTags);
-  std::string hint = tags.empty() ? "" : absl::StrCat("; pass a tag, one of: ", absl::StrJoin(tags, ", "));
-  return absl::NotFoundError(
-      absl::StrCat(dir.string(), " has no '", keys::kLatestFile, "' file and no DeepSpeed checkpoint files", hint));
+  std::string hint =
+      tags.empty() ? "" : absl::StrCat("; pass a tag, one of: ", absl::StrJoin(tags, ", "));
+  return absl::NotFoundError(absl::StrCat(dir.string(), " has no '", keys::kLatestFile,
+                                          "' file and no DeepSpeed checkpoint files", hint));
 }
 
 }  // namespace
@@ -139,20 +145,13 @@ std::string ExpertModelStatesFileName(int layer, int expert, int mp_rank) {
 
 absl::string_view FileKindName(FileKind kind) {
   switch (kind) {
-    case FileKind::kModelStates:
-      return "model states";
-    case FileKind::kZeroModelStates:
-      return "ZeRO-3 model states";
-    case FileKind::kOptimStates:
-      return "ZeRO optimizer shard";
-    case FileKind::kExpertModelStates:
-      return "expert model states";
-    case FileKind::kLegacyExpertModelStates:
-      return "legacy expert model states";
-    case FileKind::kPipelineLayer:
-      return "pipeline layer";
-    case FileKind::kExpertOptimStates:
-      return "expert optimizer states";
+    case FileKind::kModelStates: return "model states";
+    case FileKind::kZeroModelStates: return "ZeRO-3 model states";
+    case FileKind::kOptimStates: return "ZeRO optimizer shard";
+    case FileKind::kExpertModelStates: return "expert model states";
+    case FileKind::kLegacyExpertModelStates: return "legacy expert model states";
+    case FileKind::kPipelineLayer: return "pipeline layer";
+    case FileKind::kExpertOptimStates: return "expert optimizer states";
   }
   return "?";
 }
@@ -161,8 +160,10 @@ std::optional<FileName> ParseFileName(absl::string_view basename) {
   absl::string_view s = basename;
   if (absl::ConsumeSuffix(&s, keys::kPipelineModelStatesSuffix)) return ParsePipelineLayer(s);
   if (absl::ConsumeSuffix(&s, keys::kModelStatesSuffix)) return ParseModelStates(s);
-  if (absl::ConsumeSuffix(&s, keys::kOptimStatesSuffix)) return ParseOptimStates(s, /*legacy=*/false);
-  if (absl::ConsumeSuffix(&s, keys::kOptimStatesSuffixLegacy)) return ParseOptimStates(s, /*legacy=*/true);
+  if (absl::ConsumeSuffix(&s, keys::kOptimStatesSuffix))
+    return ParseOptimStates(s, /*legacy=*/false);
+  if (absl::ConsumeSuffix(&s, keys::kOptimStatesSuffixLegacy))
+    return ParseOptimStates(s, /*legacy=*/true);
   return std::nullopt;
 }
 
@@ -198,7 +199,8 @@ bool HasCheckpointFiles(const std::string& dir) {
 absl::StatusOr<CheckpointDir> ResolveCheckpointDir(const std::string& dir, absl::string_view tag) {
   std::error_code ec;
   const fs::path path(dir);
-  if (!fs::is_directory(path, ec)) return absl::NotFoundError(absl::StrCat(dir, ": not a directory"));
+  if (!fs::is_directory(path, ec))
+    return absl::NotFoundError(absl::StrCat(dir, ": not a directory"));
   if (!tag.empty()) {
     UCP_RETURN_IF_ERROR(CheckTagName(tag, "tag"));
     if (fs::is_directory(path / std::string(tag), ec)) {
@@ -213,8 +215,9 @@ absl::StatusOr<CheckpointDir> ResolveCheckpointDir(const std::string& dir, absl:
   if (fs::exists(latest, ec)) {
     UCP_ASSIGN_OR_RETURN(std::string latest_tag, ReadTagFile(latest.string()));
     if (!fs::is_directory(path / latest_tag, ec)) {
-      return absl::NotFoundError(absl::StrCat(latest.string(), " names tag '", latest_tag, "', but ",
-                                              (path / latest_tag).string(), " is not a directory"));
+      return absl::NotFoundError(absl::StrCat(latest.string(), " names tag '", latest_tag,
+                                              "', but ", (path / latest_tag).string(),
+                                              " is not a directory"));
     }
     return CheckpointDir{dir, latest_tag, (path / latest_tag).string()};
   }
@@ -235,15 +238,16 @@ absl::StatusOr<std::vector<ListedFile>> ListCheckpointFiles(const std::string& t
     if (it->is_directory(ec)) {
       if (base == keys::kOffloadedTensorsDir) {
         return absl::UnimplementedError(absl::StrCat(tag_dir, ": NVMe-offloaded optimizer state ('",
-                                                     keys::kOffloadedTensorsDir, "') is not supported"));
+                                                     keys::kOffloadedTensorsDir,
+                                                     "') is not supported"));
       }
       continue;
     }
     std::optional<FileName> name = ParseFileName(base);
     if (!name.has_value()) {
       if (LooksLikeCheckpointFile(base)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(it->path().string(), ": not a DeepSpeed checkpoint file name this reader knows"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            it->path().string(), ": not a DeepSpeed checkpoint file name this reader knows"));
       }
       continue;
     }

@@ -63,9 +63,11 @@ TEST(ParseFileName, ModelStates) {
 TEST(ParseFileName, RejectsOtherNames) {
   for (const char* name :
        {"latest", "zero_to_fp32.py", "mp_rank__model_states.pt", "mp_rank_0x_model_states.pt",
-        "zero_pp_rank_-1_mp_rank_00_optim_states.pt", "zero_pp_rank_12345678_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_-1_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_12345678_mp_rank_00_optim_states.pt",
         "zero_pp_rank_1_mp_rank_00_optim_states.pt.tmp", "bf16_mp_rank_00_model_states.pt",
-        "xzero_pp_rank_1_mp_rank_00_optim_states.pt", "layer_1_expert_2_model_states.pt", "fp32.pt"}) {
+        "xzero_pp_rank_1_mp_rank_00_optim_states.pt", "layer_1_expert_2_model_states.pt",
+        "fp32.pt"}) {
     EXPECT_FALSE(ParseFileName(name).has_value()) << name;
   }
 }
@@ -84,8 +86,10 @@ TEST(ResolveCheckpointDir, LatestTagAndTagFolder) {
   auto from_tag = ResolveCheckpointDir(tag.string(), "");
   ASSERT_TRUE(from_tag.ok()) << from_tag.status();
   EXPECT_EQ(from_tag->tag, "global_step5");
-  EXPECT_EQ(ResolveCheckpointDir(scratch.path().string(), "global_step9").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(ResolveCheckpointDir(scratch.path().string(), "../x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveCheckpointDir(scratch.path().string(), "global_step9").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ResolveCheckpointDir(scratch.path().string(), "../x").status().code(),
+            absl::StatusCode::kInvalidArgument);
   {
     std::ofstream latest(scratch.path() / "latest");
     latest << "global_step7";
@@ -96,7 +100,8 @@ TEST(ResolveCheckpointDir, LatestTagAndTagFolder) {
   std::filesystem::remove(scratch.path() / "latest");
   auto no_latest = ResolveCheckpointDir(scratch.path().string(), "");
   EXPECT_EQ(no_latest.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(no_latest.status().message().find("pass a tag, one of: global_step5"), std::string::npos)
+  EXPECT_NE(no_latest.status().message().find("pass a tag, one of: global_step5"),
+            std::string::npos)
       << no_latest.status();
 }
 

@@ -1,15 +1,16 @@
 #include "formats/deepspeed/value_access.h"
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::formats::deepspeed {
 namespace {
 
 absl::Status WrongKind(const Value* v, absl::string_view expected, absl::string_view what) {
-  return absl::DataLossError(absl::StrCat(what, ": expected ", expected, ", found ",
-                                          v == nullptr ? "nothing" : formats::torch::ValueKindName(v->kind())));
+  return absl::DataLossError(
+      absl::StrCat(what, ": expected ", expected, ", found ",
+                   v == nullptr ? "nothing" : formats::torch::ValueKindName(v->kind())));
 }
 
 bool IsBuiltinGetattr(const Value* cls) {
@@ -21,7 +22,8 @@ bool IsBuiltinGetattr(const Value* cls) {
 
 }  // namespace
 
-absl::StatusOr<const Value*> Require(const Value& dict, absl::string_view key, absl::string_view what) {
+absl::StatusOr<const Value*> Require(const Value& dict, absl::string_view key,
+                                     absl::string_view what) {
   const Value* v = dict.Get(key);
   if (v == nullptr) return absl::DataLossError(absl::StrCat(what, ": missing key '", key, "'"));
   return v;
@@ -116,7 +118,8 @@ absl::StatusOr<const TensorRef*> AsTensor(const Value* v, absl::string_view what
 
 absl::StatusOr<Shape> AsShape(const Value* v, absl::string_view what) {
   const Value* dims = v;
-  if (v != nullptr && v->is(ValueKind::kObject) && v->IsGlobal(keys::kTorchModule, keys::kTorchSize)) {
+  if (v != nullptr && v->is(ValueKind::kObject) &&
+      v->IsGlobal(keys::kTorchModule, keys::kTorchSize)) {
     if (v->args() == nullptr || v->args()->items().size() != 1) {
       return absl::DataLossError(absl::StrCat(what, ": torch.Size with unexpected arguments"));
     }
@@ -128,7 +131,8 @@ absl::StatusOr<Shape> AsShape(const Value* v, absl::string_view what) {
   }
   std::vector<int64_t> out;
   for (size_t i = 0; i < dims->items().size(); ++i) {
-    UCP_ASSIGN_OR_RETURN(int64_t d, AsIntIn(dims->items()[i], 0, kMaxTensorElements, absl::StrCat(what, " dim ", i)));
+    UCP_ASSIGN_OR_RETURN(int64_t d, AsIntIn(dims->items()[i], 0, kMaxTensorElements,
+                                            absl::StrCat(what, " dim ", i)));
     out.push_back(d);
   }
   Shape shape(std::move(out));
@@ -139,8 +143,9 @@ absl::StatusOr<Shape> AsShape(const Value* v, absl::string_view what) {
 absl::StatusOr<int> AsZeroStage(const Value* v, absl::string_view what) {
   const Value* value = v;
   // By value: ZeroStageEnum(2).
-  if (v != nullptr && v->is(ValueKind::kObject) && v->IsGlobal(keys::kZeroConfigModule, keys::kZeroStageEnum) &&
-      v->args() != nullptr && v->args()->items().size() == 1) {
+  if (v != nullptr && v->is(ValueKind::kObject) &&
+      v->IsGlobal(keys::kZeroConfigModule, keys::kZeroStageEnum) && v->args() != nullptr &&
+      v->args()->items().size() == 1) {
     value = v->args()->items()[0];
   }
   if (value != nullptr && value->is(ValueKind::kInt)) {
@@ -148,8 +153,8 @@ absl::StatusOr<int> AsZeroStage(const Value* v, absl::string_view what) {
     return static_cast<int>(stage);
   }
   // By name: getattr(ZeroStageEnum, 'gradients').
-  if (v == nullptr || !v->is(ValueKind::kObject) || v->cls() == nullptr || !IsBuiltinGetattr(v->cls()) ||
-      v->args() == nullptr || v->args()->items().size() != 2 ||
+  if (v == nullptr || !v->is(ValueKind::kObject) || v->cls() == nullptr ||
+      !IsBuiltinGetattr(v->cls()) || v->args() == nullptr || v->args()->items().size() != 2 ||
       !v->args()->items()[0]->IsGlobal(keys::kZeroConfigModule, keys::kZeroStageEnum) ||
       !v->args()->items()[1]->is(ValueKind::kStr)) {
     return WrongKind(v, "ZeroStageEnum", what);
@@ -176,24 +181,23 @@ absl::StatusOr<FragmentAddress> AsFragmentAddress(const Value* v, absl::string_v
     numel = v->args()->items()[0];
     start = v->args()->items()[1];
   }
-  UCP_ASSIGN_OR_RETURN(out.numel, AsIntIn(numel, 0, kMaxTensorElements, absl::StrCat(what, ".numel")));
-  UCP_ASSIGN_OR_RETURN(out.start, AsIntIn(start, 0, kMaxTensorElements, absl::StrCat(what, ".start")));
+  UCP_ASSIGN_OR_RETURN(out.numel,
+                       AsIntIn(numel, 0, kMaxTensorElements, absl::StrCat(what, ".numel")));
+  UCP_ASSIGN_OR_RETURN(out.start,
+                       AsIntIn(start, 0, kMaxTensorElements, absl::StrCat(what, ".start")));
   return out;
 }
 
 std::string Describe(const Value* v) {
   if (v == nullptr) return "nothing";
   switch (v->kind()) {
-    case ValueKind::kInt:
-      return absl::StrCat(v->int_value());
-    case ValueKind::kFloat:
-      return absl::StrCat(v->float_value());
-    case ValueKind::kStr:
-      return absl::StrCat("'", v->str(), "'");
+    case ValueKind::kInt: return absl::StrCat(v->int_value());
+    case ValueKind::kFloat: return absl::StrCat(v->float_value());
+    case ValueKind::kStr: return absl::StrCat("'", v->str(), "'");
     case ValueKind::kTensor:
-      return absl::StrCat("tensor ", DTypeName(v->tensor().dtype), " ", v->tensor().shape.ToString());
-    default:
-      return std::string(formats::torch::ValueKindName(v->kind()));
+      return absl::StrCat("tensor ", DTypeName(v->tensor().dtype), " ",
+                          v->tensor().shape.ToString());
+    default: return std::string(formats::torch::ValueKindName(v->kind()));
   }
 }
 

@@ -23,7 +23,8 @@ using formats::torch::ValueKind;
 inline constexpr int64_t kMaxCount = int64_t{1} << 24;
 
 // dict[key]; DataLoss "missing key" when absent or when `dict` is not a dict.
-absl::StatusOr<const Value*> Require(const Value& dict, absl::string_view key, absl::string_view what);
+absl::StatusOr<const Value*> Require(const Value& dict, absl::string_view key,
+                                     absl::string_view what);
 // dict[int key] for dicts keyed by ints (torch optimizer `state`); nullptr when absent.
 const Value* GetByInt(const Value& dict, int64_t key);
 // True for a present value that is neither None nor an empty container.
@@ -41,12 +42,13 @@ absl::StatusOr<const Value*> AsDict(const Value* v, absl::string_view what);
 absl::StatusOr<std::vector<std::string>> AsStrList(const Value* v, absl::string_view what);
 absl::StatusOr<std::vector<int64_t>> AsIntList(const Value* v, absl::string_view what);
 // A tensor; also checks it is 1-D and contiguous when `flat` is set.
-absl::StatusOr<const TensorRef*> AsTensor(const Value* v, absl::string_view what, bool flat = false);
+absl::StatusOr<const TensorRef*> AsTensor(const Value* v, absl::string_view what,
+                                          bool flat = false);
 // torch.Size(...), or a plain tuple / list of non-negative ints (AutoEP param_shapes).
 absl::StatusOr<Shape> AsShape(const Value* v, absl::string_view what);
 
-// ZeroStageEnum pickled by value (ZeroStageEnum(2)) or by name (getattr(ZeroStageEnum, 'gradients')),
-// or a plain int. Returns 0..3.
+// ZeroStageEnum pickled by value (ZeroStageEnum(2)) or by name (getattr(ZeroStageEnum,
+// 'gradients')), or a plain int. Returns 0..3.
 absl::StatusOr<int> AsZeroStage(const Value* v, absl::string_view what);
 
 struct FragmentAddress {

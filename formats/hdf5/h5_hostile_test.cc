@@ -394,7 +394,8 @@ TEST_F(Hdf5HostileTest, DamagedStringCharacterSet) {
       }
     });
     const size_t at = FindUnique(path, is_variable ? variable : fixed);
-    testing::Patch(path, at + (is_variable ? 2 : 1), {static_cast<uint8_t>(is_variable ? 0x0F : 0xF0)});
+    testing::Patch(path, at + (is_variable ? 2 : 1),
+                   {static_cast<uint8_t>(is_variable ? 0x0F : 0xF0)});
     auto reader = H5Reader::Open(path);
     ASSERT_TRUE(reader.ok()) << reader.status();
     auto attributes = reader->Attributes("/");
@@ -411,7 +412,7 @@ TEST_F(Hdf5HostileTest, DeclaredSizeMustBeBackedByStoredData) {
     hsize_t chunk[1] = {1 << 20};
     H5Pset_chunk(dcpl.get(), 1, chunk);
     AddDataset(file, "chunks", H5T_STD_U8LE, {hsize_t{1} << 30}, nullptr, dcpl.get());  // 1 GiB
-    AddDataset(file, "contiguous", H5T_IEEE_F32LE, {hsize_t{1} << 25}, nullptr);  // 128 MiB
+    AddDataset(file, "contiguous", H5T_IEEE_F32LE, {hsize_t{1} << 25}, nullptr);        // 128 MiB
     // Small and partly written: the rest is fill value, within kMaxFillBytes.
     PropHandle small(H5Pcreate(H5P_DATASET_CREATE));
     hsize_t small_chunk[1] = {100};
@@ -462,7 +463,8 @@ TEST_F(Hdf5HostileTest, ChunksCannotExpandBeyondTheirFilters) {
       hsize_t chunk[1] = {hsize_t{16} << 20};  // 64 MiB of f32
       H5Pset_chunk(dcpl.get(), 1, chunk);
       const unsigned level = 3;
-      if (zstd) H5Pset_filter(dcpl.get(), internal_hdf5::kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level);
+      if (zstd)
+        H5Pset_filter(dcpl.get(), internal_hdf5::kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level);
       AddDataset(file, "x", H5T_IEEE_F32LE, {hsize_t{16} << 20}, nullptr, dcpl.get());
       DatasetHandle x(H5Dopen2(file, "x", H5P_DEFAULT));
       hsize_t offset[1] = {0};

@@ -39,20 +39,11 @@ herr_t WalkOne(unsigned n, const H5E_error2_t* error, void* data) {
 absl::StatusOr<TypeHandle> IntegerType(int bytes, bool is_signed) {
   hid_t base = H5I_INVALID_HID;
   switch (bytes) {
-    case 1:
-      base = is_signed ? H5T_STD_I8LE : H5T_STD_U8LE;
-      break;
-    case 2:
-      base = is_signed ? H5T_STD_I16LE : H5T_STD_U16LE;
-      break;
-    case 4:
-      base = is_signed ? H5T_STD_I32LE : H5T_STD_U32LE;
-      break;
-    case 8:
-      base = is_signed ? H5T_STD_I64LE : H5T_STD_U64LE;
-      break;
-    default:
-      return absl::InternalError(absl::StrCat("no HDF5 integer of ", bytes, " bytes"));
+    case 1: base = is_signed ? H5T_STD_I8LE : H5T_STD_U8LE; break;
+    case 2: base = is_signed ? H5T_STD_I16LE : H5T_STD_U16LE; break;
+    case 4: base = is_signed ? H5T_STD_I32LE : H5T_STD_U32LE; break;
+    case 8: base = is_signed ? H5T_STD_I64LE : H5T_STD_U64LE; break;
+    default: return absl::InternalError(absl::StrCat("no HDF5 integer of ", bytes, " bytes"));
   }
   TypeHandle type(H5Tcopy(base));
   if (!type.valid()) return ErrorFromStack(absl::StatusCode::kInternal, "copying an HDF5 type");
@@ -261,28 +252,17 @@ bool TypeMatches(hid_t type, DType dtype) {
 
 const char* TypeClassName(hid_t type) {
   switch (H5Tget_class(type)) {
-    case H5T_INTEGER:
-      return "integer";
-    case H5T_FLOAT:
-      return "float";
-    case H5T_STRING:
-      return "string";
-    case H5T_BITFIELD:
-      return "bitfield";
-    case H5T_OPAQUE:
-      return "opaque";
-    case H5T_COMPOUND:
-      return "compound";
-    case H5T_REFERENCE:
-      return "reference";
-    case H5T_ENUM:
-      return "enum";
-    case H5T_VLEN:
-      return "variable-length";
-    case H5T_ARRAY:
-      return "array";
-    default:
-      return "unknown";
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "float";
+    case H5T_STRING: return "string";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_COMPOUND: return "compound";
+    case H5T_REFERENCE: return "reference";
+    case H5T_ENUM: return "enum";
+    case H5T_VLEN: return "variable-length";
+    case H5T_ARRAY: return "array";
+    default: return "unknown";
   }
 }
 
@@ -352,7 +332,8 @@ absl::Status ReadDTypeTag(hid_t object, std::optional<std::string>& tag) {
   tag.reset();
   const char* name = formats::hdf5::kDTypeAttribute;
   htri_t exists = H5Aexists(object, name);
-  if (exists < 0) return ErrorFromStack(absl::StatusCode::kDataLoss, "looking up attribute ucp_dtype");
+  if (exists < 0)
+    return ErrorFromStack(absl::StatusCode::kDataLoss, "looking up attribute ucp_dtype");
   if (exists == 0) return absl::OkStatus();
   AttrHandle attr(H5Aopen(object, name, H5P_DEFAULT));
   TypeHandle type(attr.valid() ? H5Aget_type(attr.get()) : H5I_INVALID_HID);

@@ -119,14 +119,10 @@ absl::StatusOr<DatasetInfo> Describe(hid_t file, const std::string& path) {
 uint64_t MaxExpansion(H5Z_filter_t id) {
   switch (id) {
     case H5Z_FILTER_SHUFFLE:
-    case H5Z_FILTER_FLETCHER32:
-      return 1;
-    case H5Z_FILTER_DEFLATE:
-      return 1032;
-    case internal_hdf5::kZstdFilterId:
-      return 32768;
-    default:
-      return 0;
+    case H5Z_FILTER_FLETCHER32: return 1;
+    case H5Z_FILTER_DEFLATE: return 1032;
+    case internal_hdf5::kZstdFilterId: return 32768;
+    default: return 0;
   }
 }
 
@@ -158,8 +154,8 @@ absl::StatusOr<Pipeline> CheckPipeline(hid_t dataset, hid_t dcpl) {
                                               "'), which is not available"));
     }
     const uint64_t expansion = MaxExpansion(id);
-    if (expansion == 0 || __builtin_mul_overflow(pipeline.max_expansion, expansion,
-                                                 &pipeline.max_expansion)) {
+    if (expansion == 0 ||
+        __builtin_mul_overflow(pipeline.max_expansion, expansion, &pipeline.max_expansion)) {
       pipeline.max_expansion = 0;
     }
     if (id == internal_hdf5::kZstdFilterId) {
@@ -216,8 +212,8 @@ absl::Status CheckStorage(hid_t dataset, hid_t dcpl, uint64_t declared, uint64_t
                                : 0;
     if (rank <= 0 || rank != space_rank) {
       H5Eclear2(H5E_DEFAULT);
-      return absl::DataLossError(absl::StrCat("has chunks of rank ", rank,
-                                              " but a dataspace of rank ", space_rank));
+      return absl::DataLossError(
+          absl::StrCat("has chunks of rank ", rank, " but a dataspace of rank ", space_rank));
     }
     for (int d = 0; d < rank; ++d) {
       if (chunk[d] == 0) return absl::DataLossError("has a chunk dim of 0");
@@ -242,10 +238,9 @@ absl::Status CheckStorage(hid_t dataset, hid_t dcpl, uint64_t declared, uint64_t
     uint64_t bound = 0;
     if (__builtin_mul_overflow(stored, max_expansion, &bound)) bound = UINT64_MAX;
     if (max_expansion > 0 && backed > bound) {
-      return absl::DataLossError(absl::StrCat(allocated, " stored chunks of ", chunk_bytes,
-                                              " bytes cannot decode from ", stored,
-                                              " stored bytes (at most ", max_expansion,
-                                              "x through its filters)"));
+      return absl::DataLossError(
+          absl::StrCat(allocated, " stored chunks of ", chunk_bytes, " bytes cannot decode from ",
+                       stored, " stored bytes (at most ", max_expansion, "x through its filters)"));
     }
   } else if (layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) {
     backed = stored;
@@ -254,10 +249,10 @@ absl::Status CheckStorage(hid_t dataset, hid_t dcpl, uint64_t declared, uint64_t
   }
   const uint64_t fill = declared - std::min(declared, backed);
   if (fill > static_cast<uint64_t>(kMaxFillBytes)) {
-    return absl::DataLossError(absl::StrCat(
-        "declares ", declared, " bytes, of which ", fill,
-        " have no stored data (they would be fill value): more than kMaxFillBytes (", kMaxFillBytes,
-        ")"));
+    return absl::DataLossError(
+        absl::StrCat("declares ", declared, " bytes, of which ", fill,
+                     " have no stored data (they would be fill value): more than kMaxFillBytes (",
+                     kMaxFillBytes, ")"));
   }
   return absl::OkStatus();
 }
@@ -435,8 +430,8 @@ absl::StatusOr<SharedTensor> H5Reader::Read(absl::string_view dataset_path) cons
     return absl::ResourceExhaustedError(
         absl::StrCat(context, ": cannot allocate ", size, " bytes"));
   }
-  UCP_RETURN_IF_ERROR_CTX(
-      state_->ReadDataset(*info, *opened, absl::MakeSpan(bytes.get(), size)), context);
+  UCP_RETURN_IF_ERROR_CTX(state_->ReadDataset(*info, *opened, absl::MakeSpan(bytes.get(), size)),
+                          context);
   const std::byte* data = bytes.get();
   return SharedTensor::Contiguous(info->dtype, info->shape, Buffer(std::move(bytes), data, size));
 }

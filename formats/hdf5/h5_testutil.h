@@ -23,9 +23,7 @@ namespace ucp::formats::hdf5::testing {
 // HDF5 file, group, dataset or attribute identifier was left open, on success and error paths.
 class TempDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = ucp::testutil::ScratchDir::Make("").string();
-  }
+  void SetUp() override { dir_ = ucp::testutil::ScratchDir::Make("").string(); }
   void TearDown() override {
     EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0) << "HDF5 file objects left open";
     std::filesystem::remove_all(dir_);

@@ -207,15 +207,9 @@ TEST(SafetensorsHostileTest, RandomCorruptionNeverCrashes) {
     for (int i = 0; i < flips; ++i) {
       const size_t at = rng() % corrupt.size();
       switch (rng() % 3) {
-        case 0:
-          corrupt[at] = static_cast<char>(rng());
-          break;
-        case 1:
-          corrupt[at] = "{}[]\",:0123456789-e. \\u"[rng() % 23];
-          break;
-        default:
-          corrupt.erase(at, 1 + rng() % 8);
-          break;
+        case 0: corrupt[at] = static_cast<char>(rng()); break;
+        case 1: corrupt[at] = "{}[]\",:0123456789-e. \\u"[rng() % 23]; break;
+        default: corrupt.erase(at, 1 + rng() % 8); break;
       }
       if (corrupt.empty()) break;
     }

@@ -51,7 +51,8 @@ std::optional<GlobalRole> LookupGlobal(absl::string_view module, absl::string_vi
     if (e.module == module && e.name == name) return e.role;
   }
   if (module == "torch") {
-    if (name.size() > 7 && name.substr(name.size() - 7) == "Storage" && DTypeFromTorchStorage(name)) {
+    if (name.size() > 7 && name.substr(name.size() - 7) == "Storage" &&
+        DTypeFromTorchStorage(name)) {
       return GlobalRole::kStorageType;
     }
     if (DTypeFromTorchDTypeName(name)) return GlobalRole::kDType;

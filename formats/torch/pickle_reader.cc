@@ -11,7 +11,8 @@ absl::StatusOr<const Value*> ParsePickle(absl::Span<const std::byte> pickle, Val
   return vm.Run();
 }
 
-absl::StatusOr<PickleTree> ParsePickle(absl::Span<const std::byte> pickle, const PickleLimits& limits) {
+absl::StatusOr<PickleTree> ParsePickle(absl::Span<const std::byte> pickle,
+                                       const PickleLimits& limits) {
   PickleTree tree{std::make_shared<ValueArena>(), nullptr};
   UCP_ASSIGN_OR_RETURN(tree.root, ParsePickle(pickle, *tree.arena, limits));
   return tree;

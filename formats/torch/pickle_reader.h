@@ -29,6 +29,7 @@ absl::StatusOr<const Value*> ParsePickle(absl::Span<const std::byte> pickle, Val
                                          const PickleLimits& limits = {});
 
 // Convenience: parses into a new arena.
-absl::StatusOr<PickleTree> ParsePickle(absl::Span<const std::byte> pickle, const PickleLimits& limits = {});
+absl::StatusOr<PickleTree> ParsePickle(absl::Span<const std::byte> pickle,
+                                       const PickleLimits& limits = {});
 
 }  // namespace ucp::formats::torch

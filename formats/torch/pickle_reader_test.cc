@@ -42,7 +42,11 @@ TEST(PickleReaderTest, Scalars) {
 
 TEST(PickleReaderTest, DictKeepsOrderAndReplacesDuplicateKeys) {
   // {'b': 1, 'a': 2, 'b': 3} → {'b': 3, 'a': 2}
-  std::string body = B("}(X\x01\x00\x00\x00" "bK\x01X\x01\x00\x00\x00" "aK\x02X\x01\x00\x00\x00" "bK\x03u");
+  std::string body =
+      B("}(X\x01\x00\x00\x00"
+        "bK\x01X\x01\x00\x00\x00"
+        "aK\x02X\x01\x00\x00\x00"
+        "bK\x03u");
   auto tree = Parse(P(body));
   ASSERT_TRUE(tree.ok()) << tree.status();
   ASSERT_EQ(tree->root->entries().size(), 2u);
@@ -53,15 +57,19 @@ TEST(PickleReaderTest, DictKeepsOrderAndReplacesDuplicateKeys) {
 
 TEST(PickleReaderTest, MemoSharesNodes) {
   // l = []; [l, l]
-  std::string body = B("](]q\x00h\x00" "e");
+  std::string body =
+      B("](]q\x00h\x00"
+        "e");
   auto tree = Parse(P(body));
   ASSERT_TRUE(tree.ok()) << tree.status();
   EXPECT_EQ(tree->root->items()[0], tree->root->items()[1]);
 }
 
 TEST(PickleReaderTest, OrderedDictWithStateAndSet) {
-  std::string body = B("(ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00xK\x01u}X\x09\x00\x00\x00_metadataNsb"
-                     "c__builtin__\nset\n](K\x01K\x02" "e\x85Rt");
+  std::string body =
+      B("(ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00xK\x01u}X\x09\x00\x00\x00_metadataNsb"
+        "c__builtin__\nset\n](K\x01K\x02"
+        "e\x85Rt");
   auto tree = Parse(P(body));
   ASSERT_TRUE(tree.ok()) << tree.status();
   const Value* od = tree->root->items()[0];
@@ -74,11 +82,14 @@ TEST(PickleReaderTest, OrderedDictWithStateAndSet) {
 }
 
 TEST(PickleReaderTest, TensorRebuild) {
-  // _rebuild_tensor_v2(('storage', FloatStorage, '0', 'cpu', 6), 1, (2, 2), (2, 1), False, OrderedDict())
+  // _rebuild_tensor_v2(('storage', FloatStorage, '0', 'cpu', 6), 1, (2, 2), (2, 1), False,
+  // OrderedDict())
   std::string body =
-      B("ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
-      "0X\x03\x00\x00\x00" "cpuK\x06tQK\x01K\x02K\x02\x86K\x02K\x01\x86\x89"
-      "ccollections\nOrderedDict\n)RtR");
+      B("ctorch._utils\n_rebuild_tensor_v2\n(("
+        "X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+        "0X\x03\x00\x00\x00"
+        "cpuK\x06tQK\x01K\x02K\x02\x86K\x02K\x01\x86\x89"
+        "ccollections\nOrderedDict\n)RtR");
   auto tree = Parse(P(body));
   ASSERT_TRUE(tree.ok()) << tree.status();
   ASSERT_EQ(tree->root->kind(), ValueKind::kTensor);
@@ -94,11 +105,13 @@ TEST(PickleReaderTest, TensorRebuild) {
   bad.replace(bad.find("tQK\x01"), 4, "tQK\x03");
   auto refused = Parse(P(bad));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(refused.status().message().find("reaches element 6"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("reaches element 6"), std::string::npos)
+      << refused.status();
 }
 
 TEST(PickleReaderTest, ForbiddenGlobalsNameThemselves) {
-  for (const char* g : {"cos\nsystem\n", "c__builtin__\neval\n", "csubprocess\nPopen\n", "cbuiltins\nexec\n"}) {
+  for (const char* g :
+       {"cos\nsystem\n", "c__builtin__\neval\n", "csubprocess\nPopen\n", "cbuiltins\nexec\n"}) {
     auto tree = Parse(P(std::string(g) + B("(X\x02\x00\x00\x00lstR")));
     ASSERT_FALSE(tree.ok());
     EXPECT_EQ(tree.status().code(), absl::StatusCode::kInvalidArgument);
@@ -131,7 +144,9 @@ TEST(PickleReaderTest, DeepNestingIsRefusedWithoutRecursion) {
 
 TEST(PickleReaderTest, CyclesAndExponentialSharingAreRefused) {
   // l = []; l.append(l)
-  auto tree = Parse(P(B("]q\x00h\x00" "a")));
+  auto tree =
+      Parse(P(B("]q\x00h\x00"
+                "a")));
   EXPECT_EQ(tree.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(tree.status().message().find("cycle"), std::string::npos);
   // x0 = []; x(i+1) = [x(i), x(i)]: 2^60 nodes when expanded.
@@ -148,19 +163,28 @@ TEST(PickleReaderTest, CyclesAndExponentialSharingAreRefused) {
 
 TEST(PickleReaderTest, MalformedStreams) {
   EXPECT_EQ(Parse(B("")).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(Parse(B("\x80\x02X\xff\xff\xff\x7f")).status().code(), absl::StatusCode::kDataLoss);  // huge string
-  EXPECT_EQ(Parse(P(B("h\x05"))).status().code(), absl::StatusCode::kDataLoss);                    // memo miss
-  EXPECT_EQ(Parse(P(B("a"))).status().code(), absl::StatusCode::kDataLoss);                        // underflow
-  EXPECT_EQ(Parse(P(B("K\x01K\x02"))).status().code(), absl::StatusCode::kDataLoss);               // 2 on stack
-  EXPECT_EQ(Parse(P(B("X\x02\x00\x00\x00\xff\xfe"))).status().code(), absl::StatusCode::kDataLoss);  // bad UTF-8
-  EXPECT_EQ(Parse(P(B("i"))).status().code(), absl::StatusCode::kUnimplemented);                   // INST
-  EXPECT_EQ(Parse(P(B("N")) + "N").status().code(), absl::StatusCode::kDataLoss);                  // trailing bytes
+  EXPECT_EQ(Parse(B("\x80\x02X\xff\xff\xff\x7f")).status().code(),
+            absl::StatusCode::kDataLoss);                                             // huge string
+  EXPECT_EQ(Parse(P(B("h\x05"))).status().code(), absl::StatusCode::kDataLoss);       // memo miss
+  EXPECT_EQ(Parse(P(B("a"))).status().code(), absl::StatusCode::kDataLoss);           // underflow
+  EXPECT_EQ(Parse(P(B("K\x01K\x02"))).status().code(), absl::StatusCode::kDataLoss);  // 2 on stack
+  EXPECT_EQ(Parse(P(B("X\x02\x00\x00\x00\xff\xfe"))).status().code(),
+            absl::StatusCode::kDataLoss);                                          // bad UTF-8
+  EXPECT_EQ(Parse(P(B("i"))).status().code(), absl::StatusCode::kUnimplemented);   // INST
+  EXPECT_EQ(Parse(P(B("N")) + "N").status().code(), absl::StatusCode::kDataLoss);  // trailing bytes
 }
 
 TEST(PickleWriterTest, WriteThenReadIsIdentity) {
-  std::string body = B("}(X\x01\x00\x00\x00" "a](K\x01J\xfe\xff\xff\xff" "eX\x01\x00\x00\x00" "b"
-                     "(ccollections\nOrderedDict\n)RX\x01\x00\x00\x00" "c\x88" "c__builtin__\nset\n](K\x01" "e\x85R"
-                     "\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00tu");
+  std::string body =
+      B("}(X\x01\x00\x00\x00"
+        "a](K\x01J\xfe\xff\xff\xff"
+        "eX\x01\x00\x00\x00"
+        "b"
+        "(ccollections\nOrderedDict\n)RX\x01\x00\x00\x00"
+        "c\x88"
+        "c__builtin__\nset\n](K\x01"
+        "e\x85R"
+        "\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00tu");
   auto tree = Parse(P(body));
   ASSERT_TRUE(tree.ok()) << tree.status();
   auto written = WritePickle(*tree->root);

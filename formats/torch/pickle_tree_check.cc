@@ -28,7 +28,8 @@ absl::Status CheckTreeShape(const Value& root, int max_depth, int64_t max_expand
   auto enter = [&](const Value* v) -> absl::Status {
     auto [it, inserted] = info.try_emplace(v);
     if (!inserted) {
-      if (!it->second.done) return absl::DataLossError("pickle value contains itself (a reference cycle)");
+      if (!it->second.done)
+        return absl::DataLossError("pickle value contains itself (a reference cycle)");
       return absl::OkStatus();
     }
     if (static_cast<int>(stack.size()) >= max_depth) {
@@ -57,7 +58,8 @@ absl::Status CheckTreeShape(const Value& root, int max_depth, int64_t max_expand
       return absl::DataLossError(absl::StrCat("pickle nests deeper than ", max_depth, " levels"));
     }
     if (node.expanded > max_expanded) {
-      return absl::DataLossError(absl::StrCat("pickle expands to more than ", max_expanded, " values"));
+      return absl::DataLossError(
+          absl::StrCat("pickle expands to more than ", max_expanded, " values"));
     }
     info[f.node] = node;
     stack.pop_back();

@@ -129,7 +129,9 @@ Value* ValueArena::Tensor(TensorRef tensor) {
   v->tensor_ = &tensors_.emplace_back(std::move(tensor));
   return v;
 }
-StorageRef* ValueArena::NewStorage(StorageRef storage) { return &storages_.emplace_back(std::move(storage)); }
+StorageRef* ValueArena::NewStorage(StorageRef storage) {
+  return &storages_.emplace_back(std::move(storage));
+}
 
 void ValueArena::Append(Value* seq, const Value* item) { seq->items_.push_back(item); }
 void ValueArena::SetItem(Value* dict, const Value* key, const Value* value) {

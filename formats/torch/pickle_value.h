@@ -28,8 +28,8 @@ namespace ucp::formats::torch {
 enum class ValueKind : uint8_t {
   kNone,
   kBool,
-  kInt,        // fits int64
-  kBigInt,     // LONG1/LONG4 wider than 64 bits: little-endian two's-complement bytes in str()
+  kInt,     // fits int64
+  kBigInt,  // LONG1/LONG4 wider than 64 bits: little-endian two's-complement bytes in str()
   kFloat,
   kStr,
   kBytes,
@@ -46,9 +46,10 @@ enum class ValueKind : uint8_t {
 };
 absl::string_view ValueKindName(ValueKind kind);
 
-// One storage record of a torch.save file (persistent id ('storage', <XStorage>, key, location, numel)).
+// One storage record of a torch.save file (persistent id ('storage', <XStorage>, key, location,
+// numel)).
 struct StorageRef {
-  std::string key;       // record name under data/
+  std::string key;  // record name under data/
   DType dtype;
   std::string location;  // "cpu", "cuda:0", ...; kept for round trips, ignored for reading
   int64_t numel = 0;     // elements of dtype (bytes when untyped)
@@ -158,13 +159,15 @@ class ValueArena {
   StorageRef* NewStorage(StorageRef storage);
 
   // Mutators for building.
-  static void Append(Value* seq, const Value* item);  // list, tuple, set
+  static void Append(Value* seq, const Value* item);                       // list, tuple, set
   static void SetItem(Value* dict, const Value* key, const Value* value);  // appends; no dedup
   static void ReplaceValue(Value* dict, size_t index, const Value* value);
   static void SetState(Value* obj, const Value* state);
   static void SetBool(Value* v, bool b) { v->int_ = b; }
   // Convenience for builders: dict[key] = value with a new str key.
-  void SetItem(Value* dict, absl::string_view key, const Value* value) { SetItem(dict, Str(std::string(key)), value); }
+  void SetItem(Value* dict, absl::string_view key, const Value* value) {
+    SetItem(dict, Str(std::string(key)), value);
+  }
 
   size_t size() const { return values_.size(); }
 

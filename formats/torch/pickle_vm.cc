@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "formats/base/status.h"
-#include "absl/strings/numbers.h"
 #include "formats/torch/pickle_opcodes.h"
 #include "formats/torch/pickle_tree_check.h"
 
@@ -73,7 +73,8 @@ absl::StatusOr<absl::string_view> Vm::TakeLine() {
 }
 
 absl::Status Vm::Push(Value* v) {
-  if (static_cast<int64_t>(stack_.size()) >= limits_.max_stack) return Error("stack limit exceeded");
+  if (static_cast<int64_t>(stack_.size()) >= limits_.max_stack)
+    return Error("stack limit exceeded");
   stack_.push_back(v);
   return absl::OkStatus();
 }
@@ -208,19 +209,14 @@ absl::Status Vm::Step(bool* stop) {
       if (proto > 5) return Error(absl::StrCat("unsupported protocol ", proto));
       return absl::OkStatus();
     }
-    case kFrame:
-      return TakeUint(8).status();  // framing is advisory; opcodes follow inline
-    case kStop:
-      *stop = true;
-      return absl::OkStatus();
+    case kFrame: return TakeUint(8).status();  // framing is advisory; opcodes follow inline
+    case kStop: *stop = true; return absl::OkStatus();
     case kMark:
       if (static_cast<int>(marks_.size()) >= limits_.max_depth) return Error("MARKs nest too deep");
       marks_.push_back(stack_.size());
       return absl::OkStatus();
-    case kPop:
-      return Pop().status();
-    case kPopMark:
-      return PopMark().status();
+    case kPop: return Pop().status();
+    case kPopMark: return PopMark().status();
     case kDup: {
       UCP_ASSIGN_OR_RETURN(Value * top, Top());
       return Push(top);
@@ -283,14 +279,18 @@ absl::Status Vm::Step(bool* stop) {
     case kShortBinUnicode:
     case kBinUnicode:
     case kBinUnicode8: {
-      UCP_ASSIGN_OR_RETURN(uint64_t n, TakeUint(op_ == kShortBinUnicode ? 1 : op_ == kBinUnicode ? 4 : 8));
+      UCP_ASSIGN_OR_RETURN(uint64_t n, TakeUint(op_ == kShortBinUnicode ? 1
+                                                : op_ == kBinUnicode    ? 4
+                                                                        : 8));
       UCP_ASSIGN_OR_RETURN(absl::string_view bytes, Take(n));
       return PushStr(bytes);
     }
     case kShortBinBytes:
     case kBinBytes:
     case kBinBytes8: {
-      UCP_ASSIGN_OR_RETURN(uint64_t n, TakeUint(op_ == kShortBinBytes ? 1 : op_ == kBinBytes ? 4 : 8));
+      UCP_ASSIGN_OR_RETURN(uint64_t n, TakeUint(op_ == kShortBinBytes ? 1
+                                                : op_ == kBinBytes    ? 4
+                                                                      : 8));
       UCP_ASSIGN_OR_RETURN(absl::string_view bytes, Take(n));
       return PushBytes(bytes);
     }
@@ -381,7 +381,8 @@ absl::Status Vm::Step(bool* stop) {
     case kStackGlobal: {
       UCP_ASSIGN_OR_RETURN(Value * name, Pop());
       UCP_ASSIGN_OR_RETURN(Value * module, Pop());
-      if (!name->is(ValueKind::kStr) || !module->is(ValueKind::kStr)) return Error("STACK_GLOBAL needs two strings");
+      if (!name->is(ValueKind::kStr) || !module->is(ValueKind::kStr))
+        return Error("STACK_GLOBAL needs two strings");
       return PushGlobal(module->str(), name->str());
     }
     case kBinPut:
@@ -389,8 +390,7 @@ absl::Status Vm::Step(bool* stop) {
       UCP_ASSIGN_OR_RETURN(uint64_t index, TakeUint(op_ == kBinPut ? 1 : 4));
       return MemoPut(index);
     }
-    case kMemoize:
-      return MemoPut(memo_.size());
+    case kMemoize: return MemoPut(memo_.size());
     case kPut: {
       UCP_ASSIGN_OR_RETURN(absl::string_view line, TakeLine());
       uint64_t index;
@@ -429,7 +429,8 @@ absl::Status Vm::Step(bool* stop) {
       UCP_ASSIGN_OR_RETURN(Value * kwargs, Pop());
       UCP_ASSIGN_OR_RETURN(Value * args, Pop());
       UCP_ASSIGN_OR_RETURN(Value * cls, Pop());
-      if (!kwargs->is_dict() || !kwargs->entries().empty()) return Error("NEWOBJ_EX with keyword arguments");
+      if (!kwargs->is_dict() || !kwargs->entries().empty())
+        return Error("NEWOBJ_EX with keyword arguments");
       UCP_ASSIGN_OR_RETURN(Value * result, NewObj(cls, args));
       return Push(result);
     }
@@ -439,20 +440,24 @@ absl::Status Vm::Step(bool* stop) {
       return Build(target, state);
     }
     default:
-      return absl::UnimplementedError(absl::StrFormat(
-          "pickle offset %d: opcode %s is not supported by ucp's pickle reader", op_pos_, OpcodeName(op_)));
+      return absl::UnimplementedError(
+          absl::StrFormat("pickle offset %d: opcode %s is not supported by ucp's pickle reader",
+                          op_pos_, OpcodeName(op_)));
   }
 }
 
 absl::StatusOr<const Value*> Vm::Run() {
   bool stop = false;
   while (!stop) {
-    if (pos_ >= in_.size()) return absl::DataLossError(absl::StrCat("pickle ends at offset ", pos_, " without STOP"));
+    if (pos_ >= in_.size())
+      return absl::DataLossError(absl::StrCat("pickle ends at offset ", pos_, " without STOP"));
     UCP_RETURN_IF_ERROR(Step(&stop));
   }
-  if (stack_.size() != 1 || !marks_.empty()) return Error("STOP with a stack that does not hold exactly one value");
+  if (stack_.size() != 1 || !marks_.empty())
+    return Error("STOP with a stack that does not hold exactly one value");
   if (pos_ != in_.size()) {
-    return absl::DataLossError(absl::StrCat("pickle has ", in_.size() - pos_, " trailing bytes after STOP"));
+    return absl::DataLossError(
+        absl::StrCat("pickle has ", in_.size() - pos_, " trailing bytes after STOP"));
   }
   const Value* root = stack_.back();
   UCP_RETURN_IF_ERROR(CheckTreeShape(*root, limits_.max_depth, limits_.max_expanded_values));

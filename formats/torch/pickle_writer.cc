@@ -152,7 +152,10 @@ absl::Status Writer::SaveTupleOf(absl::Span<const Value* const> items, const Val
   }
   if (items.size() > 3) Op(kMark);
   UCP_RETURN_IF_ERROR(SaveItems(items));
-  Op(items.size() == 1 ? kTuple1 : items.size() == 2 ? kTuple2 : items.size() == 3 ? kTuple3 : kTuple);
+  Op(items.size() == 1   ? kTuple1
+     : items.size() == 2 ? kTuple2
+     : items.size() == 3 ? kTuple3
+                         : kTuple);
   if (memo_node != nullptr) {
     Memoize(memo_node);
   } else {
@@ -176,7 +179,8 @@ absl::Status Writer::SaveBatchedAppends(absl::Span<const Value* const> items) {
   return absl::OkStatus();
 }
 
-absl::Status Writer::SaveBatchedSetItems(absl::Span<const std::pair<const Value*, const Value*>> entries) {
+absl::Status Writer::SaveBatchedSetItems(
+    absl::Span<const std::pair<const Value*, const Value*>> entries) {
   for (size_t start = 0; start < entries.size(); start += kBatchSize) {
     auto batch = entries.subspan(start, kBatchSize);
     if (batch.size() > 1) Op(kMark);
@@ -203,7 +207,9 @@ absl::Status Writer::SaveStorage(const StorageRef& s) {
     SaveGlobal("torch", "UntypedStorage");
   } else {
     std::optional<absl::string_view> cls = TorchStorageName(s.dtype);
-    if (!cls) return absl::InvalidArgumentError(absl::StrCat("dtype ", DTypeName(s.dtype), " has no typed torch storage"));
+    if (!cls)
+      return absl::InvalidArgumentError(
+          absl::StrCat("dtype ", DTypeName(s.dtype), " has no typed torch storage"));
     SaveGlobal("torch", *cls);
   }
   SaveStr(it->second);
@@ -241,7 +247,10 @@ absl::Status Writer::SaveTensorArgTuple(const TensorRef& t, bool requires_grad) 
     }
     if (ints->size() > 3) Op(kMark);
     for (int64_t x : *ints) SaveInt(x);
-    Op(ints->size() == 1 ? kTuple1 : ints->size() == 2 ? kTuple2 : ints->size() == 3 ? kTuple3 : kTuple);
+    Op(ints->size() == 1   ? kTuple1
+       : ints->size() == 2 ? kTuple2
+       : ints->size() == 3 ? kTuple3
+                           : kTuple);
     Put(next_memo_++);
   }
   Op(requires_grad ? kNewTrue : kNewFalse);
@@ -307,7 +316,8 @@ absl::Status Writer::Save(const Value& v) {
     Get(it->second);
     return absl::OkStatus();
   }
-  if (in_progress_.contains(&v)) return absl::InvalidArgumentError("value tree contains a reference cycle");
+  if (in_progress_.contains(&v))
+    return absl::InvalidArgumentError("value tree contains a reference cycle");
   if (++depth_ > max_depth_) return absl::InvalidArgumentError("value tree is nested too deeply");
   in_progress_.insert(&v);
   absl::Status status = absl::OkStatus();
@@ -396,12 +406,8 @@ absl::Status Writer::Save(const Value& v) {
       }
       break;
     }
-    case ValueKind::kStorage:
-      status = SaveStorage(*v.storage());
-      break;
-    case ValueKind::kTensor:
-      status = SaveTensor(v);
-      break;
+    case ValueKind::kStorage: status = SaveStorage(*v.storage()); break;
+    case ValueKind::kTensor: status = SaveTensor(v); break;
   }
   in_progress_.erase(&v);
   --depth_;

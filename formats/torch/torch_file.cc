@@ -29,10 +29,12 @@ absl::StatusOr<TorchFile> TorchFile::Open(std::shared_ptr<const ByteSource> sour
   UCP_ASSIGN_OR_RETURN(Buffer head, source->ReadBuffer(0, probe_size));
   if (StartsWith(head, absl::string_view("\x80\x02\x8a\x0a", 4))) {
     return absl::UnimplementedError(absl::StrCat(
-        name, ": legacy (non-zip) torch.save format (checkpoint_serialization=false) is not supported"));
+        name,
+        ": legacy (non-zip) torch.save format (checkpoint_serialization=false) is not supported"));
   }
   if (!StartsWith(head, "PK\x03\x04")) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": not a torch.save file (no zip signature)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": not a torch.save file (no zip signature)"));
   }
   UCP_ASSIGN_OR_RETURN(zip::ZipReader zip, zip::ZipReader::Open(std::move(source), options.zip));
   if (zip.entries().empty()) return absl::DataLossError(absl::StrCat(name, ": empty zip archive"));
@@ -40,18 +42,22 @@ absl::StatusOr<TorchFile> TorchFile::Open(std::shared_ptr<const ByteSource> sour
   const std::string& first = zip.entries().front().name;
   size_t slash = first.find('/');
   if (slash == std::string::npos || slash == 0) {
-    return absl::DataLossError(absl::StrCat(name, ": member '", first, "' is not under an archive root folder"));
+    return absl::DataLossError(
+        absl::StrCat(name, ": member '", first, "' is not under an archive root folder"));
   }
   std::string root = first.substr(0, slash);
   for (const zip::ZipEntry& e : zip.entries()) {
     if (e.name.compare(0, slash + 1, first, 0, slash + 1) != 0) {
-      return absl::DataLossError(absl::StrCat(name, ": member '", e.name, "' is outside the archive root '", root, "'"));
+      return absl::DataLossError(
+          absl::StrCat(name, ": member '", e.name, "' is outside the archive root '", root, "'"));
     }
   }
   const zip::ZipEntry* pkl = zip.Find(absl::StrCat(root, "/data.pkl"));
-  if (pkl == nullptr) return absl::DataLossError(absl::StrCat(name, ": no ", root, "/data.pkl record"));
+  if (pkl == nullptr)
+    return absl::DataLossError(absl::StrCat(name, ": no ", root, "/data.pkl record"));
   if (pkl->size > options.max_pickle_bytes) {
-    return absl::DataLossError(absl::StrCat(name, ": data.pkl is ", pkl->size, " bytes, over the limit"));
+    return absl::DataLossError(
+        absl::StrCat(name, ": data.pkl is ", pkl->size, " bytes, over the limit"));
   }
   UCP_ASSIGN_OR_RETURN(Buffer pickle, zip.Read(*pkl));
   PickleTree tree{std::make_shared<ValueArena>(), nullptr};
@@ -63,7 +69,8 @@ absl::StatusOr<TorchFile> TorchFile::Open(std::shared_ptr<const ByteSource> sour
   return file;
 }
 
-absl::StatusOr<TorchFile> TorchFile::OpenPath(const std::string& path, const TorchReadOptions& options) {
+absl::StatusOr<TorchFile> TorchFile::OpenPath(const std::string& path,
+                                              const TorchReadOptions& options) {
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> source, OpenFileSource(path));
   return Open(std::move(source), options);
 }
@@ -77,7 +84,7 @@ absl::Status TorchFile::IndexStorages() {
     const Value* v = stack.back();
     stack.pop_back();
     if (!seen_nodes.insert(v).second) continue;
-    const StorageRef* s = v->is(ValueKind::kTensor) ? v->tensor().storage
+    const StorageRef* s = v->is(ValueKind::kTensor)    ? v->tensor().storage
                           : v->is(ValueKind::kStorage) ? v->storage()
                                                        : nullptr;
     if (s != nullptr && seen_storages.insert(s).second) storages_.push_back(s);
@@ -88,7 +95,8 @@ absl::Status TorchFile::IndexStorages() {
   for (const StorageRef* s : storages_) {
     std::string record = absl::StrCat(archive_root_, "/data/", s->key);
     const zip::ZipEntry* e = zip_.Find(record);
-    if (e == nullptr) return absl::DataLossError(absl::StrCat(name(), ": storage record ", record, " is missing"));
+    if (e == nullptr)
+      return absl::DataLossError(absl::StrCat(name(), ": storage record ", record, " is missing"));
     storage_entries_[s] = static_cast<size_t>(e - zip_.entries().data());
     uint64_t expected = static_cast<uint64_t>(s->numel) * DTypeSize(s->dtype);
     if (e->size != expected) {
@@ -103,7 +111,8 @@ absl::Status TorchFile::IndexStorages() {
 absl::StatusOr<const zip::ZipEntry*> TorchFile::StorageEntry(const StorageRef& storage) const {
   auto it = storage_entries_.find(&storage);
   if (it == storage_entries_.end()) {
-    return absl::NotFoundError(absl::StrCat(name(), ": storage '", storage.key, "' is not one of this file's"));
+    return absl::NotFoundError(
+        absl::StrCat(name(), ": storage '", storage.key, "' is not one of this file's"));
   }
   return &zip_.entries()[it->second];
 }
@@ -148,9 +157,9 @@ absl::StatusOr<Buffer> TorchFile::TensorBytes(const TensorRef& t) const {
   const uint64_t gathered = static_cast<uint64_t>(n) * elem;  // n <= 2^50, elem <= 8
   if (gathered > storage.size() && gathered > kMaxExpandedViewBytes) {
     return absl::DataLossError(absl::StrCat(name(), ": tensor of shape ", t.shape.ToString(),
-                                            " is an overlapping view that would expand ", storage.size(),
-                                            " stored bytes to ", gathered, " (limit ",
-                                            kMaxExpandedViewBytes, ")"));
+                                            " is an overlapping view that would expand ",
+                                            storage.size(), " stored bytes to ", gathered,
+                                            " (limit ", kMaxExpandedViewBytes, ")"));
   }
   return GatherStrided(storage, t);
 }

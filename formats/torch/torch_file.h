@@ -39,7 +39,8 @@ class TorchFile {
   // hostile content), NotFound/Unavailable (I/O).
   static absl::StatusOr<TorchFile> Open(std::shared_ptr<const ByteSource> source,
                                         const TorchReadOptions& options = {});
-  static absl::StatusOr<TorchFile> OpenPath(const std::string& path, const TorchReadOptions& options = {});
+  static absl::StatusOr<TorchFile> OpenPath(const std::string& path,
+                                            const TorchReadOptions& options = {});
 
   const Value& root() const { return *tree_.root; }
   const PickleTree& tree() const { return tree_; }

@@ -18,7 +18,8 @@ std::string Fixture(const std::string& rel) {
 }
 
 TEST(TorchFileTest, ReadsDeepSpeedModelStates) {
-  auto file = TorchFile::OpenPath(Fixture("s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"));
+  auto file = TorchFile::OpenPath(
+      Fixture("s2_fp32_dp2/checkpoint/global_step5/mp_rank_00_model_states.pt"));
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->archive_root(), "mp_rank_00_model_states");
   const Value& root = file->root();
@@ -47,11 +48,13 @@ TEST(TorchFileTest, ReadsDeepSpeedModelStates) {
 }
 
 TEST(TorchFileTest, ReadsOptimizerShardObjects) {
-  auto file = TorchFile::OpenPath(Fixture("s2_fp32_dp2/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt"));
+  auto file = TorchFile::OpenPath(
+      Fixture("s2_fp32_dp2/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt"));
   ASSERT_TRUE(file.ok()) << file.status();
   const Value* osd = file->root().Get("optimizer_state_dict");
   ASSERT_NE(osd, nullptr);
-  EXPECT_TRUE(osd->Get("loss_scaler")->IsGlobal("deepspeed.runtime.fp16.loss_scaler", "LossScaler"));
+  EXPECT_TRUE(
+      osd->Get("loss_scaler")->IsGlobal("deepspeed.runtime.fp16.loss_scaler", "LossScaler"));
   EXPECT_EQ(osd->Get("loss_scaler")->state()->Get("cur_scale")->float_value(), 1.0);
   const Value* stage = osd->Get("zero_stage");
   ASSERT_EQ(stage->kind(), ValueKind::kObject);
@@ -88,12 +91,16 @@ TEST(TorchFileTest, StorageShorterThanItsTensorIsDataLoss) {
   auto refused = TorchFile::Open(MemorySource(Buffer::FromVector(bad.TakeBytes()), "bad.pt"));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(refused.status().message().find("bad.pt: storage record x/data/0 has 12 bytes"), std::string::npos)
+  EXPECT_NE(refused.status().message().find("bad.pt: storage record x/data/0 has 12 bytes"),
+            std::string::npos)
       << refused.status();
 }
 
 TEST(TorchFileTest, NotTorchFiles) {
-  auto legacy = TorchFile::Open(MemorySource(Buffer::CopyOf(absl::string_view("\x80\x02\x8a\x0a" "abcdefgh", 12)), "old.pt"));
+  auto legacy = TorchFile::Open(MemorySource(Buffer::CopyOf(absl::string_view("\x80\x02\x8a\x0a"
+                                                                              "abcdefgh",
+                                                                              12)),
+                                             "old.pt"));
   EXPECT_EQ(legacy.status().code(), absl::StatusCode::kUnimplemented);
   auto text = TorchFile::Open(MemorySource(Buffer::CopyOf(absl::string_view("hello")), "t.pt"));
   EXPECT_EQ(text.status().code(), absl::StatusCode::kInvalidArgument);

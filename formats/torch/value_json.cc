@@ -13,13 +13,17 @@ using Json = nlohmann::json;
 std::string Hex(const std::string& bytes) { return absl::BytesToHexString(bytes); }
 
 Json StorageJson(const StorageRef& s) {
-  return Json{{"key", s.key}, {"dtype", DTypeName(s.dtype)}, {"numel", s.numel},
-              {"location", s.location}, {"untyped", s.untyped}};
+  return Json{{"key", s.key},
+              {"dtype", DTypeName(s.dtype)},
+              {"numel", s.numel},
+              {"location", s.location},
+              {"untyped", s.untyped}};
 }
 
 class Converter {
  public:
-  explicit Converter(const std::function<void(const TensorRef&, Json&)>& on_tensor) : on_tensor_(on_tensor) {}
+  explicit Converter(const std::function<void(const TensorRef&, Json&)>& on_tensor)
+      : on_tensor_(on_tensor) {}
 
   Json Convert(const Value& v) {
     switch (v.kind()) {
@@ -90,7 +94,8 @@ class Converter {
 
 }  // namespace
 
-nlohmann::json ValueToJson(const Value& v, const std::function<void(const TensorRef&, nlohmann::json&)>& on_tensor) {
+nlohmann::json ValueToJson(
+    const Value& v, const std::function<void(const TensorRef&, nlohmann::json&)>& on_tensor) {
   Converter c(on_tensor);
   return c.Convert(v);
 }

@@ -135,7 +135,8 @@ Outcome ReadAllHdf5(const std::string& path, int64_t max_read_bytes) {
     }
     absl::StatusOr<SharedTensor> tensor = reader->Read(info.path);
     if (!tensor.ok()) return Failed(out, Stage::kRead, tensor.status());
-    out.checksum = Touch(out.checksum, tensor->view.data, num_bytes.ok() ? static_cast<size_t>(*num_bytes) : 0);
+    out.checksum = Touch(out.checksum, tensor->view.data,
+                         num_bytes.ok() ? static_cast<size_t>(*num_bytes) : 0);
     ++out.tensors;
   }
   return out;

@@ -25,10 +25,10 @@ const char* StageName(Stage stage);  // "open", "read", "verify", "done"
 
 struct Outcome {
   Stage stage = Stage::kDone;
-  absl::Status status;       // OK iff stage == kDone
-  int64_t tensors = 0;       // tensors / datasets read successfully
-  int64_t skipped = 0;       // HDF5 datasets not read because they exceed max_read_bytes
-  uint64_t checksum = 0;     // of every byte read, so no read can be optimized away
+  absl::Status status;    // OK iff stage == kDone
+  int64_t tensors = 0;    // tensors / datasets read successfully
+  int64_t skipped = 0;    // HDF5 datasets not read because they exceed max_read_bytes
+  uint64_t checksum = 0;  // of every byte read, so no read can be optimized away
 };
 
 Outcome ReadAllTorch(std::shared_ptr<const ByteSource> source);

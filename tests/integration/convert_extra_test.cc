@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/pipelines/convert.h"
+#include "formats/deepspeed/value_access.h"
 #include "formats/torch/torch_file.h"
 #include "gtest/gtest.h"
 #include "tests/integration/convert_testutil.h"
@@ -20,9 +20,9 @@
 namespace ucp::testing {
 namespace {
 
-using formats::deepspeed::GetByInt;
 using converters::pipelines::Convert;
 using converters::pipelines::ConvertOptions;
+using formats::deepspeed::GetByInt;
 using formats::torch::TensorRef;
 using formats::torch::TorchFile;
 using formats::torch::Value;
@@ -159,9 +159,10 @@ TEST(NativeMoeTest, ExpertTensorsStackEpRanksAndEqualTheCheckpoint) {
         for (int edp = 0; edp < 2; ++edp) {
           const TorchFile& shard = shards[edp * 2 + ep];
           const Value* osd = shard.root().Get("optimizer_state_dict");
-          const Value* v = std::string(stem) == "fp32"
-                               ? osd->Get("single_partition_of_fp32_groups")->items()[2 + kind]
-                               : GetByInt(*osd->Get("base_optimizer_state")->Get("state"), 2 + kind)->Get(stem);
+          const Value* v =
+              std::string(stem) == "fp32"
+                  ? osd->Get("single_partition_of_fp32_groups")->items()[2 + kind]
+                  : GetByInt(*osd->Get("base_optimizer_state")->Get("state"), 2 + kind)->Get(stem);
           flat[ep] += Bytes(shard, v);
         }
       }
@@ -169,7 +170,8 @@ TEST(NativeMoeTest, ExpertTensorsStackEpRanksAndEqualTheCheckpoint) {
       for (int local = 0; local < 2; ++local) {
         for (int layer = 0; layer < 2; ++layer) {
           const std::string rest = absl::StrCat(layer == 0 ? "0." : "2.", suffix);
-          const std::string path = absl::StrCat(ucp, "/zero/", prefix, local, ".", rest, "/", stem, ".pt");
+          const std::string path =
+              absl::StrCat(ucp, "/zero/", prefix, local, ".", rest, "/", stem, ".pt");
           TorchFile f = Open(path);
           EXPECT_TRUE(f.root().Get("is_expert_param")->bool_value()) << path;
           EXPECT_EQ(f.root().Get("ep_num_experts")->int_value(), 2) << path;
@@ -180,11 +182,14 @@ TEST(NativeMoeTest, ExpertTensorsStackEpRanksAndEqualTheCheckpoint) {
           const int64_t n = sizes[kind][layer] * 4;
           ASSERT_EQ(got.size(), static_cast<size_t>(2 * n)) << path;
           for (int ep = 0; ep < 2; ++ep) {
-            EXPECT_EQ(got.substr(ep * n, n), flat[ep].substr(offset, n)) << path << " ep rank " << ep;
+            EXPECT_EQ(got.substr(ep * n, n), flat[ep].substr(offset, n))
+                << path << " ep rank " << ep;
             if (std::string(stem) != "fp32") continue;
-            // fp32 training: the expert file of global expert ep * 2 + local holds the same weights.
+            // fp32 training: the expert file of global expert ep * 2 + local holds the same
+            // weights.
             const int global = ep * 2 + local;
-            TorchFile expert = Open(absl::StrCat(tag, "layer_0_expert_", global, "_mp_rank_00_model_states.pt"));
+            TorchFile expert =
+                Open(absl::StrCat(tag, "layer_0_expert_", global, "_mp_rank_00_model_states.pt"));
             const Value* weights = expert.root().Get(absl::StrCat(prefix, global, ".", rest));
             EXPECT_EQ(got.substr(ep * n, n), Bytes(expert, weights)) << path << " ep rank " << ep;
           }
@@ -195,10 +200,12 @@ TEST(NativeMoeTest, ExpertTensorsStackEpRanksAndEqualTheCheckpoint) {
   }
   // Dense parameters are ordinary ZeRO-2 UCP entries equal to the module weights.
   TorchFile model = Open(tag + "mp_rank_00_model_states.pt");
-  for (const char* dense : {"embed.weight", "blocks.1.moe.deepspeed_moe.gate.wg.weight", "head_bias"}) {
+  for (const char* dense :
+       {"embed.weight", "blocks.1.moe.deepspeed_moe.gate.wg.weight", "head_bias"}) {
     TorchFile f = Open(absl::StrCat(ucp, "/zero/", dense, "/fp32.pt"));
     EXPECT_EQ(f.root().Get("is_expert_param"), nullptr) << dense;
-    EXPECT_EQ(Bytes(f, f.root().Get("param")), Bytes(model, model.root().Get("module")->Get(dense))) << dense;
+    EXPECT_EQ(Bytes(f, f.root().Get("param")), Bytes(model, model.root().Get("module")->Get(dense)))
+        << dense;
   }
   TorchFile step = Open(absl::StrCat(ucp, "/zero/", prefix, "1.0.weight/step.pt"));
   ASSERT_TRUE(step.root().is(ValueKind::kTensor));

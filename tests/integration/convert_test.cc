@@ -37,13 +37,25 @@ using converters::pipelines::Convert;
 using converters::pipelines::ConvertOptions;
 using converters::pipelines::ConvertResult;
 
-const char* const kCases[] = {"s1_fp32_dp2",        "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2",
-                              "s2_fp32_dp4",        "s2_bf16_dp2", "s3_fp32_dp2",    "s3_fp32_dp4",
-                              "s3_fp32_1group_dp4", "autoep_mixtral_s2_fp32_dp4_ep2",
-                              "autoep_qwen3_s3_fp32_dp4_ep2", "autoep_deepseek_v3_s1_fp32_dp4_ep4",
-                              "autoep_qwen3_s2_fp32_dp2_ep1",       "autoep_mixtral_s3_fp32_dp4_ep2",
-                              "autoep_mixtral_s2_bf16_dp4_ep2", "s3_bf16_dp1",
-                              "s3_bf16_dp2",        "s3_bf16_dp4", "s1_bf16_dp2"};
+const char* const kCases[] = {"s1_fp32_dp2",
+                              "s1_fp32_dp4",
+                              "s1_bf16opt_dp4",
+                              "s2_fp32_dp2",
+                              "s2_fp32_dp4",
+                              "s2_bf16_dp2",
+                              "s3_fp32_dp2",
+                              "s3_fp32_dp4",
+                              "s3_fp32_1group_dp4",
+                              "autoep_mixtral_s2_fp32_dp4_ep2",
+                              "autoep_qwen3_s3_fp32_dp4_ep2",
+                              "autoep_deepseek_v3_s1_fp32_dp4_ep4",
+                              "autoep_qwen3_s2_fp32_dp2_ep1",
+                              "autoep_mixtral_s3_fp32_dp4_ep2",
+                              "autoep_mixtral_s2_bf16_dp4_ep2",
+                              "s3_bf16_dp1",
+                              "s3_bf16_dp2",
+                              "s3_bf16_dp4",
+                              "s1_bf16_dp2"};
 // Real DeepSpeed AutoTP runs (tp 2; fixtures/deepspeed_tp). The generated fixtures/tp cases are
 // checked by tests/interop/test_tp_convert.py against their formulas: their UCPs come from
 // ds_to_universal run with stand-ins for the rest of DeepSpeed, which pickle ZeroStageEnum
@@ -76,14 +88,16 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
   const std::string name = GetParam();
   ScratchDir scratch(name);
   const std::string out = scratch.path() + "/global_step5_universal";
-  absl::StatusOr<ConvertResult> r = Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
+  absl::StatusOr<ConvertResult> r =
+      Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
   ASSERT_TRUE(r.ok()) << r.status();
   const std::string theirs = FixtureCase(name) + "/checkpoint/global_step5_universal";
-  absl::StatusOr<FolderComparison> cmp = CompareFolders(out, theirs, std::string(ucp::kManifestFile));
+  absl::StatusOr<FolderComparison> cmp =
+      CompareFolders(out, theirs, std::string(ucp::kManifestFile));
   ASSERT_TRUE(cmp.ok()) << cmp.status();
   std::cout << "[ convert  ] " << name << ": " << cmp->identical.size() << " files byte-identical, "
-            << cmp->tree_equal.size() << " equal as value trees (" << absl::StrJoin(cmp->tree_equal, ", ")
-            << "), " << cmp->problems.size() << " differ\n";
+            << cmp->tree_equal.size() << " equal as value trees ("
+            << absl::StrJoin(cmp->tree_equal, ", ") << "), " << cmp->problems.size() << " differ\n";
   EXPECT_TRUE(cmp->problems.empty()) << name << ":\n  " << absl::StrJoin(cmp->problems, "\n  ");
   // What README.md and docs/ucp.md promise: every per-parameter file byte-identical.
   for (const std::string& f : cmp->tree_equal) {
@@ -98,7 +112,8 @@ TEST_P(ConvertFixtureTest, EqualsDeepSpeedsUniversalCheckpoint) {
   EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
 
   // A second run refuses to overwrite, unless forced.
-  absl::StatusOr<ConvertResult> again = Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
+  absl::StatusOr<ConvertResult> again =
+      Convert(Options(FixtureCase(name) + "/checkpoint/global_step5", out));
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
   ConvertOptions forced = Options(FixtureCase(name) + "/checkpoint/global_step5", out);
   forced.force = true;
@@ -117,7 +132,8 @@ INSTANTIATE_TEST_SUITE_P(TpFixtures, ConvertFixtureTest, ::testing::ValuesIn(kTp
                          });
 
 TEST(CompareTest, FirstDifferenceNamesTheKeyPath) {
-  const std::string dir = FixtureCase("s2_fp32_dp2") + "/checkpoint/global_step5_universal/zero/embed.weight/";
+  const std::string dir =
+      FixtureCase("s2_fp32_dp2") + "/checkpoint/global_step5_universal/zero/embed.weight/";
   absl::StatusOr<nlohmann::json> fp32 = TorchFileDigest(dir + "fp32.pt");
   absl::StatusOr<nlohmann::json> exp_avg = TorchFileDigest(dir + "exp_avg.pt");
   ASSERT_TRUE(fp32.ok() && exp_avg.ok());
@@ -135,7 +151,8 @@ TEST(ConvertFailureTest, TruncatedShardLeavesNoOutput) {
   const std::string out = scratch.path() + "/out";
   absl::StatusOr<ConvertResult> r = Convert(Options(tag, out));
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("zero_pp_rank_1_mp_rank_00_optim_states.pt"), std::string::npos)
+  EXPECT_NE(r.status().message().find("zero_pp_rank_1_mp_rank_00_optim_states.pt"),
+            std::string::npos)
       << r.status();
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(ucp::StagingPathFor(out)));
@@ -158,7 +175,8 @@ TEST(ConvertFailureTest, OutputMayNotBeTheInput) {
 }
 
 // Runs a command line through the shell; returns the exit code and fills stdout/stderr.
-int Shell(const std::string& command, const std::string& scratch, std::string* out, std::string* err) {
+int Shell(const std::string& command, const std::string& scratch, std::string* out,
+          std::string* err) {
   const std::string o = scratch + "/stdout.txt", e = scratch + "/stderr.txt";
   const int status = std::system(absl::StrCat(command, " >", o, " 2>", e).c_str());
   *out = ReadAll(o);
@@ -173,8 +191,8 @@ TEST(ConvertCliTest, BadInputIsOneErrorLineAndNoOutput) {
   const std::string shard = tag + "/zero_pp_rank_0_mp_rank_00_optim_states.pt";
   std::ofstream(shard, std::ios::binary | std::ios::trunc) << "not a zip";
   std::string out, err;
-  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert ", tag, " ", scratch.path(), "/out"), scratch.path(), &out,
-                  &err),
+  EXPECT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert ", tag, " ", scratch.path(), "/out"),
+                  scratch.path(), &out, &err),
             1);
   EXPECT_EQ(err.rfind("error: ", 0), 0u) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
@@ -187,19 +205,21 @@ TEST(ConvertCliTest, AliasTakesDsToUniversalFlags) {
   ScratchDir scratch("cli_alias");
   const std::string out_dir = scratch.path() + "/global_step5_universal";
   std::string out, err;
-  ASSERT_EQ(Shell(absl::StrCat(Binary("ucp-convert"), " --input_folder ",
-                               FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2"), "/checkpoint/global_step5",
-                               " --output_folder ", out_dir,
-                               " --num_extract_workers 2 --num_merge_workers 1 --keep_temp_folder --no-fsync"),
-                  scratch.path(), &out, &err),
-            0)
+  ASSERT_EQ(
+      Shell(absl::StrCat(
+                Binary("ucp-convert"), " --input_folder ",
+                FixtureCase("autoep_mixtral_s2_fp32_dp4_ep2"), "/checkpoint/global_step5",
+                " --output_folder ", out_dir,
+                " --num_extract_workers 2 --num_merge_workers 1 --keep_temp_folder --no-fsync"),
+            scratch.path(), &out, &err),
+      0)
       << err;
   EXPECT_NE(err.find("--keep_temp_folder has no effect"), std::string::npos) << err;
   EXPECT_NE(out.find("wrote " + out_dir), std::string::npos) << out;
   EXPECT_TRUE(ucp::VerifyDirectory(out_dir).ok());
   // --dry-run --json prints the plan and writes nothing.
-  ASSERT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --dry-run --json ", FixtureCase("s1_fp32_dp2"),
-                               "/checkpoint ", scratch.path(), "/dry"),
+  ASSERT_EQ(Shell(absl::StrCat(Binary("ucp"), " convert --dry-run --json ",
+                               FixtureCase("s1_fp32_dp2"), "/checkpoint ", scratch.path(), "/dry"),
                   scratch.path(), &out, &err),
             0)
       << err;
@@ -235,7 +255,8 @@ TEST(ConvertKillTest, KilledRunLeavesNoOutputAndTheNextRunCleansUp) {
   ScratchDir scratch("kill");
   const std::string tag = scratch.path() + "/global_step5";
   // About 250 MB of shards, 370 MB of output.
-  ASSERT_TRUE(MakeScaledZero3(FixtureCase("s3_fp32_dp2") + "/checkpoint/global_step5", tag, 3000).ok());
+  ASSERT_TRUE(
+      MakeScaledZero3(FixtureCase("s3_fp32_dp2") + "/checkpoint/global_step5", tag, 3000).ok());
   const std::string out = scratch.path() + "/global_step5_universal";
   const std::string ready = scratch.path() + "/paused";
   // The executor's test hook stops the run after 40 copy chunks of 64 KiB: the kill always lands
@@ -263,7 +284,8 @@ TEST(ConvertKillTest, KilledRunLeavesNoOutputAndTheNextRunCleansUp) {
   EXPECT_GT(r->bytes, uint64_t{100} << 20);
 
   // The big files hold exactly the fragments (multi-chunk copies, combined CRCs).
-  absl::StatusOr<converters::deepspeed::CheckpointIndex> index = converters::deepspeed::OpenCheckpoint(tag);
+  absl::StatusOr<converters::deepspeed::CheckpointIndex> index =
+      converters::deepspeed::OpenCheckpoint(tag);
   ASSERT_TRUE(index.ok());
   const converters::deepspeed::Parameter* p = index->FindParam("embed.weight");
   ASSERT_NE(p, nullptr);

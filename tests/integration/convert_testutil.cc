@@ -60,7 +60,8 @@ void Set(ValueArena& arena, const Value& dict, absl::string_view key, const Valu
 const Value* NewFlatTensor(ValueArena& arena, const TensorRef& like, int64_t n, uint32_t seed) {
   std::string bytes(static_cast<size_t>(n) * 4, '\0');
   float* p = reinterpret_cast<float*>(bytes.data());
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>((i * 2654435761u + seed) % 100003) * 1e-5f;
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = static_cast<float>((i * 2654435761u + seed) % 100003) * 1e-5f;
   StorageRef s;
   s.key = absl::StrCat("g", seed);
   s.dtype = DType::kF32;
@@ -95,23 +96,26 @@ ScratchDir::~ScratchDir() {
 absl::StatusOr<nlohmann::json> TorchFileDigest(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::OpenPath(path));
   absl::Status error;
-  nlohmann::json tree = formats::torch::ValueToJson(file.root(), [&](const TensorRef& t, nlohmann::json& j) {
-    absl::StatusOr<Buffer> data = file.TensorBytes(t);
-    absl::StatusOr<Buffer> storage = file.StorageBytes(*t.storage);
-    if (!data.ok() || !storage.ok()) {
-      error = data.ok() ? storage.status() : data.status();
-      return;
-    }
-    j["data_crc32"] = Crc32(data->span());
-    j["storage_crc32"] = Crc32(storage->span());
-  });
+  nlohmann::json tree =
+      formats::torch::ValueToJson(file.root(), [&](const TensorRef& t, nlohmann::json& j) {
+        absl::StatusOr<Buffer> data = file.TensorBytes(t);
+        absl::StatusOr<Buffer> storage = file.StorageBytes(*t.storage);
+        if (!data.ok() || !storage.ok()) {
+          error = data.ok() ? storage.status() : data.status();
+          return;
+        }
+        j["data_crc32"] = Crc32(data->span());
+        j["storage_crc32"] = Crc32(storage->span());
+      });
   UCP_RETURN_IF_ERROR(error);
   return tree;
 }
 
-std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path) {
+std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b,
+                            const std::string& path) {
   const std::string here = path.empty() ? "<root>" : path;
-  if (a.type() != b.type()) return absl::StrCat(here, ": ours ", Short(a), ", DeepSpeed's ", Short(b));
+  if (a.type() != b.type())
+    return absl::StrCat(here, ": ours ", Short(a), ", DeepSpeed's ", Short(b));
   if (a.is_object()) {
     std::set<std::string> keys;
     for (const auto& [k, v] : a.items()) keys.insert(k);
@@ -136,7 +140,8 @@ std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b, co
       std::string d = FirstDifference(a[i], b[i], absl::StrCat(path, step));
       if (!d.empty()) return d;
     }
-    if (a.size() != b.size()) return absl::StrCat(here, ": ", a.size(), " items, DeepSpeed's ", b.size());
+    if (a.size() != b.size())
+      return absl::StrCat(here, ": ", a.size(), " items, DeepSpeed's ", b.size());
     return "";
   }
   if (a != b) return absl::StrCat(here, ": ours ", Short(a), ", DeepSpeed's ", Short(b));
@@ -154,7 +159,8 @@ absl::StatusOr<FolderComparison> CompareFolders(const std::string& ours, const s
     if (!mine_set.contains(f)) out.problems.push_back(absl::StrCat(f, ": missing"));
   }
   for (const std::string& f : mine) {
-    if (!expected_set.contains(f) && f != ignore) out.problems.push_back(absl::StrCat(f, ": not in DeepSpeed's"));
+    if (!expected_set.contains(f) && f != ignore)
+      out.problems.push_back(absl::StrCat(f, ": not in DeepSpeed's"));
   }
   for (const std::string& f : expected) {
     if (!mine_set.contains(f)) continue;
@@ -170,7 +176,8 @@ absl::StatusOr<FolderComparison> CompareFolders(const std::string& ours, const s
     absl::StatusOr<nlohmann::json> da = TorchFileDigest(a);
     absl::StatusOr<nlohmann::json> db = TorchFileDigest(b);
     if (!da.ok() || !db.ok()) {
-      out.problems.push_back(absl::StrCat(f, ": unreadable: ", (da.ok() ? db : da).status().ToString()));
+      out.problems.push_back(
+          absl::StrCat(f, ": unreadable: ", (da.ok() ? db : da).status().ToString()));
       continue;
     }
     const std::string diff = FirstDifference(*da, *db);
@@ -194,7 +201,8 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
     UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::OpenPath(e.path().string()));
     ValueArena& arena = *file.tree().arena;
     const Value* shapes = file.root().Get("param_shapes");
-    if (shapes == nullptr) return absl::InvalidArgumentError(absl::StrCat(name, ": no param_shapes"));
+    if (shapes == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat(name, ": no param_shapes"));
     Value* new_shapes = arena.List();
     group_numels.clear();
     for (const Value* group : shapes->items()) {
@@ -215,7 +223,8 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
       ValueArena::Append(new_shapes, g);
     }
     Set(arena, file.root(), "param_shapes", new_shapes);
-    UCP_RETURN_IF_ERROR(formats::torch::SaveTorchFile(absl::StrCat(dst, "/", name), file.root(), file.BytesFn()));
+    UCP_RETURN_IF_ERROR(
+        formats::torch::SaveTorchFile(absl::StrCat(dst, "/", name), file.root(), file.BytesFn()));
   }
   const int64_t world = static_cast<int64_t>(optim_files.size());
   for (const std::string& name : optim_files) {
@@ -245,13 +254,15 @@ absl::Status MakeScaledZero3(const std::string& src, const std::string& dst, int
       ValueArena::ReplaceValue(state, s, new_sub);
     }
     Set(arena, *osd, "fp32_flat_groups", new_fp32);
-    UCP_RETURN_IF_ERROR(formats::torch::SaveTorchFile(absl::StrCat(dst, "/", name), file.root(), file.BytesFn()));
+    UCP_RETURN_IF_ERROR(
+        formats::torch::SaveTorchFile(absl::StrCat(dst, "/", name), file.root(), file.BytesFn()));
   }
   return absl::OkStatus();
 }
 
 // Drops excluded dict entries and storage details from a TorchFileDigest, in place.
-void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<std::string>& excluded) {
+void NormalizeDigest(nlohmann::json& j, const std::string& path,
+                     const std::set<std::string>& excluded) {
   if (j.is_array()) {
     for (nlohmann::json& e : j) NormalizeDigest(e, path + "/*", excluded);
     return;
@@ -279,6 +290,5 @@ void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<
   }
   if (j.contains("state")) NormalizeDigest(j["state"], path, excluded);
 }
-
 
 }  // namespace ucp::testing

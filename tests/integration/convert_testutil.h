@@ -41,14 +41,16 @@ absl::StatusOr<nlohmann::json> TorchFileDigest(const std::string& path);
 // Drops the dict entries whose key path ("optimizer_state_dict/ds_version", "*" for list items)
 // is in `excluded`, and every tensor's storage details (storage sharing is not part of the
 // contract), from a TorchFileDigest, in place.
-void NormalizeDigest(nlohmann::json& j, const std::string& path, const std::set<std::string>& excluded);
+void NormalizeDigest(nlohmann::json& j, const std::string& path,
+                     const std::set<std::string>& excluded);
 
-std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path = "");
+std::string FirstDifference(const nlohmann::json& a, const nlohmann::json& b,
+                            const std::string& path = "");
 
 struct FolderComparison {
-  std::vector<std::string> identical;    // byte-identical files
-  std::vector<std::string> tree_equal;   // different bytes, equal value trees and tensor bytes
-  std::vector<std::string> problems;     // one line each: missing/extra files, first differences
+  std::vector<std::string> identical;   // byte-identical files
+  std::vector<std::string> tree_equal;  // different bytes, equal value trees and tensor bytes
+  std::vector<std::string> problems;    // one line each: missing/extra files, first differences
 };
 
 // Compares `ours` with DeepSpeed's `theirs`: the same relative file set (ours may also hold

@@ -2,8 +2,9 @@
 // (fixtures/deepspeed/<case>/reshard_*/checkpoint/global_step5: DeepSpeed loaded the case's UCP at
 // another dp / autoep_size and saved at once), for every case, from the UCP and from the original
 // ZeRO folder; and the ZeRO-1 <-> ZeRO-2 stage changes against fixtures/deepspeed_stage (DeepSpeed
-// loaded the UCP at the other stage and saved at once). Each golden file is compared as a value tree, tensors bitwise (dtype, shape, values
-// as CRC-32 of their row-major bytes), first difference printed. Not compared:
+// loaded the UCP at the other stage and saved at once). Each golden file is compared as a value
+// tree, tensors bitwise (dtype, shape, values as CRC-32 of their row-major bytes), first difference
+// printed. Not compared:
 //   * ds_config, ds_version (the manifest's `legitimately_differ`: written by whoever saves);
 //   * storage records (keys, sizes, offsets: storage sharing is not part of the contract);
 //   * ZeRO-3: the param-group keys DeepSpeed's ZeRO-3 universal load gets wrong (it copies param
@@ -83,7 +84,8 @@ const Case kCases[] = {
     {"s3_fp32_dp2", "reshard_dp4", 4, 0, {kPgName, kPgWd}},
     {"s3_fp32_dp4", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
     {"s3_fp32_1group_dp4", "reshard_dp2", 2, 0, {}},
-    // ZeRO-3 bf16: DeepSpeed names the optimizer files bf16_zero_pp_rank_* (the model files stay zero_pp_rank_*).
+    // ZeRO-3 bf16: DeepSpeed names the optimizer files bf16_zero_pp_rank_* (the model files stay
+    // zero_pp_rank_*).
     {"s3_bf16_dp1", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
     {"s3_bf16_dp2", "reshard_dp4", 4, 0, {kPgName, kPgWd}},
     {"s3_bf16_dp4", "reshard_dp2", 2, 0, {kPgName, kPgWd}},
@@ -94,7 +96,8 @@ const Case kCases[] = {
     {"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2, {}},
     {"autoep_mixtral_s3_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1, {kPgName}},
     {"autoep_mixtral_s2_bf16_dp4_ep2", "reshard_dp2_ep1", 2, 1, {}},
-    // Stage changes (stage_change.h), with a BF16_Optimizer <-> DeepSpeedZeroOptimizer change and AutoEP.
+    // Stage changes (stage_change.h), with a BF16_Optimizer <-> DeepSpeedZeroOptimizer change and
+    // AutoEP.
     {"s2_fp32_dp4", "reshard_dp2_s1", 2, 0, {}, 1},
     {"s1_fp32_dp4", "reshard_dp2_s2", 2, 0, {}, 2},
     {"s2_bf16_dp2", "reshard_dp4_s1", 4, 0, {}, 1},
@@ -164,7 +167,8 @@ void RunCase(const Case& c, bool from_ucp) {
       o.zero_stage = c.stage;
       absl::StatusOr<converters::pipelines::ReshardResult> r = converters::pipelines::Reshard(o);
       EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
-      EXPECT_NE(r.status().message().find("reshard the ZeRO-0 folder itself"), std::string::npos) << r.status();
+      EXPECT_NE(r.status().message().find("reshard the ZeRO-0 folder itself"), std::string::npos)
+          << r.status();
       EXPECT_FALSE(fs::exists(o.output));
       return;
     }
@@ -188,7 +192,8 @@ void RunCase(const Case& c, bool from_ucp) {
 
   // `ucp verify` passes on what was written: fragments cover every parameter once, steps agree,
   // padding is zero, and the manifest's sizes and CRC-32s match.
-  absl::StatusOr<converters::verify::VerifyReport> verified = converters::verify::VerifyCheckpoint(o.output);
+  absl::StatusOr<converters::verify::VerifyReport> verified =
+      converters::verify::VerifyCheckpoint(o.output);
   ASSERT_TRUE(verified.ok()) << verified.status();
   EXPECT_TRUE(verified->ok()) << converters::verify::ReportToText(*verified);
   EXPECT_EQ(verified->kind, "zero");
@@ -211,11 +216,14 @@ void RunCase(const Case& c, bool from_ucp) {
     ASSERT_TRUE(a.ok()) << a.status();
     ASSERT_TRUE(b.ok()) << b.status();
     if (!c.deepspeed_bug_keys.empty() && name.find("optim_states") != std::string::npos) {
-      // The keys DeepSpeed's ZeRO-3 load gets wrong: ucp keeps every group's own values, the source's.
-      // The source's rank-0 optimizer file: zero_pp_rank_0_... or, in bf16 runs, bf16_zero_pp_rank_0_...
-      std::string src_optim = root + "/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt";
+      // The keys DeepSpeed's ZeRO-3 load gets wrong: ucp keeps every group's own values, the
+      // source's. The source's rank-0 optimizer file: zero_pp_rank_0_... or, in bf16 runs,
+      // bf16_zero_pp_rank_0_...
+      std::string src_optim =
+          root + "/checkpoint/global_step5/zero_pp_rank_0_mp_rank_00_optim_states.pt";
       if (!fs::exists(src_optim)) {
-        src_optim = root + "/checkpoint/global_step5/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt";
+        src_optim =
+            root + "/checkpoint/global_step5/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt";
       }
       absl::StatusOr<json> src = testing::TorchFileDigest(src_optim);
       ASSERT_TRUE(src.ok()) << src.status();
@@ -240,7 +248,9 @@ void RunCase(const Case& c, bool from_ucp) {
 class ReshardTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ReshardTest, FromUcpMatchesDeepSpeedGolden) { RunCase(GetParam(), /*from_ucp=*/true); }
-TEST_P(ReshardTest, FromZeroFolderMatchesDeepSpeedGolden) { RunCase(GetParam(), /*from_ucp=*/false); }
+TEST_P(ReshardTest, FromZeroFolderMatchesDeepSpeedGolden) {
+  RunCase(GetParam(), /*from_ucp=*/false);
+}
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReshardTest, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& p) {
@@ -257,7 +267,9 @@ struct RoundTrip {
   int ep;
 };
 
-void PrintTo(const RoundTrip& c, std::ostream* os) { *os << c.name << " dp " << c.dp << " ep " << c.ep; }
+void PrintTo(const RoundTrip& c, std::ostream* os) {
+  *os << c.name << " dp " << c.dp << " ep " << c.ep;
+}
 
 class ReshardRoundTripTest : public ::testing::TestWithParam<RoundTrip> {};
 
@@ -281,21 +293,24 @@ TEST_P(ReshardRoundTripTest, ConvertOfReshardEqualsDeepSpeedUcp) {
   co.execute.fsync = false;
   absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
   ASSERT_TRUE(u.ok()) << u.status();
-  absl::StatusOr<testing::FolderComparison> cmp =
-      testing::CompareFolders(co.output, root + "/checkpoint/global_step5_universal", "ucp_manifest.json");
+  absl::StatusOr<testing::FolderComparison> cmp = testing::CompareFolders(
+      co.output, root + "/checkpoint/global_step5_universal", "ucp_manifest.json");
   ASSERT_TRUE(cmp.ok()) << cmp.status();
   for (const std::string& p : cmp->problems) {
     if (p.find("mp_rank_00_model_states.pt") != std::string::npos) continue;
     // partition_count = [dp] * groups (§5.3); DeepSpeed's own round trip differs there too.
-    if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) == 0) continue;
+    if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) == 0)
+      continue;
     ADD_FAILURE() << p;
   }
   EXPECT_GT(cmp->identical.size() + cmp->tree_equal.size(), 10u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Topologies, ReshardRoundTripTest,
-                         ::testing::Values(RoundTrip{"s2_fp32_dp2", 3, 0}, RoundTrip{"s1_fp32_dp4", 7, 0},
-                                           RoundTrip{"s2_bf16_dp2", 5, 0}, RoundTrip{"s1_bf16opt_dp4", 8, 0},
+                         ::testing::Values(RoundTrip{"s2_fp32_dp2", 3, 0},
+                                           RoundTrip{"s1_fp32_dp4", 7, 0},
+                                           RoundTrip{"s2_bf16_dp2", 5, 0},
+                                           RoundTrip{"s1_bf16opt_dp4", 8, 0},
                                            RoundTrip{"autoep_mixtral_s2_fp32_dp4_ep2", 8, 2},
                                            RoundTrip{"autoep_mixtral_s2_fp32_dp4_ep2", 6, 1}),
                          [](const ::testing::TestParamInfo<RoundTrip>& p) {
@@ -355,7 +370,8 @@ TEST(ReshardTpTest, Tp2ToTp1FromTheUcpGivesTheUcpBack) {
                            "autotp_llama_s2_bf16_tp2_dp1"}) {
     for (int dp : {1, 2}) {
       SCOPED_TRACE(absl::StrCat(name, " dp ", dp));
-      const std::string ucp = FixtureSet("deepspeed_tp", name) + "/checkpoint/global_step5_universal";
+      const std::string ucp =
+          FixtureSet("deepspeed_tp", name) + "/checkpoint/global_step5_universal";
       testing::ScratchDir scratch("reshard_tp1");
       converters::pipelines::ReshardOptions o;
       o.input = ucp;
@@ -368,7 +384,8 @@ TEST(ReshardTpTest, Tp2ToTp1FromTheUcpGivesTheUcpBack) {
       EXPECT_EQ(r->info.tp_size, 1);
       const std::string tag = o.output + "/global_step5";
       EXPECT_EQ(Names(tag).count("mp_rank_01_model_states.pt"), 0u);
-      absl::StatusOr<converters::verify::VerifyReport> verified = converters::verify::VerifyCheckpoint(o.output);
+      absl::StatusOr<converters::verify::VerifyReport> verified =
+          converters::verify::VerifyCheckpoint(o.output);
       ASSERT_TRUE(verified.ok()) << verified.status();
       EXPECT_TRUE(verified->ok()) << converters::verify::ReportToText(*verified);
       converters::pipelines::ConvertOptions co;
@@ -377,11 +394,14 @@ TEST(ReshardTpTest, Tp2ToTp1FromTheUcpGivesTheUcpBack) {
       co.execute.fsync = false;
       absl::StatusOr<converters::pipelines::ConvertResult> u = converters::pipelines::Convert(co);
       ASSERT_TRUE(u.ok()) << u.status();
-      absl::StatusOr<testing::FolderComparison> cmp = testing::CompareFolders(co.output, ucp, "ucp_manifest.json");
+      absl::StatusOr<testing::FolderComparison> cmp =
+          testing::CompareFolders(co.output, ucp, "ucp_manifest.json");
       ASSERT_TRUE(cmp.ok()) << cmp.status();
       for (const std::string& p : cmp->problems) {
         if (p.find("_model_states.pt") != std::string::npos) continue;
-        if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) == 0) continue;
+        if (p.rfind("zero/optimizer_state.pt: value tree differs at .dict['partition_count']", 0) ==
+            0)
+          continue;
         ADD_FAILURE() << p;
       }
       EXPECT_GT(cmp->identical.size() + cmp->tree_equal.size(), 60u);
@@ -417,21 +437,25 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   o.zero_stage = 3;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-  EXPECT_NE(r.status().message().find("ZeRO-2 checkpoint, target ZeRO-3: not supported"), std::string::npos)
+  EXPECT_NE(r.status().message().find("ZeRO-2 checkpoint, target ZeRO-3: not supported"),
+            std::string::npos)
       << r.status();
   o.zero_stage = 0;
   r = converters::pipelines::Reshard(o);
-  EXPECT_NE(r.status().message().find("ZeRO-0 keeps the whole optimizer"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("ZeRO-0 keeps the whole optimizer"), std::string::npos)
+      << r.status();
   o.zero_stage = 4;
   r = converters::pipelines::Reshard(o);
-  EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("ZeRO stage 4 does not exist"), std::string::npos)
+      << r.status();
   // ZeRO-3 -> 1/2, from the UCP and from the ZeRO folder.
   for (const char* input : {"/checkpoint/global_step5_universal", "/checkpoint"}) {
     o.input = testing::FixtureCase("s3_fp32_dp4") + input;
     o.zero_stage = 2;
     r = converters::pipelines::Reshard(o);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-    EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"), std::string::npos)
+    EXPECT_NE(r.status().message().find("ZeRO-3 checkpoint, target ZeRO-2: not supported"),
+              std::string::npos)
         << r.status();
   }
   // Native MoE: the model fixes ep_size.
@@ -441,7 +465,8 @@ TEST(ReshardRefusalTest, InfeasibleTargetsAreRefusedUpFront) {
   o.autoep_size = 4;
   r = converters::pipelines::Reshard(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-  EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("the model fixes its ep_size"), std::string::npos)
+      << r.status();
   EXPECT_FALSE(fs::exists(o.output));
   EXPECT_FALSE(fs::exists(ucp::StagingPathFor(o.output)));
 }
@@ -456,7 +481,8 @@ TEST(ReshardCommandTest, DryRunWritesNothingAndErrorsAreOneLine) {
   o.dry_run = true;
   std::ostringstream out, err;
   EXPECT_EQ(cli::RunReshard(o, out, err), 0) << err.str();
-  EXPECT_NE(out.str().find("global_step5 (dry run: nothing written)"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("global_step5 (dry run: nothing written)"), std::string::npos)
+      << out.str();
   EXPECT_FALSE(fs::exists(o.output));
   o.dry_run = false;
   o.autoep_size = 2;  // no AutoEP layers

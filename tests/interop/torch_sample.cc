@@ -13,7 +13,8 @@ namespace {
 StorageRef* MakeStorage(ValueArena& arena, DType dtype, int64_t n, int seed) {
   std::vector<std::byte> bytes(static_cast<size_t>(n * DTypeSize(dtype)));
   for (size_t i = 0; i < bytes.size(); ++i) {
-    bytes[i] = static_cast<std::byte>(dtype == DType::kBool ? (i + seed) % 2 : (i * 7 + seed) & 0xff);
+    bytes[i] =
+        static_cast<std::byte>(dtype == DType::kBool ? (i + seed) % 2 : (i * 7 + seed) & 0xff);
   }
   if (dtype == DType::kF32) {
     for (int64_t i = 0; i < n; ++i) {
@@ -21,11 +22,12 @@ StorageRef* MakeStorage(ValueArena& arena, DType dtype, int64_t n, int seed) {
       std::memcpy(bytes.data() + i * 4, &f, 4);
     }
   }
-  return arena.NewStorage(StorageRef{std::to_string(seed), dtype, "cpu", n, false, Buffer::FromVector(bytes)});
+  return arena.NewStorage(
+      StorageRef{std::to_string(seed), dtype, "cpu", n, false, Buffer::FromVector(bytes)});
 }
 
-const Value* Tensor(ValueArena& arena, const StorageRef* s, Shape shape, std::vector<int64_t> stride,
-                    int64_t offset = 0, bool requires_grad = false) {
+const Value* Tensor(ValueArena& arena, const StorageRef* s, Shape shape,
+                    std::vector<int64_t> stride, int64_t offset = 0, bool requires_grad = false) {
   TensorRef t;
   t.storage = s;
   t.dtype = s->dtype;
@@ -44,12 +46,13 @@ const Value* BuildSampleTree(ValueArena& a) {
   a.SetItem(root, "true", a.Bool(true));
   a.SetItem(root, "false", a.Bool(false));
   Value* ints = a.List();
-  for (int64_t v : {int64_t{0}, int64_t{255}, int64_t{256}, int64_t{65535}, int64_t{65536}, int64_t{-1},
-                    int64_t{2147483647}, int64_t{2147483648}, int64_t{-2147483649}, int64_t{1} << 62,
-                    std::numeric_limits<int64_t>::min()}) {
+  for (int64_t v : {int64_t{0}, int64_t{255}, int64_t{256}, int64_t{65535}, int64_t{65536},
+                    int64_t{-1}, int64_t{2147483647}, int64_t{2147483648}, int64_t{-2147483649},
+                    int64_t{1} << 62, std::numeric_limits<int64_t>::min()}) {
     ValueArena::Append(ints, a.Int(v));
   }
-  ValueArena::Append(ints, a.BigInt(std::string("\x00\x00\x00\x00\x00\x00\x00\x00\x40", 9)));  // 2**70
+  ValueArena::Append(ints,
+                     a.BigInt(std::string("\x00\x00\x00\x00\x00\x00\x00\x00\x40", 9)));  // 2**70
   a.SetItem(root, "ints", ints);
   Value* floats = a.List();
   for (double d : {1.5, -0.0, 1e-300, std::numeric_limits<double>::infinity(), std::nan("")}) {
@@ -59,8 +62,9 @@ const Value* BuildSampleTree(ValueArena& a) {
   a.SetItem(root, "unicode", a.Str("h\xC3\xA9llo \xE2\x88\x91"));
   a.SetItem(root, "bytes", a.Bytes(std::string("\x00\xff abc\x80", 7)));
   a.SetItem(root, "empty_bytes", a.Bytes(""));
-  a.SetItem(root, "tuples", a.List({a.Tuple(), a.Tuple({a.Int(1)}), a.Tuple({a.Int(1), a.Int(2), a.Int(3)}),
-                                    a.Tuple({a.Int(1), a.Int(2), a.Int(3), a.Int(4), a.Int(5)})}));
+  a.SetItem(root, "tuples",
+            a.List({a.Tuple(), a.Tuple({a.Int(1)}), a.Tuple({a.Int(1), a.Int(2), a.Int(3)}),
+                    a.Tuple({a.Int(1), a.Int(2), a.Int(3), a.Int(4), a.Int(5)})}));
   Value* long_list = a.List();
   for (int i = 0; i < 1500; ++i) ValueArena::Append(long_list, a.Int(i));
   a.SetItem(root, "long_list", long_list);
@@ -86,10 +90,12 @@ const Value* BuildSampleTree(ValueArena& a) {
   ValueArena::Append(fset, a.Int(3));
   a.SetItem(root, "frozenset", fset);
   a.SetItem(root, "dtype", a.Global("torch", "bfloat16"));
-  a.SetItem(root, "size", a.Object(a.Global("torch", "Size"), a.Tuple({a.Tuple({a.Int(2), a.Int(3)})}),
-                                   Value::Construction::kReduce));
-  a.SetItem(root, "stage", a.Object(a.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"),
-                                    a.Tuple({a.Int(2)}), Value::Construction::kReduce));
+  a.SetItem(root, "size",
+            a.Object(a.Global("torch", "Size"), a.Tuple({a.Tuple({a.Int(2), a.Int(3)})}),
+                     Value::Construction::kReduce));
+  a.SetItem(root, "stage",
+            a.Object(a.Global("deepspeed.runtime.zero.config", "ZeroStageEnum"),
+                     a.Tuple({a.Int(2)}), Value::Construction::kReduce));
   Value* scaler = a.Object(a.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a.Tuple(),
                            Value::Construction::kNewObj);
   Value* scaler_state = a.Dict();
@@ -102,9 +108,10 @@ const Value* BuildSampleTree(ValueArena& a) {
   // tensor referenced twice, a 0-d tensor, an empty tensor, requires_grad.
   Value* tensors = a.Dict();
   int seed = 0;
-  for (DType d : {DType::kF64, DType::kF32, DType::kF16, DType::kBF16, DType::kI64, DType::kI32, DType::kI16,
-                  DType::kI8, DType::kU8, DType::kBool}) {
-    a.SetItem(tensors, std::string(DTypeName(d)), Tensor(a, MakeStorage(a, d, 6, seed++), Shape{2, 3}, {3, 1}));
+  for (DType d : {DType::kF64, DType::kF32, DType::kF16, DType::kBF16, DType::kI64, DType::kI32,
+                  DType::kI16, DType::kI8, DType::kU8, DType::kBool}) {
+    a.SetItem(tensors, std::string(DTypeName(d)),
+              Tensor(a, MakeStorage(a, d, 6, seed++), Shape{2, 3}, {3, 1}));
   }
   StorageRef* big = MakeStorage(a, DType::kF32, 24, 100);
   a.SetItem(tensors, "view", Tensor(a, big, Shape{2, 5}, {5, 1}, 7));

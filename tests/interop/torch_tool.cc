@@ -34,7 +34,8 @@ int Dump(const std::string& in, const std::string& prefix) {
       error = bytes.status();
       return;
     }
-    bin.write(reinterpret_cast<const char*>(bytes->data()), static_cast<std::streamsize>(bytes->size()));
+    bin.write(reinterpret_cast<const char*>(bytes->data()),
+              static_cast<std::streamsize>(bytes->size()));
     j["data"] = {offset, bytes->size()};
     offset += bytes->size();
   });

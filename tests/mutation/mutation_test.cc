@@ -136,7 +136,8 @@ std::filesystem::path SourceDir() {
 
 MutationSeed TorchSeed(const std::string& relative) {
   MutationSeed seed{std::filesystem::path(relative).filename().string(),
-                    ReadFile(SourceDir() / "fixtures" / "deepspeed" / relative), {}};
+                    ReadFile(SourceDir() / "fixtures" / "deepspeed" / relative),
+                    {}};
   auto zip = formats::zip::ZipReader::Open(SourceOf(seed.bytes, seed.name, true));
   EXPECT_TRUE(zip.ok()) << relative << ": " << zip.status();
   if (!zip.ok()) return seed;
@@ -176,14 +177,19 @@ MutationSeed SafetensorsSeed(const std::string& name, const std::vector<TensorSp
   std::vector<std::vector<std::byte>> data;
   std::vector<formats::safetensors::WriteTensor> tensors;
   for (const TensorSpec& spec : specs) {
-    std::vector<std::byte>& bytes = data.emplace_back(static_cast<size_t>(*spec.shape.NumBytes(spec.dtype)));
-    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>((i * 37 + 11) & 0xFF);
+    std::vector<std::byte>& bytes =
+        data.emplace_back(static_cast<size_t>(*spec.shape.NumBytes(spec.dtype)));
+    for (size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = static_cast<std::byte>((i * 37 + 11) & 0xFF);
     tensors.push_back({spec.name, TensorView{spec.dtype, spec.shape, {}, bytes.data()}});
   }
   MemorySink sink(name);
   absl::Status written = formats::safetensors::Write(sink, tensors, metadata);
   EXPECT_TRUE(written.ok()) << written;
-  MutationSeed seed{name, std::string(reinterpret_cast<const char*>(sink.bytes().data()), sink.bytes().size()), {}};
+  MutationSeed seed{
+      name,
+      std::string(reinterpret_cast<const char*>(sink.bytes().data()), sink.bytes().size()),
+      {}};
   uint64_t header_length = 0;
   for (int i = 7; i >= 0 && seed.bytes.size() >= 8; --i) {
     header_length = (header_length << 8) | static_cast<unsigned char>(seed.bytes[i]);
@@ -200,14 +206,21 @@ std::vector<MutationSeed> SafetensorsSeeds() {
   }
   return {
       SafetensorsSeed("mixed.safetensors",
-                      {{"w", DType::kF32, {3, 4}}, {"b", DType::kBF16, {8}}, {"idx", DType::kI64, {2, 2}},
-                       {"mask", DType::kBool, {5}}, {"scale", DType::kF16, {}}, {"none", DType::kU8, {0}}},
+                      {{"w", DType::kF32, {3, 4}},
+                       {"b", DType::kBF16, {8}},
+                       {"idx", DType::kI64, {2, 2}},
+                       {"mask", DType::kBool, {5}},
+                       {"scale", DType::kF16, {}},
+                       {"none", DType::kU8, {0}}},
                       {{"format", "pt"}, {"step", "5"}}),
       SafetensorsSeed("single.safetensors", {{"x", DType::kF64, {16}}}, {}),
       SafetensorsSeed("many.safetensors", many, {{"note", "twenty-four small tensors"}}),
       SafetensorsSeed("small_types.safetensors",
-                      {{"a", DType::kF8E4M3, {7}}, {"b", DType::kF8E5M2, {3}}, {"c", DType::kI8, {9}},
-                       {"d", DType::kI16, {2}}, {"e", DType::kI32, {3}}},
+                      {{"a", DType::kF8E4M3, {7}},
+                       {"b", DType::kF8E5M2, {3}},
+                       {"c", DType::kI8, {9}},
+                       {"d", DType::kI16, {2}},
+                       {"e", DType::kI32, {3}}},
                       {}),
   };
 }
@@ -320,7 +333,8 @@ bool AllowedCode(absl::StatusCode code) {
          code == absl::StatusCode::kUnimplemented;
 }
 
-void Check(const Mutant& mutant, const Outcome& outcome, const std::string& input_name, Tally& tally) {
+void Check(const Mutant& mutant, const Outcome& outcome, const std::string& input_name,
+           Tally& tally) {
   ++tally.mutants;
   tally.skipped_datasets += outcome.skipped;
   if (outcome.status.ok()) {
@@ -330,7 +344,8 @@ void Check(const Mutant& mutant, const Outcome& outcome, const std::string& inpu
   ++tally.by_stage_and_code[absl::StrCat(StageName(outcome.stage), " ",
                                          absl::StatusCodeToString(outcome.status.code()))];
   if (!AllowedCode(outcome.status.code())) {
-    tally.Problem(absl::StrCat(mutant.description, ": unexpected code: ", outcome.status.ToString()));
+    tally.Problem(
+        absl::StrCat(mutant.description, ": unexpected code: ", outcome.status.ToString()));
   } else if (outcome.status.message().find(input_name) == absl::string_view::npos) {
     tally.Problem(absl::StrCat(mutant.description, ": message does not name '", input_name,
                                "': ", outcome.status.ToString()));
@@ -352,9 +367,11 @@ void MaybeDump(const Mutant& mutant) {
 }
 
 void Report(const std::string& what, const Tally& tally) {
-  std::string line = absl::StrCat(what, ": ", tally.mutants, " mutants, ", tally.accepted, " read cleanly");
+  std::string line =
+      absl::StrCat(what, ": ", tally.mutants, " mutants, ", tally.accepted, " read cleanly");
   if (tally.skipped_datasets > 0) {
-    absl::StrAppend(&line, ", ", tally.skipped_datasets, " datasets over ", kMaxHdf5ReadBytes, " bytes not read");
+    absl::StrAppend(&line, ", ", tally.skipped_datasets, " datasets over ", kMaxHdf5ReadBytes,
+                    " bytes not read");
   }
   for (const auto& [key, n] : tally.by_stage_and_code) absl::StrAppend(&line, "; ", key, " ", n);
   std::printf("%s\n", line.c_str());
@@ -371,7 +388,8 @@ void RunInMemory(const std::string& what, const Mutator& mutator, int64_t first,
     const Mutant mutant = mutator.Make(i);
     SetBreadcrumb(mutant.description);
     MaybeDump(mutant);
-    Check(mutant, read_all(SourceOf(mutant.bytes, input_name, /*mapped=*/i % 2 == 0)), input_name, tally);
+    Check(mutant, read_all(SourceOf(mutant.bytes, input_name, /*mapped=*/i % 2 == 0)), input_name,
+          tally);
   }
   SetBreadcrumb("");
   Report(what, tally);
@@ -406,16 +424,16 @@ class SafetensorsMutationTest : public ::testing::TestWithParam<int64_t> {};
 TEST_P(SafetensorsMutationTest, OnlyStatuses) {
   static const Mutator mutator(SafetensorsSeeds(), 0x5AFE);
   const int64_t shard = GetParam();
-  RunInMemory(absl::StrCat("safetensors shard ", shard), mutator, shard * kSafetensorsMutantsPerShard,
-              kSafetensorsMutantsPerShard, ".safetensors", &ReadAllSafetensors);
+  RunInMemory(absl::StrCat("safetensors shard ", shard), mutator,
+              shard * kSafetensorsMutantsPerShard, kSafetensorsMutantsPerShard, ".safetensors",
+              &ReadAllSafetensors);
 }
-INSTANTIATE_TEST_SUITE_P(Shards, SafetensorsMutationTest, ::testing::Range<int64_t>(0, kSafetensorsShards));
+INSTANTIATE_TEST_SUITE_P(Shards, SafetensorsMutationTest,
+                         ::testing::Range<int64_t>(0, kSafetensorsShards));
 
 class Hdf5Test : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = testutil::ScratchDir::Make("");
-  }
+  void SetUp() override { dir_ = testutil::ScratchDir::Make(""); }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::filesystem::path dir_;
 };
@@ -463,7 +481,8 @@ void RunHdf5(const std::string& what, const Mutator& mutator, const std::filesys
       }
       Tally mine;
       Check(mutant, ReadAllHdf5(path, kMaxHdf5ReadBytes), "mutant.h5", mine);
-      for (const std::string& problem : mine.examples) std::printf("problem: %s\n", problem.c_str());
+      for (const std::string& problem : mine.examples)
+        std::printf("problem: %s\n", problem.c_str());
       std::fflush(stdout);
       ::_exit(mine.problems == 0 ? 0 : 1);
     }
@@ -530,7 +549,8 @@ MutationSeed LegacyHdf5Seed(const std::filesystem::path& dir) {
   for (size_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<float>(i);
   hsize_t weight_dims[2] = {8, 8};
   hid_t weight_space = H5Screate_simple(2, weight_dims, nullptr);
-  hid_t w = H5Dcreate2(file, "w", H5T_IEEE_F32LE, weight_space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t w =
+      H5Dcreate2(file, "w", H5T_IEEE_F32LE, weight_space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   H5Dwrite(w, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, weight.data());
   string_attribute(w, "units", "logits");
   std::vector<int64_t> steps{1, 2, 3, 4, 5, 6};

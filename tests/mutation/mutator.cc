@@ -30,11 +30,29 @@ class Rng {
 };
 
 // Values that sit on the edges parsers check: signs, widths, limits, alignment.
-constexpr uint64_t kInteresting[] = {
-    0,          1,          2,           8,           64,         0x7F,       0x80,
-    0xFF,       0x100,      0x7FFF,      0x8000,      0xFFFF,     0x10000,    0x7FFFFFFF,
-    0x80000000, 0xFFFFFFFF, 0x100000000, uint64_t{1} << 40, uint64_t{1} << 50,
-    0x7FFFFFFFFFFFFFFF, 0x8000000000000000, ~uint64_t{0}, ~uint64_t{0} - 1};
+constexpr uint64_t kInteresting[] = {0,
+                                     1,
+                                     2,
+                                     8,
+                                     64,
+                                     0x7F,
+                                     0x80,
+                                     0xFF,
+                                     0x100,
+                                     0x7FFF,
+                                     0x8000,
+                                     0xFFFF,
+                                     0x10000,
+                                     0x7FFFFFFF,
+                                     0x80000000,
+                                     0xFFFFFFFF,
+                                     0x100000000,
+                                     uint64_t{1} << 40,
+                                     uint64_t{1} << 50,
+                                     0x7FFFFFFFFFFFFFFF,
+                                     0x8000000000000000,
+                                     ~uint64_t{0},
+                                     ~uint64_t{0} - 1};
 
 enum class Kind {
   kFlipBits,
@@ -50,9 +68,9 @@ enum class Kind {
   kHotDigits,
 };
 // Targeted kinds get twice the weight of the others.
-constexpr Kind kKinds[] = {Kind::kFlipBits,    Kind::kRandomBytes, Kind::kTruncate,
-                           Kind::kSplice,      Kind::kZeroRange,   Kind::kInsertBytes,
-                           Kind::kDeleteRange, Kind::kCopyRange,   Kind::kHotFlip,
+constexpr Kind kKinds[] = {Kind::kFlipBits,    Kind::kRandomBytes,    Kind::kTruncate,
+                           Kind::kSplice,      Kind::kZeroRange,      Kind::kInsertBytes,
+                           Kind::kDeleteRange, Kind::kCopyRange,      Kind::kHotFlip,
                            Kind::kHotFlip,     Kind::kHotInteresting, Kind::kHotInteresting,
                            Kind::kHotDigits,   Kind::kHotDigits};
 

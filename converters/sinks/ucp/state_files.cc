@@ -5,11 +5,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/ucp/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/value_access.h"
 #include "formats/torch/torch_file.h"
 #include "formats/torch/value_json.h"
 #include "ucp/torch_frame.h"
@@ -36,9 +36,6 @@ using deepspeed::CheckpointFile;
 using deepspeed::CheckpointIndex;
 using formats::torch::ValueKind;
 
-
-
-
 // Python truthiness of the values DeepSpeed tests with `if x:`.
 bool Truthy(const Value* v) {
   switch (v->kind()) {
@@ -58,7 +55,8 @@ bool Truthy(const Value* v) {
 }
 
 // [value] * len(seq), as ZeROCheckpoint does for group_paddings and partition_count.
-absl::StatusOr<const Value*> RepeatedInts(ValueArena& arena, const Value* seq, int64_t value, absl::string_view what) {
+absl::StatusOr<const Value*> RepeatedInts(ValueArena& arena, const Value* seq, int64_t value,
+                                          absl::string_view what) {
   if (!seq->is_sequence()) {
     return absl::DataLossError(absl::StrCat(what, ": expected a list, found ", ids::Describe(seq)));
   }
@@ -77,7 +75,8 @@ const Value* AutoepMetadata(const Value& root) {
 // ZeRO-1/2: the "lightweight" metadata of every model file, one entry per expert_key_prefix
 // (deepspeed_checkpoint.py _lightweight_autoep_metadata + ds_to_universal
 // _aggregate_autoep_zero12_metadata).
-absl::StatusOr<const Value*> AggregatedAutoepMetadata(const CheckpointIndex& index, ValueArena& arena) {
+absl::StatusOr<const Value*> AggregatedAutoepMetadata(const CheckpointIndex& index,
+                                                      ValueArena& arena) {
   Value* out = arena.List();
   absl::flat_hash_map<std::string, std::pair<const Value*, std::string>> by_prefix;
   for (int fi : index.model_files) {
@@ -94,13 +93,15 @@ absl::StatusOr<const Value*> AggregatedAutoepMetadata(const CheckpointIndex& ind
       }
       const Value* prefix = light->Get(keys::kExpertKeyPrefix);
       if (prefix == nullptr || !prefix->is(ValueKind::kStr) || prefix->str().empty()) {
-        return absl::DataLossError(absl::StrCat(what, ": expert_key_prefix must be a non-empty string"));
+        return absl::DataLossError(
+            absl::StrCat(what, ": expert_key_prefix must be a non-empty string"));
       }
       const std::string json = formats::torch::ValueToJson(*light).dump();
       auto [it, inserted] = by_prefix.try_emplace(prefix->str(), light, json);
       if (!inserted && it->second.second != json) {
-        return absl::FailedPreconditionError(absl::StrCat(what, ": AutoEP metadata for '", prefix->str(),
-                                                          "' disagrees with an earlier model file"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(what, ": AutoEP metadata for '", prefix->str(),
+                         "' disagrees with an earlier model file"));
       }
       if (inserted) ValueArena::Append(out, light);
     }
@@ -108,7 +109,8 @@ absl::StatusOr<const Value*> AggregatedAutoepMetadata(const CheckpointIndex& ind
   return out;
 }
 
-// The model file re-saved with universal_checkpoint_info[expert_parameter_patterns, ds_autoep_layers].
+// The model file re-saved with universal_checkpoint_info[expert_parameter_patterns,
+// ds_autoep_layers].
 absl::StatusOr<PlanFile> RewriteModelFile(const CheckpointIndex& index, int fi, ValueArena& arena,
                                           const StorageLocator& locator, absl::string_view pattern,
                                           const Value* layers) {
@@ -118,14 +120,17 @@ absl::StatusOr<PlanFile> RewriteModelFile(const CheckpointIndex& index, int fi, 
   const Value* old_info = root->Get(keys::kUniversalCheckpointInfo);
   Value* info = arena.Dict();
   if (old_info != nullptr) {
-    UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(old_info, absl::StrCat(file.path, ": ",
-                                                                            keys::kUniversalCheckpointInfo)));
+    UCP_ASSIGN_OR_RETURN(
+        const Value* d,
+        ids::AsDict(old_info, absl::StrCat(file.path, ": ", keys::kUniversalCheckpointInfo)));
     info = CopyDict(arena, *d);
   }
-  SetOrReplace(arena, info, keys::kExpertParameterPatterns, arena.List({arena.Str(std::string(pattern))}));
+  SetOrReplace(arena, info, keys::kExpertParameterPatterns,
+               arena.List({arena.Str(std::string(pattern))}));
   SetOrReplace(arena, info, keys::kDsAutoepLayers, layers);
   SetOrReplace(arena, new_root, keys::kUniversalCheckpointInfo, info);
-  absl::StatusOr<PlanFile> out = FileFromTree(file.basename, FileRole::kModelRewrite, *new_root, locator);
+  absl::StatusOr<PlanFile> out =
+      FileFromTree(file.basename, FileRole::kModelRewrite, *new_root, locator);
   if (!out.ok()) return WithContext(out.status(), file.path);
   return out;
 }
@@ -143,7 +148,8 @@ absl::StatusOr<StorageLocator> StorageLocator::Build(const CheckpointIndex& inde
 
 absl::StatusOr<PlanFile> FileFromTree(std::string path, FileRole role, const Value& root,
                                       const StorageLocator& locator) {
-  return StorageFrames(nullptr, &locator.runs(), &locator.origin()).Frame(std::move(path), role, root);
+  return StorageFrames(nullptr, &locator.runs(), &locator.origin())
+      .Frame(std::move(path), role, root);
 }
 
 PlanFile CopyOfFile(const CheckpointIndex& index, int file, FileRole role) {
@@ -161,13 +167,15 @@ PlanFile CopyOfFile(const CheckpointIndex& index, int file, FileRole role) {
 absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueArena& arena,
                                             const StorageLocator& locator) {
   const Value& osd = index.optimizer_state_dict();
-  const std::string what = absl::StrCat(index.optim_file(0).path, ": ",
-                                        index.kind.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
+  const std::string what =
+      absl::StrCat(index.optim_file(0).path, ": ",
+                   index.kind.zero_stage == 0 ? keys::kOptimizer : keys::kOptimizerStateDict);
   Value* out = nullptr;
   const Value* param_groups = nullptr;
   if (index.kind.zero_stage == 0) {
     // No ZeRO wrapper state: what the ZeRO-1/2 loader needs (ds_version, then param_groups).
-    UCP_ASSIGN_OR_RETURN(param_groups, ids::Require(index.base_optimizer_state(), keys::kParamGroups, what));
+    UCP_ASSIGN_OR_RETURN(param_groups,
+                         ids::Require(index.base_optimizer_state(), keys::kParamGroups, what));
     out = arena.Dict();
     const Value* version = index.model_file().root().Get(keys::kDsVersion);
     if (version != nullptr) arena.SetItem(out, keys::kDsVersion, version);
@@ -188,7 +196,8 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
       }
       const Value* value = v;
       if (IsKey(k, keys::kGroupPaddings) && Truthy(v)) {
-        UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, 0, absl::StrCat(what, ".", keys::kGroupPaddings)));
+        UCP_ASSIGN_OR_RETURN(
+            value, RepeatedInts(arena, v, 0, absl::StrCat(what, ".", keys::kGroupPaddings)));
       } else if (IsKey(k, keys::kPartitionCount) && Truthy(v)) {
         UCP_ASSIGN_OR_RETURN(value, RepeatedInts(arena, v, index.topology.dp,
                                                  absl::StrCat(what, ".", keys::kPartitionCount)));
@@ -197,13 +206,14 @@ absl::StatusOr<PlanFile> OptimizerStateFile(const CheckpointIndex& index, ValueA
     }
   }
   SetOrReplace(arena, out, keys::kParamGroups, param_groups);
-  absl::StatusOr<PlanFile> f = FileFromTree(ucp::OptimizerStatePath(), FileRole::kOptimizerState, *out, locator);
+  absl::StatusOr<PlanFile> f =
+      FileFromTree(ucp::OptimizerStatePath(), FileRole::kOptimizerState, *out, locator);
   if (!f.ok()) return WithContext(f.status(), index.optim_file(0).path);
   return f;
 }
 
-absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, const StorageLocator& locator,
-                           Plan* plan) {
+absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena,
+                           const StorageLocator& locator, Plan* plan) {
   const bool autoep = !index.autoep_layers.empty();
   if (index.kind.zero_stage <= 2) {
     const Value* layers = nullptr;
@@ -215,8 +225,8 @@ absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, cons
         plan->files.push_back(CopyOfFile(index, fi, FileRole::kModelCopy));
         continue;
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f,
-                           RewriteModelFile(index, fi, arena, locator, keys::kUcpExpertPatternZero12, layers));
+      UCP_ASSIGN_OR_RETURN(PlanFile f, RewriteModelFile(index, fi, arena, locator,
+                                                        keys::kUcpExpertPatternZero12, layers));
       plan->files.push_back(std::move(f));
     }
     return absl::OkStatus();
@@ -224,14 +234,17 @@ absl::Status AddModelFiles(const CheckpointIndex& index, ValueArena& arena, cons
   // ZeRO-3: every non-expert model-states file, each with its own AutoEP metadata.
   for (int fi = 0; fi < static_cast<int>(index.files.size()); ++fi) {
     const formats::deepspeed::FileKind kind = index.files[fi].name.kind;
-    if (kind != formats::deepspeed::FileKind::kZeroModelStates && kind != formats::deepspeed::FileKind::kModelStates) continue;
+    if (kind != formats::deepspeed::FileKind::kZeroModelStates &&
+        kind != formats::deepspeed::FileKind::kModelStates)
+      continue;
     if (!autoep) {
       plan->files.push_back(CopyOfFile(index, fi, FileRole::kModelCopy));
       continue;
     }
     const Value* layers = AutoepMetadata(index.files[fi].root());
-    UCP_ASSIGN_OR_RETURN(PlanFile f, RewriteModelFile(index, fi, arena, locator, keys::kUcpExpertPatternZero3,
-                                                      layers != nullptr ? layers : arena.None()));
+    UCP_ASSIGN_OR_RETURN(PlanFile f,
+                         RewriteModelFile(index, fi, arena, locator, keys::kUcpExpertPatternZero3,
+                                          layers != nullptr ? layers : arena.None()));
     plan->files.push_back(std::move(f));
   }
   return absl::OkStatus();

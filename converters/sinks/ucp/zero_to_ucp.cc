@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/merged_state_file.h"
 #include "converters/sinks/ucp/zero_to_ucp_internal.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
 
@@ -67,15 +67,19 @@ absl::Status CheckUniversalInfo(const CheckpointIndex& index, const ZeroToUcpOpt
   if (!u.present() && !options.inject_missing_state) {
     return absl::FailedPreconditionError(absl::StrCat(
         index.model_file().path, ": no ", keys::kUniversalCheckpointInfo,
-        "; ds_to_universal needs the training client to save it (--inject_missing_state supplies {'",
+        "; ds_to_universal needs the training client to save it (--inject_missing_state supplies "
+        "{'",
         keys::kUniversalCheckpointVersion, "': ", keys::kUniversalCheckpointVersionValue, "})"));
   }
-  if (u.autotp_unsupported != nullptr && u.autotp_unsupported->is_dict() && !u.autotp_unsupported->entries().empty()) {
+  if (u.autotp_unsupported != nullptr && u.autotp_unsupported->is_dict() &&
+      !u.autotp_unsupported->entries().empty()) {
     std::vector<std::string> reasons;
     for (const auto& [k, v] : u.autotp_unsupported->entries()) {
-      reasons.push_back(absl::StrCat(k->str(), ": ", v->is(formats::torch::ValueKind::kStr) ? v->str() : "?"));
+      reasons.push_back(
+          absl::StrCat(k->str(), ": ", v->is(formats::torch::ValueKind::kStr) ? v->str() : "?"));
     }
-    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": AutoTP universal checkpoint "
+    return absl::FailedPreconditionError(absl::StrCat(index.model_file().path,
+                                                      ": AutoTP universal checkpoint "
                                                       "conversion is not supported for ",
                                                       absl::StrJoin(reasons, ", ")));
   }
@@ -84,7 +88,8 @@ absl::Status CheckUniversalInfo(const CheckpointIndex& index, const ZeroToUcpOpt
 
 // The form, shape and dict keys of a parameter's three state files (dtype and requires_grad are
 // set per state).
-absl::StatusOr<ucp::ParamStateSpec> SpecFor(const CheckpointIndex& index, const Parameter& p, MergeRules* rules) {
+absl::StatusOr<ucp::ParamStateSpec> SpecFor(const CheckpointIndex& index, const Parameter& p,
+                                            MergeRules* rules) {
   ucp::ParamStateSpec spec;
   if (p.is_expert()) {
     spec.form = ucp::ParamFileForm::kExpertDict;
@@ -106,36 +111,26 @@ absl::StatusOr<ucp::ParamStateSpec> SpecFor(const CheckpointIndex& index, const 
 }
 
 // zero/<param>/<state>.pt: a new storage whose payload is the fragments, in merged order.
-absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Parameter& p, StateKind state,
-                                        ucp::ParamStateSpec spec, ValueArena& arena) {
+absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Parameter& p,
+                                        StateKind state, ucp::ParamStateSpec spec,
+                                        ValueArena& arena) {
   const std::vector<Fragment>& fragments = p.slices[0].fragments;
   const std::string path = ucp::ParamStatePath(p.name, deepspeed::StateName(state));
-  std::optional<DType> dtype;
+  DType dtype = DType::kF32;
   bool requires_grad = false;
-  for (const Fragment& f : fragments) {
-    const deepspeed::TensorLocation& loc = f.state(state);
-    if (dtype && *dtype != loc.dtype) {
-      return absl::FailedPreconditionError(absl::StrCat(index.files[loc.file].path, ": ", path, ": fragments of '",
-                                                        p.name, "' mix ", DTypeName(*dtype), " and ",
-                                                        DTypeName(loc.dtype)));
-    }
-    dtype = loc.dtype;
-    requires_grad = requires_grad || loc.requires_grad;
+  UCP_RETURN_IF_ERROR(
+      plan::internal_plan::StateDtype(index, p, state, 1, path, &dtype, &requires_grad));
+  if (p.is_expert() && index.kind.zero_stage <= 2 && dtype != DType::kF32) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("AutoEP expert '", p.name, "': ", deepspeed::StateName(state), " is ",
+                     DTypeName(dtype), "; DeepSpeed converts only fp32 expert states"));
   }
-  if (!dtype) {  // an empty parameter: DeepSpeed's flat fp32 partitions require grad, moments do not
-    dtype = state == StateKind::kFp32 ? index.kind.master_dtype : index.kind.state_dtype;
-    requires_grad = state == StateKind::kFp32;
-  }
-  if (p.is_expert() && index.kind.zero_stage <= 2 && *dtype != DType::kF32) {
-    return absl::FailedPreconditionError(absl::StrCat("AutoEP expert '", p.name, "': ", deepspeed::StateName(state),
-                                                      " is ", DTypeName(*dtype),
-                                                      "; DeepSpeed converts only fp32 expert states"));
-  }
-  spec.dtype = *dtype;
+  spec.dtype = dtype;
   spec.requires_grad = requires_grad;
   UCP_ASSIGN_OR_RETURN(ucp::ParamStateTree tree, ucp::BuildParamStateTree(arena, spec));
-  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame, ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
-  const uint64_t elem = DTypeSize(*dtype);
+  UCP_ASSIGN_OR_RETURN(ucp::TorchFrame frame,
+                       ucp::FrameTorchFile(ucp::ArchiveRootFor(path), *tree.root, nullptr));
+  const uint64_t elem = DTypeSize(dtype);
   Region region{frame.storages[0].payload_offset, frame.storages[0].size, {}};
   int64_t expected = 0;
   for (const Fragment& f : fragments) {
@@ -143,16 +138,16 @@ absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Para
     const deepspeed::TensorLocation& loc = f.state(state);
     if (f.merged_offset != expected || loc.numel != f.numel) {
       return absl::DataLossError(absl::StrCat(index.files[loc.file].path, ": fragment of '", p.name,
-                                              "' at element ", f.merged_offset, " leaves a gap or overlap at ",
-                                              expected));
+                                              "' at element ", f.merged_offset,
+                                              " leaves a gap or overlap at ", expected));
     }
     region.ops.push_back(CopyOp{loc.file, loc.file_offset, loc.num_bytes(),
                                 region.offset + static_cast<uint64_t>(f.merged_offset) * elem});
     expected += f.numel;
   }
   if (static_cast<uint64_t>(expected) * elem != region.size) {
-    return absl::DataLossError(absl::StrCat("fragments of '", p.name, "' hold ", expected, " elements of ",
-                                            spec.storage_numel));
+    return absl::DataLossError(absl::StrCat("fragments of '", p.name, "' hold ", expected,
+                                            " elements of ", spec.storage_numel));
   }
   PlanFile file;
   file.path = path;
@@ -186,8 +181,8 @@ absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, Mer
   if (index.kind.zero_stage <= 2) {
     const deepspeed::FlatGroup& group = index.flat_groups[p.flat_group];
     if (const formats::torch::Value* step = group.step(); step != nullptr) {
-      absl::StatusOr<PlanFile> f = internal_ucp_sink::FileFromTree(ucp::ParamStatePath(p.name, ucp::kStepState),
-                                                               FileRole::kStep, *step, locator);
+      absl::StatusOr<PlanFile> f = internal_ucp_sink::FileFromTree(
+          ucp::ParamStatePath(p.name, ucp::kStepState), FileRole::kStep, *step, locator);
       if (!f.ok()) return WithContext(f.status(), index.files[group.ranks[0].step_file].path);
       plan->files.push_back(*std::move(f));
     }
@@ -201,14 +196,14 @@ absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcp
   const ucp::Topology& t = index.topology;
   const deepspeed::ZeroKind& zk = index.kind;
   if (t.tp != t.mp() || (t.tp != 1 && zk.zero_stage == 3)) {
-    return absl::UnimplementedError(absl::StrCat(index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp,
-                                                 ", mp_size=", t.mp(), ", ZeRO-", zk.zero_stage,
-                                                 "): only ZeRO-1/2 TP slices are merged into a UCP"));
+    return absl::UnimplementedError(absl::StrCat(
+        index.dir.tag_dir, ": tensor parallelism (tp_size=", t.tp, ", mp_size=", t.mp(), ", ZeRO-",
+        zk.zero_stage, "): only ZeRO-1/2 TP slices are merged into a UCP"));
   }
   for (const Parameter& p : index.params) {
     if (static_cast<int>(p.slices.size()) != t.tp) {
-      return absl::InternalError(absl::StrCat("parameter '", p.name, "' has ", p.slices.size(), " TP slices, tp is ",
-                                              t.tp));
+      return absl::InternalError(absl::StrCat("parameter '", p.name, "' has ", p.slices.size(),
+                                              " TP slices, tp is ", t.tp));
     }
   }
   Plan plan;
@@ -232,13 +227,15 @@ absl::StatusOr<Plan> PlanZeroToUcp(const CheckpointIndex& index, const ZeroToUcp
     const std::vector<std::string> unused = rules->Unused();
     const std::string list = absl::StrCat("[", absl::StrJoin(unused, ", "), "]");
     if (!unused.empty() && options.strict) {
-      return absl::FailedPreconditionError(absl::StrCat(index.model_file().path, ": ", keys::kUniversalCheckpointInfo,
-                                                        " patterns match no parameter: ", list,
-                                                        " (--no_strict converts anyway)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(index.model_file().path, ": ", keys::kUniversalCheckpointInfo,
+                       " patterns match no parameter: ", list, " (--no_strict converts anyway)"));
     }
-    if (!unused.empty()) plan.info.notes.push_back(absl::StrCat("unused patterns ", list, " (--no_strict)"));
+    if (!unused.empty())
+      plan.info.notes.push_back(absl::StrCat("unused patterns ", list, " (--no_strict)"));
   }
-  UCP_ASSIGN_OR_RETURN(PlanFile optimizer_state, internal_ucp_sink::OptimizerStateFile(index, arena, locator));
+  UCP_ASSIGN_OR_RETURN(PlanFile optimizer_state,
+                       internal_ucp_sink::OptimizerStateFile(index, arena, locator));
   plan.files.push_back(std::move(optimizer_state));
   UCP_RETURN_IF_ERROR(internal_ucp_sink::AddModelFiles(index, arena, locator, &plan));
   UCP_RETURN_IF_ERROR(ValidatePlan(plan));

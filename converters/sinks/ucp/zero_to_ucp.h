@@ -20,8 +20,9 @@ namespace ucp::converters::sinks {
 
 // ds_to_universal.py's flags that change the output.
 struct ZeroToUcpOptions {
-  bool strict = true;                 // false: --no_strict (unused universal_checkpoint_info patterns allowed)
-  bool inject_missing_state = false;  // --inject_missing_state (ZeRO-1/2 without universal_checkpoint_info)
+  bool strict = true;  // false: --no_strict (unused universal_checkpoint_info patterns allowed)
+  bool inject_missing_state =
+      false;  // --inject_missing_state (ZeRO-1/2 without universal_checkpoint_info)
 };
 
 // plan::Plan::sources are the index's files, in index order (source i = index.files[i]).
@@ -32,6 +33,7 @@ struct ZeroToUcpOptions {
 //   InvalidArgument     a parameter name that would escape the output folder, a bad pattern
 //   Unimplemented       ZeRO-3 with tensor parallelism (tp > 1), averaging non-f32/f64 TP slices
 //   DataLoss            fragments that do not tile their parameter
-absl::StatusOr<plan::Plan> PlanZeroToUcp(const deepspeed::CheckpointIndex& index, const ZeroToUcpOptions& options = {});
+absl::StatusOr<plan::Plan> PlanZeroToUcp(const deepspeed::CheckpointIndex& index,
+                                         const ZeroToUcpOptions& options = {});
 
 }  // namespace ucp::converters::sinks

@@ -33,14 +33,14 @@ class StorageLocator {
 // A torch file holding `root`, whose storages are copied whole from the checkpoint's records
 // (what torch.save writes after torch.load of the same tree). InvalidArgument for a storage that
 // belongs to none of the files, DataLoss for a record whose size is not the pickle's.
-absl::StatusOr<plan::PlanFile> FileFromTree(std::string path, plan::FileRole role, const Value& root,
-                                      const StorageLocator& locator);
+absl::StatusOr<plan::PlanFile> FileFromTree(std::string path, plan::FileRole role,
+                                            const Value& root, const StorageLocator& locator);
 // A byte copy of checkpoint file `file`.
 plan::PlanFile CopyOfFile(const deepspeed::CheckpointIndex& index, int file, plan::FileRole role);
 
 // zero/optimizer_state.pt (§5.3), ZeRO-1/2 or ZeRO-3 form.
-absl::StatusOr<plan::PlanFile> OptimizerStateFile(const deepspeed::CheckpointIndex& index, ValueArena& arena,
-                                            const StorageLocator& locator);
+absl::StatusOr<plan::PlanFile> OptimizerStateFile(const deepspeed::CheckpointIndex& index,
+                                                  ValueArena& arena, const StorageLocator& locator);
 // The model-states files: copies, or AutoEP rewrites (§5.4). Appends to plan->files.
 absl::Status AddModelFiles(const deepspeed::CheckpointIndex& index, ValueArena& arena,
                            const StorageLocator& locator, plan::Plan* plan);

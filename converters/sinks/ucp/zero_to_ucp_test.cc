@@ -17,10 +17,10 @@ namespace ucp::converters::sinks {
 namespace {
 using plan::CopyOp;
 using plan::FileRole;
+using plan::Plan;
 using plan::PlanFile;
 using plan::PlanSource;
 using plan::Region;
-using plan::Plan;
 using plan::Summary;
 using plan::ToJson;
 using plan::ValidatePlan;
@@ -28,11 +28,22 @@ using plan::ValidatePlan;
 namespace fs = std::filesystem;
 using formats::deepspeed::testing::FixtureCase;
 
-const char* const kCases[] = {"s1_fp32_dp2",        "s1_fp32_dp4", "s1_bf16opt_dp4", "s2_fp32_dp2",
-                              "s2_fp32_dp4",        "s2_bf16_dp2", "s3_fp32_dp2",    "s3_fp32_dp4",
-                              "s3_fp32_1group_dp4", "autoep_mixtral_s2_fp32_dp4_ep2",
-                              "autoep_qwen3_s3_fp32_dp4_ep2", "autoep_mixtral_s2_bf16_dp4_ep2",
-                              "s3_bf16_dp1",        "s3_bf16_dp2", "s3_bf16_dp4",    "s1_bf16_dp2"};
+const char* const kCases[] = {"s1_fp32_dp2",
+                              "s1_fp32_dp4",
+                              "s1_bf16opt_dp4",
+                              "s2_fp32_dp2",
+                              "s2_fp32_dp4",
+                              "s2_bf16_dp2",
+                              "s3_fp32_dp2",
+                              "s3_fp32_dp4",
+                              "s3_fp32_1group_dp4",
+                              "autoep_mixtral_s2_fp32_dp4_ep2",
+                              "autoep_qwen3_s3_fp32_dp4_ep2",
+                              "autoep_mixtral_s2_bf16_dp4_ep2",
+                              "s3_bf16_dp1",
+                              "s3_bf16_dp2",
+                              "s3_bf16_dp4",
+                              "s1_bf16_dp2"};
 
 deepspeed::CheckpointIndex Open(const std::string& name) {
   absl::StatusOr<deepspeed::CheckpointIndex> index =
@@ -66,8 +77,10 @@ TEST_P(PlanFixtureTest, SameFilesAsDeepSpeedAndParamFilesAreByteExact) {
     planned.insert(f.path);
     auto it = expected.find(f.path);
     if (it == expected.end()) continue;
-    if (f.role == FileRole::kParamState || f.role == FileRole::kStep || f.role == FileRole::kModelCopy) {
-      EXPECT_EQ(f.size, it->second) << name << " " << f.path;  // byte-identical files have equal sizes
+    if (f.role == FileRole::kParamState || f.role == FileRole::kStep ||
+        f.role == FileRole::kModelCopy) {
+      EXPECT_EQ(f.size, it->second)
+          << name << " " << f.path;  // byte-identical files have equal sizes
     }
     if (f.role == FileRole::kParamState) {
       // data.pkl as DeepSpeed's torch.save wrote it.
@@ -110,7 +123,8 @@ TEST(PlanZeroToUcpTest, MissingUniversalInfoNeedsInject) {
   index.universal_checkpoint_info = {};
   absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(plan.status().message().find("mp_rank_00_model_states.pt"), std::string::npos) << plan.status();
+  EXPECT_NE(plan.status().message().find("mp_rank_00_model_states.pt"), std::string::npos)
+      << plan.status();
   EXPECT_TRUE(PlanZeroToUcp(index, {.inject_missing_state = true}).ok());
 }
 
@@ -127,7 +141,8 @@ TEST(PlanZeroToUcpTest, UnusedPatternsFailOnlyInStrictMode) {
   for (const PlanFile& f : plan->files) {
     if (f.path == "zero/blocks.0.fc2.weight/fp32.pt") {
       EXPECT_NE(f.frame->pickle.find("cat_dim"), std::string::npos);
-      EXPECT_EQ(f.frame->pickle.find(std::string("K\x01", 2)), f.frame->pickle.find("cat_dim") + 9);  // cat_dim: 1
+      EXPECT_EQ(f.frame->pickle.find(std::string("K\x01", 2)),
+                f.frame->pickle.find("cat_dim") + 9);  // cat_dim: 1
     }
   }
 }

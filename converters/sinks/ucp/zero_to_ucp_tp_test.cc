@@ -16,10 +16,10 @@ namespace ucp::converters::sinks {
 namespace {
 using plan::CopyOp;
 using plan::FileRole;
+using plan::Plan;
 using plan::PlanFile;
 using plan::PlanSource;
 using plan::Region;
-using plan::Plan;
 
 namespace fs = std::filesystem;
 using deepspeed::CheckpointIndex;
@@ -91,7 +91,8 @@ TEST(PlanZeroToUcpTpTest, RowParallelCopiesOneRowPerRankInTurn) {
   CheckpointIndex index = Open("s1_fp32_tp2");
   absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  const PlanFile* f = FindFile(*plan, "zero/blocks.0.fc2.weight/fp32.pt");  // [8, 6] per rank → [8, 12]
+  const PlanFile* f =
+      FindFile(*plan, "zero/blocks.0.fc2.weight/fp32.pt");  // [8, 6] per rank → [8, 12]
   ASSERT_NE(f, nullptr);
   const Region& r = f->regions[0];
   ASSERT_EQ(r.ops.size(), 16u);
@@ -131,7 +132,8 @@ TEST(PlanZeroToUcpTpTest, AveragedParamsAreComputedAsPythonSumThenDivide) {
   ASSERT_NE(src.memory, nullptr);
   ASSERT_EQ(src.size, 8u * 4);
   std::vector<float> mean(8);
-  ASSERT_TRUE(src.memory->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(mean.data()), 32)).ok());
+  ASSERT_TRUE(
+      src.memory->ReadAt(0, absl::MakeSpan(reinterpret_cast<std::byte*>(mean.data()), 32)).ok());
   const deepspeed::Parameter* p = index.FindParam("ln_f.weight");
   absl::StatusOr<Buffer> a = deepspeed::GatherState(index, *p, StateKind::kFp32, 0);
   absl::StatusOr<Buffer> b = deepspeed::GatherState(index, *p, StateKind::kFp32, 1);
@@ -143,13 +145,15 @@ TEST(PlanZeroToUcpTpTest, AveragedParamsAreComputedAsPythonSumThenDivide) {
     const float want = ((0.0f + x) + y) / 2.0f;
     EXPECT_EQ(std::memcmp(&mean[i], &want, 4), 0) << i;
   }
-  EXPECT_FALSE(std::signbit(mean[0]));  // -0.0 on both ranks → +0.0, as DeepSpeed's sum() starts at 0
+  EXPECT_FALSE(
+      std::signbit(mean[0]));  // -0.0 on both ranks → +0.0, as DeepSpeed's sum() starts at 0
 }
 
 TEST(PlanZeroToUcpTpTest, ReplicatedSlicesMustBeEqual) {
   CheckpointIndex index = Open("s1_fp32_tp2");
   deepspeed::Parameter& ln = index.params[index.param_by_name.at("blocks.0.ln.weight")];
-  const deepspeed::Parameter& other = index.params[index.param_by_name.at("ln_f.weight")];  // same numel
+  const deepspeed::Parameter& other =
+      index.params[index.param_by_name.at("ln_f.weight")];  // same numel
   ln.slices[1].fragments[0].states[0] = other.slices[1].fragments[0].states[0];
   absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition) << plan.status();
@@ -158,7 +162,8 @@ TEST(PlanZeroToUcpTpTest, ReplicatedSlicesMustBeEqual) {
 
 TEST(PlanZeroToUcpTpTest, SlicesThatCannotMergeAreRefused) {
   CheckpointIndex index = Open("s1_fp32_tp2");
-  index.params[index.param_by_name.at("blocks.0.fc1.weight")].slices[1].shape = Shape({8, 6});  // was [6, 8]
+  index.params[index.param_by_name.at("blocks.0.fc1.weight")].slices[1].shape =
+      Shape({8, 6});  // was [6, 8]
   absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition) << plan.status();
   EXPECT_NE(plan.status().message().find("blocks.0.fc1.weight"), std::string::npos);
@@ -174,9 +179,11 @@ TEST(PlanZeroToUcpTpTest, SubParamsNeedShardWidthsFromVersion04) {
 
 TEST(PlanZeroToUcpTpTest, LegacySubParamSizesMustDivideByTp) {
   CheckpointIndex index = Open("s2_fp32_tp2_dp2_subparams");
-  index.universal_checkpoint_info.version = 0.3;  // then widths come from the tuple, split evenly: 6/3/3 over 2
+  index.universal_checkpoint_info.version =
+      0.3;  // then widths come from the tuple, split evenly: 6/3/3 over 2
   absl::StatusOr<Plan> plan = PlanZeroToUcp(index);
-  EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition) << plan.status();  // 3 % 2 != 0
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition)
+      << plan.status();  // 3 % 2 != 0
 }
 
 }  // namespace

@@ -32,8 +32,8 @@ struct NativeMoeLayer {
 // a submodule's parameters ("0.weight" then "0.bias") are kept together at the submodule's first
 // appearance, in group order within it; for torch modules that register weight before bias (Linear,
 // LayerNorm, ...) this is state_dict order. DataLoss (naming `what`) for inconsistent names.
-absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(const std::vector<std::string>& expert_names,
-                                                            const std::vector<int>& num_experts, int ep,
-                                                            absl::string_view what);
+absl::StatusOr<std::vector<NativeMoeLayer>> NativeMoeLayers(
+    const std::vector<std::string>& expert_names, const std::vector<int>& num_experts, int ep,
+    absl::string_view what);
 
 }  // namespace ucp::converters::sinks

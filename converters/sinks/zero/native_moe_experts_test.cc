@@ -18,7 +18,8 @@ std::string N(const std::string& prefix, int local, const std::string& rest) {
 }
 
 TEST(NativeMoeLayersTest, RebuildsModuleOrderFromGroupedParamShapes) {
-  // Weights group first, then biases (the fixture's two-group split), two local experts, two layers.
+  // Weights group first, then biases (the fixture's two-group split), two local experts, two
+  // layers.
   std::vector<std::string> names;
   for (const std::string& p : {kL0, kL1}) {
     for (int local : {0, 1}) {
@@ -39,7 +40,8 @@ TEST(NativeMoeLayersTest, RebuildsModuleOrderFromGroupedParamShapes) {
   EXPECT_EQ((*layers)[0].num_local, 2);
   EXPECT_EQ((*layers)[1].num_experts, 4);
   EXPECT_EQ((*layers)[1].rests, (*layers)[0].rests);
-  EXPECT_EQ((*layers)[0].rests, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"}));
+  EXPECT_EQ((*layers)[0].rests,
+            (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"}));
   EXPECT_EQ((*layers)[0].LocalName(1, "2.bias"), N(kL0, 1, "2.bias"));
   EXPECT_EQ((*layers)[0].GlobalName(3, "2.bias"), kL0 + ".deepspeed_experts.3.2.bias");
 }
@@ -56,10 +58,13 @@ TEST(NativeMoeLayersTest, RejectsInconsistentNamesAndCounts) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(NativeMoeLayers(ok, {4, 4}, 2, "t").status().code(), absl::StatusCode::kDataLoss);
   // A local expert missing a parameter the others have.
-  EXPECT_EQ(NativeMoeLayers({N(kL0, 0, "a"), N(kL0, 0, "b"), N(kL0, 1, "a")}, {4}, 2, "t").status().code(),
+  EXPECT_EQ(NativeMoeLayers({N(kL0, 0, "a"), N(kL0, 0, "b"), N(kL0, 1, "a")}, {4}, 2, "t")
+                .status()
+                .code(),
             absl::StatusCode::kDataLoss);
   // Not a native expert name; no local id.
-  EXPECT_EQ(NativeMoeLayers({"blocks.1.fc.weight"}, {4}, 2, "t").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(NativeMoeLayers({"blocks.1.fc.weight"}, {4}, 2, "t").status().code(),
+            absl::StatusCode::kDataLoss);
   EXPECT_EQ(NativeMoeLayers({kL0 + ".deepspeed_experts.x.w"}, {4}, 2, "t").status().code(),
             absl::StatusCode::kDataLoss);
 }

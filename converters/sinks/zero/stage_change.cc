@@ -5,9 +5,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
 #include "converters/plan/tree_edit.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
 
 namespace ucp::converters::sinks {
 namespace {

@@ -10,12 +10,12 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "converters/sinks/zero/zero_sink_input.h"
+#include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/expert_names.h"
 #include "formats/deepspeed/file_names.h"
 #include "formats/deepspeed/value_access.h"
-#include "converters/sinks/zero/zero_sink_input.h"
-#include "formats/base/status.h"
 #include "ucp/shard_layout.h"
 #include "ucp/ucp_layout.h"
 
@@ -75,8 +75,8 @@ absl::Status NativeExpertRows(const TorchFile& fp32, const std::string& path, in
                                             ucp::kIsExpertParamKey, "': True and '",
                                             ucp::kEpNumExpertsKey, "'"));
   }
-  UCP_ASSIGN_OR_RETURN(int64_t ep, ids::AsIntIn(rows, 1, 1 << 20,
-                                                absl::StrCat(path, ": ", ucp::kEpNumExpertsKey)));
+  UCP_ASSIGN_OR_RETURN(
+      int64_t ep, ids::AsIntIn(rows, 1, 1 << 20, absl::StrCat(path, ": ", ucp::kEpNumExpertsKey)));
   if (*seen_ep != 0 && *seen_ep != ep) {
     return absl::DataLossError(absl::StrCat(path, ": ", ucp::kEpNumExpertsKey, " ", ep,
                                             ", other experts have ", *seen_ep));
@@ -255,7 +255,8 @@ absl::StatusOr<std::string> ReadModelFiles(const fs::path& dir, ZeroSinkInput* i
       mp_roots->push_back(root);
     }
     if (mp_roots->empty())
-      return absl::NotFoundError(absl::StrCat((dir / formats::deepspeed::ModelStatesFileName(0)).string(), ": missing"));
+      return absl::NotFoundError(
+          absl::StrCat((dir / formats::deepspeed::ModelStatesFileName(0)).string(), ": missing"));
     in->model_root = (*mp_roots)[0];
     in->topology.tp = static_cast<int>(mp_roots->size());
     if (const Value* dp = in->model_root->Get(keys::kDpWorldSize); dp != nullptr) {
@@ -293,9 +294,11 @@ absl::StatusOr<std::vector<ZeroSinkInput>> ZeroSinkInputsFromUcp(const std::stri
   in.origin = ucp_dir;
   const fs::path dir(ucp_dir);
   std::error_code ec;
-  if (!fs::exists(dir / formats::deepspeed::ModelStatesFileName(0), ec) && !fs::exists(dir / Zero3ModelFile(0), ec)) {
-    return absl::NotFoundError(absl::StrCat(ucp_dir, ": no ", formats::deepspeed::ModelStatesFileName(0), " (ZeRO-1/2) or ",
-                                            Zero3ModelFile(0), " (ZeRO-3)"));
+  if (!fs::exists(dir / formats::deepspeed::ModelStatesFileName(0), ec) &&
+      !fs::exists(dir / Zero3ModelFile(0), ec)) {
+    return absl::NotFoundError(absl::StrCat(ucp_dir, ": no ",
+                                            formats::deepspeed::ModelStatesFileName(0),
+                                            " (ZeRO-1/2) or ", Zero3ModelFile(0), " (ZeRO-3)"));
   }
   std::vector<const Value*> mp_roots;
   std::vector<std::string> mp_paths;

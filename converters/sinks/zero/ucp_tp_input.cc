@@ -9,13 +9,13 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/plan/merge_rules.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/zero_sink_input.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/value_access.h"
 
 namespace ucp::converters::sinks::internal_sink {
 namespace {

@@ -6,14 +6,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/file_names.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/native_moe_experts.h"
 #include "converters/sinks/zero/zero12_writer.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 
 namespace ucp::converters::sinks::internal_zero12 {
 
@@ -124,8 +124,9 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* row, ExpertRow(p, at, p.shape, plan));
         arena_.SetItem(root, layer.GlobalName(e, rest), row);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(l, e, 0),
-                                                     FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(PlanFile f,
+                           frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(l, e, 0),
+                                         FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }
@@ -167,8 +168,9 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
         arena_.SetItem(root, absl::StrCat(name, ".", e), t);
       }
-      UCP_ASSIGN_OR_RETURN(PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(layer_id, e, 0),
-                                                     FileRole::kModelRewrite, *root));
+      UCP_ASSIGN_OR_RETURN(
+          PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(layer_id, e, 0),
+                                    FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }

@@ -17,13 +17,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/file_names.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/plan/storage_frames.h"
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/zero_writers.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "ucp/shard_layout.h"
 #include "ucp/torch_frame.h"
 #include "ucp/ucp_layout.h"
@@ -185,8 +185,8 @@ absl::StatusOr<const Value*> Planner::PartitionGroups(const Value* v, const Rank
   const int num_sub = static_cast<int>(in_.groups.size());
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(v, what));
   if (static_cast<int>(items.size()) != num_sub) {
-    return absl::DataLossError(absl::StrCat(what, ": ", items.size(),
-                                            " ds_zero_partition_groups for ", num_sub, " sub-groups"));
+    return absl::DataLossError(absl::StrCat(
+        what, ": ", items.size(), " ds_zero_partition_groups for ", num_sub, " sub-groups"));
   }
   Value* list = arena_.List();
   for (int s = 0; s < num_sub; ++s) {
@@ -273,12 +273,14 @@ absl::StatusOr<const Value*> Planner::OptimizerRoot(const RankPlace& place) {
     } else if (IsKey(k, keys::kFp32FlatGroups)) {
       Value* list = arena_.List();
       for (int s = 0; s < static_cast<int>(in_.groups.size()); ++s) {
-        UCP_ASSIGN_OR_RETURN(const Value* t, SubGroupPartition(s, 0, place, /*requires_grad=*/true));
+        UCP_ASSIGN_OR_RETURN(const Value* t,
+                             SubGroupPartition(s, 0, place, /*requires_grad=*/true));
         ValueArena::Append(list, t);
       }
       value = list;
     } else if (IsKey(k, keys::kOptimizerStateDict)) {
-      UCP_ASSIGN_OR_RETURN(value, InnerState(v, place, absl::StrCat(what, ".optimizer_state_dict")));
+      UCP_ASSIGN_OR_RETURN(value,
+                           InnerState(v, place, absl::StrCat(what, ".optimizer_state_dict")));
     }
     ValueArena::SetItem(osd, k, value);
   }
@@ -300,9 +302,9 @@ absl::StatusOr<Plan> Planner::Run() {
     const RankPlace place = Place(r);
     UCP_ASSIGN_OR_RETURN(const Value* model, ModelRoot(place));
     UCP_ASSIGN_OR_RETURN(const Value* optim, OptimizerRoot(place));
-    UCP_ASSIGN_OR_RETURN(
-        PlanFile mf, frames_.Frame(formats::deepspeed::ZeroModelStatesFileName(r, 0),
-                                   FileRole::kModelRewrite, *model));
+    UCP_ASSIGN_OR_RETURN(PlanFile mf,
+                         frames_.Frame(formats::deepspeed::ZeroModelStatesFileName(r, 0),
+                                       FileRole::kModelRewrite, *model));
     UCP_ASSIGN_OR_RETURN(PlanFile of, frames_.Frame(internal_sink::OptimizerFileName(in_, t_, r),
                                                     FileRole::kOptimizerState, *optim));
     plan.files.push_back(std::move(mf));

@@ -6,12 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "formats/deepspeed/deepspeed_keys.h"
-#include "formats/deepspeed/file_names.h"
-#include "formats/deepspeed/value_access.h"
 #include "converters/sinks/zero/stage_change.h"
 #include "converters/sinks/zero/zero_writers.h"
 #include "formats/base/status.h"
+#include "formats/deepspeed/deepspeed_keys.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
 #include "ucp/shard_layout.h"
 
 namespace ucp::converters::sinks {
@@ -53,7 +53,8 @@ plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int st
   for (const SinkParam& p : in.params) info.expert_params += p.expert ? 1 : 0;
   info.frozen_params = in.frozen_params;
   if (info.frozen_params < 0) {
-    const Value* shapes = in.model_root != nullptr ? in.model_root->Get(keys::kFrozenParamShapes) : nullptr;
+    const Value* shapes =
+        in.model_root != nullptr ? in.model_root->Get(keys::kFrozenParamShapes) : nullptr;
     info.frozen_params = shapes != nullptr && shapes->is_dict()
                              ? static_cast<int>(shapes->entries().size())
                              : static_cast<int>(in.frozen.size());
@@ -65,8 +66,8 @@ plan::Plan NewSinkPlan(const ZeroSinkInput& in, const ZeroTarget& target, int st
   // Files are named by their path (the output guard and RunPlan open them); the rest carry bytes.
   for (size_t i = 0; i < in.sources.size(); ++i) {
     const bool file = static_cast<int>(i) < in.num_file_sources;
-    plan.sources.push_back(
-        plan::PlanSource{in.sources[i]->name(), in.sources[i]->Size(), file ? nullptr : in.sources[i]});
+    plan.sources.push_back(plan::PlanSource{in.sources[i]->name(), in.sources[i]->Size(),
+                                            file ? nullptr : in.sources[i]});
   }
   return plan;
 }
@@ -77,15 +78,15 @@ int64_t TargetNumel(const ZeroSinkInput& in, const SinkParam& p, const ZeroTarge
 }
 
 ucp::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
-                                ucp::PartitionKind kind) {
+                              ucp::PartitionKind kind) {
   ucp::GroupSpec spec{kind, {}, in.groups[g].expert};
   for (int pi : in.groups[g].params) spec.numels.push_back(TargetNumel(in, in.params[pi], target));
   return ucp::ShardLayout(std::move(spec), target.topology);
 }
 
 absl::StatusOr<std::vector<Piece>> PartitionPieces(const ZeroSinkInput& in,
-                                                   const ucp::ShardLayout& layout, int g,
-                                                   int state, int rank, DType* dtype) {
+                                                   const ucp::ShardLayout& layout, int g, int state,
+                                                   int rank, DType* dtype) {
   const SinkGroup& group = in.groups[g];
   for (size_t i = 0; i < group.params.size(); ++i) {
     const SinkParam& p = in.params[group.params[i]];

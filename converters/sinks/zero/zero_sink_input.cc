@@ -6,9 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/deepspeed/value_access.h"
-#include "formats/base/status.h"
 
 namespace ucp::converters::sinks {
 
@@ -35,7 +35,7 @@ absl::StatusOr<int> AddTorchFile(std::shared_ptr<const TorchFile> file, ZeroSink
 }
 
 absl::StatusOr<ucp::ByteRun> TensorRun(const ZeroSinkInput& in, const TensorRef& t, int64_t numel,
-                                         absl::string_view what) {
+                                       absl::string_view what) {
   if (!t.IsContiguous() || numel < 0 || numel > t.NumElements()) {
     return absl::DataLossError(absl::StrCat(what, ": expected a contiguous tensor of at least ",
                                             numel, " elements, found shape ", t.shape.ToString()));
@@ -119,7 +119,7 @@ SinkFrozen FrozenFromIndex(const deepspeed::FrozenParam& fp) {
     f.bytes.dtype = piece.location.dtype;
     if (piece.location.numel > 0) {
       f.bytes.runs.push_back(ucp::ByteRun{piece.location.file, piece.location.file_offset,
-                                            piece.location.num_bytes()});
+                                          piece.location.num_bytes()});
     }
   }
   return f;

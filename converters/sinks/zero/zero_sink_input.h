@@ -104,7 +104,7 @@ struct ZeroSinkInput {
   // shared_params (from `shared_params`).
   bool module_per_tensor = false;
   bool bf16_optimizer = false;  // BF16_Optimizer (§3.6; writes it again at a ZeRO-1 target)
-  ucp::Topology topology;     // dp and ep (AutoEP autoep_size / native MoE ep_size) of the source
+  ucp::Topology topology;       // dp and ep (AutoEP autoep_size / native MoE ep_size) of the source
 
   // Native DeepSpeed MoE (§2.5; docs/reshard.md "Native MoE"): the model file's num_experts per MoE
   // layer (empty otherwise); from a ZeRO folder also its layer_*_expert_* files as (basename,
@@ -147,9 +147,8 @@ namespace internal_sink {
 absl::StatusOr<int> AddTorchFile(std::shared_ptr<const formats::torch::TorchFile> file,
                                  ZeroSinkInput* in);
 // The first `numel` elements of a contiguous tensor of a file added with AddTorchFile, as a run.
-absl::StatusOr<ucp::ByteRun> TensorRun(const ZeroSinkInput& in,
-                                         const formats::torch::TensorRef& t, int64_t numel,
-                                         absl::string_view what);
+absl::StatusOr<ucp::ByteRun> TensorRun(const ZeroSinkInput& in, const formats::torch::TensorRef& t,
+                                       int64_t numel, absl::string_view what);
 // name → num_experts of every AutoEP fused expert weight of a model-states root (ds_autoep_layers,
 // or its legacy key); sets *ep to the layers' ep_size.
 absl::StatusOr<absl::flat_hash_map<std::string, int>> AutoEpExperts(const Value& root,

@@ -13,9 +13,9 @@
 
 #include "converters/deepspeed/checkpoint_index.h"
 #include "converters/execute/executor.h"
+#include "formats/base/scratch_dir_testutil.h"
 #include "formats/base/status.h"
 #include "formats/torch/torch_file.h"
-#include "formats/base/scratch_dir_testutil.h"
 #include "gtest/gtest.h"
 
 namespace ucp::converters::sinks {
@@ -122,14 +122,17 @@ TEST(ZeroSink, RefusesAbsurdPlansFromCountsAlone) {
   absl::StatusOr<int> stage = CheckZeroTarget(*in, t);
   EXPECT_EQ(stage.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ucp::IsUsageError(stage.status()));
-  EXPECT_NE(stage.status().message().find("target dp 1000000: 2000000 files holding 16000000 parameter pieces"),
+  EXPECT_NE(stage.status().message().find(
+                "target dp 1000000: 2000000 files holding 16000000 parameter pieces"),
             std::string::npos)
       << stage.status();
   t.max_metadata_bytes = uint64_t{1} << 40;  // raised: only the file count is left, and it passes
-  EXPECT_EQ(CheckZeroTarget(*in, t).status().code(), absl::StatusCode::kInvalidArgument);  // 2e6 > 2^20 files
+  EXPECT_EQ(CheckZeroTarget(*in, t).status().code(),
+            absl::StatusCode::kInvalidArgument);  // 2e6 > 2^20 files
   t.topology.dp = 500000;
   EXPECT_TRUE(CheckZeroTarget(*in, t).ok());
-  EXPECT_EQ(CheckZeroTarget(*in, At(*in, 3, 2)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckZeroTarget(*in, At(*in, 3, 2)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ucp::IsUsageError(CheckZeroTarget(*in, At(*in, 3, 2)).status()));  // no AutoEP layers
 }
 

@@ -38,7 +38,7 @@ int64_t TargetNumel(const ZeroSinkInput& in, const SinkParam& p, const ZeroTarge
 
 // Group g of the input cut at the target (kFlat: ZeRO-1/2; kPerParam: ZeRO-3).
 ucp::ShardLayout TargetLayout(const ZeroSinkInput& in, const ZeroTarget& target, int g,
-                                ucp::PartitionKind kind);
+                              ucp::PartitionKind kind);
 
 // DP rank `rank`'s partition of group g for state `state` (0 fp32, 1 exp_avg, 2 exp_avg_sq): the
 // input's runs of its pieces, zeros in the padding (DeepSpeed's load starts from a zero buffer,
