@@ -4,12 +4,16 @@ BUILD := build/$(PRESET)
 UCP := $(BUILD)/cli/ucp
 PY := /usr/bin/python3
 
-.PHONY: deps configure build test test-asan demo bench clean
+.PHONY: deps deps-build configure build test test-asan demo bench clean
 
 deps:
 	@scripts/install-deps
 
-$(BUILD)/build.ninja: | deps
+# What configuring and building need (no torch, clang or test-only Python packages).
+deps-build:
+	@scripts/install-deps --build
+
+$(BUILD)/build.ninja: | deps-build
 	cmake --preset $(PRESET) >/dev/null
 
 configure: $(BUILD)/build.ninja
@@ -29,7 +33,7 @@ test-asan: deps
 # Builds only what it runs (the `ucp` executable), not the tests and benchmarks, then walks a
 # real DeepSpeed ZeRO-2 checkpoint through every verb in a temporary folder.
 DEMO_CK := fixtures/deepspeed/s2_fp32_dp2/checkpoint
-demo: deps configure
+demo: deps-build configure
 	cmake --build --preset $(PRESET) --target ucp
 	@set -e; tmp=$$(mktemp -d -t ucp_demo.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	echo "== ucp inspect: a real DeepSpeed ZeRO-2 checkpoint (dp 2)"; \
