@@ -110,6 +110,26 @@ TEST_F(JsonSchema, InspectTorchFile) {
               "missing.pt");
 }
 
+// The shard notes and warnings export prints on stderr are in its JSON document too.
+TEST_F(JsonSchema, ExportNotesAndWarnings) {
+  ExportCommandOptions e;
+  e.input = Case("s2_fp32_dp2/checkpoint");
+  e.json = e.no_fsync = true;
+  e.output = Tmp("one_shard");
+  e.max_shard_size = "1GB";
+  const Json one = Document([&](auto& out, auto& err) { return RunExport(e, out, err); });
+  ASSERT_EQ(one["notes"].size(), 1u) << one.dump();
+  EXPECT_NE(one["notes"][0].get<std::string>().find("everything fits one shard"),
+            std::string::npos);
+  EXPECT_TRUE(one["warnings"].empty());
+  e.output = Tmp("small_shards");
+  e.max_shard_size = "1KB";
+  const Json small = Document([&](auto& out, auto& err) { return RunExport(e, out, err); });
+  ASSERT_FALSE(small["warnings"].empty()) << small.dump();
+  EXPECT_NE(small["warnings"][0].get<std::string>().find("exceeds --max-shard-size"),
+            std::string::npos);
+}
+
 TEST_F(JsonSchema, InspectWeightsFilesAndExport) {
   for (const char* format : {"safetensors", "hdf5"}) {
     ExportCommandOptions e;
@@ -126,7 +146,9 @@ TEST_F(JsonSchema, InspectWeightsFilesAndExport) {
                      {"source_kind", "string"},
                      {"dry_run", "bool"},
                      {"step", "number|null"},
-                     {"seconds", "number|null"}});
+                     {"seconds", "number|null"},
+                     {"notes", "array"},
+                     {"warnings", "array"}});
     InspectOptions o{.path = e.output + "/" + x["files"][0].get<std::string>(), .json = true};
     const Json j = Document([&](auto& out, auto& err) { return RunInspect(o, out, err); });
     ExpectEnvelope(j, "inspect");

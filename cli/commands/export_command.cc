@@ -84,7 +84,9 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
               {"source_kind", r->source_kind},
               {"dry_run", o.dry_run},
               {"step", r->step ? nlohmann::json(*r->step) : nlohmann::json(nullptr)},
-              {"seconds", o.dry_run ? nlohmann::json(nullptr) : nlohmann::json(r->stats.seconds)}});
+              {"seconds", o.dry_run ? nlohmann::json(nullptr) : nlohmann::json(r->stats.seconds)},
+              {"notes", r->notes},
+              {"warnings", r->warnings}});
     WriteJson(out, j);
   } else {
     out << (o.dry_run ? "would write " : "wrote ") << r->tensors << " tensors, "
