@@ -215,13 +215,9 @@ absl::StatusOr<PlanFile> MergedStateFile(const CheckpointIndex& index, const Par
     }
     for (const ucp::TpRun& run : keys.layout.runs) AddRunOps(p, state, run, elem, &region);
   }
-  PlanFile file;
-  file.path = path;
-  file.role = FileRole::kParamState;
-  file.size = frame.file_size;
-  file.frame = std::move(frame);
-  file.regions.push_back(std::move(region));
-  return file;
+  std::vector<Region> regions;
+  regions.push_back(std::move(region));
+  return FramedFile(path, FileRole::kParamState, std::move(frame), std::move(regions));
 }
 
 // The dict spec of a ZeRO-1/2 dense parameter (dtype and requires_grad are set per state).

@@ -122,6 +122,17 @@ absl::Status AppendPlan(Plan from, size_t shared, Plan* into) {
   return absl::OkStatus();
 }
 
+PlanFile FramedFile(std::string path, FileRole role, ucp::TorchFrame frame,
+                    std::vector<Region> regions) {
+  PlanFile file;
+  file.path = std::move(path);
+  file.role = role;
+  file.size = frame.file_size;
+  file.frame = std::move(frame);
+  file.regions = std::move(regions);
+  return file;
+}
+
 absl::Status ValidatePlan(const Plan& plan) {
   absl::flat_hash_set<std::string> paths;
   for (const PlanFile& f : plan.files) {

@@ -76,6 +76,10 @@ struct PlanFile {
   FileWriter writer = nullptr;
 };
 
+// A torch file written as `frame` with `regions[i]` filling frame.storages[i]; size from the frame.
+PlanFile FramedFile(std::string path, FileRole role, ucp::TorchFrame frame,
+                    std::vector<Region> regions);
+
 struct PlanSource {
   std::string path;
   uint64_t size = 0;

@@ -26,6 +26,7 @@ using formats::torch::ValueArena;
 using internal_ucp_sink::StorageLocator;
 using plan::CopyOp;
 using plan::FileRole;
+using plan::FramedFile;
 using plan::Plan;
 using plan::PlanFile;
 using plan::PlanInfo;
@@ -149,13 +150,9 @@ absl::StatusOr<PlanFile> ParamStateFile(const CheckpointIndex& index, const Para
     return absl::DataLossError(absl::StrCat("fragments of '", p.name, "' hold ", expected,
                                             " elements of ", spec.storage_numel));
   }
-  PlanFile file;
-  file.path = path;
-  file.role = FileRole::kParamState;
-  file.size = frame.file_size;
-  file.frame = std::move(frame);
-  file.regions.push_back(std::move(region));
-  return file;
+  std::vector<Region> regions;
+  regions.push_back(std::move(region));
+  return FramedFile(path, FileRole::kParamState, std::move(frame), std::move(regions));
 }
 
 absl::Status AddParamFiles(const CheckpointIndex& index, const Parameter& p, MergeRules* rules,
