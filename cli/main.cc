@@ -139,6 +139,7 @@ int ConvertAliasMain(int argc, char** argv) {
       "ucp-convert: DeepSpeed ZeRO checkpoint -> Universal Checkpoint, with ds_to_universal.py's "
       "flags.",
       "ucp-convert"};
+  app.set_version_flag("--version", "ucp-convert " UCP_VERSION);
   ucp::cli::ConvertCommandOptions convert;
   AddConvertOptions(&app, convert, /*alias=*/true);
   try {
@@ -430,7 +431,7 @@ int main(int argc, char** argv) {
   if (kConvertAlias || InvokedAsAlias(argc > 0 ? argv[0] : nullptr))
     return ConvertAliasMain(argc, argv);
   CLI::App app{kDescription, "ucp"};
-  app.set_version_flag("--version", "ucp 0.1.0");
+  app.set_version_flag("--version", "ucp " UCP_VERSION);
   app.require_subcommand(1);
   app.footer("Run 'ucp <command> --help' for a command's options.");
 

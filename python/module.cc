@@ -212,6 +212,7 @@ void DefineCheckpoint(py::module_& m) {
 
 PYBIND11_MODULE(_ucp, m) {
   m.doc() = "ucp: read DeepSpeed / Universal Checkpoints as numpy arrays, without torch.";
+  m.attr("__version__") = UCP_VERSION;  // VERSION, through CMake
   RegisterExceptions(m);
   DefineParam(m);
   DefineDiff(m);

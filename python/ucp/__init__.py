@@ -18,6 +18,7 @@ makes touching its lost pages kill the process (SIGBUS), as with numpy.memmap. C
 numpy.array(a) to keep the values independent of the file.
 """
 from ucp._ucp import (  # noqa: F401  (re-exported)
-    Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, open)
+    Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, __version__, open)
 
-__all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "DiffEntry"]
+__all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "DiffEntry",
+           "__version__"]

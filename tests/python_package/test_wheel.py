@@ -1,0 +1,77 @@
+"""The Python package as users install it: a wheel built with `pip wheel --no-build-isolation`
+(Debian's setuptools, no package index) in a fresh venv, installed, then used with torch blocked.
+The wheel's CMake build reuses build/wheel (UCP_WHEEL_BUILD_DIR) between runs."""
+import filecmp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(os.environ.get("UCP_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+UCP_BIN = os.environ.get("UCP_BIN")
+FIXTURE = ROOT / "fixtures" / "deepspeed" / "s2_fp32_dp2" / "checkpoint"
+VERSION = (ROOT / "VERSION").read_text().strip()
+
+
+def run(*argv, **kw):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=1800, **kw)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wheel")
+    env_dir = tmp / "venv"
+    r = run("/usr/bin/python3", "-m", "venv", "--system-site-packages", env_dir)
+    assert r.returncode == 0, r.stderr
+    started = time.monotonic()
+    r = run(env_dir / "bin" / "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index",
+            "-w", tmp / "dist", ROOT)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    wheels = list((tmp / "dist").glob("ucp-*.whl"))
+    assert len(wheels) == 1, wheels
+    print(f"wheel {wheels[0].name}: {wheels[0].stat().st_size} bytes, "
+          f"built in {time.monotonic() - started:.0f} s")
+    r = run(env_dir / "bin" / "pip", "install", "--no-index", "--no-deps", wheels[0])
+    assert r.returncode == 0, r.stderr
+    return env_dir, tmp
+
+
+def test_console_scripts_and_module_run_the_executables(venv):
+    env_dir, _ = venv
+    assert run(env_dir / "bin" / "ucp", "--version").stdout.strip() == f"ucp {VERSION}"
+    assert run(env_dir / "bin" / "ucp-convert", "--version").stdout.strip() == f"ucp-convert {VERSION}"
+    r = run(env_dir / "bin" / "python", "-m", "ucp", "verify", FIXTURE)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+    r = run(env_dir / "bin" / "ucp", "frobnicate")  # the executable's own usage error
+    assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr
+
+
+def test_import_without_torch_from_the_installed_package(venv):
+    env_dir, _ = venv
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import ucp, numpy\n"
+            f"c = ucp.open({str(FIXTURE)!r})\n"
+            "w = c.tensor('embed.weight')\n"
+            "print(ucp.__version__, ucp.__file__, c.kind, c.step, len(c.params), w.shape, w.dtype)")
+    r = run(env_dir / "bin" / "python", "-c", code, cwd="/")
+    assert r.returncode == 0, r.stderr
+    version, path, kind, step, nparams, *_ = r.stdout.split()
+    assert version == VERSION
+    assert path.startswith(str(env_dir)), path  # the wheel's, not a build tree's
+    assert (kind, step, nparams) == ("zero", "5", "18")
+
+
+@pytest.mark.skipif(not UCP_BIN, reason="UCP_BIN (the build tree's ucp) is set by CTest")
+def test_installed_convert_equals_the_build_trees(venv):
+    env_dir, tmp = venv
+    ours = [tmp / "wheel_ucp", tmp / "tree_ucp"]
+    for exe, out in ((env_dir / "bin" / "ucp", ours[0]), (UCP_BIN, ours[1])):
+        r = run(exe, "convert", FIXTURE, out, "--no-fsync")
+        assert r.returncode == 0, r.stderr
+    files = sorted(str(p.relative_to(ours[1])) for p in ours[1].rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(ours[0])) for p in ours[0].rglob("*") if p.is_file())
+    match, mismatch, errors = filecmp.cmpfiles(ours[0], ours[1], files, shallow=False)
+    assert not mismatch and not errors and len(match) == len(files) > 60
