@@ -14,6 +14,7 @@
 #include "python/diff_binding.h"
 #include "python/numpy_array.h"
 #include "python/status_exceptions.h"
+#include "python/verbs_binding.h"
 #include "ucp/source.h"
 
 namespace ucp::python {
@@ -216,6 +217,7 @@ PYBIND11_MODULE(_ucp, m) {
   RegisterExceptions(m);
   DefineParam(m);
   DefineDiff(m);
+  DefineVerbs(m);
   DefineCheckpoint(m);
   m.def("open", &Open, py::arg("path"), py::arg("tag") = "", py::arg("prefer_universal") = false,
         "Opens a checkpoint: a DeepSpeed save or tag folder, a UCP folder, a .safetensors / .bin / "

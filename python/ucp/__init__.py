@@ -20,5 +20,7 @@ numpy.array(a) to keep the values independent of the file.
 from ucp._ucp import (  # noqa: F401  (re-exported)
     Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, __version__, open)
 
+from ucp._verbs import Result, convert, export, reshard, verify  # noqa: F401
+
 __all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "DiffEntry",
-           "__version__"]
+           "__version__", "convert", "reshard", "export", "verify", "Result"]
