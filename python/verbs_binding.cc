@@ -15,10 +15,13 @@
 #include "converters/pipelines/convert.h"
 #include "converters/pipelines/export.h"
 #include "converters/pipelines/reshard.h"
+#include "converters/sinks/export_tensors.h"
+#include "converters/sources/open_source.h"
 #include "converters/verify/verify.h"
 #include "formats/base/dtype.h"
 #include "pybind11/functional.h"
 #include "pybind11/stl.h"
+#include "python/numpy_array.h"
 #include "python/status_exceptions.h"
 
 namespace ucp::python {
@@ -211,6 +214,73 @@ std::string Verify(const std::string& path, const std::string& tag, bool check_c
   return converters::verify::ReportToJson(*r).dump();
 }
 
+// One export tensor's bytes: a zero-copy slice when it is one run of a mapped file, else a copy.
+Buffer TensorBytes(const converters::sinks::ExportTensors& all,
+                   const converters::sinks::ExportTensor& t, const ucp::Source& source) {
+  auto serve = [&](int i) -> const ByteSource& {
+    const size_t files = source.files().size();
+    return static_cast<size_t>(i) < files ? *source.files()[i] : *all.sources[i].memory;
+  };
+  if (t.pieces.size() == 1) {
+    const converters::sinks::Piece& p = t.pieces[0];
+    absl::StatusOr<Buffer> b = serve(p.source).ReadBuffer(p.offset, p.size);
+    if (!b.ok()) ThrowStatus(b.status());
+    return *std::move(b);
+  }
+  std::vector<std::byte> bytes(t.bytes);
+  uint64_t at = 0;
+  for (const converters::sinks::Piece& p : t.pieces) {
+    ThrowIfError(serve(p.source).ReadAt(p.offset, absl::MakeSpan(bytes.data() + at, p.size)));
+    at += p.size;
+  }
+  return Buffer::FromVector(std::move(bytes));
+}
+
+// The weights zero_to_fp32.py's get_fp32_state_dict_from_zero_checkpoint returns, in its order:
+// [(name, array)], a tied alias as the same array object; `dtype` casts floating tensors.
+py::list StateDict(const std::string& path, const std::string& tag, const std::string& dtype) {
+  converters::sources::OpenSourceOptions open;
+  open.tag = tag;
+  absl::StatusOr<std::unique_ptr<ucp::Source>> source;
+  {
+    py::gil_scoped_release release;
+    source = converters::sources::OpenSource(path, open);
+  }
+  if (!source.ok()) ThrowStatus(source.status());
+  converters::sinks::WeightsTarget target;
+  target.zero_to_fp32 = true;
+  if (!dtype.empty()) {
+    const std::string name = dtype == "fp32" ? "f32" : dtype == "fp16" ? "f16" : dtype;
+    target.dtype = DTypeFromName(name);
+    if (!target.dtype)
+      throw py::value_error("dtype: expected f32, bf16 or f16, got '" + dtype + "'");
+  }
+  absl::StatusOr<converters::sinks::ExportTensors> all;
+  {
+    py::gil_scoped_release release;
+    all = converters::sinks::CollectExportTensors(**source, target);
+  }
+  if (!all.ok()) ThrowStatus(all.status());
+  // The arrays keep their Buffers (and the mapped files) alive; the Source itself may go.
+  std::vector<py::object> arrays(all->tensors.size());
+  py::list out;
+  for (size_t i = 0; i < all->tensors.size(); ++i) {
+    const converters::sinks::ExportTensor& t = all->tensors[i];
+    if (t.alias_of >= 0 && static_cast<size_t>(t.alias_of) < i) {
+      arrays[i] = arrays[t.alias_of];
+    } else {
+      Buffer bytes;
+      {
+        py::gil_scoped_release release;
+        bytes = TensorBytes(*all, t, **source);
+      }
+      arrays[i] = WrapBuffer(std::move(bytes), t.dtype, t.shape);
+    }
+    out.append(py::make_tuple(t.name, arrays[i], std::string(DTypeName(t.dtype))));
+  }
+  return out;
+}
+
 }  // namespace
 
 void DefineVerbs(py::module_& m) {
@@ -225,6 +295,7 @@ void DefineVerbs(py::module_& m) {
         py::arg("exclude_frozen"), py::arg("threads"), py::arg("force"), py::arg("fsync"),
         py::arg("progress"));
   m.def("_verify", &Verify, py::arg("path"), py::arg("tag"), py::arg("check_crc"));
+  m.def("_state_dict", &StateDict, py::arg("path"), py::arg("tag"), py::arg("dtype"));
 }
 
 }  // namespace ucp::python

@@ -17,10 +17,22 @@ Zero-copy arrays are views of the mapped file: truncating the file while such an
 makes touching its lost pages kill the process (SIGBUS), as with numpy.memmap. Copy with
 numpy.array(a) to keep the values independent of the file.
 """
-from ucp._ucp import (  # noqa: F401  (re-exported)
-    Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, __version__, open)
+import os as _os
 
-from ucp._verbs import Result, convert, export, reshard, verify  # noqa: F401
+from ucp import _ucp
+from ucp._ucp import (  # noqa: F401  (re-exported)
+    Checkpoint, CorruptCheckpointError, DiffEntry, DiffReport, Param, __version__)
+
+
+def open(path, *args, **kwargs):  # noqa: A001  (ucp.open, as the module's verb)
+    """Opens any checkpoint (ZeRO save or tag folder, UCP folder, .safetensors, .bin, .h5; a str
+    or os.PathLike) as a ucp.Checkpoint. Keyword arguments: tag, prefer_universal."""
+    return _ucp.open(_os.fspath(path), *args, **kwargs)
+
+
+from ucp._verbs import (  # noqa: F401
+    Result, convert, diff, export, load_state_dict, reshard, verify)
 
 __all__ = ["open", "Checkpoint", "Param", "CorruptCheckpointError", "DiffReport", "DiffEntry",
-           "__version__", "convert", "reshard", "export", "verify", "Result"]
+           "__version__", "convert", "reshard", "export", "verify", "diff", "load_state_dict",
+           "Result"]

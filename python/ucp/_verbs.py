@@ -8,6 +8,7 @@ importable (else a line on stderr), or None; an exception it raises stops a run 
 raises KeyboardInterrupt. Errors: as ucp.open (FileNotFoundError, ValueError, ...).
 """
 import json
+import os
 import sys
 
 from ucp import _ucp
@@ -112,3 +113,36 @@ def verify(path, *, tag=None, crc=True):
     """Checks a checkpoint folder as `ucp verify --json` (docs/json.md): a Result whose fields are
     that document's (ok, problems, skipped, ...)."""
     return Result("verify", json.loads(_ucp._verify(str(path), tag or "", bool(crc))))
+
+
+def diff(a, b, **kwargs):
+    """Compares two checkpoints of any kinds, as `ucp diff`: ucp.open(a).diff(ucp.open(b), ...)
+    (keyword arguments as Checkpoint.diff). Returns the DiffReport (.equal, .entries, .counts)."""
+    return _ucp.open(os.fspath(a)).diff(_ucp.open(os.fspath(b)), **kwargs)
+
+
+def load_state_dict(path, dtype=None, *, tag=None):
+    """The drop-in for DeepSpeed's get_fp32_state_dict_from_zero_checkpoint(path, tag): the model's
+    weights as zero_to_fp32.py gathers them (fp32 masters, frozen parameters, buffers, a tied
+    parameter under both names; same keys, order and dtypes) from any checkpoint ucp reads, without
+    loading whole shards. numpy arrays (read-only, zero-copy where a tensor is one run of a file;
+    bf16 as uint16 bit patterns) unless torch is importable, then torch tensors (copies, as
+    DeepSpeed returns). `dtype` ("f32", "bf16", "f16") casts floating tensors."""
+    entries = _ucp._state_dict(str(path), tag or "", dtype or "")
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is None:
+        return {name: array for name, array, _ in entries}
+    import numpy
+    tensors, by_array = {}, {}
+    for name, array, kind in entries:
+        if id(array) not in by_array:
+            copy = numpy.array(array)
+            if kind == "bf16":
+                by_array[id(array)] = torch.from_numpy(copy.view(numpy.int16)).view(torch.bfloat16)
+            else:
+                by_array[id(array)] = torch.from_numpy(copy)
+        tensors[name] = by_array[id(array)]
+    return tensors

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ def venv(tmp_path_factory):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     wheels = list((tmp / "dist").glob("ucp-*.whl"))
     assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = set(whl.namelist())
+    assert {"ucp/__init__.py", "ucp/__init__.pyi", "ucp/py.typed", "ucp/_bin/ucp",
+            "ucp/_bin/ucp-convert"} <= names, sorted(names)
     print(f"wheel {wheels[0].name}: {wheels[0].stat().st_size} bytes, "
           f"built in {time.monotonic() - started:.0f} s")
     r = run(env_dir / "bin" / "pip", "install", "--no-index", "--no-deps", wheels[0])
