@@ -5,6 +5,7 @@ import filecmp
 import os
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -80,3 +81,33 @@ def test_installed_convert_equals_the_build_trees(venv):
     assert files == sorted(str(p.relative_to(ours[0])) for p in ours[0].rglob("*") if p.is_file())
     match, mismatch, errors = filecmp.cmpfiles(ours[0], ours[1], files, shallow=False)
     assert not mismatch and not errors and len(match) == len(files) > 60
+
+
+@pytest.mark.skipif(not UCP_BIN, reason="UCP_BIN (the build tree's ucp) is set by CTest")
+def test_installed_python_verbs_equal_the_cli(venv):
+    env_dir, tmp = venv
+    py_out, cli_out = tmp / "py_verbs", tmp / "cli_verbs"
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None
+        import ucp
+        ck, out = {str(FIXTURE)!r}, {str(py_out)!r}
+        ucp.convert(ck, out + "/ucp", fsync=False)
+        ucp.reshard(out + "/ucp", out + "/dp4", dp=4, fsync=False)
+        ucp.export(out + "/dp4", out + "/weights", max_shard_size="10KB", fsync=False)
+        assert ucp.verify(out + "/ucp").ok and ucp.diff(ck, out + "/dp4").equal
+        print(len(ucp.load_state_dict(ck)))
+    """)
+    r = run(env_dir / "bin" / "python", "-c", code, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "18", r.stdout + r.stderr
+    for argv in (["convert", FIXTURE, cli_out / "ucp", "--no-fsync"],
+                 ["reshard", cli_out / "ucp", "--dp", "4", "--out", cli_out / "dp4", "--no-fsync"],
+                 ["export", cli_out / "dp4", "--out", cli_out / "weights", "--max-shard-size", "10KB",
+                  "--no-fsync"]):
+        done = run(UCP_BIN, *argv)
+        assert done.returncode == 0, done.stderr
+    for sub in ("ucp", "dp4", "weights"):
+        files = sorted(str(p.relative_to(cli_out / sub)) for p in (cli_out / sub).rglob("*")
+                       if p.is_file())
+        match, mismatch, errors = filecmp.cmpfiles(py_out / sub, cli_out / sub, files, shallow=False)
+        assert not mismatch and not errors and len(match) == len(files) > 0, (sub, mismatch, errors)
