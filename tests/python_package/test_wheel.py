@@ -111,3 +111,19 @@ def test_installed_python_verbs_equal_the_cli(venv):
                        if p.is_file())
         match, mismatch, errors = filecmp.cmpfiles(py_out / sub, cli_out / sub, files, shallow=False)
         assert not mismatch and not errors and len(match) == len(files) > 0, (sub, mismatch, errors)
+
+
+def test_python_build_makes_an_sdist_and_a_wheel_from_it(tmp_path):
+    pytest.importorskip("build")
+    r = run("/usr/bin/python3", "-m", "build", "--no-isolation", "--outdir", tmp_path, ROOT)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    sdists, wheels = list(tmp_path.glob("ucp-*.tar.gz")), list(tmp_path.glob("ucp-*.whl"))
+    assert len(sdists) == 1 and len(wheels) == 1, list(tmp_path.iterdir())
+    import tarfile
+    with tarfile.open(sdists[0]) as sdist:
+        names = sdist.getnames()
+    top = names[0].split("/")[0]
+    assert f"{top}/CMakeLists.txt" in names and f"{top}/VERSION" in names
+    assert not any(n.startswith((f"{top}/fixtures/", f"{top}/build/")) for n in names)
+    with zipfile.ZipFile(wheels[0]) as whl:
+        assert "ucp/_bin/ucp" in whl.namelist()
