@@ -93,6 +93,23 @@ Result RunReleased(execute::ExecuteOptions& options, const py::object& progress,
   return *std::move(*result);
 }
 
+// ValueError unless `name` is a dtype ucp export casts to.
+DType ParseDType(const std::string& name) {
+  const std::optional<DType> d = converters::sinks::WeightsDTypeFromName(name);
+  if (!d) throw py::value_error("dtype: expected f32, bf16 or f16, got '" + name + "'");
+  return *d;
+}
+
+// The fields of a convert / reshard result that say what was written.
+py::dict Written(const std::string& output, size_t files, uint64_t bytes, double seconds) {
+  py::dict d;
+  d["output"] = output;
+  d["num_files"] = files;
+  d["bytes"] = bytes;
+  d["seconds"] = seconds;
+  return d;
+}
+
 void SetExecute(execute::ExecuteOptions& e, int threads, bool fsync) {
   e.threads = threads;
   e.fsync = fsync;
@@ -110,12 +127,8 @@ py::dict Convert(const std::string& input, const std::string& output, const std:
   SetExecute(o.execute, threads, fsync);
   const pipelines::ConvertResult r = RunReleased<pipelines::ConvertResult>(
       o.execute, progress, [&] { return pipelines::Convert(o); });
-  py::dict d;
-  d["output"] = r.output;
+  py::dict d = Written(r.output, r.files, r.bytes, r.stats.seconds);
   d["latest_universal"] = r.latest_universal;
-  d["num_files"] = r.files;
-  d["bytes"] = r.bytes;
-  d["seconds"] = r.stats.seconds;
   d["zero_stage"] = r.info.zero_stage;
   d["params"] = r.info.params;
   return d;
@@ -138,12 +151,8 @@ py::dict Reshard(const std::string& input, const std::string& output, int dp, in
   SetExecute(o.execute, threads, fsync);
   const pipelines::ReshardResult r = RunReleased<pipelines::ReshardResult>(
       o.execute, progress, [&] { return pipelines::Reshard(o); });
-  py::dict d;
-  d["output"] = r.output;
+  py::dict d = Written(r.output, r.files, r.bytes, r.stats.seconds);
   d["tag"] = r.tag;
-  d["num_files"] = r.files;
-  d["bytes"] = r.bytes;
-  d["seconds"] = r.stats.seconds;
   d["zero_stage"] = r.info.zero_stage;
   d["dp"] = r.info.dp_size;
   d["tp"] = r.info.tp_size;
@@ -162,28 +171,17 @@ py::dict Export(const std::string& input, const std::string& output, const std::
   o.exclude_frozen = exclude_frozen;
   o.force = force;
   o.max_shard_size = max_shard_size;
-  if (format == "safetensors") {
-    o.format = converters::sinks::WeightsFormat::kSafetensors;
-  } else if (format == "bin") {
-    o.format = converters::sinks::WeightsFormat::kBin;
-  } else if (format == "hdf5") {
-    o.format = converters::sinks::WeightsFormat::kHdf5;
-  } else {
-    throw py::value_error("format: expected safetensors, bin or hdf5, got '" + format + "'");
-  }
-  if (!dtype.empty()) {
-    const std::string name = dtype == "fp32" ? "f32" : dtype == "fp16" ? "f16" : dtype;
-    std::optional<DType> d = DTypeFromName(name);
-    if (!d || (*d != DType::kF32 && *d != DType::kBF16 && *d != DType::kF16)) {
-      throw py::value_error("dtype: expected f32, bf16 or f16, got '" + dtype + "'");
-    }
-    o.dtype = *d;
-  }
-  if (moe_layout == "per-expert") {
-    o.moe_layout = converters::sinks::MoeLayout::kPerExpert;
-  } else if (moe_layout != "fused") {
+  const std::optional<converters::sinks::WeightsFormat> f =
+      converters::sinks::WeightsFormatFromName(format);
+  if (!f) throw py::value_error("format: expected safetensors, bin or hdf5, got '" + format + "'");
+  o.format = *f;
+  if (!dtype.empty()) o.dtype = ParseDType(dtype);
+  const std::optional<converters::sinks::MoeLayout> layout =
+      converters::sinks::MoeLayoutFromName(moe_layout);
+  if (!layout) {
     throw py::value_error("moe_layout: expected fused or per-expert, got '" + moe_layout + "'");
   }
+  o.moe_layout = *layout;
   SetExecute(o.execute, threads, fsync);
   const pipelines::ExportResult r = RunReleased<pipelines::ExportResult>(
       o.execute, progress, [&] { return pipelines::Export(o); });
@@ -249,12 +247,7 @@ py::list StateDict(const std::string& path, const std::string& tag, const std::s
   if (!source.ok()) ThrowStatus(source.status());
   converters::sinks::WeightsTarget target;
   target.zero_to_fp32 = true;
-  if (!dtype.empty()) {
-    const std::string name = dtype == "fp32" ? "f32" : dtype == "fp16" ? "f16" : dtype;
-    target.dtype = DTypeFromName(name);
-    if (!target.dtype)
-      throw py::value_error("dtype: expected f32, bf16 or f16, got '" + dtype + "'");
-  }
+  if (!dtype.empty()) target.dtype = ParseDType(dtype);
   absl::StatusOr<converters::sinks::ExportTensors> all;
   {
     py::gil_scoped_release release;

@@ -6,6 +6,7 @@
 #include "cli/commands/interrupt.h"
 #include "cli/commands/option_checks.h"
 #include "cli/commands/progress.h"
+#include "converters/sinks/export_tensors.h"
 #include "formats/base/byte_size.h"
 #include "nlohmann/json.hpp"
 
@@ -19,21 +20,20 @@ using converters::pipelines::MoeLayout;
 std::string ApplyChoices(const ExportCommandOptions& o, converters::pipelines::ExportOptions& e) {
   if (o.zero_to_fp32) {
     e.format = o.safe_serialization ? ExportFormat::kSafetensors : ExportFormat::kBin;
-  } else if (std::string bad = CheckOneOf(o.format, kExportFormats); !bad.empty()) {
-    return absl::StrCat("--format: ", bad);
+  } else if (auto format = converters::sinks::WeightsFormatFromName(o.format)) {
+    e.format = *format;
   } else {
-    e.format = o.format == "bin"    ? ExportFormat::kBin
-               : o.format == "hdf5" ? ExportFormat::kHdf5
-                                    : ExportFormat::kSafetensors;
+    return absl::StrCat("--format: ", CheckOneOf(o.format, kExportFormats));
   }
   if (!o.dtype.empty()) {
     e.dtype = ExportDType(o.dtype);
     if (!e.dtype) return absl::StrCat("--dtype: ", CheckOneOf(o.dtype, kExportDTypes));
   }
-  if (std::string bad = CheckOneOf(o.moe_layout, kMoeLayouts); !bad.empty()) {
-    return absl::StrCat("--moe-layout: ", bad);
+  if (auto layout = converters::sinks::MoeLayoutFromName(o.moe_layout)) {
+    e.moe_layout = *layout;
+  } else {
+    return absl::StrCat("--moe-layout: ", CheckOneOf(o.moe_layout, kMoeLayouts));
   }
-  e.moe_layout = o.moe_layout == "per-expert" ? MoeLayout::kPerExpert : MoeLayout::kFused;
   if (!o.max_shard_size.empty()) {
     absl::StatusOr<uint64_t> size = ParseByteSize(o.max_shard_size);
     if (!size.ok()) return absl::StrCat("--max-shard-size: ", size.status().message());
@@ -45,10 +45,7 @@ std::string ApplyChoices(const ExportCommandOptions& o, converters::pipelines::E
 }  // namespace
 
 std::optional<DType> ExportDType(absl::string_view name) {
-  if (name == "fp32") return DType::kF32;
-  if (name == "fp16") return DType::kF16;
-  if (!CheckOneOf(std::string(name), kExportDTypes).empty()) return std::nullopt;
-  return DTypeFromName(name);
+  return converters::sinks::WeightsDTypeFromName(name);
 }
 
 int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& err) {

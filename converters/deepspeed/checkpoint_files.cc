@@ -90,9 +90,6 @@ absl::StatusOr<ShardKind> DetectShard(const CheckpointFile& f) {
                    ", keys: ", absl::StrJoin(names, ", "), ")"));
 }
 
-std::string ExpectedOptimName(const std::string& prefix, int dp, int mp) {
-  return formats::deepspeed::OptimStatesFileName(prefix, dp, mp);
-}
 std::string ExpectedModelName(bool zero3, int dp, int mp) {
   return zero3 ? formats::deepspeed::ZeroModelStatesFileName(dp, mp)
                : formats::deepspeed::ModelStatesFileName(mp);
@@ -201,7 +198,7 @@ absl::Status FillGrid(const std::map<std::pair<int, int>, int>& optim,
       if (it == optim.end()) {
         return absl::NotFoundError(absl::StrCat(
             "missing ZeRO optimizer shard of dp rank ", dp, " (of ", t.dp, "), mp rank ", mp, ": ",
-            index->dir.tag_dir, "/", ExpectedOptimName(prefix, dp, mp)));
+            index->dir.tag_dir, "/", formats::deepspeed::OptimStatesFileName(prefix, dp, mp)));
       }
       index->optim_files.push_back(it->second);
       if (!zero3 && dp > 0) continue;

@@ -228,6 +228,26 @@ absl::StatusOr<ExportTensors> Collector::Run() {
 
 }  // namespace
 
+std::optional<WeightsFormat> WeightsFormatFromName(absl::string_view name) {
+  if (name == "safetensors") return WeightsFormat::kSafetensors;
+  if (name == "bin") return WeightsFormat::kBin;
+  if (name == "hdf5") return WeightsFormat::kHdf5;
+  return std::nullopt;
+}
+
+std::optional<DType> WeightsDTypeFromName(absl::string_view name) {
+  if (name == "fp32" || name == "f32") return DType::kF32;
+  if (name == "fp16" || name == "f16") return DType::kF16;
+  if (name == "bf16") return DType::kBF16;
+  return std::nullopt;
+}
+
+std::optional<MoeLayout> MoeLayoutFromName(absl::string_view name) {
+  if (name == "fused") return MoeLayout::kFused;
+  if (name == "per-expert") return MoeLayout::kPerExpert;
+  return std::nullopt;
+}
+
 absl::StatusOr<ExportTensors> CollectExportTensors(const ucp::Source& source,
                                                    const WeightsTarget& target) {
   return Collector(source, target).Run();

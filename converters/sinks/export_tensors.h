@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "converters/plan/plan.h"
 #include "formats/base/dtype.h"
 #include "formats/base/shape.h"
@@ -37,6 +38,13 @@ struct WeightsTarget {
   // converted with .float(), experts as stored.
   bool zero_to_fp32 = false;
 };
+
+// The names `ucp export` and ucp.export take; nullopt for any other. Formats: safetensors, bin,
+// hdf5. dtypes: formats/base/dtype.h's f32, bf16, f16, and fp32 / fp16 as people also type them.
+// MoE layouts: fused, per-expert.
+std::optional<WeightsFormat> WeightsFormatFromName(absl::string_view name);
+std::optional<DType> WeightsDTypeFromName(absl::string_view name);
+std::optional<MoeLayout> MoeLayoutFromName(absl::string_view name);
 
 // A run of bytes of a plan source.
 struct Piece {
