@@ -1,0 +1,190 @@
+#include "runtime/checkpoint/load.h"
+
+#include <filesystem>
+
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/empty.h>
+
+#include "absl/strings/str_cat.h"
+#include "converters/sources/open_source.h"
+#include "formats/base/status.h"
+#include "formats/deepspeed/file_names.h"
+#include "formats/deepspeed/value_access.h"
+#include "formats/torch/torch_file.h"
+#include "formats/torch/value_json.h"
+
+namespace ucp::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+namespace ft = ::ucp::formats::torch;
+namespace ds = ::ucp::formats::deepspeed;
+
+at::ScalarType ScalarOf(DType t) {
+  switch (t) {
+    case DType::kBF16: return at::kBFloat16;
+    case DType::kF16: return at::kHalf;
+    case DType::kF64: return at::kDouble;
+    default: return at::kFloat;
+  }
+}
+
+// The whole tensor of a state as fp32.
+absl::StatusOr<at::Tensor> ReadWhole(const ucp::Source& src, const ucp::ParamMeta& p,
+                                     ucp::ParamState s) {
+  const ucp::StateMeta& meta = *p.state(s);
+  if (meta.dtype != DType::kF32 && meta.dtype != DType::kBF16 && meta.dtype != DType::kF16 &&
+      meta.dtype != DType::kF64)
+    return absl::InvalidArgumentError(absl::StrCat(p.name, ": ", ucp::ParamStateName(s),
+                                                   " is not a floating-point tensor"));
+  at::Tensor t = at::empty(at::IntArrayRef(p.shape.dims().data(), p.shape.dims().size()), at::TensorOptions().dtype(ScalarOf(meta.dtype)));
+  UCP_RETURN_IF_ERROR(src.ReadState(
+      p, s, absl::Span<std::byte>(static_cast<std::byte*>(t.data_ptr()),
+                                  static_cast<size_t>(t.numel()) * t.element_size())));
+  return t.to(at::kFloat);
+}
+
+// global_steps, global_samples, skipped_steps, the scheduler and the client state of the
+// model-states file in `dir` (ZeRO tag folder or UCP folder), when there is one.
+absl::Status ReadModelStates(const std::string& dir, OpenedCheckpoint* out) {
+  std::string path;
+  for (const std::string& name : {ds::ModelStatesFileName(0), ds::ZeroModelStatesFileName(0, 0)}) {
+    if (fs::exists(fs::path(dir) / name)) {
+      path = (fs::path(dir) / name).string();
+      break;
+    }
+  }
+  if (path.empty()) return absl::OkStatus();  // weights: nothing to restore
+  UCP_ASSIGN_OR_RETURN(ft::TorchFile file, ft::TorchFile::OpenPath(path));
+  const ft::Value& root = file.root();
+  auto int_key = [&](const char* key, int64_t* v) -> absl::Status {
+    if (const ft::Value* x = root.Get(key); ds::IsSet(x)) {
+      UCP_ASSIGN_OR_RETURN(*v, ds::AsInt(x, absl::StrCat(path, ": ", key)));
+    }
+    return absl::OkStatus();
+  };
+  UCP_RETURN_IF_ERROR(int_key("global_steps", &out->global_steps));
+  UCP_RETURN_IF_ERROR(int_key("global_samples", &out->global_samples));
+  UCP_RETURN_IF_ERROR(int_key("skipped_steps", &out->skipped_steps));
+  out->lr_last_batch_iteration = out->global_steps - 1;
+  if (const ft::Value* s = root.Get("lr_scheduler"); ds::IsSet(s)) {
+    if (const ft::Value* it = s->Get("last_batch_iteration"); ds::IsSet(it)) {
+      UCP_ASSIGN_OR_RETURN(out->lr_last_batch_iteration,
+                           ds::AsInt(it, absl::StrCat(path, ": lr_scheduler.last_batch_iteration")));
+    }
+  }
+  // Client state: the keys save_checkpoint adds beyond its own (deepspeed-formats.md §1).
+  static const char* kOwn[] = {"module", "buffer_names", "optimizer", "param_shapes",
+                               "frozen_param_shapes", "shared_params", "frozen_param_fragments",
+                               "lr_scheduler", "data_sampler", "random_ltd",
+                               "sparse_tensor_module_names", "skipped_steps", "global_steps",
+                               "global_samples", "dp_world_size", "mp_world_size",
+                               "checkpoint_parallel_dimensions", "ds_config", "ds_version",
+                               "universal_checkpoint_info", "num_experts", "ds_autoep_layers"};
+  for (const auto& [k, v] : root.entries()) {
+    if (k->kind() != ft::ValueKind::kStr) continue;
+    bool own = false;
+    for (const char* o : kOwn) own = own || k->str() == o;
+    if (!own && (v->kind() == ft::ValueKind::kInt || v->kind() == ft::ValueKind::kFloat ||
+                 v->kind() == ft::ValueKind::kStr || v->kind() == ft::ValueKind::kBool))
+      out->client_state[k->str()] = ft::ValueToJson(*v);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model& model) {
+  converters::sources::OpenSourceOptions opts;
+  opts.tag = rq.tag;
+  opts.prefer_universal = rq.prefer_universal;
+  OpenedCheckpoint out;
+  UCP_ASSIGN_OR_RETURN(out.source, converters::sources::OpenSource(rq.path, opts));
+  const ucp::Source& src = *out.source;
+  const ucp::SourceInfo& info = src.info();
+  out.description = absl::StrCat(ucp::SourceKindName(src.kind()));
+  if (info.zero_stage >= 0) absl::StrAppend(&out.description, " (ZeRO-", info.zero_stage, ", dp ", info.dp_size, ")");
+  absl::StrAppend(&out.description, " ", info.path);
+  if (info.tp_size != 1 || info.pp_size != 1 || info.ep_size != 1)
+    return absl::UnimplementedError(absl::StrCat(info.path, ": tp ", info.tp_size, ", pp ", info.pp_size, ", ep ", info.ep_size,
+                                                 ": ucp train loads dp-only checkpoints of dense models for now"));
+  // Every model parameter must be there with its shape; every checkpoint parameter must be known.
+  for (const ModelParam& mp : model.params()) {
+    const ucp::ParamMeta* p = src.Find(mp.name);
+    if (p == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat(info.path, " has no parameter ", mp.name,
+                                                     ": a checkpoint of another model?"));
+    if (std::vector<int64_t>(p->shape.dims().begin(), p->shape.dims().end()) != mp.shape)
+      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has shape ", p->shape.ToString(),
+                                                     ", the model's is ", Shape(mp.shape).ToString(),
+                                                     ": a checkpoint of another model?"));
+    if (!p->has_state(ucp::ParamState::kFp32))
+      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has no weights"));
+  }
+  for (const ucp::ParamMeta& p : src.params()) {
+    if (model.Find(p.name) >= 0 || !p.tied_to.empty()) continue;
+    bool alias = false;
+    for (const TiedAlias& t : model.tied()) alias = alias || t.alias == p.name;
+    if (!alias)
+      return absl::InvalidArgumentError(absl::StrCat(info.path, " has parameter ", p.name,
+                                                     " that the model does not: a checkpoint of another model?"));
+  }
+  if (rq.module_only) return out;
+  if (src.kind() != ucp::SourceKind::kZero && src.kind() != ucp::SourceKind::kUniversal)
+    return absl::InvalidArgumentError(absl::StrCat(info.path, " holds weights only: load it with --load-module-only"));
+  // The param groups: membership and flat order as the checkpoint lists them.
+  const size_t ngroups = info.param_groups.size();
+  out.groups.resize(ngroups);
+  out.group_lr.resize(ngroups, 0.0);
+  for (size_t g = 0; g < ngroups; ++g) {
+    const nlohmann::json& hp = info.param_groups[g];
+    out.groups[g].name = hp.value("name", absl::StrCat("group", g));
+    out.groups[g].weight_decay = hp.value("weight_decay", 0.0);
+    out.group_lr[g] = hp.value("lr", 0.0);
+  }
+  for (const ucp::ParamMeta& p : src.params()) {
+    if (p.role != ucp::ParamRole::kTrainable || !p.tied_to.empty()) continue;
+    const int mi = model.Find(p.name);
+    if (mi < 0) continue;
+    if (model.params()[mi].kind != ParamKind::kTrainable)
+      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", p.name, " is trainable there, frozen in the model"));
+    if (p.param_group < 0 || static_cast<size_t>(p.param_group) >= ngroups)
+      return absl::DataLossError(absl::StrCat(info.path, ": ", p.name, " has no valid param group"));
+    for (int s = 1; s < 3; ++s) {
+      if (!p.has_state(static_cast<ucp::ParamState>(s)))
+        return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", p.name, " has no optimizer state (",
+                                                       ucp::ParamStateName(static_cast<ucp::ParamState>(s)),
+                                                       "): load it with --load-module-only"));
+    }
+    out.groups[p.param_group].params.push_back(mi);
+    if (p.step) out.groups[p.param_group].step = *p.step;
+  }
+  for (const ModelParam& mp : model.params()) {
+    const ucp::ParamMeta* p = src.Find(mp.name);
+    if (mp.kind == ParamKind::kTrainable && p->role != ucp::ParamRole::kTrainable)
+      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " is not trainable there"));
+  }
+  UCP_RETURN_IF_ERROR(ReadModelStates(info.path, &out));
+  if (info.step && out.global_steps == 0) out.global_steps = *info.step;
+  return out;
+}
+
+absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_only) {
+  const ucp::Source& src = *ck.source;
+  const Model& model = engine.model();
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const ModelParam& mp = model.params()[i];
+    const ucp::ParamMeta& p = *src.Find(mp.name);
+    UCP_ASSIGN_OR_RETURN(at::Tensor w, ReadWhole(src, p, ucp::ParamState::kFp32));
+    if (module_only || mp.kind != ParamKind::kTrainable) {
+      engine.SetParam(static_cast<int>(i), w);
+      continue;
+    }
+    UCP_ASSIGN_OR_RETURN(at::Tensor m, ReadWhole(src, p, ucp::ParamState::kExpAvg));
+    UCP_ASSIGN_OR_RETURN(at::Tensor v, ReadWhole(src, p, ucp::ParamState::kExpAvgSq));
+    engine.SetParam(static_cast<int>(i), w, m, v);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ucp::runtime

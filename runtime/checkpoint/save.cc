@@ -1,0 +1,253 @@
+#include "runtime/checkpoint/save.h"
+
+#include <ATen/ops/full.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "converters/pipelines/reshard.h"
+#include "converters/sinks/zero/memory_input.h"
+#include "formats/base/status.h"
+#include "formats/torch/pickle_value.h"
+
+namespace ucp::runtime {
+namespace {
+
+namespace ft = ::ucp::formats::torch;
+namespace sinks = ::ucp::converters::sinks;
+namespace fs = std::filesystem;
+using ft::Value;
+using ft::ValueArena;
+
+constexpr char kDsVersion[] = "0.19.6+edaa72212";  // the DeepSpeed whose layout ucp writes
+
+DType DTypeOf(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return DType::kBF16;
+    case at::kHalf: return DType::kF16;
+    default: return DType::kF32;
+  }
+}
+
+// Builds the Values of the checkpoint's non-tensor trees in one arena.
+class Trees {
+ public:
+  Value* Dict(std::initializer_list<std::pair<absl::string_view, const Value*>> entries) {
+    Value* d = a_->Dict();
+    for (const auto& [key, value] : entries) a_->SetItem(d, key, value);
+    return d;
+  }
+  const Value* Json(const nlohmann::json& j) {
+    switch (j.type()) {
+      case nlohmann::json::value_t::object: {
+        Value* d = a_->Dict();
+        for (const auto& [k, v] : j.items()) a_->SetItem(d, k, Json(v));
+        return d;
+      }
+      case nlohmann::json::value_t::array: {
+        std::vector<const Value*> items;
+        for (const auto& v : j) items.push_back(Json(v));
+        return a_->List(std::move(items));
+      }
+      case nlohmann::json::value_t::string: return a_->Str(j.get<std::string>());
+      case nlohmann::json::value_t::boolean: return a_->Bool(j.get<bool>());
+      case nlohmann::json::value_t::number_integer:
+      case nlohmann::json::value_t::number_unsigned: return a_->Int(j.get<int64_t>());
+      case nlohmann::json::value_t::number_float: return a_->Float(j.get<double>());
+      default: return a_->None();
+    }
+  }
+  // A 0-dim fp32 tensor (the optimizer's step), its bytes handed to the checkpoint.
+  const Value* Scalar(float x, sinks::MemoryCheckpoint* ck) {
+    const ft::StorageRef* storage = a_->NewStorage({"0", DType::kF32, "cpu", 1, false, std::nullopt});
+    std::vector<std::byte> bytes(4);
+    std::memcpy(bytes.data(), &x, 4);
+    ck->storages[storage] = Buffer::FromVector(std::move(bytes));
+    ft::TensorRef t;
+    t.storage = storage;
+    t.dtype = DType::kF32;
+    return a_->Tensor(std::move(t));
+  }
+  ValueArena& a() { return *a_; }
+  std::shared_ptr<ValueArena> arena() { return a_; }
+
+ private:
+  std::shared_ptr<ValueArena> a_ = std::make_shared<ValueArena>();
+};
+
+absl::Status WriteFileAtomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
+                         const std::vector<std::vector<at::Tensor>>& states,
+                         const std::vector<at::Tensor>& module) {
+  Model& model = e.model();
+  Trees t;
+  ValueArena& a = t.a();
+  sinks::MemoryCheckpoint ck;
+  ck.name = "<ucp train memory>";
+  // Tensors the callback serves, by MemoryCheckpoint param index: weight, fp32, exp_avg, exp_avg_sq.
+  std::vector<std::array<at::Tensor, 4>> tensors;
+  std::vector<int> ck_index(model.params().size(), -1);
+  for (const std::string& name : model.state_dict_order()) {
+    sinks::MemoryParam p;
+    p.name = name;
+    p.weight_dtype = DTypeOf(e.config().dtype);
+    std::array<at::Tensor, 4> ts;
+    const int mi = model.Find(name);
+    if (mi < 0) {
+      const TiedAlias* alias = nullptr;
+      for (const TiedAlias& ta : model.tied()) {
+        if (ta.alias == name) alias = &ta;
+      }
+      if (alias == nullptr) return absl::InternalError(absl::StrCat("unknown state_dict entry ", name));
+      p.role = sinks::MemoryParamRole::kTied;
+      p.tied_to = alias->target;
+      p.shape = Shape(model.params()[model.Find(alias->target)].shape);
+    } else {
+      const ModelParam& mp = model.params()[mi];
+      p.shape = Shape(mp.shape);
+      ts[0] = module[mi].contiguous();
+      if (mp.kind == ParamKind::kTrainable) {
+        for (int s = 0; s < 3; ++s) ts[1 + s] = states[s][mi].contiguous();
+      } else {
+        p.role = mp.kind == ParamKind::kFrozen ? sinks::MemoryParamRole::kFrozen
+                                               : sinks::MemoryParamRole::kBuffer;
+      }
+      ck_index[mi] = static_cast<int>(ck.params.size());
+    }
+    ck.params.push_back(std::move(p));
+    tensors.push_back(std::move(ts));
+  }
+  const AdamStep& adam = e.config().adam;
+  for (size_t g = 0; g < e.groups().size(); ++g) {
+    const OptimGroup& og = e.groups()[g];
+    sinks::MemoryGroup mg;
+    // torch.optim AdamW's param_groups entry, in its key order (user keys, then defaults).
+    const double lr = g < rq.group_lr.size() ? rq.group_lr[g] : 0.0;
+    mg.hyperparameters = t.Dict({{"weight_decay", a.Float(og.weight_decay)},
+                                 {"name", a.Str(og.name)},
+                                 {"lr", a.Float(lr)},
+                                 {"betas", a.List({a.Float(adam.beta1), a.Float(adam.beta2)})},
+                                 {"eps", a.Float(adam.eps)},
+                                 {"amsgrad", a.Bool(false)},
+                                 {"foreach", a.None()},
+                                 {"maximize", a.Bool(false)},
+                                 {"capturable", a.Bool(false)},
+                                 {"params", a.List({a.Int(static_cast<int64_t>(g))})}});
+    mg.step = og.step > 0 ? t.Scalar(static_cast<float>(og.step), &ck) : nullptr;
+    for (int p : og.params) {
+      ck.params[ck_index[p]].group = static_cast<int>(g);
+      mg.params.push_back(ck_index[p]);
+    }
+    ck.groups.push_back(std::move(mg));
+  }
+  Value* module_v = a.OrderedDict();
+  Value* metadata = a.OrderedDict();
+  for (const std::string& n : model.module_names()) a.SetItem(metadata, n, t.Dict({{"version", a.Int(1)}}));
+  ValueArena::SetState(module_v, t.Dict({{"_metadata", metadata}}));
+  Value* root = t.Dict({{"module", module_v},
+                        {"buffer_names", a.List()},
+                        {"optimizer", a.None()},
+                        {"param_shapes", a.None()},
+                        {"frozen_param_shapes", a.None()},
+                        {"shared_params", a.None()},
+                        {"frozen_param_fragments", a.None()},
+                        {"lr_scheduler", t.Dict({{"last_batch_iteration", a.Int(rq.lr_last_batch_iteration)}})},
+                        {"data_sampler", a.None()},
+                        {"random_ltd", a.None()},
+                        {"sparse_tensor_module_names", a.Set()},
+                        {"skipped_steps", a.Int(rq.skipped_steps)},
+                        {"global_steps", a.Int(rq.global_steps)},
+                        {"global_samples", a.Int(rq.global_samples)},
+                        {"dp_world_size", a.Int(e.dp())},
+                        {"mp_world_size", a.Int(1)},
+                        {"checkpoint_parallel_dimensions",
+                         t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(1)}})},
+                        {"ds_config", t.Json(rq.ds_config)},
+                        {"ds_version", a.Str(kDsVersion)}});
+  for (const auto& [k, v] : rq.client_state.items()) a.SetItem(root, k, t.Json(v));
+  ck.model_states = root;
+  Value* scaler = a.Object(a.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a.Tuple(),
+                           Value::Construction::kNewObj);
+  ValueArena::SetState(scaler, t.Dict({{"cur_scale", a.Float(1.0)}, {"dynamic", a.Bool(false)}}));
+  ck.optimizer_scalars = t.Dict({{"loss_scaler", scaler},
+                                 {"dynamic_loss_scale", a.Bool(false)},
+                                 {"overflow", a.Bool(false)},
+                                 {"clip_grad", a.Float(e.config().gradient_clipping)},
+                                 {"ds_version", a.Str(kDsVersion)}});
+  ck.master_dtype = DType::kF32;
+  ck.bf16_optimizer = e.config().fp32_grad_accum && e.config().stage == 1;
+  ck.read = [&tensors](int param, sinks::MemoryTensor which, uint64_t offset,
+                       absl::Span<std::byte> out) -> absl::Status {
+    const at::Tensor& src = tensors[param][static_cast<int>(which)];
+    if (!src.defined()) return absl::InternalError("no tensor for a requested state");
+    const uint64_t size = static_cast<uint64_t>(src.numel()) * src.element_size();
+    if (offset + out.size() > size) return absl::InternalError("read past a tensor");
+    std::memcpy(out.data(), static_cast<const std::byte*>(src.data_ptr()) + offset, out.size());
+    return absl::OkStatus();
+  };
+  ck.owner = t.arena();
+  UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, sinks::ZeroSinkInputFromMemory(std::move(ck)));
+  sinks::ZeroTarget target;
+  target.topology.dp = e.dp();
+  target.zero_stage = e.config().stage;
+  target.tag = rq.tag;
+  converters::execute::ExecuteOptions exec;
+  exec.fsync = rq.fsync;
+  std::error_code ec;
+  fs::create_directories(rq.save_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", rq.save_dir, ": ", ec.message()));
+  const std::string staging = (fs::path(rq.save_dir) / (".ucp-save-" + rq.tag)).string();
+  fs::remove_all(staging, ec);  // a killed save's leftovers
+  UCP_ASSIGN_OR_RETURN(converters::pipelines::ReshardResult r,
+                       converters::pipelines::SaveZeroCheckpoint(input, target, staging, exec));
+  (void)r;
+  const fs::path final_dir = fs::path(rq.save_dir) / rq.tag;
+  const fs::path old_dir = fs::path(rq.save_dir) / (".ucp-old-" + rq.tag);
+  fs::remove_all(old_dir, ec);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old_dir, ec);
+  fs::rename(fs::path(staging) / rq.tag, final_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot move the new tag folder to ", final_dir.string(), ": ", ec.message()));
+  UCP_RETURN_IF_ERROR(WriteFileAtomic((fs::path(rq.save_dir) / "latest").string(), rq.tag));
+  fs::remove_all(staging, ec);
+  fs::remove_all(old_dir, ec);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SaveCheckpoint(Engine& engine, const SaveRequest& request) {
+  const int root = 0;
+  std::vector<std::vector<at::Tensor>> states;
+  for (StateTensor s : {StateTensor::kFp32, StateTensor::kExpAvg, StateTensor::kExpAvgSq})
+    states.push_back(engine.GatherStates(s, root));
+  std::vector<at::Tensor> module = engine.GatherModule(root);
+  absl::Status st = absl::OkStatus();
+  if (engine.comm().rank() == root) st = WriteOnRoot(engine, request, states, module);
+  // Every rank learns whether the save worked (a failed save is every rank's error).
+  at::Tensor ok = at::full({1}, st.ok() ? 0.0 : 1.0);
+  engine.comm().AllReduceMax(ok);
+  if (st.ok() && ok.item<double>() != 0)
+    return absl::InternalError("the save failed on rank 0");
+  return st;
+}
+
+}  // namespace ucp::runtime

@@ -1,0 +1,154 @@
+#include "runtime/dist/comm.h"
+
+#include <functional>
+
+#include <ATen/ops/empty.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace ucp::runtime {
+namespace {
+
+bool IsBf16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16; }
+
+}  // namespace
+
+std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
+  std::unique_ptr<Comm> c(new Comm());
+  c->rank_ = o.rank;
+  c->size_ = o.world_size;
+  if (o.world_size == 1) return c;
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(o.master_port);
+    so.isServer = o.rank == 0;
+    so.numWorkers = static_cast<size_t>(o.world_size);
+    so.timeout = o.timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
+    // The loopback device for a single host; the master's address reaches every node otherwise.
+    const bool local = o.master_addr == "127.0.0.1" || o.master_addr == "localhost";
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
+        local ? "127.0.0.1" : o.master_addr));
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("ucp_world", store), o.rank, o.world_size, opts);
+    // Keep the intrusive pointers alive in shared_ptrs (the header stays free of c10d types).
+    c->store_ = std::shared_ptr<void>(store.release(), [](void* p) {
+      c10::intrusive_ptr<c10d::TCPStore>::reclaim(static_cast<c10d::TCPStore*>(p));
+    });
+    c10d::ProcessGroup* raw = pg.release();
+    c->pg_ = std::shared_ptr<c10d::ProcessGroup>(raw, [](c10d::ProcessGroup* p) {
+      c10::intrusive_ptr<c10d::ProcessGroup>::reclaim(p);
+    });
+  } catch (const std::exception& e) {
+    throw CommError(std::string("cannot join the process group at ") + o.master_addr + ":" +
+                    std::to_string(o.master_port) + " as rank " + std::to_string(o.rank) + " of " +
+                    std::to_string(o.world_size) + ": " + e.what());
+  }
+  return c;
+}
+
+Comm::~Comm() = default;
+
+void Comm::Run(const char* what, const std::function<void()>& op) {
+  try {
+    op();
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    throw CommError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " +
+                    std::to_string(size_) + " (a peer rank died or timed out): " + msg);
+  }
+}
+
+void Comm::AllReduceSum(at::Tensor& t) {
+  if (size_ == 1) return;
+  Run("all-reduce", [&] {
+    if (IsBf16(t)) {  // Gloo has no bf16 reduction: reduce in fp32, copy back
+      at::Tensor f = t.to(at::kFloat);
+      std::vector<at::Tensor> v{f};
+      pg_->allreduce(v)->wait();
+      t.copy_(f);
+      return;
+    }
+    std::vector<at::Tensor> v{t};
+    pg_->allreduce(v)->wait();
+  });
+}
+
+void Comm::AllReduceMax(at::Tensor& t) {
+  if (size_ == 1) return;
+  Run("all-reduce max", [&] {
+    at::Tensor f = IsBf16(t) ? t.to(at::kFloat) : t;
+    std::vector<at::Tensor> v{f};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::MAX;
+    pg_->allreduce(v, opts)->wait();
+    if (IsBf16(t)) t.copy_(f);
+  });
+}
+
+void Comm::Broadcast(at::Tensor& t, int root) {
+  if (size_ == 1) return;
+  Run("broadcast", [&] {
+    std::vector<at::Tensor> v{IsBf16(t) ? t.view(at::kHalf) : t};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    pg_->broadcast(v, opts)->wait();
+  });
+}
+
+void Comm::AllGather(const at::Tensor& part, at::Tensor& out) {
+  const int64_t n = part.numel();
+  if (size_ == 1) {
+    out.narrow(0, 0, n).copy_(part.reshape({-1}));
+    return;
+  }
+  Run("all-gather", [&] {
+    const bool bf = IsBf16(part);
+    at::Tensor in = (bf ? part.view(at::kHalf) : part).reshape({-1}).contiguous();
+    at::Tensor flat = bf ? out.view(at::kHalf) : out;
+    std::vector<at::Tensor> outs;
+    for (int r = 0; r < size_; ++r) outs.push_back(flat.narrow(0, r * n, n));
+    std::vector<std::vector<at::Tensor>> outputs{outs};
+    std::vector<at::Tensor> inputs{in};
+    pg_->allgather(outputs, inputs)->wait();
+  });
+}
+
+void Comm::Gather(const at::Tensor& part, at::Tensor& out, int root) {
+  const int64_t n = part.numel();
+  if (size_ == 1) {
+    out.narrow(0, 0, n).copy_(part.reshape({-1}));
+    return;
+  }
+  Run("gather", [&] {
+    const bool bf = IsBf16(part);
+    at::Tensor in = (bf ? part.view(at::kHalf) : part).reshape({-1}).contiguous();
+    std::vector<std::vector<at::Tensor>> outputs;
+    if (rank_ == root) {
+      at::Tensor flat = bf ? out.view(at::kHalf) : out;
+      std::vector<at::Tensor> outs;
+      for (int r = 0; r < size_; ++r) outs.push_back(flat.narrow(0, r * n, n));
+      outputs.push_back(outs);
+    }
+    std::vector<at::Tensor> inputs{in};
+    c10d::GatherOptions opts;
+    opts.rootRank = root;
+    pg_->gather(outputs, inputs, opts)->wait();
+  });
+}
+
+at::Tensor Comm::ReduceScatterSum(at::Tensor& full) {
+  const int64_t n = full.numel() / size_;
+  AllReduceSum(full);  // Gloo has no reduce-scatter (toolchain.md §2)
+  return full.narrow(0, static_cast<int64_t>(rank_) * n, n);
+}
+
+void Comm::Barrier() {
+  if (size_ == 1) return;
+  Run("barrier", [&] { pg_->barrier()->wait(); });
+}
+
+}  // namespace ucp::runtime

@@ -1,0 +1,339 @@
+#include "runtime/engine/engine.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/core/grad_mode.h>
+
+#include "runtime/engine/zero3_unit.h"
+
+namespace ucp::runtime {
+
+struct Engine::Group {
+  std::unique_ptr<ShardLayout> layout;
+  RankShard shard;
+  // kFlat: each parameter's offset in the flat buffer; kPerParam: in the rank's partition.
+  std::vector<int64_t> offsets;
+  std::vector<PerParamPiece> pieces;  // kPerParam: each parameter's piece on this rank
+  at::Tensor flat_lp;                 // kFlat: the whole padded flat buffer (params are views)
+  at::Tensor lp_part;                 // kPerParam: this rank's low-precision partition
+  at::Tensor master, exp_avg, exp_avg_sq;  // this rank's partition, fp32
+  at::Tensor grad;                         // this rank's accumulated gradient partition
+};
+
+namespace {
+
+at::TensorOptions Opts(at::ScalarType t) { return at::TensorOptions().dtype(t); }
+
+}  // namespace
+
+Engine::Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups)
+    : model_(model), comm_(comm), config_(std::move(config)), groups_(std::move(groups)) {
+  BuildGroups();
+}
+
+Engine::~Engine() = default;
+
+void Engine::BuildGroups() {
+  auto& params = model_.params();
+  group_of_.assign(params.size(), -1);
+  index_in_.assign(params.size(), -1);
+  const bool flat = config_.stage < 3;
+  ucp::Topology topo;
+  topo.dp = config_.stage == 0 ? 1 : comm_.size();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    auto st = std::make_unique<Group>();
+    GroupSpec spec;
+    spec.kind = flat ? PartitionKind::kFlat : PartitionKind::kPerParam;
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const int p = groups_[g].params[i];
+      if (group_of_[p] != -1) throw std::invalid_argument(params[p].name + " is in two groups");
+      group_of_[p] = static_cast<int>(g);
+      index_in_[p] = static_cast<int>(i);
+      spec.numels.push_back(params[p].numel());
+    }
+    st->layout = std::make_unique<ShardLayout>(spec, topo);
+    const int rank = config_.stage == 0 ? 0 : comm_.rank();
+    st->shard = st->layout->Shard(rank);
+    const int64_t part = st->layout->partition_size();
+    int64_t off = 0;
+    for (size_t i = 0; i < spec.numels.size(); ++i) {
+      st->offsets.push_back(off);
+      if (flat) {
+        off += spec.numels[i];
+      } else {
+        st->pieces.push_back(PerParamShard(spec.numels[i], topo.dp, rank));
+        off += st->pieces.back().partition;
+      }
+    }
+    if (flat) {
+      st->flat_lp = at::zeros({st->layout->flat_length()}, Opts(config_.dtype));
+      for (size_t i = 0; i < spec.numels.size(); ++i) {
+        ModelParam& mp = params[groups_[g].params[i]];
+        mp.value = st->flat_lp.narrow(0, st->offsets[i], spec.numels[i]).view(mp.shape).detach();
+        mp.value.set_requires_grad(true);
+      }
+    } else {
+      st->lp_part = at::zeros({part}, Opts(config_.dtype));
+    }
+    st->master = at::zeros({part}, Opts(at::kFloat));
+    st->exp_avg = at::zeros({part}, Opts(at::kFloat));
+    st->exp_avg_sq = at::zeros({part}, Opts(at::kFloat));
+    state_.push_back(std::move(st));
+  }
+  for (size_t p = 0; p < params.size(); ++p) {
+    if (params[p].kind == ParamKind::kTrainable && group_of_[p] < 0)
+      throw std::invalid_argument("trainable parameter " + params[p].name + " is in no group");
+    if (params[p].kind != ParamKind::kTrainable)
+      params[p].value = at::zeros(params[p].shape, Opts(config_.dtype));
+  }
+}
+
+void Engine::SetParam(int param, const at::Tensor& fp32_in, const at::Tensor& m_in,
+                      const at::Tensor& v_in) {
+  at::NoGradGuard no_grad;
+  ModelParam& mp = model_.params()[param];
+  at::Tensor fp32 = fp32_in.to(at::kFloat).reshape({-1});
+  if (fp32.numel() != mp.numel())
+    throw std::invalid_argument("parameter " + mp.name + ": " + std::to_string(fp32.numel()) +
+                                " elements given, the model has " + std::to_string(mp.numel()));
+  if (group_of_[param] < 0) {
+    mp.value = fp32.to(config_.dtype).view(mp.shape).clone();
+    return;
+  }
+  Group& g = *state_[group_of_[param]];
+  const int i = index_in_[param];
+  auto moment = [&](const at::Tensor& t) {
+    return t.defined() ? t.to(at::kFloat).reshape({-1}) : at::zeros({mp.numel()}, Opts(at::kFloat));
+  };
+  const at::Tensor m = moment(m_in), v = moment(v_in);
+  if (config_.stage < 3) {
+    g.flat_lp.narrow(0, g.offsets[i], mp.numel()).copy_(fp32.to(config_.dtype));
+    for (const ShardPiece& piece : g.shard.pieces) {
+      if (piece.param != i) continue;
+      g.master.narrow(0, piece.partition_offset, piece.numel)
+          .copy_(fp32.narrow(0, piece.param_offset, piece.numel));
+      g.exp_avg.narrow(0, piece.partition_offset, piece.numel)
+          .copy_(m.narrow(0, piece.param_offset, piece.numel));
+      g.exp_avg_sq.narrow(0, piece.partition_offset, piece.numel)
+          .copy_(v.narrow(0, piece.param_offset, piece.numel));
+    }
+    return;
+  }
+  const PerParamPiece& pc = g.pieces[i];
+  if (pc.valid > 0) {
+    const int64_t at_ = g.offsets[i];
+    g.master.narrow(0, at_, pc.valid).copy_(fp32.narrow(0, pc.offset, pc.valid));
+    g.exp_avg.narrow(0, at_, pc.valid).copy_(m.narrow(0, pc.offset, pc.valid));
+    g.exp_avg_sq.narrow(0, at_, pc.valid).copy_(v.narrow(0, pc.offset, pc.valid));
+    g.lp_part.narrow(0, at_, pc.valid).copy_(fp32.narrow(0, pc.offset, pc.valid));
+  }
+}
+
+// ---- ZeRO-3 gather / release (zero3_unit.h calls these) ----
+
+at::Tensor Engine::GatherParam(int param) {
+  ModelParam& mp = model_.params()[param];
+  if (group_of_[param] < 0 || config_.stage < 3) return mp.value;
+  Group& g = *state_[group_of_[param]];
+  const int i = index_in_[param];
+  const int64_t P = g.pieces[i].partition;
+  at::Tensor full = at::empty({P * comm_.size()}, Opts(config_.dtype));
+  comm_.AllGather(g.lp_part.narrow(0, g.offsets[i], P), full);
+  return full.narrow(0, 0, mp.numel()).view(mp.shape);
+}
+
+void Engine::AddParamGrad(int param, const at::Tensor& grad) {
+  if (!grad.defined()) return;
+  Group& g = *state_[group_of_[param]];
+  const int i = index_in_[param];
+  const int64_t P = g.pieces[i].partition, n = comm_.size();
+  // §4.4: chunks of ceil(numel / n), pre-divided by n, reduce-scattered (SUM).
+  at::Tensor padded = at::zeros({P * n}, Opts(GradDtype()));
+  padded.narrow(0, 0, grad.numel()).copy_(grad.reshape({-1}));
+  padded.mul_(1.0 / static_cast<double>(n));
+  at::Tensor mine = comm_.ReduceScatterSum(padded);
+  if (!g.grad.defined()) g.grad = at::zeros({g.layout->partition_size()}, Opts(GradDtype()));
+  g.grad.narrow(0, g.offsets[i], P).add_(mine);
+}
+
+at::ScalarType Engine::GradDtype() const {
+  return config_.fp32_grad_accum ? at::kFloat : config_.dtype;
+}
+
+at::Tensor Engine::UnitChainLoss(const at::Tensor& x, const at::Tensor& y) {
+  at::Tensor h = x;
+  for (int u = 0; u < model_.num_units(); ++u) {
+    h = config_.stage == 3 ? RunGatheredUnit(*this, u, h, y) : model_.Unit(u, h, y);
+  }
+  return h;
+}
+
+// ---- stages 0-2: gradients into the flat partitions ----
+
+void Engine::ReduceGradients(bool boundary) {
+  const double dp = static_cast<double>(comm_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    Group& g = *state_[gi];
+    at::Tensor flat = at::zeros({g.layout->flat_length()}, Opts(GradDtype()));
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      ModelParam& mp = model_.params()[groups_[gi].params[i]];
+      at::Tensor& grad = mp.value.mutable_grad();
+      if (grad.defined()) {
+        flat.narrow(0, g.offsets[i], mp.numel()).copy_(grad.reshape({-1}));
+        grad.reset();
+      }
+    }
+    if (config_.stage == 0) {  // engine all-reduce: sum, then post-scale (§4.2)
+      comm_.AllReduceSum(flat);
+      flat.mul_(1.0 / dp);
+    } else {  // ZeRO-1/2 average_tensor: ÷ dp, then sum (§4.3)
+      flat.mul_(1.0 / dp);
+      comm_.AllReduceSum(flat);
+    }
+    at::Tensor mine = flat.narrow(0, g.shard.partition_rank * g.layout->partition_size(),
+                                  g.layout->partition_size());
+    if (!g.grad.defined()) {
+      g.grad = mine.clone();
+    } else {
+      g.grad.add_(mine);
+    }
+  }
+  (void)boundary;
+}
+
+double Engine::GradNormSquared() {
+  double local = 0;
+  for (auto& g : state_) {
+    if (g->grad.defined()) local += g->grad.to(at::kDouble).pow(2).sum().item<double>();
+  }
+  if (config_.stage == 0) return local;  // every rank holds every gradient
+  at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(local);
+  comm_.AllReduceSum(t);
+  return t.item<double>();
+}
+
+StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& micro_batches,
+                        double lr) {
+  StepResult r;
+  const double gas = static_cast<double>(micro_batches.size());
+  double loss_sum = 0;
+  for (size_t k = 0; k < micro_batches.size(); ++k) {
+    at::Tensor loss = UnitChainLoss(micro_batches[k].first, micro_batches[k].second);
+    loss_sum += loss.item<double>();
+    (loss * (1.0 / gas)).backward();
+    const bool boundary = k + 1 == micro_batches.size();
+    // ZeRO-2 reduces every micro-batch; 0 and 1 at the boundary; 3 in the units' backward.
+    if (config_.stage == 2 || (config_.stage < 2 && boundary)) ReduceGradients(boundary);
+  }
+  at::Tensor l = at::empty({1}, Opts(at::kDouble)).fill_(loss_sum / gas);
+  comm_.AllReduceSum(l);
+  r.loss = l.item<double>() / comm_.size();
+
+  at::NoGradGuard no_grad;
+  const double norm = std::sqrt(GradNormSquared());
+  r.grad_norm = norm;
+  if (config_.check_overflow && !std::isfinite(norm)) {
+    r.skipped = true;
+  } else {
+    double combined = 1.0;  // loss scale 1 (fp32 / bf16)
+    if (config_.gradient_clipping > 0) {
+      const double clip = (norm + 1e-6) / config_.gradient_clipping;
+      if (clip > 1) combined = clip;
+    }
+    for (size_t gi = 0; gi < groups_.size(); ++gi) {
+      Group& g = *state_[gi];
+      OptimGroup& og = groups_[gi];
+      at::Tensor grad = g.grad.defined() ? g.grad.to(at::kFloat)
+                                         : at::zeros_like(g.master);
+      if (combined != 1.0) grad.mul_(1.0 / combined);
+      AdamStep s = config_.adam;
+      s.lr = lr;
+      s.weight_decay = og.weight_decay;
+      s.step = og.step + 1;
+      AdamUpdate(s, g.master, g.exp_avg, g.exp_avg_sq, grad);
+      og.step += 1;
+      if (config_.stage < 3) {
+        const int64_t ps = g.layout->partition_size();
+        at::Tensor part = g.flat_lp.narrow(0, g.shard.partition_rank * ps, ps);
+        part.copy_(g.master);
+        if (config_.stage > 0) {
+          at::Tensor send = part.clone();
+          comm_.AllGather(send, g.flat_lp);
+        }
+      } else {
+        g.lp_part.copy_(g.master);
+      }
+    }
+  }
+  for (auto& g : state_) g->grad.reset();
+  return r;
+}
+
+std::vector<at::Tensor> Engine::GatherStates(StateTensor which, int root) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> out(model_.params().size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    Group& g = *state_[gi];
+    const at::Tensor& part = which == StateTensor::kFp32     ? g.master
+                             : which == StateTensor::kExpAvg ? g.exp_avg
+                                                             : g.exp_avg_sq;
+    const int world = g.layout->world();
+    const int64_t ps = g.layout->partition_size();
+    at::Tensor full;
+    if (comm_.rank() == root || world == 1) full = at::empty({ps * comm_.size()}, Opts(at::kFloat));
+    if (world == 1) {
+      full = part;  // stage 0: every rank holds the whole group
+    } else {
+      comm_.Gather(part, full, root);
+    }
+    if (comm_.rank() != root) continue;
+    for (size_t i = 0; i < og_params(gi).size(); ++i) {
+      const ModelParam& mp = model_.params()[og_params(gi)[i]];
+      if (config_.stage < 3) {
+        out[og_params(gi)[i]] = full.narrow(0, g.offsets[i], mp.numel()).view(mp.shape);
+        continue;
+      }
+      std::vector<at::Tensor> pieces;
+      for (int r = 0; r < world; ++r) {
+        const PerParamPiece pc = PerParamShard(mp.numel(), world, r);
+        int64_t off = 0;  // the parameter's offset in rank r's partition
+        for (size_t j = 0; j < i; ++j)
+          off += PerParamShard(model_.params()[og_params(gi)[j]].numel(), world, r).partition;
+        pieces.push_back(full.narrow(0, r * ps + off, pc.valid));
+      }
+      out[og_params(gi)[i]] = at::cat(pieces).view(mp.shape);
+    }
+  }
+  return out;
+}
+
+std::vector<at::Tensor> Engine::GatherModule(int root) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> out(model_.params().size());
+  for (size_t p = 0; p < model_.params().size(); ++p) {
+    at::Tensor full = GatherParam(static_cast<int>(p));
+    if (comm_.rank() == root) out[p] = full.detach().contiguous();
+  }
+  return out;
+}
+
+const std::vector<int>& Engine::og_params(size_t g) const { return groups_[g].params; }
+
+int64_t Engine::StateBytes() const {
+  int64_t b = 0;
+  for (const auto& g : state_) {
+    for (const at::Tensor* t : {&g->flat_lp, &g->lp_part, &g->master, &g->exp_avg,
+                                &g->exp_avg_sq}) {
+      if (t->defined()) b += t->numel() * static_cast<int64_t>(t->element_size());
+    }
+  }
+  return b;
+}
+
+}  // namespace ucp::runtime

@@ -1,0 +1,113 @@
+// Engine: ZeRO stages 0-3 over one data-parallel Comm, as DeepSpeed runs them
+// (deepspeed-runtime.md §4.1-4.4, docs/runtime.md):
+//   0  every rank holds everything; gradients all-reduced (sum, then ÷ dp) at the boundary;
+//   1  each optimizer param group is one flat buffer, zero padded to 2·dp and cut into dp equal
+//      partitions (ucp::ShardLayout kFlat, the one description of that cut); a rank keeps the fp32
+//      master and Adam moments of its partition only; gradients ÷ dp, all-reduced, each rank
+//      keeps its slice; after the update the low-precision partitions are all-gathered;
+//   2  as 1, and the gradients are reduced after every micro-batch, only the rank's partition
+//      being kept (accumulated) between micro-batches;
+//   3  every parameter cut alone (ShardLayout kPerParam); a unit's parameters are all-gathered
+//      just for its forward and again for its backward (zero3_unit.h), then released.
+// Gradient clipping and the overflow check follow §4.3 (norm of the partitions, all-reduced;
+// clip = (norm + 1e-6) / max when > 1); Adam as adam.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "runtime/dist/comm.h"
+#include "runtime/engine/adam.h"
+#include "runtime/model/model.h"
+#include "ucp/shard_layout.h"
+
+namespace ucp::runtime {
+
+struct EngineConfig {
+  int stage = 0;
+  at::ScalarType dtype = at::kFloat;  // the model (low-precision) dtype
+  bool fp32_grad_accum = false;       // bf16 + data_types.grad_accum_dtype fp32 (BF16_Optimizer)
+  bool check_overflow = false;        // skip steps with inf/nan gradients
+  double gradient_clipping = 1.0;     // 0: off
+  AdamStep adam;                      // hyper-parameters except lr/weight_decay/step (per group)
+  int64_t gradient_accumulation_steps = 1;
+};
+
+// An optimizer param group: its model parameters in flat order and its hyper-parameters.
+struct OptimGroup {
+  std::string name;
+  double weight_decay = 0.0;
+  std::vector<int> params;  // indices into Model::params()
+  double step = 0;          // optimizer steps taken (state['step'])
+};
+
+struct StepResult {
+  double loss = 0;       // mean over ranks and micro-batches
+  double grad_norm = 0;  // global L2 norm of the unscaled gradients (before clipping)
+  bool skipped = false;  // overflow: no update
+};
+
+// Which tensor of a parameter (whole, unpartitioned) a save or load moves.
+enum class StateTensor : uint8_t { kFp32, kExpAvg, kExpAvgSq };
+
+class Engine {
+ public:
+  Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups);
+  ~Engine();
+
+  const EngineConfig& config() const { return config_; }
+  const std::vector<OptimGroup>& groups() const { return groups_; }
+  Model& model() { return model_; }
+  Comm& comm() { return comm_; }
+  int dp() const { return comm_.size(); }
+
+  // Sets parameter `param`'s whole fp32 value (master and low-precision copy); for a trainable
+  // one also its Adam moments (undefined tensors: zeros). Every rank passes the same tensors and
+  // keeps what it owns.
+  void SetParam(int param, const at::Tensor& fp32, const at::Tensor& exp_avg = {},
+                const at::Tensor& exp_avg_sq = {});
+  void SetGroupStep(int group, double step) { groups_[group].step = step; }
+
+  // One optimizer step over `micro_batches` (x, y pairs: this rank's rows), at learning rate lr.
+  StepResult Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& micro_batches, double lr);
+
+  // Collective (every rank calls): every trainable parameter's whole `which` tensor (fp32), on
+  // `root` only (undefined elsewhere and for other parameters). Root holds them all at once.
+  std::vector<at::Tensor> GatherStates(StateTensor which, int root);
+  // Collective: every parameter's whole module (low-precision) tensor, on `root` only.
+  std::vector<at::Tensor> GatherModule(int root);
+
+  // ZeRO-3 (zero3_unit.h): a parameter's whole tensor, all-gathered from the partitions (its
+  // module tensor at other stages); and a gradient of the whole parameter, reduce-scattered into
+  // this rank's gradient partition.
+  at::Tensor GatherParam(int param);
+  void AddParamGrad(int param, const at::Tensor& grad);
+  bool IsTrainable(int param) const { return group_of_[param] >= 0; }
+
+  // Bytes a rank holds for parameters and optimizer state (for the memory report).
+  int64_t StateBytes() const;
+
+ private:
+  struct Group;
+  void BuildGroups();
+  at::Tensor UnitChainLoss(const at::Tensor& x, const at::Tensor& y);
+  void ReduceGradients(bool boundary);
+  double GradNormSquared();
+  at::ScalarType GradDtype() const;
+  const std::vector<int>& og_params(size_t g) const;
+
+  Model& model_;
+  Comm& comm_;
+  EngineConfig config_;
+  std::vector<OptimGroup> groups_;
+  std::vector<std::unique_ptr<Group>> state_;
+  std::vector<int> group_of_;   // per model param: its group, -1 if not trainable
+  std::vector<int> index_in_;   // per model param: its index in its group's flat order
+  int micro_ = 0;               // micro-batches since the last boundary
+};
+
+}  // namespace ucp::runtime

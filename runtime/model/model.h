@@ -1,0 +1,68 @@
+// Model: what the engine needs of a network, nothing more. A model is a list of parameters (in
+// PyTorch's named_parameters order, which is DeepSpeed's flattening order) and a chain of units:
+// unit 0 takes the tokens, each next unit the previous one's output, the last one returns the
+// scalar fp32 loss. ZeRO 0-2 run the chain under plain autograd; ZeRO-3 runs each unit with only
+// its own parameters gathered (engine/zero3_unit.h), so a unit must read parameters only through
+// param(i).value, and only those listed by UnitParams.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace ucp::runtime {
+
+enum class ParamKind : uint8_t { kTrainable, kFrozen, kBuffer };
+
+struct ModelParam {
+  std::string name;  // module state_dict name
+  std::vector<int64_t> shape;
+  ParamKind kind = ParamKind::kTrainable;
+  // The full tensor the forward reads (compute dtype). Stages 0-2: always there (a view into the
+  // group's flat buffer); stage 3: only while its unit is gathered.
+  at::Tensor value;
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+// A module state_dict entry that is another parameter (a tied output head).
+struct TiedAlias {
+  std::string alias, target;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  std::vector<ModelParam>& params() { return params_; }
+  const std::vector<ModelParam>& params() const { return params_; }
+  int Find(const std::string& name) const;  // -1 when absent
+  const std::vector<TiedAlias>& tied() const { return tied_; }
+  // The module's state_dict keys in order (parameters, aliases, buffers).
+  const std::vector<std::string>& state_dict_order() const { return state_dict_order_; }
+  // Every submodule name ("" for the root) for state_dict's _metadata, in named_modules order.
+  const std::vector<std::string>& module_names() const { return module_names_; }
+  // The 2-D-and-up weights: the "decay" param group (biases and norms are "no_decay").
+  static bool IsDecay(const ModelParam& p) { return p.shape.size() >= 2; }
+
+  virtual std::string type() const = 0;
+  virtual int num_units() const = 0;
+  virtual std::vector<int> UnitParams(int unit) const = 0;
+  // unit 0: `in` = tokens [B, T] (int64); last unit: returns the loss against `targets` [B, T].
+  virtual at::Tensor Unit(int unit, const at::Tensor& in, const at::Tensor& targets) = 0;
+  // Seeded initial values (fp32, full tensors), identical at every topology: param i's tensor.
+  virtual at::Tensor InitialValue(int param, uint64_t seed) const = 0;
+
+ protected:
+  std::vector<ModelParam> params_;
+  std::vector<TiedAlias> tied_;
+  std::vector<std::string> state_dict_order_;
+  std::vector<std::string> module_names_;
+};
+
+}  // namespace ucp::runtime
