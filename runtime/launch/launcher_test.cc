@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -248,6 +249,22 @@ TEST_F(LaunchTest, SigintToTheLauncherIsForwardedAndGives130) {
   EXPECT_TRUE(AllGone(Files("pid_", 2), 3));
 }
 
+TEST_F(LaunchTest, SigtermToTheLauncherGives143) {
+  LaunchOptions options = Shell(2, "echo $$ > " + Dir() + "/pid_$RANK; exec sleep 1000", nullptr);
+  const pid_t launcher = ForkLauncher(options, File("message"));
+  ASSERT_GT(launcher, 0);
+  ASSERT_TRUE(WaitForFiles(Files("pid_", 2), 10)) << "the ranks did not start";
+  ASSERT_EQ(::kill(launcher, SIGTERM), 0);
+  const int status = WaitWithTimeout(launcher, 10);
+  ASSERT_NE(status, -1) << "the launcher did not end";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 143);
+  EXPECT_THAT(ReadFile(File("message")),
+              HasSubstr("interrupted by SIGTERM; rank "));  // the rank that ended first
+  EXPECT_THAT(ReadFile(File("message")), HasSubstr("was killed by signal 15 (SIGTERM)"));
+  EXPECT_TRUE(AllGone(Files("pid_", 2), 3));
+}
+
 TEST_F(LaunchTest, RanksDoNotOutliveAKilledLauncher) {
   LaunchOptions options = Shell(2, "echo $$ > " + Dir() + "/pid_$RANK; exec sleep 1000", nullptr);
   const pid_t launcher = ForkLauncher(options, File("message"));
@@ -271,6 +288,18 @@ TEST_F(LaunchTest, BadRequests) {
   options = Shell(1, "exit 0", &log_);
   options.master_port = 70000;
   EXPECT_EQ(LaunchLocal(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LaunchTest, ExecFailureIsAnError) {
+  // Executable bits but no format execve knows (no #! line): ENOEXEC from the child.
+  const std::string path = File("not_a_program");
+  std::ofstream(path) << "\x7f garbage\n";
+  ASSERT_EQ(::chmod(path.c_str(), 0755), 0);
+  LaunchOptions options = Shell(2, "", &log_);
+  options.argv = {path};
+  auto result = LaunchLocal(options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(result.status().message(), HasSubstr("cannot execute " + path));
 }
 
 TEST(FreeLocalPortTest, ReturnsABindablePort) {
