@@ -112,8 +112,10 @@ std::string SignalName(int sig) {
     case SIGXCPU: return "SIGXCPU";
     case SIGXFSZ: return "SIGXFSZ";
     case SIGSYS: return "SIGSYS";
-    default: return absl::StrCat("SIG", sig);
+    default: break;
   }
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX) return absl::StrCat("SIGRTMIN+", sig - SIGRTMIN);
+  return "unnamed";
 }
 
 std::string DescribeEnd(int rank, int status) {
@@ -324,9 +326,8 @@ LaunchResult Supervisor::Wait() {
       const std::string name = SignalName(first_signal.load());
       if (seen_signals == 0) {
         StartDeadline(now, "interrupted by " + name + ", forwarded to the ranks");
-      } else if (!term_sent_) {
-        term_at_ = now;  // a second interrupt: no more grace
       }
+      if (count >= 2 && !term_sent_) term_at_ = now;  // a second interrupt: no more grace
       seen_signals = count;
     }
     if (Reap(now) == 0) break;

@@ -265,6 +265,28 @@ TEST_F(LaunchTest, SigtermToTheLauncherGives143) {
   EXPECT_TRUE(AllGone(Files("pid_", 2), 3));
 }
 
+TEST_F(LaunchTest, SecondSigintSkipsTheGracePeriod) {
+  // The ranks ignore SIGINT; only the SIGTERM that the second SIGINT brings at once ends them.
+  const std::string script =
+      "trap '' INT; echo $$ > " + Dir() + "/pid_$RANK; while :; do sleep 0.1; done";
+  LaunchOptions options = Shell(2, script, nullptr);
+  options.grace_seconds = 60;
+  const pid_t launcher = ForkLauncher(options, File("message"));
+  ASSERT_GT(launcher, 0);
+  ASSERT_TRUE(WaitForFiles(Files("pid_", 2), 10)) << "the ranks did not start";
+  const Clock::time_point start = Clock::now();
+  ASSERT_EQ(::kill(launcher, SIGINT), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(::kill(launcher, SIGINT), 0);
+  const int status = WaitWithTimeout(launcher, 10);
+  ASSERT_NE(status, -1) << "the launcher did not end";
+  EXPECT_LT(SecondsSince(start), 5);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_THAT(ReadFile(File("message")), HasSubstr("was killed by signal 15 (SIGTERM)"));
+  EXPECT_TRUE(AllGone(Files("pid_", 2), 3));
+}
+
 TEST_F(LaunchTest, RanksDoNotOutliveAKilledLauncher) {
   LaunchOptions options = Shell(2, "echo $$ > " + Dir() + "/pid_$RANK; exec sleep 1000", nullptr);
   const pid_t launcher = ForkLauncher(options, File("message"));
