@@ -16,10 +16,13 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "formats/base/status.h"
 #include "nlohmann/json.hpp"
 #include "runtime/checkpoint/load.h"
 #include "runtime/checkpoint/save.h"
