@@ -5,6 +5,7 @@
 #include <fstream>
 #include <numbers>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -49,6 +50,48 @@ TEST(LrScheduleTest, FixtureWarmupLrLinear) {
   for (const json& group : live["basic_optimizer_param_groups"]) {
     EXPECT_DOUBLE_EQ(ScheduledLr(s, base, it), group["lr"].get<double>());
   }
+}
+
+// Sequences printed by DeepSpeed's own lr_schedules.py (edaa7221, run standalone on a torch SGD
+// optimizer): element i is the lr after construction and i scheduler steps, i.e. at
+// last_batch_iteration i - 1. Same operations in the same order, so the doubles match exactly.
+void ExpectSequence(const SchedulerConfig& s, double base, const std::vector<double>& expected) {
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(ScheduledLr(s, base, static_cast<int64_t>(i) - 1), expected[i]) << s.type << " " << i;
+  }
+}
+
+TEST(LrScheduleTest, MatchesDeepSpeedExactly) {
+  SchedulerConfig s;
+  s.type = "WarmupLR";
+  s.warmup_min_lr = 0.001;
+  s.warmup_max_lr = 0.011;
+  s.warmup_num_steps = 10;
+  ExpectSequence(s, 99,
+                 {0.001, 0.001, 0.004010299956639811, 0.0057712125471966235, 0.007020599913279622,
+                  0.007989700043360186, 0.008781512503836434, 0.009450980400142566,
+                  0.010030899869919431, 0.010542425094393248, 0.010999999999999996, 0.011});
+  s = SchedulerConfig{};
+  s.type = "WarmupDecayLR";
+  s.warmup_type = "linear";
+  s.warmup_num_steps = 4;
+  s.total_num_steps = 12;
+  s.warmup_max_lr = 0.1;
+  ExpectSequence(
+      s, 1,
+      {0.0, 0.0, 0.025, 0.05, 0.07500000000000001, 0.1, 0.08750000000000001, 0.07500000000000001,
+       0.0625, 0.05, 0.037500000000000006, 0.025, 0.0125, 0.0, 0.0, 0.0});
+  s = SchedulerConfig{};
+  s.type = "WarmupCosineLR";
+  s.warmup_type = "linear";
+  s.warmup_num_steps = 4;
+  s.total_num_steps = 14;
+  s.warmup_min_ratio = 0.2;
+  s.cos_min_ratio = 0.1;
+  ExpectSequence(s, 0.5,
+                 {0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.48898771616640957, 0.45702882373436315,
+                  0.40725168176580645, 0.34452882373436317, 0.275, 0.20547117626563688,
+                  0.1427483182341936, 0.09297117626563686, 0.06101228383359046, 0.05, 0.05, 0.05});
 }
 
 TEST(LrScheduleTest, NoSchedulerIsTheBaseLr) {

@@ -57,6 +57,7 @@ absl::Status ParseDense(StrictObject& o, ModelConfig& m) {
     return Invalid(absl::StrCat("`num_key_value_heads` ", m.num_key_value_heads,
                                 " does not divide `num_attention_heads` ", m.num_attention_heads));
   }
+  UCP_RETURN_IF_ERROR(CheckProduct("the attention heads", m.num_attention_heads, m.head_dim));
   UCP_RETURN_IF_ERROR(CheckProduct("q_proj", m.num_attention_heads * m.head_dim, m.hidden_size));
   UCP_RETURN_IF_ERROR(ReadDouble(kWhat, o.Get("rms_norm_eps"), &m.rms_norm_eps));
   UCP_RETURN_IF_ERROR(ReadDouble(kWhat, o.Get("rope_theta"), &m.rope_theta));
@@ -85,8 +86,8 @@ absl::Status ParseDense(StrictObject& o, ModelConfig& m) {
           absl::StrCat(kWhat, ": `", key, "` ", DescribeJson(*f.value), " is not implemented"));
     }
   }
-  // sliding_window / use_sliding_window: ignored; every sequence ucp trains is within the window
-  // of the models that have one (the runtime checks the sequence length against it).
+  // sliding_window / use_sliding_window are not read: full causal attention is what ucp
+  // computes, which equals sliding-window attention only for sequences within the window.
   return absl::OkStatus();
 }
 

@@ -132,6 +132,11 @@ TEST(ModelConfigTest, AbsurdSizes) {
   c["vocab_size"] = int64_t{1} << 30;
   c["hidden_size"] = int64_t{1} << 20;
   EXPECT_THAT(ErrorOf(c).message(), HasSubstr("the embedding would have"));
+  c = Llama();
+  c["num_attention_heads"] = int64_t{1} << 30;
+  c["num_key_value_heads"] = 1;
+  c["head_dim"] = int64_t{1} << 30;
+  EXPECT_THAT(ErrorOf(c).message(), HasSubstr("the attention heads would have"));
 }
 
 TEST(ModelConfigTest, LoadNamesTheFile) {
