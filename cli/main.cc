@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -21,6 +22,7 @@
 #include "cli/commands/interrupt.h"
 #include "cli/commands/option_checks.h"
 #include "cli/commands/reshard_command.h"
+#include "cli/commands/train_dispatch.h"
 #include "cli/commands/verify_command.h"
 
 namespace {
@@ -38,7 +40,8 @@ constexpr const char* kDescription =
     "  ucp reshard ckpt/global_step5_universal --dp 8 --out ckpt8   UCP or ZeRO -> ZeRO at dp 8\n"
     "  ucp verify ckpt/global_step5_universal           check every file; name every problem\n"
     "  ucp inspect ckpt/                                a checkpoint: kind, topology, parameters\n"
-    "  ucp diff ckpt/global_step5 ckpt/global_step5_universal   equal tensors? (any two kinds)\n";
+    "  ucp diff ckpt/global_step5 ckpt/global_step5_universal   equal tensors? (any two kinds)\n"
+    "  ucp train --nproc 4 --config ds.json ...         train with ZeRO (ucp train --help)\n";
 
 #ifdef UCP_CLI_CONVERT_ALIAS
 constexpr bool kConvertAlias = true;
@@ -430,6 +433,7 @@ int RunInspectVerb(const ucp::cli::InspectOptions& inspect,
 int main(int argc, char** argv) {
   if (kConvertAlias || InvokedAsAlias(argc > 0 ? argv[0] : nullptr))
     return ConvertAliasMain(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) return ucp::cli::ExecTrain(argc, argv);
   CLI::App app{kDescription, "ucp"};
   app.set_version_flag("--version", "ucp " UCP_VERSION);
   app.require_subcommand(1);

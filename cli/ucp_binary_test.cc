@@ -111,7 +111,6 @@ TEST(UcpBinary, UsageErrorsExitTwoWithAShortMessage) {
       {{"inspect"}, "error: PATH is required"},
       {{"inspect", ck, "--verify"},
        "error: --verify checks one file; for a checkpoint folder run `ucp verify"},
-      {{"train"}, "error: 'ucp train' is not built yet"},
       {{"inspcet", ck}, "error: unknown command 'inspcet'; did you mean 'inspect'?"},
       {{}, "error: no command given; the commands: inspect, convert"},
       {{"inspect", ck, "--no-such-flag"},

@@ -82,11 +82,6 @@ std::string CheckOneOf(const std::string& value, absl::Span<const absl::string_v
 
 std::string UnknownCommandMessage(absl::string_view word,
                                   const std::vector<std::string>& commands) {
-  if (word == "train") {
-    return "'ucp train' is not built yet (the training runtime is an open issue); the commands "
-           "today: " +
-           absl::StrJoin(commands, ", ");
-  }
   std::string message = absl::StrCat("unknown command '", word, "'");
   const std::string* best = nullptr;
   size_t best_distance = 3;  // suggest only near misses, as ninja does

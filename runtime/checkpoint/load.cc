@@ -1,9 +1,10 @@
 #include "runtime/checkpoint/load.h"
 
-#include <filesystem>
-
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+
+#include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "converters/sources/open_source.h"
@@ -35,18 +36,21 @@ absl::StatusOr<at::Tensor> ReadWhole(const ucp::Source& src, const ucp::ParamMet
   const ucp::StateMeta& meta = *p.state(s);
   if (meta.dtype != DType::kF32 && meta.dtype != DType::kBF16 && meta.dtype != DType::kF16 &&
       meta.dtype != DType::kF64)
-    return absl::InvalidArgumentError(absl::StrCat(p.name, ": ", ucp::ParamStateName(s),
-                                                   " is not a floating-point tensor"));
-  at::Tensor t = at::empty(at::IntArrayRef(p.shape.dims().data(), p.shape.dims().size()), at::TensorOptions().dtype(ScalarOf(meta.dtype)));
-  UCP_RETURN_IF_ERROR(src.ReadState(
-      p, s, absl::Span<std::byte>(static_cast<std::byte*>(t.data_ptr()),
-                                  static_cast<size_t>(t.numel()) * t.element_size())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p.name, ": ", ucp::ParamStateName(s), " is not a floating-point tensor"));
+  at::Tensor t = at::empty(at::IntArrayRef(p.shape.dims().data(), p.shape.dims().size()),
+                           at::TensorOptions().dtype(ScalarOf(meta.dtype)));
+  UCP_RETURN_IF_ERROR(
+      src.ReadState(p, s,
+                    absl::Span<std::byte>(static_cast<std::byte*>(t.data_ptr()),
+                                          static_cast<size_t>(t.numel()) * t.element_size())));
   return t.to(at::kFloat);
 }
 
 // global_steps, global_samples, skipped_steps, the scheduler and the client state of the
 // model-states file in `dir` (ZeRO tag folder or UCP folder), when there is one.
-absl::Status ReadModelStates(const std::string& dir, OpenedCheckpoint* out) {
+absl::Status ReadModelStates(const std::string& dir, const std::vector<std::string>& wanted,
+                             OpenedCheckpoint* out) {
   std::string path;
   for (const std::string& name : {ds::ModelStatesFileName(0), ds::ZeroModelStatesFileName(0, 0)}) {
     if (fs::exists(fs::path(dir) / name)) {
@@ -57,6 +61,20 @@ absl::Status ReadModelStates(const std::string& dir, OpenedCheckpoint* out) {
   if (path.empty()) return absl::OkStatus();  // weights: nothing to restore
   UCP_ASSIGN_OR_RETURN(ft::TorchFile file, ft::TorchFile::OpenPath(path));
   const ft::Value& root = file.root();
+  if (const ft::Value* module = root.Get("module"); module != nullptr) {
+    for (const std::string& name : wanted) {
+      const ft::Value* v = module->Get(name);
+      if (v == nullptr || v->kind() != ft::ValueKind::kTensor) continue;
+      const ft::TensorRef& ref = v->tensor();
+      UCP_ASSIGN_OR_RETURN(Buffer bytes, file.TensorBytes(ref));
+      at::Tensor t = at::empty(at::IntArrayRef(ref.shape.dims().data(), ref.shape.dims().size()),
+                               at::TensorOptions().dtype(ScalarOf(ref.dtype)));
+      if (bytes.size() != static_cast<size_t>(t.numel()) * t.element_size())
+        return absl::DataLossError(absl::StrCat(path, ": module.", name, " has the wrong size"));
+      std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+      out->module_tensors.emplace_back(name, t.to(at::kFloat));
+    }
+  }
   auto int_key = [&](const char* key, int64_t* v) -> absl::Status {
     if (const ft::Value* x = root.Get(key); ds::IsSet(x)) {
       UCP_ASSIGN_OR_RETURN(*v, ds::AsInt(x, absl::StrCat(path, ": ", key)));
@@ -69,25 +87,42 @@ absl::Status ReadModelStates(const std::string& dir, OpenedCheckpoint* out) {
   out->lr_last_batch_iteration = out->global_steps - 1;
   if (const ft::Value* s = root.Get("lr_scheduler"); ds::IsSet(s)) {
     if (const ft::Value* it = s->Get("last_batch_iteration"); ds::IsSet(it)) {
-      UCP_ASSIGN_OR_RETURN(out->lr_last_batch_iteration,
-                           ds::AsInt(it, absl::StrCat(path, ": lr_scheduler.last_batch_iteration")));
+      UCP_ASSIGN_OR_RETURN(
+          out->lr_last_batch_iteration,
+          ds::AsInt(it, absl::StrCat(path, ": lr_scheduler.last_batch_iteration")));
     }
   }
   // Client state: the keys save_checkpoint adds beyond its own (deepspeed-formats.md §1).
-  static const char* kOwn[] = {"module", "buffer_names", "optimizer", "param_shapes",
-                               "frozen_param_shapes", "shared_params", "frozen_param_fragments",
-                               "lr_scheduler", "data_sampler", "random_ltd",
-                               "sparse_tensor_module_names", "skipped_steps", "global_steps",
-                               "global_samples", "dp_world_size", "mp_world_size",
-                               "checkpoint_parallel_dimensions", "ds_config", "ds_version",
-                               "universal_checkpoint_info", "num_experts", "ds_autoep_layers"};
+  static const char* kOwn[] = {"module",
+                               "buffer_names",
+                               "optimizer",
+                               "param_shapes",
+                               "frozen_param_shapes",
+                               "shared_params",
+                               "frozen_param_fragments",
+                               "lr_scheduler",
+                               "data_sampler",
+                               "random_ltd",
+                               "sparse_tensor_module_names",
+                               "skipped_steps",
+                               "global_steps",
+                               "global_samples",
+                               "dp_world_size",
+                               "mp_world_size",
+                               "checkpoint_parallel_dimensions",
+                               "ds_config",
+                               "ds_version",
+                               "num_experts",
+                               "ds_autoep_layers"};
   for (const auto& [k, v] : root.entries()) {
     if (k->kind() != ft::ValueKind::kStr) continue;
     bool own = false;
     for (const char* o : kOwn) own = own || k->str() == o;
-    if (!own && (v->kind() == ft::ValueKind::kInt || v->kind() == ft::ValueKind::kFloat ||
-                 v->kind() == ft::ValueKind::kStr || v->kind() == ft::ValueKind::kBool))
-      out->client_state[k->str()] = ft::ValueToJson(*v);
+    // Plain values only (numbers, strings, dicts and lists of them): a tensor or a Python object
+    // in client state is not carried over.
+    const nlohmann::json j = ucp::PlainJson(*v);
+    if (!own && j.dump().find("tensor") == std::string::npos && v->kind() != ft::ValueKind::kObject)
+      out->client_state[k->str()] = j;
   }
   return absl::OkStatus();
 }
@@ -103,21 +138,42 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
   const ucp::Source& src = *out.source;
   const ucp::SourceInfo& info = src.info();
   out.description = absl::StrCat(ucp::SourceKindName(src.kind()));
-  if (info.zero_stage >= 0) absl::StrAppend(&out.description, " (ZeRO-", info.zero_stage, ", dp ", info.dp_size, ")");
+  if (info.zero_stage >= 0)
+    absl::StrAppend(&out.description, " (ZeRO-", info.zero_stage, ", dp ", info.dp_size, ")");
   absl::StrAppend(&out.description, " ", info.path);
   if (info.tp_size != 1 || info.pp_size != 1 || info.ep_size != 1)
-    return absl::UnimplementedError(absl::StrCat(info.path, ": tp ", info.tp_size, ", pp ", info.pp_size, ", ep ", info.ep_size,
-                                                 ": ucp train loads dp-only checkpoints of dense models for now"));
+    return absl::UnimplementedError(
+        absl::StrCat(info.path, ": tp ", info.tp_size, ", pp ", info.pp_size, ", ep ", info.ep_size,
+                     ": ucp train loads dp-only checkpoints of dense models for now"));
+  // Non-trainable module entries the Source does not list come from the model-states file.
+  std::vector<std::string> unlisted;
+  for (const ModelParam& mp : model.params()) {
+    if (src.Find(mp.name) == nullptr && mp.kind != ParamKind::kTrainable)
+      unlisted.push_back(mp.name);
+  }
+  UCP_RETURN_IF_ERROR(ReadModelStates(info.path, unlisted, &out));
+  auto from_module = [&](const std::string& name) -> const at::Tensor* {
+    for (const auto& [n, t] : out.module_tensors) {
+      if (n == name) return &t;
+    }
+    return nullptr;
+  };
   // Every model parameter must be there with its shape; every checkpoint parameter must be known.
   for (const ModelParam& mp : model.params()) {
     const ucp::ParamMeta* p = src.Find(mp.name);
+    if (p == nullptr && from_module(mp.name) != nullptr) {
+      if (from_module(mp.name)->sizes().vec() != mp.shape)
+        return absl::InvalidArgumentError(
+            absl::StrCat(info.path, ": ", mp.name, " has another shape than the model's"));
+      continue;
+    }
     if (p == nullptr)
       return absl::InvalidArgumentError(absl::StrCat(info.path, " has no parameter ", mp.name,
                                                      ": a checkpoint of another model?"));
     if (std::vector<int64_t>(p->shape.dims().begin(), p->shape.dims().end()) != mp.shape)
-      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has shape ", p->shape.ToString(),
-                                                     ", the model's is ", Shape(mp.shape).ToString(),
-                                                     ": a checkpoint of another model?"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          info.path, ": ", mp.name, " has shape ", p->shape.ToString(), ", the model's is ",
+          Shape(mp.shape).ToString(), ": a checkpoint of another model?"));
     if (!p->has_state(ucp::ParamState::kFp32))
       return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has no weights"));
   }
@@ -126,12 +182,14 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
     bool alias = false;
     for (const TiedAlias& t : model.tied()) alias = alias || t.alias == p.name;
     if (!alias)
-      return absl::InvalidArgumentError(absl::StrCat(info.path, " has parameter ", p.name,
-                                                     " that the model does not: a checkpoint of another model?"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(info.path, " has parameter ", p.name,
+                       " that the model does not: a checkpoint of another model?"));
   }
   if (rq.module_only) return out;
   if (src.kind() != ucp::SourceKind::kZero && src.kind() != ucp::SourceKind::kUniversal)
-    return absl::InvalidArgumentError(absl::StrCat(info.path, " holds weights only: load it with --load-module-only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(info.path, " holds weights only: load it with --load-module-only"));
   // The param groups: membership and flat order as the checkpoint lists them.
   const size_t ngroups = info.param_groups.size();
   out.groups.resize(ngroups);
@@ -147,24 +205,28 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
     const int mi = model.Find(p.name);
     if (mi < 0) continue;
     if (model.params()[mi].kind != ParamKind::kTrainable)
-      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", p.name, " is trainable there, frozen in the model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(info.path, ": ", p.name, " is trainable there, frozen in the model"));
     if (p.param_group < 0 || static_cast<size_t>(p.param_group) >= ngroups)
-      return absl::DataLossError(absl::StrCat(info.path, ": ", p.name, " has no valid param group"));
+      return absl::DataLossError(
+          absl::StrCat(info.path, ": ", p.name, " has no valid param group"));
     for (int s = 1; s < 3; ++s) {
       if (!p.has_state(static_cast<ucp::ParamState>(s)))
-        return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", p.name, " has no optimizer state (",
-                                                       ucp::ParamStateName(static_cast<ucp::ParamState>(s)),
-                                                       "): load it with --load-module-only"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(info.path, ": ", p.name, " has no optimizer state (",
+                         ucp::ParamStateName(static_cast<ucp::ParamState>(s)),
+                         "): load it with --load-module-only"));
     }
     out.groups[p.param_group].params.push_back(mi);
     if (p.step) out.groups[p.param_group].step = *p.step;
   }
   for (const ModelParam& mp : model.params()) {
     const ucp::ParamMeta* p = src.Find(mp.name);
+    if (p == nullptr) continue;
     if (mp.kind == ParamKind::kTrainable && p->role != ucp::ParamRole::kTrainable)
-      return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " is not trainable there"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(info.path, ": ", mp.name, " is not trainable there"));
   }
-  UCP_RETURN_IF_ERROR(ReadModelStates(info.path, &out));
   if (info.step && out.global_steps == 0) out.global_steps = *info.step;
   return out;
 }
@@ -174,7 +236,14 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
   const Model& model = engine.model();
   for (size_t i = 0; i < model.params().size(); ++i) {
     const ModelParam& mp = model.params()[i];
-    const ucp::ParamMeta& p = *src.Find(mp.name);
+    const ucp::ParamMeta* found = src.Find(mp.name);
+    if (found == nullptr) {
+      for (const auto& [n, t] : ck.module_tensors) {
+        if (n == mp.name) engine.SetParam(static_cast<int>(i), t);
+      }
+      continue;
+    }
+    const ucp::ParamMeta& p = *found;
     UCP_ASSIGN_OR_RETURN(at::Tensor w, ReadWhole(src, p, ucp::ParamState::kFp32));
     if (module_only || mp.kind != ParamKind::kTrainable) {
       engine.SetParam(static_cast<int>(i), w);

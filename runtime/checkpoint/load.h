@@ -21,8 +21,8 @@
 namespace ucp::runtime {
 
 struct LoadRequest {
-  std::string path;              // a save folder, tag folder, UCP folder or weights file/folder
-  std::string tag;               // a tag folder of a save folder instead of `latest`
+  std::string path;               // a save folder, tag folder, UCP folder or weights file/folder
+  std::string tag;                // a tag folder of a save folder instead of `latest`
   bool prefer_universal = false;  // checkpoint.load_universal: the UCP latest_universal names
   bool module_only = false;       // weights only: fresh optimizer, steps 0
 };
@@ -34,7 +34,11 @@ struct OpenedCheckpoint {
   std::vector<double> group_lr;
   int64_t global_steps = 0, global_samples = 0, skipped_steps = 0;
   int64_t lr_last_batch_iteration = -1;
-  nlohmann::json client_state = nlohmann::json::object();
+  // The client state keys, in the file's order (save_checkpoint's client_state).
+  nlohmann::ordered_json client_state = nlohmann::ordered_json::object();
+  // Frozen parameters and buffers the Source does not list (ZeRO-0/1 keep them only in the
+  // model-states file's module), read from there: name → whole fp32 tensor.
+  std::vector<std::pair<std::string, at::Tensor>> module_tensors;
 };
 
 // Opens and checks the checkpoint against `model` (metadata only): InvalidArgument naming the

@@ -1,7 +1,6 @@
 #include "runtime/checkpoint/save.h"
 
 #include <ATen/ops/full.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -43,29 +42,31 @@ class Trees {
     for (const auto& [key, value] : entries) a_->SetItem(d, key, value);
     return d;
   }
-  const Value* Json(const nlohmann::json& j) {
+  template <typename J>
+  const Value* Json(const J& j) {
     switch (j.type()) {
-      case nlohmann::json::value_t::object: {
+      case J::value_t::object: {
         Value* d = a_->Dict();
         for (const auto& [k, v] : j.items()) a_->SetItem(d, k, Json(v));
         return d;
       }
-      case nlohmann::json::value_t::array: {
+      case J::value_t::array: {
         std::vector<const Value*> items;
         for (const auto& v : j) items.push_back(Json(v));
         return a_->List(std::move(items));
       }
-      case nlohmann::json::value_t::string: return a_->Str(j.get<std::string>());
-      case nlohmann::json::value_t::boolean: return a_->Bool(j.get<bool>());
-      case nlohmann::json::value_t::number_integer:
-      case nlohmann::json::value_t::number_unsigned: return a_->Int(j.get<int64_t>());
-      case nlohmann::json::value_t::number_float: return a_->Float(j.get<double>());
+      case J::value_t::string: return a_->Str(j.template get<std::string>());
+      case J::value_t::boolean: return a_->Bool(j.template get<bool>());
+      case J::value_t::number_integer:
+      case J::value_t::number_unsigned: return a_->Int(j.template get<int64_t>());
+      case J::value_t::number_float: return a_->Float(j.template get<double>());
       default: return a_->None();
     }
   }
   // A 0-dim fp32 tensor (the optimizer's step), its bytes handed to the checkpoint.
   const Value* Scalar(float x, sinks::MemoryCheckpoint* ck) {
-    const ft::StorageRef* storage = a_->NewStorage({"0", DType::kF32, "cpu", 1, false, std::nullopt});
+    const ft::StorageRef* storage =
+        a_->NewStorage({"0", DType::kF32, "cpu", 1, false, std::nullopt});
     std::vector<std::byte> bytes(4);
     std::memcpy(bytes.data(), &x, 4);
     ck->storages[storage] = Buffer::FromVector(std::move(bytes));
@@ -91,7 +92,9 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& text) {
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -103,7 +106,8 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   ValueArena& a = t.a();
   sinks::MemoryCheckpoint ck;
   ck.name = "<ucp train memory>";
-  // Tensors the callback serves, by MemoryCheckpoint param index: weight, fp32, exp_avg, exp_avg_sq.
+  // Tensors the callback serves, by MemoryCheckpoint param index: weight, fp32, exp_avg,
+  // exp_avg_sq.
   std::vector<std::array<at::Tensor, 4>> tensors;
   std::vector<int> ck_index(model.params().size(), -1);
   for (const std::string& name : model.state_dict_order()) {
@@ -117,7 +121,8 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
       for (const TiedAlias& ta : model.tied()) {
         if (ta.alias == name) alias = &ta;
       }
-      if (alias == nullptr) return absl::InternalError(absl::StrCat("unknown state_dict entry ", name));
+      if (alias == nullptr)
+        return absl::InternalError(absl::StrCat("unknown state_dict entry ", name));
       p.role = sinks::MemoryParamRole::kTied;
       p.tied_to = alias->target;
       p.shape = Shape(model.params()[model.Find(alias->target)].shape);
@@ -161,28 +166,30 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   }
   Value* module_v = a.OrderedDict();
   Value* metadata = a.OrderedDict();
-  for (const std::string& n : model.module_names()) a.SetItem(metadata, n, t.Dict({{"version", a.Int(1)}}));
+  for (const std::string& n : model.module_names())
+    a.SetItem(metadata, n, t.Dict({{"version", a.Int(1)}}));
   ValueArena::SetState(module_v, t.Dict({{"_metadata", metadata}}));
-  Value* root = t.Dict({{"module", module_v},
-                        {"buffer_names", a.List()},
-                        {"optimizer", a.None()},
-                        {"param_shapes", a.None()},
-                        {"frozen_param_shapes", a.None()},
-                        {"shared_params", a.None()},
-                        {"frozen_param_fragments", a.None()},
-                        {"lr_scheduler", t.Dict({{"last_batch_iteration", a.Int(rq.lr_last_batch_iteration)}})},
-                        {"data_sampler", a.None()},
-                        {"random_ltd", a.None()},
-                        {"sparse_tensor_module_names", a.Set()},
-                        {"skipped_steps", a.Int(rq.skipped_steps)},
-                        {"global_steps", a.Int(rq.global_steps)},
-                        {"global_samples", a.Int(rq.global_samples)},
-                        {"dp_world_size", a.Int(e.dp())},
-                        {"mp_world_size", a.Int(1)},
-                        {"checkpoint_parallel_dimensions",
-                         t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(1)}})},
-                        {"ds_config", t.Json(rq.ds_config)},
-                        {"ds_version", a.Str(kDsVersion)}});
+  Value* root = t.Dict(
+      {{"module", module_v},
+       {"buffer_names", a.List()},
+       {"optimizer", a.None()},
+       {"param_shapes", a.None()},
+       {"frozen_param_shapes", a.None()},
+       {"shared_params", a.None()},
+       {"frozen_param_fragments", a.None()},
+       {"lr_scheduler", t.Dict({{"last_batch_iteration", a.Int(rq.lr_last_batch_iteration)}})},
+       {"data_sampler", a.None()},
+       {"random_ltd", a.None()},
+       {"sparse_tensor_module_names", a.Set()},
+       {"skipped_steps", a.Int(rq.skipped_steps)},
+       {"global_steps", a.Int(rq.global_steps)},
+       {"global_samples", a.Int(rq.global_samples)},
+       {"dp_world_size", a.Int(e.dp())},
+       {"mp_world_size", a.Int(1)},
+       {"checkpoint_parallel_dimensions",
+        t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(1)}})},
+       {"ds_config", t.Json(rq.ds_config)},
+       {"ds_version", a.Str(kDsVersion)}});
   for (const auto& [k, v] : rq.client_state.items()) a.SetItem(root, k, t.Json(v));
   ck.model_states = root;
   Value* scaler = a.Object(a.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a.Tuple(),
@@ -214,7 +221,8 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   exec.fsync = rq.fsync;
   std::error_code ec;
   fs::create_directories(rq.save_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", rq.save_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", rq.save_dir, ": ", ec.message()));
   const std::string staging = (fs::path(rq.save_dir) / (".ucp-save-" + rq.tag)).string();
   fs::remove_all(staging, ec);  // a killed save's leftovers
   UCP_ASSIGN_OR_RETURN(converters::pipelines::ReshardResult r,
@@ -225,7 +233,9 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   fs::remove_all(old_dir, ec);
   if (fs::exists(final_dir)) fs::rename(final_dir, old_dir, ec);
   fs::rename(fs::path(staging) / rq.tag, final_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot move the new tag folder to ", final_dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot move the new tag folder to ", final_dir.string(), ": ", ec.message()));
   UCP_RETURN_IF_ERROR(WriteFileAtomic((fs::path(rq.save_dir) / "latest").string(), rq.tag));
   fs::remove_all(staging, ec);
   fs::remove_all(old_dir, ec);
@@ -245,8 +255,7 @@ absl::Status SaveCheckpoint(Engine& engine, const SaveRequest& request) {
   // Every rank learns whether the save worked (a failed save is every rank's error).
   at::Tensor ok = at::full({1}, st.ok() ? 0.0 : 1.0);
   engine.comm().AllReduceMax(ok);
-  if (st.ok() && ok.item<double>() != 0)
-    return absl::InternalError("the save failed on rank 0");
+  if (st.ok() && ok.item<double>() != 0) return absl::InternalError("the save failed on rank 0");
   return st;
 }
 

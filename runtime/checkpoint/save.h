@@ -26,7 +26,7 @@ struct SaveRequest {
   int64_t lr_last_batch_iteration = -1;  // the scheduler's state ({'last_batch_iteration': n})
   std::vector<double> group_lr;          // each param group's current lr
   nlohmann::json ds_config;              // written as ds_config
-  nlohmann::json client_state = nlohmann::json::object();  // e.g. {"iteration": N}
+  nlohmann::ordered_json client_state = nlohmann::ordered_json::object();  // {"iteration": N}
   bool fsync = true;
 };
 

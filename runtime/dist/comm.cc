@@ -1,8 +1,8 @@
 #include "runtime/dist/comm.h"
 
-#include <functional>
-
 #include <ATen/ops/empty.h>
+
+#include <functional>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -29,8 +29,8 @@ std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
     auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
     // The loopback device for a single host; the master's address reaches every node otherwise.
     const bool local = o.master_addr == "127.0.0.1" || o.master_addr == "localhost";
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
-        local ? "127.0.0.1" : o.master_addr));
+    opts->devices.push_back(
+        c10d::ProcessGroupGloo::createDeviceForHostname(local ? "127.0.0.1" : o.master_addr));
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::make_intrusive<c10d::PrefixStore>("ucp_world", store), o.rank, o.world_size, opts);
     // Keep the intrusive pointers alive in shared_ptrs (the header stays free of c10d types).
@@ -38,9 +38,8 @@ std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
       c10::intrusive_ptr<c10d::TCPStore>::reclaim(static_cast<c10d::TCPStore*>(p));
     });
     c10d::ProcessGroup* raw = pg.release();
-    c->pg_ = std::shared_ptr<c10d::ProcessGroup>(raw, [](c10d::ProcessGroup* p) {
-      c10::intrusive_ptr<c10d::ProcessGroup>::reclaim(p);
-    });
+    c->pg_ = std::shared_ptr<c10d::ProcessGroup>(
+        raw, [](c10d::ProcessGroup* p) { c10::intrusive_ptr<c10d::ProcessGroup>::reclaim(p); });
   } catch (const std::exception& e) {
     throw CommError(std::string("cannot join the process group at ") + o.master_addr + ":" +
                     std::to_string(o.master_port) + " as rank " + std::to_string(o.rank) + " of " +

@@ -6,14 +6,14 @@
 // into one `error:` line and exit 1, never a hang.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 namespace c10d {
 class ProcessGroup;

@@ -1,9 +1,9 @@
 #include "runtime/engine/adam.h"
 
-#include <cmath>
-
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/sqrt.h>
+
+#include <cmath>
 
 namespace ucp::runtime {
 

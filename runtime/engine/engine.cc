@@ -1,14 +1,14 @@
 #include "runtime/engine/engine.h"
 
-#include <cmath>
-#include <stdexcept>
-
 #include <ATen/TensorOperators.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
-#include <ATen/core/grad_mode.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <cmath>
+#include <stdexcept>
 
 #include "runtime/engine/zero3_unit.h"
 
@@ -19,9 +19,9 @@ struct Engine::Group {
   RankShard shard;
   // kFlat: each parameter's offset in the flat buffer; kPerParam: in the rank's partition.
   std::vector<int64_t> offsets;
-  std::vector<PerParamPiece> pieces;  // kPerParam: each parameter's piece on this rank
-  at::Tensor flat_lp;                 // kFlat: the whole padded flat buffer (params are views)
-  at::Tensor lp_part;                 // kPerParam: this rank's low-precision partition
+  std::vector<PerParamPiece> pieces;       // kPerParam: each parameter's piece on this rank
+  at::Tensor flat_lp;                      // kFlat: the whole padded flat buffer (params are views)
+  at::Tensor lp_part;                      // kPerParam: this rank's low-precision partition
   at::Tensor master, exp_avg, exp_avg_sq;  // this rank's partition, fp32
   at::Tensor grad;                         // this rank's accumulated gradient partition
 };
@@ -249,8 +249,7 @@ StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& mi
     for (size_t gi = 0; gi < groups_.size(); ++gi) {
       Group& g = *state_[gi];
       OptimGroup& og = groups_[gi];
-      at::Tensor grad = g.grad.defined() ? g.grad.to(at::kFloat)
-                                         : at::zeros_like(g.master);
+      at::Tensor grad = g.grad.defined() ? g.grad.to(at::kFloat) : at::zeros_like(g.master);
       if (combined != 1.0) grad.mul_(1.0 / combined);
       AdamStep s = config_.adam;
       s.lr = lr;
@@ -328,8 +327,8 @@ const std::vector<int>& Engine::og_params(size_t g) const { return groups_[g].pa
 int64_t Engine::StateBytes() const {
   int64_t b = 0;
   for (const auto& g : state_) {
-    for (const at::Tensor* t : {&g->flat_lp, &g->lp_part, &g->master, &g->exp_avg,
-                                &g->exp_avg_sq}) {
+    for (const at::Tensor* t :
+         {&g->flat_lp, &g->lp_part, &g->master, &g->exp_avg, &g->exp_avg_sq}) {
       if (t->defined()) b += t->numel() * static_cast<int64_t>(t->element_size());
     }
   }

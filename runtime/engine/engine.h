@@ -13,12 +13,12 @@
 // clip = (norm + 1e-6) / max when > 1); Adam as adam.h.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "runtime/dist/comm.h"
 #include "runtime/engine/adam.h"
@@ -105,9 +105,9 @@ class Engine {
   EngineConfig config_;
   std::vector<OptimGroup> groups_;
   std::vector<std::unique_ptr<Group>> state_;
-  std::vector<int> group_of_;   // per model param: its group, -1 if not trainable
-  std::vector<int> index_in_;   // per model param: its index in its group's flat order
-  int micro_ = 0;               // micro-batches since the last boundary
+  std::vector<int> group_of_;  // per model param: its group, -1 if not trainable
+  std::vector<int> index_in_;  // per model param: its index in its group's flat order
+  int micro_ = 0;              // micro-batches since the last boundary
 };
 
 }  // namespace ucp::runtime

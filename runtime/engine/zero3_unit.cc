@@ -1,11 +1,11 @@
 #include "runtime/engine/zero3_unit.h"
 
+#include <ATen/ops/empty.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/csrc/autograd/custom_function.h>
-#include <torch/csrc/autograd/autograd.h>
-#include <ATen/ops/empty.h>
 
 #include "runtime/engine/engine.h"
 

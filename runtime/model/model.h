@@ -6,11 +6,11 @@
 // param(i).value, and only those listed by UnitParams.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 namespace ucp::runtime {
 

@@ -1,8 +1,8 @@
 #include "runtime/model/tinylm.h"
 
-#include <string>
-
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/core/Generator.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/gelu.h>
@@ -12,8 +12,8 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
-#include <ATen/core/Generator.h>
-#include <ATen/CPUGeneratorImpl.h>
+
+#include <string>
 
 namespace ucp::runtime {
 namespace {
@@ -56,8 +56,8 @@ class TinyLm : public Model {
   std::vector<int> UnitParams(int unit) const override {
     const int last = num_units() - 1;
     if (unit == 0) return {Find("embed.weight"), Find("pos")};
-    if (unit == last) return {Find("ln_f.weight"), Find("ln_f.bias"), Find("embed.weight"),
-                              Find("head_bias")};
+    if (unit == last)
+      return {Find("ln_f.weight"), Find("ln_f.bias"), Find("embed.weight"), Find("head_bias")};
     const int first = 3 + 6 * (unit - 1);  // blocks.<unit-1>.* follow pos, head_bias, embed
     return {first, first + 1, first + 2, first + 3, first + 4, first + 5};
   }

@@ -1,7 +1,7 @@
 #include "runtime/train/batches.h"
 
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -54,8 +54,8 @@ class TokenBatches : public BatchSource {
     for (int64_t k = 0; k * micro * world < global_batch; ++k) {
       at::Tensor rows = at::empty({micro, seq_len_ + 1}, at::TensorOptions().dtype(at::kLong));
       absl::Span<int64_t> span(rows.data_ptr<int64_t>(), static_cast<size_t>(rows.numel()));
-      UCP_RETURN_IF_ERROR(ReadBatch(*data_, seed_, step, FirstRow(k, micro, rank, world), micro,
-                                    seq_len_, span));
+      UCP_RETURN_IF_ERROR(
+          ReadBatch(*data_, seed_, step, FirstRow(k, micro, rank, world), micro, seq_len_, span));
       UCP_RETURN_IF_ERROR(CheckVocab(span, vocab_, *data_));
       out.emplace_back(rows.narrow(1, 0, seq_len_).contiguous(),
                        rows.narrow(1, 1, seq_len_).contiguous());
@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatches(const std::string& spec
   if (absl::StartsWith(spec, "recipe:")) {
     uint64_t s = 0;
     if (!absl::SimpleAtoi(spec.substr(7), &s))
-      return absl::InvalidArgumentError(absl::StrCat("--data ", spec, ": recipe:SEED needs an integer seed"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--data ", spec, ": recipe:SEED needs an integer seed"));
     return std::unique_ptr<BatchSource>(new RecipeBatches(s, vocab, seq_len));
   }
   TokenDataOptions o;

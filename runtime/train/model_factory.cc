@@ -16,8 +16,8 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, Precision
     s.seq_len = c.max_position_embeddings;
     return MakeTinyLm(s);
   }
-  return absl::UnimplementedError(absl::StrCat("model_type '", c.model_type,
-                                               "' is not built by ucp train yet (tinylm is)"));
+  return absl::UnimplementedError(
+      absl::StrCat("model_type '", c.model_type, "' is not built by ucp train yet (tinylm is)"));
 }
 
 std::vector<OptimGroup> DefaultGroups(const Model& model, double weight_decay) {
@@ -39,7 +39,8 @@ absl::StatusOr<EngineConfig> MakeEngineConfig(const TrainConfig& c) {
   switch (c.precision) {
     case Precision::kBf16: e.dtype = at::kBFloat16; break;
     case Precision::kFp16:
-      return absl::UnimplementedError("fp16.enabled: ucp train has no fp16 loss scaling yet (use bf16)");
+      return absl::UnimplementedError(
+          "fp16.enabled: ucp train has no fp16 loss scaling yet (use bf16)");
     default: e.dtype = at::kFloat;
   }
   e.fp32_grad_accum = c.precision == Precision::kBf16 && c.grad_accum_dtype == Precision::kFp32;

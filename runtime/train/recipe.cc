@@ -1,13 +1,13 @@
 #include "runtime/train/recipe.h"
 
-#include <vector>
-
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/randint.h>
 #include <ATen/ops/where.h>
+
+#include <vector>
 
 namespace ucp::runtime {
 

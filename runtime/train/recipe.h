@@ -4,9 +4,9 @@
 // DeepSpeed saw.
 #pragma once
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 namespace ucp::runtime {
 

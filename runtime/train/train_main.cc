@@ -2,6 +2,9 @@
 // LibTorch's start-up). One process per rank: started by `--nproc N` (runtime/launch: N local
 // ranks on 127.0.0.1) or by torchrun / srun style variables (RANK, WORLD_SIZE, MASTER_ADDR, ...).
 // See docs/runtime.md.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,10 +16,6 @@
 #include <map>
 #include <string>
 #include <vector>
-
-#include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -93,19 +92,19 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
         return UsageError(absl::StrCat(f, ": expected an integer >= ", lo, ", got '", *v, "'"));
       return n;
     };
-#define UCP_STR(flag, field) \
-  if (f == flag) {           \
-    auto v = value();        \
+#define UCP_STR(flag, field)        \
+  if (f == flag) {                  \
+    auto v = value();               \
     if (!v.ok()) return v.status(); \
-    a.field = *v;            \
-    continue;                \
+    a.field = *v;                   \
+    continue;                       \
   }
-#define UCP_INT(flag, field, lo)                    \
-  if (f == flag) {                                  \
-    auto v = integer(lo);                           \
-    if (!v.ok()) return v.status();                 \
-    a.field = static_cast<decltype(a.field)>(*v);   \
-    continue;                                       \
+#define UCP_INT(flag, field, lo)                  \
+  if (f == flag) {                                \
+    auto v = integer(lo);                         \
+    if (!v.ok()) return v.status();               \
+    a.field = static_cast<decltype(a.field)>(*v); \
+    continue;                                     \
   }
     UCP_STR("--config", config)
     UCP_STR("--model-config", model_config)
@@ -169,9 +168,16 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(mcfg, cfg.precision));
   const int64_t seq_len = args.seq_len > 0 ? args.seq_len : mcfg.max_position_embeddings;
   if (seq_len > mcfg.max_position_embeddings)
-    return UsageError(absl::StrCat("--seq-len ", seq_len, " is over the model's max_position_embeddings ",
+    return UsageError(absl::StrCat("--seq-len ", seq_len,
+                                   " is over the model's max_position_embeddings ",
                                    mcfg.max_position_embeddings));
 
+  // Refused before any work: the ZeRO sink writes ZeRO-1/2 from memory (docs/runtime.md).
+  if (!args.save.empty() && (cfg.zero.stage == 0 || cfg.zero.stage == 3))
+    return absl::UnimplementedError(
+        absl::StrCat("--save at ZeRO stage ", cfg.zero.stage,
+                     ": ucp train saves ZeRO-1/2 checkpoints only for now ",
+                     "(train at stage 1 or 2, or `ucp reshard --zero-stage` the result)"));
   // Initial state: a checkpoint (its groups), weights, or a seeded init.
   OpenedCheckpoint ck;
   const bool from_checkpoint = !args.load.empty() || !args.weights.empty();
@@ -185,8 +191,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     UCP_ASSIGN_OR_RETURN(ck, OpenForModel(rq, *model));
     log.Line("ucp train: loading ", ck.description, module_only ? " (weights only)" : "");
   }
-  std::vector<OptimGroup> groups =
-      from_checkpoint && !module_only ? ck.groups : DefaultGroups(*model, cfg.optimizer.weight_decay);
+  std::vector<OptimGroup> groups = from_checkpoint && !module_only
+                                       ? ck.groups
+                                       : DefaultGroups(*model, cfg.optimizer.weight_decay);
 
   UCP_ASSIGN_OR_RETURN(EngineConfig ecfg, MakeEngineConfig(cfg));
   CommOptions co;
@@ -198,7 +205,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   std::unique_ptr<Comm> comm = Comm::Create(co);
   Engine engine(*model, *comm, ecfg, groups);
   int64_t global_steps = 0, global_samples = 0, skipped = 0, last_it = -1;
-  nlohmann::json client = nlohmann::json::object();
+  nlohmann::ordered_json client = nlohmann::ordered_json::object();
   if (from_checkpoint) {
     UCP_RETURN_IF_ERROR(LoadInto(ck, engine, module_only));
     if (!module_only) {
@@ -216,7 +223,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
 
   std::unique_ptr<BatchSource> data;
   if (args.train_steps > 0) {
-    UCP_ASSIGN_OR_RETURN(data, OpenBatches(args.data, args.data_dtype, args.seed, mcfg.vocab_size, seq_len));
+    UCP_ASSIGN_OR_RETURN(
+        data, OpenBatches(args.data, args.data_dtype, args.seed, mcfg.vocab_size, seq_len));
     log.Line("ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
              PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
              " trainable parameters), data ", data->description(), ", batch ", cfg.train_batch_size,
@@ -244,7 +252,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     const auto t0 = std::chrono::steady_clock::now();
     UCP_RETURN_IF_ERROR(SaveCheckpoint(engine, s));
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log.Line("ucp train: saved ", args.save, "/", s.tag, " in ", absl::StrFormat("%.2f", sec), " s");
+    log.Line("ucp train: saved ", args.save, "/", s.tag, " in ", absl::StrFormat("%.2f", sec),
+             " s");
     metrics["save_seconds"] = sec;
     return absl::OkStatus();
   };
@@ -254,12 +263,13 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   for (int64_t k = 0; k < args.train_steps; ++k) {
     const int64_t step = global_steps + 1;
     const double lr = ScheduledLr(cfg.scheduler, base_lr, last_it);
-    UCP_ASSIGN_OR_RETURN(auto micro, data->RankMicroBatches(step, cfg.train_batch_size,
-                                                            cfg.micro_batch_per_gpu, env.rank,
-                                                            env.world_size));
+    UCP_ASSIGN_OR_RETURN(auto micro,
+                         data->RankMicroBatches(step, cfg.train_batch_size, cfg.micro_batch_per_gpu,
+                                                env.rank, env.world_size));
     const auto t0 = std::chrono::steady_clock::now();
     StepResult r = engine.Step(micro, lr);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     train_seconds += ms / 1000;
     tokens += cfg.train_batch_size * seq_len;
     global_steps = step;
@@ -274,10 +284,11 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     metrics["lr"][key] = lr;
     metrics["grad_norm"][key] = r.grad_norm;
     if ((cfg.steps_per_print > 0 && step % cfg.steps_per_print == 0) || k + 1 == args.train_steps)
-      log.Line(absl::StrFormat("step %lld loss %.6f lr %.3g grad_norm %.4f %s%.0f tokens/s %.1f ms/step",
-                               static_cast<long long>(step), r.loss, lr, r.grad_norm,
-                               r.skipped ? "(skipped: overflow) " : "",
-                               cfg.train_batch_size * seq_len / (ms / 1000), ms));
+      log.Line(
+          absl::StrFormat("step %lld loss %.6f lr %.3g grad_norm %.4f %s%.0f tokens/s %.1f ms/step",
+                          static_cast<long long>(step), r.loss, lr, r.grad_norm,
+                          r.skipped ? "(skipped: overflow) " : "",
+                          cfg.train_batch_size * seq_len / (ms / 1000), ms));
     if (args.save_interval > 0 && step % args.save_interval == 0 && k + 1 < args.train_steps)
       UCP_RETURN_IF_ERROR(save(""));
   }
