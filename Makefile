@@ -30,27 +30,11 @@ test-asan: deps
 	cmake --build --preset asan
 	ctest --preset asan
 
-# Builds only what it runs (the `ucp` executable), not the tests and benchmarks, then walks a
-# real DeepSpeed ZeRO-2 checkpoint through every verb in a temporary folder.
-DEMO_CK := fixtures/deepspeed/s2_fp32_dp2/checkpoint
+# Builds only what it runs (`ucp` and `ucp-train`), not the tests and benchmarks, then the tour:
+# train on 4 local ranks, save, convert, reshard, resume twice, export, inspect (scripts/demo-tour.sh).
 demo: deps-build configure
-	cmake --build --preset $(PRESET) --target ucp
-	@set -e; tmp=$$(mktemp -d -t ucp_demo.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
-	echo "== ucp inspect: a real DeepSpeed ZeRO-2 checkpoint (dp 2)"; \
-	$(UCP) inspect $(DEMO_CK) --max-rows 5; \
-	echo "== ucp inspect --verify: every record's CRC-32 and size"; \
-	$(UCP) inspect --verify --max-items 4 $(DEMO_CK)/global_step5/mp_rank_00_model_states.pt; \
-	echo "== ucp convert: ZeRO -> Universal Checkpoint"; \
-	$(UCP) convert $(DEMO_CK) $$tmp/ucp --no-fsync; \
-	echo "== ucp verify the UCP"; \
-	$(UCP) verify $$tmp/ucp; \
-	echo "== ucp reshard: the UCP -> a ZeRO-2 checkpoint at dp 4"; \
-	$(UCP) reshard $$tmp/ucp --dp 4 --out $$tmp/dp4 --no-fsync; \
-	echo "== ucp diff: the dp 4 checkpoint against the original, state by state"; \
-	$(UCP) diff $(DEMO_CK) $$tmp/dp4 --summary; \
-	echo "== ucp export: the weights as safetensors"; \
-	$(UCP) export $$tmp/dp4 --out $$tmp/weights --no-fsync; \
-	ls -l $$tmp/weights
+	cmake --build --preset $(PRESET) --target ucp ucp-train
+	scripts/demo-tour.sh $(BUILD)
 
 bench: build
 	bench/run_format_bench.sh $(BUILD)

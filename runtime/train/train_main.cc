@@ -247,6 +247,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     s.group_lr.assign(engine.groups().size(), ScheduledLr(cfg.scheduler, base_lr, last_it));
     s.ds_config = cfg.raw;
     s.client_state = client;
+    // As the fixtures' client saves it: ds_to_universal (and `ucp convert`) need the key.
+    if (!s.client_state.contains("universal_checkpoint_info"))
+      s.client_state["universal_checkpoint_info"] = nlohmann::ordered_json::object();
     s.client_state["iteration"] = global_steps;
     s.fsync = args.fsync;
     const auto t0 = std::chrono::steady_clock::now();
