@@ -27,7 +27,8 @@ class CMakeBuild(build_ext):
         build_dir = Path(os.environ.get("UCP_WHEEL_BUILD_DIR", ROOT / "build" / "wheel"))
         build_dir.mkdir(parents=True, exist_ok=True)
         configure = ["cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja",
-                     "-DCMAKE_BUILD_TYPE=Release", f"-DUCP_PYTHON={sys.executable}"]
+                     "-DCMAKE_BUILD_TYPE=Release", f"-DUCP_PYTHON={sys.executable}",
+                     "-DUCP_BUILD_RUNTIME=OFF"]  # the wheel bundles the toolkit, not ucp-train
         # As the CMake presets do: ccache hits across build folders (a `make` build's objects).
         env = dict(os.environ, CCACHE_BASEDIR=str(ROOT), CCACHE_NOHASHDIR="1")
         subprocess.run(configure, check=True, stdout=subprocess.DEVNULL, env=env)
