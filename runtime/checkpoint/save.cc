@@ -202,6 +202,7 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
                                  {"ds_version", a.Str(kDsVersion)}});
   ck.master_dtype = DType::kF32;
   ck.bf16_optimizer = e.config().fp32_grad_accum && e.config().stage == 1;
+  ck.zero3 = e.config().stage == 3;
   ck.read = [&tensors](int param, sinks::MemoryTensor which, uint64_t offset,
                        absl::Span<std::byte> out) -> absl::Status {
     const at::Tensor& src = tensors[param][static_cast<int>(which)];

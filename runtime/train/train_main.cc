@@ -172,12 +172,11 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                                    " is over the model's max_position_embeddings ",
                                    mcfg.max_position_embeddings));
 
-  // Refused before any work: the ZeRO sink writes ZeRO-1/2 from memory (docs/runtime.md).
-  if (!args.save.empty() && (cfg.zero.stage == 0 || cfg.zero.stage == 3))
+  // Refused before any work: the ZeRO sink writes ZeRO-1/2/3 from memory, not ZeRO-0.
+  if (!args.save.empty() && cfg.zero.stage == 0)
     return absl::UnimplementedError(
-        absl::StrCat("--save at ZeRO stage ", cfg.zero.stage,
-                     ": ucp train saves ZeRO-1/2 checkpoints only for now ",
-                     "(train at stage 1 or 2, or `ucp reshard --zero-stage` the result)"));
+        "--save at ZeRO stage 0: ucp train saves ZeRO-1/2/3 checkpoints only for now (stage 1 "
+        "or 2 trains with the same numbers)");
   // Initial state: a checkpoint (its groups), weights, or a seeded init.
   OpenedCheckpoint ck;
   const bool from_checkpoint = !args.load.empty() || !args.weights.empty();

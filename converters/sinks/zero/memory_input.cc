@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "converters/plan/tree_edit.h"
+#include "converters/sinks/zero/stage_change.h"
 #include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
 #include "formats/torch/pickle_tree_check.h"
@@ -224,6 +225,95 @@ absl::Status BuildParams(Builder& b) {
   return absl::OkStatus();
 }
 
+// A 0-element tensor over its own empty storage: ZeRO-3's module entry of a partitioned parameter.
+const Value* Placeholder(Builder& b, DType dtype) {
+  const StorageRef* storage =
+      b.arena->NewStorage(StorageRef{"0", dtype, "cpu", 0, false, std::nullopt});
+  b.in->storage_runs[storage] = ucp::ByteRun{0, 0, 0};
+  TensorRef t;
+  t.storage = storage;
+  t.dtype = dtype;
+  t.shape = Shape({0});
+  t.stride = t.shape.ContiguousStrides();
+  return b.arena->Tensor(std::move(t));
+}
+
+// ZeRO-3's trees (deepspeed-formats.md §4): the model states with a placeholder module,
+// param_shapes per group, frozen_param_shapes, shared_params and a frozen_param_fragments the
+// writer fills per rank; the optimizer_state_dict template of DeepSpeedZeroOptimizer_Stage3 with
+// one sub-group per param group (sub_group_size above the model), whose tensors the writer cuts.
+absl::Status BuildZero3Trees(Builder& b, Value* root) {
+  const MemoryCheckpoint& ck = b.ck;
+  ValueArena& a = *b.arena;
+  Value* module = a.OrderedDict();
+  if (const Value* skeleton = ck.model_states->Get(keys::kModule);
+      skeleton != nullptr && skeleton->state() != nullptr) {
+    ValueArena::SetState(module, skeleton->state());
+  }
+  Value* frozen_shapes = a.OrderedDict();
+  Value* shared = a.Dict();
+  for (size_t i = 0; i < ck.params.size(); ++i) {
+    const MemoryParam& p = ck.params[i];
+    a.SetItem(module, p.name, Placeholder(b, p.weight_dtype));
+    if (p.role == MemoryParamRole::kTied) a.SetItem(shared, p.name, a.Str(p.tied_to));
+    if (p.role != MemoryParamRole::kFrozen) continue;
+    a.SetItem(frozen_shapes, p.name, plan::TorchSize(a, p.shape));
+    SinkFrozen f;
+    f.name = p.name;
+    f.shape = p.shape;
+    f.bytes.dtype = p.weight_dtype;
+    UCP_ASSIGN_OR_RETURN(ucp::ByteRun run,
+                         b.AddTensor(static_cast<int>(i), MemoryTensor::kWeight, p.weight_dtype));
+    if (run.size > 0) f.bytes.runs.push_back(run);
+    b.in->frozen.push_back(std::move(f));
+  }
+  Value* shapes = a.List();
+  for (const MemoryGroup& g : ck.groups) {
+    Value* od = a.OrderedDict();
+    for (int pi : g.params)
+      a.SetItem(od, ck.params[pi].name, plan::TorchSize(a, ck.params[pi].shape));
+    ValueArena::Append(shapes, od);
+  }
+  plan::SetOrReplace(a, root, keys::kModule, module);
+  plan::SetOrReplace(a, root, keys::kParamShapes, shapes);
+  plan::SetOrReplace(a, root, keys::kFrozenParamShapes, frozen_shapes);
+  plan::SetOrReplace(a, root, keys::kSharedParams, shared);
+  plan::SetOrReplace(a, root, keys::kFrozenParamFragments, a.OrderedDict());
+
+  Value* state = a.Dict();
+  Value* groups = a.List();
+  Value* flat = a.List();
+  for (size_t g = 0; g < ck.groups.size(); ++g) {
+    Value* sg = a.Dict();
+    if (ck.groups[g].step != nullptr) a.SetItem(sg, keys::kStep, ck.groups[g].step);
+    a.SetItem(sg, keys::kExpAvg, Placeholder(b, ck.state_dtype));
+    a.SetItem(sg, keys::kExpAvgSq, Placeholder(b, ck.state_dtype));
+    ValueArena::SetItem(state, a.Int(static_cast<int64_t>(g)), sg);
+    UCP_ASSIGN_OR_RETURN(const Value* pg, Zero0ParamGroup(a, ck.groups[g].hyperparameters,
+                                                          static_cast<int>(g), ck.name));
+    ValueArena::Append(groups, pg);
+    ValueArena::Append(flat, Placeholder(b, ck.master_dtype));
+  }
+  Value* inner = a.Dict();
+  a.SetItem(inner, keys::kState, state);
+  a.SetItem(inner, keys::kParamGroups, groups);
+  Value* osd = a.Dict();
+  a.SetItem(osd, keys::kZeroStage, ZeroStageEnumValue(a, 3));
+  const Value* scalars = ck.optimizer_scalars;
+  for (absl::string_view k : {keys::kLossScaler, keys::kDynamicLossScale, keys::kOverflow}) {
+    const Value* v = scalars != nullptr ? scalars->Get(k) : nullptr;
+    a.SetItem(osd, k,
+              v != nullptr             ? v
+              : k == keys::kLossScaler ? StaticLossScaler(a)
+                                       : a.Bool(false));
+  }
+  a.SetItem(osd, keys::kPartitionCount, a.Int(1));
+  a.SetItem(osd, keys::kOptimizerStateDict, inner);
+  a.SetItem(osd, keys::kFp32FlatGroups, flat);
+  b.in->optimizer_template = osd;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
@@ -267,6 +357,12 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
   }
   in.model_root = root;
   in.optimizer_template = ck.optimizer_scalars;
+  if (ck.zero3) {
+    in.zero_stage = 3;
+    in.module_per_tensor = false;
+    in.shared_params.clear();
+    UCP_RETURN_IF_ERROR(BuildZero3Trees(b, root));
+  }
   in.sources.push_back(std::move(source));
   in.owners.push_back(std::move(arena));
   if (ck.owner != nullptr) in.owners.push_back(ck.owner);

@@ -15,8 +15,8 @@
 //
 // Every tensor is whole (not partitioned): the sink cuts it for the target with ShardLayout. Module
 // tensors of trainable parameters become views of one flat buffer per param group, as DeepSpeed's
-// ZeRO-1/2 module is (the ZeRO-0 → ZeRO-1/2 path of the sink). ZeRO-3 targets are not written from
-// memory yet (Unimplemented).
+// ZeRO-1/2 module is (the ZeRO-0 → ZeRO-1/2 path of the sink). With `zero3` the input has
+// ZeRO-3's trees instead and is written at ZeRO-3 (each parameter cut alone, per-rank files).
 #pragma once
 
 #include <cstdint>
@@ -69,7 +69,10 @@ struct MemoryCheckpoint {
   DType master_dtype = DType::kF32;  // fp32 masters
   DType state_dtype = DType::kF32;   // exp_avg, exp_avg_sq
   bool bf16_optimizer = false;       // written as BF16_Optimizer at a ZeRO-1 target
-  std::vector<MemoryParam> params;   // module state_dict order
+  // The ZeRO-3 layout (DeepSpeedZeroOptimizer_Stage3's trees, one sub-group per param group): the
+  // input is then written at ZeRO-3 only; otherwise at ZeRO-1/2 only.
+  bool zero3 = false;
+  std::vector<MemoryParam> params;  // module state_dict order
   std::vector<MemoryGroup> groups;
   // The model-states dict with every key DeepSpeed writes, in its order (module, buffer_names,
   // optimizer, param_shapes, frozen_param_shapes, shared_params, frozen_param_fragments,

@@ -239,9 +239,12 @@ absl::StatusOr<int> CheckTarget(const ZeroSinkInput& in, const ZeroTarget& t) {
                                                    ": the ZeRO sink writes tp = pp = sp = 1"));
   }
   const int stage = t.zero_stage >= 0 ? t.zero_stage : in.zero_stage;
-  if (in.kind == SinkInputKind::kMemory && stage == 3) {
+  if (in.kind == SinkInputKind::kMemory && (stage == 3) != (in.zero_stage == 3)) {
     return absl::UnimplementedError(
-        absl::StrCat(in.origin, ": a ZeRO-3 checkpoint is not written from memory yet"));
+        absl::StrCat(in.origin,
+                     ": a memory checkpoint is written at ZeRO-3 exactly when it is built with "
+                     "ZeRO-3's layout (MemoryCheckpoint::zero3); target ZeRO-",
+                     stage));
   }
   UCP_RETURN_IF_ERROR(CheckStageChange(in.origin, in.zero_stage, t.zero_stage));
   UCP_RETURN_IF_ERROR(CheckExperts(in, t));
