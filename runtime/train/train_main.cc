@@ -233,7 +233,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},
                             {"lr", nlohmann::json::object()},
-                            {"grad_norm", nlohmann::json::object()}};
+                            {"grad_norm", nlohmann::json::object()},
+                            {"step_ms", nlohmann::json::object()}};
   const double base_lr = cfg.optimizer.lr;
   auto save = [&](const std::string& tag) -> absl::Status {
     SaveRequest s;
@@ -268,6 +269,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     UCP_ASSIGN_OR_RETURN(auto micro,
                          data->RankMicroBatches(step, cfg.train_batch_size, cfg.micro_batch_per_gpu,
                                                 env.rank, env.world_size));
+    comm->Barrier();  // time the step alone, as the harness times DeepSpeed's
     const auto t0 = std::chrono::steady_clock::now();
     StepResult r = engine.Step(micro, lr);
     const double ms =
@@ -285,6 +287,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     metrics["losses"][key] = r.loss;
     metrics["lr"][key] = lr;
     metrics["grad_norm"][key] = r.grad_norm;
+    metrics["step_ms"][key] = ms;
     if ((cfg.steps_per_print > 0 && step % cfg.steps_per_print == 0) || k + 1 == args.train_steps)
       log.Line(
           absl::StrFormat("step %lld loss %.6f lr %.3g grad_norm %.4f %s%.0f tokens/s %.1f ms/step",
