@@ -141,10 +141,12 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
   if (info.zero_stage >= 0)
     absl::StrAppend(&out.description, " (ZeRO-", info.zero_stage, ", dp ", info.dp_size, ")");
   absl::StrAppend(&out.description, " ", info.path);
-  if (info.tp_size != 1 || info.pp_size != 1 || info.ep_size != 1)
-    return absl::UnimplementedError(
-        absl::StrCat(info.path, ": tp ", info.tp_size, ", pp ", info.pp_size, ", ep ", info.ep_size,
-                     ": ucp train loads dp-only checkpoints of dense models for now"));
+  // Sources serve whole (TP-merged) tensors, so a tensor-parallel checkpoint loads at tp 1.
+  if (info.pp_size != 1 || info.ep_size != 1)
+    return absl::UnimplementedError(absl::StrCat(info.path, ": pp ", info.pp_size, ", ep ",
+                                                 info.ep_size,
+                                                 ": ucp train loads dense models without pipeline "
+                                                 "or expert parallelism for now"));
   // Non-trainable module entries the Source does not list come from the model-states file.
   std::vector<std::string> unlisted;
   for (const ModelParam& mp : model.params()) {

@@ -112,13 +112,6 @@ class TinyLm : public Model {
 
 }  // namespace
 
-int Model::Find(const std::string& name) const {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (params_[i].name == name) return static_cast<int>(i);
-  }
-  return -1;
-}
-
 std::unique_ptr<Model> MakeTinyLm(const TinyLmShape& shape) {
   return std::make_unique<TinyLm>(shape);
 }

@@ -1,6 +1,7 @@
 #include "runtime/train/model_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/model/dense_decoder.h"
 #include "runtime/model/tinylm.h"
 
 namespace ucp::runtime {
@@ -16,8 +17,20 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, Precision
     s.seq_len = c.max_position_embeddings;
     return MakeTinyLm(s);
   }
-  return absl::UnimplementedError(
-      absl::StrCat("model_type '", c.model_type, "' is not built by ucp train yet (tinylm is)"));
+  DenseDecoderShape d;
+  d.model_type = c.model_type;
+  d.vocab = c.vocab_size;
+  d.hidden = c.hidden_size;
+  d.intermediate = c.intermediate_size;
+  d.layers = c.num_hidden_layers;
+  d.heads = c.num_attention_heads;
+  d.kv_heads = c.num_key_value_heads;
+  d.head_dim = c.head_dim;
+  d.rms_norm_eps = c.rms_norm_eps;
+  d.rope_theta = c.rope_theta;
+  d.tie_word_embeddings = c.tie_word_embeddings;
+  d.attention_bias = c.attention_bias;
+  return MakeDenseDecoder(d);
 }
 
 std::vector<OptimGroup> DefaultGroups(const Model& model, double weight_decay) {

@@ -3,16 +3,16 @@
 // loop: backward, torch::nn::utils::clip_grad_norm_, torch::optim::AdamW. No engine, no
 // process group, no flat buffers.
 //   plain_loop_bench VOCAB DIM HIDDEN BLOCKS SEQ BATCH STEPS   → one JSON line {"step_ms": {...}}
+#include <ATen/Parallel.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/types.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <ATen/Parallel.h>
-#include <torch/optim/adamw.h>
-#include <torch/types.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include "runtime/model/tinylm.h"
 #include "runtime/train/recipe.h"
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
       params.push_back(p.value);
     }
   }
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).weight_decay(0.05));
+  torch::optim::AdamW opt(params,
+                          torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).weight_decay(0.05));
   std::string out = "{\"step_ms\": {";
   for (int64_t step = 1; step <= steps; ++step) {
     at::Tensor tokens = RecipeBatch(1234, step, batch, s.vocab, s.seq_len);

@@ -132,6 +132,53 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ResumeTest,
                                            "s1_bf16opt_dp4", "s3_bf16_dp1", "s3_bf16_dp2",
                                            "s3_bf16_dp4"));
 
+// The Llama decoder (runtime/model/dense_decoder.h) against DeepSpeed's AutoTP fixtures
+// (fixtures/deepspeed_tp: a Hugging Face Llama trained by DeepSpeed at tp 2): global_step5 loaded
+// at tp 1 from the tensor-parallel ZeRO folder itself and from its UCP (Sources serve TP-merged
+// tensors), at dp 1 and 2; steps 6-8 give DeepSpeed's continuation losses (fp32 1e-5, bf16 1e-2
+// as above).
+class LlamaResumeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlamaResumeTest, LossesMatchDeepSpeedsAutoTpRun) {
+  const std::string root =
+      absl::StrCat(std::getenv("UCP_SOURCE_DIR"), "/fixtures/deepspeed_tp/", GetParam());
+  const json m = ReadJson(root + "/manifest.json");
+  const bool bf16 = m["ds_config"].contains("bf16");
+  const json& want = m["resume"][0]["losses_original_continuation"];
+  testing::ScratchDir scratch("train_llama");
+  WriteJson(scratch.path() + "/model.json", m["model"]["hf_config"]);
+  for (const char* src : {"/checkpoint", "/checkpoint/global_step5_universal"}) {
+    for (int dp : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat(GetParam(), src, " at dp ", dp));
+      json cfg = m["ds_config"];
+      cfg.erase("tensor_parallel");
+      cfg["train_micro_batch_size_per_gpu"] = 8 / dp;
+      WriteJson(scratch.path() + "/ds.json", cfg);
+      std::vector<std::string> args = BaseArgs(dp, scratch.path());
+      for (const char* a : {"--data", "recipe:1234", "--seq-len", "8", "--train-steps", "3"})
+        args.push_back(a);
+      args.push_back("--load");
+      args.push_back(root + src);
+      if (std::string(src) == "/checkpoint") {
+        args.push_back("--load-tag");
+        args.push_back("global_step5");
+      }
+      TrainRun r = Train(args, scratch.path());
+      ASSERT_EQ(r.code, 0) << r.err;
+      for (const char* step : {"6", "7", "8"}) {
+        EXPECT_NEAR(r.metrics["losses"][step].get<double>(), want[step].get<double>(),
+                    bf16 ? 1e-2 : 1e-5)
+            << "step " << step;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaResumeTest,
+                         ::testing::Values("autotp_llama_s1_fp32_tp2_dp1",
+                                           "autotp_llama_s2_fp32_tp2_dp2",
+                                           "autotp_llama_s2_bf16_tp2_dp1"));
+
 struct Golden {
   std::string name, golden;
   int dp;

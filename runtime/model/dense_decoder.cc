@@ -1,0 +1,197 @@
+#include "runtime/model/dense_decoder.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/normal.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/zeros.h>
+
+namespace ucp::runtime {
+namespace {
+
+class DenseDecoder : public Model {
+ public:
+  explicit DenseDecoder(const DenseDecoderShape& s) : s_(s) {
+    const int64_t H = s.hidden, I = s.intermediate, hd = s.head_dim;
+    const bool qkv_bias = s.attention_bias || s.model_type == "qwen2";
+    const bool o_bias = s.attention_bias && s.model_type != "qwen2";
+    Add("model.embed_tokens.weight", {s.vocab, H});
+    for (int64_t l = 0; l < s.layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      layer_first_.push_back(static_cast<int>(params_.size()));
+      for (const char* n : {"q", "k", "v"}) {
+        const int64_t out = (std::string(n) == "q" ? s.heads : s.kv_heads) * hd;
+        Add(p + "self_attn." + n + "_proj.weight", {out, H});
+        if (qkv_bias) Add(p + "self_attn." + n + "_proj.bias", {out});
+      }
+      Add(p + "self_attn.o_proj.weight", {H, s.heads * hd});
+      if (o_bias) Add(p + "self_attn.o_proj.bias", {H});
+      if (s.model_type == "qwen3") {
+        Add(p + "self_attn.q_norm.weight", {hd});
+        Add(p + "self_attn.k_norm.weight", {hd});
+      }
+      Add(p + "mlp.gate_proj.weight", {I, H});
+      Add(p + "mlp.up_proj.weight", {I, H});
+      Add(p + "mlp.down_proj.weight", {H, I});
+      Add(p + "input_layernorm.weight", {H});
+      Add(p + "post_attention_layernorm.weight", {H});
+    }
+    layer_first_.push_back(static_cast<int>(params_.size()));
+    Add("model.norm.weight", {H});
+    if (!s.tie_word_embeddings) Add("lm_head.weight", {s.vocab, H});
+    for (const ModelParam& p : params_) state_dict_order_.push_back(p.name);
+    if (s.tie_word_embeddings) {
+      state_dict_order_.push_back("lm_head.weight");
+      tied_.push_back({"lm_head.weight", "model.embed_tokens.weight"});
+    }
+    module_names_ = {"", "model", "model.embed_tokens", "model.layers"};
+    for (int64_t l = 0; l < s.layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l);
+      std::vector<std::string> subs = {"", ".self_attn", ".self_attn.q_proj", ".self_attn.k_proj",
+                                       ".self_attn.v_proj", ".self_attn.o_proj"};
+      if (s.model_type == "qwen3") {
+        subs.push_back(".self_attn.q_norm");
+        subs.push_back(".self_attn.k_norm");
+      }
+      for (const char* m : {".mlp", ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj",
+                            ".input_layernorm", ".post_attention_layernorm"})
+        subs.push_back(m);
+      for (const std::string& sub : subs) module_names_.push_back(p + sub);
+    }
+    module_names_.push_back("model.norm");
+    module_names_.push_back("lm_head");
+  }
+
+  std::string type() const override { return s_.model_type; }
+  int num_units() const override { return static_cast<int>(s_.layers) + 2; }
+
+  std::vector<int> UnitParams(int unit) const override {
+    if (unit == 0) return {0};
+    if (unit == num_units() - 1) {
+      const int norm = layer_first_.back();
+      return {norm, s_.tie_word_embeddings ? 0 : norm + 1};
+    }
+    std::vector<int> out;
+    for (int i = layer_first_[unit - 1]; i < layer_first_[unit]; ++i) out.push_back(i);
+    return out;
+  }
+
+  at::Tensor Unit(int unit, const at::Tensor& in, const at::Tensor& targets) override {
+    if (unit == 0) return at::embedding(params_[0].value, in);
+    if (unit == num_units() - 1) {
+      const std::vector<int> p = UnitParams(unit);
+      at::Tensor logits = at::linear(RmsNorm(in, params_[p[0]].value), params_[p[1]].value);
+      return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, s_.vocab}),
+                                    targets.reshape({-1}));
+    }
+    const std::string p = "model.layers." + std::to_string(unit - 1) + ".";
+    at::Tensor h = in + Attention(p, RmsNorm(in, V(p + "input_layernorm.weight")));
+    at::Tensor x = RmsNorm(h, V(p + "post_attention_layernorm.weight"));
+    at::Tensor mlp = at::linear(at::silu(at::linear(x, V(p + "mlp.gate_proj.weight"))) *
+                                    at::linear(x, V(p + "mlp.up_proj.weight")),
+                                V(p + "mlp.down_proj.weight"));
+    return h + mlp;
+  }
+
+  at::Tensor InitialValue(int param, uint64_t seed) const override {
+    const ModelParam& p = params_[param];
+    if (p.shape.size() == 1) {
+      const bool norm = p.name.find("norm") != std::string::npos;
+      return norm ? at::ones(p.shape) : at::zeros(p.shape);
+    }
+    at::Generator g = at::detail::createCPUGenerator(seed * 7919 + static_cast<uint64_t>(param));
+    return at::normal(0.0, 0.02, p.shape, g);  // Hugging Face's initializer_range
+  }
+
+ private:
+  void Add(std::string name, std::vector<int64_t> shape) {
+    ModelParam p;
+    p.name = std::move(name);
+    p.shape = std::move(shape);
+    index_[p.name] = static_cast<int>(params_.size());
+    params_.push_back(std::move(p));
+  }
+  const at::Tensor& V(const std::string& name) const { return params_[index_.at(name)].value; }
+  const at::Tensor* Bias(const std::string& name) const {
+    auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &params_[it->second].value;
+  }
+  at::Tensor Linear(const at::Tensor& x, const std::string& prefix) const {
+    const at::Tensor* b = Bias(prefix + ".bias");
+    return b != nullptr ? at::linear(x, V(prefix + ".weight"), *b)
+                        : at::linear(x, V(prefix + ".weight"));
+  }
+
+  // weight * (x_f32 * rsqrt(mean(x_f32^2) + eps)).to(dtype)
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) const {
+    at::Tensor f = x.to(at::kFloat);
+    f = f * at::rsqrt(f.pow(2).mean({-1}, true) + s_.rms_norm_eps);
+    return w * f.to(x.scalar_type());
+  }
+
+  // Rotate-half RoPE over the last dim of x [B, heads, T, d], positions 0..T-1.
+  at::Tensor Rope(const at::Tensor& x) const {
+    const int64_t d = x.size(-1), T = x.size(2);
+    at::Tensor inv =
+        1.0 / at::pow(s_.rope_theta, at::arange(0, d, 2, at::TensorOptions().dtype(at::kFloat)) /
+                                         static_cast<double>(d));
+    at::Tensor ang = at::arange(T, at::TensorOptions().dtype(at::kFloat)).unsqueeze(1) *
+                     inv.unsqueeze(0);
+    at::Tensor cos = at::cat({ang.cos(), ang.cos()}, -1).to(x.scalar_type());
+    at::Tensor sin = at::cat({ang.sin(), ang.sin()}, -1).to(x.scalar_type());
+    at::Tensor x1 = x.narrow(-1, 0, d / 2), x2 = x.narrow(-1, d / 2, d / 2);
+    return x * cos + at::cat({-x2, x1}, -1) * sin;
+  }
+
+  at::Tensor Attention(const std::string& p, const at::Tensor& x) const {
+    const int64_t B = x.size(0), T = x.size(1), hd = s_.head_dim;
+    auto heads = [&](const at::Tensor& t, const char* norm) {
+      at::Tensor v = t.view({B, T, -1, hd});
+      if (norm != nullptr) v = RmsNorm(v, V(p + "self_attn." + norm + ".weight"));
+      return v.transpose(1, 2);
+    };
+    const bool qk_norm = s_.model_type == "qwen3";
+    at::Tensor q = Rope(heads(Linear(x, p + "self_attn.q_proj"), qk_norm ? "q_norm" : nullptr));
+    at::Tensor k = Rope(heads(Linear(x, p + "self_attn.k_proj"), qk_norm ? "k_norm" : nullptr));
+    at::Tensor v = heads(Linear(x, p + "self_attn.v_proj"), nullptr);
+    const int64_t rep = q.size(1) / k.size(1);
+    if (rep > 1) {
+      k = k.repeat_interleave(rep, 1);
+      v = v.repeat_interleave(rep, 1);
+    }
+    at::Tensor att = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) /
+                     std::sqrt(static_cast<double>(hd));
+    at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool)).triu(1);
+    att = att.masked_fill(mask, -std::numeric_limits<double>::infinity()).softmax(-1);
+    at::Tensor out = at::matmul(att, v.to(at::kFloat)).to(q.scalar_type());
+    out = out.transpose(1, 2).reshape({B, T, -1});
+    return Linear(out, p + "self_attn.o_proj");
+  }
+
+  DenseDecoderShape s_;
+  std::vector<int> layer_first_;  // first parameter of each layer, then model.norm's
+  std::unordered_map<std::string, int> index_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> MakeDenseDecoder(const DenseDecoderShape& shape) {
+  return std::make_unique<DenseDecoder>(shape);
+}
+
+}  // namespace ucp::runtime
