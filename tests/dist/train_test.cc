@@ -14,6 +14,7 @@
 //     bad config, missing data, another model's checkpoint: one error line, exit 1 or 2.
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -270,6 +271,110 @@ TEST(TrainTest, StagesAndDpGiveTheSameLosses) {
         EXPECT_NEAR(r.metrics["losses"][step].get<double>(), loss.get<double>(), 1e-5) << step;
     }
   }
+}
+
+// Gradient accumulation: 2 micro-batches of 2 rows on each of 2 ranks = 1 of 4 (same global
+// batch, same rows per optimizer step): the same losses.
+TEST(TrainTest, GradientAccumulationGivesTheSameLosses) {
+  const json m = ReadJson(Fixture("s2_fp32_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_gas");
+  json reference;
+  for (int stage : {1, 2, 3}) {
+    for (int gas : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat("stage ", stage, " gas ", gas));
+      WriteConfigs(m, 2, scratch.path(), stage);
+      json cfg = ReadJson(scratch.path() + "/ds.json");
+      cfg["train_micro_batch_size_per_gpu"] = 4 / gas;
+      cfg["gradient_accumulation_steps"] = gas;
+      WriteJson(scratch.path() + "/ds.json", cfg);
+      std::vector<std::string> args = BaseArgs(2, scratch.path());
+      for (const char* a : {"--data", "recipe:3", "--train-steps", "4", "--seed", "5"})
+        args.push_back(a);
+      TrainRun r = Train(args, scratch.path());
+      ASSERT_EQ(r.code, 0) << r.err;
+      if (reference.is_null()) {
+        reference = r.metrics["losses"];
+        continue;
+      }
+      for (const auto& [step, loss] : reference.items())
+        EXPECT_NEAR(r.metrics["losses"][step].get<double>(), loss.get<double>(), 1e-5) << step;
+    }
+  }
+}
+
+// Token data: a nanoGPT uint16 file; the sampler's rows do not depend on dp (same losses at dp 1
+// and 2), and weights given by --weights (a safetensors export) or --load --load-module-only (the
+// ZeRO folder) start the same run.
+TEST(TrainTest, TokenFileAndWeightsOnly) {
+  const json m = ReadJson(Fixture("s2_fp32_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_tokens");
+  {
+    std::ofstream f(scratch.path() + "/train.bin", std::ios::binary);
+    for (int i = 0; i < 5000; ++i) {
+      const uint16_t t = static_cast<uint16_t>((i * 7 + i / 13) % 61);
+      f.write(reinterpret_cast<const char*>(&t), 2);
+    }
+  }
+  const std::string exported = scratch.path() + "/weights";
+  const std::string ucp_cmd = absl::StrCat("'", std::getenv("UCP_BIN"), "' export '",
+                                           Fixture("s2_fp32_dp2"), "/checkpoint' --out '",
+                                           exported, "' --no-fsync >/dev/null 2>&1");
+  ASSERT_EQ(std::system(ucp_cmd.c_str()), 0);
+  json reference;
+  for (int dp : {1, 2}) {
+    for (int source = 0; source < 2; ++source) {
+      SCOPED_TRACE(absl::StrCat("dp ", dp, source == 0 ? " --weights" : " --load-module-only"));
+      WriteConfigs(m, dp, scratch.path());
+      std::vector<std::string> args = BaseArgs(dp, scratch.path());
+      for (const std::string& a : {std::string("--data"), scratch.path() + "/train.bin",
+                                   std::string("--train-steps"), std::string("3")})
+        args.push_back(a);
+      if (source == 0) {
+        args.push_back("--weights");
+        args.push_back(exported);
+      } else {
+        for (const std::string& a : {std::string("--load"), Fixture("s2_fp32_dp2") + "/checkpoint",
+                                     std::string("--load-module-only")})
+          args.push_back(a);
+      }
+      TrainRun r = Train(args, scratch.path());
+      ASSERT_EQ(r.code, 0) << r.err;
+      EXPECT_EQ(r.metrics["global_steps"], 3);  // weights only: a fresh run
+      if (reference.is_null()) {
+        reference = r.metrics["losses"];
+        continue;
+      }
+      for (const auto& [step, loss] : reference.items())
+        EXPECT_NEAR(r.metrics["losses"][step].get<double>(), loss.get<double>(), 1e-5) << step;
+    }
+  }
+}
+
+// A rank killed in the middle of training: the launcher names it and every process is gone within
+// the grace period, never a hang.
+TEST(TrainTest, DeadRankIsNamedNotAHang) {
+  const json m = ReadJson(Fixture("s2_fp32_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_dead");
+  WriteConfigs(m, 2, scratch.path());
+  const std::string err = scratch.path() + "/err.txt";
+  const std::string cmd = absl::StrCat(
+      "'", TrainBin(), "' --nproc 2 --config '", scratch.path(), "/ds.json' --model-config '",
+      scratch.path(), "/model.json' --data recipe:1 --train-steps 1000000 2>'", err,
+      "' & L=$!; sleep 3; R=$(pgrep -P $L | tail -1); kill -9 $R; wait $L; echo $? > '",
+      scratch.path(), "/code'");
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const double sec =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(sec, 30);
+  std::ifstream code(scratch.path() + "/code");
+  int c = -1;
+  code >> c;
+  EXPECT_EQ(c, 1);
+  std::ifstream e(err);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  EXPECT_NE(ss.str().find("was killed by signal 9"), std::string::npos) << ss.str();
 }
 
 // A save killed with SIGKILL in the middle of writing: the previous checkpoint and `latest`
