@@ -1,5 +1,6 @@
 #include "ucp/source.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,50 @@ absl::Status Source::ReadState(const ParamMeta& param, ParamState state,
   if (at != dest.size()) {
     return absl::InternalError(absl::StrCat(info_.path, ": parameter '", param.name,
                                             "': runs cover ", at, " of ", dest.size(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Source::ReadStateRange(const ParamMeta& param, ParamState state, uint64_t offset,
+                                    absl::Span<std::byte> dest) const {
+  const auto& meta = param.state(state);
+  if (!meta) {
+    return absl::NotFoundError(absl::StrCat(info_.path, ": parameter '", param.name, "' has no ",
+                                            ParamStateName(state), " state"));
+  }
+  UCP_ASSIGN_OR_RETURN(int64_t total, param.shape.NumBytes(meta->dtype));
+  if (offset > static_cast<uint64_t>(total) ||
+      dest.size() > static_cast<uint64_t>(total) - offset) {
+    return absl::InvalidArgumentError(absl::StrCat("ReadStateRange(", param.name, "): bytes [",
+                                                   offset, ", +", dest.size(), ") of ", total));
+  }
+  if (meta->runs.empty()) {  // a decoding source: the whole tensor, then the slice
+    std::vector<std::byte> whole(static_cast<size_t>(total));
+    UCP_RETURN_IF_ERROR(ReadState(param, state, absl::MakeSpan(whole)));
+    std::copy_n(whole.begin() + static_cast<ptrdiff_t>(offset), dest.size(), dest.begin());
+    return absl::OkStatus();
+  }
+  uint64_t at = 0;  // the run's first byte in the tensor
+  size_t done = 0;
+  for (const ByteRun& run : meta->runs) {
+    if (run.file < 0 || run.file >= static_cast<int>(files_.size())) {
+      return absl::InternalError(
+          absl::StrCat(info_.path, ": parameter '", param.name, "': bad byte run"));
+    }
+    const uint64_t begin = std::max(at, offset + done),
+                   end = std::min(at + run.size, offset + dest.size());
+    if (begin < end && begin == offset + done) {
+      UCP_RETURN_IF_ERROR(
+          files_[run.file]->ReadAt(run.offset + (begin - at), dest.subspan(done, end - begin)));
+      done += end - begin;
+    }
+    at += run.size;
+    if (done == dest.size()) break;
+  }
+  if (done != dest.size()) {
+    return absl::InternalError(absl::StrCat(info_.path, ": parameter '", param.name,
+                                            "': runs cover ", done, " of ", dest.size(),
+                                            " requested bytes"));
   }
   return absl::OkStatus();
 }

@@ -119,6 +119,10 @@ class Source {
   // file's read errors (DataLoss on short files).
   virtual absl::Status ReadState(const ParamMeta& param, ParamState state,
                                  absl::Span<std::byte> dest) const;
+  // Bytes [offset, offset + dest.size()) of the state's whole merged tensor, reading only the runs
+  // they fall in (a rank loading its partition). InvalidArgument past the tensor's end.
+  absl::Status ReadStateRange(const ParamMeta& param, ParamState state, uint64_t offset,
+                              absl::Span<std::byte> dest) const;
   // The state's bytes: zero-copy when they are one run of a mapped file, else a heap copy.
   absl::StatusOr<Buffer> StateBytes(const ParamMeta& param, ParamState state) const;
 

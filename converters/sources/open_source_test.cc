@@ -159,6 +159,36 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SourcesOverFixtures, ::testing::ValuesIn(Case
                            return name;
                          });
 
+// ReadStateRange over every parameter and state of a ZeRO-2 folder (parameters span fragments of
+// several ranks' files) and its UCP: every range equals the same bytes of ReadState.
+TEST(OpenSource, ReadStateRangeEqualsTheWholeTensorsBytes) {
+  const std::string root =
+      std::string(std::getenv("UCP_SOURCE_DIR")) + "/fixtures/deepspeed/s2_fp32_dp2/checkpoint";
+  for (const std::string& path : {root, root + "/global_step5_universal"}) {
+    SCOPED_TRACE(path);
+    std::unique_ptr<Source> s = MustOpen(path);
+    ASSERT_NE(s, nullptr);
+    for (const ucp::ParamMeta& p : s->params()) {
+      for (ParamState state : {ParamState::kFp32, ParamState::kExpAvg, ParamState::kExpAvgSq}) {
+        if (!p.has_state(state)) continue;
+        const std::vector<std::byte> whole = Bytes(*s, p, state);
+        for (uint64_t off : {uint64_t{0}, uint64_t{4}, whole.size() / 3, whole.size() - 4}) {
+          for (uint64_t len : {uint64_t{4}, whole.size() / 2, whole.size() - off}) {
+            if (off + len > whole.size()) continue;
+            std::vector<std::byte> part(len);
+            ASSERT_TRUE(s->ReadStateRange(p, state, off, absl::MakeSpan(part)).ok());
+            EXPECT_TRUE(std::equal(part.begin(), part.end(), whole.begin() + off))
+                << p.name << " " << off << "+" << len;
+          }
+        }
+        std::vector<std::byte> past(8);
+        EXPECT_EQ(s->ReadStateRange(p, state, whole.size() - 4, absl::MakeSpan(past)).code(),
+                  absl::StatusCode::kInvalidArgument);
+      }
+    }
+  }
+}
+
 TEST(OpenSource, ErrorsNameThePath) {
   auto missing = OpenSource("/nonexistent/ckpt");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);

@@ -47,6 +47,19 @@ absl::StatusOr<at::Tensor> ReadWhole(const ucp::Source& src, const ucp::ParamMet
   return t.to(at::kFloat);
 }
 
+// Elements [offset, offset + numel) of a state as fp32, reading only those bytes.
+absl::StatusOr<at::Tensor> ReadRange(const ucp::Source& src, const ucp::ParamMeta& p,
+                                     ucp::ParamState s, int64_t offset, int64_t numel) {
+  const ucp::StateMeta& meta = *p.state(s);
+  at::Tensor t = at::empty({numel}, at::TensorOptions().dtype(ScalarOf(meta.dtype)));
+  const uint64_t elem = static_cast<uint64_t>(t.element_size());
+  UCP_RETURN_IF_ERROR(
+      src.ReadStateRange(p, s, static_cast<uint64_t>(offset) * elem,
+                         absl::Span<std::byte>(static_cast<std::byte*>(t.data_ptr()),
+                                               static_cast<size_t>(numel) * elem)));
+  return t.to(at::kFloat);
+}
+
 // global_steps, global_samples, skipped_steps, the scheduler and the client state of the
 // model-states file in `dir` (ZeRO tag folder or UCP folder), when there is one.
 absl::Status ReadModelStates(const std::string& dir, const std::vector<std::string>& wanted,
@@ -246,14 +259,33 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
       continue;
     }
     const ucp::ParamMeta& p = *found;
-    UCP_ASSIGN_OR_RETURN(at::Tensor w, ReadWhole(src, p, ucp::ParamState::kFp32));
-    if (module_only || mp.kind != ParamKind::kTrainable) {
+    // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
+    const bool trainable = !module_only && mp.kind == ParamKind::kTrainable;
+    at::Tensor w;
+    if (!trainable || engine.config().stage < 3) {
+      UCP_ASSIGN_OR_RETURN(w, ReadWhole(src, p, ucp::ParamState::kFp32));
+    }
+    if (!trainable) {
       engine.SetParam(static_cast<int>(i), w);
       continue;
     }
-    UCP_ASSIGN_OR_RETURN(at::Tensor m, ReadWhole(src, p, ucp::ParamState::kExpAvg));
-    UCP_ASSIGN_OR_RETURN(at::Tensor v, ReadWhole(src, p, ucp::ParamState::kExpAvgSq));
-    engine.SetParam(static_cast<int>(i), w, m, v);
+    // The module tensor from the whole master; the master and moments only where this rank
+    // holds them (1/dp of them at stages 1-3).
+    if (w.defined()) engine.SetModule(static_cast<int>(i), w);
+    for (const auto& [offset, numel] : engine.OwnedRanges(static_cast<int>(i))) {
+      at::Tensor master;
+      if (w.defined()) {
+        master = w.reshape({-1}).narrow(0, offset, numel);
+      } else {
+        UCP_ASSIGN_OR_RETURN(master, ReadRange(src, p, ucp::ParamState::kFp32, offset, numel));
+      }
+      engine.SetOwned(static_cast<int>(i), StateTensor::kFp32, offset, master);
+      for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
+                                  std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
+        UCP_ASSIGN_OR_RETURN(at::Tensor part, ReadRange(src, p, state, offset, numel));
+        engine.SetOwned(static_cast<int>(i), which, offset, part);
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -135,6 +135,53 @@ void Engine::SetParam(int param, const at::Tensor& fp32_in, const at::Tensor& m_
   }
 }
 
+std::vector<std::pair<int64_t, int64_t>> Engine::OwnedRanges(int param) const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (group_of_[param] < 0) return out;
+  const Group& g = *state_[group_of_[param]];
+  const int i = index_in_[param];
+  if (config_.stage < 3) {
+    for (const ShardPiece& piece : g.shard.pieces) {
+      if (piece.param == i) out.emplace_back(piece.param_offset, piece.numel);
+    }
+  } else if (g.pieces[i].valid > 0) {
+    out.emplace_back(g.pieces[i].offset, g.pieces[i].valid);
+  }
+  return out;
+}
+
+void Engine::SetOwned(int param, StateTensor which, int64_t offset, const at::Tensor& values) {
+  at::NoGradGuard no_grad;
+  Group& g = *state_[group_of_[param]];
+  const int i = index_in_[param];
+  at::Tensor& part = which == StateTensor::kFp32     ? g.master
+                     : which == StateTensor::kExpAvg ? g.exp_avg
+                                                     : g.exp_avg_sq;
+  const at::Tensor v = values.to(at::kFloat).reshape({-1});
+  if (config_.stage < 3) {
+    for (const ShardPiece& piece : g.shard.pieces) {
+      if (piece.param == i && piece.param_offset == offset)
+        part.narrow(0, piece.partition_offset, piece.numel).copy_(v);
+    }
+    return;
+  }
+  part.narrow(0, g.offsets[i], v.numel()).copy_(v);
+  if (which == StateTensor::kFp32) g.lp_part.narrow(0, g.offsets[i], v.numel()).copy_(v);
+}
+
+void Engine::SetModule(int param, const at::Tensor& fp32) {
+  at::NoGradGuard no_grad;
+  ModelParam& mp = model_.params()[param];
+  if (group_of_[param] < 0) {
+    mp.value = fp32.to(config_.dtype).view(mp.shape).clone();
+    return;
+  }
+  if (config_.stage == 3) return;  // the partitions come with SetOwned(kFp32)
+  Group& g = *state_[group_of_[param]];
+  g.flat_lp.narrow(0, g.offsets[index_in_[param]], mp.numel())
+      .copy_(fp32.reshape({-1}).to(config_.dtype));
+}
+
 // ---- ZeRO-3 gather / release (zero3_unit.h calls these) ----
 
 at::Tensor Engine::GatherParam(int param) {

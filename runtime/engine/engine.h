@@ -71,6 +71,12 @@ class Engine {
   void SetParam(int param, const at::Tensor& fp32, const at::Tensor& exp_avg = {},
                 const at::Tensor& exp_avg_sq = {});
   void SetGroupStep(int group, double step) { groups_[group].step = step; }
+  // The element ranges [offset, offset + numel) of trainable parameter `param` whose fp32 master
+  // and moments this rank holds (a load reads only these), and their setter; SetModule sets the
+  // low-precision module tensor (and, at stage 0, the masters) from the whole fp32 value.
+  std::vector<std::pair<int64_t, int64_t>> OwnedRanges(int param) const;
+  void SetOwned(int param, StateTensor which, int64_t offset, const at::Tensor& values);
+  void SetModule(int param, const at::Tensor& fp32);
 
   // One optimizer step over `micro_batches` (x, y pairs: this rank's rows), at learning rate lr.
   StepResult Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& micro_batches, double lr);

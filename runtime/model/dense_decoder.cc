@@ -1,11 +1,5 @@
 #include "runtime/model/dense_decoder.h"
 
-#include <cmath>
-#include <limits>
-#include <string>
-#include <unordered_map>
-#include <vector>
-
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
@@ -14,12 +8,18 @@
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
-#include <ATen/ops/pow.h>
 #include <ATen/ops/normal.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/pow.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/silu.h>
 #include <ATen/ops/zeros.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace ucp::runtime {
 namespace {
@@ -62,8 +62,12 @@ class DenseDecoder : public Model {
     module_names_ = {"", "model", "model.embed_tokens", "model.layers"};
     for (int64_t l = 0; l < s.layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l);
-      std::vector<std::string> subs = {"", ".self_attn", ".self_attn.q_proj", ".self_attn.k_proj",
-                                       ".self_attn.v_proj", ".self_attn.o_proj"};
+      std::vector<std::string> subs = {"",
+                                       ".self_attn",
+                                       ".self_attn.q_proj",
+                                       ".self_attn.k_proj",
+                                       ".self_attn.v_proj",
+                                       ".self_attn.o_proj"};
       if (s.model_type == "qwen3") {
         subs.push_back(".self_attn.q_norm");
         subs.push_back(".self_attn.k_norm");
@@ -150,8 +154,8 @@ class DenseDecoder : public Model {
     at::Tensor inv =
         1.0 / at::pow(s_.rope_theta, at::arange(0, d, 2, at::TensorOptions().dtype(at::kFloat)) /
                                          static_cast<double>(d));
-    at::Tensor ang = at::arange(T, at::TensorOptions().dtype(at::kFloat)).unsqueeze(1) *
-                     inv.unsqueeze(0);
+    at::Tensor ang =
+        at::arange(T, at::TensorOptions().dtype(at::kFloat)).unsqueeze(1) * inv.unsqueeze(0);
     at::Tensor cos = at::cat({ang.cos(), ang.cos()}, -1).to(x.scalar_type());
     at::Tensor sin = at::cat({ang.sin(), ang.sin()}, -1).to(x.scalar_type());
     at::Tensor x1 = x.narrow(-1, 0, d / 2), x2 = x.narrow(-1, d / 2, d / 2);

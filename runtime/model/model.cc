@@ -9,5 +9,4 @@ int Model::Find(const std::string& name) const {
   return -1;
 }
 
-
 }  // namespace ucp::runtime

@@ -204,9 +204,13 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   std::unique_ptr<Comm> comm = Comm::Create(co);
   Engine engine(*model, *comm, ecfg, groups);
   int64_t global_steps = 0, global_samples = 0, skipped = 0, last_it = -1;
+  double load_seconds = 0;
   nlohmann::ordered_json client = nlohmann::ordered_json::object();
   if (from_checkpoint) {
+    const auto t0 = std::chrono::steady_clock::now();
     UCP_RETURN_IF_ERROR(LoadInto(ck, engine, module_only));
+    comm->Barrier();
+    load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!module_only) {
       global_steps = ck.global_steps;
       global_samples = ck.global_samples;
@@ -299,6 +303,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   }
   if (!args.save.empty()) UCP_RETURN_IF_ERROR(save(args.save_tag));
   metrics["world_size"] = env.world_size;
+  if (from_checkpoint) metrics["load_seconds"] = load_seconds;
   metrics["zero_stage"] = cfg.zero.stage;
   metrics["train_seconds"] = train_seconds;
   metrics["tokens_per_second"] = train_seconds > 0 ? tokens / train_seconds : 0.0;

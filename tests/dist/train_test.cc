@@ -316,9 +316,9 @@ TEST(TrainTest, TokenFileAndWeightsOnly) {
     }
   }
   const std::string exported = scratch.path() + "/weights";
-  const std::string ucp_cmd = absl::StrCat("'", std::getenv("UCP_BIN"), "' export '",
-                                           Fixture("s2_fp32_dp2"), "/checkpoint' --out '",
-                                           exported, "' --no-fsync >/dev/null 2>&1");
+  const std::string ucp_cmd =
+      absl::StrCat("'", std::getenv("UCP_BIN"), "' export '", Fixture("s2_fp32_dp2"),
+                   "/checkpoint' --out '", exported, "' --no-fsync >/dev/null 2>&1");
   ASSERT_EQ(std::system(ucp_cmd.c_str()), 0);
   json reference;
   for (int dp : {1, 2}) {
@@ -364,8 +364,7 @@ TEST(TrainTest, DeadRankIsNamedNotAHang) {
       scratch.path(), "/code'");
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  const double sec =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(sec, 30);
   std::ifstream code(scratch.path() + "/code");
   int c = -1;
