@@ -1,7 +1,10 @@
 #include "runtime/checkpoint/save.h"
 
 #include <ATen/ops/full.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstring>
@@ -82,19 +85,25 @@ class Trees {
   std::shared_ptr<ValueArena> a_ = std::make_shared<ValueArena>();
 };
 
-absl::Status WriteFileAtomic(const std::string& path, const std::string& text) {
+// Writes `text` to path.tmp, fsyncs it (when asked), renames it over `path`, fsyncs the folder.
+absl::Status WriteFileAtomic(const std::string& path, const std::string& text, bool sync) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << text;
-    f.flush();
-    if (!f) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  (!sync || ::fsync(fd) == 0);
+  ::close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec)
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  if (sync) {
+    const int dir = ::open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -237,7 +246,8 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   if (ec)
     return absl::InternalError(
         absl::StrCat("cannot move the new tag folder to ", final_dir.string(), ": ", ec.message()));
-  UCP_RETURN_IF_ERROR(WriteFileAtomic((fs::path(rq.save_dir) / "latest").string(), rq.tag));
+  UCP_RETURN_IF_ERROR(
+      WriteFileAtomic((fs::path(rq.save_dir) / "latest").string(), rq.tag, rq.fsync));
   fs::remove_all(staging, ec);
   fs::remove_all(old_dir, ec);
   return absl::OkStatus();
