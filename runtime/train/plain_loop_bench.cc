@@ -4,9 +4,11 @@
 // process group, no flat buffers.
 //   plain_loop_bench VOCAB DIM HIDDEN BLOCKS SEQ BATCH STEPS   → one JSON line {"step_ms": {...}}
 #include <ATen/Parallel.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/types.h>
+
+// After torch/types.h: clip_grad.h uses Tensor without including it.
+#include <torch/nn/utils/clip_grad.h>
 
 #include <chrono>
 #include <cstdio>
