@@ -36,8 +36,12 @@ demo: deps-build configure
 	cmake --build --preset $(PRESET) --target ucp ucp-train
 	scripts/demo-tour.sh $(BUILD)
 
+# The format benchmarks, then ucp train's (step time vs a plain LibTorch loop, and vs DeepSpeed
+# when DS_CASE names a timed harness run; save / load vs the I/O floor; memory per rank).
 bench: build
 	bench/run_format_bench.sh $(BUILD)
+	bench/train_bench.sh $(BUILD)
+	bench/train_io_bench.sh $(BUILD)
 
 clean:
 	rm -rf build

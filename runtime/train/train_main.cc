@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -61,6 +62,7 @@ a UCP or weights at any dp or stage.
   --metrics-json FILE    {"losses": {"<step>": loss}, "lr": ..., "grad_norm": ..., timings, memory}
   --threads N            intra-op threads per rank (default 1)
   --comm-timeout S       seconds a collective may wait for a peer (default 300)
+  --no-bind              do not pin each local rank to its share of the CPUs
   --no-fsync             do not fsync checkpoint files (tests)
 )";
 
@@ -70,7 +72,7 @@ struct Args {
       metrics_json;
   int64_t seq_len = 0, train_steps = -1, save_interval = 0;
   uint64_t seed = 1234;
-  bool load_module_only = false, fsync = true;
+  bool load_module_only = false, fsync = true, bind = true;
   int threads = 1, comm_timeout = 300;
 };
 
@@ -129,6 +131,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       a.load_module_only = true;
     } else if (f == "--no-fsync") {
       a.fsync = false;
+    } else if (f == "--no-bind") {
+      a.bind = false;
     } else {
       return UsageError(absl::StrCat("unknown option '", f, "' (see --help)"));
     }
@@ -154,6 +158,30 @@ struct Log {
   }
 };
 
+// Pins this rank to its share of the CPUs the process may use (rank r of n local ranks: the r-th
+// block of cpus/n of them, or cpu r mod cpus when there are more ranks than cpus). Without it the
+// scheduler moves ranks between cores: 2 ranks on 2 cores ran 8-20 % slower (bench/).
+void BindToCores(int local_rank, int local_world) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (local_world <= 1 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  if (cpus.empty()) return;
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  const int n = static_cast<int>(cpus.size());
+  if (local_world >= n) {
+    CPU_SET(cpus[local_rank % n], &mine);
+  } else {
+    const int per = n / local_world;
+    for (int i = local_rank * per; i < (local_rank + 1) * per; ++i) CPU_SET(cpus[i], &mine);
+  }
+  sched_setaffinity(0, sizeof(mine), &mine);
+}
+
 int64_t PeakRssBytes() {
   struct rusage u {};
   getrusage(RUSAGE_SELF, &u);
@@ -162,6 +190,10 @@ int64_t PeakRssBytes() {
 
 absl::Status Train(const Args& args, const RankEnv& env) {
   Log log{env.rank};
+  if (args.bind) {
+    const char* lw = std::getenv("LOCAL_WORLD_SIZE");
+    BindToCores(env.local_rank, lw != nullptr ? std::atoi(lw) : 1);
+  }
   at::set_num_threads(args.threads);
   UCP_ASSIGN_OR_RETURN(TrainConfig cfg, LoadTrainConfig(args.config, env.world_size));
   UCP_ASSIGN_OR_RETURN(ModelConfig mcfg, LoadModelConfig(args.model_config));
