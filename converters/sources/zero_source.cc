@@ -241,7 +241,6 @@ absl::Status ZeroSource::Build() {
 absl::Status ZeroSource::AddTrainable() {
   const CheckpointIndex& index = index_;
   const ucp::Topology& t = index.topology;
-  const ZeroKind& zk = index.kind;
   std::optional<MergeRules> rules;
   if (t.tp > 1) {
     absl::StatusOr<MergeRules> r = MergeRules::Create(index.universal_checkpoint_info);
@@ -256,7 +255,8 @@ absl::Status ZeroSource::AddTrainable() {
     meta.param_group = p.param_group;
     meta.expert = p.is_expert();
     meta.num_experts = p.is_expert() ? p.expert->num_experts : 0;
-    if (zk.zero_stage >= 1) {
+    // ZeRO-0 too: its index keeps torch's per-parameter steps as one per param group.
+    if (p.flat_group >= 0 && static_cast<size_t>(p.flat_group) < index.flat_groups.size()) {
       const deepspeed::FlatGroup& g = index.flat_groups[p.flat_group];
       if (const Value* step = g.step(); step != nullptr) {
         absl::StatusOr<double> v =

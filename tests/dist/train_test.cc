@@ -180,6 +180,58 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaResumeTest,
                                            "autotp_llama_s2_fp32_tp2_dp2",
                                            "autotp_llama_s2_bf16_tp2_dp1"));
 
+// A checkpoint of one ZeRO stage resumed at another (0 -> 1/2/3, 1 <-> 2, 2 -> 3, 3 -> 1), in
+// memory: DeepSpeed's own continuation losses (fp32, 1e-5). DeepSpeed's universal load cannot cross
+// ZeRO-3 and ZeRO-1/2 (docs/reshard.md); ucp train loads any Source at any stage.
+struct CrossStage {
+  std::string set, name;
+  int stage, dp;
+};
+
+class CrossStageTest : public ::testing::TestWithParam<CrossStage> {};
+
+TEST_P(CrossStageTest, LossesMatchDeepSpeedsContinuation) {
+  const CrossStage& c = GetParam();
+  const std::string root =
+      absl::StrCat(std::getenv("UCP_SOURCE_DIR"), "/fixtures/", c.set, "/", c.name);
+  const json m = ReadJson(root + "/manifest.json");
+  const json& want = m.contains("resume") && m["resume"].is_object()
+                         ? m["resume"]["losses_original_continuation"]
+                         : m["continuation_losses_not_saved"];
+  testing::ScratchDir scratch("train_cross");
+  WriteConfigs(m, c.dp, scratch.path(), c.stage);
+  if (c.stage == 3) {
+    json cfg = ReadJson(scratch.path() + "/ds.json");
+    cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0;
+    WriteJson(scratch.path() + "/ds.json", cfg);
+  }
+  std::vector<std::string> args = BaseArgs(c.dp, scratch.path());
+  for (const std::string& a :
+       {std::string("--data"), std::string("recipe:1234"), std::string("--train-steps"),
+        std::string("3"), std::string("--load"), root + "/checkpoint"})
+    args.push_back(a);
+  TrainRun r = Train(args, scratch.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* step : {"6", "7", "8"}) {
+    EXPECT_NEAR(r.metrics["losses"][step].get<double>(), want[step].get<double>(), 1e-5)
+        << "step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CrossStageTest,
+                         ::testing::Values(CrossStage{"deepspeed_extra", "s0_fp32_dp2", 0, 2},
+                                           CrossStage{"deepspeed_extra", "s0_fp32_dp2", 1, 2},
+                                           CrossStage{"deepspeed_extra", "s0_fp32_dp2", 2, 4},
+                                           CrossStage{"deepspeed_extra", "s0_fp32_dp2", 3, 2},
+                                           CrossStage{"deepspeed", "s1_fp32_dp2", 2, 4},
+                                           CrossStage{"deepspeed", "s2_fp32_dp4", 1, 2},
+                                           CrossStage{"deepspeed", "s2_fp32_dp2", 3, 4},
+                                           CrossStage{"deepspeed", "s3_fp32_dp2", 1, 2}),
+                         [](const ::testing::TestParamInfo<CrossStage>& p) {
+                           return absl::StrCat(p.param.name, "_to_stage", p.param.stage, "_dp",
+                                               p.param.dp);
+                         });
+
 struct Golden {
   std::string name, golden;
   int dp;
