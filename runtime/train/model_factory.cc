@@ -53,7 +53,9 @@ absl::StatusOr<EngineConfig> MakeEngineConfig(const TrainConfig& c) {
     case Precision::kBf16: e.dtype = at::kBFloat16; break;
     case Precision::kFp16:
       return absl::UnimplementedError(
-          "fp16.enabled: ucp train has no fp16 loss scaling yet (use bf16)");
+          "fp16.enabled: not supported by ucp train: LibTorch's CPU kernels have no fp16 "
+          "matmul or LayerNorm (\"addmm_impl_cpu_ not implemented for 'Half'\"), and the dynamic "
+          "loss scaling a GPU build would need is not implemented yet; use bf16");
     default: e.dtype = at::kFloat;
   }
   e.fp32_grad_accum = c.precision == Precision::kBf16 && c.grad_accum_dtype == Precision::kFp32;

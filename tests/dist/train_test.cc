@@ -237,24 +237,28 @@ struct Golden {
   int dp;
   bool zero3 = false;  // DeepSpeed's ZeRO-3 universal load copies param group 0's name and
                        // weight_decay onto every group (reshard_test.cc); ucp keeps each group's
+  std::string set = "deepspeed";  // fixtures/<set>; golden "" is the case's own checkpoint
 };
 
 class ResaveTest : public ::testing::TestWithParam<Golden> {};
 
 TEST_P(ResaveTest, TrainStepsZeroWritesDeepSpeedsReshard) {
   const Golden& c = GetParam();
-  const json m = ReadJson(Fixture(c.name) + "/manifest.json");
+  const std::string root =
+      absl::StrCat(std::getenv("UCP_SOURCE_DIR"), "/fixtures/", c.set, "/", c.name);
+  const json m = ReadJson(root + "/manifest.json");
   testing::ScratchDir scratch("train_resave");
   WriteConfigs(m, c.dp, scratch.path());
   std::vector<std::string> args = BaseArgs(c.dp, scratch.path());
   for (const std::string& a :
-       {std::string("--train-steps"), std::string("0"), std::string("--load"),
-        Fixture(c.name) + "/checkpoint", std::string("--save"), scratch.path() + "/out",
-        std::string("--save-tag"), std::string("global_step5")})
+       {std::string("--train-steps"), std::string("0"), std::string("--load"), root + "/checkpoint",
+        std::string("--save"), scratch.path() + "/out", std::string("--save-tag"),
+        std::string("global_step5")})
     args.push_back(a);
   TrainRun r = Train(args, scratch.path());
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string golden = Fixture(c.name) + "/" + c.golden + "/checkpoint/global_step5";
+  const std::string golden =
+      root + (c.golden.empty() ? "" : "/" + c.golden) + "/checkpoint/global_step5";
   const std::string ours = scratch.path() + "/out/global_step5";
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(golden)) names.push_back(e.path().filename());
@@ -294,9 +298,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ResaveTest,
                                            Golden{"s3_fp32_dp4", "reshard_dp2", 2, true},
                                            Golden{"s3_fp32_1group_dp4", "reshard_dp2", 2, true},
                                            Golden{"s3_bf16_dp2", "reshard_dp4", 4, true},
-                                           Golden{"s3_bf16_dp1", "reshard_dp2", 2, true}),
+                                           Golden{"s3_bf16_dp1", "reshard_dp2", 2, true},
+                                           Golden{"s0_fp32_dp2", "", 2, false, "deepspeed_extra"}),
                          [](const ::testing::TestParamInfo<Golden>& p) {
-                           return p.param.name + "_" + p.param.golden;
+                           return p.param.name + "_" +
+                                  (p.param.golden.empty() ? "itself" : p.param.golden);
                          });
 
 // Same seeded init, same data: every stage and dp gives the same fp32 losses; and they fall.

@@ -246,7 +246,10 @@ absl::StatusOr<int> CheckTarget(const ZeroSinkInput& in, const ZeroTarget& t) {
                      "ZeRO-3's layout (MemoryCheckpoint::zero3); target ZeRO-",
                      stage));
   }
-  UCP_RETURN_IF_ERROR(CheckStageChange(in.origin, in.zero_stage, t.zero_stage));
+  // The runtime's stage-0 save (memory, ZeRO-0 → ZeRO-0) is written as is; a file source is not
+  // rewritten at ZeRO-0 (CheckStageChange says why).
+  if (!(in.kind == SinkInputKind::kMemory && stage == 0 && in.zero_stage == 0))
+    UCP_RETURN_IF_ERROR(CheckStageChange(in.origin, in.zero_stage, t.zero_stage));
   UCP_RETURN_IF_ERROR(CheckExperts(in, t));
   UCP_RETURN_IF_ERROR(CheckPlanSize(in, t, stage));
   if (stage == 3) UCP_RETURN_IF_ERROR(CheckSubGroupCut(in, t));
@@ -264,6 +267,7 @@ absl::StatusOr<int> CheckZeroTarget(const ZeroSinkInput& input, const ZeroTarget
 absl::StatusOr<plan::Plan> PlanZeroSink(const ZeroSinkInput& input, const ZeroTarget& target) {
   UCP_ASSIGN_OR_RETURN(int stage, CheckZeroTarget(input, target));
   if (stage == 3) return internal_sink::PlanZero3(input, target);
+  if (stage == 0) return internal_sink::PlanZero0(input, target);
   return internal_sink::PlanZero12(input, target, stage);
 }
 

@@ -18,6 +18,8 @@ namespace ucp::converters::sinks::internal_sink {
 
 absl::StatusOr<plan::Plan> PlanZero12(const ZeroSinkInput& in, const ZeroTarget& target, int stage);
 absl::StatusOr<plan::Plan> PlanZero3(const ZeroSinkInput& in, const ZeroTarget& target);
+// ZeRO-0 (zero0_writer.cc): the runtime's fp32 stage-0 save, from a whole-tensor input.
+absl::StatusOr<plan::Plan> PlanZero0(const ZeroSinkInput& in, const ZeroTarget& target);
 
 // The ds_config the target's files carry: the target's, else the source model file's (or null).
 const Value* WrittenDsConfig(const ZeroSinkInput& in, const ZeroTarget& target);
