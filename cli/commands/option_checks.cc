@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "formats/base/byte_size.h"
+#include "formats/base/edit_distance.h"
 
 namespace ucp::cli {
 namespace {
@@ -26,21 +27,6 @@ std::string CheckIntAtLeast(const std::string& value, int64_t lo, absl::string_v
 }
 
 // Levenshtein distance, for "did you mean" (ninja's SpellcheckString does the same).
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 }  // namespace
 
 std::string CheckPositiveInt(const std::string& value) {

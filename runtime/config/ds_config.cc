@@ -484,16 +484,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
 }
 
 absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path, int world) {
-  std::ifstream in(path);
-  if (!in) return ErrnoToStatus(errno, absl::StrCat("ds_config ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
-  }
+  UCP_ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(path, "ds_config"));
   absl::StatusOr<TrainConfig> parsed = ParseTrainConfig(config, world);
   if (!parsed.ok()) return WithContext(parsed.status(), path);
   return parsed;

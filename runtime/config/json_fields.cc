@@ -1,29 +1,19 @@
 #include "runtime/config/json_fields.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <fstream>
 #include <limits>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/edit_distance.h"
+#include "formats/base/status.h"
 
 namespace ucp::runtime {
 namespace {
-
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-      diagonal = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
-    }
-  }
-  return row[b.size()];
-}
 
 absl::Status TypeError(absl::string_view what, const JsonField& field, absl::string_view expected) {
   return absl::InvalidArgumentError(absl::StrCat(what, ": `", field.path, "` must be ", expected,
@@ -170,6 +160,18 @@ absl::Status ReadObject(absl::string_view what, const JsonField& field,
   if (!field.value->is_object()) return TypeError(what, field, "an object");
   *object = field.value;
   return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, absl::string_view what) {
+  std::ifstream in(path);
+  if (!in) return ErrnoToStatus(errno, absl::StrCat(what, " ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
+  }
 }
 
 }  // namespace ucp::runtime

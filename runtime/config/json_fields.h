@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
@@ -63,5 +64,9 @@ absl::Status ReadObject(absl::string_view what, const JsonField& field,
 
 // "string \"abc\"", "number 3.5", ... for error messages.
 std::string DescribeJson(const nlohmann::json& value);
+
+// The JSON document of a file: NotFound / PermissionDenied naming `what` and the path,
+// InvalidArgument for text that is not JSON.
+absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, absl::string_view what);
 
 }  // namespace ucp::runtime

@@ -127,16 +127,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config) {
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return ErrnoToStatus(errno, absl::StrCat("model config ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
-  }
+  UCP_ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(path, "model config"));
   absl::StatusOr<ModelConfig> parsed = ParseModelConfig(config);
   if (!parsed.ok()) return WithContext(parsed.status(), path);
   return parsed;

@@ -94,7 +94,8 @@ absl::StatusOr<plan::Plan> PlanZero0(const ZeroSinkInput& in, const ZeroTarget& 
   plan::SetOrReplace(arena, root, keys::kOptimizer, optimizer);
   if (src->Get(keys::kDpWorldSize) != nullptr)
     plan::SetOrReplace(arena, root, keys::kDpWorldSize, arena.Int(target.topology.dp));
-  if (target.ds_config != nullptr) plan::SetOrReplace(arena, root, keys::kDsConfig, target.ds_config);
+  if (target.ds_config != nullptr)
+    plan::SetOrReplace(arena, root, keys::kDsConfig, target.ds_config);
   UCP_ASSIGN_OR_RETURN(plan::PlanFile mf,
                        frames.Frame(formats::deepspeed::ModelStatesFileName(in.mp_rank),
                                     plan::FileRole::kModelRewrite, *root));
