@@ -204,12 +204,6 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                                    " is over the model's max_position_embeddings ",
                                    mcfg.max_position_embeddings));
 
-  // Refused before any work: the ZeRO sink writes ZeRO-0 for fp32 only (bf16 stage 0 is
-  // DeepSpeed's FP16_Optimizer, whose state it does not write).
-  if (!args.save.empty() && cfg.zero.stage == 0 && cfg.precision != Precision::kFp32)
-    return absl::UnimplementedError(
-        "--save at ZeRO stage 0 with bf16: not written yet (DeepSpeed's FP16_Optimizer state); "
-        "stage 1 or 2 trains with the same numbers");
   // Initial state: a checkpoint (its groups), weights, or a seeded init.
   OpenedCheckpoint ck;
   const bool from_checkpoint = !args.load.empty() || !args.weights.empty();

@@ -299,7 +299,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ResaveTest,
                                            Golden{"s3_fp32_1group_dp4", "reshard_dp2", 2, true},
                                            Golden{"s3_bf16_dp2", "reshard_dp4", 4, true},
                                            Golden{"s3_bf16_dp1", "reshard_dp2", 2, true},
-                                           Golden{"s0_fp32_dp2", "", 2, false, "deepspeed_extra"}),
+                                           Golden{"s0_fp32_dp2", "", 2, false, "deepspeed_extra"},
+                                           Golden{"s0_bf16_dp2", "", 2, false, "deepspeed_extra"}),
                          [](const ::testing::TestParamInfo<Golden>& p) {
                            return p.param.name + "_" +
                                   (p.param.golden.empty() ? "itself" : p.param.golden);
