@@ -1,5 +1,7 @@
 #include "runtime/config/json_fields.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -163,6 +165,13 @@ absl::Status ReadObject(absl::string_view what, const JsonField& field,
 }
 
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, absl::string_view what) {
+  // A FIFO or a device would block or never end: only regular files (symlinks to them are fine).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat(what, " ", path));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " ", path, ": not a regular file (a FIFO, device or folder)"));
+  }
   std::ifstream in(path);
   if (!in) return ErrnoToStatus(errno, absl::StrCat(what, " ", path));
   std::stringstream text;

@@ -65,8 +65,8 @@ absl::Status ReadObject(absl::string_view what, const JsonField& field,
 // "string \"abc\"", "number 3.5", ... for error messages.
 std::string DescribeJson(const nlohmann::json& value);
 
-// The JSON document of a file: NotFound / PermissionDenied naming `what` and the path,
-// InvalidArgument for text that is not JSON.
+// The JSON document of a regular file: NotFound / PermissionDenied naming `what` and the path,
+// InvalidArgument for a FIFO, device or folder, or text that is not JSON.
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, absl::string_view what);
 
 }  // namespace ucp::runtime

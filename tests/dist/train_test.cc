@@ -12,6 +12,7 @@
 //   * Stages 0-3 and dp 1/2/4 give the same fp32 losses from the same seeded init; the loss falls.
 //   * Failures: a save killed with SIGKILL leaves the previous checkpoint and `latest` loadable;
 //     bad config, missing data, another model's checkpoint: one error line, exit 1 or 2.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -501,6 +502,7 @@ TEST(TrainTest, BadInputIsOneClearError) {
   other["hidden_size"] = 32;
   WriteJson(scratch.path() + "/other.json", other);
   const std::string model = scratch.path() + "/model.json", ds = scratch.path() + "/ds.json";
+  ASSERT_EQ(mkfifo((scratch.path() + "/fifo").c_str(), 0600), 0);  // must not block the run
   struct Case {
     std::vector<std::string> args;
     int code;
@@ -520,6 +522,10 @@ TEST(TrainTest, BadInputIsOneClearError) {
        1,
        "a checkpoint of another model?"},
       {{"--config", ds, "--model-config", model, "--train-steps", "1"}, 2, "--data is required"},
+      {{"--config", scratch.path() + "/fifo", "--model-config", model, "--data", "recipe:1",
+        "--train-steps", "1"},
+       1,
+       "not a regular file"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.message);
