@@ -236,17 +236,20 @@ void Engine::ReduceGradients(bool boundary) {
         grad.reset();
       }
     }
-    if (config_.stage == 0) {  // engine all-reduce: sum, then post-scale (§4.2)
-      comm_.AllReduceSum(flat);
-      flat.mul_(1.0 / dp);
-    } else {  // ZeRO-1/2 average_tensor: ÷ dp, then sum (§4.3)
-      flat.mul_(1.0 / dp);
-      comm_.AllReduceSum(flat);
+    if (dp > 1) {
+      if (config_.stage == 0) {  // engine all-reduce: sum, then post-scale (§4.2)
+        comm_.AllReduceSum(flat);
+        flat.mul_(1.0 / dp);
+      } else {  // ZeRO-1/2 average_tensor: ÷ dp, then sum (§4.3)
+        flat.mul_(1.0 / dp);
+        comm_.AllReduceSum(flat);
+      }
     }
     at::Tensor mine = flat.narrow(0, g.shard.partition_rank * g.layout->partition_size(),
                                   g.layout->partition_size());
     if (!g.grad.defined()) {
-      g.grad = mine.clone();
+      // Keep only the partition (a copy) unless it is the whole buffer (dp 1, stage 0).
+      g.grad = mine.numel() == flat.numel() ? flat : mine.clone();
     } else {
       g.grad.add_(mine);
     }
@@ -308,7 +311,7 @@ StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& mi
         const int64_t ps = g.layout->partition_size();
         at::Tensor part = g.flat_lp.narrow(0, g.shard.partition_rank * ps, ps);
         part.copy_(g.master);
-        if (config_.stage > 0) {
+        if (config_.stage > 0 && g.layout->world() > 1) {
           at::Tensor send = part.clone();
           comm_.AllGather(send, g.flat_lp);
         }
