@@ -2,10 +2,13 @@
 
 #include <ATen/ops/empty.h>
 
+#include <chrono>
 #include <functional>
+#include <string>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <vector>
 
 namespace ucp::runtime {
 namespace {
@@ -40,6 +43,7 @@ std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
     c10d::ProcessGroup* raw = pg.release();
     c->pg_ = std::shared_ptr<c10d::ProcessGroup>(
         raw, [](c10d::ProcessGroup* p) { c10::intrusive_ptr<c10d::ProcessGroup>::reclaim(p); });
+    c->StartHeartbeat(o);
   } catch (const std::exception& e) {
     throw CommError(std::string("cannot join the process group at ") + o.master_addr + ":" +
                     std::to_string(o.master_port) + " as rank " + std::to_string(o.rank) + " of " +
@@ -48,7 +52,62 @@ std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
   return c;
 }
 
-Comm::~Comm() = default;
+Comm::~Comm() { StopHeartbeat(); }
+
+namespace {
+std::string HeartbeatKey(int rank) { return "ucp_heartbeat_" + std::to_string(rank); }
+}  // namespace
+
+void Comm::StartHeartbeat(const CommOptions& o) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(o.master_port);
+  so.isServer = false;
+  so.timeout = std::chrono::seconds(5);
+  auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+  c10d::Store* raw = store.release();
+  heartbeat_store_ = std::shared_ptr<c10d::Store>(
+      raw, [](c10d::Store* p) { c10::intrusive_ptr<c10d::Store>::reclaim(p); });
+  heartbeat_store_->add(HeartbeatKey(rank_), 1);
+  heartbeat_ = std::thread([this] {
+    while (!stop_.load()) {
+      for (int i = 0; i < 10 && !stop_.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      try {
+        heartbeat_store_->add(HeartbeatKey(rank_), 1);
+      } catch (...) {
+        return;  // the store (rank 0) is gone: the next collective says so
+      }
+    }
+  });
+}
+
+void Comm::StopHeartbeat() {
+  stop_ = true;
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+std::string Comm::DeadPeers() {
+  if (!heartbeat_store_) return "";
+  StopHeartbeat();  // the store client is ours alone from here
+  auto counters = [&]() {
+    std::vector<int64_t> v;
+    for (int r = 0; r < size_; ++r) v.push_back(heartbeat_store_->add(HeartbeatKey(r), 0));
+    return v;
+  };
+  try {
+    const std::vector<int64_t> before = counters();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    const std::vector<int64_t> after = counters();
+    std::string dead;
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_ && after[r] == before[r])
+        dead += (dead.empty() ? "" : ", ") + std::to_string(r);
+    }
+    return dead.empty() ? "" : "; rank(s) " + dead + " stopped answering (dead or hung)";
+  } catch (const std::exception&) {
+    return "; rank 0, which serves the rendezvous store, is gone (dead or hung)";
+  }
+}
 
 void Comm::Run(const char* what, const std::function<void()>& op) {
   try {
@@ -57,7 +116,7 @@ void Comm::Run(const char* what, const std::function<void()>& op) {
     std::string msg = e.what();
     if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
     throw CommError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " +
-                    std::to_string(size_) + " (a peer rank died or timed out): " + msg);
+                    std::to_string(size_) + DeadPeers() + ": " + msg);
   }
 }
 

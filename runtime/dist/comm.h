@@ -2,17 +2,22 @@
 // The engine only calls these collectives; they hide what Gloo lacks (specs/toolchain.md §2):
 // bf16 reductions run in fp32 and are copied back, bf16 byte moves travel as fp16 views,
 // reduce-scatter is an all-reduce of which each rank keeps its slice. A collective that fails
-// (a peer died, the timeout passed) throws CommError naming the operation; train_main turns it
-// into one `error:` line and exit 1, never a hang.
+// (a peer died, the timeout passed) throws CommError naming the operation and the ranks that
+// stopped answering: every rank bumps a heartbeat counter in the rendezvous store each second,
+// and a failing rank looks for the counters that stopped (torchrun / srun runs, where no ucp
+// launcher watches the ranks). train_main turns it into one `error:` line and exit 1, never a
+// hang.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace c10d {
@@ -61,10 +66,17 @@ class Comm {
  private:
   Comm() = default;
   void Run(const char* what, const std::function<void()>& op);
+  void StartHeartbeat(const CommOptions& options);
+  void StopHeartbeat();
+  // "; rank(s) 2 stopped answering (dead or hung)" or what is known; "" when nothing is.
+  std::string DeadPeers();
 
   int rank_ = 0, size_ = 1;
   std::shared_ptr<void> store_;  // keeps the TCPStore alive with the group
   std::shared_ptr<c10d::ProcessGroup> pg_;
+  std::shared_ptr<c10d::Store> heartbeat_store_;  // its own client of the rendezvous store
+  std::thread heartbeat_;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace ucp::runtime

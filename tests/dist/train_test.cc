@@ -12,8 +12,12 @@
 //   * Stages 0-3 and dp 1/2/4 give the same fp32 losses from the same seeded init; the loss falls.
 //   * Failures: a save killed with SIGKILL leaves the previous checkpoint and `latest` loadable;
 //     bad config, missing data, another model's checkpoint: one error line, exit 1 or 2.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -434,6 +438,53 @@ TEST(TrainTest, DeadRankIsNamedNotAHang) {
   std::stringstream ss;
   ss << e.rdbuf();
   EXPECT_NE(ss.str().find("was killed by signal 9"), std::string::npos) << ss.str();
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+// Without ucp's launcher (torchrun / srun style: RANK, WORLD_SIZE, MASTER_* set by hand), a rank
+// killed mid-training: the survivor's error names it (the heartbeats in the rendezvous store) and
+// it exits 1 within seconds.
+TEST(TrainTest, DeadPeerIsNamedWithoutTheLauncher) {
+  const json m = ReadJson(Fixture("s2_fp32_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_dead_peer");
+  WriteConfigs(m, 2, scratch.path());
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  std::string cmd;
+  for (int r = 0; r < 2; ++r) {
+    absl::StrAppend(&cmd, "RANK=", r, " WORLD_SIZE=2 LOCAL_RANK=", r,
+                    " LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", port, " '",
+                    TrainBin(), "' --config '", scratch.path(), "/ds.json' --model-config '",
+                    scratch.path(), "/model.json' --data recipe:1 --train-steps 1000000 2>'",
+                    scratch.path(), "/err", r, "' & P", r, "=$!; ");
+  }
+  absl::StrAppend(&cmd, "sleep 4; kill -9 $P1; wait $P0; echo $? > '", scratch.path(), "/code'\n");
+  const std::string script = scratch.path() + "/run.sh";
+  std::ofstream(script) << cmd;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("bash '" + script + "'").c_str()), 0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 40);
+  std::ifstream code(scratch.path() + "/code");
+  int c = -1;
+  code >> c;
+  EXPECT_EQ(c, 1);
+  std::ifstream e(scratch.path() + "/err0");
+  std::stringstream ss;
+  ss << e.rdbuf();
+  EXPECT_NE(ss.str().find("rank(s) 1 stopped answering"), std::string::npos) << ss.str();
 }
 
 // A save killed with SIGKILL in the middle of writing: the previous checkpoint and `latest`
