@@ -29,16 +29,16 @@ J
   --save "$tmp/ck" --metrics-json "$tmp/save.json" 2>/dev/null
 bytes=$(du -sb "$tmp/ck" | cut -f1)
 save=$(json "$tmp/save.json" "['save_seconds']")
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 dd if=/dev/zero of="$tmp/floor.bin" bs=4M count=$((bytes / 4194304 + 1)) conv=fsync status=none
-write_floor=$(echo "$(date +%s.%N) - $t0" | bc)
+write_floor=$(python3 -c "print(($(date +%s%N) - $t0) / 1e9)")
 rm -f "$tmp/floor.bin"
 "$train" --nproc 2 --config "$tmp/ds.json" --model-config "$tmp/big.json" --train-steps 0 \
   --load "$tmp/ck" --metrics-json "$tmp/load.json" 2>/dev/null
 load=$(json "$tmp/load.json" "['load_seconds']")
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 cat "$tmp"/ck/*/* > /dev/null
-read_floor=$(echo "$(date +%s.%N) - $t0" | bc)
+read_floor=$(python3 -c "print(($(date +%s%N) - $t0) / 1e9)")
 python3 - "$bytes" "$save" "$write_floor" "$load" "$read_floor" <<'P'
 import sys
 b, s, wf, l, rf = (float(x) for x in sys.argv[1:])

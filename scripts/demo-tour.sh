@@ -13,9 +13,10 @@ trap 'rm -rf "$tmp"' EXIT
 step() {  # step "what" command...
   local what=$1; shift
   echo "== $what"
-  local t0=$(date +%s.%N)
+  local t0=$(date +%s%N)
   "$@"
-  printf '   (%.1f s)\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+  local ds=$(( ($(date +%s%N) - t0) / 100000000 ))  # tenths of a second
+  echo "   ($((ds / 10)).$((ds % 10)) s)"
 }
 cat > "$tmp/model.json" <<'J'
 {"model_type": "tinylm", "vocab_size": 61, "hidden_size": 24, "intermediate_size": 56,

@@ -421,13 +421,17 @@ TEST(TrainTest, DeadRankIsNamedNotAHang) {
   testing::ScratchDir scratch("train_dead");
   WriteConfigs(m, 2, scratch.path());
   const std::string err = scratch.path() + "/err.txt";
-  const std::string cmd = absl::StrCat(
-      "'", TrainBin(), "' --nproc 2 --config '", scratch.path(), "/ds.json' --model-config '",
-      scratch.path(), "/model.json' --data recipe:1 --train-steps 1000000 2>'", err,
-      "' & L=$!; sleep 3; R=$(pgrep -P $L | tail -1); kill -9 $R; wait $L; echo $? > '",
-      scratch.path(), "/code'");
+  // The launcher's child ranks found through /proc (no pgrep on a bare machine).
+  const std::string script = scratch.path() + "/run.sh";
+  std::ofstream(script) << "'" << TrainBin() << "' --nproc 2 --config '" << scratch.path()
+                        << "/ds.json' --model-config '" << scratch.path()
+                        << "/model.json' --data recipe:1 --train-steps 1000000 2>'" << err
+                        << "' &\nL=$!\nsleep 3\n"
+                        << "for d in /proc/[0-9]*; do read -r _ _ _ pp _ 2>/dev/null < $d/stat; "
+                        << "[ \"$pp\" = \"$L\" ] && R=${d#/proc/}; done\n"
+                        << "kill -9 $R\nwait $L\necho $? > '" << scratch.path() << "/code'\n";
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_EQ(std::system(("bash '" + script + "'").c_str()), 0);
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(sec, 30);
   std::ifstream code(scratch.path() + "/code");
