@@ -31,6 +31,7 @@
 #include "runtime/config/model_config.h"
 #include "runtime/launch/launcher.h"
 #include "runtime/train/batches.h"
+#include "runtime/train/csv_monitor.h"
 #include "runtime/train/model_factory.h"
 
 namespace ucp::runtime {
@@ -292,6 +293,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     return absl::OkStatus();
   };
 
+  CsvMonitor csv = cfg.csv_monitor.enabled && env.rank == 0
+                       ? CsvMonitor(cfg.csv_monitor.output_path, cfg.csv_monitor.job_name)
+                       : CsvMonitor("", "");
   double train_seconds = 0;
   int64_t tokens = 0;
   for (int64_t k = 0; k < args.train_steps; ++k) {
@@ -319,6 +323,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     metrics["lr"][key] = lr;
     metrics["grad_norm"][key] = r.grad_norm;
     metrics["step_ms"][key] = ms;
+    UCP_RETURN_IF_ERROR(csv.Write("Train/Samples/lr", global_samples, lr));
+    UCP_RETURN_IF_ERROR(csv.Write("Train/Samples/train_loss", global_samples, r.loss));
     if ((cfg.steps_per_print > 0 && step % cfg.steps_per_print == 0) || k + 1 == args.train_steps)
       log.Line(
           absl::StrFormat("step %lld loss %.6f lr %.3g grad_norm %.4f %s%.0f tokens/s %.1f ms/step",

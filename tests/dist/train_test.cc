@@ -366,6 +366,31 @@ TEST(TrainTest, GradientAccumulationGivesTheSameLosses) {
   }
 }
 
+// csv_monitor: rank 0 writes DeepSpeed's CSV files (step = global samples).
+TEST(TrainTest, CsvMonitorWritesDeepSpeedsFiles) {
+  const json m = ReadJson(Fixture("s2_fp32_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_csv");
+  WriteConfigs(m, 2, scratch.path());
+  json cfg = ReadJson(scratch.path() + "/ds.json");
+  cfg["csv_monitor"] = {
+      {"enabled", true}, {"output_path", scratch.path() + "/csv"}, {"job_name", "run1"}};
+  WriteJson(scratch.path() + "/ds.json", cfg);
+  std::vector<std::string> args = BaseArgs(2, scratch.path());
+  for (const char* a : {"--data", "recipe:1", "--train-steps", "3"}) args.push_back(a);
+  TrainRun r = Train(args, scratch.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream lr(scratch.path() + "/csv/run1/Train_Samples_lr.csv");
+  std::stringstream text;
+  text << lr.rdbuf();
+  // WarmupLR linear 0 -> 0.01 over 3 steps: steps 1-3 at 0, 0, 0.01 * (1 / 3) (DeepSpeed: min +
+  // (max - min) * gamma), as Python writes the floats.
+  EXPECT_EQ(text.str(), "step,lr\r\n8,0.0\r\n16,0.0\r\n24,0.003333333333333333\r\n");
+  std::ifstream loss(scratch.path() + "/csv/run1/Train_Samples_train_loss.csv");
+  std::string header;
+  std::getline(loss, header);
+  EXPECT_EQ(header, "step,train_loss\r");
+}
+
 // Token data: a nanoGPT uint16 file; the sampler's rows do not depend on dp (same losses at dp 1
 // and 2), and weights given by --weights (a safetensors export) or --load --load-module-only (the
 // ZeRO folder) start the same run.
