@@ -1,9 +1,9 @@
 #include "runtime/train/csv_monitor.h"
 
 #include <charconv>
-#include <string>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -19,11 +19,12 @@ absl::Status CsvMonitor::Write(const std::string& event, int64_t step, double va
   if (!active()) return absl::OkStatus();
   std::error_code ec;
   std::filesystem::create_directories(folder_, ec);
-  if (ec) return absl::InternalError(absl::StrCat("csv_monitor: cannot create ", folder_, ": ", ec.message()));
-  const std::string file =
-      (std::filesystem::path(folder_) /
-       (absl::StrReplaceAll(event, {{"/", "_"}, {" ", "_"}}) + ".csv"))
-          .string();
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("csv_monitor: cannot create ", folder_, ": ", ec.message()));
+  const std::string file = (std::filesystem::path(folder_) /
+                            (absl::StrReplaceAll(event, {{"/", "_"}, {" ", "_"}}) + ".csv"))
+                               .string();
   const bool fresh = !std::filesystem::exists(file);
   std::ofstream out(file, std::ios::app);
   if (fresh) out << "step," << event.substr(event.rfind('/') + 1) << "\r\n";
