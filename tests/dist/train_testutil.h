@@ -58,11 +58,12 @@ inline TrainRun Train(const std::vector<std::string>& args, const std::string& d
 }
 
 inline const json kTinyLm = {{"model_type", "tinylm"}, {"vocab_size", 61},
-                      {"hidden_size", 24},      {"intermediate_size", 56},
-                      {"num_hidden_layers", 2}, {"max_position_embeddings", 8}};
+                             {"hidden_size", 24},      {"intermediate_size", 56},
+                             {"num_hidden_layers", 2}, {"max_position_embeddings", 8}};
 
 // The case's DeepSpeed config at dp (its micro-batch follows dp: global batch 8).
-inline std::string WriteConfigs(const json& manifest, int dp, const std::string& dir, int stage = -1) {
+inline std::string WriteConfigs(const json& manifest, int dp, const std::string& dir,
+                                int stage = -1) {
   json cfg = manifest["ds_config"];
   cfg["train_micro_batch_size_per_gpu"] = 8 / dp;
   if (stage >= 0) cfg["zero_optimization"]["stage"] = stage;
