@@ -2,17 +2,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "formats/base/checked_math.h"
+#include "formats/base/splitmix64.h"
 #include "formats/base/status.h"
 
 namespace ucp::runtime {
 namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // The high 64 bits of a · b (no __int128 under -Wpedantic).
 uint64_t MulHigh64(uint64_t a, uint64_t b) {

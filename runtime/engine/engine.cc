@@ -342,21 +342,21 @@ std::vector<at::Tensor> Engine::GatherStates(StateTensor which, int root) {
       comm_.Gather(part, full, root);
     }
     if (comm_.rank() != root) continue;
-    for (size_t i = 0; i < og_params(gi).size(); ++i) {
-      const ModelParam& mp = model_.params()[og_params(gi)[i]];
+    const std::vector<int>& members = groups_[gi].params;
+    for (size_t i = 0; i < members.size(); ++i) {
+      const ModelParam& mp = model_.params()[members[i]];
       if (config_.stage < 3) {
-        out[og_params(gi)[i]] = full.narrow(0, g.offsets[i], mp.numel()).view(mp.shape);
+        out[members[i]] = full.narrow(0, g.offsets[i], mp.numel()).view(mp.shape);
         continue;
       }
+      // Every rank's piece of a parameter is ceil(numel / world) long, so its offset inside
+      // each rank's partition is this rank's, g.offsets[i].
       std::vector<at::Tensor> pieces;
       for (int r = 0; r < world; ++r) {
         const PerParamPiece pc = PerParamShard(mp.numel(), world, r);
-        int64_t off = 0;  // the parameter's offset in rank r's partition
-        for (size_t j = 0; j < i; ++j)
-          off += PerParamShard(model_.params()[og_params(gi)[j]].numel(), world, r).partition;
-        pieces.push_back(full.narrow(0, r * ps + off, pc.valid));
+        pieces.push_back(full.narrow(0, r * ps + g.offsets[i], pc.valid));
       }
-      out[og_params(gi)[i]] = at::cat(pieces).view(mp.shape);
+      out[members[i]] = at::cat(pieces).view(mp.shape);
     }
   }
   return out;
@@ -371,8 +371,6 @@ std::vector<at::Tensor> Engine::GatherModule(int root) {
   }
   return out;
 }
-
-const std::vector<int>& Engine::og_params(size_t g) const { return groups_[g].params; }
 
 int64_t Engine::StateBytes() const {
   int64_t b = 0;

@@ -104,7 +104,6 @@ class Engine {
   void ReduceGradients(bool boundary);
   double GradNormSquared();
   at::ScalarType GradDtype() const;
-  const std::vector<int>& og_params(size_t g) const;
 
   Model& model_;
   Comm& comm_;

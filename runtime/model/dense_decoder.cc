@@ -30,30 +30,30 @@ class DenseDecoder : public Model {
     const int64_t H = s.hidden, I = s.intermediate, hd = s.head_dim;
     const bool qkv_bias = s.attention_bias || s.model_type == "qwen2";
     const bool o_bias = s.attention_bias && s.model_type != "qwen2";
-    Add("model.embed_tokens.weight", {s.vocab, H});
+    AddParam("model.embed_tokens.weight", {s.vocab, H});
     for (int64_t l = 0; l < s.layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       layer_first_.push_back(static_cast<int>(params_.size()));
       for (const char* n : {"q", "k", "v"}) {
         const int64_t out = (std::string(n) == "q" ? s.heads : s.kv_heads) * hd;
-        Add(p + "self_attn." + n + "_proj.weight", {out, H});
-        if (qkv_bias) Add(p + "self_attn." + n + "_proj.bias", {out});
+        AddParam(p + "self_attn." + n + "_proj.weight", {out, H});
+        if (qkv_bias) AddParam(p + "self_attn." + n + "_proj.bias", {out});
       }
-      Add(p + "self_attn.o_proj.weight", {H, s.heads * hd});
-      if (o_bias) Add(p + "self_attn.o_proj.bias", {H});
+      AddParam(p + "self_attn.o_proj.weight", {H, s.heads * hd});
+      if (o_bias) AddParam(p + "self_attn.o_proj.bias", {H});
       if (s.model_type == "qwen3") {
-        Add(p + "self_attn.q_norm.weight", {hd});
-        Add(p + "self_attn.k_norm.weight", {hd});
+        AddParam(p + "self_attn.q_norm.weight", {hd});
+        AddParam(p + "self_attn.k_norm.weight", {hd});
       }
-      Add(p + "mlp.gate_proj.weight", {I, H});
-      Add(p + "mlp.up_proj.weight", {I, H});
-      Add(p + "mlp.down_proj.weight", {H, I});
-      Add(p + "input_layernorm.weight", {H});
-      Add(p + "post_attention_layernorm.weight", {H});
+      AddParam(p + "mlp.gate_proj.weight", {I, H});
+      AddParam(p + "mlp.up_proj.weight", {I, H});
+      AddParam(p + "mlp.down_proj.weight", {H, I});
+      AddParam(p + "input_layernorm.weight", {H});
+      AddParam(p + "post_attention_layernorm.weight", {H});
     }
     layer_first_.push_back(static_cast<int>(params_.size()));
-    Add("model.norm.weight", {H});
-    if (!s.tie_word_embeddings) Add("lm_head.weight", {s.vocab, H});
+    AddParam("model.norm.weight", {H});
+    if (!s.tie_word_embeddings) AddParam("lm_head.weight", {s.vocab, H});
     for (const ModelParam& p : params_) state_dict_order_.push_back(p.name);
     if (s.tie_word_embeddings) {
       state_dict_order_.push_back("lm_head.weight");
@@ -123,13 +123,6 @@ class DenseDecoder : public Model {
   }
 
  private:
-  void Add(std::string name, std::vector<int64_t> shape) {
-    ModelParam p;
-    p.name = std::move(name);
-    p.shape = std::move(shape);
-    index_[p.name] = static_cast<int>(params_.size());
-    params_.push_back(std::move(p));
-  }
   const at::Tensor& V(const std::string& name) const { return params_[index_.at(name)].value; }
   const at::Tensor* Bias(const std::string& name) const {
     auto it = index_.find(name);
@@ -189,7 +182,6 @@ class DenseDecoder : public Model {
 
   DenseDecoderShape s_;
   std::vector<int> layer_first_;  // first parameter of each layer, then model.norm's
-  std::unordered_map<std::string, int> index_;
 };
 
 }  // namespace

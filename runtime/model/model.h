@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace ucp::runtime {
@@ -41,7 +42,7 @@ class Model {
 
   std::vector<ModelParam>& params() { return params_; }
   const std::vector<ModelParam>& params() const { return params_; }
-  int Find(const std::string& name) const;  // -1 when absent
+  int Find(const std::string& name) const;  // -1 when absent (a hash lookup: forwards call it)
   const std::vector<TiedAlias>& tied() const { return tied_; }
   // The module's state_dict keys in order (parameters, aliases, buffers).
   const std::vector<std::string>& state_dict_order() const { return state_dict_order_; }
@@ -59,7 +60,12 @@ class Model {
   virtual at::Tensor InitialValue(int param, uint64_t seed) const = 0;
 
  protected:
+  // Registers the next parameter (named_parameters order); returns its index.
+  int AddParam(std::string name, std::vector<int64_t> shape,
+               ParamKind kind = ParamKind::kTrainable);
+
   std::vector<ModelParam> params_;
+  std::unordered_map<std::string, int> index_;  // name → index into params_
   std::vector<TiedAlias> tied_;
   std::vector<std::string> state_dict_order_;
   std::vector<std::string> module_names_;

@@ -23,20 +23,20 @@ class TinyLm : public Model {
   explicit TinyLm(const TinyLmShape& s) : s_(s) {
     const int64_t V = s.vocab, D = s.dim, H = s.hidden;
     // named_parameters order: the root's own parameters (pos, head_bias) first, then submodules.
-    Add("pos", {s.seq_len, D}, ParamKind::kFrozen);
-    Add("head_bias", {V});
-    Add("embed.weight", {V, D});
+    AddParam("pos", {s.seq_len, D}, ParamKind::kFrozen);
+    AddParam("head_bias", {V});
+    AddParam("embed.weight", {V, D});
     for (int64_t b = 0; b < s.blocks; ++b) {
       const std::string p = "blocks." + std::to_string(b) + ".";
-      Add(p + "ln.weight", {D});
-      Add(p + "ln.bias", {D});
-      Add(p + "fc1.weight", {H, D});
-      Add(p + "fc1.bias", {H});
-      Add(p + "fc2.weight", {D, H});
-      Add(p + "fc2.bias", {D});
+      AddParam(p + "ln.weight", {D});
+      AddParam(p + "ln.bias", {D});
+      AddParam(p + "fc1.weight", {H, D});
+      AddParam(p + "fc1.bias", {H});
+      AddParam(p + "fc2.weight", {D, H});
+      AddParam(p + "fc2.bias", {D});
     }
-    Add("ln_f.weight", {D});
-    Add("ln_f.bias", {D});
+    AddParam("ln_f.weight", {D});
+    AddParam("ln_f.bias", {D});
     // state_dict: pos, head_bias, embed, blocks..., ln_f, head.weight (the tied alias).
     for (const ModelParam& p : params_) state_dict_order_.push_back(p.name);
     state_dict_order_.push_back("head.weight");
@@ -99,14 +99,6 @@ class TinyLm : public Model {
   }
 
  private:
-  void Add(std::string name, std::vector<int64_t> shape, ParamKind kind = ParamKind::kTrainable) {
-    ModelParam p;
-    p.name = std::move(name);
-    p.shape = std::move(shape);
-    p.kind = kind;
-    params_.push_back(std::move(p));
-  }
-
   TinyLmShape s_;
 };
 
