@@ -367,7 +367,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
   TrainConfig c;
   c.raw = config;
   StrictObject root(config, kWhat, "");
-  UCP_RETURN_IF_ERROR(ParseParallelism(root, world));
+  UCP_RETURN_IF_ERROR(ParseParallelism(root, world, c));
   UCP_RETURN_IF_ERROR(ParseBatch(root, world, c));
   UCP_RETURN_IF_ERROR(ReadInt(kWhat, root.Get("steps_per_print"), &c.steps_per_print));
   if (c.steps_per_print < 0) return Invalid("`steps_per_print` must not be negative");
@@ -411,6 +411,8 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
   }
 
   UCP_RETURN_IF_ERROR(ParseZeroOptimization(root, c));
+  UCP_RETURN_IF_ERROR(ValidateAutoEpTopology(c.expert_parallel, world, c.zero.stage,
+                                             c.use_data_before_expert_parallelism));
   UCP_RETURN_IF_ERROR(ParseCheckpoint(root.Get("checkpoint"), c));
   UCP_RETURN_IF_ERROR(ParseCsvMonitor(root.Get("csv_monitor"), c));
   UCP_RETURN_IF_ERROR(ReadBool(kWhat, root.Get("wall_clock_breakdown"), &c.wall_clock_breakdown));
@@ -450,7 +452,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
               "dataloader_drop_last", "flops_profiler", "comms_logger", "disable_allgather",
               "dump_state", "log_level", "vocabulary_size", "graph_harvesting",
               "activation_checkpointing", "autotuning", "timers", "aio", "pipeline",
-              "seq_parallel_communication_data_type", "use_data_before_expert_parallelism"});
+              "seq_parallel_communication_data_type"});
   UCP_RETURN_IF_ERROR(root.Finish());
 
   // Contradictions DeepSpeed rejects (config.py _do_error_check, engine and ZeRO asserts).

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "runtime/config/autoep_config.h"
 
 namespace ucp::runtime {
 
@@ -103,6 +104,9 @@ struct TrainConfig {
   bool use_node_local_storage = false;  // checkpoint.use_node_local_storage
   CsvMonitorConfig csv_monitor;
   bool wall_clock_breakdown = false;
+  AutoEpConfig expert_parallel;  // the `expert_parallel` block (AutoEP, autoep_config.h)
+  // Top-level switch: swaps the EP/EDP rank layout (specs/deepspeed-runtime.md §1.6).
+  bool use_data_before_expert_parallelism = false;
 
   // The gradient accumulation dtype in effect (the model dtype unless data_types says otherwise).
   Precision EffectiveGradAccumDtype() const { return grad_accum_dtype.value_or(precision); }

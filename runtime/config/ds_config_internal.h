@@ -23,7 +23,8 @@ inline absl::Status NotImplemented(absl::string_view path, absl::string_view det
 
 // zero_optimization (and the deprecated boolean form).
 absl::Status ParseZeroOptimization(StrictObject& root, TrainConfig& c);
-// sequence_parallel_size, data_parallel_size, tensor_parallel, expert_parallel, compile.
-absl::Status ParseParallelism(StrictObject& root, int world);
+// sequence_parallel_size, data_parallel_size, tensor_parallel, expert_parallel,
+// use_data_before_expert_parallelism, compile.
+absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c);
 
 }  // namespace ucp::runtime::internal_ds_config

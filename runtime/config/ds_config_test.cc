@@ -347,7 +347,6 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
       {{{"gradient_allreduce_op", "sum"}}, "`gradient_allreduce_op`"},
       {{{"sequence_parallel_size", 2}}, "`sequence_parallel_size`"},
       {{{"tensor_parallel", {{"autotp_size", 2}}}}, "`tensor_parallel.autotp_size`"},
-      {{{"expert_parallel", {{"enabled", true}}}}, "`expert_parallel.enabled`"},
       {{{"tensorboard", {{"enabled", true}}}}, "`tensorboard.enabled`"},
   };
   for (const auto& [patch, key] : cases) {
@@ -377,7 +376,15 @@ TEST(DsConfigTest, Contradictions) {
               HasSubstr("`data_parallel_size` 4 does not match the data-parallel world size 2"));
   EXPECT_THAT(
       ErrorOf(With(Minimal(), {{"expert_parallel", {{"load_balance_coeff", 0}}}})).message(),
-      HasSubstr("`expert_parallel.load_balance_coeff` must be null or absent"));
+      AllOf(HasSubstr("`expert_parallel.load_balance_coeff`"),
+            HasSubstr("load_balance_coeff=0 is not supported"), HasSubstr("omit the key")));
+  // AutoEP itself is implemented (autoep_config_test.cc); its topology is checked here.
+  EXPECT_TRUE(
+      ParseTrainConfig(With(Minimal(), {{"expert_parallel", {{"enabled", true}}}}), 1).ok());
+  EXPECT_THAT(
+      ErrorOf(With(Minimal(), {{"expert_parallel", {{"enabled", true}, {"autoep_size", 3}}}}), 2)
+          .message(),
+      HasSubstr("Computed edp would be non-integral"));
 }
 
 TEST(DsConfigTest, LoadTrainConfigNamesTheFile) {

@@ -138,7 +138,7 @@ absl::Status ParseZeroOptimization(StrictObject& root, TrainConfig& c) {
   return ParseZeroBlock(block ? *block : kEmpty, "zero_optimization", c.zero);
 }
 
-absl::Status ParseParallelism(StrictObject& root, int world) {
+absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
   const JsonField sp = root.Get("sequence_parallel_size");
   int64_t sp_size = 1;
   UCP_RETURN_IF_ERROR(ReadInt(kWhat, sp, &sp_size));
@@ -172,41 +172,10 @@ absl::Status ParseParallelism(StrictObject& root, int world) {
   const JsonField ep = root.Get("expert_parallel");
   UCP_RETURN_IF_ERROR(ReadObject(kWhat, ep, &block));
   if (block != nullptr) {
-    StrictObject e(*block, kWhat, ep.path);
-    // DeepSpeed rejects any non-null load_balance_coeff, even with AutoEP disabled (§1.1).
-    if (const JsonField f = e.Get("load_balance_coeff"); f.present()) {
-      return Invalid(
-          absl::StrCat("`", f.path, "` must be null or absent, got ", DescribeJson(*f.value)));
-    }
-    UCP_RETURN_IF_ERROR(ReadFlagOff(e, "enabled"));
-    e.Known({"autoep_size",
-             "expert_tensor_parallel_size",
-             "validate_folding_routing",
-             "preset_model",
-             "moe_layer_pattern",
-             "router_pattern",
-             "expert_pattern",
-             "use_grouped_mm",
-             "disable_triton_grouped_mm",
-             "route_norm",
-             "route_scale",
-             "score_apply",
-             "combine_impl",
-             "num_expert_groups",
-             "num_limited_groups",
-             "score_func",
-             "top_k",
-             "routed_scaling_factor",
-             "expert_w1",
-             "expert_w2",
-             "expert_w3",
-             "num_experts_attr",
-             "top_k_attr",
-             "has_shared_experts",
-             "shared_experts_pattern",
-             "shared_experts_gate_pattern"});
-    UCP_RETURN_IF_ERROR(e.Finish());
+    UCP_ASSIGN_OR_RETURN(c.expert_parallel, ParseAutoEpConfig(*block, ep.path));
   }
+  UCP_RETURN_IF_ERROR(ReadBool(kWhat, root.Get("use_data_before_expert_parallelism"),
+                               &c.use_data_before_expert_parallelism));
 
   // compile's sub-keys are an open list in DeepSpeed; only the switch matters here.
   const JsonField compile = root.Get("compile");
