@@ -25,6 +25,7 @@ using json = nlohmann::json;
 
 constexpr char kHf[] = "config.json";
 constexpr char kBlockPattern[] = R"(model\.layers\.\d+\.mlp)";
+constexpr int64_t kMaxLayers = 1 << 16;  // bounds the per-layer loop over a hostile config.json
 
 enum class Adapter { kDefault, kDeepseekV2, kDeepseekV3 };
 
@@ -376,6 +377,10 @@ absl::StatusOr<AutoEpPlan> ResolveAutoEpLayers(const AutoEpConfig& config, const
                                 preset.layer_pattern, "': ", e.what()));
   }
   UCP_ASSIGN_OR_RETURN(int64_t num_layers, PositiveAttr(hf_config, "num_hidden_layers", 0));
+  if (num_layers > kMaxLayers) {
+    return absl::InvalidArgumentError(absl::StrCat(kHf, ": `num_hidden_layers` ", num_layers,
+                                                   " exceeds the limit of ", kMaxLayers));
+  }
   AutoEpPlan plan;
   plan.preset = preset.name;
   for (int i = 0; i < num_layers; ++i) {

@@ -314,6 +314,10 @@ TEST(AutoEpLayersTest, PostDetectionErrors) {
   v3["topk_group"] = 3;  // from config.json: > n_group
   EXPECT_THAT(ErrorOf({{"enabled", true}}, v3),
               HasSubstr("num_limited_groups (3) must be >= 1 and <= num_expert_groups (2)"));
+  json huge = mixtral;
+  huge["num_hidden_layers"] = 1 << 20;
+  EXPECT_THAT(ErrorOf({{"enabled", true}}, huge),
+              HasSubstr("config.json: `num_hidden_layers` 1048576 exceeds the limit"));
   v3["routed_scaling_factor"] = "big";
   EXPECT_THAT(ErrorOf({{"enabled", true}}, v3),
               HasSubstr("config.json: `routed_scaling_factor` must be a finite number"));
