@@ -71,6 +71,13 @@ const Value* TorchSize(ValueArena& arena, const Shape& shape) {
                       Value::Construction::kReduce);
 }
 
+const Value* ParamShapeValue(ValueArena& arena, const Shape& shape, bool tuple) {
+  if (!tuple) return TorchSize(arena, shape);
+  std::vector<const Value*> dims;
+  for (int d = 0; d < shape.rank(); ++d) dims.push_back(arena.Int(shape.dim(d)));
+  return arena.Tuple(dims);
+}
+
 absl::StatusOr<const Value*> RewriteExpertParamShapes(
     ValueArena& arena, const Value* shapes,
     const absl::flat_hash_map<std::string, ExpertShape>& experts, int64_t ep,

@@ -34,6 +34,9 @@ absl::StatusOr<const Value*> RewriteAutoepLayers(ValueArena& arena, const Value*
 
 // torch.Size(dims) as torch pickles it: REDUCE of torch.Size on a tuple of ints.
 const Value* TorchSize(ValueArena& arena, const Shape& shape);
+// A parameter's param_shapes entry: torch.Size, or a plain tuple of ints where DeepSpeed writes
+// one (AutoEP engines: `tuple`).
+const Value* ParamShapeValue(ValueArena& arena, const Shape& shape, bool tuple);
 
 // An AutoEP expert parameter as param_shapes records it: all experts, the source's shape.
 struct ExpertShape {

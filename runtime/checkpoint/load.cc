@@ -155,11 +155,11 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
     absl::StrAppend(&out.description, " (ZeRO-", info.zero_stage, ", dp ", info.dp_size, ")");
   absl::StrAppend(&out.description, " ", info.path);
   // Sources serve whole (TP-merged) tensors, so a tensor-parallel checkpoint loads at tp 1.
-  if (info.pp_size != 1 || info.ep_size != 1)
-    return absl::UnimplementedError(absl::StrCat(info.path, ": pp ", info.pp_size, ", ep ",
-                                                 info.ep_size,
-                                                 ": ucp train loads dense models without pipeline "
-                                                 "or expert parallelism for now"));
+  // AutoEP checkpoints at any autoep_size: the Source serves whole [num_experts, ...] tensors.
+  if (info.pp_size != 1)
+    return absl::UnimplementedError(absl::StrCat(info.path, ": pp ", info.pp_size,
+                                                 ": ucp train loads no pipeline-parallel "
+                                                 "checkpoints"));
   // Non-trainable module entries the Source does not list come from the model-states file.
   std::vector<std::string> unlisted;
   for (const ModelParam& mp : model.params()) {
@@ -185,10 +185,10 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
     if (p == nullptr)
       return absl::InvalidArgumentError(absl::StrCat(info.path, " has no parameter ", mp.name,
                                                      ": a checkpoint of another model?"));
-    if (std::vector<int64_t>(p->shape.dims().begin(), p->shape.dims().end()) != mp.shape)
+    if (std::vector<int64_t>(p->shape.dims().begin(), p->shape.dims().end()) != mp.global_shape())
       return absl::InvalidArgumentError(absl::StrCat(
           info.path, ": ", mp.name, " has shape ", p->shape.ToString(), ", the model's is ",
-          Shape(mp.shape).ToString(), ": a checkpoint of another model?"));
+          Shape(mp.global_shape()).ToString(), ": a checkpoint of another model?"));
     if (!p->has_state(ucp::ParamState::kFp32))
       return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has no weights"));
   }
@@ -233,6 +233,7 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
                          "): load it with --load-module-only"));
     }
     out.groups[p.param_group].params.push_back(mi);
+    out.groups[p.param_group].expert = model.params()[mi].expert();
     if (p.step) out.groups[p.param_group].step = *p.step;
   }
   for (const ModelParam& mp : model.params()) {
@@ -259,11 +260,17 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
       continue;
     }
     const ucp::ParamMeta& p = *found;
+    // An expert weight: this rank's experts are rows [expert_begin, ...) of the global tensor.
+    const int64_t base = mp.expert() ? mp.expert_begin * (mp.numel() / mp.shape[0]) : 0;
+    auto local = [&](const at::Tensor& whole) {
+      return mp.expert() ? whole.narrow(0, mp.expert_begin, mp.shape[0]).contiguous() : whole;
+    };
     // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
     const bool trainable = !module_only && mp.kind == ParamKind::kTrainable;
     at::Tensor w;
     if (!trainable || engine.config().stage < 3) {
       UCP_ASSIGN_OR_RETURN(w, ReadWhole(src, p, ucp::ParamState::kFp32));
+      w = local(w);
     }
     if (!trainable) {
       engine.SetParam(static_cast<int>(i), w);
@@ -277,12 +284,13 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
       if (w.defined()) {
         master = w.reshape({-1}).narrow(0, offset, numel);
       } else {
-        UCP_ASSIGN_OR_RETURN(master, ReadRange(src, p, ucp::ParamState::kFp32, offset, numel));
+        UCP_ASSIGN_OR_RETURN(master,
+                             ReadRange(src, p, ucp::ParamState::kFp32, base + offset, numel));
       }
       engine.SetOwned(static_cast<int>(i), StateTensor::kFp32, offset, master);
       for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
                                   std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
-        UCP_ASSIGN_OR_RETURN(at::Tensor part, ReadRange(src, p, state, offset, numel));
+        UCP_ASSIGN_OR_RETURN(at::Tensor part, ReadRange(src, p, state, base + offset, numel));
         engine.SetOwned(static_cast<int>(i), which, offset, part);
       }
     }

@@ -138,10 +138,11 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
         return absl::InternalError(absl::StrCat("unknown state_dict entry ", name));
       p.role = sinks::MemoryParamRole::kTied;
       p.tied_to = alias->target;
-      p.shape = Shape(model.params()[model.Find(alias->target)].shape);
+      p.shared_param = alias->shared_param;
+      p.shape = Shape(model.params()[model.Find(alias->target)].global_shape());
     } else {
       const ModelParam& mp = model.params()[mi];
-      p.shape = Shape(mp.shape);
+      p.shape = Shape(mp.global_shape());  // experts: gathered from every EP rank
       ts[0] = module[mi].contiguous();
       if (mp.kind == ParamKind::kTrainable) {
         for (int s = 0; s < 3; ++s) ts[1 + s] = states[s][mi].contiguous();
@@ -155,21 +156,28 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
     tensors.push_back(std::move(ts));
   }
   const AdamStep& adam = e.config().adam;
+  const bool autoep = !rq.autoep_layers.empty();
   for (size_t g = 0; g < e.groups().size(); ++g) {
     const OptimGroup& og = e.groups()[g];
     sinks::MemoryGroup mg;
-    // torch.optim AdamW's param_groups entry, in its key order (user keys, then defaults).
+    // torch.optim AdamW's param_groups entry, in its key order (user keys, then defaults): the
+    // fixtures' client groups {weight_decay, name}; an AutoEP engine's groups from the JSON
+    // optimizer {name[, moe]} with the hyper-parameters after them.
     const double lr = g < rq.group_lr.size() ? rq.group_lr[g] : 0.0;
-    mg.hyperparameters = t.Dict({{"weight_decay", a.Float(og.weight_decay)},
-                                 {"name", a.Str(og.name)},
-                                 {"lr", a.Float(lr)},
-                                 {"betas", a.List({a.Float(adam.beta1), a.Float(adam.beta2)})},
-                                 {"eps", a.Float(adam.eps)},
-                                 {"amsgrad", a.Bool(false)},
-                                 {"foreach", a.None()},
-                                 {"maximize", a.Bool(false)},
-                                 {"capturable", a.Bool(false)},
-                                 {"params", a.List({a.Int(static_cast<int64_t>(g))})}});
+    Value* hp = a.Dict();
+    if (!autoep) a.SetItem(hp, "weight_decay", a.Float(og.weight_decay));
+    a.SetItem(hp, "name", a.Str(og.name));
+    if (og.expert) a.SetItem(hp, "moe", a.Bool(true));
+    a.SetItem(hp, "lr", a.Float(lr));
+    a.SetItem(hp, "betas", a.List({a.Float(adam.beta1), a.Float(adam.beta2)}));
+    a.SetItem(hp, "eps", a.Float(adam.eps));
+    if (autoep) a.SetItem(hp, "weight_decay", a.Float(og.weight_decay));
+    a.SetItem(hp, "amsgrad", a.Bool(false));
+    a.SetItem(hp, "foreach", a.None());
+    a.SetItem(hp, "maximize", a.Bool(false));
+    a.SetItem(hp, "capturable", a.Bool(false));
+    a.SetItem(hp, "params", a.List({a.Int(static_cast<int64_t>(g))}));
+    mg.hyperparameters = hp;
     mg.step = og.step > 0 ? t.Scalar(static_cast<float>(og.step), &ck) : nullptr;
     for (int p : og.params) {
       ck.params[ck_index[p]].group = static_cast<int>(g);
@@ -181,7 +189,9 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   Value* metadata = a.OrderedDict();
   for (const std::string& n : model.module_names())
     a.SetItem(metadata, n, t.Dict({{"version", a.Int(1)}}));
-  ValueArena::SetState(module_v, t.Dict({{"_metadata", metadata}}));
+  // AutoEP's module state_dict is a filtered copy without _metadata (no module_names).
+  if (!model.module_names().empty())
+    ValueArena::SetState(module_v, t.Dict({{"_metadata", metadata}}));
   Value* root = t.Dict(
       {{"module", module_v},
        {"buffer_names", a.List()},
@@ -203,7 +213,21 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
         t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(1)}})},
        {"ds_config", t.Json(rq.ds_config)},
        {"ds_version", a.Str(kDsVersion)}});
-  for (const auto& [k, v] : rq.client_state.items()) a.SetItem(root, k, t.Json(v));
+  if (autoep) {
+    std::vector<const Value*> counts;
+    for (const auto& l : rq.autoep_layers) counts.push_back(a.Int(l["num_experts"].get<int64_t>()));
+    a.SetItem(root, "num_experts", a.List(std::move(counts)));
+    const Value* layers = t.Json(rq.autoep_layers);
+    a.SetItem(root, "ds_autoep_layers", layers);
+    a.SetItem(root, "universal_checkpoint_info",
+              t.Dict({{"universal_checkpoint_version", a.Float(0.4)},
+                      {"expert_parameter_patterns", a.List({a.Str(".*\\.experts\\.w[123]$")})},
+                      {"ds_autoep_layers", layers}}));
+  }
+  for (const auto& [k, v] : rq.client_state.items()) {
+    if (autoep && k == "universal_checkpoint_info") continue;
+    a.SetItem(root, k, t.Json(v));
+  }
   ck.model_states = root;
   Value* scaler = a.Object(a.Global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"), a.Tuple(),
                            Value::Construction::kNewObj);
@@ -229,6 +253,7 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, sinks::ZeroSinkInputFromMemory(std::move(ck)));
   sinks::ZeroTarget target;
   target.topology.dp = e.dp();
+  target.topology.ep = rq.autoep_size;
   target.zero_stage = e.config().stage;
   target.tag = rq.tag;
   converters::execute::ExecuteOptions exec;

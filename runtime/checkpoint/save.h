@@ -27,6 +27,10 @@ struct SaveRequest {
   std::vector<double> group_lr;          // each param group's current lr
   nlohmann::json ds_config;              // written as ds_config
   nlohmann::ordered_json client_state = nlohmann::ordered_json::object();  // {"iteration": N}
+  // AutoEP: ds_autoep_layers as an autoep_size-1 run writes it (the sink rewrites it per rank at
+  // the engine's autoep_size) and num_experts per MoE layer; empty for dense models.
+  nlohmann::ordered_json autoep_layers = nlohmann::ordered_json::array();
+  int autoep_size = 1;
   bool fsync = true;
 };
 

@@ -1,5 +1,6 @@
 #include "runtime/config/model_config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -66,7 +67,8 @@ absl::Status ParseDense(StrictObject& o, ModelConfig& m) {
   }
   m.attention_bias = m.model_type == "qwen2";  // Qwen2 has q/k/v biases without saying so
   UCP_RETURN_IF_ERROR(ReadBool(kWhat, o.Get("attention_bias"), &m.attention_bias));
-  m.qk_norm = m.model_type == "qwen3";
+  m.qk_norm =
+      m.model_type == "qwen3" || m.model_type == "qwen3_moe" || m.model_type == "qwen3_5_moe_text";
   std::string act = "silu";
   const JsonField act_field = o.Get("hidden_act");
   UCP_RETURN_IF_ERROR(ReadString(kWhat, act_field, &act));
@@ -91,7 +93,31 @@ absl::Status ParseDense(StrictObject& o, ModelConfig& m) {
   return absl::OkStatus();
 }
 
+// DeepSeek's multi-head latent attention sizes.
+absl::Status ParseMla(StrictObject& o, ModelConfig& m) {
+  if (const JsonField f = o.Get("q_lora_rank"); f.present() && !f.value->is_null())
+    UCP_RETURN_IF_ERROR(ReadSize(o, "q_lora_rank", &m.q_lora_rank));
+  UCP_RETURN_IF_ERROR(ReadSize(o, "kv_lora_rank", &m.kv_lora_rank));
+  UCP_RETURN_IF_ERROR(ReadSize(o, "qk_nope_head_dim", &m.qk_nope_head_dim));
+  UCP_RETURN_IF_ERROR(ReadSize(o, "qk_rope_head_dim", &m.qk_rope_head_dim));
+  UCP_RETURN_IF_ERROR(ReadSize(o, "v_head_dim", &m.v_head_dim));
+  if (m.qk_rope_head_dim % 2 != 0) return Invalid("`qk_rope_head_dim` must be even (RoPE)");
+  bool interleave = false;
+  UCP_RETURN_IF_ERROR(ReadBool(kWhat, o.Get("rope_interleave"), &interleave));
+  if (interleave) {
+    return absl::UnimplementedError(
+        absl::StrCat(kWhat, ": `rope_interleave` true is not implemented (rotate-half only)"));
+  }
+  return CheckProduct("q_b_proj", m.num_attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim),
+                      std::max<int64_t>(m.q_lora_rank, m.hidden_size));
+}
+
 }  // namespace
+
+bool ModelConfig::is_moe() const {
+  return model_type == "mixtral" || model_type == "qwen3_moe" || model_type == "qwen2_moe" ||
+         model_type == "qwen3_5_moe_text" || is_mla();
+}
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config) {
   if (!config.is_object()) {
@@ -104,11 +130,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config) {
   if (!type.present()) return Invalid("`model_type` is required");
   UCP_RETURN_IF_ERROR(ReadString(kWhat, type, &m.model_type));
   const bool dense = m.model_type == "llama" || m.model_type == "qwen2" ||
-                     m.model_type == "qwen3" || m.model_type == "mistral";
+                     m.model_type == "qwen3" || m.model_type == "mistral" || m.is_moe();
   if (!m.is_tinylm() && !dense) {
-    return absl::UnimplementedError(
-        absl::StrCat(kWhat, ": model_type \"", m.model_type,
-                     "\" is not supported (supported: tinylm, llama, qwen2, qwen3, mistral)"));
+    return absl::UnimplementedError(absl::StrCat(
+        kWhat, ": model_type \"", m.model_type,
+        "\" is not supported (supported: tinylm, llama, qwen2, qwen3, mistral; with AutoEP "
+        "mixtral, qwen3_moe, qwen2_moe, qwen3_5_moe_text, deepseek_v2, deepseek_v3)"));
   }
   UCP_RETURN_IF_ERROR(ReadSize(o, "vocab_size", &m.vocab_size));
   UCP_RETURN_IF_ERROR(ReadSize(o, "hidden_size", &m.hidden_size));
@@ -123,6 +150,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config) {
   m.tie_word_embeddings = m.is_tinylm();
   UCP_RETURN_IF_ERROR(ReadBool(kWhat, o.Get("tie_word_embeddings"), &m.tie_word_embeddings));
   if (dense) UCP_RETURN_IF_ERROR(ParseDense(o, m));
+  if (m.is_mla()) UCP_RETURN_IF_ERROR(ParseMla(o, m));
   return m;
 }
 

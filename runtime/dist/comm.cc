@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -54,6 +55,32 @@ std::unique_ptr<Comm> Comm::Create(const CommOptions& o) {
 
 Comm::~Comm() { StopHeartbeat(); }
 
+std::unique_ptr<Comm> Comm::Subgroup(const std::vector<int>& ranks, const std::string& name) {
+  std::unique_ptr<Comm> c(new Comm());
+  c->parent_ = this;
+  c->size_ = static_cast<int>(ranks.size());
+  c->rank_ = -1;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] == rank_) c->rank_ = static_cast<int>(i);
+  }
+  if (c->rank_ < 0) throw std::invalid_argument("Subgroup " + name + " does not hold this rank");
+  if (c->size_ == 1) return c;
+  Run("creating the group", [&] {
+    auto* raw = static_cast<c10d::Store*>(store_.get());
+    auto store = c10::intrusive_ptr<c10d::Store>::unsafe_reclaim_from_nonowning(raw);
+    auto* gloo = static_cast<c10d::ProcessGroupGloo*>(pg_.get());
+    auto opts = c10d::ProcessGroupGloo::Options::create(gloo->getOptions()->timeout);
+    opts->devices = gloo->getOptions()->devices;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("ucp_" + name, store), c->rank_, c->size_, opts);
+    c10d::ProcessGroup* p = pg.release();
+    c->pg_ = std::shared_ptr<c10d::ProcessGroup>(
+        p, [](c10d::ProcessGroup* q) { c10::intrusive_ptr<c10d::ProcessGroup>::reclaim(q); });
+  });
+  c->store_ = store_;
+  return c;
+}
+
 namespace {
 std::string HeartbeatKey(int rank) { return "ucp_heartbeat_" + std::to_string(rank); }
 }  // namespace
@@ -87,6 +114,7 @@ void Comm::StopHeartbeat() {
 }
 
 std::string Comm::DeadPeers() {
+  if (parent_ != nullptr) return parent_->DeadPeers();
   if (!heartbeat_store_) return "";
   StopHeartbeat();  // the store client is ours alone from here
   auto counters = [&]() {
@@ -202,6 +230,22 @@ at::Tensor Comm::ReduceScatterSum(at::Tensor& full) {
   const int64_t n = full.numel() / size_;
   AllReduceSum(full);  // Gloo has no reduce-scatter (toolchain.md §2)
   return full.narrow(0, static_cast<int64_t>(rank_) * n, n);
+}
+
+void Comm::AllToAll(const at::Tensor& in, at::Tensor& out, const std::vector<int64_t>& in_splits,
+                    const std::vector<int64_t>& out_splits) {
+  if (size_ == 1) {
+    out.copy_(in);
+    return;
+  }
+  Run("all-to-all", [&] {
+    // Byte moves: bf16 travels as fp16 (Gloo's alltoall has no bf16).
+    const bool bf = IsBf16(in);
+    at::Tensor src = (bf ? in.view(at::kHalf) : in).contiguous();
+    at::Tensor dst = bf ? out.view(at::kHalf) : out;
+    std::vector<int64_t> ins = in_splits, outs = out_splits;
+    pg_->alltoall_base(dst, src, outs, ins)->wait();
+  });
 }
 
 void Comm::Barrier() {

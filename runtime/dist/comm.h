@@ -46,6 +46,12 @@ class Comm {
   static std::unique_ptr<Comm> Create(const CommOptions& options);
   ~Comm();
 
+  // A group of some ranks of this one (`ranks`: ranks of this Comm, ascending, holding this
+  // rank), e.g. an expert-parallel group: a Gloo group of its own over the same rendezvous store
+  // under the prefix `name`, which every member must pass alike. Its errors name dead peers by
+  // their rank in this Comm. A group of one rank needs no network.
+  std::unique_ptr<Comm> Subgroup(const std::vector<int>& ranks, const std::string& name);
+
   int rank() const { return rank_; }
   int size() const { return size_; }
 
@@ -61,6 +67,11 @@ class Comm {
   // Each rank gets the sum over ranks of its slice [rank · n, (rank + 1) · n) of `full`
   // (full.numel() = size() · n); `full` is clobbered.
   at::Tensor ReduceScatterSum(at::Tensor& full);
+  // Rows along dim 0: this rank sends in_splits[r] consecutive rows of `in` to rank r and
+  // receives out_splits[r] rows from rank r into `out`, in rank order (uneven splits allowed;
+  // the counts must agree pairwise, as an exchange of counts first makes sure).
+  void AllToAll(const at::Tensor& in, at::Tensor& out, const std::vector<int64_t>& in_splits,
+                const std::vector<int64_t>& out_splits);
   void Barrier();
 
  private:
@@ -72,6 +83,7 @@ class Comm {
   std::string DeadPeers();
 
   int rank_ = 0, size_ = 1;
+  Comm* parent_ = nullptr;       // a Subgroup's: names dead peers
   std::shared_ptr<void> store_;  // keeps the TCPStore alive with the group
   std::shared_ptr<c10d::ProcessGroup> pg_;
   std::shared_ptr<c10d::Store> heartbeat_store_;  // its own client of the rendezvous store

@@ -32,9 +32,19 @@ at::TensorOptions Opts(at::ScalarType t) { return at::TensorOptions().dtype(t); 
 
 }  // namespace
 
-Engine::Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups)
-    : model_(model), comm_(comm), config_(std::move(config)), groups_(std::move(groups)) {
+Engine::Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups,
+               ExpertComms experts)
+    : model_(model),
+      comm_(comm),
+      config_(std::move(config)),
+      experts_(experts),
+      groups_(std::move(groups)) {
   BuildGroups();
+}
+
+Comm& Engine::GroupComm(int group) const {
+  if (groups_[group].expert && experts_.edp != nullptr) return *experts_.edp;
+  return comm_;
 }
 
 Engine::~Engine() = default;
@@ -44,21 +54,25 @@ void Engine::BuildGroups() {
   group_of_.assign(params.size(), -1);
   index_in_.assign(params.size(), -1);
   const bool flat = config_.stage < 3;
-  ucp::Topology topo;
-  topo.dp = config_.stage == 0 ? 1 : comm_.size();
   for (size_t g = 0; g < groups_.size(); ++g) {
+    Comm& gc = GroupComm(static_cast<int>(g));
+    ucp::Topology topo;
+    topo.dp = config_.stage == 0 ? 1 : gc.size();
     auto st = std::make_unique<Group>();
     GroupSpec spec;
     spec.kind = flat ? PartitionKind::kFlat : PartitionKind::kPerParam;
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {
       const int p = groups_[g].params[i];
       if (group_of_[p] != -1) throw std::invalid_argument(params[p].name + " is in two groups");
+      if (params[p].expert() != groups_[g].expert)
+        throw std::invalid_argument(params[p].name + ": expert weights and other parameters " +
+                                    "in one param group (" + groups_[g].name + ")");
       group_of_[p] = static_cast<int>(g);
       index_in_[p] = static_cast<int>(i);
       spec.numels.push_back(params[p].numel());
     }
     st->layout = std::make_unique<ShardLayout>(spec, topo);
-    const int rank = config_.stage == 0 ? 0 : comm_.rank();
+    const int rank = config_.stage == 0 ? 0 : gc.rank();
     st->shard = st->layout->Shard(rank);
     const int64_t part = st->layout->partition_size();
     int64_t off = 0;
@@ -190,8 +204,9 @@ at::Tensor Engine::GatherParam(int param) {
   Group& g = *state_[group_of_[param]];
   const int i = index_in_[param];
   const int64_t P = g.pieces[i].partition;
-  at::Tensor full = at::empty({P * comm_.size()}, Opts(config_.dtype));
-  comm_.AllGather(g.lp_part.narrow(0, g.offsets[i], P), full);
+  Comm& gc = GroupComm(group_of_[param]);
+  at::Tensor full = at::empty({P * gc.size()}, Opts(config_.dtype));
+  gc.AllGather(g.lp_part.narrow(0, g.offsets[i], P), full);
   return full.narrow(0, 0, mp.numel()).view(mp.shape);
 }
 
@@ -199,12 +214,16 @@ void Engine::AddParamGrad(int param, const at::Tensor& grad) {
   if (!grad.defined()) return;
   Group& g = *state_[group_of_[param]];
   const int i = index_in_[param];
-  const int64_t P = g.pieces[i].partition, n = comm_.size();
-  // §4.4: chunks of ceil(numel / n), pre-divided by n, reduce-scattered (SUM).
+  Comm& gc = GroupComm(group_of_[param]);
+  const int64_t P = g.pieces[i].partition, n = gc.size();
+  // §4.4: chunks of ceil(numel / n), pre-divided by n, reduce-scattered (SUM); expert weights
+  // (§1.7) then times edp / world, a net division by the world size.
   at::Tensor padded = at::zeros({P * n}, Opts(GradDtype()));
   padded.narrow(0, 0, grad.numel()).copy_(grad.reshape({-1}));
   padded.mul_(1.0 / static_cast<double>(n));
-  at::Tensor mine = comm_.ReduceScatterSum(padded);
+  at::Tensor mine = gc.ReduceScatterSum(padded);
+  if (groups_[group_of_[param]].expert && n != comm_.size())
+    mine.mul_(static_cast<double>(n) / static_cast<double>(comm_.size()));
   if (!g.grad.defined()) g.grad = at::zeros({g.layout->partition_size()}, Opts(GradDtype()));
   g.grad.narrow(0, g.offsets[i], P).add_(mine);
 }
@@ -224,9 +243,10 @@ at::Tensor Engine::UnitChainLoss(const at::Tensor& x, const at::Tensor& y) {
 // ---- stages 0-2: gradients into the flat partitions ----
 
 void Engine::ReduceGradients(bool boundary) {
-  const double dp = static_cast<double>(comm_.size());
+  const double world = static_cast<double>(comm_.size());
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     Group& g = *state_[gi];
+    Comm& gc = GroupComm(static_cast<int>(gi));
     at::Tensor flat = at::zeros({g.layout->flat_length()}, Opts(GradDtype()));
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
       ModelParam& mp = model_.params()[groups_[gi].params[i]];
@@ -236,13 +256,14 @@ void Engine::ReduceGradients(bool boundary) {
         grad.reset();
       }
     }
-    if (dp > 1) {
+    // Over the group's ranks (expert weights: expert-DP), divided by the world size (§1.7).
+    if (world > 1) {
       if (config_.stage == 0) {  // engine all-reduce: sum, then post-scale (§4.2)
-        comm_.AllReduceSum(flat);
-        flat.mul_(1.0 / dp);
+        gc.AllReduceSum(flat);
+        flat.mul_(1.0 / world);
       } else {  // ZeRO-1/2 average_tensor: ÷ dp, then sum (§4.3)
-        flat.mul_(1.0 / dp);
-        comm_.AllReduceSum(flat);
+        flat.mul_(1.0 / world);
+        gc.AllReduceSum(flat);
       }
     }
     at::Tensor mine = flat.narrow(0, g.shard.partition_rank * g.layout->partition_size(),
@@ -258,11 +279,22 @@ void Engine::ReduceGradients(bool boundary) {
 }
 
 double Engine::GradNormSquared() {
-  double local = 0;
-  for (auto& g : state_) {
-    if (g->grad.defined()) local += g->grad.to(at::kDouble).pow(2).sum().item<double>();
+  double local = 0, expert = 0;
+  for (size_t gi = 0; gi < state_.size(); ++gi) {
+    const at::Tensor& grad = state_[gi]->grad;
+    if (!grad.defined()) continue;
+    (groups_[gi].expert ? expert : local) += grad.to(at::kDouble).pow(2).sum().item<double>();
   }
-  if (config_.stage == 0) return local;  // every rank holds every gradient
+  if (config_.stage == 0) {
+    // Every rank holds every dense gradient and its EP rank's expert gradients.
+    if (experts_.ep != nullptr && experts_.ep->size() > 1) {
+      at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(expert);
+      experts_.ep->AllReduceSum(t);
+      expert = t.item<double>();
+    }
+    return local + expert;
+  }
+  local += expert;  // partitions of every group cover each element once over all ranks
   at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(local);
   comm_.AllReduceSum(t);
   return t.item<double>();
@@ -313,7 +345,7 @@ StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& mi
         part.copy_(g.master);
         if (config_.stage > 0 && g.layout->world() > 1) {
           at::Tensor send = part.clone();
-          comm_.AllGather(send, g.flat_lp);
+          GroupComm(static_cast<int>(gi)).AllGather(send, g.flat_lp);
         }
       } else {
         g.lp_part.copy_(g.master);
@@ -324,6 +356,18 @@ StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& mi
   return r;
 }
 
+at::Tensor Engine::GatherExperts(const ModelParam& mp, const at::Tensor& local, int root) {
+  const int ep = experts_.ep != nullptr ? experts_.ep->size() : 1;
+  if (ep == 1) return local;
+  // Ranks 0 .. ep-1 form EP group 0 (expert-DP rank 0): together they hold every expert.
+  const int64_t n = mp.numel();
+  at::Tensor all;
+  if (comm_.rank() == root) all = at::empty({n * comm_.size()}, Opts(local.scalar_type()));
+  comm_.Gather(local.contiguous().reshape({-1}), all, root);
+  if (comm_.rank() != root) return at::Tensor();
+  return all.narrow(0, 0, n * ep).view(mp.global_shape());
+}
+
 std::vector<at::Tensor> Engine::GatherStates(StateTensor which, int root) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> out(model_.params().size());
@@ -332,31 +376,44 @@ std::vector<at::Tensor> Engine::GatherStates(StateTensor which, int root) {
     const at::Tensor& part = which == StateTensor::kFp32     ? g.master
                              : which == StateTensor::kExpAvg ? g.exp_avg
                                                              : g.exp_avg_sq;
+    const bool expert = groups_[gi].expert;
+    Comm& gc = GroupComm(static_cast<int>(gi));
     const int world = g.layout->world();
     const int64_t ps = g.layout->partition_size();
+    // The whole group (every partition) on root; expert groups on every rank of each expert-DP
+    // group first, then each EP rank's experts to root.
+    const bool holder = world == 1 || (expert ? true : comm_.rank() == root);
     at::Tensor full;
-    if (comm_.rank() == root || world == 1) full = at::empty({ps * comm_.size()}, Opts(at::kFloat));
     if (world == 1) {
       full = part;  // stage 0: every rank holds the whole group
     } else {
-      comm_.Gather(part, full, root);
+      if (holder) full = at::empty({ps * world}, Opts(at::kFloat));
+      if (expert) {
+        gc.AllGather(part, full);
+      } else {
+        comm_.Gather(part, full, root);
+      }
     }
-    if (comm_.rank() != root) continue;
     const std::vector<int>& members = groups_[gi].params;
     for (size_t i = 0; i < members.size(); ++i) {
       const ModelParam& mp = model_.params()[members[i]];
-      if (config_.stage < 3) {
-        out[members[i]] = full.narrow(0, g.offsets[i], mp.numel()).view(mp.shape);
-        continue;
+      at::Tensor whole;
+      if (holder) {
+        if (config_.stage < 3) {
+          whole = full.narrow(0, g.offsets[i], mp.numel()).view(mp.shape);
+        } else {
+          // Every rank's piece of a parameter is ceil(numel / world) long, so its offset inside
+          // each rank's partition is this rank's, g.offsets[i].
+          std::vector<at::Tensor> pieces;
+          for (int r = 0; r < world; ++r) {
+            const PerParamPiece pc = PerParamShard(mp.numel(), world, r);
+            pieces.push_back(full.narrow(0, r * ps + g.offsets[i], pc.valid));
+          }
+          whole = at::cat(pieces).view(mp.shape);
+        }
       }
-      // Every rank's piece of a parameter is ceil(numel / world) long, so its offset inside
-      // each rank's partition is this rank's, g.offsets[i].
-      std::vector<at::Tensor> pieces;
-      for (int r = 0; r < world; ++r) {
-        const PerParamPiece pc = PerParamShard(mp.numel(), world, r);
-        pieces.push_back(full.narrow(0, r * ps + g.offsets[i], pc.valid));
-      }
-      out[members[i]] = at::cat(pieces).view(mp.shape);
+      if (expert) whole = GatherExperts(mp, whole, root);
+      if (comm_.rank() == root) out[members[i]] = whole;
     }
   }
   return out;
@@ -366,8 +423,10 @@ std::vector<at::Tensor> Engine::GatherModule(int root) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> out(model_.params().size());
   for (size_t p = 0; p < model_.params().size(); ++p) {
-    at::Tensor full = GatherParam(static_cast<int>(p));
-    if (comm_.rank() == root) out[p] = full.detach().contiguous();
+    const ModelParam& mp = model_.params()[p];
+    at::Tensor full = GatherParam(static_cast<int>(p)).detach();
+    if (mp.expert()) full = GatherExperts(mp, full, root);
+    if (comm_.rank() == root) out[p] = full.contiguous();
   }
   return out;
 }

@@ -9,6 +9,10 @@
 //      being kept (accumulated) between micro-batches;
 //   3  every parameter cut alone (ShardLayout kPerParam); a unit's parameters are all-gathered
 //      just for its forward and again for its backward (zero3_unit.h), then released.
+// AutoEP (§1.6-1.7): expert weights (ModelParam::expert) live in their own groups, partitioned
+// over the expert-data-parallel group (the ranks holding the same experts) instead of all ranks;
+// their gradients are reduced over it and divided by the whole world size (each already sums
+// the tokens of its EP group), so the result is the average over every data-parallel rank.
 // Gradient clipping and the overflow check follow §4.3 (norm of the partitions, all-reduced;
 // clip = (norm + 1e-6) / max when > 1); Adam as adam.h.
 #pragma once
@@ -43,6 +47,14 @@ struct OptimGroup {
   double weight_decay = 0.0;
   std::vector<int> params;  // indices into Model::params()
   double step = 0;          // optimizer steps taken (state['step'])
+  bool expert = false;      // AutoEP expert weights: partitioned and reduced over expert-DP
+};
+
+// The expert-parallel layout (DeepSpeed's default "E + D": EP groups of consecutive ranks,
+// expert-DP groups of the ranks at the same place in theirs).
+struct ExpertComms {
+  Comm* ep = nullptr;   // the ranks that exchange tokens (hold different experts)
+  Comm* edp = nullptr;  // the ranks that hold the same experts
 };
 
 struct StepResult {
@@ -56,7 +68,8 @@ enum class StateTensor : uint8_t { kFp32, kExpAvg, kExpAvgSq };
 
 class Engine {
  public:
-  Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups);
+  Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups,
+         ExpertComms experts = {});
   ~Engine();
 
   const EngineConfig& config() const { return config_; }
@@ -104,10 +117,14 @@ class Engine {
   void ReduceGradients(bool boundary);
   double GradNormSquared();
   at::ScalarType GradDtype() const;
+  Comm& GroupComm(int group) const;
+  // Root gets an expert weight's global tensor from every EP rank's `local` one (collective).
+  at::Tensor GatherExperts(const ModelParam& mp, const at::Tensor& local, int root);
 
   Model& model_;
   Comm& comm_;
   EngineConfig config_;
+  ExpertComms experts_;
   std::vector<OptimGroup> groups_;
   std::vector<std::unique_ptr<Group>> state_;
   std::vector<int> group_of_;  // per model param: its group, -1 if not trainable

@@ -21,6 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/model/decoder_blocks.h"
+
 namespace ucp::runtime {
 namespace {
 
@@ -106,9 +108,8 @@ class DenseDecoder : public Model {
     const std::string p = "model.layers." + std::to_string(unit - 1) + ".";
     at::Tensor h = in + Attention(p, RmsNorm(in, V(p + "input_layernorm.weight")));
     at::Tensor x = RmsNorm(h, V(p + "post_attention_layernorm.weight"));
-    at::Tensor mlp = at::linear(at::silu(at::linear(x, V(p + "mlp.gate_proj.weight"))) *
-                                    at::linear(x, V(p + "mlp.up_proj.weight")),
-                                V(p + "mlp.down_proj.weight"));
+    at::Tensor mlp = SwiGlu(x, V(p + "mlp.gate_proj.weight"), V(p + "mlp.up_proj.weight"),
+                            V(p + "mlp.down_proj.weight"));
     return h + mlp;
   }
 
@@ -124,60 +125,32 @@ class DenseDecoder : public Model {
 
  private:
   const at::Tensor& V(const std::string& name) const { return params_[index_.at(name)].value; }
+  // A parameter that may be absent (biases, q/k norms).
   const at::Tensor* Bias(const std::string& name) const {
     auto it = index_.find(name);
     return it == index_.end() ? nullptr : &params_[it->second].value;
   }
-  at::Tensor Linear(const at::Tensor& x, const std::string& prefix) const {
-    const at::Tensor* b = Bias(prefix + ".bias");
-    return b != nullptr ? at::linear(x, V(prefix + ".weight"), *b)
-                        : at::linear(x, V(prefix + ".weight"));
-  }
-
-  // weight * (x_f32 * rsqrt(mean(x_f32^2) + eps)).to(dtype)
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) const {
-    at::Tensor f = x.to(at::kFloat);
-    f = f * at::rsqrt(f.pow(2).mean({-1}, true) + s_.rms_norm_eps);
-    return w * f.to(x.scalar_type());
-  }
-
-  // Rotate-half RoPE over the last dim of x [B, heads, T, d], positions 0..T-1.
-  at::Tensor Rope(const at::Tensor& x) const {
-    const int64_t d = x.size(-1), T = x.size(2);
-    at::Tensor inv =
-        1.0 / at::pow(s_.rope_theta, at::arange(0, d, 2, at::TensorOptions().dtype(at::kFloat)) /
-                                         static_cast<double>(d));
-    at::Tensor ang =
-        at::arange(T, at::TensorOptions().dtype(at::kFloat)).unsqueeze(1) * inv.unsqueeze(0);
-    at::Tensor cos = at::cat({ang.cos(), ang.cos()}, -1).to(x.scalar_type());
-    at::Tensor sin = at::cat({ang.sin(), ang.sin()}, -1).to(x.scalar_type());
-    at::Tensor x1 = x.narrow(-1, 0, d / 2), x2 = x.narrow(-1, d / 2, d / 2);
-    return x * cos + at::cat({-x2, x1}, -1) * sin;
+    return ucp::runtime::RmsNorm(x, w, s_.rms_norm_eps);
   }
 
   at::Tensor Attention(const std::string& p, const at::Tensor& x) const {
-    const int64_t B = x.size(0), T = x.size(1), hd = s_.head_dim;
-    auto heads = [&](const at::Tensor& t, const char* norm) {
-      at::Tensor v = t.view({B, T, -1, hd});
-      if (norm != nullptr) v = RmsNorm(v, V(p + "self_attn." + norm + ".weight"));
-      return v.transpose(1, 2);
+    auto opt = [&](const std::string& name) {
+      const at::Tensor* t = Bias(name);
+      return t != nullptr ? *t : at::Tensor();
     };
-    const bool qk_norm = s_.model_type == "qwen3";
-    at::Tensor q = Rope(heads(Linear(x, p + "self_attn.q_proj"), qk_norm ? "q_norm" : nullptr));
-    at::Tensor k = Rope(heads(Linear(x, p + "self_attn.k_proj"), qk_norm ? "k_norm" : nullptr));
-    at::Tensor v = heads(Linear(x, p + "self_attn.v_proj"), nullptr);
-    const int64_t rep = q.size(1) / k.size(1);
-    if (rep > 1) {
-      k = k.repeat_interleave(rep, 1);
-      v = v.repeat_interleave(rep, 1);
-    }
-    at::Tensor att = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) /
-                     std::sqrt(static_cast<double>(hd));
-    at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool)).triu(1);
-    att = att.masked_fill(mask, -std::numeric_limits<double>::infinity()).softmax(-1);
-    at::Tensor out = at::matmul(att, v.to(at::kFloat)).to(q.scalar_type());
-    out = out.transpose(1, 2).reshape({B, T, -1});
-    return Linear(out, p + "self_attn.o_proj");
+    GqaWeights w;
+    w.q = V(p + "self_attn.q_proj.weight");
+    w.k = V(p + "self_attn.k_proj.weight");
+    w.v = V(p + "self_attn.v_proj.weight");
+    w.o = V(p + "self_attn.o_proj.weight");
+    w.q_bias = opt(p + "self_attn.q_proj.bias");
+    w.k_bias = opt(p + "self_attn.k_proj.bias");
+    w.v_bias = opt(p + "self_attn.v_proj.bias");
+    w.o_bias = opt(p + "self_attn.o_proj.bias");
+    w.q_norm = opt(p + "self_attn.q_norm.weight");
+    w.k_norm = opt(p + "self_attn.k_norm.weight");
+    return GqaAttention(x, w, s_.head_dim, s_.rms_norm_eps, s_.rope_theta);
   }
 
   DenseDecoderShape s_;

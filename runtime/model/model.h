@@ -24,6 +24,16 @@ struct ModelParam {
   // The full tensor the forward reads (compute dtype). Stages 0-2: always there (a view into the
   // group's flat buffer); stage 3: only while its unit is gathered.
   at::Tensor value;
+  // An AutoEP expert weight (experts.w1/w2/w3): `shape` holds this rank's experts
+  // [expert_begin, expert_begin + shape[0]) of num_experts; the checkpoint's tensor is the
+  // global [num_experts, ...] one. 0: not an expert weight.
+  int64_t num_experts = 0, expert_begin = 0;
+  bool expert() const { return num_experts > 0; }
+  std::vector<int64_t> global_shape() const {
+    std::vector<int64_t> g = shape;
+    if (expert()) g[0] = num_experts;
+    return g;
+  }
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -34,6 +44,9 @@ struct ModelParam {
 // A module state_dict entry that is another parameter (a tied output head).
 struct TiedAlias {
   std::string alias, target;
+  // DeepSpeed lists it in shared_params; AutoEP's router alias (mlp.gate → mlp.router) it does
+  // not (a second module path of one submodule, not a tied parameter).
+  bool shared_param = true;
 };
 
 class Model {

@@ -1,13 +1,93 @@
 #include "runtime/train/model_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "formats/base/status.h"
+#include "runtime/config/autoep_config.h"
 #include "runtime/model/dense_decoder.h"
+#include "runtime/model/moe_decoder.h"
 #include "runtime/model/tinylm.h"
+#include "runtime/train/expert_setup.h"
 
 namespace ucp::runtime {
 
-absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, Precision precision) {
-  (void)precision;
+namespace {
+
+absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const TrainConfig& t,
+                                                    int world, int rank) {
+  if (!t.expert_parallel.enabled) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model_type \"", c.model_type,
+        "\" is a mixture of experts, which ucp train runs with AutoEP: set "
+        "`expert_parallel.enabled` true in the DeepSpeed config (`autoep_size` 1 keeps every "
+        "expert on every rank)"));
+  }
+  UCP_ASSIGN_OR_RETURN(AutoEpPlan plan, ResolveAutoEpLayers(t.expert_parallel, c.raw, world));
+  MoeDecoderShape d;
+  d.model_type = c.model_type;
+  d.vocab = c.vocab_size;
+  d.hidden = c.hidden_size;
+  d.intermediate = c.intermediate_size;
+  d.layers = c.num_hidden_layers;
+  d.heads = c.num_attention_heads;
+  d.kv_heads = c.num_key_value_heads;
+  d.head_dim = c.head_dim;
+  d.rms_norm_eps = c.rms_norm_eps;
+  d.rope_theta = c.rope_theta;
+  d.tie_word_embeddings = c.tie_word_embeddings;
+  d.qk_norm = c.qk_norm;
+  d.mla = c.is_mla();
+  d.q_lora_rank = c.q_lora_rank;
+  d.kv_lora_rank = c.kv_lora_rank;
+  d.qk_nope_head_dim = c.qk_nope_head_dim;
+  d.qk_rope_head_dim = c.qk_rope_head_dim;
+  d.v_head_dim = c.v_head_dim;
+  d.ep_size = t.expert_parallel.autoep_size;
+  d.ep_rank = EpRankOf(rank, d.ep_size);
+  // Mixtral / Qwen adapters capture router logits and keep the HF router name as an alias.
+  d.router_alias = !c.is_mla();
+  d.moe.resize(static_cast<size_t>(c.num_hidden_layers));
+  for (const MoeLayerSettings& l : plan.layers) {
+    if (l.layer_index < 0 || l.layer_index >= c.num_hidden_layers)
+      return absl::InternalError(absl::StrCat("AutoEP layer ", l.layer_index, " out of range"));
+    if (l.gate_bias || l.combine_impl == "legacy_bmm")
+      return absl::UnimplementedError(absl::StrCat(
+          l.module_path, ": ", l.gate_bias ? "a router bias" : "combine_impl legacy_bmm",
+          " is not implemented by ucp train"));
+    MoeSpec& m = d.moe[static_cast<size_t>(l.layer_index)];
+    m.num_experts = l.num_experts;
+    m.top_k = l.top_k;
+    m.hidden = l.hidden;
+    m.intermediate = l.intermediate;
+    m.sigmoid = l.score_func == "sigmoid";
+    m.route_norm = l.route_norm;
+    m.route_scale = l.route_scale;
+    m.score_pre = l.score_apply == "pre";
+    m.num_groups = l.num_expert_groups;
+    m.limited_groups = l.num_limited_groups;
+    m.group_top2_sum = l.group_score != "max";
+    m.grouped_gemm = t.expert_parallel.use_grouped_mm;
+    if (l.shared_experts) {
+      d.shared_intermediate = l.shared_intermediate;
+      d.shared_gate = l.shared_experts_gate;
+    }
+  }
+  std::unique_ptr<Model> model = MakeMoeDecoder(d);
+  return model;
+}
+
+}  // namespace
+
+int AutoEpSize(const ModelConfig& c, const TrainConfig& t) {
+  return c.is_moe() && t.expert_parallel.enabled ? t.expert_parallel.autoep_size : 1;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const TrainConfig& t,
+                                                 int world, int rank) {
+  if (c.is_moe()) return MakeMoeModel(c, t, world, rank);
+  if (t.expert_parallel.enabled)
+    return absl::InvalidArgumentError(
+        absl::StrCat("`expert_parallel.enabled`: AutoEP found no MoE layers in model_type \"",
+                     c.model_type, "\" (a dense model)"));
   if (c.model_type == "tinylm") {
     TinyLmShape s;
     s.vocab = c.vocab_size;

@@ -13,7 +13,12 @@
 
 namespace ucp::runtime {
 
-absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& config, Precision precision);
+// The model of rank `rank` of `world` ranks: a mixture-of-experts config.json needs AutoEP
+// (expert_parallel.enabled) and this rank holds its EP rank's experts.
+absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& config,
+                                                 const TrainConfig& train, int world, int rank);
+// expert_parallel.autoep_size for the model (1 for dense models).
+int AutoEpSize(const ModelConfig& config, const TrainConfig& train);
 // Two groups as the fixtures' client optimizer has them: "decay" (>= 2-D weights, the optimizer's
 // weight_decay) and "no_decay" (biases and norms, 0); named_parameters order inside each.
 std::vector<OptimGroup> DefaultGroups(const Model& model, double weight_decay);

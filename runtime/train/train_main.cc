@@ -30,8 +30,10 @@
 #include "runtime/config/lr_schedule.h"
 #include "runtime/config/model_config.h"
 #include "runtime/launch/launcher.h"
+#include "runtime/model/moe_decoder.h"
 #include "runtime/train/batches.h"
 #include "runtime/train/csv_monitor.h"
+#include "runtime/train/expert_setup.h"
 #include "runtime/train/model_factory.h"
 
 namespace ucp::runtime {
@@ -198,7 +200,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   at::set_num_threads(args.threads);
   UCP_ASSIGN_OR_RETURN(TrainConfig cfg, LoadTrainConfig(args.config, env.world_size));
   UCP_ASSIGN_OR_RETURN(ModelConfig mcfg, LoadModelConfig(args.model_config));
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(mcfg, cfg.precision));
+  UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                       MakeModel(mcfg, cfg, env.world_size, env.rank));
+  const int autoep_size = AutoEpSize(mcfg, cfg);
   const int64_t seq_len = args.seq_len > 0 ? args.seq_len : mcfg.max_position_embeddings;
   if (seq_len > mcfg.max_position_embeddings)
     return UsageError(absl::StrCat("--seq-len ", seq_len,
@@ -218,9 +222,11 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     UCP_ASSIGN_OR_RETURN(ck, OpenForModel(rq, *model));
     log.Line("ucp train: loading ", ck.description, module_only ? " (weights only)" : "");
   }
-  std::vector<OptimGroup> groups = from_checkpoint && !module_only
-                                       ? ck.groups
-                                       : DefaultGroups(*model, cfg.optimizer.weight_decay);
+  std::vector<OptimGroup> groups =
+      from_checkpoint && !module_only
+          ? ck.groups
+          : SplitExpertGroups(DefaultGroups(*model, cfg.optimizer.weight_decay), *model,
+                              autoep_size);
 
   UCP_ASSIGN_OR_RETURN(EngineConfig ecfg, MakeEngineConfig(cfg));
   CommOptions co;
@@ -230,7 +236,12 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   co.master_port = env.master_port;
   co.timeout = std::chrono::seconds(args.comm_timeout);
   std::unique_ptr<Comm> comm = Comm::Create(co);
-  Engine engine(*model, *comm, ecfg, groups);
+  ExpertGroups experts;
+  if (mcfg.is_moe()) {
+    experts = MakeExpertGroups(*comm, autoep_size);
+    static_cast<MoeModel&>(*model).SetExpertComm(experts.ep.get());
+  }
+  Engine engine(*model, *comm, ecfg, groups, experts.comms());
   int64_t global_steps = 0, global_samples = 0, skipped = 0, last_it = -1;
   double load_seconds = 0;
   nlohmann::ordered_json client = nlohmann::ordered_json::object();
@@ -258,9 +269,10 @@ absl::Status Train(const Args& args, const RankEnv& env) {
         data, OpenBatches(args.data, args.data_dtype, args.seed, mcfg.vocab_size, seq_len));
     log.Line("ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
              PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
-             " trainable parameters), data ", data->description(), ", batch ", cfg.train_batch_size,
-             " = ", cfg.micro_batch_per_gpu, " x ", cfg.gradient_accumulation_steps, " x ",
-             env.world_size, ", seq ", seq_len);
+             " trainable parameters",
+             mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "", "), data ",
+             data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
+             " x ", cfg.gradient_accumulation_steps, " x ", env.world_size, ", seq ", seq_len);
   }
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},
@@ -284,6 +296,10 @@ absl::Status Train(const Args& args, const RankEnv& env) {
       s.client_state["universal_checkpoint_info"] = nlohmann::ordered_json::object();
     s.client_state["iteration"] = global_steps;
     s.fsync = args.fsync;
+    if (mcfg.is_moe()) {
+      s.autoep_layers = AutoEpLayersRecord(*model, cfg.zero.stage, env.world_size);
+      s.autoep_size = autoep_size;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     UCP_RETURN_IF_ERROR(SaveCheckpoint(engine, s));
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

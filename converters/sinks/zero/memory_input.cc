@@ -169,7 +169,8 @@ absl::StatusOr<Value*> BuildModule(Builder& b, const Value* skeleton_module) {
     const MemoryParam& p = ck.params[i];
     const Value* t = p.role == MemoryParamRole::kTied ? tensors[by_name[p.tied_to]] : tensors[i];
     b.arena->SetItem(module, p.name, t);
-    if (p.role == MemoryParamRole::kTied) b.in->shared_params.emplace_back(p.name, p.tied_to);
+    if (p.role == MemoryParamRole::kTied && p.shared_param)
+      b.in->shared_params.emplace_back(p.name, p.tied_to);
   }
   return module;
 }
@@ -255,7 +256,8 @@ absl::Status BuildZero3Trees(Builder& b, Value* root) {
   for (size_t i = 0; i < ck.params.size(); ++i) {
     const MemoryParam& p = ck.params[i];
     a.SetItem(module, p.name, Placeholder(b, p.weight_dtype));
-    if (p.role == MemoryParamRole::kTied) a.SetItem(shared, p.name, a.Str(p.tied_to));
+    if (p.role == MemoryParamRole::kTied && p.shared_param)
+      a.SetItem(shared, p.name, a.Str(p.tied_to));
     if (p.role != MemoryParamRole::kFrozen) continue;
     a.SetItem(frozen_shapes, p.name, plan::TorchSize(a, p.shape));
     SinkFrozen f;
@@ -268,10 +270,12 @@ absl::Status BuildZero3Trees(Builder& b, Value* root) {
     b.in->frozen.push_back(std::move(f));
   }
   Value* shapes = a.List();
+  bool autoep = false;  // AutoEP engines record plain tuples
+  for (const SinkGroup& g : b.in->groups) autoep = autoep || g.expert;
   for (const MemoryGroup& g : ck.groups) {
     Value* od = a.OrderedDict();
     for (int pi : g.params)
-      a.SetItem(od, ck.params[pi].name, plan::TorchSize(a, ck.params[pi].shape));
+      a.SetItem(od, ck.params[pi].name, plan::ParamShapeValue(a, ck.params[pi].shape, autoep));
     ValueArena::Append(shapes, od);
   }
   plan::SetOrReplace(a, root, keys::kModule, module);
@@ -308,9 +312,80 @@ absl::Status BuildZero3Trees(Builder& b, Value* root) {
                                        : a.Bool(false));
   }
   a.SetItem(osd, keys::kPartitionCount, a.Int(1));
+  if (autoep) {
+    // The placement of every sub-group (§4.4); the writer sets counts, ranks and EP names.
+    Value* placement = a.List();
+    for (size_t g = 0; g < b.in->groups.size(); ++g) {
+      const bool expert = b.in->groups[g].expert;
+      Value* e = a.Dict();
+      a.SetItem(e, "sub_group", a.Int(static_cast<int64_t>(g)));
+      a.SetItem(e, keys::kPartitionCount, a.Int(1));
+      a.SetItem(e, keys::kPartitionRank, a.Int(0));
+      a.SetItem(e, keys::kPartitionRanks, a.List({a.Int(0)}));
+      a.SetItem(e, "families", a.List({a.Str(expert ? "autoep_expert" : "replicated")}));
+      a.SetItem(e, keys::kGroupNames, a.List({a.Str(expert ? "ep_size_1" : "replicated")}));
+      ValueArena::Append(placement, e);
+    }
+    a.SetItem(osd, keys::kDsZeroPartitionGroups, placement);
+  }
   a.SetItem(osd, keys::kOptimizerStateDict, inner);
   a.SetItem(osd, keys::kFp32FlatGroups, flat);
   b.in->optimizer_template = osd;
+  return absl::OkStatus();
+}
+
+// AutoEP expert weights (named by the skeleton's ds_autoep_layers) and their groups.
+absl::Status MarkExperts(const Value* root, ZeroSinkInput* in) {
+  int ep = 1;
+  const std::string what = absl::StrCat(in->origin, ": ", keys::kDsAutoepLayers);
+  UCP_ASSIGN_OR_RETURN(auto experts, internal_sink::AutoEpExperts(*root, what, &ep));
+  if (experts.empty()) return absl::OkStatus();
+  if (ep != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": a memory checkpoint holds whole expert tensors (ep_size 1), not ", ep));
+  }
+  for (SinkGroup& g : in->groups) {
+    int n = 0;
+    for (int pi : g.params) {
+      SinkParam& p = in->params[pi];
+      auto e = experts.find(p.name);
+      if (e == experts.end()) continue;
+      if (p.shape.rank() < 1 || p.shape.dim(0) != e->second) {
+        return absl::InvalidArgumentError(absl::StrCat(in->origin, ": expert weight '", p.name,
+                                                       "' has shape ", p.shape.ToString(), ", not ",
+                                                       e->second, " experts"));
+      }
+      p.expert = true;
+      p.num_experts = e->second;
+      ++n;
+    }
+    if (n != 0 && n != static_cast<int>(g.params.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(in->origin, ": a param group mixes expert and other parameters"));
+    }
+    g.expert = n > 0;
+  }
+  in->topology.ep = 1;
+  return absl::OkStatus();
+}
+
+// AutoEP's module state_dict leaves the expert weights out (they go to expert files at ZeRO-1/2
+// and live in the partitions at ZeRO-3).
+absl::Status DropExpertsFromModule(ValueArena& a, Value* root, const ZeroSinkInput& in) {
+  absl::flat_hash_set<std::string> experts;
+  for (const SinkParam& p : in.params) {
+    if (p.expert) experts.insert(p.name);
+  }
+  if (experts.empty()) return absl::OkStatus();
+  const Value* module = root->Get(keys::kModule);
+  if (module == nullptr || !module->is_dict()) return absl::OkStatus();
+  Value* out = a.OrderedDict();
+  if (module->state() != nullptr) ValueArena::SetState(out, module->state());
+  for (const auto& [k, v] : module->entries()) {
+    if (k->kind() == ValueKind::kStr && experts.contains(k->str())) continue;
+    ValueArena::SetItem(out, k, v);
+  }
+  plan::SetOrReplace(a, root, keys::kModule, out);
   return absl::OkStatus();
 }
 
@@ -342,6 +417,7 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
     if (root->Get(key) != nullptr) plan::SetOrReplace(*arena, root, key, arena->None());
   }
   UCP_RETURN_IF_ERROR(BuildParams(b));
+  UCP_RETURN_IF_ERROR(MarkExperts(root, &in));
   for (const auto& [storage, bytes] : ck.storages) {
     Segment s;
     s.size = bytes.size();
@@ -363,6 +439,7 @@ absl::StatusOr<ZeroSinkInput> ZeroSinkInputFromMemory(MemoryCheckpoint ck) {
     in.shared_params.clear();
     UCP_RETURN_IF_ERROR(BuildZero3Trees(b, root));
   }
+  UCP_RETURN_IF_ERROR(DropExpertsFromModule(*arena, root, in));
   in.sources.push_back(std::move(source));
   in.owners.push_back(std::move(arena));
   if (ck.owner != nullptr) in.owners.push_back(ck.owner);

@@ -17,6 +17,11 @@
 // tensors of trainable parameters become views of one flat buffer per param group, as DeepSpeed's
 // ZeRO-1/2 module is (the ZeRO-0 → ZeRO-1/2 path of the sink). With `zero3` the input has
 // ZeRO-3's trees instead and is written at ZeRO-3 (each parameter cut alone, per-rank files).
+//
+// AutoEP: when the skeleton has ds_autoep_layers (written as an autoep_size-1 run saves them:
+// ep_size 1, every expert local), the fused expert weights <prefix>.w1/w2/w3 they name are whole
+// [num_experts, ...] tensors, a group holding them is an expert group, and the sink cuts them
+// for the target's autoep_size (expert files, EP-local param_shapes, ds_autoep_layers per rank).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +55,7 @@ struct MemoryParam {
   int group = -1;                    // kTrainable: index into MemoryCheckpoint::groups
   DType weight_dtype = DType::kF32;  // the module tensor (lp weight, buffer)
   std::string tied_to;               // kTied: the parameter it is
+  bool shared_param = true;  // kTied: listed in shared_params (AutoEP's router alias is not)
 };
 
 struct MemoryGroup {

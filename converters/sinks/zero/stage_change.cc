@@ -53,10 +53,24 @@ absl::Status AddFrozenParams(ValueArena& arena, Value* root, absl::string_view w
   }
   AddStrings(root->Get(keys::kBufferNames), &not_frozen);
   AddDictKeys(root->Get(keys::kSharedParams), &not_frozen);
+  // A second name of a trainable parameter's very tensor (AutoEP's mlp.gate alias of
+  // mlp.router, which shared_params does not list) is not a frozen parameter either.
+  auto same_tensor = [](const TensorRef& a, const TensorRef& b) {
+    return a.storage == b.storage && a.storage_offset == b.storage_offset && a.shape == b.shape;
+  };
+  std::vector<TensorRef> trainable;
+  for (const auto& [k, v] : module->entries()) {
+    if (k->is(ValueKind::kStr) && v->is(ValueKind::kTensor) && not_frozen.contains(k->str()))
+      trainable.push_back(v->tensor());
+  }
   Value* shapes = arena.OrderedDict();
   Value* fragments = arena.OrderedDict();
   for (const auto& [k, v] : module->entries()) {
     if (!k->is(ValueKind::kStr) || not_frozen.contains(k->str())) continue;
+    bool alias = false;
+    for (const TensorRef& t : trainable)
+      alias = alias || (v->is(ValueKind::kTensor) && same_tensor(t, v->tensor()));
+    if (alias) continue;
     if (!v->is(ValueKind::kTensor)) {
       return absl::DataLossError(
           absl::StrCat(what, ": module entry '", k->str(), "' is not a tensor"));
@@ -150,10 +164,14 @@ absl::Status RewriteModelStatesForStage(ValueArena& arena, Value* root, int from
 absl::Status RewriteZero0ModelStates(ValueArena& arena, Value* root, const ZeroSinkInput& in) {
   SetOrReplace(arena, root, keys::kOptimizer, arena.None());
   Value* shapes = arena.List();
+  // DeepSpeed's AutoEP engines record plain tuples (the shapes of its filtered state_dict).
+  const Value* autoep = root->Get(keys::kDsAutoepLayers);
+  const bool tuples = autoep != nullptr && !autoep->is_none();
   for (const SinkGroup& g : in.groups) {
     Value* od = arena.OrderedDict();
     for (int pi : g.params) {
-      arena.SetItem(od, in.params[pi].name, TorchSize(arena, in.params[pi].shape));
+      arena.SetItem(od, in.params[pi].name,
+                    plan::ParamShapeValue(arena, in.params[pi].shape, tuples));
     }
     ValueArena::Append(shapes, od);
   }

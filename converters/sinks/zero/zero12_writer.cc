@@ -239,12 +239,16 @@ absl::StatusOr<const Value*> Planner::ModelRoot() {
   if (t_.ds_config != nullptr) SetOrReplace(arena_, root, keys::kDsConfig, t_.ds_config);
   if (in_.module_per_tensor) {
     UCP_RETURN_IF_ERROR(RewriteZero0ModelStates(arena_, root, in_));
-    UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
+    // DeepSpeed's AutoEP module is a filtered copy of the state_dict (one storage per tensor,
+    // experts left out), not views of the flat groups.
+    const Value* autoep = src->Get(keys::kDsAutoepLayers);
+    if (autoep == nullptr || autoep->is_none()) UCP_RETURN_IF_ERROR(Zero0FlatModule(root));
   }
   UCP_RETURN_IF_ERROR(RewriteModelStatesForStage(arena_, root, in_.zero_stage, stage_, what));
   const Value* layers = src->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return root;
-  if (const Value* v = src->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
+  // The param_shapes written (a memory source's are made above, from whole expert tensors).
+  if (const Value* v = root->Get(keys::kParamShapes); v != nullptr && !v->is_none()) {
     UCP_ASSIGN_OR_RETURN(const Value* shapes,
                          ParamShapes(v, absl::StrCat(what, ": ", keys::kParamShapes)));
     SetOrReplace(arena_, root, keys::kParamShapes, shapes);

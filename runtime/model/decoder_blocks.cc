@@ -1,0 +1,72 @@
+#include "runtime/model/decoder_blocks.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/silu.h>
+
+#include <cmath>
+#include <limits>
+
+namespace ucp::runtime {
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  at::Tensor f = x.to(at::kFloat);
+  f = f * at::rsqrt(f.pow(2).mean({-1}, true) + eps);
+  return w * f.to(x.scalar_type());
+}
+
+at::Tensor Rope(const at::Tensor& x, double theta) {
+  const int64_t d = x.size(-1), T = x.size(2);
+  at::Tensor inv = 1.0 / at::pow(theta, at::arange(0, d, 2, at::TensorOptions().dtype(at::kFloat)) /
+                                            static_cast<double>(d));
+  at::Tensor ang =
+      at::arange(T, at::TensorOptions().dtype(at::kFloat)).unsqueeze(1) * inv.unsqueeze(0);
+  at::Tensor cos = at::cat({ang.cos(), ang.cos()}, -1).to(x.scalar_type());
+  at::Tensor sin = at::cat({ang.sin(), ang.sin()}, -1).to(x.scalar_type());
+  at::Tensor x1 = x.narrow(-1, 0, d / 2), x2 = x.narrow(-1, d / 2, d / 2);
+  return x * cos + at::cat({-x2, x1}, -1) * sin;
+}
+
+at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t B = q.size(0), T = q.size(2);
+  at::Tensor att = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) /
+                   std::sqrt(static_cast<double>(q.size(-1)));
+  at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool)).triu(1);
+  att = att.masked_fill(mask, -std::numeric_limits<double>::infinity()).softmax(-1);
+  at::Tensor out = at::matmul(att, v.to(at::kFloat)).to(q.scalar_type());
+  return out.transpose(1, 2).reshape({B, T, -1});
+}
+
+at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, double eps,
+                        double theta) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto proj = [&](const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& norm) {
+    at::Tensor t = bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+    t = t.view({B, T, -1, hd});
+    if (norm.defined()) t = RmsNorm(t, norm, eps);
+    return t.transpose(1, 2);
+  };
+  at::Tensor q = Rope(proj(w.q, w.q_bias, w.q_norm), theta);
+  at::Tensor k = Rope(proj(w.k, w.k_bias, w.k_norm), theta);
+  at::Tensor v = proj(w.v, w.v_bias, at::Tensor());
+  const int64_t rep = q.size(1) / k.size(1);
+  if (rep > 1) {
+    k = k.repeat_interleave(rep, 1);
+    v = v.repeat_interleave(rep, 1);
+  }
+  at::Tensor out = CausalAttention(q, k, v);
+  return w.o_bias.defined() ? at::linear(out, w.o, w.o_bias) : at::linear(out, w.o);
+}
+
+at::Tensor SwiGlu(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& up,
+                  const at::Tensor& down) {
+  return at::linear(at::silu(at::linear(x, gate)) * at::linear(x, up), down);
+}
+
+}  // namespace ucp::runtime

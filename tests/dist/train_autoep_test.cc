@@ -1,0 +1,166 @@
+// `ucp train` with AutoEP against what DeepSpeed recorded for the AutoEP fixtures
+// (fixtures/deepspeed/autoep_*: Hugging Face Mixtral, Qwen3-MoE and DeepSeek-V3 models trained by
+// DeepSpeed's AutoEP at ZeRO-1/2/3), on real processes and Gloo over 127.0.0.1:
+//   * Resume fidelity: global_step5 loaded at the case's own (world, autoep_size) and at its
+//     resume topology, steps 6-8 on the fixture recipe: DeepSpeed's losses, fp32 within 1e-5
+//     (bf16 1e-2, as train_fidelity_test.cc explains). DeepSpeed's own ZeRO-3 universal resumes
+//     miss its continuation by up to 7.4e-3; ucp must equal the continuation there.
+//   * Load-then-save identity: `--train-steps 0 --save` at the reshard topology writes the
+//     fixture's reshard_dpN_epM golden (value trees equal but ds_config / ds_version; tensors
+//     bitwise), expert files and ds_autoep_layers included.
+//   * Independence of autoep_size: one seeded init trained at ep 1, 2 and 4 gives the same fp32
+//     losses.
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "formats/base/scratch_dir_testutil.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/dist/train_testutil.h"
+#include "tests/integration/convert_testutil.h"
+
+namespace ucp {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace ::ucp::train_test;  // NOLINT: the shared helpers
+
+// The case's DeepSpeed config at (world, ep) and its model config.json, in `dir`.
+std::vector<std::string> AutoEpArgs(const json& run_log, int world, int ep,
+                                    const std::string& dir) {
+  json cfg = run_log["ds_config"];
+  cfg["train_micro_batch_size_per_gpu"] = 8 / world;
+  cfg["expert_parallel"]["autoep_size"] = ep;
+  cfg.erase("checkpoint");
+  WriteJson(dir + "/ds.json", cfg);
+  WriteJson(dir + "/model.json", run_log["hf_config"]);
+  std::vector<std::string> args = BaseArgs(world, dir);
+  for (const char* a : {"--seq-len", "8"}) args.push_back(a);
+  return args;
+}
+
+class AutoEpResumeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AutoEpResumeTest, LossesMatchDeepSpeed) {
+  const std::string name = GetParam();
+  const json m = ReadJson(Fixture(name) + "/manifest.json");
+  const json run_log = ReadJson(Fixture(name) + "/run_log.json");
+  const json& resume = m["resume"];
+  const bool bf16 = m["engine"]["bf16"].get<bool>();
+  const int own_world = m["world_size"], own_ep = m["ds_config"]["expert_parallel"]["autoep_size"];
+  testing::ScratchDir scratch("train_autoep");
+  for (auto [world, ep] : {std::pair{own_world, own_ep},
+                           std::pair{resume["dp"].get<int>(), resume["autoep_size"].get<int>()}}) {
+    SCOPED_TRACE(absl::StrCat(name, " at world ", world, " ep ", ep));
+    std::vector<std::string> args = AutoEpArgs(run_log, world, ep, scratch.path());
+    for (const char* a : {"--data", "recipe:1234", "--train-steps", "3", "--load"})
+      args.push_back(a);
+    args.push_back(Fixture(name) + "/checkpoint");
+    args.push_back("--load-tag");
+    args.push_back("global_step5");
+    TrainRun r = Train(args, scratch.path());
+    ASSERT_EQ(r.code, 0) << r.err;
+    // DeepSpeed's own ZeRO-3 universal resume misses its continuation (manifest
+    // resume.max_abs_loss_diff 6e-3..7e-3, as for dense ZeRO-3): there an exact resume is the bar.
+    const bool own = world == own_world && ep == own_ep;
+    const bool ds_resume_exact = resume["max_abs_loss_diff"].get<double>() < 1e-5;
+    const json& want = own || (!bf16 && !ds_resume_exact) ? resume["losses_original_continuation"]
+                                                          : resume["losses_resumed"];
+    const double tol = bf16 ? 1e-2 : 1e-5;
+    for (const char* step : {"6", "7", "8"}) {
+      ASSERT_TRUE(r.metrics["losses"].contains(step)) << r.metrics.dump();
+      EXPECT_NEAR(r.metrics["losses"][step].get<double>(), want[step].get<double>(), tol)
+          << "step " << step;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, AutoEpResumeTest,
+    ::testing::Values("autoep_mixtral_s2_fp32_dp4_ep2", "autoep_mixtral_s2_bf16_dp4_ep2",
+                      "autoep_mixtral_s3_fp32_dp4_ep2", "autoep_qwen3_s2_fp32_dp2_ep1",
+                      "autoep_qwen3_s3_fp32_dp4_ep2", "autoep_deepseek_v3_s1_fp32_dp4_ep4"));
+
+struct AutoEpGolden {
+  std::string name, golden;
+  int world, ep;
+  bool zero3 = false;  // DeepSpeed's ZeRO-3 universal load names every group after group 0
+};
+
+class AutoEpResaveTest : public ::testing::TestWithParam<AutoEpGolden> {};
+
+TEST_P(AutoEpResaveTest, TrainStepsZeroWritesDeepSpeedsReshard) {
+  const AutoEpGolden& c = GetParam();
+  const std::string root = Fixture(c.name);
+  const json run_log = ReadJson(root + "/run_log.json");
+  testing::ScratchDir scratch("train_autoep_resave");
+  std::vector<std::string> args = AutoEpArgs(run_log, c.world, c.ep, scratch.path());
+  for (const std::string& a :
+       {std::string("--train-steps"), std::string("0"), std::string("--load"), root + "/checkpoint",
+        std::string("--load-tag"), std::string("global_step5"), std::string("--save"),
+        scratch.path() + "/out", std::string("--save-tag"), std::string("global_step5")})
+    args.push_back(a);
+  TrainRun r = Train(args, scratch.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string golden = root + "/" + c.golden + "/checkpoint/global_step5";
+  const std::string ours = scratch.path() + "/out/global_step5";
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(golden)) names.push_back(e.path().filename());
+  size_t ours_files = 0;
+  for (const auto& e : fs::directory_iterator(ours)) ours_files += e.is_regular_file();
+  EXPECT_EQ(ours_files, names.size());
+  std::set<std::string> excluded = {"ds_config", "ds_version", "optimizer_state_dict/ds_version"};
+  if (c.zero3) excluded.insert("optimizer_state_dict/optimizer_state_dict/param_groups/*/name");
+  for (const std::string& n : names) {
+    SCOPED_TRACE(n);
+    absl::StatusOr<json> a = testing::TorchFileDigest(ours + "/" + n);
+    absl::StatusOr<json> b = testing::TorchFileDigest(golden + "/" + n);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    testing::NormalizeDigest(*a, "", excluded);
+    testing::NormalizeDigest(*b, "", excluded);
+    EXPECT_EQ(testing::FirstDifference(*a, *b), "");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, AutoEpResaveTest,
+    ::testing::Values(AutoEpGolden{"autoep_mixtral_s2_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1},
+                      AutoEpGolden{"autoep_mixtral_s2_fp32_dp4_ep2", "reshard_dp4_ep4", 4, 4},
+                      AutoEpGolden{"autoep_mixtral_s2_bf16_dp4_ep2", "reshard_dp2_ep1", 2, 1},
+                      AutoEpGolden{"autoep_mixtral_s3_fp32_dp4_ep2", "reshard_dp2_ep1", 2, 1, true},
+                      AutoEpGolden{"autoep_qwen3_s2_fp32_dp2_ep1", "reshard_dp4_ep2", 4, 2},
+                      AutoEpGolden{"autoep_qwen3_s3_fp32_dp4_ep2", "reshard_dp2_ep2", 2, 2, true},
+                      AutoEpGolden{"autoep_deepseek_v3_s1_fp32_dp4_ep4", "reshard_dp2_ep1", 2, 1}),
+    [](const ::testing::TestParamInfo<AutoEpGolden>& p) {
+      return p.param.name + "_" + p.param.golden;
+    });
+
+// The same seeded Mixtral trained 3 steps at autoep_size 1, 2 and 4 on 4 ranks (ZeRO-2, fp32):
+// expert parallelism changes where experts run, not the numbers.
+TEST(AutoEpTopology, LossesDoNotDependOnAutoepSize) {
+  const json run_log = ReadJson(Fixture("autoep_mixtral_s2_fp32_dp4_ep2") + "/run_log.json");
+  testing::ScratchDir scratch("train_autoep_ep");
+  std::vector<json> losses;
+  for (int ep : {1, 2, 4}) {
+    SCOPED_TRACE(absl::StrCat("ep ", ep));
+    std::vector<std::string> args = AutoEpArgs(run_log, 4, ep, scratch.path());
+    for (const char* a : {"--data", "recipe:7", "--train-steps", "3", "--seed", "11"})
+      args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    ASSERT_EQ(r.code, 0) << r.err;
+    losses.push_back(r.metrics["losses"]);
+  }
+  for (const char* step : {"1", "2", "3"}) {
+    for (size_t i = 1; i < losses.size(); ++i)
+      EXPECT_NEAR(losses[i][step].get<double>(), losses[0][step].get<double>(), 1e-5)
+          << "step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace ucp
