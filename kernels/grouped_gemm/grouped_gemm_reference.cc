@@ -6,6 +6,7 @@
 // vectorises it; target_clones adds an AVX2 copy picked at load time).
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -35,20 +36,31 @@ inline float ToF32(uint16_t v) { return Bf16ToFloat(v); }
 inline void FromF32(float v, float* dst) { *dst = v; }
 inline void FromF32(float v, uint16_t* dst) { *dst = FloatToBf16(v); }
 
-// acc[MR x NR] (leading dim ldc) += ap[kc x MR]^T-panel · bp[kc x NR]-panel.
+// acc[MR x NR] (leading dim ldc) += ap[kc x MR]^T-panel · bp[kc x NR]-panel. GCC vector types
+// (8 floats: one AVX2 register, or two SSE ones in the default clone) keep the MR x NR tile in
+// registers; plain loops were vectorised across rows with shuffles instead.
+typedef float V8 __attribute__((vector_size(32)));
+static_assert(kNR == 16);
+
 __attribute__((target_clones("avx2", "default"))) void MicroKernel(int64_t kc, const float* ap,
                                                                    const float* bp, float* acc,
                                                                    int64_t ldc) {
-  float c[kMR][kNR] = {};
+  V8 c[kMR][2] = {};
   for (int64_t l = 0; l < kc; ++l) {
-    const float* b = bp + l * kNR;
+    V8 b0, b1;
+    std::memcpy(&b0, bp + l * kNR, sizeof b0);
+    std::memcpy(&b1, bp + l * kNR + 8, sizeof b1);
     for (int r = 0; r < kMR; ++r) {
       const float a = ap[l * kMR + r];
-      for (int j = 0; j < kNR; ++j) c[r][j] += a * b[j];
+      c[r][0] += b0 * a;
+      c[r][1] += b1 * a;
     }
   }
   for (int r = 0; r < kMR; ++r) {
-    for (int j = 0; j < kNR; ++j) acc[r * ldc + j] += c[r][j];
+    for (int j = 0; j < 8; ++j) {
+      acc[r * ldc + j] += c[r][0][j];
+      acc[r * ldc + 8 + j] += c[r][1][j];
+    }
   }
 }
 
@@ -165,8 +177,10 @@ absl::Status Run(const GroupedGemmParams& p) {
   if (absl::Status s = CheckOffsets(p); !s.ok()) return s;
   const std::vector<Tile> tiles = MakeTiles(p);
   std::atomic<size_t> next{0};
-  auto worker = [&] {
-    Scratch s;
+  // The calling thread keeps its scratch across calls (224 KiB: malloc would mmap and fault it in
+  // on every call, a cost a per-expert loop pays E times); spawned workers allocate their own.
+  thread_local Scratch caller_scratch;
+  auto worker = [&](Scratch& s) {
     for (size_t i; (i = next.fetch_add(1)) < tiles.size();) {
       if (p.elem == ElemType::kF32) {
         RunTile<float>(p, tiles[i], s);
@@ -177,8 +191,13 @@ absl::Status Run(const GroupedGemmParams& p) {
   };
   const size_t extra = std::min<size_t>(p.num_threads, tiles.size()) - (tiles.empty() ? 0 : 1);
   std::vector<std::thread> threads;
-  for (size_t t = 0; t < extra; ++t) threads.emplace_back(worker);
-  worker();
+  for (size_t t = 0; t < extra; ++t) {
+    threads.emplace_back([&] {
+      Scratch s;
+      worker(s);
+    });
+  }
+  worker(caller_scratch);
   for (std::thread& t : threads) t.join();
   return absl::OkStatus();
 }
