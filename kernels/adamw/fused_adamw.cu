@@ -18,7 +18,7 @@ __global__ void AdamKernel(FusedAdamWParams p, AdamScalars c, bool torch_form) {
     if (c.decoupled_torch) w = __fmul_rn(w, c.decay_mul);
     if (c.l2 != 0) g = __fmaf_rn(w, c.l2, g);
     m = __fmaf_rn(g, c.one_minus_beta1, __fmul_rn(m, c.beta1));
-    v = __fadd_rn(__fmul_rn(v, c.beta2), __fmul_rn(__fmul_rn(c.one_minus_beta2, g), g));
+    v = __fmaf_rn(__fmul_rn(c.one_minus_beta2, g), g, __fmul_rn(v, c.beta2));
     if (torch_form) {
       const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), c.sqrt_bc2), c.eps);
       w = __fadd_rn(w, __fdiv_rn(__fmul_rn(c.neg_step, m), denom));

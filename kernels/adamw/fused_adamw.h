@@ -10,14 +10,13 @@
 //
 // Exactness. Every element follows the float operations of adam.cc's ATen calls one for one:
 // scalars are computed in double on the host and rounded to float where ATen rounds its Scalar
-// arguments, and `a.add_(b, alpha)` is a fused multiply-add, as ATen's vectorised add kernel
-// (vec::fmadd, an FMA instruction on AVX2/AVX-512 CPUs) computes it. Results then equal the
-// runtime's bitwise, except (within 1 ulp per operation) on elements ATen sends through its scalar
-// tail loop (the last numel % 16 or so elements, and non-contiguous tensors), where whether `a +
-// alpha*b` is contracted to an FMA depends on how LibTorch was compiled. The CUDA kernel uses the
-// same correctly rounded intrinsics (__fmaf_rn, __fdiv_rn, __fsqrt_rn), so it bit-matches this
-// reference; it does not bit-match ATen's CUDA ops or DeepSpeed's FusedAdam kernel, which let nvcc
-// contract.
+// arguments; `a.add_(b, alpha)` is an FMA (ATen's vec::fmadd) and `addcmul_` is
+// fma(value*t1, t2, self) (GCC contracts ATen's vector mul+add in LibTorch's AVX2 kernels).
+// Measured against Debian's torch 1.13.1 (the LibTorch the runtime links), both forms, Adam and
+// AdamW, 100003 elements including the scalar tail: bitwise equal. Another LibTorch build (other
+// compiler flags, CPU capability or CUDA ops) may differ by an ulp per operation. The CUDA kernel
+// uses the same correctly rounded intrinsics (__fmaf_rn, __fdiv_rn, __fsqrt_rn), so it bit-matches
+// this reference; it does not bit-match DeepSpeed's FusedAdam kernel, which lets nvcc contract.
 #pragma once
 
 #include <cmath>

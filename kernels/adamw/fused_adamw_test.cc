@@ -78,7 +78,7 @@ TEST(FusedAdamWTest, FusedFormIsTheLiteralFloatFormula) {
   for (size_t i = 0; i < s.p.size(); ++i) {
     const float g = before.g[i], w = before.p[i];
     const float m = std::fma(g, static_cast<float>(1 - 0.9), before.m[i] * 0.9f);
-    const float v = before.v[i] * 0.999f + static_cast<float>(1 - 0.999) * g * g;
+    const float v = std::fma(static_cast<float>(1 - 0.999) * g, g, before.v[i] * 0.999f);
     const float update = std::fma(w, 0.01f, (m / bc1) / (std::sqrt(v / bc2) + 1e-8f));
     EXPECT_EQ(s.m[i], m);
     EXPECT_EQ(s.v[i], v);
