@@ -2,8 +2,11 @@
 # `make demo`: the product tour. Trains the tiny dense model (the fixtures' TinyLM) on 4 local
 # ranks with ZeRO-2, saves a DeepSpeed checkpoint, converts it to a Universal Checkpoint, reshards
 # that to dp 2, resumes 3 steps at dp 2 from the reshard and once more straight from the dp-4
-# ZeRO folder (in-memory reshard), exports safetensors and inspects. Each step says what it did and
-# how long it took. Usage: scripts/demo-tour.sh BUILD_DIR
+# ZeRO folder (in-memory reshard), exports safetensors and inspects. Then the same with a tiny
+# Mixtral-style mixture of experts under AutoEP: 4 ranks with the 4 experts split over them
+# (autoep_size 4, tokens exchanged by all-to-all), saved in DeepSpeed's AutoEP layout, resumed at
+# autoep_size 2 on 2 ranks straight from that folder. Each step says what it did and how long it
+# took. Usage: scripts/demo-tour.sh BUILD_DIR
 set -euo pipefail
 build=${1:?usage: demo-tour.sh BUILD_DIR}
 ucp=$build/cli/ucp
@@ -61,3 +64,28 @@ step "ucp export: the weights as safetensors" \
   "$ucp" export "$tmp/ckpt" --out "$tmp/weights" --no-fsync
 step "ucp inspect: the exported weights" \
   "$ucp" inspect "$tmp/weights" --max-rows 4
+
+cat > "$tmp/moe.json" <<'J'
+{"model_type": "mixtral", "vocab_size": 61, "hidden_size": 16, "intermediate_size": 12,
+ "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8,
+ "num_local_experts": 4, "num_experts_per_tok": 2, "max_position_embeddings": 8,
+ "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "tie_word_embeddings": false}
+J
+moe_config() {  # moe_config DP EP
+  python3 - "$tmp/ds_dp$1.json" "$2" > "$tmp/moe_dp$1.json" <<'P'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["expert_parallel"] = {"enabled": True, "autoep_size": int(sys.argv[2]), "preset_model": "mixtral"}
+print(json.dumps(c))
+P
+}
+moe_config 4 4; moe_config 2 2
+moe=(--model-config "$tmp/moe.json" --data recipe:1234 --no-fsync)
+step "ucp train: a tiny Mixtral with AutoEP, 10 steps on 4 ranks (autoep_size 4: one expert each)" \
+  "$ucp" train --nproc 4 --config "$tmp/moe_dp4.json" "${moe[@]}" --train-steps 10 \
+  --save "$tmp/moe_ckpt"
+step "ucp inspect: DeepSpeed's AutoEP layout (layer_*_expert_* files, ds_autoep_layers)" \
+  "$ucp" inspect "$tmp/moe_ckpt" --max-rows 6
+step "ucp train: resume 3 steps at autoep_size 2 on 2 ranks, straight from that folder" \
+  "$ucp" train --nproc 2 --config "$tmp/moe_dp2.json" "${moe[@]}" --train-steps 3 \
+  --load "$tmp/moe_ckpt"

@@ -3,16 +3,24 @@
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <atomic>
+
 namespace ucp::runtime {
 namespace {
+
+std::atomic<int64_t> bytes_sent{0};
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 at::Tensor Exchange(Comm& comm, const at::Tensor& x, const std::vector<int64_t>& in_splits,
                     const std::vector<int64_t>& out_splits) {
-  int64_t rows = 0;
+  int64_t rows = 0, sent = 0;
   for (int64_t n : out_splits) rows += n;
+  for (size_t r = 0; r < in_splits.size(); ++r) {
+    if (static_cast<int>(r) != comm.rank()) sent += in_splits[r];
+  }
+  bytes_sent += sent * x.size(1) * static_cast<int64_t>(x.element_size());
   at::Tensor out = at::empty({rows, x.size(1)}, x.options());
   comm.AllToAll(x.contiguous(), out, in_splits, out_splits);
   return out;
@@ -43,6 +51,8 @@ at::Tensor AllToAllRows(Comm& comm, const at::Tensor& x, const std::vector<int64
   if (comm.size() == 1) return x;
   return AllToAllFn::apply(x, reinterpret_cast<int64_t>(&comm), in_splits, out_splits);
 }
+
+int64_t AllToAllBytesSent() { return bytes_sent.load(); }
 
 at::Tensor ExchangeCounts(Comm& comm, const at::Tensor& counts) {
   if (comm.size() == 1) return counts;

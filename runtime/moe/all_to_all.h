@@ -17,6 +17,10 @@ namespace ucp::runtime {
 at::Tensor AllToAllRows(Comm& comm, const at::Tensor& x, const std::vector<int64_t>& in_splits,
                         const std::vector<int64_t>& out_splits);
 
+// Bytes this process has sent to other ranks in AllToAllRows (forward and backward) since it
+// started: the token traffic a benchmark compares with the analytic minimum.
+int64_t AllToAllBytesSent();
+
 // The plain exchange of one int64 count per (rank, local expert): row r of `counts` [size, E_l]
 // goes to rank r; returns [size, E_l] with row s = what rank s sends here. Not differentiable.
 at::Tensor ExchangeCounts(Comm& comm, const at::Tensor& counts);

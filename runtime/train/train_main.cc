@@ -31,6 +31,7 @@
 #include "runtime/config/model_config.h"
 #include "runtime/launch/launcher.h"
 #include "runtime/model/moe_decoder.h"
+#include "runtime/moe/all_to_all.h"
 #include "runtime/train/batches.h"
 #include "runtime/train/csv_monitor.h"
 #include "runtime/train/expert_setup.h"
@@ -365,6 +366,13 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   metrics["state_bytes_per_rank_max"] = mem[0].item<double>();
   metrics["peak_rss_bytes_per_rank_max"] = mem[1].item<double>();
   metrics["global_steps"] = global_steps;
+  if (mcfg.is_moe()) {
+    // Token all-to-all traffic, summed over ranks (bench/moe_bench.sh).
+    at::Tensor a2a = at::empty({1}, at::TensorOptions().dtype(at::kDouble))
+                         .fill_(static_cast<double>(AllToAllBytesSent()));
+    comm->AllReduceSum(a2a);
+    metrics["all_to_all_bytes"] = a2a.item<double>();
+  }
   if (env.rank == 0 && !args.metrics_json.empty()) {
     std::ofstream f(args.metrics_json);
     f << metrics.dump(1) << "\n";

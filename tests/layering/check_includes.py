@@ -67,8 +67,8 @@ EDGES = {
     "runtime": _L0_L3 | {"kernels"},
     "cli": _L0_L3,
     "python": _L0_L3,
-    "tests": _L0_L3 | {"cli"},
-    "bench": _L0_L3 | {"cli"},
+    "tests": _L0_L3 | {"cli", "kernels"},
+    "bench": _L0_L3 | {"cli", "kernels"},
     "fuzz": _L0_L3,
 }
 
