@@ -8,7 +8,8 @@
 #   (iii) all-to-all bytes per step against the analytic value for uniform routing:
 #         layers * micro-batches * 4 passes (dispatch and combine, forward and backward)
 #         * tokens * top_k * (ep - 1) / ep * hidden * bytes per element.
-# Model: vocab 4000, hidden 256, 2 layers, 8 experts top-2, expert width 512, seq 32, batch 8.
+# Model (env V H L E K I T B): vocab 512, hidden 256, 2 layers, 8 experts top-2, expert width
+# 1024, seq 64, batch 8: the experts hold most of the FLOPs, as in a real MoE.
 # Usage: bench/moe_bench.sh BUILD_DIR [RANKS] [STEPS]
 set -euo pipefail
 build=${1:?usage: moe_bench.sh BUILD_DIR [RANKS] [STEPS]}
@@ -17,7 +18,7 @@ steps=${3:-6}
 cmake --build "$build" --target ucp-train >/dev/null
 tmp=$(mktemp -d -t ucp_moe_bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-V=4000 H=256 L=2 E=8 K=2 I=512 T=32 B=8
+V=${V:-512} H=${H:-256} L=${L:-2} E=${E:-8} K=${K:-2} I=${I:-1024} T=${T:-64} B=${B:-8}
 cat > "$tmp/model.json" <<J
 {"model_type": "mixtral", "vocab_size": $V, "hidden_size": $H, "intermediate_size": $I,
  "num_hidden_layers": $L, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,

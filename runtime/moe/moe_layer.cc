@@ -3,7 +3,6 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/bincount.h>
-#include <ATen/ops/bmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "runtime/moe/all_to_all.h"
+#include "runtime/moe/grouped_gemm_op.h"
 
 namespace ucp::runtime {
 namespace {
@@ -72,7 +72,7 @@ Routing Route(const MoeSpec& s, const at::Tensor& gate, const at::Tensor& x) {
 at::Tensor GroupedExperts(const at::Tensor& x, const std::vector<int64_t>& sizes,
                           const at::Tensor& w1, const at::Tensor& w2, const at::Tensor& w3,
                           bool grouped) {
-  const int64_t el = w1.size(0), H = x.size(1);
+  const int64_t el = w1.size(0);
   if (!grouped) {
     std::vector<at::Tensor> parts = at::split_with_sizes(x, sizes, 0);
     for (int64_t e = 0; e < el; ++e) {
@@ -81,17 +81,9 @@ at::Tensor GroupedExperts(const at::Tensor& x, const std::vector<int64_t>& sizes
     }
     return at::cat(parts, 0);
   }
-  // One [E_l, m, H] batch, m the largest group (empty rows are zeros and are dropped after).
-  const int64_t m = std::max<int64_t>(1, *std::max_element(sizes.begin(), sizes.end()));
-  at::Tensor sz = at::tensor(sizes, Long());
-  at::Tensor expert_of_row = at::repeat_interleave(at::arange(el, Long()), sz);
-  at::Tensor starts = sz.cumsum(0) - sz;
-  at::Tensor row = at::arange(x.size(0), Long());
-  at::Tensor slot = expert_of_row * m + (row - starts.index_select(0, expert_of_row));
-  at::Tensor padded = at::zeros({el * m, H}, x.options()).index_copy(0, slot, x).view({el, m, H});
-  at::Tensor h =
-      at::silu(at::bmm(padded, w1.transpose(1, 2))) * at::bmm(padded, w3.transpose(1, 2));
-  return at::bmm(h, w2.transpose(1, 2)).view({el * m, H}).index_select(0, slot);
+  // One grouped GEMM per projection over every local expert (runtime/moe/grouped_gemm_op.h).
+  at::Tensor h = at::silu(GroupedLinear(x, w1, sizes)) * GroupedLinear(x, w3, sizes);
+  return GroupedLinear(h, w2, sizes);
 }
 
 at::Tensor MoeForward(const MoeSpec& s, const MoeWeights& w, const at::Tensor& x, Comm* ep) {

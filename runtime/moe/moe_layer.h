@@ -47,8 +47,9 @@ Routing Route(const MoeSpec& spec, const at::Tensor& gate, const at::Tensor& x);
 at::Tensor MoeForward(const MoeSpec& spec, const MoeWeights& w, const at::Tensor& x, Comm* ep);
 
 // The local experts' SwiGLU over rows already grouped by expert (group e has sizes[e] rows):
-// out_e = (silu(x_e w1_e^T) * (x_e w3_e^T)) w2_e^T. `grouped`: one padded batched GEMM per
-// projection; otherwise one GEMM per expert.
+// out_e = (silu(x_e w1_e^T) * (x_e w3_e^T)) w2_e^T. `grouped`: one grouped GEMM per projection
+// (kernels/grouped_gemm); otherwise one LibTorch GEMM per expert (use_grouped_mm false, as
+// DeepSpeed's per-expert loop).
 at::Tensor GroupedExperts(const at::Tensor& x, const std::vector<int64_t>& sizes,
                           const at::Tensor& w1, const at::Tensor& w2, const at::Tensor& w3,
                           bool grouped);
