@@ -204,6 +204,11 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                        MakeModel(mcfg, cfg, env.world_size, env.rank));
   const int autoep_size = AutoEpSize(mcfg, cfg);
+  // Refused before training, not after it (the ZeRO sink refuses the save itself too).
+  if (mcfg.is_moe() && cfg.zero.stage == 0 && !args.save.empty())
+    return absl::UnimplementedError(
+        "--save with AutoEP at `zero_optimization.stage` 0: DeepSpeed's ZeRO-0 AutoEP layout "
+        "(expp_rank_* optimizer files) is not written yet; use stage 1, 2 or 3");
   const int64_t seq_len = args.seq_len > 0 ? args.seq_len : mcfg.max_position_embeddings;
   if (seq_len > mcfg.max_position_embeddings)
     return UsageError(absl::StrCat("--seq-len ", seq_len,
