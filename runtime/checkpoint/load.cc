@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "converters/sources/open_source.h"
 #include "formats/base/status.h"
@@ -174,8 +175,17 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
     return nullptr;
   };
   // Every model parameter must be there with its shape; every checkpoint parameter must be known.
-  for (const ModelParam& mp : model.params()) {
+  absl::flat_hash_set<std::string> consumed;  // Hugging Face MoE tensors read under other names
+  for (size_t mi = 0; mi < model.params().size(); ++mi) {
+    const ModelParam& mp = model.params()[mi];
     const ucp::ParamMeta* p = src.Find(mp.name);
+    if (p == nullptr && rq.module_only) {
+      if (std::optional<HfMoeRead> r = FindHfMoeSource(src, mp)) {
+        for (const ucp::ParamMeta* part : r->parts) consumed.insert(part->name);
+        out.hf_moe.emplace_back(static_cast<int>(mi), *r);
+        continue;
+      }
+    }
     if (p == nullptr && from_module(mp.name) != nullptr) {
       if (from_module(mp.name)->sizes().vec() != mp.shape)
         return absl::InvalidArgumentError(
@@ -193,7 +203,7 @@ absl::StatusOr<OpenedCheckpoint> OpenForModel(const LoadRequest& rq, const Model
       return absl::InvalidArgumentError(absl::StrCat(info.path, ": ", mp.name, " has no weights"));
   }
   for (const ucp::ParamMeta& p : src.params()) {
-    if (model.Find(p.name) >= 0 || !p.tied_to.empty()) continue;
+    if (model.Find(p.name) >= 0 || !p.tied_to.empty() || consumed.contains(p.name)) continue;
     bool alias = false;
     for (const TiedAlias& t : model.tied()) alias = alias || t.alias == p.name;
     if (!alias)
@@ -256,6 +266,14 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     if (found == nullptr) {
       for (const auto& [n, t] : ck.module_tensors) {
         if (n == mp.name) engine.SetParam(static_cast<int>(i), t);
+      }
+      for (const auto& [mi, r] : ck.hf_moe) {
+        if (mi != static_cast<int>(i)) continue;
+        UCP_ASSIGN_OR_RETURN(at::Tensor w, ReadHfMoe(r, [&](const ucp::ParamMeta& part) {
+                               return ReadWhole(src, part, ucp::ParamState::kFp32);
+                             }));
+        engine.SetParam(static_cast<int>(i),
+                        mp.expert() ? w.narrow(0, mp.expert_begin, mp.shape[0]) : w);
       }
       continue;
     }

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "runtime/checkpoint/hf_moe_weights.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model.h"
 #include "ucp/source.h"
@@ -39,6 +40,8 @@ struct OpenedCheckpoint {
   // Frozen parameters and buffers the Source does not list (ZeRO-0/1 keep them only in the
   // model-states file's module), read from there: name → whole fp32 tensor.
   std::vector<std::pair<std::string, at::Tensor>> module_tensors;
+  // Weights only: model parameters assembled from Hugging Face MoE names (hf_moe_weights.h).
+  std::vector<std::pair<int, HfMoeRead>> hf_moe;
 };
 
 // Opens and checks the checkpoint against `model` (metadata only): InvalidArgument naming the

@@ -10,13 +10,22 @@
 //     bitwise), expert files and ds_autoep_layers included.
 //   * Independence of autoep_size: one seeded init trained at ep 1, 2 and 4 gives the same fp32
 //     losses.
+//   * Hugging Face MoE weights: the fixture's weights written in Transformers 5's fused layout
+//     (gate.weight, experts.gate_up_proj / down_proj) and in the per-expert layout
+//     (experts.{j}.gate_proj / up_proj / down_proj) train exactly as the same weights loaded from
+//     the fixture's UCP with --load-module-only.
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "converters/sources/open_source.h"
+#include "formats/base/byte_sink.h"
 #include "formats/base/scratch_dir_testutil.h"
+#include "formats/safetensors/safetensors_writer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/dist/train_testutil.h"
@@ -160,6 +169,94 @@ TEST(AutoEpTopology, LossesDoNotDependOnAutoepSize) {
       EXPECT_NEAR(losses[i][step].get<double>(), losses[0][step].get<double>(), 1e-5)
           << "step " << step;
   }
+}
+
+// Writes the UCP's fp32 weights to a safetensors file with Hugging Face's MoE names.
+void WriteHfWeights(const std::string& ucp_dir, const std::string& path, bool fused) {
+  auto src = converters::sources::OpenSource(ucp_dir, {});
+  ASSERT_TRUE(src.ok()) << src.status();
+  std::vector<std::pair<std::string, std::vector<float>>> data;
+  std::vector<Shape> shapes;
+  auto add = [&](std::string name, Shape shape, std::vector<float> v) {
+    data.emplace_back(std::move(name), std::move(v));
+    shapes.push_back(std::move(shape));
+  };
+  std::map<std::string, std::vector<float>> w13;  // <block>.experts -> w1 then w3 per expert
+  for (const ucp::ParamMeta& p : (*src)->params()) {
+    if (!p.tied_to.empty() || p.name.find(".mlp.gate.gate.") != std::string::npos) continue;
+    std::vector<float> v(static_cast<size_t>(p.shape.NumElements().value()));
+    ASSERT_TRUE(
+        (*src)
+            ->ReadState(p, ucp::ParamState::kFp32,
+                        absl::Span<std::byte>(reinterpret_cast<std::byte*>(v.data()), v.size() * 4))
+            .ok());
+    std::string n = p.name;
+    const auto dims = p.shape.dims();
+    auto replace = [&](const std::string& from, const std::string& to) {
+      n = n.substr(0, n.size() - from.size()) + to;
+    };
+    if (absl::EndsWith(n, ".mlp.router.gate.weight")) {
+      replace("router.gate.weight", "gate.weight");
+    } else if (absl::EndsWith(n, ".experts.w1") || absl::EndsWith(n, ".experts.w2") ||
+               absl::EndsWith(n, ".experts.w3")) {
+      const std::string w = n.substr(n.size() - 2), block = n.substr(0, n.size() - 3);
+      const int64_t E = dims[0], rows = dims[1], cols = dims[2];
+      if (!fused) {
+        const char* hf = w == "w1" ? "gate_proj" : w == "w3" ? "up_proj" : "down_proj";
+        for (int64_t j = 0; j < E; ++j)
+          add(absl::StrCat(block, ".", j, ".", hf, ".weight"), Shape({rows, cols}),
+              std::vector<float>(v.begin() + j * rows * cols, v.begin() + (j + 1) * rows * cols));
+        continue;
+      }
+      if (w == "w2") {
+        add(block + ".down_proj", p.shape, v);
+        continue;
+      }
+      std::vector<float>& gu = w13[block];
+      gu.resize(static_cast<size_t>(E * 2 * rows * cols));
+      for (int64_t j = 0; j < E; ++j)  // gate_up_proj[j] = cat(w1[j], w3[j]) along rows
+        std::copy(v.begin() + j * rows * cols, v.begin() + (j + 1) * rows * cols,
+                  gu.begin() + (j * 2 + (w == "w3" ? 1 : 0)) * rows * cols);
+      if (w == "w3") add(block + ".gate_up_proj", Shape({E, 2 * rows, cols}), gu);
+      continue;
+    }
+    add(n, p.shape, v);
+  }
+  std::vector<formats::safetensors::WriteTensor> tensors;
+  for (size_t i = 0; i < data.size(); ++i)
+    tensors.push_back(
+        {data[i].first, TensorView{DType::kF32,
+                                   shapes[i],
+                                   {},
+                                   reinterpret_cast<const std::byte*>(data[i].second.data())}});
+  auto sink = CreateFileSink(path, {.overwrite = true, .fsync = false});
+  ASSERT_TRUE(sink.ok());
+  ASSERT_TRUE(formats::safetensors::Write(**sink, tensors).ok());
+  ASSERT_TRUE((*sink)->Commit().ok());
+}
+
+TEST(AutoEpWeights, HuggingFaceMoeLayoutsLoadAsTheUcpWeights) {
+  const std::string fixture = Fixture("autoep_mixtral_s2_fp32_dp4_ep2");
+  const json run_log = ReadJson(fixture + "/run_log.json");
+  testing::ScratchDir scratch("train_autoep_hf");
+  const std::string ucp_dir = fixture + "/checkpoint/global_step5_universal";
+  WriteHfWeights(ucp_dir, scratch.path() + "/fused.safetensors", true);
+  WriteHfWeights(ucp_dir, scratch.path() + "/per_expert.safetensors", false);
+  std::vector<json> losses;
+  for (const std::vector<std::string>& load :
+       {std::vector<std::string>{"--load", ucp_dir, "--load-module-only"},
+        std::vector<std::string>{"--weights", scratch.path() + "/fused.safetensors"},
+        std::vector<std::string>{"--weights", scratch.path() + "/per_expert.safetensors"}}) {
+    SCOPED_TRACE(load[1]);
+    std::vector<std::string> args = AutoEpArgs(run_log, 2, 2, scratch.path());
+    for (const char* a : {"--data", "recipe:1234", "--train-steps", "2"}) args.push_back(a);
+    args.insert(args.end(), load.begin(), load.end());
+    TrainRun r = Train(args, scratch.path());
+    ASSERT_EQ(r.code, 0) << r.err;
+    losses.push_back(r.metrics["losses"]);
+  }
+  EXPECT_EQ(losses[1], losses[0]);
+  EXPECT_EQ(losses[2], losses[0]);
 }
 
 }  // namespace
