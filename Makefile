@@ -37,11 +37,13 @@ demo: deps-build configure
 	scripts/demo-tour.sh $(BUILD)
 
 # The format benchmarks, then ucp train's (step time vs a plain LibTorch loop, and vs DeepSpeed
-# when DS_CASE names a timed harness run; save / load vs the I/O floor; memory per rank).
+# when DS_CASE names a timed harness run; save / load vs the I/O floor; memory per rank; AutoEP vs
+# ZeRO-3 experts without EP, grouped GEMM vs per-expert loop, all-to-all bytes).
 bench: build
 	bench/run_format_bench.sh $(BUILD)
 	bench/train_bench.sh $(BUILD)
 	bench/train_io_bench.sh $(BUILD)
+	bench/moe_bench.sh $(BUILD)
 
 clean:
 	rm -rf build
