@@ -1,8 +1,8 @@
 // `ucp train` with AutoEP against what DeepSpeed recorded for the AutoEP fixtures
 // (fixtures/deepspeed/autoep_*: Hugging Face Mixtral, Qwen3-MoE and DeepSeek-V3 models trained by
 // DeepSpeed's AutoEP at ZeRO-1/2/3), on real processes and Gloo over 127.0.0.1:
-//   * Resume fidelity: global_step5 loaded at the case's own (world, autoep_size) and at its
-//     resume topology, steps 6-8 on the fixture recipe: DeepSpeed's losses, fp32 within 1e-5
+//   * Resume fidelity: global_step5 loaded at the case's own (world, autoep_size) from the ZeRO
+//     folder and at its resume topology from DeepSpeed's UCP of it, steps 6-8 on the fixture recipe: DeepSpeed's losses, fp32 within 1e-5
 //     (bf16 1e-2, as train_fidelity_test.cc explains). DeepSpeed's own ZeRO-3 universal resumes
 //     miss its continuation by up to 7.4e-3; ucp must equal the continuation there.
 //   * Load-then-save identity: `--train-steps 0 --save` at the reshard topology writes the
@@ -66,16 +66,21 @@ TEST_P(AutoEpResumeTest, LossesMatchDeepSpeed) {
                            std::pair{resume["dp"].get<int>(), resume["autoep_size"].get<int>()}}) {
     SCOPED_TRACE(absl::StrCat(name, " at world ", world, " ep ", ep));
     std::vector<std::string> args = AutoEpArgs(run_log, world, ep, scratch.path());
+    // The own topology from the ZeRO folder, the resume topology from DeepSpeed's UCP of it.
+    const bool own = world == own_world && ep == own_ep;
     for (const char* a : {"--data", "recipe:1234", "--train-steps", "3", "--load"})
       args.push_back(a);
-    args.push_back(Fixture(name) + "/checkpoint");
-    args.push_back("--load-tag");
-    args.push_back("global_step5");
+    if (own) {
+      args.push_back(Fixture(name) + "/checkpoint");
+      args.push_back("--load-tag");
+      args.push_back("global_step5");
+    } else {
+      args.push_back(Fixture(name) + "/checkpoint/global_step5_universal");
+    }
     TrainRun r = Train(args, scratch.path());
     ASSERT_EQ(r.code, 0) << r.err;
     // DeepSpeed's own ZeRO-3 universal resume misses its continuation (manifest
     // resume.max_abs_loss_diff 6e-3..7e-3, as for dense ZeRO-3): there an exact resume is the bar.
-    const bool own = world == own_world && ep == own_ep;
     const bool ds_resume_exact = resume["max_abs_loss_diff"].get<double>() < 1e-5;
     const json& want = own || (!bf16 && !ds_resume_exact) ? resume["losses_original_continuation"]
                                                           : resume["losses_resumed"];
