@@ -2,9 +2,10 @@
 // (fixtures/deepspeed/autoep_*: Hugging Face Mixtral, Qwen3-MoE and DeepSeek-V3 models trained by
 // DeepSpeed's AutoEP at ZeRO-1/2/3), on real processes and Gloo over 127.0.0.1:
 //   * Resume fidelity: global_step5 loaded at the case's own (world, autoep_size) from the ZeRO
-//     folder and at its resume topology from DeepSpeed's UCP of it, steps 6-8 on the fixture recipe: DeepSpeed's losses, fp32 within 1e-5
-//     (bf16 1e-2, as train_fidelity_test.cc explains). DeepSpeed's own ZeRO-3 universal resumes
-//     miss its continuation by up to 7.4e-3; ucp must equal the continuation there.
+//     folder and at its resume topology from DeepSpeed's UCP of it, steps 6-8 on the fixture
+//     recipe: DeepSpeed's losses, fp32 within 1e-5 (bf16 1e-2, as train_fidelity_test.cc explains).
+//     DeepSpeed's own ZeRO-3 universal resumes miss its continuation by up to 7.4e-3; ucp must
+//     equal the continuation there.
 //   * Load-then-save identity: `--train-steps 0 --save` at the reshard topology writes the
 //     fixture's reshard_dpN_epM golden (value trees equal but ds_config / ds_version; tensors
 //     bitwise), expert files and ds_autoep_layers included.
@@ -15,6 +16,7 @@
 //     (experts.{j}.gate_proj / up_proj / down_proj) train exactly as the same weights loaded from
 //     the fixture's UCP with --load-module-only.
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -173,6 +175,44 @@ TEST(AutoEpTopology, LossesDoNotDependOnAutoepSize) {
     for (size_t i = 1; i < losses.size(); ++i)
       EXPECT_NEAR(losses[i][step].get<double>(), losses[0][step].get<double>(), 1e-5)
           << "step " << step;
+  }
+}
+
+// A user's mistakes, refused with one line that says what to change, before any training.
+TEST(AutoEpErrors, RefusedByName) {
+  const json run_log = ReadJson(Fixture("autoep_mixtral_s2_fp32_dp4_ep2") + "/run_log.json");
+  testing::ScratchDir scratch("train_autoep_errors");
+  struct Case {
+    std::function<void(json&, json&)> edit;
+    int world;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](json& c, json&) { c["expert_parallel"]["enabled"] = false; }, 2,
+       "set `expert_parallel.enabled` true"},
+      {[](json& c, json&) { c["expert_parallel"]["autoep_size"] = 3; }, 4,
+       "Computed edp would be non-integral"},
+      {[](json& c, json&) { c["expert_parallel"]["load_balance_coeff"] = 0.01; }, 2,
+       "load_balance_coeff"},
+      {[](json&, json& m) { m["num_local_experts"] = 3; }, 4, "autoep_size"},
+      {[](json& c, json&) { c["zero_optimization"]["stage"] = 0; }, 2,
+       "--save with AutoEP at `zero_optimization.stage` 0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    std::vector<std::string> args = AutoEpArgs(run_log, c.world, 2, scratch.path());
+    json cfg = ReadJson(scratch.path() + "/ds.json"), model = run_log["hf_config"];
+    c.edit(cfg, model);
+    WriteJson(scratch.path() + "/ds.json", cfg);
+    WriteJson(scratch.path() + "/model.json", model);
+    for (const std::string& a :
+         {std::string("--data"), std::string("recipe:1"), std::string("--train-steps"),
+          std::string("1"), std::string("--save"), scratch.path() + "/out"})
+      args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(scratch.path() + "/out/latest"));
   }
 }
 
