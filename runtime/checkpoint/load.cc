@@ -272,17 +272,15 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
         UCP_ASSIGN_OR_RETURN(at::Tensor w, ReadHfMoe(r, [&](const ucp::ParamMeta& part) {
                                return ReadWhole(src, part, ucp::ParamState::kFp32);
                              }));
-        engine.SetParam(static_cast<int>(i),
-                        mp.expert() ? w.narrow(0, mp.expert_begin, mp.shape[0]) : w);
+        engine.SetParam(static_cast<int>(i), mp.Slice(w).contiguous());
       }
       continue;
     }
     const ucp::ParamMeta& p = *found;
-    // An expert weight: this rank's experts are rows [expert_begin, ...) of the global tensor.
-    const int64_t base = mp.expert() ? mp.expert_begin * (mp.numel() / mp.shape[0]) : 0;
-    auto local = [&](const at::Tensor& whole) {
-      return mp.expert() ? whole.narrow(0, mp.expert_begin, mp.shape[0]).contiguous() : whole;
-    };
+    // A sliced parameter (AutoEP experts, AutoTP): this rank's part of the whole tensor. ZeRO-3
+    // reads ranges, which are contiguous in the whole tensor for dim-0 slices only.
+    const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * (mp.numel() / mp.shape[0]) : 0;
+    auto local = [&](const at::Tensor& whole) { return mp.Slice(whole).contiguous(); };
     // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
     const bool trainable = !module_only && mp.kind == ParamKind::kTrainable;
     at::Tensor w;
@@ -308,7 +306,13 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
       engine.SetOwned(static_cast<int>(i), StateTensor::kFp32, offset, master);
       for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
                                   std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
-        UCP_ASSIGN_OR_RETURN(at::Tensor part, ReadRange(src, p, state, base + offset, numel));
+        at::Tensor part;
+        if (mp.slice_dim > 0) {  // a row-parallel slice is not one range of the whole tensor
+          UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, state));
+          part = local(whole).reshape({-1}).narrow(0, offset, numel);
+        } else {
+          UCP_ASSIGN_OR_RETURN(part, ReadRange(src, p, state, base + offset, numel));
+        }
         engine.SetOwned(static_cast<int>(i), which, offset, part);
       }
     }

@@ -103,6 +103,9 @@ struct TrainConfig {
   std::string tag_validation = "Warn";  // checkpoint.tag_validation: Ignore, Warn or Fail
   bool use_node_local_storage = false;  // checkpoint.use_node_local_storage
   CsvMonitorConfig csv_monitor;
+  // tensor_parallel.autotp_size (1: off). Tensor-parallel ranks are not data parallel: the batch
+  // rule counts world / autotp_size ranks.
+  int autotp_size = 1;
   bool wall_clock_breakdown = false;
   AutoEpConfig expert_parallel;  // the `expert_parallel` block (AutoEP, autoep_config.h)
   // Top-level switch: swaps the EP/EDP rank layout (specs/deepspeed-runtime.md §1.6).

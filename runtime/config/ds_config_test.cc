@@ -346,7 +346,8 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
       {{{"torch_autocast", {{"enabled", true}}}}, "`torch_autocast.enabled`"},
       {{{"gradient_allreduce_op", "sum"}}, "`gradient_allreduce_op`"},
       {{{"sequence_parallel_size", 2}}, "`sequence_parallel_size`"},
-      {{{"tensor_parallel", {{"autotp_size", 2}}}}, "`tensor_parallel.autotp_size`"},
+      {{{"tensor_parallel", {{"partition_config", {{"layer_specs", json::array()}}}}}},
+       "`tensor_parallel.partition_config`"},
       {{{"tensorboard", {{"enabled", true}}}}, "`tensorboard.enabled`"},
   };
   for (const auto& [patch, key] : cases) {
@@ -354,6 +355,23 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
     EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << patch.dump() << ": " << s;
     EXPECT_THAT(s.message(), HasSubstr(key)) << patch.dump();
   }
+}
+
+// AutoTP: tensor-parallel ranks are not data parallel (the batch rule counts world / tp).
+TEST(DsConfigTest, AutoTpSizeDividesTheWorldAndTheBatchRuleCountsDataParallelRanks) {
+  const TrainConfig c =
+      Parse(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}},
+                             {"train_micro_batch_size_per_gpu", 2}}),
+            4);
+  EXPECT_EQ(c.autotp_size, 2);
+  EXPECT_EQ(c.gradient_accumulation_steps, 2);  // 8 = 2 micro x 2 GAS x (4 / 2) dp
+  EXPECT_THAT(ErrorOf(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 3}}}}), 4).message(),
+              HasSubstr("does not divide the world size 4"));
+  EXPECT_THAT(
+      ErrorOf(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}}, {"data_parallel_size", 4}}),
+              4)
+          .message(),
+      HasSubstr("`data_parallel_size` 4 does not match the data-parallel world size 2"));
 }
 
 TEST(DsConfigTest, Contradictions) {

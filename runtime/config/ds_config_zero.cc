@@ -1,4 +1,5 @@
 // zero_optimization and the parallelism blocks of the DeepSpeed config (ds_config.h).
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -144,15 +145,6 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
   UCP_RETURN_IF_ERROR(ReadInt(kWhat, sp, &sp_size));
   if (sp_size < 1) return Invalid(absl::StrCat("`sequence_parallel_size` must be >= 1"));
   if (sp_size > 1) return NotImplemented(sp.path, absl::StrCat(sp_size, " > 1: Ulysses/AutoSP"));
-  const JsonField dp = root.Get("data_parallel_size");
-  if (dp.present()) {
-    int64_t dp_size = 0;
-    UCP_RETURN_IF_ERROR(ReadInt(kWhat, dp, &dp_size));
-    if (dp_size != world) {
-      return Invalid(absl::StrCat("`data_parallel_size` ", dp_size,
-                                  " does not match the data-parallel world size ", world));
-    }
-  }
 
   const JsonField tp = root.Get("tensor_parallel");
   const nlohmann::json* block = nullptr;
@@ -162,11 +154,35 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
     int64_t autotp = 0;
     const JsonField autotp_field = t.Get("autotp_size");
     UCP_RETURN_IF_ERROR(ReadInt(kWhat, autotp_field, &autotp));
-    if (autotp > 1) return NotImplemented(autotp_field.path, absl::StrCat(autotp, " > 1: AutoTP"));
-    t.Known({"tp_overlap_comm", "partition_config", "preset_model", "keep_module_on_host", "dtype",
-             "tp", "tensor_parallel", "injection_policy_tuple", "replace_with_kernel_inject",
-             "kernel_inject"});
+    if (autotp < 0) return Invalid(absl::StrCat("`", autotp_field.path, "` must be >= 0"));
+    c.autotp_size = static_cast<int>(std::max<int64_t>(1, autotp));
+    if (world % c.autotp_size != 0) {
+      return Invalid(absl::StrCat("`", autotp_field.path, "` ", autotp,
+                                  " does not divide the world size ", world));
+    }
+    // Partitioning comes from the model's Hugging Face tp_plan (runtime/model/tp_plan.h); the
+    // config-driven specs would partition differently.
+    for (const char* key : {"partition_config", "preset_model"}) {
+      const JsonField f = t.Get(key);
+      if (f.present() && !f.value->is_null())
+        return NotImplemented(f.path, "set (ucp train partitions by the Hugging Face tp_plan)");
+    }
+    bool overlap = false;  // an overlap of communication, same numbers
+    UCP_RETURN_IF_ERROR(ReadBool(kWhat, t.Get("tp_overlap_comm"), &overlap));
+    t.Known({"keep_module_on_host", "dtype", "tp", "tensor_parallel", "injection_policy_tuple",
+             "replace_with_kernel_inject", "kernel_inject"});
     UCP_RETURN_IF_ERROR(t.Finish());
+  }
+
+  const JsonField dp = root.Get("data_parallel_size");
+  if (dp.present()) {
+    int64_t dp_size = 0;
+    UCP_RETURN_IF_ERROR(ReadInt(kWhat, dp, &dp_size));
+    if (dp_size != world / c.autotp_size) {
+      return Invalid(absl::StrCat("`data_parallel_size` ", dp_size,
+                                  " does not match the data-parallel world size ",
+                                  world / c.autotp_size));
+    }
   }
 
   const JsonField ep = root.Get("expert_parallel");

@@ -33,11 +33,12 @@ at::TensorOptions Opts(at::ScalarType t) { return at::TensorOptions().dtype(t); 
 }  // namespace
 
 Engine::Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups,
-               ExpertComms experts)
+               ExpertComms experts, TpGroup tp)
     : model_(model),
       comm_(comm),
       config_(std::move(config)),
       experts_(experts),
+      tp_(tp),
       groups_(std::move(groups)) {
   BuildGroups();
 }
@@ -279,6 +280,28 @@ void Engine::ReduceGradients(bool boundary) {
 }
 
 double Engine::GradNormSquared() {
+  if (tp_.active()) {
+    // §4.3 with AutoTP: a slice of a TP-sharded parameter counts on every TP rank, a replicated
+    // one on TP rank 0 only; summed over data-parallel ranks, then over the TP group.
+    double local = 0;
+    for (size_t gi = 0; gi < state_.size(); ++gi) {
+      const Group& g = *state_[gi];
+      if (!g.grad.defined()) continue;
+      for (const ShardPiece& piece : g.shard.pieces) {
+        const ModelParam& mp = model_.params()[groups_[gi].params[piece.param]];
+        if (!mp.tp_sharded && tp_.rank != 0) continue;
+        local += g.grad.narrow(0, piece.partition_offset, piece.numel)
+                     .to(at::kDouble)
+                     .pow(2)
+                     .sum()
+                     .item<double>();
+      }
+    }
+    at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(local);
+    if (config_.stage > 0) comm_.AllReduceSum(t);
+    tp_.comm->AllReduceSum(t);
+    return t.item<double>();
+  }
   double local = 0, expert = 0;
   for (size_t gi = 0; gi < state_.size(); ++gi) {
     const at::Tensor& grad = state_[gi]->grad;

@@ -68,8 +68,10 @@ enum class StateTensor : uint8_t { kFp32, kExpAvg, kExpAvgSq };
 
 class Engine {
  public:
+  // `comm`: the data-parallel group (all ranks without AutoTP); `tp`: the tensor-parallel group
+  // (AutoTP: slices of TP-sharded parameters; replicated ones count in the gradient norm once).
   Engine(Model& model, Comm& comm, EngineConfig config, std::vector<OptimGroup> groups,
-         ExpertComms experts = {});
+         ExpertComms experts = {}, TpGroup tp = {});
   ~Engine();
 
   const EngineConfig& config() const { return config_; }
@@ -125,6 +127,7 @@ class Engine {
   Comm& comm_;
   EngineConfig config_;
   ExpertComms experts_;
+  TpGroup tp_;
   std::vector<OptimGroup> groups_;
   std::vector<std::unique_ptr<Group>> state_;
   std::vector<int> group_of_;  // per model param: its group, -1 if not trainable

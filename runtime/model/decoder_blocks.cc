@@ -46,8 +46,10 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, double eps,
                         double theta) {
   const int64_t B = x.size(0), T = x.size(1);
+  const TpGroup tp = w.tp != nullptr ? *w.tp : TpGroup{};
   auto proj = [&](const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& norm) {
-    at::Tensor t = bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+    const at::Tensor in = CopyToTp(tp, x);
+    at::Tensor t = bias.defined() ? at::linear(in, weight, bias) : at::linear(in, weight);
     t = t.view({B, T, -1, hd});
     if (norm.defined()) t = RmsNorm(t, norm, eps);
     return t.transpose(1, 2);
@@ -55,13 +57,15 @@ at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, do
   at::Tensor q = Rope(proj(w.q, w.q_bias, w.q_norm), theta);
   at::Tensor k = Rope(proj(w.k, w.k_bias, w.k_norm), theta);
   at::Tensor v = proj(w.v, w.v_bias, at::Tensor());
-  const int64_t rep = q.size(1) / k.size(1);
+  // AutoTP with more ranks than KV heads leaves some ranks without heads (§2.4): their share of
+  // the row-parallel o_proj is zero.
+  const int64_t rep = k.size(1) > 0 ? q.size(1) / k.size(1) : 1;
   if (rep > 1) {
     k = k.repeat_interleave(rep, 1);
     v = v.repeat_interleave(rep, 1);
   }
-  at::Tensor out = CausalAttention(q, k, v);
-  return w.o_bias.defined() ? at::linear(out, w.o, w.o_bias) : at::linear(out, w.o);
+  at::Tensor out = ReduceFromTp(tp, at::linear(CausalAttention(q, k, v), w.o));
+  return w.o_bias.defined() ? out + w.o_bias : out;
 }
 
 at::Tensor SwiGlu(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& up,

@@ -5,6 +5,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "runtime/model/tp_ops.h"
+
 namespace ucp::runtime {
 
 // weight * (x_f32 * rsqrt(mean(x_f32^2) + eps)).to(dtype)
@@ -17,8 +19,10 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
 // Grouped-query attention of Llama / Mistral / Qwen / Mixtral: q/k/v projections (optional
 // biases), optional per-head RMSNorm of q and k before RoPE (Qwen3), K/V heads repeated to the
 // query heads, o projection. Undefined tensors are absent.
+// With `tp` active (AutoTP) q/k/v are column-parallel (this rank's heads) and o row-parallel.
 struct GqaWeights {
   at::Tensor q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
+  const TpGroup* tp = nullptr;
 };
 at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t head_dim, double eps,
                         double theta);

@@ -57,6 +57,7 @@ class DenseDecoder : public Model {
     AddParam("model.norm.weight", {H});
     if (!s.tie_word_embeddings) AddParam("lm_head.weight", {s.vocab, H});
     for (const ModelParam& p : params_) state_dict_order_.push_back(p.name);
+    if (s.tp_size > 1) ShardForTp();
     if (s.tie_word_embeddings) {
       state_dict_order_.push_back("lm_head.weight");
       tied_.push_back({"lm_head.weight", "model.embed_tokens.weight"});
@@ -84,6 +85,7 @@ class DenseDecoder : public Model {
   }
 
   std::string type() const override { return s_.model_type; }
+  void SetTpGroup(const TpGroup& tp) override { tp_ = tp; }
   int num_units() const override { return static_cast<int>(s_.layers) + 2; }
 
   std::vector<int> UnitParams(int unit) const override {
@@ -101,16 +103,25 @@ class DenseDecoder : public Model {
     if (unit == 0) return at::embedding(params_[0].value, in);
     if (unit == num_units() - 1) {
       const std::vector<int> p = UnitParams(unit);
-      at::Tensor logits = at::linear(RmsNorm(in, params_[p[0]].value), params_[p[1]].value);
+      at::Tensor hidden = RmsNorm(in, params_[p[0]].value);
+      at::Tensor logits;
+      if (tp_.active() && !s_.tie_word_embeddings && !head_widths_.empty()) {
+        // lm_head colwise_gather_output: this rank's vocabulary rows, the logits gathered.
+        logits = GatherColumns(tp_, at::linear(CopyToTp(tp_, hidden), params_[p[1]].value),
+                               head_widths_);
+      } else {
+        logits = at::linear(hidden, params_[p[1]].value);
+      }
       return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, s_.vocab}),
                                     targets.reshape({-1}));
     }
     const std::string p = "model.layers." + std::to_string(unit - 1) + ".";
     at::Tensor h = in + Attention(p, RmsNorm(in, V(p + "input_layernorm.weight")));
     at::Tensor x = RmsNorm(h, V(p + "post_attention_layernorm.weight"));
-    at::Tensor mlp = SwiGlu(x, V(p + "mlp.gate_proj.weight"), V(p + "mlp.up_proj.weight"),
-                            V(p + "mlp.down_proj.weight"));
-    return h + mlp;
+    // Column-parallel gate / up, row-parallel down under AutoTP (each a plain linear without).
+    at::Tensor gate = at::linear(CopyToTp(tp_, x), V(p + "mlp.gate_proj.weight"));
+    at::Tensor up = at::linear(CopyToTp(tp_, x), V(p + "mlp.up_proj.weight"));
+    return h + ReduceFromTp(tp_, at::linear(at::silu(gate) * up, V(p + "mlp.down_proj.weight")));
   }
 
   at::Tensor InitialValue(int param, uint64_t seed) const override {
@@ -119,8 +130,9 @@ class DenseDecoder : public Model {
       const bool norm = p.name.find("norm") != std::string::npos;
       return norm ? at::ones(p.shape) : at::zeros(p.shape);
     }
+    // The whole tensor, then this rank's slice: every tp starts from the same weights.
     at::Generator g = at::detail::createCPUGenerator(seed * 7919 + static_cast<uint64_t>(param));
-    return at::normal(0.0, 0.02, p.shape, g);  // Hugging Face's initializer_range
+    return p.Slice(at::normal(0.0, 0.02, p.global_shape(), g)).clone();  // HF initializer_range
   }
 
  private:
@@ -150,11 +162,39 @@ class DenseDecoder : public Model {
     w.o_bias = opt(p + "self_attn.o_proj.bias");
     w.q_norm = opt(p + "self_attn.q_norm.weight");
     w.k_norm = opt(p + "self_attn.k_norm.weight");
+    // replicated_with_grad_allreduce: the norms act on this rank's heads only.
+    if (w.q_norm.defined()) w.q_norm = CopyToTp(tp_, w.q_norm);
+    if (w.k_norm.defined()) w.k_norm = CopyToTp(tp_, w.k_norm);
+    w.tp = &tp_;
     return GqaAttention(x, w, s_.head_dim, s_.rms_norm_eps, s_.rope_theta);
+  }
+
+  // AutoTP: each parameter's slice on this rank, by the tp_plan's style and DeepSpeed's shard
+  // sizes (runtime/config/tp_plan.h).
+  void ShardForTp() {
+    for (ModelParam& p : params_) {
+      const TpStyle style = StyleOf(s_.tp_plan, p.name);
+      int dim = -1;
+      if (style == TpStyle::kColumn || style == TpStyle::kColumnGather) dim = 0;
+      if (style == TpStyle::kRow && p.shape.size() == 2) dim = 1;
+      if (dim < 0) continue;
+      const std::vector<int64_t> sizes =
+          ShardSizes(p.shape[static_cast<size_t>(dim)], s_.tp_size, p.name, s_.tp_plan.num_kv_heads);
+      int64_t begin = 0;
+      for (int r = 0; r < s_.tp_rank; ++r) begin += sizes[static_cast<size_t>(r)];
+      p.slice_dim = dim;
+      p.slice_begin = begin;
+      p.slice_full = p.shape[static_cast<size_t>(dim)];
+      p.shape[static_cast<size_t>(dim)] = sizes[static_cast<size_t>(s_.tp_rank)];
+      p.tp_sharded = true;
+      if (style == TpStyle::kColumnGather) head_widths_ = sizes;
+    }
   }
 
   DenseDecoderShape s_;
   std::vector<int> layer_first_;  // first parameter of each layer, then model.norm's
+  TpGroup tp_;
+  std::vector<int64_t> head_widths_;  // AutoTP: lm_head's vocabulary rows per TP rank
 };
 
 }  // namespace

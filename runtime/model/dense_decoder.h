@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/config/tp_plan.h"
 #include "runtime/model/model.h"
 
 namespace ucp::runtime {
@@ -20,6 +21,10 @@ struct DenseDecoderShape {
   double rms_norm_eps = 1e-6, rope_theta = 10000.0;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // llama/mistral: q, k, v, o biases; qwen2 always has q, k, v
+  // AutoTP (tp_size > 1): this rank's column / row slices by `tp_plan`; the collectives run over
+  // the group given to Model::SetTpGroup.
+  int tp_size = 1, tp_rank = 0;
+  TpPlan tp_plan;
 };
 
 std::unique_ptr<Model> MakeDenseDecoder(const DenseDecoderShape& shape);

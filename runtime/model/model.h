@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/model/tp_ops.h"
+
 namespace ucp::runtime {
 
 enum class ParamKind : uint8_t { kTrainable, kFrozen, kBuffer };
@@ -24,15 +26,24 @@ struct ModelParam {
   // The full tensor the forward reads (compute dtype). Stages 0-2: always there (a view into the
   // group's flat buffer); stage 3: only while its unit is gathered.
   at::Tensor value;
-  // An AutoEP expert weight (experts.w1/w2/w3): `shape` holds this rank's experts
-  // [expert_begin, expert_begin + shape[0]) of num_experts; the checkpoint's tensor is the
-  // global [num_experts, ...] one. 0: not an expert weight.
-  int64_t num_experts = 0, expert_begin = 0;
+  // This rank's slice of the checkpoint's (whole) tensor: along slice_dim, elements
+  // [slice_begin, slice_begin + shape[slice_dim]) of slice_full; -1: the whole tensor. AutoEP
+  // expert weights (experts.w1/w2/w3): dim 0, this rank's experts of num_experts; AutoTP: the
+  // column (0) or row (1) cut, tp_sharded (its gradient norm counts on every TP rank).
+  int slice_dim = -1;
+  int64_t slice_begin = 0, slice_full = 0;
+  int64_t num_experts = 0;  // AutoEP expert weight: the layer's experts (0: not one)
+  bool tp_sharded = false;
   bool expert() const { return num_experts > 0; }
   std::vector<int64_t> global_shape() const {
     std::vector<int64_t> g = shape;
-    if (expert()) g[0] = num_experts;
+    if (slice_dim >= 0) g[static_cast<size_t>(slice_dim)] = slice_full;
     return g;
+  }
+  // The slice of a whole (global-shape) tensor this rank holds.
+  at::Tensor Slice(const at::Tensor& whole) const {
+    return slice_dim < 0 ? whole
+                         : whole.narrow(slice_dim, slice_begin, shape[static_cast<size_t>(slice_dim)]);
   }
   int64_t numel() const {
     int64_t n = 1;
@@ -63,6 +74,10 @@ class Model {
   const std::vector<std::string>& module_names() const { return module_names_; }
   // The 2-D-and-up weights: the "decay" param group (biases and norms are "no_decay").
   static bool IsDecay(const ModelParam& p) { return p.shape.size() >= 2; }
+
+  // The tensor-parallel group the model's AutoTP collectives run over (models without AutoTP
+  // ignore it).
+  virtual void SetTpGroup(const TpGroup& tp) { (void)tp; }
 
   virtual std::string type() const = 0;
   virtual int num_units() const = 0;

@@ -61,7 +61,9 @@ class MoeDecoder : public MoeModel {
              {std::tuple{"w1", I, H}, std::tuple{"w2", H, I}, std::tuple{"w3", I, H}}) {
           const int i = AddParam(p + "mlp.experts." + w, {el, rows, cols});
           params_[i].num_experts = E;
-          params_[i].expert_begin = s.ep_rank * el;
+          params_[i].slice_dim = 0;
+          params_[i].slice_begin = s.ep_rank * el;
+          params_[i].slice_full = E;
         }
         if (s.shared_intermediate > 0) {
           const int64_t Is = s.shared_intermediate;
@@ -156,7 +158,7 @@ class MoeDecoder : public MoeModel {
     // Experts: the global tensor, then this rank's rows, so every autoep_size starts alike.
     at::Generator g = at::detail::createCPUGenerator(seed * 7919 + static_cast<uint64_t>(param));
     at::Tensor t = at::normal(0.0, 0.02, p.global_shape(), g);  // HF initializer_range
-    return p.expert() ? t.narrow(0, p.expert_begin, p.shape[0]).clone() : t;
+    return p.Slice(t).clone();
   }
 
  private:

@@ -83,6 +83,11 @@ int AutoEpSize(const ModelConfig& c, const TrainConfig& t) {
 
 absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const TrainConfig& t,
                                                  int world, int rank) {
+  if (t.autotp_size > 1 && (c.is_moe() || c.is_tinylm()))
+    return absl::UnimplementedError(absl::StrCat(
+        "`tensor_parallel.autotp_size` ", t.autotp_size, ": AutoTP is implemented for the dense "
+        "Hugging Face decoders (llama, mistral, qwen2, qwen3), not model_type \"", c.model_type,
+        "\"", c.is_moe() ? " (AutoEP + AutoTP folding)" : ""));
   if (c.is_moe()) return MakeMoeModel(c, t, world, rank);
   if (t.expert_parallel.enabled)
     return absl::InvalidArgumentError(
@@ -110,6 +115,11 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const Tra
   d.rope_theta = c.rope_theta;
   d.tie_word_embeddings = c.tie_word_embeddings;
   d.attention_bias = c.attention_bias;
+  if (t.autotp_size > 1) {
+    UCP_ASSIGN_OR_RETURN(d.tp_plan, TpPlanOf(c.raw));
+    d.tp_size = t.autotp_size;
+    d.tp_rank = rank % t.autotp_size;  // TP groups: consecutive ranks (§2.1)
+  }
   return MakeDenseDecoder(d);
 }
 

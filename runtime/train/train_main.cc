@@ -204,6 +204,15 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                        MakeModel(mcfg, cfg, env.world_size, env.rank));
   const int autoep_size = AutoEpSize(mcfg, cfg);
+  const int tp = cfg.autotp_size, dp_size = env.world_size / tp, dp_rank = env.rank / tp;
+  if (tp > 1 && cfg.zero.stage == 3)
+    return absl::UnimplementedError(
+        "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "
+        "AutoTP with ZeRO 0-2");
+  if (tp > 1 && !args.save.empty())
+    return absl::UnimplementedError(
+        "--save with `tensor_parallel.autotp_size` > 1: tensor-parallel checkpoints "
+        "(mp_rank_XX files) are not written by ucp train yet; train at tp 1 to save");
   // Refused before training, not after it (the ZeRO sink refuses the save itself too).
   if (mcfg.is_moe() && cfg.zero.stage == 0 && !args.save.empty())
     return absl::UnimplementedError(
@@ -247,7 +256,20 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     experts = MakeExpertGroups(*comm, autoep_size);
     static_cast<MoeModel&>(*model).SetExpertComm(experts.ep.get());
   }
-  Engine engine(*model, *comm, ecfg, groups, experts.comms());
+  // AutoTP (§2.1): TP groups of consecutive ranks, data-parallel groups of the same TP lane;
+  // the engine partitions and reduces over the data-parallel group.
+  std::unique_ptr<Comm> tp_comm, dp_comm;
+  TpGroup tp_group;
+  if (tp > 1) {
+    std::vector<int> tp_ranks, dp_ranks;
+    for (int r = dp_rank * tp; r < (dp_rank + 1) * tp; ++r) tp_ranks.push_back(r);
+    for (int r = env.rank % tp; r < env.world_size; r += tp) dp_ranks.push_back(r);
+    tp_comm = comm->Subgroup(tp_ranks, absl::StrCat("tp_", dp_rank));
+    dp_comm = comm->Subgroup(dp_ranks, absl::StrCat("dp_", env.rank % tp));
+    tp_group = TpGroup{tp_comm.get(), env.rank % tp, tp};
+    model->SetTpGroup(tp_group);
+  }
+  Engine engine(*model, dp_comm ? *dp_comm : *comm, ecfg, groups, experts.comms(), tp_group);
   int64_t global_steps = 0, global_samples = 0, skipped = 0, last_it = -1;
   double load_seconds = 0;
   nlohmann::ordered_json client = nlohmann::ordered_json::object();
@@ -276,7 +298,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     log.Line("ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
              PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
              " trainable parameters",
-             mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "", "), data ",
+             mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
+             tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "", "), data ",
              data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
              " x ", cfg.gradient_accumulation_steps, " x ", env.world_size, ", seq ", seq_len);
   }
@@ -325,7 +348,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     const double lr = ScheduledLr(cfg.scheduler, base_lr, last_it);
     UCP_ASSIGN_OR_RETURN(auto micro,
                          data->RankMicroBatches(step, cfg.train_batch_size, cfg.micro_batch_per_gpu,
-                                                env.rank, env.world_size));
+                                                dp_rank, dp_size));
     comm->Barrier();  // time the step alone, as the harness times DeepSpeed's
     const auto t0 = std::chrono::steady_clock::now();
     StepResult r = engine.Step(micro, lr);
