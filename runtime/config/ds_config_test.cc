@@ -359,19 +359,18 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
 
 // AutoTP: tensor-parallel ranks are not data parallel (the batch rule counts world / tp).
 TEST(DsConfigTest, AutoTpSizeDividesTheWorldAndTheBatchRuleCountsDataParallelRanks) {
-  const TrainConfig c =
-      Parse(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}},
-                             {"train_micro_batch_size_per_gpu", 2}}),
-            4);
+  const TrainConfig c = Parse(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}},
+                                               {"train_micro_batch_size_per_gpu", 2}}),
+                              4);
   EXPECT_EQ(c.autotp_size, 2);
   EXPECT_EQ(c.gradient_accumulation_steps, 2);  // 8 = 2 micro x 2 GAS x (4 / 2) dp
   EXPECT_THAT(ErrorOf(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 3}}}}), 4).message(),
               HasSubstr("does not divide the world size 4"));
-  EXPECT_THAT(
-      ErrorOf(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}}, {"data_parallel_size", 4}}),
-              4)
-          .message(),
-      HasSubstr("`data_parallel_size` 4 does not match the data-parallel world size 2"));
+  EXPECT_THAT(ErrorOf(With(Minimal(),
+                           {{"tensor_parallel", {{"autotp_size", 2}}}, {"data_parallel_size", 4}}),
+                      4)
+                  .message(),
+              HasSubstr("`data_parallel_size` 4 does not match the data-parallel world size 2"));
 }
 
 TEST(DsConfigTest, Contradictions) {

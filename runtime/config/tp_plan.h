@@ -16,11 +16,11 @@
 namespace ucp::runtime {
 
 enum class TpStyle : uint8_t {
-  kReplicated,      // every TP rank holds the whole tensor
-  kColumn,          // weight (and bias) split along dim 0 (outputs)
-  kColumnGather,    // as kColumn, the output all-gathered to full width (lm_head)
-  kRow,             // weight split along dim 1 (inputs); bias replicated
-  kGradAllreduce,   // replicated, its gradient summed over TP (replicated_with_grad_allreduce)
+  kReplicated,     // every TP rank holds the whole tensor
+  kColumn,         // weight (and bias) split along dim 0 (outputs)
+  kColumnGather,   // as kColumn, the output all-gathered to full width (lm_head)
+  kRow,            // weight split along dim 1 (inputs); bias replicated
+  kGradAllreduce,  // replicated, its gradient summed over TP (replicated_with_grad_allreduce)
 };
 
 struct TpPlan {
@@ -30,8 +30,9 @@ struct TpPlan {
 };
 
 // The plan of a config.json: base_model_tp_plan when present, else the Transformers plan of its
-// model_type (llama, mistral, qwen2, qwen3), plus the causal-LM class's lm_head rule. InvalidArgument
-// for a tp_plan style DeepSpeed rejects (local_colwise, sequence_parallel, gather, ...), naming it.
+// model_type (llama, mistral, qwen2, qwen3), plus the causal-LM class's lm_head rule.
+// InvalidArgument for a tp_plan style DeepSpeed rejects (local_colwise, sequence_parallel, gather,
+// ...), naming it.
 absl::StatusOr<TpPlan> TpPlanOf(const nlohmann::json& hf_config);
 
 // The style of a parameter (a state_dict name such as "model.layers.0.self_attn.q_proj.weight"

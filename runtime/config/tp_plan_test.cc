@@ -11,19 +11,18 @@ using ::testing::HasSubstr;
 
 // The AutoTP fixtures' Llama (fixtures/deepspeed_tp): 6 query / 2 KV heads of 4, intermediate 40,
 // vocab 53, its config.json's base_model_tp_plan; DeepSpeed's per-rank shapes (manifest).
-const nlohmann::json kLlama = {
-    {"model_type", "llama"},
-    {"num_attention_heads", 6},
-    {"num_key_value_heads", 2},
-    {"tie_word_embeddings", false},
-    {"base_model_tp_plan",
-     {{"layers.*.self_attn.q_proj", "colwise"},
-      {"layers.*.self_attn.k_proj", "colwise"},
-      {"layers.*.self_attn.v_proj", "colwise"},
-      {"layers.*.self_attn.o_proj", "rowwise"},
-      {"layers.*.mlp.gate_proj", "colwise"},
-      {"layers.*.mlp.up_proj", "colwise"},
-      {"layers.*.mlp.down_proj", "rowwise"}}}};
+const nlohmann::json kLlama = {{"model_type", "llama"},
+                               {"num_attention_heads", 6},
+                               {"num_key_value_heads", 2},
+                               {"tie_word_embeddings", false},
+                               {"base_model_tp_plan",
+                                {{"layers.*.self_attn.q_proj", "colwise"},
+                                 {"layers.*.self_attn.k_proj", "colwise"},
+                                 {"layers.*.self_attn.v_proj", "colwise"},
+                                 {"layers.*.self_attn.o_proj", "rowwise"},
+                                 {"layers.*.mlp.gate_proj", "colwise"},
+                                 {"layers.*.mlp.up_proj", "colwise"},
+                                 {"layers.*.mlp.down_proj", "rowwise"}}}};
 
 TEST(TpPlan, StylesOfTheLlamaPlan) {
   const TpPlan plan = TpPlanOf(kLlama).value();

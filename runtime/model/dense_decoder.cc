@@ -178,8 +178,8 @@ class DenseDecoder : public Model {
       if (style == TpStyle::kColumn || style == TpStyle::kColumnGather) dim = 0;
       if (style == TpStyle::kRow && p.shape.size() == 2) dim = 1;
       if (dim < 0) continue;
-      const std::vector<int64_t> sizes =
-          ShardSizes(p.shape[static_cast<size_t>(dim)], s_.tp_size, p.name, s_.tp_plan.num_kv_heads);
+      const std::vector<int64_t> sizes = ShardSizes(p.shape[static_cast<size_t>(dim)], s_.tp_size,
+                                                    p.name, s_.tp_plan.num_kv_heads);
       int64_t begin = 0;
       for (int r = 0; r < s_.tp_rank; ++r) begin += sizes[static_cast<size_t>(r)];
       p.slice_dim = dim;

@@ -42,8 +42,9 @@ struct ModelParam {
   }
   // The slice of a whole (global-shape) tensor this rank holds.
   at::Tensor Slice(const at::Tensor& whole) const {
-    return slice_dim < 0 ? whole
-                         : whole.narrow(slice_dim, slice_begin, shape[static_cast<size_t>(slice_dim)]);
+    return slice_dim < 0
+               ? whole
+               : whole.narrow(slice_dim, slice_begin, shape[static_cast<size_t>(slice_dim)]);
   }
   int64_t numel() const {
     int64_t n = 1;

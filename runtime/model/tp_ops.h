@@ -27,6 +27,7 @@ struct TpGroup {
 at::Tensor CopyToTp(const TpGroup& tp, const at::Tensor& x);
 at::Tensor ReduceFromTp(const TpGroup& tp, const at::Tensor& x);
 // x [..., widths[tp.rank]] -> [..., sum(widths)], rank r's columns at their offset.
-at::Tensor GatherColumns(const TpGroup& tp, const at::Tensor& x, const std::vector<int64_t>& widths);
+at::Tensor GatherColumns(const TpGroup& tp, const at::Tensor& x,
+                         const std::vector<int64_t>& widths);
 
 }  // namespace ucp::runtime
