@@ -1,9 +1,12 @@
 #include "runtime/checkpoint/save.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -111,17 +114,60 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& text, b
   return absl::OkStatus();
 }
 
-absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
-                         const std::vector<std::vector<at::Tensor>>& states,
-                         const std::vector<at::Tensor>& module) {
+// AutoTP's universal_checkpoint_info (deepspeed-runtime.md §2.8) as DeepSpeed's AutoTP engine
+// records it: row-parallel weights, replicated parameters (and row-parallel biases), vocabulary
+// parameters, as sorted ^escaped$ patterns.
+nlohmann::ordered_json TpUniversalInfo(const Model& model) {
+  auto pattern = [](const std::string& name) {
+    std::string out = "^";
+    for (char c : name) {
+      if (c == '.') out += '\\';
+      out += c;
+    }
+    return out + "$";
+  };
+  std::vector<std::string> row, replicated, vocab;
+  int64_t vocab_size = 0;
+  for (const ModelParam& p : model.params()) {
+    if (p.kind != ParamKind::kTrainable) continue;
+    if (!p.tp_sharded) {
+      replicated.push_back(pattern(p.name));
+    } else if (p.slice_dim == 1) {
+      row.push_back(pattern(p.name));
+    } else if (p.shape.size() == 2 && (p.name.find("embed") != std::string::npos ||
+                                       p.name.find("lm_head") != std::string::npos)) {
+      vocab.push_back(pattern(p.name));
+      vocab_size = p.slice_full;
+    }
+  }
+  for (auto* v : {&row, &replicated, &vocab}) std::sort(v->begin(), v->end());
+  nlohmann::ordered_json info;
+  info["universal_checkpoint_version"] = 0.4;
+  info["parameter_with_row_parallelism_patterns"] = row;
+  info["tp_replicated_parameter_patterns"] = replicated;
+  info["vocabulary_parameter_patterns"] = vocab;
+  info["parameter_with_sub_params"] = nlohmann::ordered_json::array();
+  info["autotp_unsupported_parameter_patterns"] = nlohmann::ordered_json::object();
+  if (!vocab.empty()) info["original_vocab_size"] = vocab_size;
+  return info;
+}
+
+// The memory input of one TP rank's tensors (module and states indexed by model parameter, on
+// the root): the model states and optimizer trees DeepSpeed writes for it.
+absl::StatusOr<sinks::ZeroSinkInput> BuildInput(Engine& e, const SaveRequest& rq,
+                                                const std::vector<std::vector<at::Tensor>>& states,
+                                                const std::vector<at::Tensor>& module,
+                                                int mp_rank) {
   Model& model = e.model();
+  const int tp = e.tp().size;
   Trees t;
   ValueArena& a = t.a();
   sinks::MemoryCheckpoint ck;
   ck.name = "<ucp train memory>";
   // Tensors the callback serves, by MemoryCheckpoint param index: weight, fp32, exp_avg,
   // exp_avg_sq.
-  std::vector<std::array<at::Tensor, 4>> tensors;
+  auto tensors_owner = std::make_shared<std::vector<std::array<at::Tensor, 4>>>();
+  std::vector<std::array<at::Tensor, 4>>& tensors = *tensors_owner;
   std::vector<int> ck_index(model.params().size(), -1);
   for (const std::string& name : model.state_dict_order()) {
     sinks::MemoryParam p;
@@ -139,10 +185,11 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
       p.role = sinks::MemoryParamRole::kTied;
       p.tied_to = alias->target;
       p.shared_param = alias->shared_param;
-      p.shape = Shape(model.params()[model.Find(alias->target)].global_shape());
+      p.shape = Shape(module[model.Find(alias->target)].sizes().vec());
     } else {
       const ModelParam& mp = model.params()[mi];
-      p.shape = Shape(mp.global_shape());  // experts: gathered from every EP rank
+      // Experts: gathered from every EP rank; AutoTP: this TP rank's slice.
+      p.shape = Shape(module[mi].sizes().vec());
       ts[0] = module[mi].contiguous();
       if (mp.kind == ParamKind::kTrainable) {
         for (int s = 0; s < 3; ++s) ts[1 + s] = states[s][mi].contiguous();
@@ -208,9 +255,9 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
        {"global_steps", a.Int(rq.global_steps)},
        {"global_samples", a.Int(rq.global_samples)},
        {"dp_world_size", a.Int(e.dp())},
-       {"mp_world_size", a.Int(1)},
+       {"mp_world_size", a.Int(tp)},
        {"checkpoint_parallel_dimensions",
-        t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(1)}})},
+        t.Dict({{"pp_degree", a.Int(1)}, {"tp_degree", a.Int(tp)}})},
        {"ds_config", t.Json(rq.ds_config)},
        {"ds_version", a.Str(kDsVersion)}});
   if (autoep) {
@@ -226,6 +273,11 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   }
   for (const auto& [k, v] : rq.client_state.items()) {
     if (autoep && k == "universal_checkpoint_info") continue;
+    // AutoTP engines save their own universal_checkpoint_info (in the client state's place).
+    if (tp > 1 && k == "universal_checkpoint_info") {
+      a.SetItem(root, k, t.Json(TpUniversalInfo(model)));
+      continue;
+    }
     a.SetItem(root, k, t.Json(v));
   }
   ck.model_states = root;
@@ -240,17 +292,39 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   ck.master_dtype = DType::kF32;
   ck.bf16_optimizer = e.config().fp32_grad_accum && e.config().stage == 1;
   ck.zero3 = e.config().stage == 3;
-  ck.read = [&tensors](int param, sinks::MemoryTensor which, uint64_t offset,
-                       absl::Span<std::byte> out) -> absl::Status {
-    const at::Tensor& src = tensors[param][static_cast<int>(which)];
+  ck.read = [tensors_owner](int param, sinks::MemoryTensor which, uint64_t offset,
+                            absl::Span<std::byte> out) -> absl::Status {
+    const at::Tensor& src = (*tensors_owner)[param][static_cast<int>(which)];
     if (!src.defined()) return absl::InternalError("no tensor for a requested state");
     const uint64_t size = static_cast<uint64_t>(src.numel()) * src.element_size();
     if (offset + out.size() > size) return absl::InternalError("read past a tensor");
     std::memcpy(out.data(), static_cast<const std::byte*>(src.data_ptr()) + offset, out.size());
     return absl::OkStatus();
   };
-  ck.owner = t.arena();
+  ck.owner = std::make_shared<std::pair<std::shared_ptr<ValueArena>, decltype(tensors_owner)>>(
+      t.arena(), tensors_owner);
   UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input, sinks::ZeroSinkInputFromMemory(std::move(ck)));
+  input.mp_rank = mp_rank;
+  return input;
+}
+
+// Moves every file of `from` into `to` (both folders exist).
+absl::Status MoveFiles(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(from, ec)) {
+    fs::rename(entry.path(), to / entry.path().filename(), ec);
+    if (ec) break;
+  }
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot move ", from.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// Root: every TP rank's tensors (one rank without AutoTP) written as DeepSpeed's files, the tag
+// folder staged and renamed into place, then `latest`.
+absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
+                         const std::vector<std::vector<std::vector<at::Tensor>>>& rank_states,
+                         const std::vector<std::vector<at::Tensor>>& rank_module) {
   sinks::ZeroTarget target;
   target.topology.dp = e.dp();
   target.topology.ep = rq.autoep_size;
@@ -264,9 +338,22 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
     return absl::InternalError(absl::StrCat("cannot create ", rq.save_dir, ": ", ec.message()));
   const std::string staging = (fs::path(rq.save_dir) / (".ucp-save-" + rq.tag)).string();
   fs::remove_all(staging, ec);  // a killed save's leftovers
-  UCP_ASSIGN_OR_RETURN(converters::pipelines::ReshardResult r,
-                       converters::pipelines::SaveZeroCheckpoint(input, target, staging, exec));
-  (void)r;
+  // Each TP rank's files (its mp_rank_XX model states and its DP group's optimizer shards) from
+  // its own memory input, planned as the tp-1 lane it is, moved into one tag folder.
+  const int tp = static_cast<int>(rank_module.size());
+  for (int r = 0; r < tp; ++r) {
+    UCP_ASSIGN_OR_RETURN(sinks::ZeroSinkInput input,
+                         BuildInput(e, rq, rank_states[r], rank_module[r], r));
+    const std::string out = r == 0 ? staging : absl::StrCat(staging, ".tp", r);
+    fs::remove_all(out, ec);
+    UCP_ASSIGN_OR_RETURN(converters::pipelines::ReshardResult res,
+                         converters::pipelines::SaveZeroCheckpoint(input, target, out, exec));
+    (void)res;
+    if (r > 0) {
+      UCP_RETURN_IF_ERROR(MoveFiles(fs::path(out) / rq.tag, fs::path(staging) / rq.tag));
+      fs::remove_all(out, ec);
+    }
+  }
   const fs::path final_dir = fs::path(rq.save_dir) / rq.tag;
   const fs::path old_dir = fs::path(rq.save_dir) / (".ucp-old-" + rq.tag);
   fs::remove_all(old_dir, ec);
@@ -282,19 +369,69 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   return absl::OkStatus();
 }
 
+// On TP rank 0: every TP rank's slice of a TP-sharded parameter (undefined elsewhere). Slices
+// differ along the parameter's slice dim only, so they travel padded to the largest.
+std::vector<at::Tensor> GatherOverTp(const TpGroup& tp, const ModelParam& mp, const at::Tensor& t) {
+  Comm& c = *tp.comm;
+  at::Tensor n = at::full({1}, t.numel(), at::TensorOptions().dtype(at::kLong));
+  at::Tensor counts = at::empty({tp.size}, at::TensorOptions().dtype(at::kLong));
+  c.AllGather(n, counts);
+  const int64_t widest = counts.max().item<int64_t>();
+  at::Tensor padded = at::zeros({widest}, t.options());
+  padded.narrow(0, 0, t.numel()).copy_(t.reshape({-1}));
+  at::Tensor all;
+  if (tp.rank == 0) all = at::empty({widest * tp.size}, t.options());
+  c.Gather(padded, all, 0);
+  std::vector<at::Tensor> out(static_cast<size_t>(tp.size));
+  if (tp.rank != 0) return out;
+  const int64_t per_row = t.numel() / std::max<int64_t>(1, t.size(mp.slice_dim));
+  for (int r = 0; r < tp.size; ++r) {
+    std::vector<int64_t> shape = t.sizes().vec();
+    const int64_t numel = counts[r].item<int64_t>();
+    shape[static_cast<size_t>(mp.slice_dim)] = per_row > 0 ? numel / per_row : 0;
+    out[static_cast<size_t>(r)] = all.narrow(0, r * widest, numel).view(shape).clone();
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status SaveCheckpoint(Engine& engine, const SaveRequest& request) {
-  const int root = 0;
+  const int root = 0;  // of the data-parallel group; with AutoTP, then of TP group 0
   std::vector<std::vector<at::Tensor>> states;
   for (StateTensor s : {StateTensor::kFp32, StateTensor::kExpAvg, StateTensor::kExpAvgSq})
     states.push_back(engine.GatherStates(s, root));
   std::vector<at::Tensor> module = engine.GatherModule(root);
+  const TpGroup& tp = engine.tp();
+  const int tp_size = tp.active() ? tp.size : 1;
+  // rank_*[r]: TP rank r's tensors, gathered to global rank 0 from the DP roots (TP group 0).
+  std::vector<std::vector<std::vector<at::Tensor>>> rank_states(static_cast<size_t>(tp_size),
+                                                                states);
+  std::vector<std::vector<at::Tensor>> rank_module(static_cast<size_t>(tp_size), module);
+  const bool dp_root = engine.comm().rank() == root;
+  if (tp.active() && dp_root) {
+    const Model& model = engine.model();
+    for (size_t p = 0; p < model.params().size(); ++p) {
+      const ModelParam& mp = model.params()[p];
+      if (!mp.tp_sharded) continue;  // replicated: equal on every TP rank
+      auto spread = [&](const at::Tensor& t, auto set) {
+        std::vector<at::Tensor> parts = GatherOverTp(tp, mp, t);
+        for (int r = 0; r < tp.size; ++r) set(r, parts[static_cast<size_t>(r)]);
+      };
+      spread(module[p], [&](int r, const at::Tensor& x) { rank_module[r][p] = x; });
+      for (int s = 0; s < 3; ++s) {
+        if (!states[s][p].defined()) continue;
+        spread(states[s][p], [&](int r, const at::Tensor& x) { rank_states[r][s][p] = x; });
+      }
+    }
+  }
   absl::Status st = absl::OkStatus();
-  if (engine.comm().rank() == root) st = WriteOnRoot(engine, request, states, module);
-  // Every rank learns whether the save worked (a failed save is every rank's error).
+  if (dp_root && tp.rank == 0) st = WriteOnRoot(engine, request, rank_states, rank_module);
+  // Every rank learns whether the save worked (a failed save is every rank's error): over the
+  // DP group, then over the TP group, which together reach every rank.
   at::Tensor ok = at::full({1}, st.ok() ? 0.0 : 1.0);
   engine.comm().AllReduceMax(ok);
+  if (tp.active()) tp.comm->AllReduceMax(ok);
   if (st.ok() && ok.item<double>() != 0) return absl::InternalError("the save failed on rank 0");
   return st;
 }

@@ -79,6 +79,7 @@ class Engine {
   Model& model() { return model_; }
   Comm& comm() { return comm_; }
   int dp() const { return comm_.size(); }
+  const TpGroup& tp() const { return tp_; }
 
   // Sets parameter `param`'s whole fp32 value (master and low-precision copy); for a trainable
   // one also its Adam moments (undefined tensors: zeros). Every rank passes the same tensors and

@@ -209,10 +209,6 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     return absl::UnimplementedError(
         "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "
         "AutoTP with ZeRO 0-2");
-  if (tp > 1 && !args.save.empty())
-    return absl::UnimplementedError(
-        "--save with `tensor_parallel.autotp_size` > 1: tensor-parallel checkpoints "
-        "(mp_rank_XX files) are not written by ucp train yet; train at tp 1 to save");
   // Refused before training, not after it (the ZeRO sink refuses the save itself too).
   if (mcfg.is_moe() && cfg.zero.stage == 0 && !args.save.empty())
     return absl::UnimplementedError(
