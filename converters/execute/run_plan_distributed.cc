@@ -190,9 +190,11 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
     if (made.ok()) made = created.status();
     if (made.ok()) {
       staging = std::move(*created);
-      std::vector<std::string> dirs = plan.Directories();
-      dirs.push_back(".ucp-dist");
-      made = staging->MakeDirs(dirs);
+      made = staging->MakeDirs(plan.Directories());
+      std::error_code ec;  // the journals' folder, removed before the commit
+      std::filesystem::create_directories(absl::StrCat(staging->path(), "/.ucp-dist"), ec);
+      if (made.ok() && ec)
+        made = absl::UnavailableError("creating " + staging->path() + "/.ucp-dist");
     }
     if (!made.ok()) {
       group->Fail(std::string(made.message()));
