@@ -135,6 +135,8 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
   cmd->add_flag("--keep_temp_folder", o.keep_temp_folder,
                 "ds_to_universal compatibility: no effect (ucp writes no temporary folder)");
   cmd->add_flag("--no-fsync", o.no_fsync, "skip fsync (scratch output)");
+  cmd->add_flag("--distributed", o.distributed,
+                "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
 }
 
 int ConvertAliasMain(int argc, char** argv) {
@@ -294,6 +296,9 @@ CLI::App* AddReshard(CLI::App& app, ucp::cli::ReshardCommandOptions& reshard) {
   reshard_cmd->add_flag("--json", reshard.json, "print the result (or the plan) as JSON");
   reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
   reshard_cmd->add_flag("--no-fsync", reshard.no_fsync, "skip fsync (scratch output)");
+  reshard_cmd->add_flag(
+      "--distributed", reshard.distributed,
+      "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
   return reshard_cmd;
 }
 
@@ -333,6 +338,9 @@ CLI::App* AddExport(CLI::App& app, ucp::cli::ExportCommandOptions& exp) {
   export_cmd->add_flag("--json", exp.json, "print the result as JSON");
   export_cmd->add_flag("--force", exp.force, "replace an existing output folder");
   export_cmd->add_flag("--no-fsync", exp.no_fsync, "skip fsync (scratch output)");
+  export_cmd->add_flag(
+      "--distributed", exp.distributed,
+      "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
   return export_cmd;
 }
 

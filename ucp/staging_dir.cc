@@ -59,7 +59,22 @@ uint64_t NameHash(absl::string_view name) {
 }
 
 // Handles an existing staging folder: removes it when it is a dead ucp run's, else explains.
-absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
+constexpr absl::string_view kResumeFile = ".ucp-resume";
+
+std::string ReadSmallFile(const std::string& path) {
+  std::string out(256, '\0');
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  const ssize_t n = ::read(fd, out.data(), out.size());
+  ::close(fd);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+// Handles an existing staging folder: removes it when it is a dead ucp run's (keeps it when its
+// resume key is `resume_key`, setting *resumed), else explains.
+absl::Status ClearStalePartial(const std::string& partial, const std::string& resume_key,
+                               bool* removed, bool* resumed) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(partial, ec))) return absl::OkStatus();
   if (!fs::is_directory(fs::symlink_status(partial, ec))) {
@@ -74,6 +89,11 @@ absl::Status ClearStalePartial(const std::string& partial, bool* removed) {
     if (busy) {
       return absl::FailedPreconditionError(
           absl::StrCat(partial, ": another ucp process is writing this output now"));
+    }
+    if (!resume_key.empty() &&
+        ReadSmallFile(absl::StrCat(partial, "/", kResumeFile)) == resume_key) {
+      *resumed = true;
+      return absl::OkStatus();
     }
   } else if (!fs::is_empty(partial, ec)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -112,12 +132,12 @@ absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(
   fs::create_directories(ParentOf(out), ec);
   if (ec) return FsError(ec, absl::StrCat("creating ", ParentOf(out)));
   const std::string partial = StagingPathFor(out);
-  bool removed = false;
-  UCP_RETURN_IF_ERROR(ClearStalePartial(partial, &removed));
-  if (::mkdir(partial.c_str(), 0755) != 0)
+  bool removed = false, resumed = false;
+  UCP_RETURN_IF_ERROR(ClearStalePartial(partial, options.resume_key, &removed, &resumed));
+  if (!resumed && ::mkdir(partial.c_str(), 0755) != 0)
     return ErrnoToStatus(errno, absl::StrCat("creating ", partial));
   const std::string marker = absl::StrCat(partial, "/", kPartialMarker);
-  int fd = ::open(marker.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = ::open(marker.c_str(), O_RDWR | O_CREAT | (resumed ? 0 : O_EXCL) | O_CLOEXEC, 0644);
   if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     absl::Status s = ErrnoToStatus(errno, absl::StrCat("locking ", marker));
     if (fd >= 0) ::close(fd);
@@ -129,15 +149,29 @@ absl::StatusOr<std::unique_ptr<StagingDirectory>> StagingDirectory::Create(
   if (::write(fd, note.data(), note.size()) < 0) {
     // The marker's content is informational; the lock is what matters.
   }
+  if (!options.resume_key.empty() && !resumed) {
+    const std::string key_path = absl::StrCat(partial, "/", kResumeFile);
+    const int key_fd = ::open(key_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const bool wrote =
+        key_fd >= 0 && ::write(key_fd, options.resume_key.data(), options.resume_key.size()) ==
+                           static_cast<ssize_t>(options.resume_key.size());
+    if (key_fd >= 0) ::close(key_fd);
+    if (!wrote) {
+      ::close(fd);
+      fs::remove_all(partial, ec);
+      return absl::UnavailableError(absl::StrCat("writing ", key_path));
+    }
+  }
   auto dir = std::unique_ptr<StagingDirectory>(new StagingDirectory(out, partial, fd, options));
   dir->removed_stale_ = removed;
+  dir->resumed_ = resumed;
   return dir;
 }
 
 StagingDirectory::~StagingDirectory() { Abort(); }
 
 void StagingDirectory::Abort() {
-  if (!committed_) {
+  if (!committed_ && options_.resume_key.empty()) {
     std::error_code ec;
     fs::remove_all(partial_, ec);
   }
@@ -183,6 +217,11 @@ absl::Status StagingDirectory::Commit(const Manifest& manifest) {
   }
   const std::string marker = absl::StrCat(partial_, "/", kPartialMarker);
   if (::unlink(marker.c_str()) != 0) return ErrnoToStatus(errno, absl::StrCat("removing ", marker));
+  if (!options_.resume_key.empty()) {
+    const std::string key_path = absl::StrCat(partial_, "/", kResumeFile);
+    if (::unlink(key_path.c_str()) != 0 && errno != ENOENT)
+      return ErrnoToStatus(errno, absl::StrCat("removing ", key_path));
+  }
   UCP_RETURN_IF_ERROR(SyncDirs());
 
   std::error_code ec;

@@ -14,7 +14,8 @@
 //     (`removed_stale()` says so);
 //   * marker locked: FailedPrecondition, another process is writing there;
 //   * no marker and not empty: FailedPrecondition, not ucp's folder (never deleted).
-// Destroying a StagingDirectory that was not committed removes the staging folder.
+// Destroying a StagingDirectory that was not committed removes the staging folder (unless
+// StagingOptions::resume_key is set).
 #pragma once
 
 #include <memory>
@@ -35,6 +36,10 @@ struct StagingOptions {
   bool fsync = true;   // false: skip fsyncs (tests, scratch output)
   std::vector<std::string> inputs = {};  // every file and folder the run reads (output_guard.h)
   std::vector<std::string> save_folders = {};  // folders that hold an input (output_guard.h)
+  // Non-empty (a distributed run's plan fingerprint): a dead run's staging folder whose
+  // `.ucp-resume` file holds the same key is kept (`resumed()`), and the folder is kept when this
+  // run fails too, so that a rerun finishes it. A folder with another key is removed as usual.
+  std::string resume_key = {};
 };
 
 // The staging folder of `out`: `<parent>/.ucp-<16 hex digits of FNV-1a(basename)>.partial`.
@@ -53,6 +58,7 @@ class StagingDirectory {
   const std::string& path() const { return partial_; }  // the staging folder
   const std::string& target() const { return out_; }
   bool removed_stale() const { return removed_stale_; }
+  bool resumed() const { return resumed_; }
 
   // mkdir -p of each `relative` folder under path(); they are fsynced by Commit.
   absl::Status MakeDirs(const std::vector<std::string>& relative);
@@ -75,6 +81,7 @@ class StagingDirectory {
   StagingOptions options_;
   std::vector<std::string> dirs_;  // relative folders made by MakeDirs
   bool removed_stale_ = false;
+  bool resumed_ = false;
   bool committed_ = false;
 };
 

@@ -52,6 +52,7 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
   options.execute.threads = o.threads > 0 ? o.threads : o.num_extract_workers;
   options.execute.memory_limit = *memory;
   options.execute.fsync = !o.no_fsync;
+  options.execute.distributed = o.distributed;
 
   if (o.dry_run) {
     absl::StatusOr<pipelines::PlannedConvert> planned = pipelines::PlanConvert(options);

@@ -28,8 +28,9 @@ struct ConvertCommandOptions {
   bool keep_temp_folder = false;  // accepted for ds_to_universal compatibility; no effect
   int num_extract_workers = 0;    // ds_to_universal's worker counts; used only as a thread count
   int num_merge_workers = 0;
-  bool no_fsync = false;  // skip fsync (scratch output, tests)
-  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
+  bool no_fsync = false;     // skip fsync (scratch output, tests)
+  bool distributed = false;  // one rank of a torchrun / srun / mpirun job
+  bool progress = false;     // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
 // Returns the process exit code: 0 ok, 1 error (one "error: ..." line on `err`).

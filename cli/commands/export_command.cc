@@ -60,6 +60,7 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
   e.dry_run = o.dry_run;
   e.execute.threads = o.threads;
   e.execute.fsync = !o.no_fsync;
+  e.execute.distributed = o.distributed;
   if (std::string bad = ApplyChoices(o, e); !bad.empty()) return Fail(output, bad, kExitUsage);
   if (o.dry_run) WarnIfOutputExists(err, o.output, o.force);
   ProgressLine progress(err, o.progress && !o.dry_run);

@@ -32,7 +32,8 @@ struct ExportCommandOptions {
   bool zero_to_fp32 = false;
   bool safe_serialization = false;  // zero-to-fp32: safetensors instead of .bin
   bool json = false, dry_run = false, force = false, no_fsync = false;
-  bool debug = false;  // zero-to-fp32 -d: accepted, no effect
+  bool distributed = false;  // one rank of a torchrun / srun / mpirun job
+  bool debug = false;        // zero-to-fp32 -d: accepted, no effect
   int threads = 0;
   bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
 };

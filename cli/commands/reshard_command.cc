@@ -37,6 +37,7 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   options.execute.threads = o.threads;
   options.execute.memory_limit = *memory;
   options.execute.fsync = !o.no_fsync;
+  options.execute.distributed = o.distributed;
   if (o.dry_run) {
     absl::StatusOr<pipelines::PlannedReshard> planned = pipelines::PlanReshard(options);
     if (!planned.ok()) return Fail(output, planned.status());

@@ -29,7 +29,8 @@ struct ReshardCommandOptions {
   bool json = false;
   bool force = false;
   bool no_fsync = false;
-  bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)
+  bool distributed = false;  // one rank of a torchrun / srun / mpirun job
+  bool progress = false;     // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 
 // Returns the process exit code: 0 ok, 1 error, 2 usage error (an option, or an infeasible or

@@ -57,8 +57,10 @@ uint64_t PauseAfterFromEnvironment() {
 // An output file written with pwrite from several threads: created, pre-sized, then filled.
 class OutputFile {
  public:
-  static absl::StatusOr<std::unique_ptr<OutputFile>> Create(std::string path, uint64_t size) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // `shared`: other processes write other parts of the file; it is not truncated.
+  static absl::StatusOr<std::unique_ptr<OutputFile>> Create(std::string path, uint64_t size,
+                                                            bool shared) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | (shared ? 0 : O_TRUNC) | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("creating ", path));
     if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
       absl::Status s = ErrnoToStatus(errno, absl::StrCat("sizing ", path));
@@ -129,7 +131,8 @@ class Executor {
         threads_(threads),
         chunk_bytes_(chunk_bytes),
         states_(plan.files.size()),
-        entries_(plan.files.size()) {}
+        entries_(plan.files.size()),
+        region_crcs_(plan.files.size()) {}
 
   absl::StatusOr<ExecuteResult> Run();
 
@@ -158,6 +161,7 @@ class Executor {
   std::vector<uint32_t> crcs_;  // per chunk
   std::vector<FileState> states_;
   std::vector<ucp::ManifestEntry> entries_;
+  std::vector<std::vector<uint32_t>> region_crcs_;
 
   std::atomic<bool> failed_{false};
   std::mutex error_mu_;
@@ -239,7 +243,7 @@ absl::Status Executor::EnsureOpen(size_t f) {
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.out != nullptr) return absl::OkStatus();
   UCP_ASSIGN_OR_RETURN(st.out, OutputFile::Create(absl::StrCat(dir_, "/", plan_.files[f].path),
-                                                  plan_.files[f].size));
+                                                  plan_.files[f].size, options_.shared_files));
   return absl::OkStatus();
 }
 
@@ -305,6 +309,17 @@ absl::Status Executor::Finalize(size_t f) {
   for (size_t c = st.first_chunk; c < st.end_chunk; ++c) {
     uint32_t& r = region_crcs[chunks_[c].region];
     r = Crc32Combine(r, crcs_[c], chunks_[c].length);
+  }
+  region_crcs_[f] = region_crcs;
+  if (options_.shared_files) {  // the whole file's CRC and frame are the committer's (dist_share.h)
+    if (!options_.fsync || !Defer(st.out)) {
+      UCP_RETURN_IF_ERROR(st.out->Close(options_.fsync));
+      st.out.reset();
+    }
+    entries_[f] = ucp::ManifestEntry{pf.path, pf.size, 0};
+    ++files_done_;
+    Report(false);
+    return absl::OkStatus();
   }
   // (offset, length, crc) of every part of the file: frame pieces and regions.
   std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> parts;
@@ -418,6 +433,7 @@ absl::StatusOr<ExecuteResult> Executor::Run() {
   Report(true);
   ExecuteResult result;
   result.files = std::move(entries_);
+  result.region_crcs = std::move(region_crcs_);
   result.stats.threads = threads_;
   result.stats.chunk_bytes = chunk_bytes_;
   result.stats.peak_buffer_bytes = peak_.load();
@@ -437,7 +453,7 @@ absl::StatusOr<ExecuteResult> ExecutePlan(const Plan& plan,
     return absl::InvalidArgumentError(absl::StrCat(sources.size(), " byte sources for a plan of ",
                                                    plan.sources.size(), " sources"));
   }
-  UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
+  if (!options.shared_files) UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
   int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(threads, 1);

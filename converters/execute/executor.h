@@ -67,6 +67,15 @@ struct ExecuteOptions {
   // Called at most every 100 ms and once at the end, never concurrently, from worker threads.
   std::function<void(const ExecuteProgress&)> progress = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // set: stop between chunks, return Cancelled
+  // The plan's files are shares of files other processes write too (a distributed run,
+  // dist_share.h): they are opened without truncation, their regions need not cover them, no
+  // frame is rendered, and ValidatePlan is skipped (the caller validated the whole plan). The
+  // manifest entries then carry no CRC; ExecuteResult::region_crcs has the regions' CRCs.
+  bool shared_files = false;
+  // For RunPlan (run_plan.h), not ExecutePlan: this process is one rank of a distributed run
+  // (RunPlanDistributed, ranks from the launcher's environment: rank_group.h). With one rank (no
+  // launcher variables) RunPlan runs as usual.
+  bool distributed = false;
 };
 
 struct ExecuteStats {
@@ -79,6 +88,8 @@ struct ExecuteStats {
 
 struct ExecuteResult {
   std::vector<ucp::ManifestEntry> files;  // one per plan file: path, size, CRC-32 of the whole file
+  // Per plan file, the CRC-32 of each of its regions (empty for written files).
+  std::vector<std::vector<uint32_t>> region_crcs;
   ExecuteStats stats;
 };
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "converters/execute/rank_group.h"
 #include "formats/base/status.h"
 #include "ucp/output_guard.h"
 #include "ucp/staging_dir.h"
@@ -33,10 +34,8 @@ absl::Status CheckOverlap(const plan::Plan& plan, const RunOptions& options) {
                            {.inputs = Inputs(plan, options), .save_folders = options.save_folders});
 }
 
-absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
-                                  const RunOptions& options) {
-  const std::string output = ucp::NormalizeOutputPath(options.output);
-  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
+absl::StatusOr<std::vector<const ByteSource*>> ResolveSources(
+    const plan::Plan& plan, absl::Span<const ByteSource* const> files) {
   std::vector<const ByteSource*> sources;
   for (size_t i = 0; i < plan.sources.size(); ++i) {
     const ByteSource* s = plan.sources[i].memory.get();
@@ -47,6 +46,18 @@ absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteS
     }
     sources.push_back(s);
   }
+  return sources;
+}
+
+absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
+                                  const RunOptions& options) {
+  if (options.execute.distributed) {
+    UCP_ASSIGN_OR_RETURN(const RankEnv env, ReadRankEnv());
+    if (env.world_size > 1) return RunPlanDistributed(plan, files, options);
+  }
+  const std::string output = ucp::NormalizeOutputPath(options.output);
+  if (output.empty()) return absl::InvalidArgumentError("no output folder given");
+  UCP_ASSIGN_OR_RETURN(std::vector<const ByteSource*> sources, ResolveSources(plan, files));
   if (IsCancelled(options.execute)) return Interrupted(output);
   const ucp::StagingOptions staging_options{.force = options.force,
                                             .fsync = options.execute.fsync,

@@ -41,6 +41,12 @@ struct RunResult {
   std::vector<ucp::ManifestEntry> files;  // the manifest's entries
   uint64_t bytes = 0;                     // sum of the files' sizes (the manifest excluded)
   ExecuteStats stats;
+  // Distributed runs: this process's rank and the world size; the payload bytes of this rank's
+  // share; whether rank 0 resumed a dead run's staging. Only rank 0 fills `files` and `bytes`.
+  int rank = 0;
+  int world_size = 1;
+  uint64_t rank_bytes = 0;
+  bool resumed = false;
 };
 
 // `files[i]` serves plan.sources[i] when that has no `memory` bytes; `files` may be shorter than
@@ -50,6 +56,21 @@ struct RunResult {
 // Internal for a source with no bytes.
 absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
                                   const RunOptions& options);
+
+// RunPlan over the ranks of a launcher (docs/distributed.md): every rank computed the same plan;
+// each copies its share (dist_share.h) into the shared staging folder, rank 0 writes the frames
+// and the manifest after every rank reported, then commits. A rank that dies or fails makes every
+// other one return Aborted naming it; the staging folder is kept, and a rerun of the same command
+// skips the batches the ranks' journals list. Errors: RunPlan's, ReadRankEnv's, RankGroup::Join's
+// (Unavailable for ranks that do not join), Aborted (another rank failed: its message).
+absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
+                                             absl::Span<const ByteSource* const> files,
+                                             const RunOptions& options);
+
+// The byte source of every plan source: `files[i]`, or the plan's own bytes. Internal for a
+// source with neither.
+absl::StatusOr<std::vector<const ByteSource*>> ResolveSources(
+    const plan::Plan& plan, absl::Span<const ByteSource* const> files);
 
 // The output guard's overlap check alone, with the inputs RunPlan would use (options.inputs and
 // every source of the plan that is a file): for dry runs, which refuse what a run would.

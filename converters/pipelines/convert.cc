@@ -85,7 +85,7 @@ absl::StatusOr<ConvertResult> ExecuteConvert(const PlannedConvert& planned,
   result.files = written.files.size();
   result.bytes = written.bytes;
   result.stats = written.stats;
-  if (options.write_latest) {
+  if (options.write_latest && written.rank == 0) {
     UCP_RETURN_IF_ERROR(ucp::WriteLatestUniversal(planned.output, options.execute.fsync));
     result.latest_universal =
         absl::StrCat(ParentOf(planned.output), "/", ucp::kLatestUniversalFile);

@@ -1,0 +1,278 @@
+// `ucp convert | reshard | export --distributed` (label dist): real `ucp` processes on 127.0.0.1,
+// one per rank, with torchrun's variables; every multi-rank output must equal the single-process
+// output byte for byte. UCP_DIST_MIN_PIECE=4096 makes the fixtures' files be cut across ranks, so
+// that rank 0 renders frames around payloads other ranks wrote.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Ucp() { return absl::StrCat(UCP_CLI_BINARY_DIR, "/ucp"); }
+std::string Fixture(const std::string& rel) {
+  return absl::StrCat(UCP_SOURCE_DIR, "/fixtures/", rel);
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
+            const std::string& log) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+  std::vector<std::string> argv_strings = {Ucp()};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> env, argv;
+  for (std::string& s : env_strings) env.push_back(s.data());
+  for (std::string& s : argv_strings) argv.push_back(s.data());
+  env.push_back(nullptr);
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execve(argv[0], argv.data(), env.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Exit code, -signal, or 999 when it did not end within `seconds` (then it is killed).
+int Wait(pid_t pid, int seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return 999;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Every file below `a` and `b`, compared byte for byte.
+void ExpectSameTree(const std::string& a, const std::string& b) {
+  std::vector<std::string> files_a, files_b;
+  for (const auto& e : fs::recursive_directory_iterator(a)) {
+    if (e.is_regular_file()) files_a.push_back(fs::relative(e.path(), a).string());
+  }
+  for (const auto& e : fs::recursive_directory_iterator(b)) {
+    if (e.is_regular_file()) files_b.push_back(fs::relative(e.path(), b).string());
+  }
+  std::sort(files_a.begin(), files_a.end());
+  std::sort(files_b.begin(), files_b.end());
+  ASSERT_EQ(files_a, files_b) << a << " vs " << b;
+  for (const std::string& f : files_a) {
+    EXPECT_TRUE(ReadAll(a + "/" + f) == ReadAll(b + "/" + f)) << f << " differs in " << b;
+  }
+}
+
+class DistTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("ucp_dist_", ::getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Runs `args` + `--out`-style output (appended by the caller) on `world` ranks; returns the
+  // exit codes. `victim_env`: extra variables for rank 1 only.
+  std::vector<int> RunRanks(const std::vector<std::string>& args, int world, const std::string& tag,
+                            const std::vector<std::string>& victim_env = {},
+                            std::vector<pid_t>* pids_out = nullptr,
+                            const std::function<void(const std::vector<pid_t>&)>& during = {}) {
+    const int port = FreePort();
+    std::vector<pid_t> pids;
+    for (int r = 0; r < world; ++r) {
+      std::vector<std::string> env = {
+          absl::StrCat("RANK=", r),           absl::StrCat("WORLD_SIZE=", world),
+          absl::StrCat("LOCAL_RANK=", r),     "MASTER_ADDR=127.0.0.1",
+          absl::StrCat("MASTER_PORT=", port), "UCP_DIST_TIMEOUT=10",
+          "UCP_DIST_CONNECT_TIMEOUT=30",      "UCP_DIST_MIN_PIECE=4096"};
+      if (r == 1) env.insert(env.end(), victim_env.begin(), victim_env.end());
+      pids.push_back(Spawn(args, env, Log(tag, r)));
+    }
+    if (pids_out != nullptr) *pids_out = pids;
+    if (during) during(pids);
+    std::vector<int> codes;
+    for (pid_t p : pids) codes.push_back(Wait(p, 60));
+    return codes;
+  }
+  std::string Log(const std::string& tag, int rank) {
+    return (dir_ / absl::StrCat(tag, ".rank", rank, ".log")).string();
+  }
+  std::string Path(const std::string& rel) { return (dir_ / rel).string(); }
+
+  // `make_args(out)` run once on one process, then on each of `worlds` ranks: same bytes.
+  void ExpectSameOnRanks(const std::function<std::vector<std::string>(const std::string&)>& args,
+                         const std::vector<int>& worlds) {
+    const std::string single = Path("single/out");
+    ASSERT_EQ(Wait(Spawn(args(single), {}, Path("single.log")), 60), 0)
+        << ReadAll(Path("single.log"));
+    for (int world : worlds) {
+      const std::string out = Path(absl::StrCat("w", world, "/out"));
+      const std::vector<int> codes = RunRanks(args(out), world, absl::StrCat("w", world));
+      for (int r = 0; r < world; ++r) {
+        ASSERT_EQ(codes[r], 0) << "rank " << r << " of " << world << ": "
+                               << ReadAll(Log(absl::StrCat("w", world), r));
+      }
+      ExpectSameTree(single, out);
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(DistTest, ConvertZero2OnOneToFourRanks) {
+  ExpectSameOnRanks(
+      [](const std::string& out) {
+        return std::vector<std::string>{"convert", Fixture("deepspeed/s2_bf16_dp2/checkpoint"), out,
+                                        "--no-fsync", "--distributed"};
+      },
+      {1, 2, 3, 4});
+}
+
+TEST_F(DistTest, ConvertZero1Zero3AutoEpAndTp) {
+  for (const std::string fixture :
+       {"deepspeed/s1_fp32_dp4/checkpoint", "deepspeed/s3_fp32_dp4/checkpoint",
+        "deepspeed/autoep_mixtral_s2_fp32_dp4_ep2/checkpoint",
+        "deepspeed_tp/autotp_llama_s2_fp32_tp2_dp2/checkpoint"}) {
+    SCOPED_TRACE(fixture);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ExpectSameOnRanks(
+        [&](const std::string& out) {
+          return std::vector<std::string>{"convert", Fixture(fixture), out, "--no-fsync",
+                                          "--distributed"};
+        },
+        {3});
+  }
+}
+
+TEST_F(DistTest, ReshardAndExportOnTwoAndThreeRanks) {
+  ExpectSameOnRanks(
+      [](const std::string& out) {
+        return std::vector<std::string>{"reshard",    Fixture("deepspeed/s3_fp32_dp2/checkpoint"),
+                                        "--dp",       "4",
+                                        "--out",      out,
+                                        "--no-fsync", "--distributed"};
+      },
+      {2, 3});
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  ExpectSameOnRanks(
+      [](const std::string& out) {
+        return std::vector<std::string>{
+            "export",
+            Fixture("deepspeed/autoep_mixtral_s2_fp32_dp4_ep2/checkpoint"),
+            "--out",
+            out,
+            "--max-shard-size",
+            "200KB",
+            "--no-fsync",
+            "--distributed"};
+      },
+      {2, 3});
+}
+
+TEST_F(DistTest, KilledRankStopsTheOthersAndARerunResumes) {
+  auto args = [](const std::string& out) {
+    return std::vector<std::string>{"convert", Fixture("deepspeed/s3_fp32_dp4/checkpoint"), out,
+                                    "--distributed"};
+  };
+  const std::string single = Path("single/out");
+  ASSERT_EQ(Wait(Spawn(args(single), {}, Path("single.log")), 60), 0);
+  const std::string out = Path("dist/out");
+  const std::string ready = Path("rank1.ready");
+  const std::vector<int> codes =
+      RunRanks(args(out), 3, "killed",
+               {"UCP_TEST_PAUSE_AFTER_OPS=3", absl::StrCat("UCP_TEST_PAUSE_READY=", ready)},
+               nullptr, [&](const std::vector<pid_t>& pids) {
+                 for (int i = 0; i < 3000 && !fs::exists(ready); ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                 }
+                 ASSERT_TRUE(fs::exists(ready));
+                 ::kill(pids[1], SIGKILL);
+               });
+  EXPECT_EQ(codes[1], -SIGKILL);
+  for (int r : {0, 2}) {
+    EXPECT_EQ(codes[r], 1) << ReadAll(Log("killed", r));
+    EXPECT_NE(ReadAll(Log("killed", r)).find("rank 1"), std::string::npos)
+        << ReadAll(Log("killed", r));
+  }
+  EXPECT_FALSE(fs::exists(out));  // nothing looks complete
+  // The staging folder stays, with the journals of the ranks that finished batches.
+  uint64_t journalled = 0;
+  for (const auto& e : fs::recursive_directory_iterator(Path("dist"))) {
+    if (e.path().filename().string().rfind("rank-", 0) == 0) journalled += fs::file_size(e.path());
+  }
+  EXPECT_GT(journalled, 0u);
+  const std::vector<int> again = RunRanks(args(out), 3, "rerun");
+  for (int r = 0; r < 3; ++r) ASSERT_EQ(again[r], 0) << ReadAll(Log("rerun", r));
+  ExpectSameTree(single, out);
+}
+
+TEST_F(DistTest, ARankWithAnotherWorldSizeIsNamed) {
+  const int port = FreePort();
+  const std::vector<std::string> args = {"convert", Fixture("deepspeed/s2_fp32_dp2/checkpoint"),
+                                         Path("out"), "--no-fsync", "--distributed"};
+  auto env = [&](int rank, int world) {
+    return std::vector<std::string>{absl::StrCat("RANK=", rank), absl::StrCat("WORLD_SIZE=", world),
+                                    "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port),
+                                    "UCP_DIST_CONNECT_TIMEOUT=20"};
+  };
+  const pid_t a = Spawn(args, env(0, 2), Path("a.log"));
+  const pid_t b = Spawn(args, env(1, 3), Path("b.log"));
+  EXPECT_EQ(Wait(a, 60), 1);
+  EXPECT_EQ(Wait(b, 60), 1);
+  EXPECT_NE(ReadAll(Path("a.log")).find("rank 1 was started with world size 3"), std::string::npos)
+      << ReadAll(Path("a.log"));
+  EXPECT_FALSE(fs::exists(Path("out")));
+}
+
+}  // namespace
