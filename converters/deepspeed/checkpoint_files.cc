@@ -36,15 +36,17 @@ struct ShardKind {
   OptimizerWrapper wrapper = OptimizerWrapper::kZeroOptimizer;
 };
 
-absl::Status RejectUnsupportedKinds(const std::vector<ListedFile>& files) {
+// expp_rank files are read at ZeRO-0 only (AutoEP without ZeRO, §1.8).
+absl::Status RejectUnsupportedKinds(const std::vector<ListedFile>& files, bool zero0) {
   for (const ListedFile& f : files) {
     switch (f.name.kind) {
       case FileKind::kPipelineLayer:
         return absl::UnimplementedError(absl::StrCat(
             f.path, ": pipeline-parallel checkpoints (layer files) are not supported"));
       case FileKind::kExpertOptimStates:
+        if (zero0) break;
         return absl::UnimplementedError(absl::StrCat(
-            f.path, ": MoE optimizer states without ZeRO (expp_rank files) are not supported"));
+            f.path, ": MoE optimizer states without ZeRO (expp_rank files) beside ZeRO shards"));
       case FileKind::kLegacyExpertModelStates:
         return absl::UnimplementedError(
             absl::StrCat(f.path, ": legacy native-MoE expert files are not supported"));
@@ -292,13 +294,35 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
   UCP_RETURN_IF_ERROR(OpenFiles(listed, options, index));
   index->kind.zero_stage = 0;
   index->kind.wrapper = OptimizerWrapper::kTorchOptimizer;
-  for (const CheckpointFile& f : index->files) {
-    if (f.name.kind == FileKind::kZeroModelStates || f.name.kind == FileKind::kExpertModelStates) {
+  // AutoEP without ZeRO (§1.8): layer_*_expert_* files hold the expert weights and
+  // expp_rank_<e> files each EP rank's torch optimizer state (IndexZero0 checks them).
+  std::map<int, int> expp;
+  for (int i = 0; i < static_cast<int>(index->files.size()); ++i) {
+    const CheckpointFile& f = index->files[i];
+    if (f.name.kind == FileKind::kZeroModelStates) {
       return absl::UnimplementedError(
           absl::StrCat(f.path, ": a ", FileKindName(f.name.kind),
                        " file in a checkpoint without ZeRO optimizer shards"));
     }
+    if (f.name.kind == FileKind::kExpertModelStates) index->expert_files.push_back(i);
+    if (f.name.kind == FileKind::kExpertOptimStates) {
+      if (f.name.mp_rank != 0 || !expp.emplace(f.name.ep_rank, i).second)
+        return absl::UnimplementedError(absl::StrCat(f.path, ": unexpected expp_rank file"));
+    }
   }
+  for (const auto& [ep, file] : expp) {
+    if (ep != static_cast<int>(index->expert_optim_files.size())) {
+      return absl::NotFoundError(absl::StrCat(index->dir.tag_dir, ": no expp_rank_",
+                                              index->expert_optim_files.size(),
+                                              "_mp_rank_00_optim_states.pt"));
+    }
+    index->expert_optim_files.push_back(file);
+  }
+  std::sort(index->expert_files.begin(), index->expert_files.end(), [&](int a, int b) {
+    const FileName& x = index->files[a].name;
+    const FileName& y = index->files[b].name;
+    return std::tie(x.layer, x.expert, x.mp_rank) < std::tie(y.layer, y.expert, y.mp_rank);
+  });
   UCP_ASSIGN_OR_RETURN(auto model, RankMap(*index, FileKind::kModelStates));
   UCP_RETURN_IF_ERROR(SizeGrid({}, model, index));
   for (int mp = 0; mp < index->topology.mp(); ++mp) {
@@ -324,10 +348,10 @@ absl::Status LoadZero0Files(const std::vector<ListedFile>& listed, const OpenOpt
 
 absl::Status LoadFiles(const OpenOptions& options, CheckpointIndex* index) {
   UCP_ASSIGN_OR_RETURN(std::vector<ListedFile> listed, ListCheckpointFiles(index->dir.tag_dir));
-  UCP_RETURN_IF_ERROR(RejectUnsupportedKinds(listed));
   const bool any_optim = std::any_of(listed.begin(), listed.end(), [](const ListedFile& l) {
     return l.name.kind == FileKind::kOptimStates;
   });
+  UCP_RETURN_IF_ERROR(RejectUnsupportedKinds(listed, !any_optim));
   if (!any_optim) {
     const bool any_model = std::any_of(listed.begin(), listed.end(), [](const ListedFile& l) {
       return l.name.kind == FileKind::kModelStates;

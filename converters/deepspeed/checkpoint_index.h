@@ -256,6 +256,8 @@ struct CheckpointIndex {
   std::vector<int> optim_files;
   std::vector<int> model_files;
   std::vector<int> expert_files;
+  // ZeRO-0 AutoEP: expp_rank_<e>_mp_rank_00_optim_states.pt, indexed by EP rank e.
+  std::vector<int> expert_optim_files;
 
   std::vector<ParamGroup> param_groups;
   std::vector<FlatGroup> flat_groups;

@@ -16,6 +16,12 @@
 // bf16 runs wrap the optimizer in FP16_UnfusedOptimizer: the torch state is `optimizer.
 // optimizer_state_dict` and the fp32 master weights are `optimizer.fp32_groups[g][j]` (the module
 // holds bf16 copies). FP16_Optimizer's flat `fp32_groups_flat` is refused (no fixture).
+// AutoEP (§1.8): the module lacks the fused expert weights <prefix>.w1/w2/w3 (candidates of their
+// EP-local shape [E_local, ...] are added after the module's, per layer in ds_autoep_layers order)
+// and its `<path>.gate.gate.weight` router alias is no parameter; the model file's optimizer is
+// EP rank 0's, expp_rank_<e> holds EP rank e's (dense states equal). An expert's fragment is one
+// local expert's row: the master from layer_<L>_expert_<gid> (fp32) or the expp file's
+// fp32_groups (bf16), exp_avg / exp_avg_sq rows of the expp file's state.
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -43,8 +49,10 @@ namespace {
 
 struct Candidate {
   std::string name;
-  const TensorRef* tensor = nullptr;
-  int assigned = -1;  // index into index->params once matched
+  const TensorRef* tensor = nullptr;  // nullptr: an AutoEP expert weight (not in the module)
+  int assigned = -1;                  // index into index->params once matched
+  Shape shape;
+  int expert_layer = -1;  // AutoEP: index into index->autoep_layers
 };
 
 struct OptParam {
@@ -77,7 +85,7 @@ absl::StatusOr<std::vector<Candidate>> ReadCandidates(const CheckpointFile& mode
                                ShapeKey(t->shape));
     auto [it, inserted] = seen.emplace(key, name);
     if (!inserted) continue;  // a tied alias: the optimizer holds the tensor once
-    out.push_back(Candidate{std::move(name), t, -1});
+    out.push_back(Candidate{std::move(name), t, -1, t->shape});
   }
   return out;
 }
@@ -152,7 +160,7 @@ absl::StatusOr<std::vector<int>> MatchNames(const std::string& path,
                                             const std::vector<Candidate>& candidates) {
   std::map<std::string, std::vector<int>> cand_by_shape, param_by_shape;
   for (int c = 0; c < static_cast<int>(candidates.size()); ++c) {
-    cand_by_shape[ShapeKey(candidates[c].tensor->shape)].push_back(c);
+    cand_by_shape[ShapeKey(candidates[c].shape)].push_back(c);
   }
   for (int i = 0; i < static_cast<int>(params.size()); ++i) {
     param_by_shape[ShapeKey(params[i].exp_avg->shape)].push_back(i);
@@ -221,7 +229,7 @@ absl::StatusOr<std::vector<const TensorRef*>> ReadMasterWeights(
 absl::Status AddFrozenParams(CheckpointIndex* index, int model_file,
                              const std::vector<Candidate>& candidates) {
   for (const Candidate& c : candidates) {
-    if (c.assigned >= 0) continue;
+    if (c.assigned >= 0 || c.tensor == nullptr) continue;
     FrozenParam fp;
     fp.name = c.name;
     fp.shape = c.tensor->shape;
@@ -232,6 +240,140 @@ absl::Status AddFrozenParams(CheckpointIndex* index, int model_file,
     index->frozen_params.push_back(std::move(fp));
   }
   return absl::OkStatus();
+}
+
+int ExpertFile(const CheckpointIndex& index, int layer, int expert) {
+  for (int i : index.expert_files) {
+    const formats::deepspeed::FileName& n = index.files[i].name;
+    if (n.layer == layer && n.expert == expert && n.mp_rank == 0) return i;
+  }
+  return -1;
+}
+
+// One EP rank's torch optimizer (expp_rank_<e>): its params (aligned with the model file's) and,
+// under FP16_UnfusedOptimizer, their fp32 masters.
+struct EpOptimizer {
+  int file = -1;
+  std::vector<OptParam> params;
+  std::vector<const TensorRef*> masters;
+};
+
+absl::StatusOr<EpOptimizer> ReadEpOptimizer(const CheckpointIndex& index, int file,
+                                            size_t num_params, bool bf16) {
+  const CheckpointFile& f = index.files[file];
+  EpOptimizer out;
+  out.file = file;
+  UCP_ASSIGN_OR_RETURN(const Value* optimizer, Require(f.root(), keys::kOptimizer, f.path));
+  UCP_RETURN_IF_ERROR(AsDict(optimizer, absl::StrCat(f.path, ": ", keys::kOptimizer)).status());
+  const Value* torch_state = optimizer;
+  const Value* masters = nullptr;
+  if (bf16) {
+    UCP_ASSIGN_OR_RETURN(torch_state, Require(*optimizer, keys::kOptimizerStateDict, f.path));
+    UCP_ASSIGN_OR_RETURN(masters, Require(*optimizer, keys::kFp32Groups, f.path));
+  }
+  std::vector<const Value*> groups;
+  UCP_ASSIGN_OR_RETURN(out.params, ReadOptParams(f, *torch_state, &groups));
+  if (out.params.size() != num_params) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        f.path, ": ", out.params.size(), " optimizer params, the model file's has ", num_params));
+  }
+  out.masters.assign(num_params, nullptr);
+  if (masters != nullptr) {
+    UCP_ASSIGN_OR_RETURN(out.masters, ReadMasterWeights(f, *masters, out.params, groups));
+  }
+  return out;
+}
+
+// Drops the routers' `gate.gate` aliases and appends the fused expert weights as candidates.
+absl::Status AddExpertCandidates(const CheckpointIndex& index, std::vector<Candidate>* candidates) {
+  for (const AutoEpLayer& layer : index.autoep_layers) {
+    const std::string alias = absl::StrCat(layer.module_path, ".gate.gate.weight");
+    const std::string router = absl::StrCat(layer.module_path, ".router.gate.weight");
+    auto named = [&](const std::string& n) {
+      return std::find_if(candidates->begin(), candidates->end(),
+                          [&](const Candidate& c) { return c.name == n; });
+    };
+    if (auto a = named(alias); a != candidates->end() && named(router) != candidates->end())
+      candidates->erase(a);
+  }
+  for (size_t l = 0; l < index.autoep_layers.size(); ++l) {
+    const AutoEpLayer& layer = index.autoep_layers[l];
+    const int expert_file = ExpertFile(index, layer.moe_layer_id, 0);
+    if (expert_file < 0) {
+      return absl::NotFoundError(absl::StrCat(index.dir.tag_dir, ": no layer_", layer.moe_layer_id,
+                                              "_expert_0_mp_rank_00_model_states.pt"));
+    }
+    const CheckpointFile& f = index.files[expert_file];
+    for (absl::string_view w : keys::kAutoepFusedWeights) {
+      const std::string name = absl::StrCat(layer.expert_key_prefix, ".", w);
+      const std::string key = absl::StrCat(name, ".0");
+      UCP_ASSIGN_OR_RETURN(const TensorRef* row,
+                           AsTensor(f.root().Get(key), absl::StrCat(f.path, ": '", key, "'")));
+      std::vector<int64_t> dims = {layer.num_local_experts};
+      for (int64_t d : row->shape.dims()) dims.push_back(d);
+      candidates->push_back(Candidate{name, nullptr, -1, Shape(dims), static_cast<int>(l)});
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The fused expert weight of candidate c (optimizer param i): each EP rank's local experts, one
+// fragment per expert row.
+absl::StatusOr<Parameter> ExpertParam(const CheckpointIndex& index, const Candidate& c,
+                                      const OptParam& op, size_t i,
+                                      const std::vector<EpOptimizer>& eps) {
+  const AutoEpLayer& layer = index.autoep_layers[c.expert_layer];
+  Parameter p;
+  p.name = c.name;
+  p.shape = c.shape;
+  p.param_group = p.flat_group = op.group;
+  p.expert = ExpertInfo{c.expert_layer, layer.num_experts, layer.num_local_experts};
+  const int64_t numel = ShapeNumel(p.shape), el = layer.num_local_experts, row = numel / el;
+  ParamSlice slice{0, p.shape, {}};
+  for (int e = 0; e < static_cast<int>(eps.size()); ++e) {
+    const EpOptimizer& ep = eps[e];
+    const OptParam& oe = ep.params[i];
+    const std::string what = absl::StrCat(FileContext(index, ep.file), ": ", keys::kOptimizer, ".",
+                                          keys::kState, "[", oe.index, "] ('", c.name, "')");
+    if (oe.group != op.group || !(oe.exp_avg->shape == p.shape)) {
+      return absl::DataLossError(absl::StrCat(what, ": group ", oe.group, ", shape ",
+                                              oe.exp_avg->shape.ToString(), ", expected ", op.group,
+                                              ", ", p.shape.ToString()));
+    }
+    UCP_RETURN_IF_ERROR(CheckSameStep(index, ep.file, oe.step, eps[0].file, eps[0].params[i].step,
+                                      absl::StrCat("the step of '", c.name, "'")));
+    for (int64_t j = 0; j < el; ++j) {
+      Fragment f;
+      f.ep_rank = e;
+      f.offset = j * row;
+      f.merged_offset = e * numel + j * row;
+      f.numel = row;
+      if (ep.masters[i] != nullptr) {
+        UCP_ASSIGN_OR_RETURN(f.states[0], Locate(index, ep.file, *ep.masters[i], j * row, row,
+                                                 absl::StrCat(what, " master weight")));
+      } else {
+        const int gid = static_cast<int>(e * el + j);
+        const int file = ExpertFile(index, layer.moe_layer_id, gid);
+        const std::string key = absl::StrCat(c.name, ".", gid);
+        if (file < 0) {
+          return absl::NotFoundError(absl::StrCat(index.dir.tag_dir, ": no layer_",
+                                                  layer.moe_layer_id, "_expert_", gid,
+                                                  "_mp_rank_00_model_states.pt"));
+        }
+        const std::string kctx = absl::StrCat(index.files[file].path, ": '", key, "'");
+        UCP_ASSIGN_OR_RETURN(const TensorRef* t, AsTensor(index.files[file].root().Get(key), kctx));
+        UCP_ASSIGN_OR_RETURN(f.states[0], Locate(index, file, *t, 0, row, kctx));
+      }
+      UCP_ASSIGN_OR_RETURN(f.states[1], Locate(index, ep.file, *oe.exp_avg, j * row, row,
+                                               absl::StrCat(what, ".", keys::kExpAvg)));
+      UCP_ASSIGN_OR_RETURN(f.states[2], Locate(index, ep.file, *oe.exp_avg_sq, j * row, row,
+                                               absl::StrCat(what, ".", keys::kExpAvgSq)));
+      f.states[0].requires_grad = true;
+      slice.fragments.push_back(std::move(f));
+    }
+  }
+  p.slices.push_back(std::move(slice));
+  return p;
 }
 
 }  // namespace
@@ -270,13 +412,32 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     UCP_ASSIGN_OR_RETURN(master_of, ReadMasterWeights(model, *masters, params, groups));
   }
   UCP_ASSIGN_OR_RETURN(std::vector<Candidate> candidates, ReadCandidates(model));
+  std::vector<EpOptimizer> eps;
+  if (!index->autoep_layers.empty()) {
+    const int ep = index->topology.ep;
+    if (static_cast<int>(index->expert_optim_files.size()) != ep) {
+      return absl::NotFoundError(absl::StrCat(index->dir.tag_dir, ": AutoEP ep_size ", ep, ", ",
+                                              index->expert_optim_files.size(),
+                                              " expp_rank_*_mp_rank_00_optim_states.pt files"));
+    }
+    for (int file : index->expert_optim_files) {
+      UCP_ASSIGN_OR_RETURN(EpOptimizer e,
+                           ReadEpOptimizer(*index, file, params.size(), masters != nullptr));
+      eps.push_back(std::move(e));
+    }
+    UCP_RETURN_IF_ERROR(AddExpertCandidates(*index, &candidates));
+  } else if (!index->expert_optim_files.empty() || !index->expert_files.empty()) {
+    return absl::UnimplementedError(
+        absl::StrCat(index->dir.tag_dir,
+                     ": MoE files without ZeRO and without AutoEP metadata (ds_autoep_layers)"));
+  }
   UCP_ASSIGN_OR_RETURN(std::vector<int> match, MatchNames(model.path, params, candidates));
 
   ZeroKind& zk = index->kind;
   auto master = [&](size_t i) {
     return master_of[i] != nullptr ? master_of[i] : candidates[match[i]].tensor;
   };
-  zk.master_dtype = params.empty() ? DType::kF32 : master(0)->dtype;
+  zk.master_dtype = params.empty() || master(0) == nullptr ? DType::kF32 : master(0)->dtype;
   zk.state_dtype = params.empty() ? DType::kF32 : params[0].exp_avg->dtype;
   for (size_t g = 0; g < groups.size(); ++g) {
     const int gi = static_cast<int>(g);
@@ -291,6 +452,32 @@ absl::Status IndexZero0(CheckpointIndex* index) {
     const OptParam& op = params[i];
     Candidate& c = candidates[match[i]];
     const std::string what = absl::StrCat(octx, "[", op.index, "] ('", c.name, "')");
+    if (c.expert_layer >= 0) {
+      UCP_ASSIGN_OR_RETURN(Parameter p, ExpertParam(*index, c, op, i, eps));
+      for (const Fragment& f : p.slices[0].fragments) {
+        if (f.states[0].dtype != zk.master_dtype || f.states[1].dtype != zk.state_dtype ||
+            f.states[2].dtype != zk.state_dtype) {
+          return absl::DataLossError(
+              absl::StrCat(model.path, ": ", what, ": dtypes differ from the other parameters"));
+        }
+      }
+      FlatGroup& fg = index->flat_groups[op.group];
+      fg.expert = true;
+      index->param_groups[op.group].expert = true;
+      if (fg.ranks.empty()) {
+        fg.ranks.push_back(FlatGroupRank{0, 0, 0, 0, 0, op.step, model_file});
+      } else {
+        UCP_RETURN_IF_ERROR(
+            CheckSameStep(*index, model_file, op.step, model_file, fg.ranks[0].step,
+                          absl::StrCat("the step of param group ", op.group, " (", what, ")")));
+      }
+      UCP_ASSIGN_OR_RETURN(fg.ranks[0].partition_numel,
+                           AddCount(fg.ranks[0].partition_numel, p.numel(), what));
+      c.assigned = static_cast<int>(index->params.size());
+      fg.params.push_back(c.assigned);
+      index->params.push_back(std::move(p));
+      continue;
+    }
     if (master(i)->dtype != zk.master_dtype || op.exp_avg->dtype != zk.state_dtype ||
         op.exp_avg_sq->dtype != zk.state_dtype) {
       return absl::DataLossError(
@@ -332,6 +519,10 @@ absl::Status IndexZero0(CheckpointIndex* index) {
   }
   UCP_RETURN_IF_ERROR(AddFrozenParams(index, model_file, candidates));
   index->shared_params = TiedAliases(*model.root().Get(keys::kModule));
+  for (const AutoEpLayer& layer : index->autoep_layers) {  // the router alias is no tied param
+    const std::string alias = absl::StrCat(layer.module_path, ".gate.gate.weight");
+    std::erase_if(index->shared_params, [&](const auto& s) { return s.first == alias; });
+  }
   return absl::OkStatus();
 }
 

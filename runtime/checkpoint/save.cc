@@ -328,6 +328,7 @@ absl::Status WriteOnRoot(Engine& e, const SaveRequest& rq,
   sinks::ZeroTarget target;
   target.topology.dp = e.dp();
   target.topology.ep = rq.autoep_size;
+  target.topology.use_data_before_expert_parallelism = rq.use_data_before_expert_parallelism;
   target.zero_stage = e.config().stage;
   target.tag = rq.tag;
   converters::execute::ExecuteOptions exec;

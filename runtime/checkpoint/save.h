@@ -31,6 +31,7 @@ struct SaveRequest {
   // the engine's autoep_size) and num_experts per MoE layer; empty for dense models.
   nlohmann::ordered_json autoep_layers = nlohmann::ordered_json::array();
   int autoep_size = 1;
+  bool use_data_before_expert_parallelism = false;  // the EP / expert-DP layout (§1.6)
   bool fsync = true;
 };
 

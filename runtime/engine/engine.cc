@@ -309,13 +309,16 @@ double Engine::GradNormSquared() {
     (groups_[gi].expert ? expert : local) += grad.to(at::kDouble).pow(2).sum().item<double>();
   }
   if (config_.stage == 0) {
-    // Every rank holds every dense gradient and its EP rank's expert gradients.
-    if (experts_.ep != nullptr && experts_.ep->size() > 1) {
-      at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(expert);
-      experts_.ep->AllReduceSum(t);
-      expert = t.item<double>();
-    }
-    return local + expert;
+    // Every rank holds every dense gradient and its EP rank's expert gradients. bf16
+    // (FP16_UnfusedOptimizer.step): the norm of the non-expert gradients alone. fp32 (the engine's
+    // clip_grad_norm_, runtime/utils.py): each rank's norm of its own gradients, averaged over the
+    // ranks ("to consider MoE params"), so EP ranks' expert norms enter as a mean of norms.
+    if (config_.dtype != at::kFloat) return local;
+    if (experts_.ep == nullptr || experts_.ep->size() == 1) return local + expert;
+    at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(std::sqrt(local + expert));
+    comm_.AllReduceSum(t);
+    const double norm = t.item<double>() / comm_.size();
+    return norm * norm;
   }
   local += expert;  // partitions of every group cover each element once over all ranks
   at::Tensor t = at::empty({1}, Opts(at::kDouble)).fill_(local);
@@ -382,13 +385,16 @@ StepResult Engine::Step(const std::vector<std::pair<at::Tensor, at::Tensor>>& mi
 at::Tensor Engine::GatherExperts(const ModelParam& mp, const at::Tensor& local, int root) {
   const int ep = experts_.ep != nullptr ? experts_.ep->size() : 1;
   if (ep == 1) return local;
-  // Ranks 0 .. ep-1 form EP group 0 (expert-DP rank 0): together they hold every expert.
+  // EP group 0 (expert-DP rank 0) holds every expert: ranks 0 .. ep-1, or with
+  // use_data_before_expert_parallelism ranks 0, stride, 2*stride, ... (stride = world / ep).
   const int64_t n = mp.numel();
+  const int world = comm_.size();
   at::Tensor all;
-  if (comm_.rank() == root) all = at::empty({n * comm_.size()}, Opts(local.scalar_type()));
+  if (comm_.rank() == root) all = at::empty({n * world}, Opts(local.scalar_type()));
   comm_.Gather(local.contiguous().reshape({-1}), all, root);
   if (comm_.rank() != root) return at::Tensor();
-  return all.narrow(0, 0, n * ep).view(mp.global_shape());
+  const int64_t stride = experts_.data_first ? world / ep : 1;
+  return all.view({world, n}).slice(0, 0, ep * stride, stride).contiguous().view(mp.global_shape());
 }
 
 std::vector<at::Tensor> Engine::GatherStates(StateTensor which, int root) {

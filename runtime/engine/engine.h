@@ -55,6 +55,8 @@ struct OptimGroup {
 struct ExpertComms {
   Comm* ep = nullptr;   // the ranks that exchange tokens (hold different experts)
   Comm* edp = nullptr;  // the ranks that hold the same experts
+  // use_data_before_expert_parallelism: EP groups strided by world / ep (expert_setup.h).
+  bool data_first = false;
 };
 
 struct StepResult {

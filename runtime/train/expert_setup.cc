@@ -4,15 +4,21 @@
 
 namespace ucp::runtime {
 
-ExpertGroups MakeExpertGroups(Comm& world, int ep) {
+ExpertGroups MakeExpertGroups(Comm& world, int ep, bool data_first) {
   ExpertGroups g;
   const int w = world.size(), r = world.rank();
+  // E + D: EP block r / ep, expert-DP lane r % ep. D + E: expert-DP block r / stride, EP lane
+  // r % stride.
+  const int stride = data_first ? w / ep : 1, block = data_first ? w / ep : ep;
+  const int ep_id = data_first ? r % stride : r / ep, edp_id = data_first ? r / stride : r % ep;
   std::vector<int> ep_ranks, edp_ranks;
-  for (int i = (r / ep) * ep; i < (r / ep + 1) * ep; ++i) ep_ranks.push_back(i);
-  for (int i = r % ep; i < w; i += ep) edp_ranks.push_back(i);
+  for (int k = 0; k < ep; ++k) ep_ranks.push_back(data_first ? ep_id + k * stride : ep_id * ep + k);
+  for (int k = 0; k < w / ep; ++k)
+    edp_ranks.push_back(data_first ? edp_id * block + k : edp_id + k * ep);
   const std::string base = "ep_size_" + std::to_string(ep);
-  g.ep = world.Subgroup(ep_ranks, base + "_ep" + std::to_string(r / ep));
-  g.edp = world.Subgroup(edp_ranks, base + "_edp" + std::to_string(r % ep));
+  g.ep = world.Subgroup(ep_ranks, base + "_ep" + std::to_string(ep_id));
+  g.edp = world.Subgroup(edp_ranks, base + "_edp" + std::to_string(edp_id));
+  g.data_first = data_first;
   return g;
 }
 

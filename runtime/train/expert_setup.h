@@ -14,15 +14,20 @@
 namespace ucp::runtime {
 
 // "E + D" (use_data_before_expert_parallelism false): EP groups are consecutive blocks of
-// autoep_size ranks, expert-DP groups the ranks at the same place in every block.
-inline int EpRankOf(int rank, int autoep_size) { return rank % autoep_size; }
+// autoep_size ranks, expert-DP groups the ranks at the same place in every block. "D + E"
+// (data_first): with stride = world / autoep_size, expert-DP groups are the consecutive blocks
+// [i*stride, (i+1)*stride), EP groups the strided {i, i+stride, ...} (§1.6).
+inline int EpRankOf(int rank, int world, int autoep_size, bool data_first) {
+  return data_first ? rank / (world / autoep_size) : rank % autoep_size;
+}
 
 struct ExpertGroups {
   std::unique_ptr<Comm> ep, edp;
-  ExpertComms comms() const { return {ep.get(), edp.get()}; }
+  bool data_first = false;  // use_data_before_expert_parallelism
+  ExpertComms comms() const { return {ep.get(), edp.get(), data_first}; }
 };
 // Collective over `world` (every rank creates its EP group, then its expert-DP group).
-ExpertGroups MakeExpertGroups(Comm& world, int autoep_size);
+ExpertGroups MakeExpertGroups(Comm& world, int autoep_size, bool data_first = false);
 
 // DeepSpeed's split_params_into_different_moe_groups_for_optimizer: each group loses its expert
 // weights, which form one group "ep_size_<ep>" (moe) per group that had some, after the others.

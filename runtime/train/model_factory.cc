@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const 
   d.qk_rope_head_dim = c.qk_rope_head_dim;
   d.v_head_dim = c.v_head_dim;
   d.ep_size = t.expert_parallel.autoep_size;
-  d.ep_rank = EpRankOf(rank, d.ep_size);
+  d.ep_rank = EpRankOf(rank, world, d.ep_size, t.use_data_before_expert_parallelism);
   // Mixtral / Qwen adapters capture router logits and keep the HF router name as an alias.
   d.router_alias = !c.is_mla();
   d.moe.resize(static_cast<size_t>(c.num_hidden_layers));

@@ -209,11 +209,6 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     return absl::UnimplementedError(
         "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "
         "AutoTP with ZeRO 0-2");
-  // Refused before training, not after it (the ZeRO sink refuses the save itself too).
-  if (mcfg.is_moe() && cfg.zero.stage == 0 && !args.save.empty())
-    return absl::UnimplementedError(
-        "--save with AutoEP at `zero_optimization.stage` 0: DeepSpeed's ZeRO-0 AutoEP layout "
-        "(expp_rank_* optimizer files) is not written yet; use stage 1, 2 or 3");
   const int64_t seq_len = args.seq_len > 0 ? args.seq_len : mcfg.max_position_embeddings;
   if (seq_len > mcfg.max_position_embeddings)
     return UsageError(absl::StrCat("--seq-len ", seq_len,
@@ -249,7 +244,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   std::unique_ptr<Comm> comm = Comm::Create(co);
   ExpertGroups experts;
   if (mcfg.is_moe()) {
-    experts = MakeExpertGroups(*comm, autoep_size);
+    experts = MakeExpertGroups(*comm, autoep_size, cfg.use_data_before_expert_parallelism);
     static_cast<MoeModel&>(*model).SetExpertComm(experts.ep.get());
   }
   // AutoTP (§2.1): TP groups of consecutive ranks, data-parallel groups of the same TP lane;
@@ -324,6 +319,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     if (mcfg.is_moe()) {
       s.autoep_layers = AutoEpLayersRecord(*model, cfg.zero.stage, env.world_size);
       s.autoep_size = autoep_size;
+      s.use_data_before_expert_parallelism = cfg.use_data_before_expert_parallelism;
     }
     const auto t0 = std::chrono::steady_clock::now();
     UCP_RETURN_IF_ERROR(SaveCheckpoint(engine, s));

@@ -9,6 +9,7 @@
 #include "converters/plan/tree_edit.h"
 #include "converters/sinks/zero/native_moe_experts.h"
 #include "converters/sinks/zero/zero12_writer.h"
+#include "converters/sinks/zero/zero_writers.h"
 #include "formats/base/cast_source.h"
 #include "formats/base/status.h"
 #include "formats/deepspeed/deepspeed_keys.h"
@@ -42,43 +43,12 @@ absl::StatusOr<const Value*> Planner::ParamShapes(const Value* shapes, absl::str
 }
 
 DType Planner::ModuleDtype(DType fallback) const {
-  if (const Value* module = in_.model_root->Get(keys::kModule);
-      module != nullptr && module->is_dict()) {
-    for (const auto& [k, v] : module->entries()) {
-      if (v->is(ValueKind::kTensor)) return v->tensor().dtype;
-    }
-  }
-  return fallback;
+  return internal_sink::ModuleDtype(in_, fallback);
 }
 
-// One expert's weight for an expert file: `numel` master elements at `byte_offset` of p's fp32
-// state, in the module's dtype. A bf16/fp16 module is the masters cast as torch's copy_ does
-// (round to nearest even), read lazily through a CastingSource plan source.
 absl::StatusOr<const Value*> Planner::ExpertRow(const SinkParam& p, uint64_t byte_offset,
                                                 const Shape& shape, Plan* plan) {
-  const DType master = p.states[0].dtype;
-  const DType out = ModuleDtype(master);
-  const int64_t numel = shape.NumElements().value_or(0);
-  std::vector<Piece> pieces;
-  UCP_RETURN_IF_ERROR(SliceRuns(p.states[0], byte_offset,
-                                static_cast<uint64_t>(numel) * DTypeSize(master),
-                                absl::StrCat("'", p.name, "'"), &pieces));
-  if (out != master && numel > 0) {
-    std::vector<CastInputRun> input;
-    for (const Piece& piece : pieces) {
-      input.push_back(CastInputRun{in_.sources[piece.source], piece.source_offset, piece.length});
-    }
-    UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> cast,
-                         CastingSource(std::move(input), master, out, numel,
-                                       absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
-    const uint64_t size = cast->Size();
-    plan->sources.push_back(PlanSource{cast->name(), size, std::move(cast)});
-    pieces = {Piece{static_cast<int>(plan->sources.size()) - 1, 0, size}};
-  }
-  TensorRef t = NewTensor(out, numel, numel, false, std::move(pieces))->tensor();
-  t.shape = shape;
-  t.stride = shape.ContiguousStrides();
-  return arena_.Tensor(std::move(t));
+  return internal_sink::ExpertRow(in_, arena_, frames_, p, byte_offset, shape, plan);
 }
 
 absl::Status Planner::NativeExpertFiles(Plan* plan) {
@@ -135,11 +105,70 @@ absl::Status Planner::NativeExpertFiles(Plan* plan) {
 
 absl::Status Planner::ExpertFiles(Plan* plan) {
   if (!in_.native_moe_num_experts.empty()) return NativeExpertFiles(plan);
-  const std::string what = absl::StrCat(in_.origin, ": ", keys::kDsAutoepLayers);
-  const Value* layers = in_.model_root->Get(keys::kDsAutoepLayers);
+  return internal_sink::AutoEpExpertFiles(in_, arena_, frames_, plan);
+}
+
+}  // namespace ucp::converters::sinks::internal_zero12
+
+namespace ucp::converters::sinks::internal_sink {
+
+namespace keys = formats::deepspeed::keys;
+namespace ids = formats::deepspeed;
+using formats::torch::TensorRef;
+using formats::torch::ValueArena;
+using formats::torch::ValueKind;
+using plan::Piece;
+using plan::Plan;
+using plan::PlanFile;
+using plan::PlanSource;
+
+DType ModuleDtype(const ZeroSinkInput& in, DType fallback) {
+  if (const Value* module = in.model_root->Get(keys::kModule);
+      module != nullptr && module->is_dict()) {
+    for (const auto& [k, v] : module->entries()) {
+      if (v->is(ValueKind::kTensor)) return v->tensor().dtype;
+    }
+  }
+  return fallback;
+}
+
+// A bf16/fp16 module is the masters cast as torch's copy_ does (round to nearest even), read
+// lazily through a CastingSource plan source.
+absl::StatusOr<const Value*> ExpertRow(const ZeroSinkInput& in, ValueArena& arena,
+                                       plan::StorageFrames& frames, const SinkParam& p,
+                                       uint64_t byte_offset, const Shape& shape, Plan* plan) {
+  const DType master = p.states[0].dtype;
+  const DType out = ModuleDtype(in, master);
+  const int64_t numel = shape.NumElements().value_or(0);
+  std::vector<Piece> pieces;
+  UCP_RETURN_IF_ERROR(plan::SliceRuns(p.states[0], byte_offset,
+                                      static_cast<uint64_t>(numel) * DTypeSize(master), in.origin,
+                                      absl::StrCat("'", p.name, "'"), &pieces));
+  if (out != master && numel > 0) {
+    std::vector<CastInputRun> input;
+    for (const Piece& piece : pieces) {
+      input.push_back(CastInputRun{in.sources[piece.source], piece.source_offset, piece.length});
+    }
+    UCP_ASSIGN_OR_RETURN(std::shared_ptr<ByteSource> cast,
+                         CastingSource(std::move(input), master, out, numel,
+                                       absl::StrCat("<", p.name, " as ", DTypeName(out), ">")));
+    const uint64_t size = cast->Size();
+    plan->sources.push_back(PlanSource{cast->name(), size, std::move(cast)});
+    pieces = {Piece{static_cast<int>(plan->sources.size()) - 1, 0, size}};
+  }
+  TensorRef t = frames.NewTensor(out, numel, numel, false, std::move(pieces))->tensor();
+  t.shape = shape;
+  t.stride = shape.ContiguousStrides();
+  return arena.Tensor(std::move(t));
+}
+
+absl::Status AutoEpExpertFiles(const ZeroSinkInput& in, ValueArena& arena,
+                               plan::StorageFrames& frames, Plan* plan) {
+  const std::string what = absl::StrCat(in.origin, ": ", keys::kDsAutoepLayers);
+  const Value* layers = in.model_root->Get(keys::kDsAutoepLayers);
   if (layers == nullptr || layers->is_none()) return absl::OkStatus();
   absl::flat_hash_map<std::string, const SinkParam*> by_name;
-  for (const SinkParam& p : in_.params) by_name[p.name] = &p;
+  for (const SinkParam& p : in.params) by_name[p.name] = &p;
   UCP_ASSIGN_OR_RETURN(absl::Span<const Value* const> items, ids::AsSequence(layers, what));
   for (const Value* item : items) {
     UCP_ASSIGN_OR_RETURN(const Value* d, ids::AsDict(item, what));
@@ -150,7 +179,7 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
     UCP_ASSIGN_OR_RETURN(const Value* n_v, ids::Require(*d, keys::kNumExperts, what));
     UCP_ASSIGN_OR_RETURN(int64_t num_experts, ids::AsIntIn(n_v, 1, 1 << 20, what));
     for (int64_t e = 0; e < num_experts; ++e) {
-      Value* root = arena_.Dict();
+      Value* root = arena.Dict();
       for (absl::string_view w : keys::kAutoepFusedWeights) {
         const std::string name = absl::StrCat(prefix, ".", w);
         auto it = by_name.find(name);
@@ -165,16 +194,16 @@ absl::Status Planner::ExpertFiles(Plan* plan) {
         row = Shape(dims);
         const int64_t row_numel = row.NumElements().value_or(0);
         const uint64_t at = static_cast<uint64_t>(e * row_numel) * DTypeSize(p.states[0].dtype);
-        UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(p, at, row, plan));
-        arena_.SetItem(root, absl::StrCat(name, ".", e), t);
+        UCP_ASSIGN_OR_RETURN(const Value* t, ExpertRow(in, arena, frames, p, at, row, plan));
+        arena.SetItem(root, absl::StrCat(name, ".", e), t);
       }
       UCP_ASSIGN_OR_RETURN(
-          PlanFile f, frames_.Frame(formats::deepspeed::ExpertModelStatesFileName(layer_id, e, 0),
-                                    FileRole::kModelRewrite, *root));
+          PlanFile f, frames.Frame(formats::deepspeed::ExpertModelStatesFileName(layer_id, e, 0),
+                                   plan::FileRole::kModelRewrite, *root));
       plan->files.push_back(std::move(f));
     }
   }
   return absl::OkStatus();
 }
 
-}  // namespace ucp::converters::sinks::internal_zero12
+}  // namespace ucp::converters::sinks::internal_sink

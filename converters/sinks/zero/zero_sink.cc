@@ -196,14 +196,6 @@ absl::Status CheckExperts(const ZeroSinkInput& in, const ZeroTarget& t) {
     return absl::InvalidArgumentError(absl::StrCat(
         in.origin, ": autoep_size ", ep, " requested, but the checkpoint has no AutoEP layers"));
   }
-  // DeepSpeed's ZeRO-0 AutoEP save (per-EP-rank expp_rank_* torch optimizer files) is not
-  // written by the ZeRO-0 writer: refuse it rather than drop the experts.
-  if (experts && t.zero_stage == 0) {
-    return absl::UnimplementedError(
-        absl::StrCat(in.origin,
-                     ": AutoEP checkpoints at ZeRO stage 0 (expp_rank_* optimizer files) are not "
-                     "written yet; use ZeRO stage 1, 2 or 3"));
-  }
   UCP_RETURN_IF_ERROR(t.topology.Validate());
   for (const SinkParam& p : in.params) {
     if (p.expert && p.num_experts % ep != 0) {

@@ -21,6 +21,18 @@ absl::StatusOr<plan::Plan> PlanZero3(const ZeroSinkInput& in, const ZeroTarget& 
 // ZeRO-0 (zero0_writer.cc): the runtime's fp32 stage-0 save, from a whole-tensor input.
 absl::StatusOr<plan::Plan> PlanZero0(const ZeroSinkInput& in, const ZeroTarget& target);
 
+// AutoEP expert files (ZeRO-0/1/2, zero12_experts.cc): layer_{L}_expert_{E}_mp_rank_00 with
+// expert E's rows of the fused masters, in the module's dtype (ModuleDtype; cast lazily by a
+// CastingSource added to `plan`). No files without ds_autoep_layers.
+absl::Status AutoEpExpertFiles(const ZeroSinkInput& in, formats::torch::ValueArena& arena,
+                               plan::StorageFrames& frames, plan::Plan* plan);
+// The dtype of the input module's tensors (the lp weights), `fallback` when it has none.
+DType ModuleDtype(const ZeroSinkInput& in, DType fallback);
+// An expert file's tensor: master elements of p's fp32 state from `byte_offset`, shaped `shape`.
+absl::StatusOr<const Value*> ExpertRow(const ZeroSinkInput& in, formats::torch::ValueArena& arena,
+                                       plan::StorageFrames& frames, const SinkParam& p,
+                                       uint64_t byte_offset, const Shape& shape, plan::Plan* plan);
+
 // The ds_config the target's files carry: the target's, else the source model file's (or null).
 const Value* WrittenDsConfig(const ZeroSinkInput& in, const ZeroTarget& target);
 
