@@ -368,7 +368,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
   c.raw = config;
   StrictObject root(config, kWhat, "");
   UCP_RETURN_IF_ERROR(ParseParallelism(root, world, c));
-  UCP_RETURN_IF_ERROR(ParseBatch(root, world / c.autotp_size, c));
+  UCP_RETURN_IF_ERROR(ParseBatch(root, world / c.autotp_size / c.sp_size, c));
   UCP_RETURN_IF_ERROR(ReadInt(kWhat, root.Get("steps_per_print"), &c.steps_per_print));
   if (c.steps_per_print < 0) return Invalid("`steps_per_print` must not be negative");
   UCP_RETURN_IF_ERROR(ParseOptimizer(root.Get("optimizer"), c));

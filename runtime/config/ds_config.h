@@ -106,6 +106,9 @@ struct TrainConfig {
   // tensor_parallel.autotp_size (1: off). Tensor-parallel ranks are not data parallel: the batch
   // rule counts world / autotp_size ranks.
   int autotp_size = 1;
+  // sequence_parallel_size (1: off): Ulysses / AutoSP; SP ranks share a sample (its sequence
+  // split), so the batch rule counts world / (tp * sp) ranks.
+  int sp_size = 1;
   bool wall_clock_breakdown = false;
   AutoEpConfig expert_parallel;  // the `expert_parallel` block (AutoEP, autoep_config.h)
   // Top-level switch: swaps the EP/EDP rank layout (specs/deepspeed-runtime.md §1.6).

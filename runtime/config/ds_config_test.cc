@@ -345,7 +345,6 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
       {{{"fp16", {{"enabled", true}, {"auto_cast", true}}}}, "`fp16.auto_cast`"},
       {{{"torch_autocast", {{"enabled", true}}}}, "`torch_autocast.enabled`"},
       {{{"gradient_allreduce_op", "sum"}}, "`gradient_allreduce_op`"},
-      {{{"sequence_parallel_size", 2}}, "`sequence_parallel_size`"},
       {{{"tensor_parallel", {{"partition_config", {{"layer_specs", json::array()}}}}}},
        "`tensor_parallel.partition_config`"},
       {{{"tensorboard", {{"enabled", true}}}}, "`tensorboard.enabled`"},

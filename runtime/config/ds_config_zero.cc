@@ -144,7 +144,11 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
   int64_t sp_size = 1;
   UCP_RETURN_IF_ERROR(ReadInt(kWhat, sp, &sp_size));
   if (sp_size < 1) return Invalid(absl::StrCat("`sequence_parallel_size` must be >= 1"));
-  if (sp_size > 1) return NotImplemented(sp.path, absl::StrCat(sp_size, " > 1: Ulysses/AutoSP"));
+  c.sp_size = static_cast<int>(sp_size);
+  if (world % c.sp_size != 0) {
+    return Invalid(absl::StrCat("`sequence_parallel_size` ", sp_size,
+                                " does not divide the world size ", world));
+  }
 
   const JsonField tp = root.Get("tensor_parallel");
   const nlohmann::json* block = nullptr;
@@ -156,6 +160,9 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
     UCP_RETURN_IF_ERROR(ReadInt(kWhat, autotp_field, &autotp));
     if (autotp < 0) return Invalid(absl::StrCat("`", autotp_field.path, "` must be >= 0"));
     c.autotp_size = static_cast<int>(std::max<int64_t>(1, autotp));
+    if (c.sp_size > 1 && c.autotp_size > 1) {
+      return NotImplemented(autotp_field.path, "with `sequence_parallel_size` > 1 (SP x TP)");
+    }
     if (world % c.autotp_size != 0) {
       return Invalid(absl::StrCat("`", autotp_field.path, "` ", autotp,
                                   " does not divide the world size ", world));
@@ -178,10 +185,10 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
   if (dp.present()) {
     int64_t dp_size = 0;
     UCP_RETURN_IF_ERROR(ReadInt(kWhat, dp, &dp_size));
-    if (dp_size != world / c.autotp_size) {
+    if (dp_size != world / c.autotp_size / c.sp_size) {
       return Invalid(absl::StrCat("`data_parallel_size` ", dp_size,
                                   " does not match the data-parallel world size ",
-                                  world / c.autotp_size));
+                                  world / c.autotp_size / c.sp_size));
     }
   }
 

@@ -248,6 +248,7 @@ void Engine::ReduceGradients(bool boundary) {
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     Group& g = *state_[gi];
     Comm& gc = GroupComm(static_cast<int>(gi));
+    const double divisor = world / static_cast<double>(config_.sp_grad_quirk);
     at::Tensor flat = at::zeros({g.layout->flat_length()}, Opts(GradDtype()));
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
       ModelParam& mp = model_.params()[groups_[gi].params[i]];
@@ -261,9 +262,9 @@ void Engine::ReduceGradients(bool boundary) {
     if (world > 1) {
       if (config_.stage == 0) {  // engine all-reduce: sum, then post-scale (§4.2)
         gc.AllReduceSum(flat);
-        flat.mul_(1.0 / world);
+        flat.mul_(1.0 / divisor);
       } else {  // ZeRO-1/2 average_tensor: ÷ dp, then sum (§4.3)
-        flat.mul_(1.0 / world);
+        flat.mul_(1.0 / divisor);
         gc.AllReduceSum(flat);
       }
     }

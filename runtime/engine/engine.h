@@ -39,6 +39,9 @@ struct EngineConfig {
   double gradient_clipping = 1.0;     // 0: off
   AdamStep adam;                      // hyper-parameters except lr/weight_decay/step (per group)
   int64_t gradient_accumulation_steps = 1;
+  // Sequence parallelism at ZeRO 0-2 as DeepSpeed does it (§3.6): the gradients summed over all
+  // dp * sp ranks are divided by dp only, (dp * sp) / sp_grad_quirk. 1: the exact mean.
+  int sp_grad_quirk = 1;
 };
 
 // An optimizer param group: its model parameters in flat order and its hyper-parameters.

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/model/seq_parallel.h"
+
 namespace ucp::runtime {
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
@@ -47,16 +49,29 @@ at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, do
                         double theta) {
   const int64_t B = x.size(0), T = x.size(1);
   const TpGroup tp = w.tp != nullptr ? *w.tp : TpGroup{};
+  const TpGroup sp = w.sp != nullptr ? *w.sp : TpGroup{};
+  // [B, T, heads, hd], per-head norms applied (they act per position and head).
   auto proj = [&](const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& norm) {
     const at::Tensor in = CopyToTp(tp, x);
     at::Tensor t = bias.defined() ? at::linear(in, weight, bias) : at::linear(in, weight);
     t = t.view({B, T, -1, hd});
-    if (norm.defined()) t = RmsNorm(t, norm, eps);
-    return t.transpose(1, 2);
+    return norm.defined() ? RmsNorm(t, norm, eps) : t;
   };
-  at::Tensor q = Rope(proj(w.q, w.q_bias, w.q_norm), theta);
-  at::Tensor k = Rope(proj(w.k, w.k_bias, w.k_norm), theta);
-  at::Tensor v = proj(w.v, w.v_bias, at::Tensor());
+  at::Tensor q = proj(w.q, w.q_bias, w.q_norm), k = proj(w.k, w.k_bias, w.k_norm),
+             v = proj(w.v, w.v_bias, at::Tensor());
+  if (sp.active()) {
+    // Fewer KV heads than SP ranks: each KV head repeated so every rank receives one (§3.3).
+    if (k.size(2) < sp.size && k.size(2) > 0) {
+      k = k.repeat_interleave(sp.size / k.size(2), 2);
+      v = v.repeat_interleave(sp.size / v.size(2), 2);
+    }
+    q = SeqToHeads(sp, q);
+    k = SeqToHeads(sp, k);
+    v = SeqToHeads(sp, v);
+  }
+  q = Rope(q.transpose(1, 2), theta);
+  k = Rope(k.transpose(1, 2), theta);
+  v = v.transpose(1, 2);
   // AutoTP with more ranks than KV heads leaves some ranks without heads (§2.4): their share of
   // the row-parallel o_proj is zero.
   const int64_t rep = k.size(1) > 0 ? q.size(1) / k.size(1) : 1;
@@ -64,7 +79,9 @@ at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, do
     k = k.repeat_interleave(rep, 1);
     v = v.repeat_interleave(rep, 1);
   }
-  at::Tensor out = ReduceFromTp(tp, at::linear(CausalAttention(q, k, v), w.o));
+  at::Tensor att = CausalAttention(q, k, v);  // [B, S, heads * hd]
+  if (sp.active()) att = HeadsToSeq(sp, att.view({B, -1, q.size(1), hd})).reshape({B, T, -1});
+  at::Tensor out = ReduceFromTp(tp, at::linear(att, w.o));
   return w.o_bias.defined() ? out + w.o_bias : out;
 }
 

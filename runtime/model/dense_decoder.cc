@@ -86,6 +86,7 @@ class DenseDecoder : public Model {
 
   std::string type() const override { return s_.model_type; }
   void SetTpGroup(const TpGroup& tp) override { tp_ = tp; }
+  void SetSpGroup(const TpGroup& sp) override { sp_ = sp; }
   int num_units() const override { return static_cast<int>(s_.layers) + 2; }
 
   std::vector<int> UnitParams(int unit) const override {
@@ -166,6 +167,7 @@ class DenseDecoder : public Model {
     if (w.q_norm.defined()) w.q_norm = CopyToTp(tp_, w.q_norm);
     if (w.k_norm.defined()) w.k_norm = CopyToTp(tp_, w.k_norm);
     w.tp = &tp_;
+    w.sp = &sp_;
     return GqaAttention(x, w, s_.head_dim, s_.rms_norm_eps, s_.rope_theta);
   }
 
@@ -193,7 +195,7 @@ class DenseDecoder : public Model {
 
   DenseDecoderShape s_;
   std::vector<int> layer_first_;  // first parameter of each layer, then model.norm's
-  TpGroup tp_;
+  TpGroup tp_, sp_;
   std::vector<int64_t> head_widths_;  // AutoTP: lm_head's vocabulary rows per TP rank
 };
 

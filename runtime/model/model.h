@@ -79,6 +79,9 @@ class Model {
   // The tensor-parallel group the model's AutoTP collectives run over (models without AutoTP
   // ignore it).
   virtual void SetTpGroup(const TpGroup& tp) { (void)tp; }
+  // The sequence-parallel group (AutoSP / Ulysses): the forward sees this rank's S/P positions
+  // and exchanges around attention (models without it ignore it).
+  virtual void SetSpGroup(const TpGroup& sp) { (void)sp; }
 
   virtual std::string type() const = 0;
   virtual int num_units() const = 0;

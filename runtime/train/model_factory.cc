@@ -12,17 +12,9 @@ namespace ucp::runtime {
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const TrainConfig& t,
-                                                    int world, int rank) {
-  if (!t.expert_parallel.enabled) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model_type \"", c.model_type,
-        "\" is a mixture of experts, which ucp train runs with AutoEP: set "
-        "`expert_parallel.enabled` true in the DeepSpeed config (`autoep_size` 1 keeps every "
-        "expert on every rank)"));
-  }
-  UCP_ASSIGN_OR_RETURN(AutoEpPlan plan, ResolveAutoEpLayers(t.expert_parallel, c.raw, world));
-  MoeDecoderShape d;
+// The sizes every Hugging Face decoder shape (DenseDecoderShape, MoeDecoderShape) takes alike.
+template <typename DecoderShape>
+void FillDecoderShape(const ModelConfig& c, DecoderShape& d) {
   d.model_type = c.model_type;
   d.vocab = c.vocab_size;
   d.hidden = c.hidden_size;
@@ -34,6 +26,20 @@ absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const 
   d.rms_norm_eps = c.rms_norm_eps;
   d.rope_theta = c.rope_theta;
   d.tie_word_embeddings = c.tie_word_embeddings;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const TrainConfig& t,
+                                                    int world, int rank) {
+  if (!t.expert_parallel.enabled) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model_type \"", c.model_type,
+        "\" is a mixture of experts, which ucp train runs with AutoEP: set "
+        "`expert_parallel.enabled` true in the DeepSpeed config (`autoep_size` 1 keeps every "
+        "expert on every rank)"));
+  }
+  UCP_ASSIGN_OR_RETURN(AutoEpPlan plan, ResolveAutoEpLayers(t.expert_parallel, c.raw, world));
+  MoeDecoderShape d;
+  FillDecoderShape(c, d);
   d.qk_norm = c.qk_norm;
   d.mla = c.is_mla();
   d.q_lora_rank = c.q_lora_rank;
@@ -104,17 +110,7 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const Tra
     return MakeTinyLm(s);
   }
   DenseDecoderShape d;
-  d.model_type = c.model_type;
-  d.vocab = c.vocab_size;
-  d.hidden = c.hidden_size;
-  d.intermediate = c.intermediate_size;
-  d.layers = c.num_hidden_layers;
-  d.heads = c.num_attention_heads;
-  d.kv_heads = c.num_key_value_heads;
-  d.head_dim = c.head_dim;
-  d.rms_norm_eps = c.rms_norm_eps;
-  d.rope_theta = c.rope_theta;
-  d.tie_word_embeddings = c.tie_word_embeddings;
+  FillDecoderShape(c, d);
   d.attention_bias = c.attention_bias;
   if (t.autotp_size > 1) {
     UCP_ASSIGN_OR_RETURN(d.tp_plan, TpPlanOf(c.raw));

@@ -68,12 +68,17 @@ a UCP or weights at any dp or stage.
   --comm-timeout S       seconds a collective may wait for a peer (default 300)
   --no-bind              do not pin each local rank to its share of the CPUs
   --no-fsync             do not fsync checkpoint files (tests)
+  --sp-grad-divisor M    sequence parallelism (`sequence_parallel_size` > 1) at ZeRO 0-2:
+                         `deepspeed` (default) divides the SP-summed gradients by dp as DeepSpeed
+                         does, i.e. sp times the mean gradient (the same checkpoints and loss
+                         curves as DeepSpeed, whose Adam barely sees the factor; clipping and the
+                         reported norm do); `exact` divides by dp * sp, the mean gradient.
 )";
 
 struct Args {
   int nproc = 0;
   std::string config, model_config, weights, data, data_dtype, load, load_tag, save, save_tag,
-      metrics_json;
+      metrics_json, sp_grad_divisor = "deepspeed";
   int64_t seq_len = 0, train_steps = -1, save_interval = 0;
   uint64_t seed = 1234;
   bool load_module_only = false, fsync = true, bind = true;
@@ -122,6 +127,7 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     UCP_STR("--save", save)
     UCP_STR("--save-tag", save_tag)
     UCP_STR("--metrics-json", metrics_json)
+    UCP_STR("--sp-grad-divisor", sp_grad_divisor)
     UCP_INT("--nproc", nproc, 1)
     UCP_INT("--seq-len", seq_len, 1)
     UCP_INT("--seed", seed, 0)
@@ -141,6 +147,9 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       return UsageError(absl::StrCat("unknown option '", f, "' (see --help)"));
     }
   }
+  if (a.sp_grad_divisor != "deepspeed" && a.sp_grad_divisor != "exact")
+    return UsageError("--sp-grad-divisor is `deepspeed` or `exact`, got '" + a.sp_grad_divisor +
+                      "'");
   if (a.config.empty()) return UsageError("--config is required");
   if (a.model_config.empty()) return UsageError("--model-config is required");
   if (a.data.empty() && a.train_steps != 0) return UsageError("--data is required");
@@ -204,12 +213,30 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                        MakeModel(mcfg, cfg, env.world_size, env.rank));
   const int autoep_size = AutoEpSize(mcfg, cfg);
-  const int tp = cfg.autotp_size, dp_size = env.world_size / tp, dp_rank = env.rank / tp;
+  // Ranks: data-parallel groups of tp x sp consecutive ranks (one of them active at a time).
+  const int tp = cfg.autotp_size, sp = cfg.sp_size, dp_size = env.world_size / tp / sp,
+            dp_rank = env.rank / (tp * sp);
+  if (sp > 1 && (mcfg.is_moe() || mcfg.is_tinylm()))
+    return absl::UnimplementedError(
+        absl::StrCat("`sequence_parallel_size` ", sp,
+                     ": AutoSP is implemented for the dense Hugging Face "
+                     "decoders (llama, mistral, qwen2, qwen3), not model_type \"",
+                     mcfg.model_type, "\""));
+  if (sp > 1 && (mcfg.num_attention_heads % sp != 0 ||
+                 (mcfg.num_key_value_heads % sp != 0 && sp % mcfg.num_key_value_heads != 0)))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`sequence_parallel_size` ", sp, ": Ulysses splits the ", mcfg.num_attention_heads,
+        " attention heads and ", mcfg.num_key_value_heads,
+        " KV heads over the SP ranks: the heads must be divisible by it, and the KV heads "
+        "divisible by it or dividing it"));
   if (tp > 1 && cfg.zero.stage == 3)
     return absl::UnimplementedError(
         "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "
         "AutoTP with ZeRO 0-2");
   const int64_t seq_len = args.seq_len > 0 ? args.seq_len : mcfg.max_position_embeddings;
+  if (sp > 1 && seq_len % sp != 0)
+    return UsageError(absl::StrCat("--seq-len ", seq_len, " is not divisible by ",
+                                   "`sequence_parallel_size` ", sp));
   if (seq_len > mcfg.max_position_embeddings)
     return UsageError(absl::StrCat("--seq-len ", seq_len,
                                    " is over the model's max_position_embeddings ",
@@ -260,6 +287,15 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     tp_group = TpGroup{tp_comm.get(), env.rank % tp, tp};
     model->SetTpGroup(tp_group);
   }
+  // AutoSP (§3.1): SP groups of consecutive ranks; ZeRO partitions and reduces over all ranks.
+  std::unique_ptr<Comm> sp_comm;
+  if (sp > 1) {
+    std::vector<int> sp_ranks;
+    for (int r = dp_rank * sp; r < (dp_rank + 1) * sp; ++r) sp_ranks.push_back(r);
+    sp_comm = comm->Subgroup(sp_ranks, absl::StrCat("sp_", dp_rank));
+    model->SetSpGroup(TpGroup{sp_comm.get(), env.rank % sp, sp});
+    if (args.sp_grad_divisor == "deepspeed" && cfg.zero.stage < 3) ecfg.sp_grad_quirk = sp;
+  }
   Engine engine(*model, dp_comm ? *dp_comm : *comm, ecfg, groups, experts.comms(), tp_group);
   int64_t global_steps = 0, global_samples = 0, skipped = 0, last_it = -1;
   double load_seconds = 0;
@@ -290,7 +326,8 @@ absl::Status Train(const Args& args, const RankEnv& env) {
              PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
              " trainable parameters",
              mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
-             tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "", "), data ",
+             tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
+             sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "", "), data ",
              data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
              " x ", cfg.gradient_accumulation_steps, " x ", env.world_size, ", seq ", seq_len);
   }
@@ -341,6 +378,13 @@ absl::Status Train(const Args& args, const RankEnv& env) {
     UCP_ASSIGN_OR_RETURN(auto micro,
                          data->RankMicroBatches(step, cfg.train_batch_size, cfg.micro_batch_per_gpu,
                                                 dp_rank, dp_size));
+    if (sp > 1) {  // this SP rank's positions of the group's rows (inputs and aligned labels)
+      const int64_t part = seq_len / sp, at = (env.rank % sp) * part;
+      for (auto& [x, y] : micro) {
+        x = x.narrow(1, at, part).contiguous();
+        y = y.narrow(1, at, part).contiguous();
+      }
+    }
     comm->Barrier();  // time the step alone, as the harness times DeepSpeed's
     const auto t0 = std::chrono::steady_clock::now();
     StepResult r = engine.Step(micro, lr);

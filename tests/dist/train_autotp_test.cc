@@ -107,24 +107,9 @@ TEST_P(AutoTpResaveTest, TrainStepsZeroWritesDeepSpeedsResave) {
   ASSERT_EQ(r.code, 0) << r.err;
   const std::string golden = absl::StrCat(root, "/resume_tp2_dp", c.dp, "/checkpoint/global_step5");
   const std::string ours = scratch.path() + "/out/global_step5";
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(golden))
-    names.push_back(e.path().filename());
-  size_t ours_files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(ours)) ours_files += e.is_regular_file();
-  EXPECT_EQ(ours_files, names.size());
   const std::set<std::string> excluded = {"ds_config", "ds_version",
                                           "optimizer_state_dict/ds_version"};
-  for (const std::string& n : names) {
-    SCOPED_TRACE(n);
-    absl::StatusOr<json> a = testing::TorchFileDigest(ours + "/" + n);
-    absl::StatusOr<json> b = testing::TorchFileDigest(golden + "/" + n);
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_TRUE(b.ok()) << b.status();
-    testing::NormalizeDigest(*a, "", excluded);
-    testing::NormalizeDigest(*b, "", excluded);
-    EXPECT_EQ(testing::FirstDifference(*a, *b), "");
-  }
+  ExpectSameFiles(ours, golden, excluded);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, AutoTpResaveTest,

@@ -7,13 +7,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/convert_testutil.h"
 
 namespace ucp::train_test {
 
@@ -75,6 +78,27 @@ inline std::string WriteConfigs(const json& manifest, int dp, const std::string&
 inline std::vector<std::string> BaseArgs(int dp, const std::string& dir) {
   return {"--nproc",        std::to_string(dp),  "--config",  dir + "/ds.json",
           "--model-config", dir + "/model.json", "--no-fsync"};
+}
+
+// Every file of the golden tag folder `golden` is in `ours` with equal value trees (but the
+// `excluded` keys) and bitwise tensors, and `ours` has no other file.
+inline void ExpectSameFiles(const std::string& ours, const std::string& golden,
+                            const std::set<std::string>& excluded) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(golden)) names.push_back(e.path().filename());
+  size_t ours_files = 0;
+  for (const auto& e : fs::directory_iterator(ours)) ours_files += e.is_regular_file();
+  EXPECT_EQ(ours_files, names.size());
+  for (const std::string& n : names) {
+    SCOPED_TRACE(n);
+    absl::StatusOr<json> a = testing::TorchFileDigest(ours + "/" + n);
+    absl::StatusOr<json> b = testing::TorchFileDigest(golden + "/" + n);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    testing::NormalizeDigest(*a, "", excluded);
+    testing::NormalizeDigest(*b, "", excluded);
+    EXPECT_EQ(testing::FirstDifference(*a, *b), "");
+  }
 }
 
 }  // namespace ucp::train_test
