@@ -246,12 +246,10 @@ TEST_F(DistTest, KilledRankStopsTheOthersAndARerunResumes) {
         << ReadAll(Log("killed", r));
   }
   EXPECT_FALSE(fs::exists(out));  // nothing looks complete
-  // The staging folder stays, with the journals of the ranks that finished batches.
-  uint64_t journalled = 0;
-  for (const auto& e : fs::recursive_directory_iterator(Path("dist"))) {
-    if (e.path().filename().string().rfind("rank-", 0) == 0) journalled += fs::file_size(e.path());
-  }
-  EXPECT_GT(journalled, 0u);
+  // The staging folder stays, with the journals of the ranks that finished batches before they
+  // saw rank 1 die. Whether any had is a race (on a loaded machine none may have), so the rerun
+  // below is what is asserted: journalled batches are skipped, the rest redone, same bytes.
+  EXPECT_TRUE(fs::exists(Path("dist")));
   const std::vector<int> again = RunRanks(args(out), 3, "rerun");
   for (int r = 0; r < 3; ++r) ASSERT_EQ(again[r], 0) << ReadAll(Log("rerun", r));
   ExpectSameTree(single, out);
