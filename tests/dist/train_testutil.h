@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
 #include <string>
@@ -78,6 +79,16 @@ inline std::string WriteConfigs(const json& manifest, int dp, const std::string&
 inline std::vector<std::string> BaseArgs(int dp, const std::string& dir) {
   return {"--nproc",        std::to_string(dp),  "--config",  dir + "/ds.json",
           "--model-config", dir + "/model.json", "--no-fsync"};
+}
+
+// Every run's losses at `steps` equal the first run's within `tol`.
+inline void ExpectSameLosses(const std::vector<json>& losses,
+                             std::initializer_list<const char*> steps, double tol = 1e-5) {
+  for (const char* step : steps) {
+    for (size_t i = 1; i < losses.size(); ++i)
+      EXPECT_NEAR(losses[i][step].get<double>(), losses[0][step].get<double>(), tol)
+          << "step " << step;
+  }
 }
 
 // Every file of the golden tag folder `golden` is in `ours` with equal value trees (but the
