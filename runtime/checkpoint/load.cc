@@ -279,6 +279,9 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     const ucp::ParamMeta& p = *found;
     // A sliced parameter (AutoEP experts, AutoTP): this rank's part of the whole tensor. ZeRO-3
     // reads ranges, which are contiguous in the whole tensor for dim-0 slices only.
+    // A row-parallel slice or a sub-parameter split is not one range (ZeRO-3 with AutoTP is
+    // refused by ucp train).
+    const bool ranged = mp.slice_dim <= 0 && mp.one_piece();
     const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * (mp.numel() / mp.shape[0]) : 0;
     auto local = [&](const at::Tensor& whole) { return mp.Slice(whole).contiguous(); };
     // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
@@ -307,7 +310,7 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
       for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
                                   std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
         at::Tensor part;
-        if (mp.slice_dim > 0) {  // a row-parallel slice is not one range of the whole tensor
+        if (!ranged) {
           UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, state));
           part = local(whole).reshape({-1}).narrow(0, offset, numel);
         } else {

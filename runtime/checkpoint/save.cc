@@ -115,9 +115,12 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& text, b
 }
 
 // AutoTP's universal_checkpoint_info (deepspeed-runtime.md §2.8) as DeepSpeed's AutoTP engine
-// records it: row-parallel weights, replicated parameters (and row-parallel biases), vocabulary
-// parameters, as sorted ^escaped$ patterns.
-nlohmann::ordered_json TpUniversalInfo(const Model& model) {
+// records it (collect_autotp_universal_checkpoint_info): row-parallel weights, replicated
+// parameters (and row-parallel biases), vocabulary parameters, as sorted ^escaped$ patterns; the
+// sub-parameter splits in parameter order, their shape's partition dim carrying the
+// sub-parameter sizes (a tuple) and sub_param_shard_widths every rank's widths.
+const Value* TpUniversalInfo(const Model& model, Trees& t) {
+  ValueArena& a = t.a();
   auto pattern = [](const std::string& name) {
     std::string out = "^";
     for (char c : name) {
@@ -127,28 +130,55 @@ nlohmann::ordered_json TpUniversalInfo(const Model& model) {
     return out + "$";
   };
   std::vector<std::string> row, replicated, vocab;
+  std::vector<const Value*> sub_params;
+  Value* widths = a.Dict();
   int64_t vocab_size = 0;
   for (const ModelParam& p : model.params()) {
     if (p.kind != ParamKind::kTrainable) continue;
+    const TpParamSplit* split = p.tp_split.get();
     if (!p.tp_sharded) {
       replicated.push_back(pattern(p.name));
-    } else if (p.slice_dim == 1) {
-      row.push_back(pattern(p.name));
-    } else if (p.shape.size() == 2 && (p.name.find("embed") != std::string::npos ||
-                                       p.name.find("lm_head") != std::string::npos)) {
+      continue;
+    }
+    if (split != nullptr ? split->row : p.slice_dim == 1) row.push_back(pattern(p.name));
+    if (p.slice_dim == 0 && p.shape.size() == 2 &&
+        (p.name.find("embed") != std::string::npos ||
+         p.name.find("lm_head") != std::string::npos)) {
       vocab.push_back(pattern(p.name));
       vocab_size = p.slice_full;
     }
+    if (split == nullptr || !split->sub_params) continue;
+    std::vector<const Value*> shape;
+    for (size_t d = 0; d < split->published_shape.size(); ++d) {
+      const nlohmann::json& e = split->published_shape[d];
+      if (!e.is_array()) {
+        shape.push_back(a.Int(e.get<int64_t>()));
+        continue;
+      }
+      std::vector<const Value*> sizes;
+      for (const nlohmann::json& size : e) sizes.push_back(a.Int(size.get<int64_t>()));
+      shape.push_back(a.Tuple(std::move(sizes)));
+    }
+    sub_params.push_back(t.Dict({{"patterns", a.List({a.Str(pattern(p.name))})},
+                                 {"shape", a.List(std::move(shape))},
+                                 {"partition_dim", a.Int(split->partition_dim)}}));
+    std::vector<const Value*> per_sub;
+    for (const std::vector<int64_t>& w : split->widths) {
+      std::vector<const Value*> ranks;
+      for (int64_t x : w) ranks.push_back(a.Int(x));
+      per_sub.push_back(a.List(std::move(ranks)));
+    }
+    a.SetItem(widths, pattern(p.name), a.List(std::move(per_sub)));
   }
   for (auto* v : {&row, &replicated, &vocab}) std::sort(v->begin(), v->end());
-  nlohmann::ordered_json info;
-  info["universal_checkpoint_version"] = 0.4;
-  info["parameter_with_row_parallelism_patterns"] = row;
-  info["tp_replicated_parameter_patterns"] = replicated;
-  info["vocabulary_parameter_patterns"] = vocab;
-  info["parameter_with_sub_params"] = nlohmann::ordered_json::array();
-  info["autotp_unsupported_parameter_patterns"] = nlohmann::ordered_json::object();
-  if (!vocab.empty()) info["original_vocab_size"] = vocab_size;
+  Value* info = t.Dict({{"universal_checkpoint_version", a.Float(0.4)},
+                        {"parameter_with_row_parallelism_patterns", t.Json(nlohmann::json(row))},
+                        {"tp_replicated_parameter_patterns", t.Json(nlohmann::json(replicated))},
+                        {"vocabulary_parameter_patterns", t.Json(nlohmann::json(vocab))},
+                        {"parameter_with_sub_params", a.List(std::move(sub_params))},
+                        {"autotp_unsupported_parameter_patterns", a.Dict()}});
+  if (!widths->entries().empty()) a.SetItem(info, "sub_param_shard_widths", widths);
+  if (!vocab.empty()) a.SetItem(info, "original_vocab_size", a.Int(vocab_size));
   return info;
 }
 
@@ -275,7 +305,7 @@ absl::StatusOr<sinks::ZeroSinkInput> BuildInput(Engine& e, const SaveRequest& rq
     if (autoep && k == "universal_checkpoint_info") continue;
     // AutoTP engines save their own universal_checkpoint_info (in the client state's place).
     if (tp > 1 && k == "universal_checkpoint_info") {
-      a.SetItem(root, k, t.Json(TpUniversalInfo(model)));
+      a.SetItem(root, k, TpUniversalInfo(model, t));
       continue;
     }
     a.SetItem(root, k, t.Json(v));

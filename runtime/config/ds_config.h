@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "runtime/config/autoep_config.h"
+#include "runtime/config/tp_specs.h"
 
 namespace ucp::runtime {
 
@@ -106,6 +107,9 @@ struct TrainConfig {
   // tensor_parallel.autotp_size (1: off). Tensor-parallel ranks are not data parallel: the batch
   // rule counts world / autotp_size ranks.
   int autotp_size = 1;
+  // tensor_parallel.preset_model / partition_config (tp_specs.h): config-driven AutoTP specs,
+  // which take priority over the model's tp_plan (§2.2).
+  TpPartitionSettings tp_partition;
   // sequence_parallel_size (1: off): Ulysses / AutoSP; SP ranks share a sample (its sequence
   // split), so the batch rule counts world / (tp * sp) ranks.
   int sp_size = 1;

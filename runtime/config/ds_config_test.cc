@@ -345,8 +345,8 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
       {{{"fp16", {{"enabled", true}, {"auto_cast", true}}}}, "`fp16.auto_cast`"},
       {{{"torch_autocast", {{"enabled", true}}}}, "`torch_autocast.enabled`"},
       {{{"gradient_allreduce_op", "sum"}}, "`gradient_allreduce_op`"},
-      {{{"tensor_parallel", {{"partition_config", {{"layer_specs", json::array()}}}}}},
-       "`tensor_parallel.partition_config`"},
+      {{{"tensor_parallel", {{"tp", {{"tp_grain_size", 64}}}}}},
+       "`tensor_parallel.tp.tp_grain_size`"},
       {{{"tensorboard", {{"enabled", true}}}}, "`tensorboard.enabled`"},
   };
   for (const auto& [patch, key] : cases) {

@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "formats/base/status.h"
 #include "runtime/config/ds_config_internal.h"
 
@@ -167,17 +169,51 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
       return Invalid(absl::StrCat("`", autotp_field.path, "` ", autotp,
                                   " does not divide the world size ", world));
     }
-    // Partitioning comes from the model's Hugging Face tp_plan (runtime/model/tp_plan.h); the
-    // config-driven specs would partition differently.
-    for (const char* key : {"partition_config", "preset_model"}) {
-      const JsonField f = t.Get(key);
-      if (f.present() && !f.value->is_null())
-        return NotImplemented(f.path, "set (ucp train partitions by the Hugging Face tp_plan)");
+    // Config-driven partitioning (§2.2: before the model's tp_plan), resolved against the model
+    // by runtime/config/tp_partition.h.
+    const JsonField preset = t.Get("preset_model");
+    UCP_RETURN_IF_ERROR(ReadString(kWhat, preset, &c.tp_partition.preset_model));
+    if (preset.present()) {
+      const std::vector<std::string>& names = TpPresetNames();
+      const std::string lower = absl::AsciiStrToLower(c.tp_partition.preset_model);
+      if (std::find(names.begin(), names.end(), lower) == names.end()) {
+        const std::string near = NearestKey(lower, names);
+        return Invalid(
+            absl::StrCat("`", preset.path, "`: unknown preset \"", c.tp_partition.preset_model,
+                         "\" (", near.empty() ? "" : absl::StrCat("did you mean \"", near, "\"? "),
+                         "presets: ", absl::StrJoin(names, ", "), ")"));
+      }
+    }
+    const JsonField pc = t.Get("partition_config");
+    if (pc.present()) {
+      UCP_ASSIGN_OR_RETURN(c.tp_partition.partition_config,
+                           ParseTpPartitionConfig(*pc.value, pc.path));
+    }
+    // tp.tp_size must equal autotp_size or 1 (_apply_autotp_partitioning).
+    const JsonField tp_sub = t.Get("tp", "tensor_parallel");
+    const nlohmann::json* sub = nullptr;
+    UCP_RETURN_IF_ERROR(ReadObject(kWhat, tp_sub, &sub));
+    if (sub != nullptr) {
+      StrictObject s(*sub, kWhat, tp_sub.path);
+      const JsonField size = s.Get("tp_size");
+      int64_t tp_size = 1;
+      UCP_RETURN_IF_ERROR(ReadInt(kWhat, size, &tp_size));
+      if (tp_size != 1 && tp_size != c.autotp_size)
+        return Invalid(absl::StrCat("`", size.path, "` (", tp_size, ") does not match `",
+                                    autotp_field.path, "` (", autotp, ")"));
+      const JsonField grain = s.Get("tp_grain_size");
+      int64_t grain_size = 1;
+      UCP_RETURN_IF_ERROR(ReadInt(kWhat, grain, &grain_size));
+      if (grain_size != 1)
+        return NotImplemented(grain.path,
+                              absl::StrCat(grain_size, " (training splits with grain 1)"));
+      s.Known({"mpu", "tp_group"});
+      UCP_RETURN_IF_ERROR(s.Finish());
     }
     bool overlap = false;  // an overlap of communication, same numbers
     UCP_RETURN_IF_ERROR(ReadBool(kWhat, t.Get("tp_overlap_comm"), &overlap));
-    t.Known({"keep_module_on_host", "dtype", "tp", "tensor_parallel", "injection_policy_tuple",
-             "replace_with_kernel_inject", "kernel_inject"});
+    t.Known({"keep_module_on_host", "dtype", "injection_policy_tuple", "replace_with_kernel_inject",
+             "kernel_inject"});
     UCP_RETURN_IF_ERROR(t.Finish());
   }
 

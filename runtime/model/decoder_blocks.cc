@@ -51,14 +51,15 @@ at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, do
   const TpGroup tp = w.tp != nullptr ? *w.tp : TpGroup{};
   const TpGroup sp = w.sp != nullptr ? *w.sp : TpGroup{};
   // [B, T, heads, hd], per-head norms applied (they act per position and head).
-  auto proj = [&](const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& norm) {
-    const at::Tensor in = CopyToTp(tp, x);
+  auto proj = [&](const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& norm,
+                  bool column) {
+    const at::Tensor in = column ? CopyToTp(tp, x) : x;
     at::Tensor t = bias.defined() ? at::linear(in, weight, bias) : at::linear(in, weight);
     t = t.view({B, T, -1, hd});
     return norm.defined() ? RmsNorm(t, norm, eps) : t;
   };
-  at::Tensor q = proj(w.q, w.q_bias, w.q_norm), k = proj(w.k, w.k_bias, w.k_norm),
-             v = proj(w.v, w.v_bias, at::Tensor());
+  at::Tensor q = proj(w.q, w.q_bias, w.q_norm, w.q_col), k = proj(w.k, w.k_bias, w.k_norm, w.k_col),
+             v = proj(w.v, w.v_bias, at::Tensor(), w.v_col);
   if (sp.active()) {
     // Fewer KV heads than SP ranks: each KV head repeated so every rank receives one (§3.3).
     if (k.size(2) < sp.size && k.size(2) > 0) {
@@ -81,7 +82,8 @@ at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, do
   }
   at::Tensor att = CausalAttention(q, k, v);  // [B, S, heads * hd]
   if (sp.active()) att = HeadsToSeq(sp, att.view({B, -1, q.size(1), hd})).reshape({B, T, -1});
-  at::Tensor out = ReduceFromTp(tp, at::linear(att, w.o));
+  at::Tensor out = at::linear(att, w.o);
+  if (w.o_row) out = ReduceFromTp(tp, out);
   return w.o_bias.defined() ? out + w.o_bias : out;
 }
 

@@ -19,7 +19,8 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
 // Grouped-query attention of Llama / Mistral / Qwen / Mixtral: q/k/v projections (optional
 // biases), optional per-head RMSNorm of q and k before RoPE (Qwen3), K/V heads repeated to the
 // query heads, o projection. Undefined tensors are absent.
-// With `tp` active (AutoTP) q/k/v are column-parallel (this rank's heads) and o row-parallel.
+// With `tp` active (AutoTP) q/k/v are column-parallel (this rank's heads) and o row-parallel,
+// each as its flag says.
 // With `sp` active (AutoSP / Ulysses) x holds this rank's S/P positions: q/k/v are exchanged for
 // all positions of N/P heads (KV heads repeated first when P > N_kv), RoPE uses global
 // positions, and the output is exchanged back.
@@ -27,6 +28,9 @@ struct GqaWeights {
   at::Tensor q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
   const TpGroup* tp = nullptr;
   const TpGroup* sp = nullptr;
+  // Under `tp`, which projections are split (a partition_config may leave some replicated):
+  // a column projection sums its input's gradient over TP, a row o sums its output.
+  bool q_col = true, k_col = true, v_col = true, o_row = true;
 };
 at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t head_dim, double eps,
                         double theta);

@@ -8,8 +8,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "runtime/config/tp_plan.h"
+#include "absl/status/status.h"
+#include "runtime/config/tp_partition.h"
 #include "runtime/model/model.h"
 
 namespace ucp::runtime {
@@ -21,12 +23,23 @@ struct DenseDecoderShape {
   double rms_norm_eps = 1e-6, rope_theta = 10000.0;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // llama/mistral: q, k, v, o biases; qwen2 always has q, k, v
-  // AutoTP (tp_size > 1): this rank's column / row slices by `tp_plan`; the collectives run over
-  // the group given to Model::SetTpGroup.
+  // AutoTP (tp_size > 1): one split per parameter in registration order (PartitionForTp over
+  // the parameters of the same shape at tp 1); each linear's collectives follow its own split
+  // (column: input gradient summed, row: output summed, gather: output all-gathered), over the
+  // group given to Model::SetTpGroup.
   int tp_size = 1, tp_rank = 0;
-  TpPlan tp_plan;
+  std::vector<TpParamSplit> tp_splits;
 };
 
 std::unique_ptr<Model> MakeDenseDecoder(const DenseDecoderShape& shape);
+
+// Whether the forward can run every TP rank's slices of `splits` (over `params`, the tp-1
+// model's): whole heads, q/k/v/o and gate/up/down widths that agree, o_proj / down_proj not
+// column-split, gather_output only on lm_head, lm_head column-split only with gather_output, and
+// Qwen3's q_norm / k_norm marked grad_allreduce when their heads are split. Unimplemented naming
+// the parameter otherwise (DeepSpeed would fail in the forward or let the ranks drift apart).
+absl::Status CheckDenseDecoderTp(const DenseDecoderShape& shape,
+                                 const std::vector<ModelParam>& params,
+                                 const std::vector<TpParamSplit>& splits);
 
 }  // namespace ucp::runtime

@@ -9,10 +9,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "runtime/config/tp_partition.h"
 #include "runtime/model/tp_ops.h"
 
 namespace ucp::runtime {
@@ -32,20 +35,25 @@ struct ModelParam {
   // column (0) or row (1) cut, tp_sharded (its gradient norm counts on every TP rank).
   int slice_dim = -1;
   int64_t slice_begin = 0, slice_full = 0;
+  // AutoTP sub-parameter split (a partition_config `shape`): this rank's pieces along slice_dim,
+  // (begin, length) in the whole tensor, concatenated in order as DeepSpeed does ([gate_r ;
+  // up_r]); empty: the one piece [slice_begin, slice_begin + shape[slice_dim]).
+  std::vector<std::pair<int64_t, int64_t>> pieces;
   int64_t num_experts = 0;  // AutoEP expert weight: the layer's experts (0: not one)
   bool tp_sharded = false;
+  // AutoTP: the parameter's split over every TP rank (the save publishes it in
+  // universal_checkpoint_info); null when AutoTP did not split it.
+  std::shared_ptr<const TpParamSplit> tp_split;
   bool expert() const { return num_experts > 0; }
+  // One contiguous range of the whole tensor along slice_dim (dim-0 slices read as one range).
+  bool one_piece() const { return pieces.size() <= 1; }
   std::vector<int64_t> global_shape() const {
     std::vector<int64_t> g = shape;
     if (slice_dim >= 0) g[static_cast<size_t>(slice_dim)] = slice_full;
     return g;
   }
   // The slice of a whole (global-shape) tensor this rank holds.
-  at::Tensor Slice(const at::Tensor& whole) const {
-    return slice_dim < 0
-               ? whole
-               : whole.narrow(slice_dim, slice_begin, shape[static_cast<size_t>(slice_dim)]);
-  }
+  at::Tensor Slice(const at::Tensor& whole) const;
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;

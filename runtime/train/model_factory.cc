@@ -113,9 +113,17 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const Tra
   FillDecoderShape(c, d);
   d.attention_bias = c.attention_bias;
   if (t.autotp_size > 1) {
-    UCP_ASSIGN_OR_RETURN(d.tp_plan, TpPlanOf(c.raw));
+    // The partition is resolved over the unsplit parameters (the tp-1 model registers them
+    // without allocating), then checked for every TP rank before any rank slices.
+    const std::unique_ptr<Model> whole = MakeDenseDecoder(d);
+    std::vector<TpParamInfo> infos;
+    for (const ModelParam& p : whole->params()) infos.push_back({p.name, p.shape});
+    UCP_ASSIGN_OR_RETURN(TpPartition partition,
+                         PartitionForTp(t.tp_partition, c.raw, infos, t.autotp_size));
     d.tp_size = t.autotp_size;
     d.tp_rank = rank % t.autotp_size;  // TP groups: consecutive ranks (§2.1)
+    UCP_RETURN_IF_ERROR(CheckDenseDecoderTp(d, whole->params(), partition.splits));
+    d.tp_splits = std::move(partition.splits);
   }
   return MakeDenseDecoder(d);
 }
