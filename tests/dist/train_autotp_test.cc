@@ -7,8 +7,15 @@
 //   * Independence of tp: one seeded Llama trained at tp 1, 2 and 4 on 4 ranks (tp 4 leaves two
 //     ranks without KV heads): the same fp32 losses.
 //   * Load-then-save identity at tp 2: DeepSpeed's re-saves after its universal load, bitwise.
-//   * What is refused by name: tp with ZeRO-3, tp not dividing the world.
+//   * Partitioning sources (§2.2): preset_model, a partition_config with sub-parameter shapes
+//     ([gate_r ; up_r] and the row analogue on down_proj), the heuristic of a model without a
+//     tp_plan: fp32 losses at tp 2 equal tp 1's from the same seeded init; a sub-parameter save
+//     at tp 2 merges back (ucp convert, the tp-1 load) and reloads at tp 2.
+//   * What is refused by name: tp with ZeRO-3, tp not dividing the world, a partition the
+//     forward cannot run.
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -138,6 +145,102 @@ TEST(AutoTpTopology, LossesDoNotDependOnTp) {
   ExpectSameLosses(losses, {"1", "2", "3"});
 }
 
+// q/k/v column, o row, gate / up as two sub-parameters each ([gate_r ; up_r]), down_proj's
+// input split the same way (row, `[-1, 2]`), lm_head column with a gathered output.
+const json kSubParamSpecs = {
+    {"use_default_specs", false},
+    {"layer_specs",
+     {{{"patterns", {R"(.*\.self_attn\.o_proj\.weight$)"}}, {"partition_type", "row"}},
+      {{"patterns", {R"(.*\.self_attn\.[qkv]_proj\.weight$)"}}},
+      {{"patterns", {R"(.*\.mlp\.(gate|up)_proj\.weight$)"}}, {"shape", {2, -1}}},
+      {{"patterns", {R"(.*\.mlp\.down_proj\.weight$)"}},
+       {"partition_type", "row"},
+       {"shape", {-1, 2}}},
+      {{"patterns", {"lm_head"}}, {"gather_output", true}}}}};
+
+// TpArgs at tp x 1 with `tensor_parallel` extended by `tp_keys` and the model's config.json
+// patched by `model_patch`.
+std::vector<std::string> SourceArgs(const json& m, int tp, const json& tp_keys,
+                                    const json& model_patch, const std::string& dir) {
+  std::vector<std::string> args = TpArgs(m, tp, 1, dir);
+  json cfg = ReadJson(dir + "/ds.json");
+  if (tp > 1) cfg["tensor_parallel"].update(tp_keys);
+  WriteJson(dir + "/ds.json", cfg);
+  json model = m["model"]["hf_config"];
+  model.update(model_patch);
+  WriteJson(dir + "/model.json", model);
+  return args;
+}
+
+TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_sources");
+  struct Run {
+    int tp;
+    json tp_keys, model_patch;
+    const char* what;
+  };
+  const json no_plan = {{"base_model_tp_plan", nullptr}};
+  std::vector<json> losses;
+  for (const Run& run : {Run{1, json::object(), json::object(), "tp 1"},
+                         Run{2, {{"preset_model", "llama"}}, json::object(), "preset llama"},
+                         Run{2,
+                             {{"partition_config", kSubParamSpecs}},
+                             json::object(),
+                             "partition_config with sub-parameters"},
+                         Run{2, json::object(), no_plan, "heuristic"}}) {
+    SCOPED_TRACE(run.what);
+    std::vector<std::string> args =
+        SourceArgs(m, run.tp, run.tp_keys, run.model_patch, scratch.path());
+    for (const char* a : {"--data", "recipe:5", "--train-steps", "3", "--seed", "9"})
+      args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    ASSERT_EQ(r.code, 0) << r.err;
+    losses.push_back(r.metrics["losses"]);
+  }
+  ExpectSameLosses(losses, {"1", "2", "3"});
+}
+
+// A tp-2 save with sub-parameter splits: its universal_checkpoint_info lets `ucp convert` and the
+// tp-1 load merge gate / up / down back; the UCP reloads at tp 2 under the same specs. Every
+// resume's step 3 equals an uninterrupted tp-1 run's.
+TEST(AutoTpSources, SubParamSaveMergesBack) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_subparams");
+  const std::string dir = scratch.path(), out = dir + "/out", ucp_dir = dir + "/ucp";
+  const json tp_keys = {{"partition_config", kSubParamSpecs}};
+  auto run = [&](int tp, int steps, std::vector<std::string> extra) {
+    std::vector<std::string> args = SourceArgs(m, tp, tp_keys, json::object(), dir);
+    for (const std::string& a :
+         {std::string("--data"), std::string("recipe:5"), std::string("--seed"), std::string("9"),
+          std::string("--train-steps"), std::to_string(steps)})
+      args.push_back(a);
+    args.insert(args.end(), extra.begin(), extra.end());
+    TrainRun r = Train(args, dir);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.metrics["losses"];
+  };
+  const json straight = run(1, 3, {});
+  run(2, 2, {"--save", out, "--save-tag", "global_step2"});
+  const std::string ucp = std::getenv("UCP_BIN");
+  const std::string cmd = absl::StrCat("'", ucp, "' convert --no-fsync '", out, "/global_step2' '",
+                                       ucp_dir, "' >'", dir, "/convert.txt' 2>&1");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << std::ifstream(dir + "/convert.txt").rdbuf();
+  struct Resume {
+    int tp;
+    std::vector<std::string> load;
+    const char* what;
+  };
+  for (const Resume& r : {Resume{1, {"--load", out, "--load-tag", "global_step2"}, "tp 1 <- zero"},
+                          Resume{1, {"--load", ucp_dir}, "tp 1 <- ucp"},
+                          Resume{2, {"--load", ucp_dir}, "tp 2 <- ucp"}}) {
+    SCOPED_TRACE(r.what);
+    const json resumed = run(r.tp, 1, r.load);
+    ASSERT_TRUE(resumed.contains("3")) << resumed.dump();
+    EXPECT_NEAR(resumed["3"].get<double>(), straight["3"].get<double>(), 1e-5);
+  }
+}
+
 TEST(AutoTpErrors, RefusedByName) {
   const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
   testing::ScratchDir scratch("train_autotp_errors");
@@ -165,6 +268,26 @@ TEST(AutoTpErrors, RefusedByName) {
     TrainRun r = Train(args, scratch.path());
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+}
+
+// Partitions whose forward cannot run are refused before training, naming the parameter: the
+// deepseek_v2 preset splits o_proj (row) but finds no q_b_proj / kv_b_proj to split with it;
+// a spec on the embedding; a preset for modules ucp does not build (BLOOM's).
+TEST(AutoTpErrors, PartitionsTheForwardCannotRunAreRefused) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_partition_errors");
+  const json embed = {{"layer_specs", {{{"patterns", {R"(.*embed_tokens\.weight$)"}}}}}};
+  for (const auto& [keys, message] : std::vector<std::pair<json, std::string>>{
+           {{{"preset_model", "deepseek_v2"}}, "model.layers.0.self_attn.o_proj.weight leaves"},
+           {{{"partition_config", embed}}, "matches the embedding model.embed_tokens.weight"},
+           {{{"preset_model", "bloom"}}, "preset_model \"bloom\" matches none"}}) {
+    SCOPED_TRACE(message);
+    std::vector<std::string> args = SourceArgs(m, 2, keys, json::object(), scratch.path());
+    for (const char* a : {"--data", "recipe:1", "--train-steps", "1"}) args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
   }
 }
 
