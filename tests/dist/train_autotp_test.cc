@@ -202,8 +202,8 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
 }
 
 // A tp-2 save with sub-parameter splits: its universal_checkpoint_info lets `ucp convert` and the
-// tp-1 load merge gate / up / down back; the UCP reloads at tp 2 under the same specs. Every
-// resume's step 3 equals an uninterrupted tp-1 run's.
+// tp-1 load merge gate / up / down back (the UCP equals the tp-1 run's UCP within 1e-5); the UCP
+// reloads at tp 2 under the same specs. Every resume's step 3 equals an uninterrupted tp-1 run's.
 TEST(AutoTpSources, SubParamSaveMergesBack) {
   const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
   testing::ScratchDir scratch("train_autotp_subparams");
@@ -221,11 +221,18 @@ TEST(AutoTpSources, SubParamSaveMergesBack) {
     return r.metrics["losses"];
   };
   const json straight = run(1, 3, {});
+  run(1, 2, {"--save", dir + "/out1", "--save-tag", "global_step2"});
   run(2, 2, {"--save", out, "--save-tag", "global_step2"});
-  const std::string ucp = std::getenv("UCP_BIN");
-  const std::string cmd = absl::StrCat("'", ucp, "' convert --no-fsync '", out, "/global_step2' '",
-                                       ucp_dir, "' >'", dir, "/convert.txt' 2>&1");
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << std::ifstream(dir + "/convert.txt").rdbuf();
+  auto ucp = [&](const std::string& args) {
+    const std::string cmd =
+        absl::StrCat("'", std::getenv("UCP_BIN"), "' ", args, " >'", dir, "/ucp.txt' 2>&1");
+    const int st = std::system(cmd.c_str());
+    EXPECT_EQ(st, 0) << args << ": " << std::ifstream(dir + "/ucp.txt").rdbuf();
+  };
+  ucp(absl::StrCat("convert --no-fsync '", out, "/global_step2' '", ucp_dir, "'"));
+  ucp(absl::StrCat("convert --no-fsync '", dir, "/out1/global_step2' '", dir, "/ucp1'"));
+  // The merged UCP is the tp-1 run's: weights and moments within fp32 rounding.
+  ucp(absl::StrCat("diff --atol 1e-5 '", dir, "/ucp1' '", ucp_dir, "'"));
   struct Resume {
     int tp;
     std::vector<std::string> load;
