@@ -181,6 +181,9 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
     const char* what;
   };
   const json no_plan = {{"base_model_tp_plan", nullptr}};
+  // Custom specs come first: the MLPs stay replicated (no collectives), attention is split.
+  const json skip_mlp = {
+      {"layer_specs", {{{"patterns", {R"(.*\.mlp\..*)"}}, {"partition_type", "skip"}}}}};
   std::vector<json> losses;
   for (const Run& run : {Run{1, json::object(), json::object(), "tp 1"},
                          Run{2, {{"preset_model", "llama"}}, json::object(), "preset llama"},
@@ -188,6 +191,10 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
                              {{"partition_config", kSubParamSpecs}},
                              json::object(),
                              "partition_config with sub-parameters"},
+                         Run{2,
+                             {{"preset_model", "llama"}, {"partition_config", skip_mlp}},
+                             json::object(),
+                             "preset with the MLPs replicated"},
                          Run{2, json::object(), no_plan, "heuristic"}}) {
     SCOPED_TRACE(run.what);
     std::vector<std::string> args =
