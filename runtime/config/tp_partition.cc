@@ -2,6 +2,7 @@
 
 #include <numeric>
 #include <optional>
+#include <unordered_map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -260,6 +261,8 @@ absl::StatusOr<TpPartition> PartitionForTp(const TpPartitionSettings& settings,
       rule->type = HeuristicPartitionType(module);
     return absl::OkStatus();
   };
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < params.size(); ++i) index[params[i].name] = i;
   for (size_t i = 0; i < params.size(); ++i) {
     const TpParamInfo& p = params[i];
     const std::string module = ModuleOf(p.name);
@@ -275,15 +278,22 @@ absl::StatusOr<TpPartition> PartitionForTp(const TpPartitionSettings& settings,
     }
     if (p.shape.size() != 2 || !weight) continue;  // biases follow their weight below
     if (IsEmbedding(module)) {
+      // DeepSpeed slices an embedding a spec or plan entry names along its hidden dim and
+      // gathers nothing after it; the decoder's residual needs the whole hidden size.
+      std::string kind;
       if (out.source == "partition_config") {
         const TpLayerSpec* e = first_match(p.name);
         if (e != nullptr && e->type != TpPartitionType::kSkip)
-          return absl::UnimplementedError(absl::StrCat(
-              "tensor_parallel: a ", e->type == TpPartitionType::kRow ? "row" : "column",
-              " spec matches the embedding ", p.name,
-              ": DeepSpeed would slice its hidden dim with no output gather; ucp train keeps "
-              "embeddings replicated (give it a skip spec)"));
+          kind = e->type == TpPartitionType::kRow ? "a row spec" : "a column spec";
+      } else if (plan) {
+        const TpStyle style = StyleOf(*plan, p.name);
+        if (style != TpStyle::kReplicated && style != TpStyle::kGradAllreduce) kind = "the tp_plan";
       }
+      if (!kind.empty())
+        return absl::UnimplementedError(absl::StrCat(
+            "tensor_parallel: ", kind, " splits the embedding ", p.name,
+            ": DeepSpeed would slice its hidden dim with no output gather; ucp train keeps "
+            "embeddings replicated (skip it)"));
       continue;
     }
     LinearRule rule;
@@ -300,14 +310,8 @@ absl::StatusOr<TpPartition> PartitionForTp(const TpPartitionSettings& settings,
       s = Plain(style, column ? 0 : 1, p.shape[column ? 0 : 1], tp, p.name, kv);
     }
     // The module's bias: split with a column weight, replicated under a row one.
-    for (size_t j = 0; j < params.size(); ++j) {
-      if (params[j].name != module + ".bias") continue;
-      if (column) {
-        out.splits[j] = BiasSplit(s);
-      } else {
-        out.splits[j] = TpParamSplit{};
-      }
-    }
+    if (auto b = index.find(module + ".bias"); b != index.end())
+      out.splits[b->second] = column ? BiasSplit(s) : TpParamSplit{};
   }
   if (preset_in_effect && !preset_used) {
     std::vector<std::string> patterns;

@@ -128,6 +128,11 @@ TEST(TpPartition, HeuristicWithoutATpPlan) {
   EXPECT_TRUE(SplitOf(h, params, "model.layers.0.mlp.down_proj.weight").row);
   EXPECT_EQ(SplitOf(h, params, "model.layers.0.mlp.gate_proj.weight").style, TpStyle::kColumn);
   EXPECT_FALSE(SplitOf(h, params, "lm_head.weight").sharded());  // not in training
+  // A tp_plan entry that splits the embedding is refused like a spec.
+  nlohmann::json embed = kLlama;
+  embed["base_model_tp_plan"] = {{"embed_tokens", "rowwise"}};
+  EXPECT_THAT(std::string(PartitionForTp({}, embed, params, 2).status().message()),
+              HasSubstr("the tp_plan splits the embedding model.embed_tokens.weight"));
 }
 
 TEST(TpPartition, EqualSubParamsSplitEachHalf) {
@@ -205,7 +210,7 @@ TEST(TpPartition, ShapesThatDoNotFitAreRefusedByName) {
               HasSubstr("layer_specs[0].patterns[0]` is not a valid"));
   EXPECT_THAT(error({{"patterns", {gate}}, {"partition_typ", "row"}}), HasSubstr("did you mean"));
   EXPECT_THAT(error({{"patterns", {R"(.*embed_tokens\.weight$)"}}}),
-              HasSubstr("matches the embedding model.embed_tokens.weight"));
+              HasSubstr("splits the embedding model.embed_tokens.weight"));
   nlohmann::json strict = {{"strict_mode", true},
                            {"layer_specs", {{{"patterns", {R"(.*_proj\.weight$)"}}}}}};
   EXPECT_THAT(std::string(PartitionForTp(Settings({{"partition_config", strict}}).value(), kLlama,

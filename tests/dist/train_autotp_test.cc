@@ -294,7 +294,7 @@ TEST(AutoTpErrors, PartitionsTheForwardCannotRunAreRefused) {
   const json embed = {{"layer_specs", {{{"patterns", {R"(.*embed_tokens\.weight$)"}}}}}};
   for (const auto& [keys, message] : std::vector<std::pair<json, std::string>>{
            {{{"preset_model", "deepseek_v2"}}, "model.layers.0.self_attn.o_proj.weight leaves"},
-           {{{"partition_config", embed}}, "matches the embedding model.embed_tokens.weight"},
+           {{{"partition_config", embed}}, "splits the embedding model.embed_tokens.weight"},
            {{{"preset_model", "bloom"}}, "preset_model \"bloom\" matches none"}}) {
     SCOPED_TRACE(message);
     std::vector<std::string> args = SourceArgs(m, 2, keys, json::object(), scratch.path());
