@@ -90,11 +90,20 @@ int AutoEpSize(const ModelConfig& c, const TrainConfig& t) {
 absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& c, const TrainConfig& t,
                                                  int world, int rank) {
   if (t.autotp_size > 1 && (c.is_moe() || c.is_tinylm()))
-    return absl::UnimplementedError(
-        absl::StrCat("`tensor_parallel.autotp_size` ", t.autotp_size,
-                     ": AutoTP is implemented for the dense "
-                     "Hugging Face decoders (llama, mistral, qwen2, qwen3), not model_type \"",
-                     c.model_type, "\"", c.is_moe() ? " (AutoEP + AutoTP folding)" : ""));
+    return absl::UnimplementedError(absl::StrCat(
+        "`tensor_parallel.autotp_size` ", t.autotp_size,
+        ": AutoTP is implemented for the dense "
+        "Hugging Face decoders (llama, mistral, qwen2, qwen3), not model_type \"",
+        c.model_type, "\"",
+        c.is_moe()
+            ? absl::StrCat(" (AutoEP + AutoTP folding",
+                           t.tp_partition.preset_model.empty()
+                               ? ""
+                               : absl::StrCat("; preset_model \"", t.tp_partition.preset_model,
+                                              "\" is accepted but cannot "
+                                              "shard an AutoEP model"),
+                           ")")
+            : ""));
   if (c.is_moe()) return MakeMoeModel(c, t, world, rank);
   if (t.expert_parallel.enabled)
     return absl::InvalidArgumentError(

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -184,7 +185,7 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
   // Custom specs come first: the MLPs stay replicated (no collectives), attention is split.
   const json skip_mlp = {
       {"layer_specs", {{{"patterns", {R"(.*\.mlp\..*)"}}, {"partition_type", "skip"}}}}};
-  std::vector<json> losses;
+  std::vector<json> losses, norms;
   for (const Run& run : {Run{1, json::object(), json::object(), "tp 1"},
                          Run{2, {{"preset_model", "llama"}}, json::object(), "preset llama"},
                          Run{2,
@@ -199,18 +200,66 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
     SCOPED_TRACE(run.what);
     std::vector<std::string> args =
         SourceArgs(m, run.tp, run.tp_keys, run.model_patch, scratch.path());
-    for (const char* a : {"--data", "recipe:5", "--train-steps", "3", "--seed", "9"})
+    for (const char* a : {"--data", "recipe:5", "--train-steps", "6", "--seed", "9"})
       args.push_back(a);
     TrainRun r = Train(args, scratch.path());
     ASSERT_EQ(r.code, 0) << r.err;
     losses.push_back(r.metrics["losses"]);
+    norms.push_back(r.metrics["grad_norm"]);
   }
-  ExpectSameLosses(losses, {"1", "2", "3"});
+  // The warmup's lr is 0 for steps 1-2: steps 4-6 see trained weights; the norms every gradient.
+  ExpectSameLosses(losses, {"1", "2", "3", "4", "5", "6"});
+  ExpectSameLosses(norms, {"1", "2", "3", "4", "5", "6"});
+}
+
+// Qwen3's q/k norms act on this rank's heads: a skip spec with grad_allreduce sums their gradient
+// over TP (DeepSpeed's hook), as the HF plan's replicated_with_grad_allreduce does; both equal
+// tp 1. Without it the partition is refused (the ranks' norms would drift apart).
+TEST(AutoTpSources, GradAllreduceSpecOnQwen3Norms) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_qwen3");
+  const json qwen3 = {{"model_type", "qwen3"}, {"base_model_tp_plan", json::object()}};
+  const json qk_norms = {{"layer_specs",
+                          {{{"patterns", {R"(.*\.self_attn\.[qk]_norm\.weight$)"}},
+                            {"partition_type", "skip"},
+                            {"grad_allreduce", true}}}}};
+  std::vector<json> losses, norms;
+  for (const auto& [tp, keys, what] : std::vector<std::tuple<int, json, std::string>>{
+           {1, json::object(), "tp 1"},
+           {2,
+            {{"preset_model", "qwen2"}, {"partition_config", qk_norms}},
+            "qwen2 + grad_allreduce"},
+           {2, json::object(), "Transformers' qwen3 plan"}}) {
+    SCOPED_TRACE(what);
+    std::vector<std::string> args = SourceArgs(m, tp, keys, qwen3, scratch.path());
+    if (keys.empty()) {  // the HF plan: Transformers' built-in qwen3 plan
+      json model = ReadJson(scratch.path() + "/model.json");
+      model.erase("base_model_tp_plan");
+      WriteJson(scratch.path() + "/model.json", model);
+    }
+    for (const char* a : {"--data", "recipe:5", "--train-steps", "6", "--seed", "9"})
+      args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    ASSERT_EQ(r.code, 0) << r.err;
+    losses.push_back(r.metrics["losses"]);
+    norms.push_back(r.metrics["grad_norm"]);
+  }
+  // The warmup's lr is 0 for steps 1-2: steps 4-6 see trained weights; the norms every gradient.
+  ExpectSameLosses(losses, {"1", "2", "3", "4", "5", "6"});
+  ExpectSameLosses(norms, {"1", "2", "3", "4", "5", "6"});
+  std::vector<std::string> args =
+      SourceArgs(m, 2, {{"preset_model", "qwen2"}}, qwen3, scratch.path());
+  for (const char* a : {"--data", "recipe:5", "--train-steps", "1"}) args.push_back(a);
+  TrainRun r = Train(args, scratch.path());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("self_attn.q_norm.weight keeps it replicated without grad_allreduce"),
+            std::string::npos)
+      << r.err;
 }
 
 // A tp-2 save with sub-parameter splits: its universal_checkpoint_info lets `ucp convert` and the
 // tp-1 load merge gate / up / down back (the UCP equals the tp-1 run's UCP within 1e-5); the UCP
-// reloads at tp 2 under the same specs. Every resume's step 3 equals an uninterrupted tp-1 run's.
+// reloads at tp 2 under the same specs. Every resume's steps 5-6 equal an uninterrupted tp-1 run's.
 TEST(AutoTpSources, SubParamSaveMergesBack) {
   const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
   testing::ScratchDir scratch("train_autotp_subparams");
@@ -227,17 +276,18 @@ TEST(AutoTpSources, SubParamSaveMergesBack) {
     EXPECT_EQ(r.code, 0) << r.err;
     return r.metrics["losses"];
   };
-  const json straight = run(1, 3, {});
-  run(1, 2, {"--save", dir + "/out1", "--save-tag", "global_step2"});
-  run(2, 2, {"--save", out, "--save-tag", "global_step2"});
+  // The warmup's lr is 0 for steps 1-2: the save at step 4 holds trained weights.
+  const json straight = run(1, 6, {});
+  run(1, 4, {"--save", dir + "/out1", "--save-tag", "global_step4"});
+  run(2, 4, {"--save", out, "--save-tag", "global_step4"});
   auto ucp = [&](const std::string& args) {
     const std::string cmd =
         absl::StrCat("'", std::getenv("UCP_BIN"), "' ", args, " >'", dir, "/ucp.txt' 2>&1");
     const int st = std::system(cmd.c_str());
     EXPECT_EQ(st, 0) << args << ": " << std::ifstream(dir + "/ucp.txt").rdbuf();
   };
-  ucp(absl::StrCat("convert --no-fsync '", out, "/global_step2' '", ucp_dir, "'"));
-  ucp(absl::StrCat("convert --no-fsync '", dir, "/out1/global_step2' '", dir, "/ucp1'"));
+  ucp(absl::StrCat("convert --no-fsync '", out, "/global_step4' '", ucp_dir, "'"));
+  ucp(absl::StrCat("convert --no-fsync '", dir, "/out1/global_step4' '", dir, "/ucp1'"));
   // The merged UCP is the tp-1 run's: weights and moments within fp32 rounding.
   ucp(absl::StrCat("diff --atol 1e-5 '", dir, "/ucp1' '", ucp_dir, "'"));
   struct Resume {
@@ -245,13 +295,14 @@ TEST(AutoTpSources, SubParamSaveMergesBack) {
     std::vector<std::string> load;
     const char* what;
   };
-  for (const Resume& r : {Resume{1, {"--load", out, "--load-tag", "global_step2"}, "tp 1 <- zero"},
+  for (const Resume& r : {Resume{1, {"--load", out, "--load-tag", "global_step4"}, "tp 1 <- zero"},
                           Resume{1, {"--load", ucp_dir}, "tp 1 <- ucp"},
                           Resume{2, {"--load", ucp_dir}, "tp 2 <- ucp"}}) {
     SCOPED_TRACE(r.what);
-    const json resumed = run(r.tp, 1, r.load);
-    ASSERT_TRUE(resumed.contains("3")) << resumed.dump();
-    EXPECT_NEAR(resumed["3"].get<double>(), straight["3"].get<double>(), 1e-5);
+    const json resumed = run(r.tp, 2, r.load);
+    ASSERT_TRUE(resumed.contains("6")) << resumed.dump();
+    for (const char* step : {"5", "6"})
+      EXPECT_NEAR(resumed[step].get<double>(), straight[step].get<double>(), 1e-5) << step;
   }
 }
 
