@@ -7,10 +7,12 @@
 //   * Independence of tp: one seeded Llama trained at tp 1, 2 and 4 on 4 ranks (tp 4 leaves two
 //     ranks without KV heads): the same fp32 losses.
 //   * Load-then-save identity at tp 2: DeepSpeed's re-saves after its universal load, bitwise.
-//   * Partitioning sources (§2.2): preset_model, a partition_config with sub-parameter shapes
-//     ([gate_r ; up_r] and the row analogue on down_proj), the heuristic of a model without a
-//     tp_plan: fp32 losses at tp 2 equal tp 1's from the same seeded init; a sub-parameter save
-//     at tp 2 merges back (ucp convert, the tp-1 load) and reloads at tp 2.
+//   * Partitioning sources (§2.2): preset_model (alone, and with a custom skip spec first), a
+//     partition_config with sub-parameter shapes ([gate_r ; up_r] and the row analogue on
+//     down_proj), the heuristic of a model without a tp_plan, Qwen3's q/k norms under a
+//     grad_allreduce spec: fp32 losses and gradient norms at tp 2 equal tp 1's from the same
+//     seeded init; a sub-parameter save at tp 2 merges back (ucp convert equals the tp-1 UCP,
+//     the tp-1 load) and reloads at tp 2; a sub-parameter bias (Qwen2 k_proj) resumes at tp 2.
 //   * What is refused by name: tp with ZeRO-3, tp not dividing the world, a partition the
 //     forward cannot run.
 #include <cstdlib>
