@@ -295,7 +295,19 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     // The module tensor from the whole master; the master and moments only where this rank
     // holds them (1/dp of them at stages 1-3).
     if (w.defined()) engine.SetModule(static_cast<int>(i), w);
-    for (const auto& [offset, numel] : engine.OwnedRanges(static_cast<int>(i))) {
+    const auto owned = engine.OwnedRanges(static_cast<int>(i));
+    // A row-parallel slice is not one range of the whole tensor: its moments are read whole, once.
+    const std::pair<ucp::ParamState, StateTensor> kMoments[] = {
+        {ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
+        {ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}};
+    at::Tensor sliced_moments[2];
+    if (mp.slice_dim > 0 && !owned.empty()) {
+      for (int m = 0; m < 2; ++m) {
+        UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, kMoments[m].first));
+        sliced_moments[m] = local(whole).reshape({-1});
+      }
+    }
+    for (const auto& [offset, numel] : owned) {
       at::Tensor master;
       if (w.defined()) {
         master = w.reshape({-1}).narrow(0, offset, numel);
@@ -304,16 +316,14 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
                              ReadRange(src, p, ucp::ParamState::kFp32, base + offset, numel));
       }
       engine.SetOwned(static_cast<int>(i), StateTensor::kFp32, offset, master);
-      for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
-                                  std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
+      for (int m = 0; m < 2; ++m) {
         at::Tensor part;
-        if (mp.slice_dim > 0) {  // a row-parallel slice is not one range of the whole tensor
-          UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, state));
-          part = local(whole).reshape({-1}).narrow(0, offset, numel);
+        if (sliced_moments[m].defined()) {
+          part = sliced_moments[m].narrow(0, offset, numel);
         } else {
-          UCP_ASSIGN_OR_RETURN(part, ReadRange(src, p, state, base + offset, numel));
+          UCP_ASSIGN_OR_RETURN(part, ReadRange(src, p, kMoments[m].first, base + offset, numel));
         }
-        engine.SetOwned(static_cast<int>(i), which, offset, part);
+        engine.SetOwned(static_cast<int>(i), kMoments[m].second, offset, part);
       }
     }
   }
