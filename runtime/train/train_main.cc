@@ -218,11 +218,12 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   // data parallelism.
   const int tp = cfg.autotp_size, sp = cfg.sp_size, dp_size = env.world_size / tp / sp,
             dp_rank = env.rank / (tp * sp), sp_rank = env.rank / tp % sp;
-  if (sp > 1 && (mcfg.is_moe() || mcfg.is_tinylm()))
+  if (sp > 1 && mcfg.is_tinylm())
     return absl::UnimplementedError(
         absl::StrCat("`sequence_parallel_size` ", sp,
-                     ": AutoSP is implemented for the dense Hugging Face "
-                     "decoders (llama, mistral, qwen2, qwen3), not model_type \"",
+                     ": AutoSP is implemented for the Hugging Face decoders (llama, mistral, "
+                     "qwen2, qwen3, and with AutoEP mixtral, qwen3_moe, deepseek), not model_type "
+                     "\"",
                      mcfg.model_type, "\""));
   if (sp > 1) UCP_RETURN_IF_ERROR(CheckSpHeads(mcfg, tp, sp));
   if (tp > 1 && cfg.zero.stage == 3)
@@ -328,7 +329,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
              tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
              sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "", "), data ",
              data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
-             " x ", cfg.gradient_accumulation_steps, " x ", env.world_size, ", seq ", seq_len);
+             " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
   }
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},

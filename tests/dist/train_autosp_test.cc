@@ -177,7 +177,8 @@ TEST(AutoSp, RefusedByName) {
   for (const char* a : {"--train-steps", "1"}) args.push_back(a);
   r = Train(args, scratch.path());
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("AutoSP is implemented for the dense"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("AutoSP is implemented for the Hugging Face decoders"), std::string::npos)
+      << r.err;
 }
 
 }  // namespace
