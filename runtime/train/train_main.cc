@@ -430,8 +430,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   metrics["state_bytes_per_rank_max"] = mem[0].item<double>();
   metrics["peak_rss_bytes_per_rank_max"] = mem[1].item<double>();
   metrics["global_steps"] = global_steps;
-  if (mcfg.is_moe()) {
-    // Token all-to-all traffic, summed over ranks (bench/moe_bench.sh).
+  if (mcfg.is_moe() || sp > 1) {
+    // Token (AutoEP) and Ulysses (AutoSP) all-to-all traffic, summed over ranks
+    // (bench/moe_bench.sh, docs/benchmarks/autosp_memory_cpu2c_202612.md).
     at::Tensor a2a = at::empty({1}, at::TensorOptions().dtype(at::kDouble))
                          .fill_(static_cast<double>(AllToAllBytesSent()));
     comm->AllReduceSum(a2a);
