@@ -279,7 +279,10 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     const ucp::ParamMeta& p = *found;
     // A sliced parameter (AutoEP experts, AutoTP): this rank's part of the whole tensor. ZeRO-3
     // reads ranges, which are contiguous in the whole tensor for dim-0 slices only.
-    const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * (mp.numel() / mp.shape[0]) : 0;
+    // (Rows counted from the trailing dims: an AutoTP rank without KV heads has 0 rows.)
+    int64_t row = 1;
+    for (size_t d = 1; d < mp.shape.size(); ++d) row *= mp.shape[d];
+    const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * row : 0;
     auto local = [&](const at::Tensor& whole) { return mp.Slice(whole).contiguous(); };
     // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
     const bool trainable = !module_only && mp.kind == ParamKind::kTrainable;
