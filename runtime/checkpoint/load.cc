@@ -279,10 +279,10 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     const ucp::ParamMeta& p = *found;
     // A sliced parameter (AutoEP experts, AutoTP): this rank's part of the whole tensor. ZeRO-3
     // reads ranges, which are contiguous in the whole tensor for dim-0 slices only.
-    // A row-parallel slice or a sub-parameter split is not one range (ZeRO-3 with AutoTP is
-    // refused by ucp train).
-    const bool ranged = mp.slice_dim <= 0 && mp.one_piece();
-    const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * (mp.numel() / mp.shape[0]) : 0;
+    // (Rows counted from the trailing dims: an AutoTP rank without KV heads has 0 rows.)
+    int64_t row = 1;
+    for (size_t d = 1; d < mp.shape.size(); ++d) row *= mp.shape[d];
+    const int64_t base = mp.slice_dim == 0 ? mp.slice_begin * row : 0;
     auto local = [&](const at::Tensor& whole) { return mp.Slice(whole).contiguous(); };
     // ZeRO-3 keeps no whole module tensor: only this rank's pieces are read.
     const bool trainable = !module_only && mp.kind == ParamKind::kTrainable;
@@ -298,7 +298,21 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
     // The module tensor from the whole master; the master and moments only where this rank
     // holds them (1/dp of them at stages 1-3).
     if (w.defined()) engine.SetModule(static_cast<int>(i), w);
-    for (const auto& [offset, numel] : engine.OwnedRanges(static_cast<int>(i))) {
+    const auto owned = engine.OwnedRanges(static_cast<int>(i));
+    // A row-parallel slice or a sub-parameter split (pieces) is not one range of the whole
+    // tensor: its moments are read whole, once. (ZeRO-3, which reads the master by ranges, runs
+    // without AutoTP.)
+    const std::pair<ucp::ParamState, StateTensor> kMoments[] = {
+        {ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
+        {ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}};
+    at::Tensor sliced_moments[2];
+    if ((mp.slice_dim > 0 || !mp.one_piece()) && !owned.empty()) {
+      for (int m = 0; m < 2; ++m) {
+        UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, kMoments[m].first));
+        sliced_moments[m] = local(whole).reshape({-1});
+      }
+    }
+    for (const auto& [offset, numel] : owned) {
       at::Tensor master;
       if (w.defined()) {
         master = w.reshape({-1}).narrow(0, offset, numel);
@@ -307,16 +321,14 @@ absl::Status LoadInto(const OpenedCheckpoint& ck, Engine& engine, bool module_on
                              ReadRange(src, p, ucp::ParamState::kFp32, base + offset, numel));
       }
       engine.SetOwned(static_cast<int>(i), StateTensor::kFp32, offset, master);
-      for (auto [state, which] : {std::pair{ucp::ParamState::kExpAvg, StateTensor::kExpAvg},
-                                  std::pair{ucp::ParamState::kExpAvgSq, StateTensor::kExpAvgSq}}) {
+      for (int m = 0; m < 2; ++m) {
         at::Tensor part;
-        if (!ranged) {
-          UCP_ASSIGN_OR_RETURN(at::Tensor whole, ReadWhole(src, p, state));
-          part = local(whole).reshape({-1}).narrow(0, offset, numel);
+        if (sliced_moments[m].defined()) {
+          part = sliced_moments[m].narrow(0, offset, numel);
         } else {
-          UCP_ASSIGN_OR_RETURN(part, ReadRange(src, p, state, base + offset, numel));
+          UCP_ASSIGN_OR_RETURN(part, ReadRange(src, p, kMoments[m].first, base + offset, numel));
         }
-        engine.SetOwned(static_cast<int>(i), which, offset, part);
+        engine.SetOwned(static_cast<int>(i), kMoments[m].second, offset, part);
       }
     }
   }

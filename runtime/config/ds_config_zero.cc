@@ -162,11 +162,13 @@ absl::Status ParseParallelism(StrictObject& root, int world, TrainConfig& c) {
     UCP_RETURN_IF_ERROR(ReadInt(kWhat, autotp_field, &autotp));
     if (autotp < 0) return Invalid(absl::StrCat("`", autotp_field.path, "` must be >= 0"));
     c.autotp_size = static_cast<int>(std::max<int64_t>(1, autotp));
-    if (c.sp_size > 1 && c.autotp_size > 1) {
-      return NotImplemented(autotp_field.path, "with `sequence_parallel_size` > 1 (SP x TP)");
-    }
     if (world % c.autotp_size != 0) {
       return Invalid(absl::StrCat("`", autotp_field.path, "` ", autotp,
+                                  " does not divide the world size ", world));
+    }
+    if (world % (c.autotp_size * c.sp_size) != 0) {
+      return Invalid(absl::StrCat("`", autotp_field.path, "` ", autotp,
+                                  " x `sequence_parallel_size` ", c.sp_size,
                                   " does not divide the world size ", world));
     }
     // Config-driven partitioning (§2.2: before the model's tp_plan), resolved against the model

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "runtime/model/decoder_blocks.h"
+#include "runtime/model/seq_parallel.h"
 
 namespace ucp::runtime {
 namespace {
@@ -105,6 +106,7 @@ class MoeDecoder : public MoeModel {
   std::string type() const override { return s_.model_type; }
   int num_units() const override { return static_cast<int>(s_.layers) + 2; }
   void SetExpertComm(Comm* ep) override { ep_ = ep; }
+  void SetSpGroup(const TpGroup& sp) override { sp_ = sp; }
 
   std::vector<int> UnitParams(int unit) const override {
     if (unit == 0) return {0};
@@ -177,6 +179,7 @@ class MoeDecoder : public MoeModel {
       w.q_norm = V(p + "self_attn.q_norm.weight");
       w.k_norm = V(p + "self_attn.k_norm.weight");
     }
+    w.sp = &sp_;
     return GqaAttention(x, w, s_.head_dim, s_.rms_norm_eps, s_.rope_theta);
   }
 
@@ -200,6 +203,22 @@ class MoeDecoder : public MoeModel {
                         .view({B, T, nh, nope + vd})
                         .transpose(1, 2);
     std::vector<at::Tensor> kv_parts = at::split_with_sizes(kv, {nope, vd}, -1);
+    if (sp_.active()) {
+      // Ulysses (§3.2): each SP rank's positions of every head exchanged for all positions of
+      // nh/P heads; the shared rotary key goes with each head, RoPE after (global positions).
+      auto to_heads = [&](const at::Tensor& t) {  // [B, nh, T/P, d] -> [B, nh/P, T, d]
+        return SeqToHeads(sp_, t.transpose(1, 2).contiguous()).transpose(1, 2);
+      };
+      at::Tensor q_nope = to_heads(qs[0]), q_rot = to_heads(qs[1]);
+      at::Tensor k_nope = to_heads(kv_parts[0]), value = to_heads(kv_parts[1]);
+      at::Tensor k_rot =
+          to_heads(kvs[1].view({B, T, 1, rope}).transpose(1, 2).expand({B, nh, T, rope}));
+      at::Tensor query = at::cat({q_nope, Rope(q_rot, s_.rope_theta)}, -1);
+      at::Tensor key = at::cat({k_nope, Rope(k_rot, s_.rope_theta)}, -1);
+      at::Tensor att = CausalAttention(query, key, value);  // [B, T_full, nh/P * vd]
+      att = HeadsToSeq(sp_, att.view({B, att.size(1), -1, vd})).reshape({B, T, -1});
+      return at::linear(att, V(p + "self_attn.o_proj.weight"));
+    }
     at::Tensor k_rot = Rope(kvs[1].view({B, 1, T, rope}), s_.rope_theta).expand({B, nh, T, rope});
     at::Tensor query = at::cat({qs[0], Rope(qs[1], s_.rope_theta)}, -1);
     at::Tensor key = at::cat({kv_parts[0], k_rot}, -1);
@@ -209,6 +228,7 @@ class MoeDecoder : public MoeModel {
   MoeDecoderShape s_;
   std::vector<int> layer_first_;
   Comm* ep_ = nullptr;
+  TpGroup sp_;  // AutoSP
 };
 
 }  // namespace

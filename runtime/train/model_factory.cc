@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 #include "runtime/config/autoep_config.h"
+#include "runtime/config/tp_plan.h"
 #include "runtime/model/dense_decoder.h"
 #include "runtime/model/moe_decoder.h"
 #include "runtime/model/tinylm.h"
@@ -82,6 +83,23 @@ absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const 
 }
 
 }  // namespace
+
+absl::Status CheckSpHeads(const ModelConfig& c, int tp, int sp) {
+  const int64_t n = c.num_attention_heads, kv = c.num_key_value_heads;
+  // Each TP rank's heads, cut on KV-head group boundaries as AutoTP cuts q_proj / k_proj (§2.4).
+  const std::vector<int64_t> q = ShardSizes(n, tp, "self_attn.q_proj.weight", kv);
+  const std::vector<int64_t> k = ShardSizes(kv, tp, "self_attn.k_proj.weight", kv);
+  for (int r = 0; r < tp; ++r) {
+    const int64_t qr = q[static_cast<size_t>(r)], kr = k[static_cast<size_t>(r)];
+    if (qr % sp == 0 && kr > 0 && (kr % sp == 0 || sp % kr == 0)) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`sequence_parallel_size` ", sp, ": Ulysses splits the ", qr, " attention heads and ", kr,
+        " KV heads", tp > 1 ? absl::StrCat(" of TP rank ", r, " (of ", tp, ")") : "",
+        " over the SP ranks: the heads must be divisible by it, and the KV heads divisible by it "
+        "or dividing it"));
+  }
+  return absl::OkStatus();
+}
 
 int AutoEpSize(const ModelConfig& c, const TrainConfig& t) {
   return c.is_moe() && t.expert_parallel.enabled ? t.expert_parallel.autoep_size : 1;

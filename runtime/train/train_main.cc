@@ -213,22 +213,19 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                        MakeModel(mcfg, cfg, env.world_size, env.rank));
   const int autoep_size = AutoEpSize(mcfg, cfg);
-  // Ranks: data-parallel groups of tp x sp consecutive ranks (one of them active at a time).
+  // Ranks: rank = (dp_rank * sp + sp_rank) * tp + tp_rank. TP innermost (consecutive, §2.1: its
+  // collectives are per layer and the largest), then the SP positions of one sample (§3.1), then
+  // data parallelism.
   const int tp = cfg.autotp_size, sp = cfg.sp_size, dp_size = env.world_size / tp / sp,
-            dp_rank = env.rank / (tp * sp);
-  if (sp > 1 && (mcfg.is_moe() || mcfg.is_tinylm()))
+            dp_rank = env.rank / (tp * sp), sp_rank = env.rank / tp % sp;
+  if (sp > 1 && mcfg.is_tinylm())
     return absl::UnimplementedError(
         absl::StrCat("`sequence_parallel_size` ", sp,
-                     ": AutoSP is implemented for the dense Hugging Face "
-                     "decoders (llama, mistral, qwen2, qwen3), not model_type \"",
+                     ": AutoSP is implemented for the Hugging Face decoders (llama, mistral, "
+                     "qwen2, qwen3, and with AutoEP mixtral, qwen3_moe, deepseek), not model_type "
+                     "\"",
                      mcfg.model_type, "\""));
-  if (sp > 1 && (mcfg.num_attention_heads % sp != 0 ||
-                 (mcfg.num_key_value_heads % sp != 0 && sp % mcfg.num_key_value_heads != 0)))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "`sequence_parallel_size` ", sp, ": Ulysses splits the ", mcfg.num_attention_heads,
-        " attention heads and ", mcfg.num_key_value_heads,
-        " KV heads over the SP ranks: the heads must be divisible by it, and the KV heads "
-        "divisible by it or dividing it"));
+  if (sp > 1) UCP_RETURN_IF_ERROR(CheckSpHeads(mcfg, tp, sp));
   if (tp > 1 && cfg.zero.stage == 3)
     return absl::UnimplementedError(
         "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "
@@ -280,20 +277,23 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   TpGroup tp_group;
   if (tp > 1) {
     std::vector<int> tp_ranks, dp_ranks;
-    for (int r = dp_rank * tp; r < (dp_rank + 1) * tp; ++r) tp_ranks.push_back(r);
+    const int tp_block = env.rank / tp;
+    for (int r = tp_block * tp; r < (tp_block + 1) * tp; ++r) tp_ranks.push_back(r);
+    // With SP, the SP ranks of a lane are data parallel to ZeRO too (§3.1's SDP group).
     for (int r = env.rank % tp; r < env.world_size; r += tp) dp_ranks.push_back(r);
-    tp_comm = comm->Subgroup(tp_ranks, absl::StrCat("tp_", dp_rank));
+    tp_comm = comm->Subgroup(tp_ranks, absl::StrCat("tp_", tp_block));
     dp_comm = comm->Subgroup(dp_ranks, absl::StrCat("dp_", env.rank % tp));
     tp_group = TpGroup{tp_comm.get(), env.rank % tp, tp};
     model->SetTpGroup(tp_group);
   }
-  // AutoSP (§3.1): SP groups of consecutive ranks; ZeRO partitions and reduces over all ranks.
+  // AutoSP (§3.1): SP groups of consecutive ranks (of one TP lane under AutoTP); ZeRO partitions
+  // and reduces over all ranks of the lane.
   std::unique_ptr<Comm> sp_comm;
   if (sp > 1) {
     std::vector<int> sp_ranks;
-    for (int r = dp_rank * sp; r < (dp_rank + 1) * sp; ++r) sp_ranks.push_back(r);
-    sp_comm = comm->Subgroup(sp_ranks, absl::StrCat("sp_", dp_rank));
-    model->SetSpGroup(TpGroup{sp_comm.get(), env.rank % sp, sp});
+    for (int s = 0; s < sp; ++s) sp_ranks.push_back((dp_rank * sp + s) * tp + env.rank % tp);
+    sp_comm = comm->Subgroup(sp_ranks, absl::StrCat("sp_", dp_rank, "_", env.rank % tp));
+    model->SetSpGroup(TpGroup{sp_comm.get(), sp_rank, sp});
     if (args.sp_grad_divisor == "deepspeed" && cfg.zero.stage < 3) ecfg.sp_grad_quirk = sp;
   }
   Engine engine(*model, dp_comm ? *dp_comm : *comm, ecfg, groups, experts.comms(), tp_group);
@@ -329,7 +329,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
              tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
              sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "", "), data ",
              data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
-             " x ", cfg.gradient_accumulation_steps, " x ", env.world_size, ", seq ", seq_len);
+             " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
   }
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},
@@ -379,7 +379,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                          data->RankMicroBatches(step, cfg.train_batch_size, cfg.micro_batch_per_gpu,
                                                 dp_rank, dp_size));
     if (sp > 1) {  // this SP rank's positions of the group's rows (inputs and aligned labels)
-      const int64_t part = seq_len / sp, at = (env.rank % sp) * part;
+      const int64_t part = seq_len / sp, at = sp_rank * part;
       for (auto& [x, y] : micro) {
         x = x.narrow(1, at, part).contiguous();
         y = y.narrow(1, at, part).contiguous();
@@ -430,8 +430,9 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   metrics["state_bytes_per_rank_max"] = mem[0].item<double>();
   metrics["peak_rss_bytes_per_rank_max"] = mem[1].item<double>();
   metrics["global_steps"] = global_steps;
-  if (mcfg.is_moe()) {
-    // Token all-to-all traffic, summed over ranks (bench/moe_bench.sh).
+  if (mcfg.is_moe() || sp > 1) {
+    // Token (AutoEP) and Ulysses (AutoSP) all-to-all traffic, summed over ranks
+    // (bench/moe_bench.sh, docs/benchmarks/autosp_memory_cpu2c_202612.md).
     at::Tensor a2a = at::empty({1}, at::TensorOptions().dtype(at::kDouble))
                          .fill_(static_cast<double>(AllToAllBytesSent()));
     comm->AllReduceSum(a2a);

@@ -148,6 +148,36 @@ TEST(AutoTpTopology, LossesDoNotDependOnTp) {
   ExpectSameLosses(losses, {"1", "2", "3"});
 }
 
+// A checkpoint ucp train saved at tp 2 x dp 2 converts to UCP (`ucp convert`, AutoTP's
+// universal_checkpoint_info merges the slices) and resumes from the UCP at tp 4 x dp 1 and at
+// tp 1 x dp 2 on the losses of the uninterrupted tp-2 run.
+TEST(AutoTpTopology, ASavedTpCheckpointConvertsAndResumesAtAnotherTp) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_convert");
+  auto run = [&](int tp, int dp, std::vector<std::string> more) {
+    std::vector<std::string> args = TpArgs(m, tp, dp, scratch.path());
+    for (const char* a : {"--data", "recipe:5", "--seed", "9"}) args.push_back(a);
+    for (std::string& a : more) args.push_back(std::move(a));
+    return Train(args, scratch.path());
+  };
+  TrainRun straight = run(2, 2, {"--train-steps", "4"});
+  ASSERT_EQ(straight.code, 0) << straight.err;
+  ASSERT_EQ(run(2, 2, {"--train-steps", "2", "--save", scratch.path() + "/ck"}).code, 0);
+  const std::string ucp = scratch.path() + "/ck_universal";
+  const std::string cmd = absl::StrCat("'", std::getenv("UCP_BIN"), "' convert '", scratch.path(),
+                                       "/ck' '", ucp, "' --no-fsync >/dev/null 2>&1");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  for (auto [tp, dp] : {std::pair{4, 1}, std::pair{1, 2}}) {
+    SCOPED_TRACE(absl::StrCat("tp ", tp, " x dp ", dp));
+    TrainRun resumed = run(tp, dp, {"--train-steps", "2", "--load", ucp});
+    ASSERT_EQ(resumed.code, 0) << resumed.err;
+    for (const char* step : {"3", "4"})
+      EXPECT_NEAR(resumed.metrics["losses"][step].get<double>(),
+                  straight.metrics["losses"][step].get<double>(), 1e-5)
+          << "step " << step;
+  }
+}
+
 // q/k/v column, o row, gate / up as two sub-parameters each ([gate_r ; up_r]), down_proj's
 // input split the same way (row, `[-1, 2]`), lm_head column with a gathered output.
 const json kSubParamSpecs = {
