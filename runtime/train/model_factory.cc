@@ -84,11 +84,30 @@ absl::StatusOr<std::unique_ptr<Model>> MakeMoeModel(const ModelConfig& c, const 
 
 }  // namespace
 
-absl::Status CheckSpHeads(const ModelConfig& c, int tp, int sp) {
+absl::Status CheckSpHeads(const ModelConfig& c, const TrainConfig& t, int tp, int sp) {
   const int64_t n = c.num_attention_heads, kv = c.num_key_value_heads;
   // Each TP rank's heads, cut on KV-head group boundaries as AutoTP cuts q_proj / k_proj (§2.4).
-  const std::vector<int64_t> q = ShardSizes(n, tp, "self_attn.q_proj.weight", kv);
-  const std::vector<int64_t> k = ShardSizes(kv, tp, "self_attn.k_proj.weight", kv);
+  std::vector<int64_t> q = ShardSizes(n, tp, "self_attn.q_proj.weight", kv);
+  std::vector<int64_t> k = ShardSizes(kv, tp, "self_attn.k_proj.weight", kv);
+  if (tp > 1 && !c.is_moe() && !c.is_tinylm() && c.head_dim > 0) {
+    // A dense decoder's heads as its partition (any source) leaves them on each TP rank.
+    DenseDecoderShape d;
+    FillDecoderShape(c, d);
+    const std::unique_ptr<Model> whole = MakeDenseDecoder(d);
+    std::vector<TpParamInfo> infos;
+    for (const ModelParam& p : whole->params()) infos.push_back({p.name, p.shape});
+    absl::StatusOr<TpPartition> part = PartitionForTp(t.tp_partition, c.raw, infos, tp);
+    const int qi = whole->Find("model.layers.0.self_attn.q_proj.weight"),
+              ki = whole->Find("model.layers.0.self_attn.k_proj.weight");
+    if (part.ok() && qi >= 0 && ki >= 0) {  // else MakeModel reports the partition's error
+      for (int r = 0; r < tp; ++r) {
+        const TpParamSplit &qs = part->splits[static_cast<size_t>(qi)],
+                           &ks = part->splits[static_cast<size_t>(ki)];
+        q[static_cast<size_t>(r)] = (qs.sharded() ? qs.Width(r) : n * d.head_dim) / d.head_dim;
+        k[static_cast<size_t>(r)] = (ks.sharded() ? ks.Width(r) : kv * d.head_dim) / d.head_dim;
+      }
+    }
+  }
   for (int r = 0; r < tp; ++r) {
     const int64_t qr = q[static_cast<size_t>(r)], kr = k[static_cast<size_t>(r)];
     if (qr % sp == 0 && kr > 0 && (kr % sp == 0 || sp % kr == 0)) continue;

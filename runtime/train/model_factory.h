@@ -19,8 +19,9 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const ModelConfig& config,
                                                  const TrainConfig& train, int world, int rank);
 // Ulysses (§3.2-3.3) splits each TP rank's attention heads over the `sp` SP ranks: the query
 // heads must divide evenly and the KV heads divide evenly or divide `sp`; an error names the
-// rank's head counts otherwise.
-absl::Status CheckSpHeads(const ModelConfig& config, int tp, int sp);
+// rank's head counts otherwise. A dense decoder's heads per TP rank are its AutoTP partition's
+// (train.tensor_parallel: preset_model / partition_config, else its tp_plan or the heuristic).
+absl::Status CheckSpHeads(const ModelConfig& config, const TrainConfig& train, int tp, int sp);
 // expert_parallel.autoep_size for the model (1 for dense models).
 int AutoEpSize(const ModelConfig& config, const TrainConfig& train);
 // Two groups as the fixtures' client optimizer has them: "decay" (>= 2-D weights, the optimizer's

@@ -225,7 +225,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                      "qwen2, qwen3, and with AutoEP mixtral, qwen3_moe, deepseek), not model_type "
                      "\"",
                      mcfg.model_type, "\""));
-  if (sp > 1) UCP_RETURN_IF_ERROR(CheckSpHeads(mcfg, tp, sp));
+  if (sp > 1) UCP_RETURN_IF_ERROR(CheckSpHeads(mcfg, cfg, tp, sp));
   if (tp > 1 && cfg.zero.stage == 3)
     return absl::UnimplementedError(
         "`tensor_parallel.autotp_size` > 1 with `zero_optimization.stage` 3: ucp train runs "

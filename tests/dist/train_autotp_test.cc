@@ -380,6 +380,45 @@ TEST(AutoTpSources, SubParamBiasResumesAtTp2) {
   }
 }
 
+// Ulysses splits each TP rank's heads as the partition leaves them: with the attention replicated
+// (only the MLPs split) the 6 heads / 2 KV heads divide by sp 2 on every TP rank, so tp 2 x sp 2
+// runs and equals tp 1 (exact SP divisor); the HF plan's 3 / 1 heads per TP rank are refused.
+TEST(AutoTpSources, SpTimesTpSplitsThePartitionsHeads) {
+  const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
+  testing::ScratchDir scratch("train_autotp_sp");
+  const json mlp_only = {
+      {"use_default_specs", false},
+      {"layer_specs",
+       {{{"patterns", {R"(.*\.mlp\.(gate|up)_proj\.weight$)"}}},
+        {{"patterns", {R"(.*\.mlp\.down_proj\.weight$)"}}, {"partition_type", "row"}}}}};
+  std::vector<json> losses, norms;
+  for (const auto& [tp, keys] : std::vector<std::pair<int, json>>{
+           {1, json::object()}, {2, {{"partition_config", mlp_only}}}, {2, json::object()}}) {
+    SCOPED_TRACE(keys.dump());
+    std::vector<std::string> args = SourceArgs(m, tp, keys, json::object(), scratch.path());
+    json cfg = ReadJson(scratch.path() + "/ds.json");
+    if (tp > 1) cfg["sequence_parallel_size"] = 2;
+    WriteJson(scratch.path() + "/ds.json", cfg);
+    args[1] = std::to_string(tp * tp);  // tp 2 x sp 2
+    for (const char* a :
+         {"--data", "recipe:5", "--train-steps", "6", "--seed", "9", "--sp-grad-divisor", "exact"})
+      args.push_back(a);
+    TrainRun r = Train(args, scratch.path());
+    if (tp > 1 && keys.empty()) {
+      EXPECT_EQ(r.code, 1);
+      EXPECT_NE(r.err.find("Ulysses splits the 3 attention heads and 1 KV heads of TP rank 0"),
+                std::string::npos)
+          << r.err;
+      continue;
+    }
+    ASSERT_EQ(r.code, 0) << r.err;
+    losses.push_back(r.metrics["losses"]);
+    norms.push_back(r.metrics["grad_norm"]);
+  }
+  ExpectSameLosses(losses, {"1", "2", "3", "4", "5", "6"});
+  ExpectSameLosses(norms, {"1", "2", "3", "4", "5", "6"});
+}
+
 TEST(AutoTpErrors, RefusedByName) {
   const json m = ReadJson(TpFixture("autotp_llama_s2_fp32_tp2_dp2") + "/manifest.json");
   testing::ScratchDir scratch("train_autotp_errors");
