@@ -12,7 +12,8 @@
 //     down_proj), the heuristic of a model without a tp_plan, Qwen3's q/k norms under a
 //     grad_allreduce spec: fp32 losses and gradient norms at tp 2 equal tp 1's from the same
 //     seeded init; a sub-parameter save at tp 2 merges back (ucp convert equals the tp-1 UCP,
-//     the tp-1 load) and reloads at tp 2; a sub-parameter bias (Qwen2 k_proj) resumes at tp 2.
+//     the tp-1 load) and reloads at tp 2; a sub-parameter bias (Qwen2 k_proj) resumes at tp 2;
+//     tp 2 x sp 2 with the attention replicated equals tp 1 (Ulysses on the partition's heads).
 //   * What is refused by name: tp with ZeRO-3, tp not dividing the world, a partition the
 //     forward cannot run.
 #include <cstdlib>
