@@ -167,7 +167,11 @@ class DenseDecoder : public Model {
     const TpParamSplit* s = Split(wi);
     const at::Tensor w = Read(wi), b = Opt(module + ".bias");
     const bool column = s != nullptr && s->sharded() && !s->row, row = s != nullptr && s->row;
-    at::Tensor y = at::linear(column ? CopyToTp(tp_, x) : x, w, row ? at::Tensor() : b);
+    at::Tensor in = x;
+    if (column) in = CopyToTp(tp_, x);
+    // A row-parallel lm_head reads the replicated hidden state: this rank's columns of it.
+    if (row && module == "lm_head") in = ScatterToTp(tp_, x, s->widths[0]);
+    at::Tensor y = at::linear(in, w, row ? at::Tensor() : b);
     if (row) {
       y = ReduceFromTp(tp_, y);
       if (b.defined()) y = y + b;
@@ -250,10 +254,14 @@ absl::Status CheckDenseDecoderTp(const DenseDecoderShape& s, const std::vector<M
     const std::string& n = params[i].name;
     if (sp.style == TpStyle::kColumnGather && n != "lm_head.weight")
       return refuse(n, "asks for gather_output: ucp train gathers the output of lm_head only");
-    if (n == "lm_head.weight" && sp.sharded() && sp.style != TpStyle::kColumnGather)
+    if (n == "lm_head.weight" && sp.sharded() && !sp.row && sp.style != TpStyle::kColumnGather)
       return refuse(n,
                     "splits lm_head without gather_output: the loss needs the whole "
-                    "vocabulary (a column spec with gather_output: true, or skip)");
+                    "vocabulary (a column spec with gather_output: true, a row spec, or skip)");
+    if (n == "lm_head.weight" && sp.row && sp.sub_params)
+      return refuse(n,
+                    "splits a row-parallel lm_head by a shape: DeepSpeed trains a row "
+                    "lm_head on an unreshaped input-dimension cut only");
     for (const char* out_proj : {"o_proj.weight", "down_proj.weight"}) {
       if (absl::EndsWith(n, out_proj) && sp.dim == 0)
         return refuse(n,

@@ -35,7 +35,8 @@ std::unique_ptr<Model> MakeDenseDecoder(const DenseDecoderShape& shape);
 
 // Whether the forward can run every TP rank's slices of `splits` (over `params`, the tp-1
 // model's): whole heads, q/k/v/o and gate/up/down widths that agree, o_proj / down_proj not
-// column-split, gather_output only on lm_head, lm_head column-split only with gather_output, and
+// column-split, gather_output only on lm_head, lm_head column-split only with gather_output (or
+// row-split without a shape), and
 // Qwen3's q_norm / k_norm marked grad_allreduce when their heads are split. Unimplemented naming
 // the parameter otherwise (DeepSpeed would fail in the forward or let the ranks drift apart).
 absl::Status CheckDenseDecoderTp(const DenseDecoderShape& shape,

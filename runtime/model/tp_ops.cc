@@ -78,7 +78,35 @@ class GatherColumnsFn : public torch::autograd::Function<GatherColumnsFn> {
   }
 };
 
+class ScatterToTpFn : public torch::autograd::Function<ScatterToTpFn> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, at::Tensor x, int64_t comm, int64_t offset,
+                            int64_t width) {
+    ctx->saved_data["comm"] = comm;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["full"] = x.size(-1);
+    return x.narrow(-1, offset, width).contiguous();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    // Each rank's slice gradient, summed into the whole (replicated) input's gradient.
+    std::vector<int64_t> shape = g[0].sizes().vec();
+    shape.back() = ctx->saved_data["full"].toInt();
+    at::Tensor whole = at::zeros(shape, g[0].options());
+    whole.narrow(-1, ctx->saved_data["offset"].toInt(), g[0].size(-1)).copy_(g[0]);
+    CommOf(ctx).AllReduceSum(whole);
+    return {whole, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor ScatterToTp(const TpGroup& tp, const at::Tensor& x, const std::vector<int64_t>& widths) {
+  if (!tp.active()) return x;
+  int64_t offset = 0;
+  for (int r = 0; r < tp.rank; ++r) offset += widths[static_cast<size_t>(r)];
+  return ScatterToTpFn::apply(x, reinterpret_cast<int64_t>(tp.comm), offset,
+                              widths[static_cast<size_t>(tp.rank)]);
+}
 
 at::Tensor CopyToTp(const TpGroup& tp, const at::Tensor& x) {
   return tp.active() ? CopyToTpFn::apply(x, reinterpret_cast<int64_t>(tp.comm)) : x;

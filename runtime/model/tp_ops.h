@@ -6,6 +6,9 @@
 //   ReduceFromTp  SUM all-reduce forward, identity backward: the output of a row-parallel linear;
 //   GatherColumns all-gather of the last dim from uneven widths forward, this rank's columns of the
 //                 gradient backward: a column-parallel linear with gather_output (lm_head).
+//   ScatterToTp   this rank's columns of the last dim forward, backward the gradient at those
+//                 columns of zeros summed over TP: the replicated input of a row-parallel lm_head
+//                 (DeepSpeed's LinearAllreduceWithReplicatedInput).
 // With no group (nullptr or size 1) each is the identity.
 #pragma once
 
@@ -29,5 +32,7 @@ at::Tensor ReduceFromTp(const TpGroup& tp, const at::Tensor& x);
 // x [..., widths[tp.rank]] -> [..., sum(widths)], rank r's columns at their offset.
 at::Tensor GatherColumns(const TpGroup& tp, const at::Tensor& x,
                          const std::vector<int64_t>& widths);
+// x [..., sum(widths)] -> [..., widths[tp.rank]], rank r's columns at their offset.
+at::Tensor ScatterToTp(const TpGroup& tp, const at::Tensor& x, const std::vector<int64_t>& widths);
 
 }  // namespace ucp::runtime

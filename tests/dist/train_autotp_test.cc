@@ -7,7 +7,8 @@
 //   * Independence of tp: one seeded Llama trained at tp 1, 2 and 4 on 4 ranks (tp 4 leaves two
 //     ranks without KV heads): the same fp32 losses.
 //   * Load-then-save identity at tp 2: DeepSpeed's re-saves after its universal load, bitwise.
-//   * Partitioning sources (§2.2): preset_model (alone, and with a custom skip spec first), a
+//   * Partitioning sources (§2.2): preset_model (alone, with a custom skip spec first, with a
+//     row-parallel lm_head spec), a
 //     partition_config with sub-parameter shapes ([gate_r ; up_r] and the row analogue on
 //     down_proj), the heuristic of a model without a tp_plan, Qwen3's q/k norms under a
 //     grad_allreduce spec: fp32 losses and gradient norms at tp 2 equal tp 1's from the same
@@ -218,6 +219,8 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
   // Custom specs come first: the MLPs stay replicated (no collectives), attention is split.
   const json skip_mlp = {
       {"layer_specs", {{{"patterns", {R"(.*\.mlp\..*)"}}, {"partition_type", "skip"}}}}};
+  // DeepSpeed's LinearAllreduceWithReplicatedInput: lm_head's input columns split.
+  const json row_head = {{"layer_specs", {{{"patterns", {"lm_head"}}, {"partition_type", "row"}}}}};
   std::vector<json> losses, norms;
   for (const Run& run : {Run{1, json::object(), json::object(), "tp 1"},
                          Run{2, {{"preset_model", "llama"}}, json::object(), "preset llama"},
@@ -229,6 +232,10 @@ TEST(AutoTpSources, PresetPartitionConfigAndHeuristicMatchTp1) {
                              {{"preset_model", "llama"}, {"partition_config", skip_mlp}},
                              json::object(),
                              "preset with the MLPs replicated"},
+                         Run{2,
+                             {{"preset_model", "llama"}, {"partition_config", row_head}},
+                             json::object(),
+                             "preset with a row-parallel lm_head"},
                          Run{2, json::object(), no_plan, "heuristic"}}) {
     SCOPED_TRACE(run.what);
     std::vector<std::string> args =
