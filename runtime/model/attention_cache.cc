@@ -1,6 +1,7 @@
 #include "runtime/model/attention_cache.h"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/_softmax.h>
 #include <ATen/ops/_softmax_backward_data.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
@@ -33,8 +34,18 @@ at::Tensor Probabilities(const at::Tensor& qf, const at::Tensor& kf, const at::T
   return att.masked_fill(mask, -std::numeric_limits<double>::infinity()).softmax(-1);
 }
 
-at::Tensor Plain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const at::Tensor p = Probabilities(q.to(at::kFloat), k.to(at::kFloat), CausalMask(q.size(2)));
+// The same with the same kernels writing in place (same values), so that one [B, h, T, T]
+// buffer lives instead of two: for the recorded forward and the backward (no graph recorded).
+at::Tensor ProbabilitiesInPlace(const at::Tensor& qf, const at::Tensor& kf,
+                                const at::Tensor& mask) {
+  at::Tensor att = at::matmul(qf, kf.transpose(-1, -2));
+  att.div_(Scale(qf)).masked_fill_(mask, -std::numeric_limits<double>::infinity());
+  return at::_softmax_out(att, att, -1, false);
+}
+
+at::Tensor Plain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool in_place) {
+  const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat), mask = CausalMask(q.size(2));
+  const at::Tensor p = in_place ? ProbabilitiesInPlace(qf, kf, mask) : Probabilities(qf, kf, mask);
   return at::matmul(p, v.to(at::kFloat)).to(q.scalar_type());
 }
 
@@ -70,17 +81,14 @@ class ReplayedAttention : public torch::autograd::Function<ReplayedAttention> {
     const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2];
     const at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat), vf = v.to(at::kFloat);
     const at::Tensor mask = CausalMask(q.size(2));
-    at::Tensor p = Probabilities(qf, kf, mask);
+    at::Tensor p = ProbabilitiesInPlace(qf, kf, mask);
     // out = matmul(p, vf).to(dtype)
     const at::Tensor g = Fold(grad_out[0].to(at::kFloat));
     at::Tensor gv = Fold(p).transpose(1, 2).bmm(g).reshape(vf.sizes());
-    at::Tensor gs;
-    {
-      at::Tensor gp = g.bmm(Fold(vf).transpose(1, 2)).reshape(p.sizes());
-      gs = at::_softmax_backward_data(gp, p, -1, at::kFloat);
-    }
+    at::Tensor gs = g.bmm(Fold(vf).transpose(1, 2)).reshape(p.sizes());
+    at::_softmax_backward_data_out(gs, gs, p, -1, at::kFloat);  // row by row: in place is safe
     p.reset();
-    gs = gs.masked_fill(mask, 0) / Scale(q);
+    gs.masked_fill_(mask, 0).div_(Scale(q));
     // att = matmul(qf, kf^T)
     const at::Tensor kt = kf.transpose(-1, -2), gs3 = Fold(gs);
     gs.reset();
@@ -101,9 +109,9 @@ AttentionCacheScope::AttentionCacheScope(AttentionCache& cache, AttentionCache::
 AttentionCacheScope::~AttentionCacheScope() { current = nullptr; }
 
 at::Tensor CausalAttentionCore(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (current == nullptr) return Plain(q, k, v);
+  if (current == nullptr) return Plain(q, k, v, false);
   if (current_mode == AttentionCache::Mode::kReplay) return ReplayedAttention::apply(q, k, v);
-  at::Tensor out = Plain(q, k, v);
+  at::Tensor out = Plain(q, k, v, /*in_place=*/true);
   current->outputs.push_back(out);
   return out;
 }
