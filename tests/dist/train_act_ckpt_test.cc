@@ -3,7 +3,7 @@
 // processes: the engine re-runs every unit's forward in backward and attention replays its kept
 // output, with no model code involved.
 //   * Bitwise the same training: per case (ZeRO 0-3; tied embeddings with gradient accumulation;
-//     AutoSP; bf16; AutoEP Mixtral; DeepSeek-V3's latent attention; TinyLM, which has no
+//     AutoSP; bf16; AutoTP; AutoEP Mixtral; DeepSeek-V3's latent attention; TinyLM, which has no
 //     attention) the same losses and gradient norms to the last bit with checkpointing off and
 //     on, and byte-identical checkpoint files.
 //   * Memory: at S = 1024 no [S, S] activation lives from forward to backward, so the peak RSS
@@ -131,6 +131,11 @@ std::vector<Case> Cases() {
        Adam({{"train_batch_size", 4},
              {"sequence_parallel_size", 2},
              {"zero_optimization", {{"stage", 3}}}}),
+       Llama(2, 8, false)},
+      {"llama_s1_tp2", 2,
+       Adam({{"train_batch_size", 4},
+             {"tensor_parallel", {{"autotp_size", 2}}},
+             {"zero_optimization", {{"stage", 1}}}}),
        Llama(2, 8, false)},
       {"mixtral_s2_ep2", 2, AutoEpCase("autoep_mixtral_s2_fp32_dp4_ep2", 2),
        AutoEpModel("autoep_mixtral_s2_fp32_dp4_ep2")},
