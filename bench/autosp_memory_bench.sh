@@ -8,12 +8,13 @@
 # the estimate is the base plus [B, heads/sp, S, S] fp32 buffers: 4 of them off (kept softmax of
 # each layer plus the forward's temporaries at L = 2), 2 on.
 # Prints one TSV row per run: sp S mode peak_rss_mib ms_per_step loss_step1.
-# Usage: bench/autosp_memory_bench.sh BUILD_DIR ["S1 S2 ..."] ["SP1 SP2 ..."]
+# Usage: [L=layers] [MODES="off on"] bench/autosp_memory_bench.sh BUILD_DIR ["S1 S2 ..."] ["SP1 ..."]
 set -euo pipefail
 build=${1:?usage: autosp_memory_bench.sh BUILD_DIR [LENGTHS] [SPS]}
 lengths=${2:-1024 2048 4096 8192}
 sps=${3:-1 2 4}
 L=${L:-2}
+modes=${MODES:-off on}
 cmake --build "$build" --target ucp-train >/dev/null
 train="$build/runtime/train/ucp-train"
 tmp=$(mktemp -d -t ucp_autosp_mem.XXXXXX)
@@ -32,7 +33,7 @@ for sp in $sps; do
  "optimizer": {"type": "AdamW", "params": {"lr": 0.01}}}
 J
   for s in $lengths; do
-    for mode in off on; do
+    for mode in $modes; do
       buffers=$([[ $mode == off ]] && echo 4 || echo 2)
       est_mib=$((230 + buffers * 8 / sp * s / 1024 * s / 1024 * 4))
       avail_mib=$(($(awk '/MemAvailable/ {print $2}' /proc/meminfo) / 1024))
