@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
