@@ -68,6 +68,11 @@ a UCP or weights at any dp or stage.
   --comm-timeout S       seconds a collective may wait for a peer (default 300)
   --no-bind              do not pin each local rank to its share of the CPUs
   --no-fsync             do not fsync checkpoint files (tests)
+  --activation-checkpointing
+                         selective activation checkpointing of every model unit (as the
+                         config's `activation_checkpointing` block): each unit's forward runs
+                         again in backward, attention outputs kept, so no [S, S] attention
+                         activation lives from forward to backward; the same numbers, bitwise
   --sp-grad-divisor M    sequence parallelism (`sequence_parallel_size` > 1) at ZeRO 0-2:
                          `deepspeed` (default) divides the SP-summed gradients by dp as DeepSpeed
                          does, i.e. sp times the mean gradient (the same checkpoints and loss
@@ -81,7 +86,7 @@ struct Args {
       metrics_json, sp_grad_divisor = "deepspeed";
   int64_t seq_len = 0, train_steps = -1, save_interval = 0;
   uint64_t seed = 1234;
-  bool load_module_only = false, fsync = true, bind = true;
+  bool load_module_only = false, fsync = true, bind = true, activation_checkpointing = false;
   int threads = 1, comm_timeout = 300;
 };
 
@@ -143,6 +148,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       a.fsync = false;
     } else if (f == "--no-bind") {
       a.bind = false;
+    } else if (f == "--activation-checkpointing") {
+      a.activation_checkpointing = true;
     } else {
       return UsageError(absl::StrCat("unknown option '", f, "' (see --help)"));
     }
@@ -259,6 +266,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                               autoep_size);
 
   UCP_ASSIGN_OR_RETURN(EngineConfig ecfg, MakeEngineConfig(cfg));
+  if (args.activation_checkpointing) ecfg.activation_checkpointing = true;
   CommOptions co;
   co.rank = env.rank;
   co.world_size = env.world_size;
@@ -322,14 +330,15 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   if (args.train_steps > 0) {
     UCP_ASSIGN_OR_RETURN(
         data, OpenBatches(args.data, args.data_dtype, args.seed, mcfg.vocab_size, seq_len));
-    log.Line("ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
-             PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
-             " trainable parameters",
-             mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
-             tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
-             sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "", "), data ",
-             data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
-             " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
+    log.Line(
+        "ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
+        PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
+        " trainable parameters", mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
+        tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
+        sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "",
+        ecfg.activation_checkpointing ? ", selective activation checkpointing" : "", "), data ",
+        data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
+        " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
   }
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},
@@ -419,6 +428,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   metrics["world_size"] = env.world_size;
   if (from_checkpoint) metrics["load_seconds"] = load_seconds;
   metrics["zero_stage"] = cfg.zero.stage;
+  metrics["activation_checkpointing"] = ecfg.activation_checkpointing;
   metrics["train_seconds"] = train_seconds;
   metrics["tokens_per_second"] = train_seconds > 0 ? tokens / train_seconds : 0.0;
   metrics["ms_per_step"] = args.train_steps > 0 ? 1000 * train_seconds / args.train_steps : 0.0;
