@@ -5,12 +5,11 @@
 // work under mpirun, while ranks here come from torchrun, srun or mpirun alike. What the
 // conversion needs is small: a handshake, one broadcast, one gather and failure propagation.
 //
-// Wire format (every integer little-endian): a frame is
-//     magic u32 'UCPD' | type u32 | length u64 | payload[length]
-// and every length is checked against kMaxMessageBytes before anything is buffered. The first
-// frame on a connection is kHello {rank i32, world i32, key u64}; rank 0 refuses a rank out of
+// Wire format: dist_wire.h (frames, the hello, every check of what a peer sends). The first
+// frame on a connection is the hello; rank 0 refuses a rank of another protocol version, out of
 // range, a duplicate, another world size or another key (a different plan) with an error naming
-// the rank. Connections that do not start with a valid hello (a port scanner) are dropped.
+// the rank and its address. Connections that do not start with our magic (a port scanner) are
+// dropped.
 //
 // Liveness: a background thread sends kHeartbeat every second to each peer and reads every
 // socket. A peer whose connection closes (kill -9 closes it at once) or that stays silent for
@@ -29,10 +28,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "converters/execute/dist_wire.h"
 
 namespace ucp::converters::execute {
-
-inline constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
 
 // The rank environment a launcher leaves to a process.
 struct RankEnv {
@@ -52,13 +50,6 @@ struct RankEnv {
 // variable for a missing or malformed value; launcher "" (one rank) when none is set.
 absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn);
 absl::StatusOr<RankEnv> ReadRankEnv();
-
-enum class MessageType : uint32_t {
-  kHello = 1,
-  kHeartbeat = 2,
-  kFailed = 3,  // payload: the error text
-  kData = 4,    // payload: the caller's bytes
-};
 
 class RankGroup {
  public:

@@ -268,8 +268,9 @@ TEST_F(DistTest, ARankWithAnotherWorldSizeIsNamed) {
   const pid_t b = Spawn(args, env(1, 3), Path("b.log"));
   EXPECT_EQ(Wait(a, 60), 1);
   EXPECT_EQ(Wait(b, 60), 1);
-  EXPECT_NE(ReadAll(Path("a.log")).find("rank 1 was started with world size 3"), std::string::npos)
-      << ReadAll(Path("a.log"));
+  const std::string log = ReadAll(Path("a.log"));
+  EXPECT_NE(log.find("error: rank 1 (127.0.0.1:"), std::string::npos) << log;
+  EXPECT_NE(log.find(") was started with world size 3, rank 0 with 2"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(Path("out")));
 }
 
