@@ -18,7 +18,6 @@
 #include <thread>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 
@@ -69,68 +68,7 @@ void SetSocketOptions(int fd, absl::Duration send_timeout) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-absl::StatusOr<int> ParseVar(const std::function<const char*(const char*)>& getenv_fn,
-                             const char* name) {
-  const char* value = getenv_fn(name);
-  int parsed = 0;
-  if (value == nullptr) return absl::InvalidArgumentError(absl::StrCat(name, " is not set"));
-  if (!absl::SimpleAtoi(value, &parsed)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, "='", value, "' is not an integer"));
-  }
-  return parsed;
-}
-
 }  // namespace
-
-absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn) {
-  struct Names {
-    const char* launcher;
-    const char* rank;
-    const char* world;
-    const char* local;
-  };
-  static constexpr Names kLaunchers[] = {
-      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
-      {"srun", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
-      {"mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
-  };
-  RankEnv env;
-  for (const Names& n : kLaunchers) {
-    if (getenv_fn(n.rank) == nullptr) continue;
-    env.launcher = n.launcher;
-    UCP_ASSIGN_OR_RETURN(env.rank, ParseVar(getenv_fn, n.rank));
-    UCP_ASSIGN_OR_RETURN(env.world_size, ParseVar(getenv_fn, n.world));
-    if (getenv_fn(n.local) != nullptr) {
-      UCP_ASSIGN_OR_RETURN(env.local_rank, ParseVar(getenv_fn, n.local));
-    }
-    if (env.world_size < 1 || env.world_size > 65536) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(n.world, "=", env.world_size, " is not a world size (1..65536)"));
-    }
-    if (env.rank < 0 || env.rank >= env.world_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(n.rank, "=", env.rank, " is not below ", n.world, "=", env.world_size));
-    }
-    break;
-  }
-  if (env.world_size == 1) return env;
-  const char* addr = getenv_fn("MASTER_ADDR");
-  if (addr == nullptr || *addr == '\0') return absl::InvalidArgumentError("MASTER_ADDR is not set");
-  env.master_addr = addr;
-  const bool own_port = getenv_fn("UCP_DIST_PORT") != nullptr;
-  UCP_ASSIGN_OR_RETURN(env.port, ParseVar(getenv_fn, own_port ? "UCP_DIST_PORT" : "MASTER_PORT"));
-  if (!own_port && env.launcher == "torchrun" && getenv_fn("TORCHELASTIC_RUN_ID") != nullptr) {
-    ++env.port;  // the elastic agent's store holds MASTER_PORT
-  }
-  if (env.port < 1 || env.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("port ", env.port, " is not in 1..65535"));
-  }
-  return env;
-}
-
-absl::StatusOr<RankEnv> ReadRankEnv() {
-  return ReadRankEnv([](const char* name) { return std::getenv(name); });
-}
 
 struct RankGroup::Peer {
   Peer(int r, int f) : rank(r), fd(f), in(absl::StrCat("rank ", r)) {}
@@ -392,19 +330,20 @@ absl::StatusOr<std::optional<Hello>> ReadHello(int fd, const std::string& who,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RankEnv& env, uint64_t key,
+absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const launch::RankEnv& env, int port,
+                                                           uint64_t key,
                                                            absl::Duration connect_timeout,
                                                            absl::Duration peer_timeout) {
   std::unique_ptr<RankGroup> group(new RankGroup(env.rank, env.world_size, peer_timeout));
   const absl::Time deadline = absl::Now() + connect_timeout;
   if (env.rank != 0) {
-    UCP_ASSIGN_OR_RETURN(const int fd, Connect(env.master_addr, env.port, deadline));
+    UCP_ASSIGN_OR_RETURN(const int fd, Connect(env.master_addr, port, deadline));
     auto peer = std::make_unique<Peer>(0, fd);
     SetSocketOptions(fd, peer_timeout);
     UCP_RETURN_IF_ERROR(WriteAll(fd, EncodeHello(env.rank, env.world_size, key), "rank 0"));
     group->peers_[0] = std::move(peer);
   } else {
-    UCP_ASSIGN_OR_RETURN(const int listener, Listen(env.port));
+    UCP_ASSIGN_OR_RETURN(const int listener, Listen(port));
     int joined = 1;
     absl::Status error;
     while (joined < env.world_size && error.ok()) {

@@ -34,12 +34,11 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-RankEnv Env(int rank, int world, int port) {
-  RankEnv env;
+launch::RankEnv Env(int rank, int world) {
+  launch::RankEnv env;
   env.rank = rank;
   env.world_size = world;
   env.master_addr = "127.0.0.1";
-  env.port = port;
   return env;
 }
 
@@ -97,7 +96,7 @@ class RawPeer {
 
 std::future<absl::StatusOr<std::unique_ptr<RankGroup>>> JoinAsync(int rank, int world, int port) {
   return std::async(std::launch::async, [=] {
-    return RankGroup::Join(Env(rank, world, port), kKey, absl::Seconds(20), absl::Seconds(20));
+    return RankGroup::Join(Env(rank, world), port, kKey, absl::Seconds(20), absl::Seconds(20));
   });
 }
 

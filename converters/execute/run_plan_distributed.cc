@@ -186,7 +186,8 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
   const auto start = std::chrono::steady_clock::now();
   const std::string output = ucp::NormalizeOutputPath(options.output);
   if (output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(const RankEnv env, ReadRankEnv());
+  UCP_ASSIGN_OR_RETURN(const launch::RankEnv env, launch::ReadRankEnv());
+  UCP_ASSIGN_OR_RETURN(const int port, launch::CoordinatorPort(env));
   UCP_ASSIGN_OR_RETURN(std::vector<const ByteSource*> sources, ResolveSources(plan, files));
   UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
   // UCP_DIST_MIN_PIECE (bytes): smaller pieces than 1 MiB, so that tests on small checkpoints cut
@@ -200,9 +201,10 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
   UCP_ASSIGN_OR_RETURN(const std::vector<RankWork> work,
                        DivideWork(plan, env.world_size, min_piece));
   const uint64_t key = PlanKey(plan, env.world_size);
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<RankGroup> group,
-                       RankGroup::Join(env, key, SecondsFromEnv("UCP_DIST_CONNECT_TIMEOUT", 300),
-                                       SecondsFromEnv("UCP_DIST_TIMEOUT", 60)));
+  UCP_ASSIGN_OR_RETURN(
+      std::unique_ptr<RankGroup> group,
+      RankGroup::Join(env, port, key, SecondsFromEnv("UCP_DIST_CONNECT_TIMEOUT", 300),
+                      SecondsFromEnv("UCP_DIST_TIMEOUT", 60)));
   CancelWatch watch(options.execute.cancel, group.get());
   RunResult result;
   result.output = output;
