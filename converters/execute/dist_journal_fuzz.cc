@@ -35,6 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t n = journal->batch_crcs[b].size();
     UCP_CHECK(n == 0 || n == fixture->second.batches[b].size());
   }
-  if (journal->written[0]) UCP_CHECK(journal->written[0]->path == "weights.h5");
+  if (journal->written[0]) {
+    UCP_CHECK(journal->written[0]->path == "weights.h5");
+  }
   return 0;
 }

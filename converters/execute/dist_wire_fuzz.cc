@@ -38,7 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       } else if (frame.type == MessageType::kData) {
         absl::StatusOr<RankReport> report = DecodeReport(frame.payload, work, 1);
         UCP_CHECK(report.ok() == (frame.payload.size() == 24));
-        if (report.ok()) UCP_CHECK(report->crcs.size() == 3 && report->written.size() == 1);
+        if (report.ok()) {
+          UCP_CHECK(report->crcs.size() == 3 && report->written.size() == 1);
+        }
       } else if (frame.type == MessageType::kFailed) {
         const std::string text = FailureText(frame.payload, 1);
         UCP_CHECK(text.size() <= kMaxFailureBytes + 16);
