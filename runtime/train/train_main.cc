@@ -22,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "converters/launch/launcher.h"
+#include "converters/launch/rank_env.h"
 #include "formats/base/status.h"
 #include "nlohmann/json.hpp"
 #include "runtime/checkpoint/load.h"
@@ -29,7 +31,6 @@
 #include "runtime/config/ds_config.h"
 #include "runtime/config/lr_schedule.h"
 #include "runtime/config/model_config.h"
-#include "runtime/launch/launcher.h"
 #include "runtime/model/moe_decoder.h"
 #include "runtime/moe/all_to_all.h"
 #include "runtime/train/batches.h"
@@ -39,6 +40,12 @@
 
 namespace ucp::runtime {
 namespace {
+
+using converters::launch::LaunchLocal;
+using converters::launch::LaunchOptions;
+using converters::launch::LaunchResult;
+using converters::launch::RankEnv;
+using converters::launch::ReadRankEnv;
 
 constexpr char kUsage[] = R"(usage: ucp train [--nproc N] --config DS_JSON --model-config MODEL_JSON
                  --data (TOKENS_FILE | INDEXED_PREFIX | recipe:SEED) --train-steps K [options]
@@ -472,6 +479,8 @@ int Main(int argc, char** argv) {
   if (args->nproc > 0 && std::getenv("UCP_TRAIN_LAUNCHED") == nullptr) {
     LaunchOptions lo;
     lo.nproc = args->nproc;
+    lo.name = "ucp train";
+    lo.launched_variable = "UCP_TRAIN_LAUNCHED";
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     lo.argv.push_back(n > 0 ? std::string(self, n) : argv_s[0]);
@@ -491,7 +500,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", r->message.c_str());
     return r->exit_code;
   }
-  absl::StatusOr<RankEnv> env = ReadRankEnv();
+  absl::StatusOr<RankEnv> env = ReadRankEnv({.require_local_rank = true});
   if (!env.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(env.status().message()).c_str());
     return 2;
