@@ -20,6 +20,7 @@
 #include "cli/commands/export_command.h"
 #include "cli/commands/inspect_command.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/launch_ranks.h"
 #include "cli/commands/option_checks.h"
 #include "cli/commands/reshard_command.h"
 #include "cli/commands/train_dispatch.h"
@@ -84,6 +85,17 @@ int ParseFailed(const CLI::App& app, const CLI::ParseError& e, bool json) {
   return code;
 }
 
+// --distributed and --nproc of the verbs that write (docs/distributed.md).
+void AddDistributedOptions(CLI::App* cmd, bool& distributed, int& nproc) {
+  cmd->add_flag("--distributed", distributed,
+                "run as one rank of a job: ranks from torchrun, srun or mpirun, or --nproc; the "
+                "output is the same bytes as one process writes (docs/distributed.md)");
+  cmd->add_option("--nproc", nproc,
+                  "start N local ranks of this command (127.0.0.1, a free port; implies "
+                  "--distributed); Ctrl-C stops them all; a failed rank is named")
+      ->check(PositiveInt());
+}
+
 // Options shared by `ucp convert` and `ucp-convert`; `alias` adds ds_to_universal's spellings.
 void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool alias) {
   if (alias) {
@@ -135,8 +147,7 @@ void AddConvertOptions(CLI::App* cmd, ucp::cli::ConvertCommandOptions& o, bool a
   cmd->add_flag("--keep_temp_folder", o.keep_temp_folder,
                 "ds_to_universal compatibility: no effect (ucp writes no temporary folder)");
   cmd->add_flag("--no-fsync", o.no_fsync, "skip fsync (scratch output)");
-  cmd->add_flag("--distributed", o.distributed,
-                "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
+  AddDistributedOptions(cmd, o.distributed, o.nproc);
 }
 
 int ConvertAliasMain(int argc, char** argv) {
@@ -151,6 +162,9 @@ int ConvertAliasMain(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return ParseFailed(app, e, WantsJson(argc, argv));
+  }
+  if (convert.nproc > 0 && !convert.dry_run) {
+    return ucp::cli::LaunchRanks(convert.nproc, "ucp-convert", argc, argv, std::cerr);
   }
   convert.progress = ::isatty(STDERR_FILENO) == 1;
   if (!convert.dry_run) ucp::cli::InstallInterruptHandlers();
@@ -296,9 +310,7 @@ CLI::App* AddReshard(CLI::App& app, ucp::cli::ReshardCommandOptions& reshard) {
   reshard_cmd->add_flag("--json", reshard.json, "print the result (or the plan) as JSON");
   reshard_cmd->add_flag("--force", reshard.force, "replace an existing OUT");
   reshard_cmd->add_flag("--no-fsync", reshard.no_fsync, "skip fsync (scratch output)");
-  reshard_cmd->add_flag(
-      "--distributed", reshard.distributed,
-      "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
+  AddDistributedOptions(reshard_cmd, reshard.distributed, reshard.nproc);
   return reshard_cmd;
 }
 
@@ -338,9 +350,7 @@ CLI::App* AddExport(CLI::App& app, ucp::cli::ExportCommandOptions& exp) {
   export_cmd->add_flag("--json", exp.json, "print the result as JSON");
   export_cmd->add_flag("--force", exp.force, "replace an existing output folder");
   export_cmd->add_flag("--no-fsync", exp.no_fsync, "skip fsync (scratch output)");
-  export_cmd->add_flag(
-      "--distributed", exp.distributed,
-      "one rank of a job: ranks from torchrun, srun or mpirun (docs/distributed.md)");
+  AddDistributedOptions(export_cmd, exp.distributed, exp.nproc);
   return export_cmd;
 }
 
@@ -477,6 +487,17 @@ int main(int argc, char** argv) {
   // The verbs that write: progress on a terminal, and Ctrl-C / SIGTERM remove what was staged
   // (a dry run writes nothing: Ctrl-C stops it at once as usual).
   const bool tty = ::isatty(STDERR_FILENO) == 1;
+  // --nproc: this process only launches and supervises the ranks (a dry run writes nothing and
+  // prints its plan once, here).
+  if (*reshard_cmd && reshard.nproc > 0 && !reshard.dry_run) {
+    return ucp::cli::LaunchRanks(reshard.nproc, "ucp reshard", argc, argv, std::cerr);
+  }
+  if (*export_cmd && exp.nproc > 0 && !exp.dry_run) {
+    return ucp::cli::LaunchRanks(exp.nproc, "ucp export", argc, argv, std::cerr);
+  }
+  if (*convert_cmd && convert.nproc > 0 && !convert.dry_run && !convert.input.empty()) {
+    return ucp::cli::LaunchRanks(convert.nproc, "ucp convert", argc, argv, std::cerr);
+  }
   if (*reshard_cmd) {
     if (!reshard.dry_run) ucp::cli::InstallInterruptHandlers();
     reshard.progress = tty;

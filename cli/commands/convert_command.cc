@@ -4,6 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/launch_ranks.h"
 #include "cli/commands/progress.h"
 #include "converters/pipelines/convert.h"
 #include "formats/base/byte_size.h"
@@ -77,6 +78,7 @@ int RunConvert(const ConvertCommandOptions& o, std::ostream& out, std::ostream& 
   absl::StatusOr<pipelines::ConvertResult> result = pipelines::Convert(options);
   progress.Finish();
   if (!result.ok()) return RunFailed(output, result.status());
+  if (IsSecondaryRank(o.distributed)) return kExitOk;  // rank 0 reports the run
   if (result->removed_stale_partial) {
     err << "note: removed " << result->staging << ", left behind by an interrupted run\n";
   }

@@ -30,6 +30,7 @@ struct ConvertCommandOptions {
   int num_merge_workers = 0;
   bool no_fsync = false;     // skip fsync (scratch output, tests)
   bool distributed = false;  // one rank of a torchrun / srun / mpirun job
+  int nproc = 0;             // > 0: launch this many local ranks (main.cc, launch_ranks.h)
   bool progress = false;     // draw a progress line on `err` (main sets it when stderr is a TTY)
 };
 

@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/launch_ranks.h"
 #include "cli/commands/option_checks.h"
 #include "cli/commands/progress.h"
 #include "converters/sinks/export_tensors.h"
@@ -69,6 +70,7 @@ int RunExport(const ExportCommandOptions& o, std::ostream& out, std::ostream& er
   absl::StatusOr<converters::pipelines::ExportResult> r = converters::pipelines::Export(e);
   progress.Finish();
   if (!r.ok()) return RunFailed(output, r.status());
+  if (IsSecondaryRank(o.distributed)) return kExitOk;  // rank 0 reports the run
   if (r->removed_stale_partial)
     err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   for (const std::string& note : r->notes) err << "note: " << note << "\n";

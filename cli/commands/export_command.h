@@ -33,6 +33,7 @@ struct ExportCommandOptions {
   bool safe_serialization = false;  // zero-to-fp32: safetensors instead of .bin
   bool json = false, dry_run = false, force = false, no_fsync = false;
   bool distributed = false;  // one rank of a torchrun / srun / mpirun job
+  int nproc = 0;             // > 0: launch this many local ranks (main.cc, launch_ranks.h)
   bool debug = false;        // zero-to-fp32 -d: accepted, no effect
   int threads = 0;
   bool progress = false;  // draw a progress line on `err` (main sets it when stderr is a TTY)

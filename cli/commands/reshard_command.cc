@@ -4,6 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands/command_output.h"
 #include "cli/commands/interrupt.h"
+#include "cli/commands/launch_ranks.h"
 #include "cli/commands/progress.h"
 #include "converters/pipelines/reshard.h"
 #include "formats/base/byte_size.h"
@@ -61,6 +62,7 @@ int RunReshard(const ReshardCommandOptions& o, std::ostream& out, std::ostream& 
   absl::StatusOr<pipelines::ReshardResult> r = pipelines::Reshard(options);
   progress.Finish();
   if (!r.ok()) return RunFailed(output, r.status());
+  if (IsSecondaryRank(o.distributed)) return kExitOk;  // rank 0 reports the run
   if (r->removed_stale_partial)
     err << "note: removed " << r->staging << ", left behind by an interrupted run\n";
   if (o.json) {

@@ -5,14 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <mutex>
 #include <tuple>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "converters/execute/byte_partition.h"
 #include "formats/base/crc32.h"
 #include "formats/base/status.h"
@@ -209,6 +206,22 @@ uint64_t PlanKey(const Plan& plan, int world) {
   return h.h;
 }
 
+uint64_t WorkKey(const RankWork& work) {
+  Hasher h;
+  h.U64(work.batches.size());
+  for (const std::vector<Segment>& batch : work.batches) {
+    h.U64(batch.size());
+    for (const Segment& s : batch) {
+      const uint64_t v[4] = {static_cast<uint64_t>(s.file), static_cast<uint64_t>(s.region),
+                             s.offset, s.length};
+      h.Bytes(v, sizeof(v));
+    }
+  }
+  h.U64(work.written_files.size());
+  for (int f : work.written_files) h.U64(static_cast<uint64_t>(f));
+  return h.h;
+}
+
 std::string EncodeReport(const RankReport& report) {
   std::string out;
   auto put = [&out](uint64_t v, int bytes) {
@@ -296,54 +309,6 @@ absl::StatusOr<std::vector<ucp::ManifestEntry>> FinishFiles(const Plan& plan,
   }
   UCP_RETURN_IF_ERROR(error);
   return entries;
-}
-
-std::string JournalPath(const std::string& staging, int rank) {
-  return absl::StrCat(staging, "/.ucp-dist/rank-", rank, ".journal");
-}
-
-absl::Status AppendJournal(const std::string& path, const std::string& line, bool fsync) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("opening ", path));
-  const std::string text = line + "\n";
-  const ssize_t n = ::write(fd, text.data(), text.size());
-  absl::Status s;
-  if (n != static_cast<ssize_t>(text.size())) s = ErrnoToStatus(errno, "writing " + path);
-  if (s.ok() && fsync && ::fsync(fd) != 0) s = ErrnoToStatus(errno, "fsync " + path);
-  ::close(fd);
-  return s;
-}
-
-Journal ReadJournal(const std::string& path, const Plan& plan, const RankWork& work) {
-  Journal journal;
-  journal.batch_crcs.resize(work.batches.size());
-  journal.written.resize(work.written_files.size());
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.size() > (uint64_t{64} << 20)) continue;
-    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    size_t index = 0;
-    if (words.size() < 2 || !absl::SimpleAtoi(words[1], &index)) continue;
-    if (words[0] == "batch" && index < work.batches.size() &&
-        words.size() == 2 + work.batches[index].size()) {
-      std::vector<uint32_t> crcs;
-      for (size_t i = 2; i < words.size(); ++i) {
-        uint32_t crc = 0;
-        if (!absl::SimpleAtoi(words[i], &crc)) break;
-        crcs.push_back(crc);
-      }
-      if (crcs.size() == work.batches[index].size()) journal.batch_crcs[index] = std::move(crcs);
-    } else if (words[0] == "file" && index < work.written_files.size() && words.size() == 4) {
-      uint64_t size = 0;
-      uint32_t crc = 0;
-      if (absl::SimpleAtoi(words[2], &size) && absl::SimpleAtoi(words[3], &crc)) {
-        journal.written[index] =
-            ucp::ManifestEntry{plan.files[work.written_files[index]].path, size, crc};
-      }
-    }
-  }
-  return journal;
 }
 
 }  // namespace ucp::converters::execute

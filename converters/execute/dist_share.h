@@ -8,14 +8,14 @@
 //   * Files a format library writes (PlanFile::writer, HDF5) are not cut: file k of them goes to
 //     rank k mod world.
 //   * A rank's segments are run in batches of about `batch_bytes`; after each, the rank appends a
-//     journal line with the batch's segment CRCs (the bytes are fsynced first). A rerun of the
-//     same plan on the same world size skips the batches its journal lists: the resume unit.
+//     journal line with the batch's segment CRCs (the bytes are fsynced first; dist_journal.h).
+//     A rerun of the same plan on the same world size skips the batches its journal lists: the
+//     resume unit.
 //   * FinishFiles (rank 0): every region's CRC combined from the segments' CRCs, frames rendered
 //     and written, whole-file CRCs for the manifest.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +53,9 @@ plan::Plan BatchPlan(const plan::Plan& plan, absl::Span<const Segment> segments)
 // A fingerprint of the plan and the world size (FNV-1a over sources, files, regions and ops): the
 // ranks' handshake key and the staging folder's resume key.
 uint64_t PlanKey(const plan::Plan& plan, int world);
+// A fingerprint of one rank's share (its batches' segments and its written files): what its
+// journal's batch indices mean (the division depends on more than the plan: UCP_DIST_MIN_PIECE).
+uint64_t WorkKey(const RankWork& work);
 
 // What one rank reports: its segments' CRCs (all batches, in order) and its written files'
 // manifest entries (in the order of RankWork::written_files).
@@ -71,17 +74,5 @@ absl::StatusOr<std::vector<ucp::ManifestEntry>> FinishFiles(const plan::Plan& pl
                                                             absl::Span<const RankWork> work,
                                                             absl::Span<const RankReport> reports,
                                                             const std::string& dir, bool fsync);
-
-// The journal of `rank` in a staging folder: one line per finished batch,
-// "batch <index> <crc> <crc> ...", and per written file "file <index> <size> <crc>".
-std::string JournalPath(const std::string& staging, int rank);
-absl::Status AppendJournal(const std::string& path, const std::string& line, bool fsync);
-// Batches (index → CRCs) and written files (index → entry) the journal lists; lines that do not
-// fit `work` (a torn last line, another plan) are ignored. A missing journal is empty.
-struct Journal {
-  std::vector<std::vector<uint32_t>> batch_crcs;  // empty: not done
-  std::vector<std::optional<ucp::ManifestEntry>> written;
-};
-Journal ReadJournal(const std::string& path, const plan::Plan& plan, const RankWork& work);
 
 }  // namespace ucp::converters::execute

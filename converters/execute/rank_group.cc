@@ -18,38 +18,18 @@
 #include <thread>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "formats/base/status.h"
 
 namespace ucp::converters::execute {
 namespace {
 
-constexpr uint32_t kMagic = 0x44504355;  // "UCPD"
-constexpr size_t kHeaderBytes = 16;
 constexpr auto kHeartbeatEvery = std::chrono::seconds(1);
-
-void PutU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t GetLE(const char* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-std::string Frame(MessageType type, const std::string& payload) {
-  std::string out;
-  out.reserve(kHeaderBytes + payload.size());
-  PutU32(&out, kMagic);
-  PutU32(&out, static_cast<uint32_t>(type));
-  PutU64(&out, payload.size());
-  out += payload;
-  return out;
-}
+// How long rank 0 waits for the hello of one connection: a silent one (a port scanner) must not
+// hold the others up for long.
+constexpr absl::Duration kHelloWait = absl::Seconds(5);
+// A hello longer than this is not read (ours is kHelloBytes).
+constexpr uint64_t kMaxHelloBytes = 64;
 
 absl::Status WriteAll(int fd, const std::string& bytes, const std::string& what) {
   size_t done = 0;
@@ -88,74 +68,14 @@ void SetSocketOptions(int fd, absl::Duration send_timeout) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-absl::StatusOr<int> ParseVar(const std::function<const char*(const char*)>& getenv_fn,
-                             const char* name) {
-  const char* value = getenv_fn(name);
-  int parsed = 0;
-  if (value == nullptr) return absl::InvalidArgumentError(absl::StrCat(name, " is not set"));
-  if (!absl::SimpleAtoi(value, &parsed)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, "='", value, "' is not an integer"));
-  }
-  return parsed;
-}
-
 }  // namespace
 
-absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn) {
-  struct Names {
-    const char* launcher;
-    const char* rank;
-    const char* world;
-    const char* local;
-  };
-  static constexpr Names kLaunchers[] = {
-      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
-      {"srun", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
-      {"mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
-  };
-  RankEnv env;
-  for (const Names& n : kLaunchers) {
-    if (getenv_fn(n.rank) == nullptr) continue;
-    env.launcher = n.launcher;
-    UCP_ASSIGN_OR_RETURN(env.rank, ParseVar(getenv_fn, n.rank));
-    UCP_ASSIGN_OR_RETURN(env.world_size, ParseVar(getenv_fn, n.world));
-    if (getenv_fn(n.local) != nullptr) {
-      UCP_ASSIGN_OR_RETURN(env.local_rank, ParseVar(getenv_fn, n.local));
-    }
-    if (env.world_size < 1 || env.world_size > 65536) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(n.world, "=", env.world_size, " is not a world size (1..65536)"));
-    }
-    if (env.rank < 0 || env.rank >= env.world_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(n.rank, "=", env.rank, " is not below ", n.world, "=", env.world_size));
-    }
-    break;
-  }
-  if (env.world_size == 1) return env;
-  const char* addr = getenv_fn("MASTER_ADDR");
-  if (addr == nullptr || *addr == '\0') return absl::InvalidArgumentError("MASTER_ADDR is not set");
-  env.master_addr = addr;
-  const bool own_port = getenv_fn("UCP_DIST_PORT") != nullptr;
-  UCP_ASSIGN_OR_RETURN(env.port, ParseVar(getenv_fn, own_port ? "UCP_DIST_PORT" : "MASTER_PORT"));
-  if (!own_port && env.launcher == "torchrun" && getenv_fn("TORCHELASTIC_RUN_ID") != nullptr) {
-    ++env.port;  // the elastic agent's store holds MASTER_PORT
-  }
-  if (env.port < 1 || env.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("port ", env.port, " is not in 1..65535"));
-  }
-  return env;
-}
-
-absl::StatusOr<RankEnv> ReadRankEnv() {
-  return ReadRankEnv([](const char* name) { return std::getenv(name); });
-}
-
 struct RankGroup::Peer {
+  Peer(int r, int f) : rank(r), fd(f), in(absl::StrCat("rank ", r)) {}
   int rank = -1;
   int fd = -1;
   std::mutex send_mu;
-  std::string in;                // bytes received, not yet a whole frame
+  FrameReader in;                // bytes received, not yet a whole frame
   std::deque<std::string> data;  // kData payloads not yet taken
   absl::Time last_heard = absl::Now();
   std::atomic<bool> closed{false};
@@ -206,7 +126,7 @@ void RankGroup::Fail(const std::string& message) {
 
 absl::Status RankGroup::SendFrame(Peer& peer, MessageType type, const std::string& payload) {
   std::lock_guard<std::mutex> lock(peer.send_mu);
-  return WriteAll(peer.fd, Frame(type, payload), absl::StrCat("rank ", peer.rank));
+  return WriteAll(peer.fd, EncodeFrame(type, payload), absl::StrCat("rank ", peer.rank));
 }
 
 absl::Status RankGroup::Send(int peer, const std::string& payload) {
@@ -246,28 +166,28 @@ void RankGroup::ReadFrom(Peer& peer) {
     return;
   }
   peer.last_heard = absl::Now();
-  peer.in.append(buffer, static_cast<size_t>(n));
-  while (peer.in.size() >= kHeaderBytes) {
-    const uint32_t magic = static_cast<uint32_t>(GetLE(peer.in.data(), 4));
-    const uint32_t type = static_cast<uint32_t>(GetLE(peer.in.data() + 4, 4));
-    const uint64_t length = GetLE(peer.in.data() + 8, 8);
-    if (magic != kMagic || length > kMaxMessageBytes || type < 2 || type > 4) {
+  peer.in.Append(absl::string_view(buffer, static_cast<size_t>(n)));
+  for (;;) {
+    absl::StatusOr<std::optional<Frame>> next = peer.in.Next();
+    if (next.ok() && *next && (*next)->type == MessageType::kHello) {
+      next = absl::DataLossError(absl::StrCat("rank ", peer.rank, " sent a second hello"));
+    }
+    if (!next.ok()) {
       peer.closed = true;
-      MarkFailed(absl::StrCat("rank ", peer.rank, " sent a malformed message"), rank_ == 0);
+      MarkFailed(std::string(next.status().message()), rank_ == 0);
       return;
     }
-    if (peer.in.size() - kHeaderBytes < length) return;
-    std::string payload = peer.in.substr(kHeaderBytes, length);
-    peer.in.erase(0, kHeaderBytes + length);
-    if (type == static_cast<uint32_t>(MessageType::kData)) {
+    if (!*next) return;
+    Frame& frame = **next;
+    if (frame.type == MessageType::kData) {
       {
         std::lock_guard<std::mutex> lock(state_->mu);
-        peer.data.push_back(std::move(payload));
+        peer.data.push_back(std::move(frame.payload));
       }
       state_->cv.notify_all();
-    } else if (type == static_cast<uint32_t>(MessageType::kFailed)) {
-      // From rank 0 the text already names the failed rank; from another rank, it does too.
-      MarkFailed(payload, rank_ == 0);
+    } else if (frame.type == MessageType::kFailed) {
+      // Rank 0's text names the rank that failed; another rank's must name itself.
+      MarkFailed(FailureText(frame.payload, rank_ == 0 ? peer.rank : -1), rank_ == 0);
     }
   }
 }
@@ -369,31 +289,61 @@ absl::StatusOr<int> Connect(const std::string& host, int port, absl::Time deadli
       absl::StrCat("could not reach rank 0 at ", host, ":", port, " (", last, ")"));
 }
 
-std::string Hello(int rank, int world, uint64_t key) {
-  std::string payload;
-  PutU32(&payload, static_cast<uint32_t>(rank));
-  PutU32(&payload, static_cast<uint32_t>(world));
-  PutU64(&payload, key);
-  return Frame(MessageType::kHello, payload);
+std::string Address(const sockaddr_storage& a) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (a.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &v6.sin6_addr, host, sizeof(host));
+    port = ntohs(v6.sin6_port);
+    if (std::strncmp(host, "::ffff:", 7) == 0) return absl::StrCat(host + 7, ":", port);
+    return absl::StrCat("[", host, "]:", port);
+  }
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
+    ::inet_ntop(AF_INET, &v4.sin_addr, host, sizeof(host));
+    port = ntohs(v4.sin_port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+// The hello of a new connection. nullopt: not one of ours (another magic or frame type, silence,
+// a closed connection): drop it. An error: one of ours that cannot join (another protocol
+// version, a damaged hello), naming its address.
+absl::StatusOr<std::optional<Hello>> ReadHello(int fd, const std::string& who,
+                                               absl::Time deadline) {
+  char header[kFrameHeaderBytes];
+  if (!ReadExactly(fd, header, sizeof(header), deadline).ok()) return std::nullopt;
+  const FrameHeader h = ParseFrameHeader(header);
+  if (h.magic != kWireMagic || h.type != static_cast<uint32_t>(MessageType::kHello)) {
+    return std::nullopt;
+  }
+  if (h.length > kMaxHelloBytes) {
+    return absl::DataLossError(absl::StrCat("a rank at ", who, " sent a hello of ", h.length,
+                                            " bytes (the same ucp on every rank?)"));
+  }
+  std::string payload(h.length, '\0');
+  if (!ReadExactly(fd, payload.data(), payload.size(), deadline).ok()) return std::nullopt;
+  UCP_ASSIGN_OR_RETURN(Hello hello, DecodeHello(payload, absl::StrCat("a rank at ", who)));
+  return hello;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RankEnv& env, uint64_t key,
+absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const launch::RankEnv& env, int port,
+                                                           uint64_t key,
                                                            absl::Duration connect_timeout,
                                                            absl::Duration peer_timeout) {
   std::unique_ptr<RankGroup> group(new RankGroup(env.rank, env.world_size, peer_timeout));
   const absl::Time deadline = absl::Now() + connect_timeout;
   if (env.rank != 0) {
-    UCP_ASSIGN_OR_RETURN(const int fd, Connect(env.master_addr, env.port, deadline));
-    auto peer = std::make_unique<Peer>();
-    peer->rank = 0;
-    peer->fd = fd;
+    UCP_ASSIGN_OR_RETURN(const int fd, Connect(env.master_addr, port, deadline));
+    auto peer = std::make_unique<Peer>(0, fd);
     SetSocketOptions(fd, peer_timeout);
-    UCP_RETURN_IF_ERROR(WriteAll(fd, Hello(env.rank, env.world_size, key), "rank 0"));
+    UCP_RETURN_IF_ERROR(WriteAll(fd, EncodeHello(env.rank, env.world_size, key), "rank 0"));
     group->peers_[0] = std::move(peer);
   } else {
-    UCP_ASSIGN_OR_RETURN(const int listener, Listen(env.port));
+    UCP_ASSIGN_OR_RETURN(const int listener, Listen(port));
     int joined = 1;
     absl::Status error;
     while (joined < env.world_size && error.ok()) {
@@ -410,43 +360,41 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RankEnv& env, u
       }
       pollfd p{listener, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000))) <= 0) continue;
-      const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      sockaddr_storage from{};
+      socklen_t from_size = sizeof(from);
+      const int fd =
+          ::accept4(listener, reinterpret_cast<sockaddr*>(&from), &from_size, SOCK_CLOEXEC);
       if (fd < 0) continue;
-      char hello[kHeaderBytes + 16];
-      const absl::Status read =
-          ReadExactly(fd, hello, sizeof(hello), absl::Now() + absl::Seconds(10));
-      const bool framed = read.ok() && GetLE(hello, 4) == kMagic &&
-                          GetLE(hello + 4, 4) == static_cast<uint32_t>(MessageType::kHello) &&
-                          GetLE(hello + 8, 8) == 16;
-      if (!framed) {  // not one of ours
+      const std::string who = Address(from);
+      absl::StatusOr<std::optional<Hello>> hello =
+          ReadHello(fd, who, std::min(deadline, absl::Now() + kHelloWait));
+      if (hello.ok() && !hello->has_value()) {  // not one of ours
         ::close(fd);
         continue;
       }
-      const int rank = static_cast<int>(static_cast<int32_t>(GetLE(hello + 16, 4)));
-      const int world = static_cast<int>(static_cast<int32_t>(GetLE(hello + 20, 4)));
-      const uint64_t their_key = GetLE(hello + 24, 8);
-      if (world != env.world_size) {
-        error =
-            absl::InvalidArgumentError(absl::StrCat("rank ", rank, " was started with world size ",
-                                                    world, ", rank 0 with ", env.world_size));
+      const int rank = hello.ok() ? (*hello)->rank : -1;
+      if (!hello.ok()) {
+        error = hello.status();
+      } else if ((*hello)->world != env.world_size) {
+        error = absl::InvalidArgumentError(
+            absl::StrCat("rank ", rank, " (", who, ") was started with world size ",
+                         (*hello)->world, ", rank 0 with ", env.world_size));
       } else if (rank < 1 || rank >= env.world_size || group->peers_[rank] != nullptr) {
         error = absl::InvalidArgumentError(
-            absl::StrCat("rank ", rank, " joined twice or out of range"));
-      } else if (their_key != key) {
+            absl::StrCat("rank ", rank, " (", who, ") joined twice or out of range"));
+      } else if ((*hello)->key != key) {
         error = absl::InvalidArgumentError(
-            absl::StrCat("rank ", rank,
-                         " computed another plan than rank 0 (same command and inputs on "
+            absl::StrCat("rank ", rank, " (", who,
+                         ") computed another plan than rank 0 (same command and inputs on "
                          "every rank?)"));
       }
-      auto peer = std::make_unique<Peer>();
-      peer->rank = rank;
-      peer->fd = fd;
-      SetSocketOptions(fd, peer_timeout);
       if (!error.ok()) {
-        WriteAll(fd, Frame(MessageType::kFailed, std::string(error.message())), "").IgnoreError();
+        WriteAll(fd, EncodeFrame(MessageType::kFailed, error.message()), "").IgnoreError();
         ::close(fd);
         break;
       }
+      auto peer = std::make_unique<Peer>(rank, fd);
+      SetSocketOptions(fd, peer_timeout);
       group->peers_[rank] = std::move(peer);
       ++joined;
     }
@@ -454,8 +402,7 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RankEnv& env, u
     if (!error.ok()) {
       for (auto& p : group->peers_) {
         if (p != nullptr) {
-          WriteAll(p->fd, Frame(MessageType::kFailed, std::string(error.message())), "")
-              .IgnoreError();
+          WriteAll(p->fd, EncodeFrame(MessageType::kFailed, error.message()), "").IgnoreError();
         }
       }
       return error;

@@ -5,12 +5,11 @@
 // work under mpirun, while ranks here come from torchrun, srun or mpirun alike. What the
 // conversion needs is small: a handshake, one broadcast, one gather and failure propagation.
 //
-// Wire format (every integer little-endian): a frame is
-//     magic u32 'UCPD' | type u32 | length u64 | payload[length]
-// and every length is checked against kMaxMessageBytes before anything is buffered. The first
-// frame on a connection is kHello {rank i32, world i32, key u64}; rank 0 refuses a rank out of
+// Wire format: dist_wire.h (frames, the hello, every check of what a peer sends). The first
+// frame on a connection is the hello; rank 0 refuses a rank of another protocol version, out of
 // range, a duplicate, another world size or another key (a different plan) with an error naming
-// the rank. Connections that do not start with a valid hello (a port scanner) are dropped.
+// the rank and its address. Connections that do not start with our magic (a port scanner) are
+// dropped.
 //
 // Liveness: a background thread sends kHeartbeat every second to each peer and reads every
 // socket. A peer whose connection closes (kill -9 closes it at once) or that stays silent for
@@ -22,52 +21,27 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "converters/execute/dist_wire.h"
+#include "converters/launch/rank_env.h"
 
 namespace ucp::converters::execute {
 
-inline constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
-
-// The rank environment a launcher leaves to a process.
-struct RankEnv {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  std::string master_addr;
-  int port = 0;          // where rank 0 listens (see ReadRankEnv)
-  std::string launcher;  // "torchrun", "srun", "mpirun" or "" (single process)
-};
-
-// torchrun (RANK, WORLD_SIZE, LOCAL_RANK), Slurm srun (SLURM_PROCID, SLURM_NTASKS,
-// SLURM_LOCALID) or Open MPI's mpirun (OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK), first found in
-// that order; MASTER_ADDR and MASTER_PORT are required when the world has more than one rank. The
-// port rank 0 listens on is UCP_DIST_PORT when set, else MASTER_PORT + 1 under torchrun (whose
-// agent holds MASTER_PORT with its own store), else MASTER_PORT. InvalidArgument naming the
-// variable for a missing or malformed value; launcher "" (one rank) when none is set.
-absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn);
-absl::StatusOr<RankEnv> ReadRankEnv();
-
-enum class MessageType : uint32_t {
-  kHello = 1,
-  kHeartbeat = 2,
-  kFailed = 3,  // payload: the error text
-  kData = 4,    // payload: the caller's bytes
-};
-
 class RankGroup {
  public:
-  // Rank 0 listens on env.port and waits up to `connect_timeout` for every other rank; the others
-  // connect to env.master_addr:env.port (retrying until the timeout: rank 0 may start later).
+  // Rank 0 listens on `port` (launch::CoordinatorPort) and waits up to `connect_timeout` for
+  // every other rank; the others connect to env.master_addr:port (retrying until the timeout:
+  // rank 0 may start later).
   // `key` must be the same on every rank (the plan's fingerprint). `peer_timeout` is the silence
   // after which a peer is dead. Errors: Unavailable (no connection, timeouts: naming the ranks
   // missing), InvalidArgument (a hello that does not fit, naming the rank), socket errors.
-  static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RankEnv& env, uint64_t key,
+  static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const launch::RankEnv& env, int port,
+                                                         uint64_t key,
                                                          absl::Duration connect_timeout,
                                                          absl::Duration peer_timeout);
   ~RankGroup();  // stops the thread, closes the sockets

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "converters/execute/rank_group.h"
+#include "converters/launch/rank_env.h"
 #include "formats/base/status.h"
 #include "ucp/output_guard.h"
 #include "ucp/staging_dir.h"
@@ -52,7 +53,7 @@ absl::StatusOr<std::vector<const ByteSource*>> ResolveSources(
 absl::StatusOr<RunResult> RunPlan(const plan::Plan& plan, absl::Span<const ByteSource* const> files,
                                   const RunOptions& options) {
   if (options.execute.distributed) {
-    UCP_ASSIGN_OR_RETURN(const RankEnv env, ReadRankEnv());
+    UCP_ASSIGN_OR_RETURN(const launch::RankEnv env, launch::ReadRankEnv());
     if (env.world_size > 1) return RunPlanDistributed(plan, files, options);
   }
   const std::string output = ucp::NormalizeOutputPath(options.output);

@@ -6,6 +6,7 @@
 //   report → rank 0: frames, manifest, commit → "done".
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "converters/execute/dist_journal.h"
 #include "converters/execute/dist_share.h"
 #include "converters/execute/rank_group.h"
 #include "converters/execute/run_plan.h"
@@ -71,14 +73,29 @@ absl::Status RankError(const RankGroup& group, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat("rank ", group.rank(), ": ", status.message()));
 }
 
+// The size of `path`, or -1 when there is no such file.
+int64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+}
+
 // This rank's share: every batch not in the journal, then its written files.
 absl::StatusOr<RankReport> RunShare(const plan::Plan& plan,
                                     absl::Span<const ByteSource* const> sources,
-                                    const RankWork& work, const std::string& staging,
+                                    const RankWork& work, uint64_t key, const std::string& staging,
                                     const RunOptions& options, RankGroup& group,
                                     ExecuteStats* stats) {
   const std::string journal_path = JournalPath(staging, group.rank());
-  Journal journal = ReadJournal(journal_path, plan, work);
+  const JournalHeader header{key, WorkKey(work), group.rank(), group.world_size()};
+  absl::StatusOr<Journal> opened =
+      OpenJournal(journal_path, header, plan, work, options.execute.fsync);
+  if (absl::IsDataLoss(opened.status())) {
+    return absl::DataLossError(absl::StrCat(opened.status().message(),
+                                            " (rerun without --distributed, or remove ", staging,
+                                            ", to start afresh)"));
+  }
+  UCP_RETURN_IF_ERROR(opened.status());
+  Journal journal = std::move(*opened);
   ExecuteOptions execute = options.execute;
   execute.cancel = group.cancel();
   execute.progress = nullptr;
@@ -94,9 +111,7 @@ absl::StatusOr<RankReport> RunShare(const plan::Plan& plan,
         return absl::InternalError(absl::StrCat("batch ", b, ": ", crcs.size(), " CRCs for ",
                                                 work.batches[b].size(), " segments"));
       }
-      std::string line = absl::StrCat("batch ", b);
-      for (uint32_t crc : crcs) absl::StrAppend(&line, " ", crc);
-      UCP_RETURN_IF_ERROR(AppendJournal(journal_path, line, execute.fsync));
+      UCP_RETURN_IF_ERROR(AppendJournal(journal_path, JournalBatchLine(b, crcs), execute.fsync));
       stats->bytes_copied += done.stats.bytes_copied;
       stats->threads = done.stats.threads;
       stats->chunk_bytes = done.stats.chunk_bytes;
@@ -106,6 +121,11 @@ absl::StatusOr<RankReport> RunShare(const plan::Plan& plan,
   }
   for (size_t w = 0; w < work.written_files.size(); ++w) {
     std::optional<ucp::ManifestEntry>& entry = journal.written[w];
+    // A journalled file that is not there at its size (removed, rewritten) is written again.
+    if (entry && FileSize(absl::StrCat(staging, "/", entry->path)) !=
+                     static_cast<int64_t>(std::min<uint64_t>(entry->size, INT64_MAX))) {
+      entry.reset();
+    }
     if (!entry) {
       plan::Plan one;
       one.info = plan.info;
@@ -114,9 +134,8 @@ absl::StatusOr<RankReport> RunShare(const plan::Plan& plan,
       execute.shared_files = false;
       UCP_ASSIGN_OR_RETURN(ExecuteResult done, ExecutePlan(one, sources, staging, execute));
       entry = done.files.at(0);
-      UCP_RETURN_IF_ERROR(
-          AppendJournal(journal_path, absl::StrCat("file ", w, " ", entry->size, " ", entry->crc32),
-                        execute.fsync));
+      UCP_RETURN_IF_ERROR(AppendJournal(journal_path, JournalFileLine(w, entry->size, entry->crc32),
+                                        execute.fsync));
     }
     report.written.push_back(*entry);
   }
@@ -132,6 +151,18 @@ absl::Status Commit(const plan::Plan& plan, const std::vector<RankWork>& work, R
   for (int r = 1; r < group.world_size(); ++r) {
     UCP_ASSIGN_OR_RETURN(const std::string bytes, group.Receive(r));
     UCP_ASSIGN_OR_RETURN(reports[r], DecodeReport(bytes, work[r], r));
+    // The sizes a rank reports for its written files go into the manifest: they must be the
+    // staged files' own (the folder is shared).
+    for (size_t w = 0; w < reports[r].written.size(); ++w) {
+      const std::string path =
+          absl::StrCat(staging.path(), "/", plan.files[work[r].written_files[w]].path);
+      const int64_t size = FileSize(path);
+      if (size < 0 || static_cast<uint64_t>(size) != reports[r].written[w].size) {
+        return absl::DataLossError(absl::StrCat("rank ", r, " reported ",
+                                                reports[r].written[w].size, " bytes for ", path,
+                                                ", which has ", size));
+      }
+    }
   }
   UCP_ASSIGN_OR_RETURN(std::vector<ucp::ManifestEntry> entries,
                        FinishFiles(plan, work, reports, staging.path(), options.execute.fsync));
@@ -155,7 +186,8 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
   const auto start = std::chrono::steady_clock::now();
   const std::string output = ucp::NormalizeOutputPath(options.output);
   if (output.empty()) return absl::InvalidArgumentError("no output folder given");
-  UCP_ASSIGN_OR_RETURN(const RankEnv env, ReadRankEnv());
+  UCP_ASSIGN_OR_RETURN(const launch::RankEnv env, launch::ReadRankEnv());
+  UCP_ASSIGN_OR_RETURN(const int port, launch::CoordinatorPort(env));
   UCP_ASSIGN_OR_RETURN(std::vector<const ByteSource*> sources, ResolveSources(plan, files));
   UCP_RETURN_IF_ERROR(plan::ValidatePlan(plan));
   // UCP_DIST_MIN_PIECE (bytes): smaller pieces than 1 MiB, so that tests on small checkpoints cut
@@ -169,9 +201,10 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
   UCP_ASSIGN_OR_RETURN(const std::vector<RankWork> work,
                        DivideWork(plan, env.world_size, min_piece));
   const uint64_t key = PlanKey(plan, env.world_size);
-  UCP_ASSIGN_OR_RETURN(std::unique_ptr<RankGroup> group,
-                       RankGroup::Join(env, key, SecondsFromEnv("UCP_DIST_CONNECT_TIMEOUT", 300),
-                                       SecondsFromEnv("UCP_DIST_TIMEOUT", 60)));
+  UCP_ASSIGN_OR_RETURN(
+      std::unique_ptr<RankGroup> group,
+      RankGroup::Join(env, port, key, SecondsFromEnv("UCP_DIST_CONNECT_TIMEOUT", 300),
+                      SecondsFromEnv("UCP_DIST_TIMEOUT", 60)));
   CancelWatch watch(options.execute.cancel, group.get());
   RunResult result;
   result.output = output;
@@ -213,7 +246,7 @@ absl::StatusOr<RunResult> RunPlanDistributed(const plan::Plan& plan,
     result.staging = ucp::StagingPathFor(output);
   }
   absl::StatusOr<RankReport> report =
-      RunShare(plan, sources, work[env.rank], result.staging, options, *group, &result.stats);
+      RunShare(plan, sources, work[env.rank], key, result.staging, options, *group, &result.stats);
   if (!report.ok()) {
     absl::Status error = RankError(*group, report.status());
     group->Fail(std::string(report.status().message()));

@@ -334,6 +334,36 @@ absl::Status ParseCheckpoint(const JsonField& field, TrainConfig& c) {
   return k.Finish();
 }
 
+// activation_checkpointing (§3.8, §5): DeepSpeed's block configures the checkpoint() its model
+// code calls; ucp train has no such calls to configure and checkpoints every unit itself, so the
+// block (even empty) turns that on. Its knobs that change what is kept or where are refused.
+absl::Status ParseActivationCheckpointing(const JsonField& field, TrainConfig& c) {
+  const nlohmann::json* block = nullptr;
+  UCP_RETURN_IF_ERROR(ReadObject(kWhat, field, &block));
+  if (block == nullptr) return absl::OkStatus();
+  c.activation_checkpointing = true;
+  StrictObject a(*block, kWhat, field.path);
+  for (auto [key, what] :
+       {std::pair{"partition_activations", "true: activations split over model-parallel ranks"},
+        std::pair{"cpu_checkpointing", "true: checkpoints moved to host memory"},
+        std::pair{"contiguous_memory_optimization", "true: checkpoints in one preallocated buffer"},
+        std::pair{"profile", "true: timing of checkpointed forwards and backwards"}}) {
+    bool on = false;
+    const JsonField f = a.Get(key);
+    UCP_RETURN_IF_ERROR(ReadBool(kWhat, f, &on));
+    if (on) return NotImplemented(f.path, what);
+  }
+  if (const JsonField f = a.Get("number_checkpoints"); f.present()) {
+    int64_t n = 0;
+    UCP_RETURN_IF_ERROR(ReadInt(kWhat, f, &n));
+    return NotImplemented(f.path, "set: the contiguous buffer's size");
+  }
+  // A device synchronize at each checkpoint boundary: a CPU rank has no queue to drain.
+  bool sync = false;
+  UCP_RETURN_IF_ERROR(ReadBool(kWhat, a.Get("synchronize_checkpoint_boundary"), &sync));
+  return a.Finish();
+}
+
 absl::Status ParseCsvMonitor(const JsonField& field, TrainConfig& c) {
   const nlohmann::json* block = nullptr;
   UCP_RETURN_IF_ERROR(ReadObject(kWhat, field, &block));
@@ -415,6 +445,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
                                              c.use_data_before_expert_parallelism));
   UCP_RETURN_IF_ERROR(ParseCheckpoint(root.Get("checkpoint"), c));
   UCP_RETURN_IF_ERROR(ParseCsvMonitor(root.Get("csv_monitor"), c));
+  UCP_RETURN_IF_ERROR(ParseActivationCheckpointing(root.Get("activation_checkpointing"), c));
   UCP_RETURN_IF_ERROR(ReadBool(kWhat, root.Get("wall_clock_breakdown"), &c.wall_clock_breakdown));
 
   // Switches whose effect ucp does not implement, harmless while off.
@@ -450,9 +481,8 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const nlohmann::json& config, int w
   // Accepted and ignored: logging, profiling and bookkeeping knobs without effect on the numbers.
   root.Known({"memory_breakdown", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer",
               "dataloader_drop_last", "flops_profiler", "comms_logger", "disable_allgather",
-              "dump_state", "log_level", "vocabulary_size", "graph_harvesting",
-              "activation_checkpointing", "autotuning", "timers", "aio", "pipeline",
-              "seq_parallel_communication_data_type"});
+              "dump_state", "log_level", "vocabulary_size", "graph_harvesting", "autotuning",
+              "timers", "aio", "pipeline", "seq_parallel_communication_data_type"});
   UCP_RETURN_IF_ERROR(root.Finish());
 
   // Contradictions DeepSpeed rejects (config.py _do_error_check, engine and ZeRO asserts).

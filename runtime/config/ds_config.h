@@ -114,6 +114,9 @@ struct TrainConfig {
   // split), so the batch rule counts world / (tp * sp) ranks.
   int sp_size = 1;
   bool wall_clock_breakdown = false;
+  // An `activation_checkpointing` block: the runtime checkpoints every model unit, selectively
+  // (attention outputs kept; docs/runtime.md).
+  bool activation_checkpointing = false;
   AutoEpConfig expert_parallel;  // the `expert_parallel` block (AutoEP, autoep_config.h)
   // Top-level switch: swaps the EP/EDP rank layout (specs/deepspeed-runtime.md §1.6).
   bool use_data_before_expert_parallelism = false;

@@ -356,6 +356,35 @@ TEST(DsConfigTest, UnimplementedFeaturesNameTheKey) {
   }
 }
 
+// activation_checkpointing: the block turns on the runtime's checkpointing of every unit; its
+// defaults are accepted, the knobs that change what is kept or where are refused by name.
+TEST(DsConfigTest, ActivationCheckpointingBlock) {
+  EXPECT_FALSE(Parse(Minimal()).activation_checkpointing);
+  EXPECT_TRUE(Parse(With(Minimal(), {{"activation_checkpointing", json::object()}}))
+                  .activation_checkpointing);
+  const json defaults = {{"partition_activations", false},          {"cpu_checkpointing", false},
+                         {"contiguous_memory_optimization", false}, {"number_checkpoints", nullptr},
+                         {"synchronize_checkpoint_boundary", true}, {"profile", false}};
+  EXPECT_TRUE(
+      Parse(With(Minimal(), {{"activation_checkpointing", defaults}})).activation_checkpointing);
+  for (const char* key : {"partition_activations", "cpu_checkpointing",
+                          "contiguous_memory_optimization", "profile"}) {
+    const absl::Status s = ErrorOf(With(Minimal(), {{"activation_checkpointing", {{key, true}}}}));
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << key;
+    EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("`activation_checkpointing.", key, "`")));
+  }
+  const absl::Status n =
+      ErrorOf(With(Minimal(), {{"activation_checkpointing", {{"number_checkpoints", 4}}}}));
+  EXPECT_EQ(n.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(n.message(), HasSubstr("`activation_checkpointing.number_checkpoints`"));
+  EXPECT_THAT(
+      ErrorOf(With(Minimal(), {{"activation_checkpointing", {{"partition_activation", false}}}}))
+          .message(),
+      HasSubstr("did you mean `activation_checkpointing.partition_activations`?"));
+  EXPECT_THAT(ErrorOf(With(Minimal(), {{"activation_checkpointing", true}})).message(),
+              HasSubstr("activation_checkpointing"));
+}
+
 // AutoTP: tensor-parallel ranks are not data parallel (the batch rule counts world / tp).
 TEST(DsConfigTest, AutoTpSizeDividesTheWorldAndTheBatchRuleCountsDataParallelRanks) {
   const TrainConfig c = Parse(With(Minimal(), {{"tensor_parallel", {{"autotp_size", 2}}},

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "runtime/engine/zero3_unit.h"
+#include "runtime/engine/unit_recompute.h"
 
 namespace ucp::runtime {
 
@@ -197,7 +197,7 @@ void Engine::SetModule(int param, const at::Tensor& fp32) {
       .copy_(fp32.reshape({-1}).to(config_.dtype));
 }
 
-// ---- ZeRO-3 gather / release (zero3_unit.h calls these) ----
+// ---- ZeRO-3 gather / release (unit_recompute.h calls these) ----
 
 at::Tensor Engine::GatherParam(int param) {
   ModelParam& mp = model_.params()[param];
@@ -236,7 +236,12 @@ at::ScalarType Engine::GradDtype() const {
 at::Tensor Engine::UnitChainLoss(const at::Tensor& x, const at::Tensor& y) {
   at::Tensor h = x;
   for (int u = 0; u < model_.num_units(); ++u) {
-    h = config_.stage == 3 ? RunGatheredUnit(*this, u, h, y) : model_.Unit(u, h, y);
+    const bool selective = config_.activation_checkpointing;
+    if (config_.stage == 3) {
+      h = RunGatheredUnit(*this, u, h, y, selective);
+    } else {
+      h = selective ? RunCheckpointedUnit(*this, u, h, y, true) : model_.Unit(u, h, y);
+    }
   }
   return h;
 }

@@ -8,7 +8,8 @@
 //   2  as 1, and the gradients are reduced after every micro-batch, only the rank's partition
 //      being kept (accumulated) between micro-batches;
 //   3  every parameter cut alone (ShardLayout kPerParam); a unit's parameters are all-gathered
-//      just for its forward and again for its backward (zero3_unit.h), then released.
+//      just for its forward and again for its backward (unit_recompute.h), then released.
+// Activation checkpointing (any stage) re-runs each unit's forward in backward as well.
 // AutoEP (§1.6-1.7): expert weights (ModelParam::expert) live in their own groups, partitioned
 // over the expert-data-parallel group (the ranks holding the same experts) instead of all ranks;
 // their gradients are reduced over it and divided by the whole world size (each already sums
@@ -42,6 +43,9 @@ struct EngineConfig {
   // Sequence parallelism at ZeRO 0-2 as DeepSpeed does it (§3.6): the gradients summed over all
   // dp * sp ranks are divided by dp only, (dp * sp) / sp_grad_quirk. 1: the exact mean.
   int sp_grad_quirk = 1;
+  // Selective activation checkpointing (unit_recompute.h, §3.8): every unit's forward runs
+  // again in backward, attention outputs kept; bitwise the same numbers.
+  bool activation_checkpointing = false;
 };
 
 // An optimizer param group: its model parameters in flat order and its hyper-parameters.
@@ -108,7 +112,7 @@ class Engine {
   // Collective: every parameter's whole module (low-precision) tensor, on `root` only.
   std::vector<at::Tensor> GatherModule(int root);
 
-  // ZeRO-3 (zero3_unit.h): a parameter's whole tensor, all-gathered from the partitions (its
+  // ZeRO-3 (unit_recompute.h): a parameter's whole tensor, all-gathered from the partitions (its
   // module tensor at other stages); and a gradient of the whole parameter, reduce-scattered into
   // this rank's gradient partition.
   at::Tensor GatherParam(int param);

@@ -4,15 +4,11 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/linear.h>
-#include <ATen/ops/matmul.h>
-#include <ATen/ops/ones.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/silu.h>
 
-#include <cmath>
-#include <limits>
-
+#include "runtime/model/attention_cache.h"
 #include "runtime/model/seq_parallel.h"
 
 namespace ucp::runtime {
@@ -37,12 +33,8 @@ at::Tensor Rope(const at::Tensor& x, double theta) {
 
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   const int64_t B = q.size(0), T = q.size(2);
-  at::Tensor att = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) /
-                   std::sqrt(static_cast<double>(q.size(-1)));
-  at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool)).triu(1);
-  att = att.masked_fill(mask, -std::numeric_limits<double>::infinity()).softmax(-1);
-  at::Tensor out = at::matmul(att, v.to(at::kFloat)).to(q.scalar_type());
-  return out.transpose(1, 2).reshape({B, T, -1});
+  // The core is where selective activation checkpointing keeps the output (attention_cache.h).
+  return CausalAttentionCore(q, k, v).transpose(1, 2).reshape({B, T, -1});
 }
 
 at::Tensor GqaAttention(const at::Tensor& x, const GqaWeights& w, int64_t hd, double eps,

@@ -15,6 +15,7 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor Rope(const at::Tensor& x, double theta);
 // q [B, h, T, dq], k [B, h, T, dq], v [B, h, T, dv] (K/V already repeated to h heads): softmax of
 // q_f32 k_f32^T / sqrt(dq) under the causal mask, times v_f32, cast back; returns [B, T, h * dv].
+// Its core is where selective activation checkpointing keeps the output (attention_cache.h).
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 // Grouped-query attention of Llama / Mistral / Qwen / Mixtral: q/k/v projections (optional
 // biases), optional per-head RMSNorm of q and k before RoPE (Qwen3), K/V heads repeated to the

@@ -2,8 +2,8 @@
 // PyTorch's named_parameters order, which is DeepSpeed's flattening order) and a chain of units:
 // unit 0 takes the tokens, each next unit the previous one's output, the last one returns the
 // scalar fp32 loss. ZeRO 0-2 run the chain under plain autograd; ZeRO-3 runs each unit with only
-// its own parameters gathered (engine/zero3_unit.h), so a unit must read parameters only through
-// param(i).value, and only those listed by UnitParams.
+// its own parameters gathered (engine/unit_recompute.h), so a unit must read parameters only
+// through param(i).value, and only those listed by UnitParams.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -211,6 +211,7 @@ absl::StatusOr<EngineConfig> MakeEngineConfig(const TrainConfig& c) {
   e.adam.bias_correction = c.optimizer.bias_correction;
   e.adam.torch_form = c.optimizer.torch_adam;
   e.gradient_accumulation_steps = c.gradient_accumulation_steps;
+  e.activation_checkpointing = c.activation_checkpointing;
   return e;
 }
 

@@ -22,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "converters/launch/launcher.h"
+#include "converters/launch/rank_env.h"
 #include "formats/base/status.h"
 #include "nlohmann/json.hpp"
 #include "runtime/checkpoint/load.h"
@@ -29,7 +31,6 @@
 #include "runtime/config/ds_config.h"
 #include "runtime/config/lr_schedule.h"
 #include "runtime/config/model_config.h"
-#include "runtime/launch/launcher.h"
 #include "runtime/model/moe_decoder.h"
 #include "runtime/moe/all_to_all.h"
 #include "runtime/train/batches.h"
@@ -39,6 +40,12 @@
 
 namespace ucp::runtime {
 namespace {
+
+using converters::launch::LaunchLocal;
+using converters::launch::LaunchOptions;
+using converters::launch::LaunchResult;
+using converters::launch::RankEnv;
+using converters::launch::ReadRankEnv;
 
 constexpr char kUsage[] = R"(usage: ucp train [--nproc N] --config DS_JSON --model-config MODEL_JSON
                  --data (TOKENS_FILE | INDEXED_PREFIX | recipe:SEED) --train-steps K [options]
@@ -68,6 +75,11 @@ a UCP or weights at any dp or stage.
   --comm-timeout S       seconds a collective may wait for a peer (default 300)
   --no-bind              do not pin each local rank to its share of the CPUs
   --no-fsync             do not fsync checkpoint files (tests)
+  --activation-checkpointing
+                         selective activation checkpointing of every model unit (as the
+                         config's `activation_checkpointing` block): each unit's forward runs
+                         again in backward, attention outputs kept, so no [S, S] attention
+                         activation lives from forward to backward; the same numbers, bitwise
   --sp-grad-divisor M    sequence parallelism (`sequence_parallel_size` > 1) at ZeRO 0-2:
                          `deepspeed` (default) divides the SP-summed gradients by dp as DeepSpeed
                          does, i.e. sp times the mean gradient (the same checkpoints and loss
@@ -81,7 +93,7 @@ struct Args {
       metrics_json, sp_grad_divisor = "deepspeed";
   int64_t seq_len = 0, train_steps = -1, save_interval = 0;
   uint64_t seed = 1234;
-  bool load_module_only = false, fsync = true, bind = true;
+  bool load_module_only = false, fsync = true, bind = true, activation_checkpointing = false;
   int threads = 1, comm_timeout = 300;
 };
 
@@ -143,6 +155,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       a.fsync = false;
     } else if (f == "--no-bind") {
       a.bind = false;
+    } else if (f == "--activation-checkpointing") {
+      a.activation_checkpointing = true;
     } else {
       return UsageError(absl::StrCat("unknown option '", f, "' (see --help)"));
     }
@@ -259,6 +273,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
                               autoep_size);
 
   UCP_ASSIGN_OR_RETURN(EngineConfig ecfg, MakeEngineConfig(cfg));
+  if (args.activation_checkpointing) ecfg.activation_checkpointing = true;
   CommOptions co;
   co.rank = env.rank;
   co.world_size = env.world_size;
@@ -322,14 +337,15 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   if (args.train_steps > 0) {
     UCP_ASSIGN_OR_RETURN(
         data, OpenBatches(args.data, args.data_dtype, args.seed, mcfg.vocab_size, seq_len));
-    log.Line("ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
-             PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
-             " trainable parameters",
-             mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
-             tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
-             sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "", "), data ",
-             data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
-             " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
+    log.Line(
+        "ucp train: ", env.world_size, " rank(s), ZeRO-", cfg.zero.stage, ", ",
+        PrecisionName(cfg.precision), ", ", model->type(), " (", TrainableCount(*model),
+        " trainable parameters", mcfg.is_moe() ? absl::StrCat(", AutoEP ep ", autoep_size) : "",
+        tp > 1 ? absl::StrCat(", AutoTP tp ", tp, " x dp ", dp_size) : "",
+        sp > 1 ? absl::StrCat(", AutoSP sp ", sp, " x dp ", dp_size) : "",
+        ecfg.activation_checkpointing ? ", selective activation checkpointing" : "", "), data ",
+        data->description(), ", batch ", cfg.train_batch_size, " = ", cfg.micro_batch_per_gpu,
+        " x ", cfg.gradient_accumulation_steps, " x ", dp_size, ", seq ", seq_len);
   }
 
   nlohmann::json metrics = {{"losses", nlohmann::json::object()},
@@ -419,6 +435,7 @@ absl::Status Train(const Args& args, const RankEnv& env) {
   metrics["world_size"] = env.world_size;
   if (from_checkpoint) metrics["load_seconds"] = load_seconds;
   metrics["zero_stage"] = cfg.zero.stage;
+  metrics["activation_checkpointing"] = ecfg.activation_checkpointing;
   metrics["train_seconds"] = train_seconds;
   metrics["tokens_per_second"] = train_seconds > 0 ? tokens / train_seconds : 0.0;
   metrics["ms_per_step"] = args.train_steps > 0 ? 1000 * train_seconds / args.train_steps : 0.0;
@@ -462,6 +479,8 @@ int Main(int argc, char** argv) {
   if (args->nproc > 0 && std::getenv("UCP_TRAIN_LAUNCHED") == nullptr) {
     LaunchOptions lo;
     lo.nproc = args->nproc;
+    lo.name = "ucp train";
+    lo.launched_variable = "UCP_TRAIN_LAUNCHED";
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     lo.argv.push_back(n > 0 ? std::string(self, n) : argv_s[0]);
@@ -481,7 +500,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", r->message.c_str());
     return r->exit_code;
   }
-  absl::StatusOr<RankEnv> env = ReadRankEnv();
+  absl::StatusOr<RankEnv> env = ReadRankEnv({.require_local_rank = true});
   if (!env.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(env.status().message()).c_str());
     return 2;

@@ -90,6 +90,36 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
+// The child of `parent` whose environment says RANK=<rank> (a rank `--nproc` started), or -1.
+pid_t RankChild(pid_t parent, int rank) {
+  const std::string wanted =
+      absl::StrCat(std::string(1, '\0'), "RANK=", rank, std::string(1, '\0'));
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const std::string stat = ReadAll(it->path().string() + "/stat");
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(paren + 1));
+    char state = 0;
+    int ppid = 0;
+    fields >> state >> ppid;
+    if (ppid != parent) continue;
+    if ((std::string(1, '\0') + ReadAll(it->path().string() + "/environ")).find(wanted) !=
+        std::string::npos) {
+      return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return -1;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // Every file below `a` and `b`, compared byte for byte.
 void ExpectSameTree(const std::string& a, const std::string& b) {
   std::vector<std::string> files_a, files_b;
@@ -268,9 +298,94 @@ TEST_F(DistTest, ARankWithAnotherWorldSizeIsNamed) {
   const pid_t b = Spawn(args, env(1, 3), Path("b.log"));
   EXPECT_EQ(Wait(a, 60), 1);
   EXPECT_EQ(Wait(b, 60), 1);
-  EXPECT_NE(ReadAll(Path("a.log")).find("rank 1 was started with world size 3"), std::string::npos)
-      << ReadAll(Path("a.log"));
+  const std::string log = ReadAll(Path("a.log"));
+  EXPECT_NE(log.find("error: rank 1 (127.0.0.1:"), std::string::npos) << log;
+  EXPECT_NE(log.find(") was started with world size 3, rank 0 with 2"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(Path("out")));
+}
+
+// `--nproc N`: the command starts its own ranks; same bytes as one process, one report.
+TEST_F(DistTest, NprocRunsItsOwnRanksWithTheSameBytes) {
+  const std::vector<std::vector<std::string>> commands = {
+      {"convert", Fixture("deepspeed/s2_bf16_dp2/checkpoint")},
+      {"export", Fixture("deepspeed/autoep_mixtral_s2_fp32_dp4_ep2/checkpoint"), "--max-shard-size",
+       "200KB", "--out"},
+      {"reshard", Fixture("deepspeed/s3_fp32_dp2/checkpoint"), "--dp", "4", "--out"}};
+  for (size_t c = 0; c < commands.size(); ++c) {
+    SCOPED_TRACE(commands[c][0]);
+    auto args = [&](const std::string& out, bool launch) {
+      std::vector<std::string> a = commands[c];
+      a.insert(a.end(), {out, "--no-fsync"});
+      if (launch) a.insert(a.end(), {"--nproc", "2"});
+      return a;
+    };
+    const std::string single = Path(absl::StrCat(c, "/single/out"));
+    const std::string out = Path(absl::StrCat(c, "/nproc/out"));
+    ASSERT_EQ(Wait(Spawn(args(single, false), {}, Path("single.log")), 60), 0)
+        << ReadAll(Path("single.log"));
+    ASSERT_EQ(Wait(Spawn(args(out, true), {"UCP_DIST_MIN_PIECE=4096"}, Path("nproc.log")), 60), 0)
+        << ReadAll(Path("nproc.log"));
+    ExpectSameTree(single, out);
+    // Rank 1 reports nothing: one "wrote" line per file rank 0 wrote, as one process prints.
+    EXPECT_EQ(Count(ReadAll(Path("nproc.log")), "wrote "),
+              Count(ReadAll(Path("single.log")), "wrote "))
+        << ReadAll(Path("nproc.log"));
+  }
+}
+
+TEST_F(DistTest, NprocNamesAKilledRankAndARerunResumes) {
+  auto args = [](const std::string& out) {
+    return std::vector<std::string>{"convert", Fixture("deepspeed/s3_fp32_dp4/checkpoint"), out,
+                                    "--nproc", "3"};
+  };
+  const std::string out = Path("dist/out");
+  const std::string ready = Path("paused");
+  const pid_t launcher =
+      Spawn(args(out),
+            {"UCP_TEST_PAUSE_AFTER_OPS=3", absl::StrCat("UCP_TEST_PAUSE_READY=", ready),
+             "UCP_DIST_MIN_PIECE=4096", "UCP_DIST_TIMEOUT=10"},
+            Path("killed.log"));
+  pid_t victim = -1;
+  for (int i = 0; i < 3000 && (victim < 0 || !fs::exists(ready)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (victim < 0) victim = RankChild(launcher, 1);
+  }
+  ASSERT_TRUE(fs::exists(ready)) << ReadAll(Path("killed.log"));
+  ASSERT_GT(victim, 0);
+  ::kill(victim, SIGKILL);
+  EXPECT_EQ(Wait(launcher, 60), 1) << ReadAll(Path("killed.log"));
+  const std::string log = ReadAll(Path("killed.log"));
+  EXPECT_NE(log.find("error: rank 1 was killed by signal 9 (SIGKILL)"), std::string::npos) << log;
+  EXPECT_EQ(RankChild(launcher, 0), -1) << "a rank outlived its launcher";
+  EXPECT_FALSE(fs::exists(out));
+  // The same command again resumes the kept staging folder and writes one process's bytes.
+  const std::string single = Path("single/out");
+  ASSERT_EQ(Wait(Spawn({"convert", Fixture("deepspeed/s3_fp32_dp4/checkpoint"), single}, {},
+                       Path("single.log")),
+                 60),
+            0);
+  ASSERT_EQ(Wait(Spawn(args(out), {"UCP_DIST_MIN_PIECE=4096"}, Path("rerun.log")), 60), 0)
+      << ReadAll(Path("rerun.log"));
+  ExpectSameTree(single, out);
+}
+
+TEST_F(DistTest, NprocForwardsSigtermAndLeavesNoOutput) {
+  const std::string out = Path("out");
+  const std::string ready = Path("paused");
+  const pid_t launcher = Spawn(
+      {"convert", Fixture("deepspeed/s3_fp32_dp4/checkpoint"), out, "--no-fsync", "--nproc", "2"},
+      {"UCP_TEST_PAUSE_AFTER_OPS=3", absl::StrCat("UCP_TEST_PAUSE_READY=", ready),
+       "UCP_DIST_MIN_PIECE=4096"},
+      Path("term.log"));
+  for (int i = 0; i < 3000 && !fs::exists(ready); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(fs::exists(ready)) << ReadAll(Path("term.log"));
+  ::kill(launcher, SIGTERM);
+  EXPECT_EQ(Wait(launcher, 60), 128 + SIGTERM) << ReadAll(Path("term.log"));
+  const std::string log = ReadAll(Path("term.log"));
+  EXPECT_NE(log.find("error: interrupted by SIGTERM"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

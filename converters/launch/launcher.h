@@ -1,5 +1,6 @@
-// The local multi-process launcher behind `ucp train --nproc N` (torch-free, POSIX), and the
-// reader of the rank environment that any launcher (ours, torchrun, srun) leaves to a rank.
+// The local multi-process launcher behind `ucp train --nproc N` and `ucp convert | reshard |
+// export --distributed --nproc N` (torch-free, POSIX; what a rank reads back is rank_env.h).
+// It lives below the runtime so that the toolkit, which must not link LibTorch, has it too.
 //
 // LaunchLocal starts N copies of one command (fork + execve, no shell), each with torchrun-style
 // variables, and supervises them: the first rank that fails ends the run (the others get a grace
@@ -13,7 +14,6 @@
 // stops with SIGTTIN; training does not read stdin.
 #pragma once
 
-#include <functional>
 #include <iostream>
 #include <ostream>
 #include <string>
@@ -21,20 +21,27 @@
 
 #include "absl/status/statusor.h"
 
-namespace ucp::runtime {
+namespace ucp::converters::launch {
 
 struct LaunchOptions {
   int nproc = 1;
-  // argv[0] is the executable path, run as-is (no PATH search) in every rank.
+  // argv[0] is the executable path, run as-is (no PATH search) in every rank, unless
+  // `executable` is given: then that file runs, with argv[0] as its argv[0] (a binary that
+  // behaves by its name, `ucp-convert`, reached through /proc/self/exe).
   std::vector<std::string> argv;
+  std::string executable;
   std::string master_addr = "127.0.0.1";
   // 0: pick a free port (FreeLocalPort).
   int master_port = 0;
   // After the first failure (or interrupt), how long the other ranks get to exit on their own
   // before SIGTERM; SIGKILL follows 5 s after SIGTERM.
   double grace_seconds = 10;
-  // The launcher's own lines ("ucp train: rank 2 was killed by signal 9 (SIGKILL)").
+  // The launcher's own lines ("ucp train: rank 2 was killed by signal 9 (SIGKILL)"), each
+  // starting with `name`.
   std::ostream* log = &std::cerr;
+  std::string name = "ucp";
+  // Set to 1 in every rank: how a command that launches itself knows it is a rank already.
+  std::string launched_variable = "UCP_LAUNCHED";
 };
 
 struct LaunchResult {
@@ -47,8 +54,11 @@ struct LaunchResult {
 };
 
 // Starts options.nproc children, each with RANK=r, LOCAL_RANK=r, WORLD_SIZE=n,
-// LOCAL_WORLD_SIZE=n, MASTER_ADDR, MASTER_PORT and UCP_TRAIN_LAUNCHED=1 added to the inherited
-// environment, and waits for all of them. A second interrupt skips the rest of the grace period.
+// LOCAL_WORLD_SIZE=n, MASTER_ADDR, MASTER_PORT and <launched_variable>=1 added to the inherited
+// environment, less every variable of rank_env.h's RankEnvVariables() (an enclosing srun's or
+// torchrun's), and waits for all of them. When several ranks are found ended at once, a rank
+// killed by a signal is named before ranks that exited non-zero (those usually exit because it
+// died). A second interrupt skips the rest of the grace period.
 // Never hangs once a failure happened: every wait is bounded. A child gets
 // prctl(PR_SET_PDEATHSIG, SIGTERM), so that it does not outlive a launcher killed by SIGKILL (the
 // death signal follows the thread that called LaunchLocal: call it from a thread that lives as
@@ -59,27 +69,8 @@ struct LaunchResult {
 // LaunchLocal is running), Unavailable (no free port, fork failed).
 absl::StatusOr<LaunchResult> LaunchLocal(const LaunchOptions& options);
 
-// The rank environment of a process started by a launcher.
-struct RankEnv {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  std::string master_addr;
-  int master_port = 0;
-  // True when any rank variable (RANK, WORLD_SIZE, LOCAL_RANK, SLURM_PROCID) is present.
-  bool launched = false;
-};
-
-// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (torchrun, LaunchLocal, plain
-// variables); when RANK is absent, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (srun) stand in,
-// MASTER_ADDR and MASTER_PORT still required. Without any rank variable: a single process
-// (launched false; MASTER_ADDR/MASTER_PORT read when set). Validates integers, 0 <= rank < world,
-// 0 <= local rank < world and port 1..65535; InvalidArgument errors name the variable.
-absl::StatusOr<RankEnv> ReadRankEnv();
-absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn);
-
 // A TCP port of 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close); 0 on
 // failure. Racy by nature: another process may take it before the master binds it.
 int FreeLocalPort();
 
-}  // namespace ucp::runtime
+}  // namespace ucp::converters::launch

@@ -1,4 +1,4 @@
-#include "runtime/launch/launcher.h"
+#include "converters/launch/launcher.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -21,7 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace ucp::runtime {
+namespace ucp::converters::launch {
 namespace {
 
 using ::testing::HasSubstr;
@@ -80,6 +80,7 @@ LaunchOptions Shell(int nproc, const std::string& script, std::ostream* log) {
   options.argv = {"/bin/sh", "-c", script};
   options.grace_seconds = 0.5;
   options.log = log;
+  options.name = "ucp train";
   return options;
 }
 
@@ -99,15 +100,18 @@ class LaunchTest : public ::testing::Test {
 };
 
 TEST_F(LaunchTest, AllSucceedWithTheirOwnRankEnvironment) {
-  ::setenv("RANK", "7", 1);  // a stale outer value must not leak into the ranks
+  ::setenv("RANK", "7", 1);  // stale outer values must not leak into the ranks
+  ::setenv("SLURM_PROCID", "5", 1);
+  ::setenv("UCP_DIST_PORT", "1", 1);
   ::setenv("UCP_LAUNCH_TEST_INHERITED", "yes", 1);
   const std::string script =
       "echo \"$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $MASTER_ADDR "
-      "$MASTER_PORT $UCP_TRAIN_LAUNCHED $UCP_LAUNCH_TEST_INHERITED\" > " +
+      "$MASTER_PORT $UCP_LAUNCHED ${SLURM_PROCID:-none} ${UCP_DIST_PORT:-none} "
+      "$UCP_LAUNCH_TEST_INHERITED\" > " +
       Dir() + "/env_$RANK";
   auto result = LaunchLocal(Shell(3, script, &log_));
-  ::unsetenv("RANK");
-  ::unsetenv("UCP_LAUNCH_TEST_INHERITED");
+  for (const char* name : {"RANK", "SLURM_PROCID", "UCP_DIST_PORT", "UCP_LAUNCH_TEST_INHERITED"})
+    ::unsetenv(name);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->exit_code, 0);
   EXPECT_EQ(result->first_failed_rank, -1);
@@ -115,8 +119,12 @@ TEST_F(LaunchTest, AllSucceedWithTheirOwnRankEnvironment) {
   std::string port;
   for (int r = 0; r < 3; ++r) {
     std::istringstream fields(ReadFile(File(absl::StrCat("env_", r))));
-    std::string rank, local, world, local_world, addr, this_port, launched, inherited;
-    fields >> rank >> local >> world >> local_world >> addr >> this_port >> launched >> inherited;
+    std::string rank, local, world, local_world, addr, this_port, launched, slurm, dist_port,
+        inherited;
+    fields >> rank >> local >> world >> local_world >> addr >> this_port >> launched >> slurm >>
+        dist_port >> inherited;
+    EXPECT_EQ(slurm, "none");
+    EXPECT_EQ(dist_port, "none");
     EXPECT_EQ(rank, absl::StrCat(r));
     EXPECT_EQ(local, absl::StrCat(r));
     EXPECT_EQ(world, "3");
@@ -339,119 +347,5 @@ TEST(FreeLocalPortTest, ReturnsABindablePort) {
   ::close(fd);
 }
 
-// ReadRankEnv over a fixed table of variables.
-absl::StatusOr<RankEnv> Read(const std::map<std::string, std::string>& vars) {
-  return ReadRankEnv([&vars](const char* name) -> const char* {
-    auto it = vars.find(name);
-    return it == vars.end() ? nullptr : it->second.c_str();
-  });
-}
-
-TEST(ReadRankEnvTest, NothingSetIsOneProcess) {
-  auto env = Read({});
-  ASSERT_TRUE(env.ok()) << env.status();
-  EXPECT_FALSE(env->launched);
-  EXPECT_EQ(env->rank, 0);
-  EXPECT_EQ(env->world_size, 1);
-  EXPECT_EQ(env->local_rank, 0);
-}
-
-TEST(ReadRankEnvTest, TorchrunVariables) {
-  auto env = Read({{"RANK", "5"},
-                   {"WORLD_SIZE", "8"},
-                   {"LOCAL_RANK", "1"},
-                   {"MASTER_ADDR", "node0"},
-                   {"MASTER_PORT", "29500"},
-                   {"SLURM_PROCID", "0"}});  // RANK wins over SLURM
-  ASSERT_TRUE(env.ok()) << env.status();
-  EXPECT_TRUE(env->launched);
-  EXPECT_EQ(env->rank, 5);
-  EXPECT_EQ(env->world_size, 8);
-  EXPECT_EQ(env->local_rank, 1);
-  EXPECT_EQ(env->master_addr, "node0");
-  EXPECT_EQ(env->master_port, 29500);
-}
-
-TEST(ReadRankEnvTest, SlurmFallback) {
-  auto env = Read({{"SLURM_PROCID", "3"},
-                   {"SLURM_NTASKS", "4"},
-                   {"SLURM_LOCALID", "1"},
-                   {"MASTER_ADDR", "10.0.0.1"},
-                   {"MASTER_PORT", "6000"}});
-  ASSERT_TRUE(env.ok()) << env.status();
-  EXPECT_TRUE(env->launched);
-  EXPECT_EQ(env->rank, 3);
-  EXPECT_EQ(env->world_size, 4);
-  EXPECT_EQ(env->local_rank, 1);
-  EXPECT_EQ(env->master_addr, "10.0.0.1");
-  EXPECT_EQ(env->master_port, 6000);
-}
-
-TEST(ReadRankEnvTest, BadValuesNameTheVariable) {
-  const std::map<std::string, std::string> good = {{"RANK", "1"},
-                                                   {"WORLD_SIZE", "2"},
-                                                   {"LOCAL_RANK", "1"},
-                                                   {"MASTER_ADDR", "h"},
-                                                   {"MASTER_PORT", "29500"}};
-  struct Case {
-    std::string name, value, expected;  // value "-": the variable is removed
-  };
-  const std::vector<Case> cases = {
-      {"RANK", "x", "RANK=\"x\" is not an integer"},
-      {"RANK", "", "RANK=\"\" is not an integer"},
-      {"RANK", "2", "RANK=2 is outside 0..1"},
-      {"RANK", "-1", "RANK=-1 is outside"},
-      {"WORLD_SIZE", "0", "WORLD_SIZE=0 must be at least 1"},
-      {"WORLD_SIZE", "-", "RANK is set but WORLD_SIZE is not"},
-      {"RANK", "-", "WORLD_SIZE is set but RANK is not"},
-      {"LOCAL_RANK", "-", "RANK is set but LOCAL_RANK is not"},
-      {"LOCAL_RANK", "5", "LOCAL_RANK=5 is outside"},
-      {"MASTER_ADDR", "-", "MASTER_ADDR is not"},
-      {"MASTER_PORT", "-", "MASTER_PORT is not"},
-      {"MASTER_PORT", "0", "MASTER_PORT=0 is not a port"},
-      {"MASTER_PORT", "65536", "MASTER_PORT=65536 is not a port"},
-      {"MASTER_PORT", "http", "MASTER_PORT=\"http\" is not an integer"},
-  };
-  for (const Case& c : cases) {
-    std::map<std::string, std::string> vars = good;
-    if (c.value == "-") {
-      vars.erase(c.name);
-    } else {
-      vars[c.name] = c.value;
-    }
-    auto env = Read(vars);
-    ASSERT_FALSE(env.ok()) << c.name << "=" << c.value;
-    EXPECT_EQ(env.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(env.status().message(), HasSubstr(c.expected)) << c.name << "=" << c.value;
-  }
-  ASSERT_TRUE(Read(good).ok());
-}
-
-TEST(ReadRankEnvTest, SlurmErrorsNameSlurmVariables) {
-  auto env = Read({{"SLURM_PROCID", "4"},
-                   {"SLURM_NTASKS", "4"},
-                   {"SLURM_LOCALID", "0"},
-                   {"MASTER_ADDR", "h"},
-                   {"MASTER_PORT", "1"}});
-  ASSERT_FALSE(env.ok());
-  EXPECT_THAT(env.status().message(), HasSubstr("SLURM_PROCID=4 is outside 0..3"));
-  env = Read({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "0"}});
-  ASSERT_FALSE(env.ok());
-  EXPECT_THAT(env.status().message(), HasSubstr("MASTER_ADDR"));
-}
-
-TEST(ReadRankEnvTest, ProcessEnvironment) {
-  ::setenv("RANK", "0", 1);
-  ::setenv("WORLD_SIZE", "1", 1);
-  ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-  ::setenv("MASTER_PORT", "1234", 1);
-  auto env = ReadRankEnv();
-  for (const char* name : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(name);
-  ASSERT_TRUE(env.ok()) << env.status();
-  EXPECT_TRUE(env->launched);
-  EXPECT_EQ(env->world_size, 1);
-  EXPECT_EQ(env->master_port, 1234);
-}
-
 }  // namespace
-}  // namespace ucp::runtime
+}  // namespace ucp::converters::launch

@@ -1,4 +1,4 @@
-#include "runtime/launch/launcher.h"
+#include "converters/launch/launcher.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +20,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "converters/launch/rank_env.h"
 #include "formats/base/status.h"
 
 extern char** environ;
 
-namespace ucp::runtime {
+namespace ucp::converters::launch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -129,15 +130,12 @@ std::string DescribeEnd(int rank, int status) {
 bool Failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }
 
 std::vector<std::string> RankEnvironment(const LaunchOptions& options, int port, int rank) {
-  static constexpr std::string_view kOurs[] = {
-      "RANK",        "LOCAL_RANK",  "WORLD_SIZE",        "LOCAL_WORLD_SIZE",
-      "MASTER_ADDR", "MASTER_PORT", "UCP_TRAIN_LAUNCHED"};
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
     const std::string_view name = text.substr(0, text.find('='));
-    bool ours = false;
-    for (std::string_view key : kOurs) ours = ours || key == name;
+    bool ours = name == options.launched_variable;
+    for (const std::string& key : RankEnvVariables()) ours = ours || key == name;
     if (!ours) env.emplace_back(text);
   }
   const std::string n = absl::StrCat(options.nproc);
@@ -147,7 +145,7 @@ std::vector<std::string> RankEnvironment(const LaunchOptions& options, int port,
   env.push_back("LOCAL_WORLD_SIZE=" + n);
   env.push_back("MASTER_ADDR=" + options.master_addr);
   env.push_back(absl::StrCat("MASTER_PORT=", port));
-  env.push_back("UCP_TRAIN_LAUNCHED=1");
+  env.push_back(options.launched_variable + "=1");
   return env;
 }
 
@@ -156,6 +154,10 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
   for (std::string& s : strings) pointers.push_back(s.data());
   pointers.push_back(nullptr);
   return pointers;
+}
+
+const std::string& Executable(const LaunchOptions& options) {
+  return options.executable.empty() ? options.argv[0] : options.executable;
 }
 
 Clock::duration FromSeconds(double s) {
@@ -178,7 +180,8 @@ class Supervisor {
     for (int rank = 0; rank < options_.nproc; ++rank) {
       std::vector<std::string> env = RankEnvironment(options_, port, rank);
       std::vector<char*> envp = Pointers(env);
-      UCP_ASSIGN_OR_RETURN(const pid_t pid, Spawn(argv.data(), envp.data()));
+      UCP_ASSIGN_OR_RETURN(const pid_t pid,
+                           Spawn(Executable(options_).c_str(), argv.data(), envp.data()));
       pids_.push_back(pid);
       status_.push_back(0);
       reaped_.push_back(false);
@@ -189,7 +192,7 @@ class Supervisor {
   LaunchResult Wait();
 
  private:
-  absl::StatusOr<pid_t> Spawn(char** argv, char** envp);
+  absl::StatusOr<pid_t> Spawn(const char* executable, char** argv, char** envp);
   void SignalLive(int sig);
   int Reap(Clock::time_point now);
   void KillAndReapAll();
@@ -208,7 +211,7 @@ class Supervisor {
 };
 
 // fork + execve; an exec failure comes back through a close-on-exec pipe as the errno.
-absl::StatusOr<pid_t> Supervisor::Spawn(char** argv, char** envp) {
+absl::StatusOr<pid_t> Supervisor::Spawn(const char* executable, char** argv, char** envp) {
   // Prepared before fork: between fork and exec only async-signal-safe calls.
   struct sigaction default_action;
   std::memset(&default_action, 0, sizeof(default_action));
@@ -238,7 +241,7 @@ absl::StatusOr<pid_t> Supervisor::Spawn(char** argv, char** envp) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     // The launcher may have died before prctl: the death signal would never come.
     if (::getppid() != parent) ::_exit(kOrphanExit);
-    ::execve(argv[0], argv, envp);
+    ::execve(executable, argv, envp);
     const int err = errno;
     [[maybe_unused]] ssize_t ignored = ::write(fds[1], &err, sizeof(err));
     ::_exit(127);
@@ -257,7 +260,7 @@ absl::StatusOr<pid_t> Supervisor::Spawn(char** argv, char** envp) {
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return ErrnoToStatus(child_errno, absl::StrCat("cannot execute ", argv[0]));
+    return ErrnoToStatus(child_errno, absl::StrCat("cannot execute ", executable));
   }
   return pid;
 }
@@ -283,7 +286,7 @@ void Supervisor::StartDeadline(Clock::time_point now, const std::string& why) {
   term_at_ = now + FromSeconds(options_.grace_seconds);
   const std::vector<int> live = Live();
   if (!live.empty()) {
-    log_ << "ucp train: " << why << "; the other " << live.size() << " rank(s) get "
+    log_ << options_.name << ": " << why << "; the other " << live.size() << " rank(s) get "
          << options_.grace_seconds << " s to exit before SIGTERM\n";
   }
 }
@@ -291,6 +294,7 @@ void Supervisor::StartDeadline(Clock::time_point now, const std::string& why) {
 // Reaps what has ended; returns the number of ranks still running.
 int Supervisor::Reap(Clock::time_point now) {
   int live = 0;
+  int signalled = -1, exited = -1;  // the first rank of this pass that failed each way
   for (size_t r = 0; r < pids_.size(); ++r) {
     if (reaped_[r]) continue;
     int status = 0;
@@ -303,12 +307,14 @@ int Supervisor::Reap(Clock::time_point now) {
     reaped_[r] = true;
     status_[r] = got < 0 ? (255 << 8) : status;
     if (!Failed(status_[r])) continue;
-    const std::string what = DescribeEnd(static_cast<int>(r), status_[r]);
-    log_ << "ucp train: " << what << "\n";
-    if (first_failed_ < 0) {
-      first_failed_ = static_cast<int>(r);
-      StartDeadline(now, what);
-    }
+    log_ << options_.name << ": " << DescribeEnd(static_cast<int>(r), status_[r]) << "\n";
+    int& first = WIFSIGNALED(status_[r]) ? signalled : exited;
+    if (first < 0) first = static_cast<int>(r);
+  }
+  // A rank killed by a signal is the likelier cause of ranks that exited 1 in the same 10 ms.
+  if (first_failed_ < 0 && (signalled >= 0 || exited >= 0)) {
+    first_failed_ = signalled >= 0 ? signalled : exited;
+    StartDeadline(now, DescribeEnd(first_failed_, status_[first_failed_]));
   }
   return live;
 }
@@ -332,13 +338,15 @@ LaunchResult Supervisor::Wait() {
     }
     if (Reap(now) == 0) break;
     if (term_at_ && !term_sent_ && now >= *term_at_) {
-      log_ << "ucp train: sending SIGTERM to rank(s) " << absl::StrJoin(Live(), ", ") << "\n";
+      log_ << options_.name << ": sending SIGTERM to rank(s) " << absl::StrJoin(Live(), ", ")
+           << "\n";
       SignalLive(SIGTERM);
       term_sent_ = true;
       kill_at_ = now + FromSeconds(kKillAfterTermSeconds);
     }
     if (kill_at_ && !kill_sent_ && now >= *kill_at_) {
-      log_ << "ucp train: sending SIGKILL to rank(s) " << absl::StrJoin(Live(), ", ") << "\n";
+      log_ << options_.name << ": sending SIGKILL to rank(s) " << absl::StrJoin(Live(), ", ")
+           << "\n";
       SignalLive(SIGKILL);
       kill_sent_ = true;
       give_up_at_ = now + FromSeconds(kReapAfterKillSeconds);
@@ -358,7 +366,7 @@ LaunchResult Supervisor::Wait() {
   if (!stuck.empty()) {
     parts.push_back(
         absl::StrCat("rank(s) ", absl::StrJoin(stuck, ", "), " still not reaped after SIGKILL"));
-    log_ << "ucp train: " << parts.back() << "\n";
+    log_ << options_.name << ": " << parts.back() << "\n";
   }
   result.first_failed_rank = first_failed_;
   result.message = absl::StrJoin(parts, "; ");
@@ -374,22 +382,6 @@ void Supervisor::KillAndReapAll() {
     const struct timespec pause = {0, 10'000'000};
     ::nanosleep(&pause, nullptr);
   }
-}
-
-absl::StatusOr<int> ParseInt(const char* name, const char* value) {
-  int parsed = 0;
-  if (!absl::SimpleAtoi(value, &parsed)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, "=\"", value, "\" is not an integer"));
-  }
-  return parsed;
-}
-
-absl::StatusOr<int> ParsePort(const char* name, const char* value) {
-  UCP_ASSIGN_OR_RETURN(const int port, ParseInt(name, value));
-  if (port < 1 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(name, "=", port, " is not a port (1..65535)"));
-  }
-  return port;
 }
 
 }  // namespace
@@ -410,8 +402,8 @@ absl::StatusOr<LaunchResult> LaunchLocal(const LaunchOptions& options) {
     return absl::InvalidArgumentError("grace_seconds must be >= 0");
   }
   // Checked here too, for a plain error instead of N failed ranks (the exec check stays: races).
-  if (::access(options.argv[0].c_str(), X_OK) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("cannot execute ", options.argv[0]));
+  if (::access(Executable(options).c_str(), X_OK) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot execute ", Executable(options)));
   }
   const int port = options.master_port != 0 ? options.master_port : FreeLocalPort();
   if (port == 0) return absl::UnavailableError("no free TCP port on 127.0.0.1 for MASTER_PORT");
@@ -427,77 +419,6 @@ absl::StatusOr<LaunchResult> LaunchLocal(const LaunchOptions& options) {
   Supervisor supervisor(options, signals, log);
   UCP_RETURN_IF_ERROR(supervisor.Start(port));
   return supervisor.Wait();
-}
-
-absl::StatusOr<RankEnv> ReadRankEnv() {
-  return ReadRankEnv([](const char* name) -> const char* { return std::getenv(name); });
-}
-
-absl::StatusOr<RankEnv> ReadRankEnv(const std::function<const char*(const char*)>& getenv_fn) {
-  RankEnv env;
-  // The variable names of the source that set the rank: torchrun-style first, then srun's.
-  const char* rank_name = "RANK";
-  const char* world_name = "WORLD_SIZE";
-  const char* local_name = "LOCAL_RANK";
-  if (getenv_fn("RANK") == nullptr && getenv_fn("SLURM_PROCID") != nullptr) {
-    rank_name = "SLURM_PROCID";
-    world_name = "SLURM_NTASKS";
-    local_name = "SLURM_LOCALID";
-  }
-  const char* rank = getenv_fn(rank_name);
-  const char* world = getenv_fn(world_name);
-  const char* local = getenv_fn(local_name);
-  const char* addr = getenv_fn("MASTER_ADDR");
-  const char* port = getenv_fn("MASTER_PORT");
-  env.launched = rank != nullptr || world != nullptr || local != nullptr;
-  if (!env.launched) {
-    // A single process; the master address still applies when given (a one-rank group).
-    if (addr != nullptr) env.master_addr = addr;
-    if (port != nullptr) {
-      UCP_ASSIGN_OR_RETURN(env.master_port, ParsePort("MASTER_PORT", port));
-    }
-    return env;
-  }
-  if (rank == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(world != nullptr ? world_name : local_name,
-                                                   " is set but ", rank_name, " is not"));
-  }
-  if (world == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(rank_name, " is set but ", world_name, " is not"));
-  }
-  UCP_ASSIGN_OR_RETURN(env.rank, ParseInt(rank_name, rank));
-  UCP_ASSIGN_OR_RETURN(env.world_size, ParseInt(world_name, world));
-  if (env.world_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(world_name, "=", env.world_size, " must be at least 1"));
-  }
-  if (env.rank < 0 || env.rank >= env.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(rank_name, "=", env.rank, " is outside 0..",
-                                                   env.world_size - 1, " (", world_name, "=",
-                                                   env.world_size, ")"));
-  }
-  // Without a local rank, ranks sharing a node would all pick device 0: required in a real world.
-  if (local == nullptr && env.world_size > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(rank_name, " is set but ", local_name, " is not"));
-  }
-  if (local != nullptr) {
-    UCP_ASSIGN_OR_RETURN(env.local_rank, ParseInt(local_name, local));
-  }
-  if (env.local_rank < 0 || env.local_rank >= env.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(local_name, "=", env.local_rank, " is outside 0..", env.world_size - 1));
-  }
-  if (addr == nullptr || *addr == '\0') {
-    return absl::InvalidArgumentError(absl::StrCat(rank_name, " is set but MASTER_ADDR is not"));
-  }
-  env.master_addr = addr;
-  if (port == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(rank_name, " is set but MASTER_PORT is not"));
-  }
-  UCP_ASSIGN_OR_RETURN(env.master_port, ParsePort("MASTER_PORT", port));
-  return env;
 }
 
 int FreeLocalPort() {
@@ -518,4 +439,4 @@ int FreeLocalPort() {
   return port;
 }
 
-}  // namespace ucp::runtime
+}  // namespace ucp::converters::launch
