@@ -1,5 +1,5 @@
 // ucp-train: the training runtime's executable (`ucp train` execs it, so the toolkit never pays
-// LibTorch's start-up). One process per rank: started by `--nproc N` (runtime/launch: N local
+// LibTorch's start-up). One process per rank: started by `--nproc N` (converters/launch: N local
 // ranks on 127.0.0.1) or by torchrun / srun style variables (RANK, WORLD_SIZE, MASTER_ADDR, ...).
 // See docs/runtime.md.
 #include <ATen/Parallel.h>
