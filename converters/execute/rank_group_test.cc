@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "converters/launch/launcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -23,16 +24,8 @@ using ::testing::HasSubstr;
 constexpr uint64_t kKey = 0xfeedf00d;
 
 int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+  return ::ucp::converters::launch::FreeLocalPort();
+}  // converters/launch/launcher.h
 
 launch::RankEnv Env(int rank, int world) {
   launch::RankEnv env;

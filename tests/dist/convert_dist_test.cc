@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "converters/launch/launcher.h"
 #include "gtest/gtest.h"
 
 extern char** environ;
@@ -34,16 +35,8 @@ std::string Fixture(const std::string& rel) {
 }
 
 int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+  return ::ucp::converters::launch::FreeLocalPort();
+}  // converters/launch/launcher.h
 
 pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
             const std::string& log) {
